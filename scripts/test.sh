@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install what the test suite needs (Debian packages + Python packages) and run it.
+# Usage: bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || need_apt+=(mosquitto)
+command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+command -v influxd >/dev/null 2>&1 || need_apt+=(influxdb)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+# the Debian packages install services; the tests start their own servers on free ports
+command -v systemctl >/dev/null 2>&1 && systemctl stop mosquitto influxdb >/dev/null 2>&1 || true
+
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+export ORBITWIN_REQUIRE_SERVERS=1
+exec python3 -m pytest -q "$@"

@@ -1,0 +1,66 @@
+"""The ``orbitwin`` console script, run as a user would."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from twin.cli import main
+
+
+def orbitwin(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "twin.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_run_steps_the_fleet_and_prints_the_status_table():
+    r = orbitwin("run", "--count", "40", "--duration", "60", "--speed", "max", "--plain", "--dt", "2")
+    assert r.returncode == 0, r.stderr
+    assert "40 satellites" in r.stdout
+    assert "STARLINK-1008" in r.stdout
+    assert "done: 30 ticks" in r.stdout
+    assert "nominal" in r.stdout and "mean SoC" in r.stdout
+
+
+def test_run_selects_by_shell_and_start_time():
+    r = orbitwin("run", "--alt-km", "565:575", "--inc-deg", "69:71", "--count", "5", "--start",
+                 "2026-03-01T00:00:00Z", "--duration", "10", "--speed", "max", "--plain")
+    assert r.returncode == 0, r.stderr
+    assert "5 satellites" in r.stdout and "sim 2026-03-01 00:00:10 UTC" in r.stdout
+
+
+def test_schema_as_json_and_markdown(capsys):
+    assert main(["schema"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    names = [f["name"] for f in data["fields"]]
+    assert "battery_soc" in names and data["schema_version"] == 1
+    assert main(["schema", "--format", "markdown"]) == 0
+    md = capsys.readouterr().out
+    assert "| `payload_temp_k` | K |" in md
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["run", "--tle", "/nonexistent.tle", "--duration", "1"], "cannot read TLE file"),
+    (["run", "--names", "NOPE*", "--duration", "1"], "no satellite matches"),
+    (["run", "--speed", "warp", "--duration", "1", "--count", "1"], "speed must be"),
+    (["run", "--alt-km", "550", "--duration", "1"], "expected LO:HI"),
+])
+def test_bad_input_gives_a_clear_error_and_exit_2(args, needle, capsys):
+    assert main(args) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_broken_design_file_names_the_key(tmp_path, capsys):
+    bad = tmp_path / "d.toml"
+    from importlib import resources
+
+    text = resources.files("twin").joinpath("data", "v3_compute_sat.toml").read_text()
+    bad.write_text(text.replace("n_devices = 8", "n_devices = -1"))
+    assert main(["run", "--design", str(bad), "--count", "1", "--duration", "1"]) == 2
+    assert "payload.n_devices" in capsys.readouterr().err
+
+
+def test_catalogue_listing(capsys):
+    assert main(["catalogue", "--names", "STARLINK-100*", "--limit", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "STARLINK-1008" in out and "km-" in out

@@ -1,0 +1,61 @@
+"""Pacing the sim clock against wall time: real time, N times faster, or as fast as possible."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+def parse_speed(text: str) -> float | None:
+    """``"real"`` -> 1.0, ``"x10"`` or ``"10"`` -> 10.0, ``"max"``/``"afap"`` -> None (unpaced)."""
+    t = text.strip().lower()
+    if t in ("real", "realtime", "real-time", "1"):
+        return 1.0
+    if t in ("max", "afap", "fast"):
+        return None
+    try:
+        value = float(t[1:] if t.startswith("x") else t)
+    except ValueError:
+        raise ValueError(f"speed must be 'real', 'max' or xN (e.g. x10), got {text!r}") from None
+    if not value > 0:
+        raise ValueError(f"speed must be > 0, got {text!r}")
+    return value
+
+
+@dataclass
+class Pacer:
+    """Holds sim time ``t_s`` to wall time at ``speed`` x real time (``None``: never waits).
+
+    ``wall`` and ``sleep`` are injectable so tests run on a fake clock. ``lag_s`` is how far the
+    sim is behind its schedule (a slow step, or a slow consumer): the pacer never skips ticks to
+    catch up; it reports the lag instead.
+    """
+
+    speed: float | None = 1.0
+    wall: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    _wall0: float | None = field(default=None, init=False)
+    _sim0: float = field(default=0.0, init=False)
+    lag_s: float = field(default=0.0, init=False)
+
+    def start(self, sim_t_s: float) -> None:
+        self._wall0 = self.wall()
+        self._sim0 = sim_t_s
+
+    def wait_until(self, sim_t_s: float) -> float:
+        """Sleep until ``sim_t_s`` is due; return the lag (s of wall time behind schedule, >= 0)."""
+        if self._wall0 is None:
+            self.start(sim_t_s)
+        if self.speed is None:
+            self.lag_s = 0.0
+            return 0.0
+        assert self._wall0 is not None
+        due = self._wall0 + (sim_t_s - self._sim0) / self.speed
+        now = self.wall()
+        if due > now:
+            self.sleep(due - now)
+            self.lag_s = 0.0
+        else:
+            self.lag_s = now - due
+        return self.lag_s

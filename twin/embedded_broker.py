@@ -1,0 +1,241 @@
+"""Run a real mosquitto broker as a child process on a free loopback port.
+
+Every broker gets its own temp dir holding a generated ``mosquitto.conf``, the
+persistence database and the log file; nothing touches a system service.
+
+The pure-Python ``amqtt`` broker was evaluated as a fallback and rejected: it
+speaks MQTT 3.1.1 only and refuses MQTT 5 CONNECTs, which the twin relies on
+(session expiry). :func:`start_embedded_broker` therefore needs mosquitto.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+__all__ = [
+    "BrokerError",
+    "MosquittoProcess",
+    "find_mosquitto",
+    "free_port",
+    "start_embedded_broker",
+    "wait_for_port",
+]
+
+_SEARCH_PATHS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto")
+INSTALL_HINT = "install mosquitto (Debian/Ubuntu: apt-get install mosquitto; macOS: brew install mosquitto)"
+
+
+class BrokerError(RuntimeError):
+    """The broker binary is missing or the process failed to come up."""
+
+
+def find_mosquitto() -> str | None:
+    """Path of the mosquitto binary: $MOSQUITTO_BIN, then $PATH, then usual sbin dirs."""
+    env = os.environ.get("MOSQUITTO_BIN")
+    if env and os.access(env, os.X_OK):
+        return env
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    return next((p for p in _SEARCH_PATHS if os.access(p, os.X_OK)), None)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that was free a moment ago (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
+    """Poll until ``host:port`` accepts TCP connections; False on timeout or if ``proc`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.02)
+    return False
+
+
+class MosquittoProcess:
+    """A mosquitto child process with a generated config in its own temp dir.
+
+    ``restart()`` keeps port and persistence dir, so persistent sessions and
+    queued QoS>0 messages survive a graceful stop (SIGTERM writes the database;
+    after SIGKILL only the last ``autosave_interval`` snapshot survives).
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        binary: str | None = None,
+        workdir: str | os.PathLike[str] | None = None,
+        password_file: str | os.PathLike[str] | None = None,
+        persistence: bool = True,
+        autosave_interval: int = 1,
+        max_queued_messages: int = 1_000_000,
+        max_inflight_messages: int = 100,
+        message_size_limit: int = 0,
+        extra_config: str = "",
+        start_timeout: float = 10.0,
+    ) -> None:
+        self.host = host
+        self.port = port or 0
+        self._fixed_port = port is not None
+        self.binary = binary or find_mosquitto()
+        self.password_file = Path(password_file) if password_file else None
+        self.persistence = persistence
+        self.autosave_interval = autosave_interval
+        self.max_queued_messages = max_queued_messages
+        self.max_inflight_messages = max_inflight_messages
+        self.message_size_limit = message_size_limit
+        self.extra_config = extra_config
+        self.start_timeout = start_timeout
+        self._own_dir = workdir is None
+        self.dir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="orbitwin-mosquitto-"))
+        self.config_path = self.dir / "mosquitto.conf"
+        self.log_path = self.dir / "mosquitto.log"
+        self.persistence_dir = self.dir / "persist"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.startup_seconds: float | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def render_config(self) -> str:
+        """The mosquitto.conf text for the current settings."""
+        lines = [
+            "per_listener_settings false",
+            f"listener {self.port} {self.host}",
+            f"allow_anonymous {'false' if self.password_file else 'true'}",
+            f"persistence {'true' if self.persistence else 'false'}",
+            f"persistence_location {self.persistence_dir}/",
+            f"autosave_interval {self.autosave_interval}",
+            f"max_queued_messages {self.max_queued_messages}",
+            f"max_inflight_messages {self.max_inflight_messages}",
+            f"message_size_limit {self.message_size_limit}",
+            f"log_dest file {self.log_path}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            "connection_messages true",
+            "log_timestamp true",
+        ]
+        if self.password_file:
+            lines.append(f"password_file {self.password_file}")
+        if os.name == "posix" and os.geteuid() == 0:
+            lines.append(f"user {getpass.getuser()}")  # no privilege drop: temp dir stays writable
+        if self.extra_config:
+            lines.append(self.extra_config.strip())
+        return "\n".join(lines) + "\n"
+
+    def start(self) -> MosquittoProcess:
+        """Write the config, spawn mosquitto and wait until the port accepts connections."""
+        if self.running:
+            return self
+        if not self.binary:
+            raise BrokerError(f"mosquitto binary not found; {INSTALL_HINT}")
+        self.persistence_dir.mkdir(parents=True, exist_ok=True)
+        attempts = 1 if self._fixed_port or self.port else 5
+        for attempt in range(attempts):
+            if not self._fixed_port and (attempt or not self.port):
+                self.port = free_port(self.host)
+            if self._spawn():
+                return self
+        raise BrokerError(f"mosquitto did not accept connections on {self.url}:\n{self.log_tail()}")
+
+    def _spawn(self) -> bool:
+        self.config_path.write_text(self.render_config())
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(self.config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.dir,
+            start_new_session=True,
+        )
+        if wait_for_port(self.host, self.port, self.start_timeout, self.proc):
+            self.startup_seconds = time.monotonic() - t0
+            return True
+        self.kill()
+        return False
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+        """Send ``sig`` and wait for exit (SIGKILL after ``timeout``); returns the exit code."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+    def kill(self) -> int | None:
+        """Hard kill (SIGKILL): unsaved persistence state is lost."""
+        return self.stop(signal.SIGKILL)
+
+    def restart(self, sig: int = signal.SIGTERM) -> MosquittoProcess:
+        """Stop with ``sig`` and start again on the same port with the same persistence dir."""
+        self.stop(sig)
+        self._fixed_port = True
+        return self.start()
+
+    def log_tail(self, n: int = 40) -> str:
+        """Last ``n`` lines of the broker log (empty if none yet)."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def cleanup(self) -> None:
+        """Stop the broker and remove its temp dir if we created it."""
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> MosquittoProcess:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.cleanup()
+
+    def __repr__(self) -> str:
+        return f"MosquittoProcess(url={self.url!r}, running={self.running})"
+
+
+def start_embedded_broker(port: int | None = None, **kwargs: object) -> MosquittoProcess:
+    """Start a private MQTT broker (mosquitto) and return it; raises BrokerError if unavailable."""
+    if find_mosquitto() is None:
+        raise BrokerError(
+            "no MQTT broker available: mosquitto binary not found (set MOSQUITTO_BIN or "
+            f"{INSTALL_HINT}); the amqtt fallback is not provided because it lacks MQTT 5"
+        )
+    return MosquittoProcess(port, **kwargs).start()  # type: ignore[arg-type]
