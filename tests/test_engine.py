@@ -282,3 +282,36 @@ def test_clear_fault_and_unknown_fault_id():
     failed = [e for e in ev if e.name == "command_failed"]
     assert failed and failed[0].detail["result"]["field"] == "fault_id"
     assert req.name == "radiator_degradation"
+
+
+def test_pipelined_orbit_worker_is_bit_identical_to_in_process():
+    cat = CAT.select(count=300)
+    a = FleetTwin(cat, DESIGN, dt_s=7.0, seed=3, orbit_worker=True)
+    b = FleetTwin(cat, DESIGN, dt_s=7.0, seed=3, orbit_worker=False)
+    try:
+        for _ in range(20):
+            a.step()
+            b.step()
+        assert a.propagator.fallback_reason is None
+        for k in a.tm:
+            assert np.array_equal(a.tm[k], b.tm[k], equal_nan=True), k
+    finally:
+        a.close()
+
+
+def test_orbit_worker_death_falls_back_to_in_process():
+    cat = CAT.select(count=50)
+    a = FleetTwin(cat, DESIGN, dt_s=5.0, orbit_worker=True)
+    b = FleetTwin(cat, DESIGN, dt_s=5.0, orbit_worker=False)
+    try:
+        a.step()
+        b.step()
+        a.propagator._proc.kill()
+        a.propagator._proc.join()
+        for _ in range(5):
+            a.step()
+            b.step()
+        assert a.propagator.fallback_reason is not None
+        assert np.array_equal(a.tm["lat_deg"], b.tm["lat_deg"])
+    finally:
+        a.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from .environment import albedo_flux_w_m2, earth_ir_flux_w_m2, solar_flux_w_m2
 from .ephemeris import SunEphemeris
 from .eclipse import illumination_fraction
 from .orbit import SGP4_ERROR_MESSAGES, FleetPropagator, beta_angle_rad, gmst82_rad
+from .orbit_worker import PipelinedPropagator
 from .power import HEATERS, ISL, LOAD_NAMES, PAYLOAD, RADIO, nominal_demand_w, power_step
 from .schema import FIELD_BY_NAME, MODE_LOST, MODE_NOMINAL, MODE_SAFE
 from .solar_array import array_power_w
@@ -79,7 +81,10 @@ class FleetTwin:
         start_jd: float | None = None,
         dt_s: float = 1.0,
         seed: int = 0,
+        orbit_worker: bool | None = None,
     ) -> None:
+        """``orbit_worker``: propagate the next tick in a child process (default: for >= 2,000
+        satellites on a machine with two or more cores)."""
         if not dt_s > 0:
             raise ValueError(f"dt_s must be > 0, got {dt_s}")
         self.catalogue = catalogue
@@ -93,7 +98,10 @@ class FleetTwin:
         self.jd0, self.fr0 = julian_split(catalogue.median_epoch_jd() if start_jd is None else start_jd)
         self.t_s = 0.0
         self.tick = 0
-        self.propagator = FleetPropagator(catalogue)
+        if orbit_worker is None:
+            orbit_worker = n >= 2000 and (os.cpu_count() or 1) >= 2
+        self.propagator: FleetPropagator | PipelinedPropagator = (
+            PipelinedPropagator(catalogue) if orbit_worker else FleetPropagator(catalogue))
         self.sun = SunEphemeris()
         self.grid = radiation.load_grid(design.radiation)
         d = design.payload.n_devices
@@ -120,6 +128,17 @@ class FleetTwin:
         # a satellite that never propagated keeps this placeholder: its physics is not reported
         self._r_last = np.tile([6_928_137.0, 0.0, 0.0], (n, 1))
         self.step(advance=False)
+
+    def close(self) -> None:
+        """Release the orbit worker process, if any."""
+        if isinstance(self.propagator, PipelinedPropagator):
+            self.propagator.close()
+
+    def __enter__(self) -> FleetTwin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # --- time -----------------------------------------------------------------
     def jd_fr(self, t_s: float | None = None) -> tuple[float, float]:
@@ -273,6 +292,9 @@ class FleetTwin:
         jd, fr = self.jd_fr()
         sun_teme_m, dut1_s = self.sun.at(jd, fr)
         orb = self.propagator.propagate(jd, fr, gmst82_rad(jd, fr + dut1_s / 86400.0))
+        if isinstance(self.propagator, PipelinedPropagator):
+            jd_n, fr_n = self.jd_fr(self.t_s + dt)
+            self.propagator.prefetch(jd_n, fr_n, gmst82_rad(jd_n, fr_n + self.sun.at(jd_n, fr_n)[1] / 86400.0))
         bad = orb.error_code != 0
         newly_lost = np.flatnonzero(bad & (self.mode != MODE_LOST))
         for i in newly_lost:
@@ -374,16 +396,17 @@ class FleetTwin:
     def _radiation_effects(self, p_flux: np.ndarray, dt: float) -> None:
         des, p = self.design, self.payload
         nd = des.payload.n_devices
-        corr, unc = radiation.seu_events(self.rng, p_flux, dt, des.radiation, nd)
-        p.ecc_corrected += corr
-        p.ecc_uncorrectable += unc
-        self.seu_total += pl.row_sum(corr) + pl.row_sum(unc)
-        if unc.any():
-            for s, d in zip(*np.nonzero(unc)):
-                self._emit(int(s), "seu", "uncorrectable_upset", "warning", device=int(d), count=int(unc[s, d]))
-                backend = p.backends.get(int(s))
+        hit, corr, unc = radiation.seu_hits(self.rng, p_flux, dt, des.radiation, nd)
+        if hit.size:
+            p.ecc_corrected[hit] += corr
+            p.ecc_uncorrectable[hit] += unc
+            self.seu_total[hit] += corr.sum(axis=1) + unc.sum(axis=1)
+            for k, d in zip(*np.nonzero(unc)):
+                s = int(hit[k])
+                self._emit(s, "seu", "uncorrectable_upset", "warning", device=int(d), count=int(unc[k, d]))
+                backend = p.backends.get(s)
                 if backend is not None:
-                    backend.radiation_effect("seu", int(d), int(unc[s, d]))
+                    backend.radiation_effect("seu", int(d), int(unc[k, d]))
         # all devices of a satellite share the payload node's temperature: draw "any latch-up" per
         # satellite (rate x devices), then the device; exact while two onsets in one tick are negligible
         temp = self.temp_k[:, thermal.PAYLOAD:thermal.PAYLOAD + 1]

@@ -102,7 +102,7 @@ def step(
     new_hot = np.where(level > st.hot, level, np.where(release, 0, st.hot)).astype(np.int8)
     changed_hot = np.flatnonzero(new_hot != st.hot)
     st.hot = new_hot
-    throttle = np.select([new_hot == 2, new_hot == 1], [p.red_hot_throttle, p.hot_throttle], 1.0)
+    throttle = np.array([1.0, p.hot_throttle, p.red_hot_throttle])[new_hot]
 
     soc = tm["battery_soc"]
     slim = soc_limits.limits
@@ -112,12 +112,17 @@ def step(
     changed_shed = np.flatnonzero(shed != st.shed_payload)
     st.shed_payload = shed
 
-    st.latch_s = np.where(latched, st.latch_s + dt_s, 0.0)
-    cycles: list[tuple[int, int | None]] = [
-        (int(s), int(d)) for s, d in zip(*np.nonzero(latched & (st.latch_s >= p.latch_detect_s)))
-    ]
-    st.hang_s = np.where(hung, st.hang_s + dt_s, 0.0)
-    cycles += [(int(s), None) for s in np.flatnonzero(hung & (st.hang_s >= p.watchdog_s))]
+    cycles: list[tuple[int, int | None]] = []
+    if latched.any():
+        st.latch_s = np.where(latched, st.latch_s + dt_s, 0.0)
+        cycles += [(int(s), int(d)) for s, d in zip(*np.nonzero(latched & (st.latch_s >= p.latch_detect_s)))]
+    elif st.latch_s.any():
+        st.latch_s[:] = 0.0
+    if hung.any():
+        st.hang_s = np.where(hung, st.hang_s + dt_s, 0.0)
+        cycles += [(int(s), None) for s in np.flatnonzero(hung & (st.hang_s >= p.watchdog_s))]
+    elif st.hang_s.any():
+        st.hang_s[:] = 0.0
     with np.errstate(invalid="ignore"):
         enter_safe = np.flatnonzero(~safe & (soc < p.safe_soc))
     return FdirActions(throttle, cycles, enter_safe, changed_hot, changed_shed)

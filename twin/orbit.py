@@ -117,6 +117,8 @@ class FleetPropagator:
 
 def beta_angle_rad(r_m: np.ndarray, v_m_s: np.ndarray, sun_unit: np.ndarray) -> np.ndarray:
     """Angle between the Sun direction and each orbit plane (rad), signed like the orbit normal."""
-    h = np.cross(r_m, v_m_s)
-    h_norm = np.sqrt(np.einsum("ij,ij->i", h, h))
-    return np.arcsin(np.clip(h @ sun_unit / h_norm, -1.0, 1.0))
+    rx, ry, rz = r_m[:, 0], r_m[:, 1], r_m[:, 2]
+    vx, vy, vz = v_m_s[:, 0], v_m_s[:, 1], v_m_s[:, 2]
+    hx, hy, hz = ry * vz - rz * vy, rz * vx - rx * vz, rx * vy - ry * vx  # np.cross is ~5x slower here
+    h_norm = np.sqrt(hx * hx + hy * hy + hz * hz)
+    return np.arcsin(np.clip((hx * sun_unit[0] + hy * sun_unit[1] + hz * sun_unit[2]) / h_norm, -1.0, 1.0))

@@ -238,10 +238,10 @@ def _seu_rates_at_reference(params: RadiationParams) -> tuple[float, float]:
     return corr, unc
 
 
-def seu_events(
+def seu_hits(
     rng: np.random.Generator, proton_flux: np.ndarray, dt_s: float, params: RadiationParams, n_devices: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Poisson upset counts in ``dt_s``: (corrected, uncorrectable), each (n, n_devices) int64.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sparse Poisson upsets in ``dt_s``: (rows hit (k,), corrected (k, n_devices), uncorrectable (k, n_devices)).
 
     Exact and fast: one Poisson draw per satellite for all devices and both classes, then the
     (rare) nonzero totals are split uniformly over devices (multinomial) and into
@@ -250,19 +250,29 @@ def seu_events(
     flux = np.nan_to_num(np.asarray(proton_flux, float), nan=0.0, posinf=0.0)
     corr_ref, unc_ref = _seu_rates_at_reference(params)
     total_ref = corr_ref + unc_ref
-    n = flux.size
-    corrected = np.zeros((n, n_devices), dtype=np.int64)
-    uncorrectable = np.zeros((n, n_devices), dtype=np.int64)
+    empty = np.zeros((0, max(n_devices, 0)), dtype=np.int64)
     if total_ref <= 0.0 or n_devices <= 0:
-        return corrected, uncorrectable
+        return np.zeros(0, dtype=np.intp), empty, empty
     lam = np.maximum(flux, 0.0) * (total_ref * dt_s * n_devices / params.seu_reference_proton_flux_cm2_s)
     counts = rng.poisson(lam)
     hit = np.flatnonzero(counts)
-    if hit.size:
-        per_dev = rng.multinomial(counts[hit], np.full(n_devices, 1.0 / n_devices))
-        unc = rng.binomial(per_dev, unc_ref / total_ref)
-        uncorrectable[hit] = unc
-        corrected[hit] = per_dev - unc
+    if not hit.size:
+        return hit, empty, empty
+    per_dev = rng.multinomial(counts[hit], np.full(n_devices, 1.0 / n_devices))
+    unc = rng.binomial(per_dev, unc_ref / total_ref)
+    return hit, per_dev - unc, unc
+
+
+def seu_events(
+    rng: np.random.Generator, proton_flux: np.ndarray, dt_s: float, params: RadiationParams, n_devices: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Poisson upset counts in ``dt_s``: (corrected, uncorrectable), each (n, n_devices) int64 (see :func:`seu_hits`)."""
+    n = np.size(proton_flux)
+    corrected = np.zeros((n, max(n_devices, 0)), dtype=np.int64)
+    uncorrectable = np.zeros((n, max(n_devices, 0)), dtype=np.int64)
+    hit, corr, unc = seu_hits(rng, proton_flux, dt_s, params, n_devices)
+    corrected[hit] = corr
+    uncorrectable[hit] = unc
     return corrected, uncorrectable
 
 

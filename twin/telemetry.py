@@ -40,13 +40,14 @@ def build_telemetry(
     lost = twin.mode == MODE_LOST
     shed_mask = np.einsum("ij,j->i", (~ps.load_on).view(np.int8), _LOAD_BITS).astype(np.int64)
     nd = twin.design.payload.n_devices
+    load_total_w = np.einsum("ij->i", ps.load_w)
     speed = np.sqrt(np.einsum("ij,ij->i", orb.v_teme_m_s, orb.v_teme_m_s))
     tm: dict[str, np.ndarray] = {
         "mode": twin.mode,
         "limit_state": np.zeros(twin.n, dtype=np.int8),  # filled in by FDIR's limit check
         "fault_flags": twin.faults.flags,
         "battery_soc": twin.soc,
-        "net_power_w": gen_w - ps.load_w.sum(axis=1),
+        "net_power_w": gen_w - load_total_w,
         "payload_util": out.util,
         "payload_temp_k": temp[:, thermal.PAYLOAD],
         "illumination": illum,
@@ -58,7 +59,7 @@ def build_telemetry(
         "attitude_mode": twin.attitude,
         "sgp4_error": orb.error_code,
         "array_power_w": gen_w,
-        "load_power_w": ps.load_w.sum(axis=1),
+        "load_power_w": load_total_w,
         "shunt_power_w": ps.shunt_w,
         "battery_power_w": ps.battery.power_w,
         "battery_voltage_v": ps.battery.terminal_v,
