@@ -315,3 +315,51 @@ def test_orbit_worker_death_falls_back_to_in_process():
         assert np.array_equal(a.tm["lat_deg"], b.tm["lat_deg"])
     finally:
         a.close()
+
+
+def test_power_cap_limits_payload_power():
+    twin = make(count=2)
+    twin.submit("command", "set_power_cap", {"power_w": 6000.0}, twin.names[0])
+    run(twin, 2)
+    assert twin.tm["payload_power_w"][0] == pytest.approx(6000.0, rel=1e-9)
+    assert twin.tm["payload_power_w"][1] > 9000.0
+    # throughput scales with the dynamic power the cap leaves: (6000 - 8 x 150) / (8 x 1350)
+    assert twin.tm["payload_util"][0] == pytest.approx((6000 - 1200) / 10800, rel=1e-9)
+
+
+def test_job_queue_runs_at_full_load_until_done():
+    twin = make(count=2)
+    twin.submit("command", "set_payload_load", {"load": 0.0}, "*")
+    twin.submit("command", "submit_jobs", {"work_top": 7200.0 * 10}, twin.names[0])  # 10 s at 8 x 900 TOPS
+    twin.step()
+    assert twin.tm["payload_util"][0] == 1.0 and twin.tm["payload_util"][1] == 0.0
+    run(twin, 10)
+    assert twin.tm["payload_backlog_top"][0] == 0.0
+    assert twin.tm["payload_util"][0] == 0.0
+
+
+def test_thermal_throttling_at_the_junction():
+    from twin import payload as pl
+
+    p = DESIGN.payload
+    state = pl.PayloadState.initial(3, p)
+    state.load_setpoint[:] = 1.0
+    junction_rise = p.junction_rise_k_per_w * p.device_peak_w
+    node = np.array([300.0, p.throttle_start_k - junction_rise + 0.5 * (p.throttle_max_k - p.throttle_start_k), 400.0])
+    out = pl.plan(state, p, node, np.zeros(3, bool))
+    assert out.throttle[0] == 1.0
+    assert out.throttle[1] == pytest.approx(1 - (1 - p.throttle_floor) * 0.5, rel=0.05)
+    assert out.throttle[2] == pytest.approx(p.throttle_floor)
+    assert out.throughput_tops[2] == pytest.approx(p.n_devices * p.device_peak_tops * p.throttle_floor)
+
+
+def test_nadir_fixed_attitude_reduces_generation_and_heater_setpoint_command():
+    twin = make(count=4, dt_s=10.0)
+    twin.submit("command", "set_attitude_mode", {"mode": "nadir_fixed"}, twin.names[0])
+    twin.submit("command", "set_heater_setpoint", {"node": "battery", "temp_k": 305.0}, twin.names[1])
+    gen = np.zeros(2)
+    for _ in range(600):
+        twin.step()
+        gen += twin.tm["array_power_w"][[0, 2]]
+    assert gen[0] < 0.8 * gen[1]
+    assert twin.tm["battery_temp_k"][1] > twin.tm["battery_temp_k"][3] + 3.0
