@@ -23,40 +23,112 @@ def _fleet_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--count", type=int, help="keep the first N selected satellites")
     g.add_argument("--start", help="start time, ISO 8601 UTC (default: the catalogue's median epoch)")
     g.add_argument("--dt", type=float, default=1.0, help="time step in seconds (default 1)")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--seed", type=int, default=None, help="random seed (default 0, or the scenario's)")
 
 
 def _fleet_options(a: argparse.Namespace):  # type: ignore[no-untyped-def]
     from .runner import FleetOptions
 
-    return FleetOptions(a.tle, a.design, a.names, a.alt_km, a.inc_deg, a.count, a.start, a.dt, a.seed)
+    return FleetOptions(a.tle, a.design, a.names, a.alt_km, a.inc_deg, a.count, a.start, a.dt,
+                        0 if a.seed is None else a.seed)
+
+
+def _mqtt_settings(a: argparse.Namespace, url: str):  # type: ignore[no-untyped-def]
+    from .mqtt_link import MqttSettings
+
+    return MqttSettings(url, a.mqtt_username, a.mqtt_password, a.mqtt_ca, a.mqtt_cert, a.mqtt_key, a.mqtt_insecure,
+                        a.keepalive, a.session_expiry, a.qos, a.client_id, a.prefix, state_dir=a.state_dir)
+
+
+def _sat_rates(text: str | None, names: dict[str, int]) -> dict[int, dict[str, float]]:
+    """``"STARLINK-1008:hk=10,orbit=1;STARLINK-1012:hk=0"`` -> per-satellite packet rates."""
+    from .tm_encoder import RateError, parse_rates
+
+    out: dict[int, dict[str, float]] = {}
+    for part in (text or "").split(";"):
+        if not part.strip():
+            continue
+        sat, sep, rates = part.partition(":")
+        if not sep or sat.strip() not in names:
+            raise RateError(f"bad --sat-rates entry {part!r}: expected SAT:PACKET=HZ with a selected satellite")
+        out[names[sat.strip()]] = parse_rates(rates)
+    return out
 
 
 def cmd_run(a: argparse.Namespace) -> int:
+    import signal
+
     from .runner import build_twin, run_loop
+    from .scenario import apply_scenario, load_scenario
     from .status_view import render
 
-    twin = build_twin(_fleet_options(a))
+    opts = _fleet_options(a)
+    scenario = load_scenario(a.scenario) if a.scenario else None
+    if scenario is not None and scenario.seed is not None and a.seed is None:
+        opts.seed = scenario.seed
+    twin = build_twin(opts)
+    if scenario is not None:
+        apply_scenario(twin, scenario)
     pacer = Pacer(parse_speed(a.speed))
     tty = sys.stdout.isatty() and not a.plain
-    last = [0.0, 0.0, 0]
+    stopping = [False]
+    signal.signal(signal.SIGTERM, lambda *_: stopping.__setitem__(0, True))
+    last = [0.0, 0.0]
     events = [0]
+    service = None
 
     def on_tick(tw, stats) -> None:  # type: ignore[no-untyped-def]
-        events[0] += len(tw.drain_events())
+        if service is None:
+            events[0] += len(tw.drain_events())
         now = time.monotonic()
-        if now - last[0] < a.refresh:
+        if a.refresh <= 0 or now - last[0] < a.refresh:
             return
         speed = (tw.t_s - last[1]) / (now - last[0]) if last[0] else 0.0
-        last[:] = [now, tw.t_s, stats.ticks]
-        text = render(tw, stats.last_step_s * 1e3, speed, stats.lag_s, a.rows, events[0])
+        last[:] = [now, tw.t_s]
+        ev = service.counters["events"] if service is not None else events[0]
+        text = render(tw, stats.last_step_s * 1e3, speed, stats.lag_s, a.rows, ev)
+        if service is not None:
+            st = service.status()["mqtt"]
+            text += (f"\nmqtt {service.link.settings.url}  connected {st['connected']}  bseq {st['bseq']}  "
+                     f"published {st['published']}  outstanding {st['outstanding']}  "
+                     f"refused {st['refused_queue_full']}  requests {service.counters['requests']}  "
+                     f"rejected {service.counters['rejected']}")
         print(("\x1b[H\x1b[2J" if tty else "") + text + ("" if tty else "\n"), flush=True)
 
     print(f"orbitwin: {twin.n} satellites, dt {twin.dt_s:g} s, seed {twin.seed}, speed {a.speed}", flush=True)
+    broker = link = None
     try:
-        stats = run_loop(twin, pacer, duration_s=a.duration, on_tick=on_tick)
+        if a.no_mqtt:
+            stats = run_loop(twin, pacer, duration_s=a.duration, on_tick=on_tick, should_stop=lambda: stopping[0])
+        else:
+            from .embedded_broker import start_embedded_broker
+            from .mqtt_link import MqttLink
+            from .service import TwinService
+            from .tm_encoder import PacketSchedule, parse_rates
+
+            schedule = PacketSchedule(twin.n, twin.dt_s, parse_rates(a.rates), _sat_rates(a.sat_rates, twin.index))
+            url = a.mqtt
+            if url is None:
+                broker = start_embedded_broker()
+                url = broker.url
+                print(f"orbitwin: embedded MQTT broker ({broker.kind}) at {url}\n"
+                      f"  watch:   mosquitto_sub -h {broker.host} -p {broker.port} -t '{a.prefix}/#' -v\n"
+                      f"  command: mosquitto_pub -h {broker.host} -p {broker.port} -t '{a.prefix}/sat/{twin.names[0]}/cmd'"
+                      f" -m '{{\"command\":\"throttle\",\"args\":{{\"factor\":0.5}}}}'", flush=True)
+            link = MqttLink(_mqtt_settings(a, url))
+            service = TwinService(twin, link, schedule, replay_bytes=int(a.replay_mb * 2**20))
+            link.start(wait_s=a.connect_timeout)
+            print(f"orbitwin: connected to {url} as bseq {link.bseq}; {schedule.messages_per_s():.0f} telemetry "
+                  f"messages/s", flush=True)
+            stats = service.run(pacer, duration_s=a.duration, on_tick=on_tick, should_stop=lambda: stopping[0])
     except KeyboardInterrupt:
         return 0
+    finally:
+        if link is not None:
+            link.stop(graceful=True)
+        if broker is not None:
+            broker.stop()
+        twin.close()
     print(render(twin, stats.last_step_s * 1e3, 0.0, stats.lag_s, a.rows, events[0]))
     print(f"done: {stats.ticks} ticks, mean step {stats.step_s_total / max(stats.ticks, 1) * 1e3:.2f} ms, "
           f"max lag {stats.max_lag_s:.3f} s")
@@ -114,6 +186,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=12, help="satellites shown in the table")
     p.add_argument("--refresh", type=float, default=1.0, help="seconds between table refreshes")
     p.add_argument("--plain", action="store_true", help="no screen clearing, one block per refresh")
+    p.add_argument("--scenario", help="scenario file (TOML/JSON) of timed faults and commands")
+    m = p.add_argument_group("mqtt")
+    m.add_argument("--mqtt", help="broker URL mqtt://[user:pass@]host[:port] or mqtts://... "
+                                  "(default: start an embedded broker)")
+    m.add_argument("--no-mqtt", action="store_true", help="run without MQTT (status table only)")
+    m.add_argument("--mqtt-username")
+    m.add_argument("--mqtt-password")
+    m.add_argument("--mqtt-ca", help="CA certificate file for mqtts://")
+    m.add_argument("--mqtt-cert", help="client certificate file")
+    m.add_argument("--mqtt-key", help="client key file")
+    m.add_argument("--mqtt-insecure", action="store_true", help="do not verify the broker's certificate")
+    m.add_argument("--prefix", default="orbitwin/v1", help="topic prefix (default orbitwin/v1)")
+    m.add_argument("--qos", type=int, default=1, choices=(0, 1), help="telemetry QoS (default 1)")
+    m.add_argument("--keepalive", type=int, default=10, help="MQTT keepalive in seconds (default 10)")
+    m.add_argument("--session-expiry", type=int, default=3600, help="MQTT session expiry in seconds (default 3600)")
+    m.add_argument("--client-id", help="MQTT client id (default: random; fix it to resume the session)")
+    m.add_argument("--rates", help="packet rates, e.g. hk=1,orbit=0.2,thermal=0.1 (Hz)")
+    m.add_argument("--sat-rates", help="per-satellite rates, e.g. 'STARLINK-1008:hk=10,orbit=1;STARLINK-1012:hk=0'")
+    m.add_argument("--replay-mb", type=float, default=256.0, help="telemetry kept for replay requests (MiB)")
+    m.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to wait for the first connection")
+    m.add_argument("--state-dir", help="where the birth sequence counter is kept")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("schema", help="print the telemetry schema")
@@ -143,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (CatalogueError, DesignError, ValueError) as exc:
+    except (CatalogueError, DesignError, ValueError, ConnectionError) as exc:
         print(f"orbitwin: error: {exc}", file=sys.stderr)
         return 2
 

@@ -78,6 +78,8 @@ class MosquittoProcess:
     after SIGKILL only the last ``autosave_interval`` snapshot survives).
     """
 
+    kind = "mosquitto"
+
     def __init__(
         self,
         port: int | None = None,

@@ -1,0 +1,109 @@
+"""Scenario files: timed faults and commands, replayable with a seed.
+
+A scenario is a TOML (or JSON) file whose ``[[request]]`` entries are exactly the MQTT request
+payloads of the contract plus where they go (``sat = "NAME"``, or ``select = ...`` for the fleet)::
+
+    seed = 7
+    [[request]]
+    at = 60                      # sim seconds after start, or an ISO 8601 UTC time
+    sat = "STARLINK-1008"
+    fault = "latchup"
+    args = { device = 3 }
+
+    [[request]]
+    at = 300
+    select = { names = "STARLINK-3*" }
+    command = "throttle"
+    args = { factor = 0.5 }
+
+``orbitwin run --scenario FILE`` submits them to the twin directly; ``orbitwin scenario publish``
+sends the same payloads over MQTT, so any client can replay a scenario against a running twin.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .commands import CommandError
+from .engine import FleetTwin, Request
+from .requests import parse_request
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be used; the message names the entry and the problem."""
+
+
+@dataclass(frozen=True)
+class ScenarioStep:
+    leaf: str  # "cmd" | "fault"
+    sat: str | None  # None: fleet request (payload has "select")
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    seed: int | None
+    steps: tuple[ScenarioStep, ...]
+    source: str
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ScenarioError(f"{p}: cannot read scenario: {exc.strerror}") from exc
+    try:
+        data = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ScenarioError(f"{p}: {exc}") from exc
+    return scenario_from_dict(data, str(p))
+
+
+def scenario_from_dict(data: Any, source: str = "<scenario>") -> Scenario:
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{source}: expected a table with [[request]] entries")
+    unknown = set(data) - {"seed", "request", "description"}
+    if unknown:
+        raise ScenarioError(f"{source}: unknown key {sorted(unknown)[0]!r} (allowed: seed, description, request)")
+    seed = data.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ScenarioError(f"{source}: seed must be an integer")
+    steps = []
+    for k, entry in enumerate(data.get("request", [])):
+        where = f"{source}: request[{k}]"
+        if not isinstance(entry, dict):
+            raise ScenarioError(f"{where}: expected a table")
+        entry = dict(entry)
+        sat = entry.pop("sat", None)
+        if ("command" in entry) == ("fault" in entry):
+            raise ScenarioError(f"{where}: needs exactly one of command or fault")
+        if (sat is None) == ("select" not in entry):
+            raise ScenarioError(f"{where}: needs exactly one of sat or select")
+        leaf = "cmd" if "command" in entry else "fault"
+        try:
+            parse_request(entry, leaf, fleet=sat is None)
+        except CommandError as exc:
+            raise ScenarioError(f"{where}: {exc.message}" + (f" (field {exc.field})" if exc.field else "")) from None
+        steps.append(ScenarioStep(leaf, sat, entry))
+    return Scenario(seed, tuple(steps), source)
+
+
+def apply_scenario(twin: FleetTwin, scenario: Scenario) -> list[Request]:
+    """Submit every step to the twin (time-tagged); errors name the step."""
+    from .service import select_sats, sim_seconds
+
+    queued = []
+    for k, step in enumerate(scenario.steps):
+        req = parse_request(step.payload, step.leaf, fleet=step.sat is None)
+        try:
+            target = step.sat if req.selector is None else select_sats(twin, req.selector)
+            queued.append(twin.submit(req.kind, req.name, req.args, target, at_s=sim_seconds(twin, req.at),
+                                      duration_s=req.duration_s, request_id=req.request_id or f"scenario-{k}"))
+        except CommandError as exc:
+            raise ScenarioError(f"{scenario.source}: request[{k}]: {exc}") from None
+    return queued

@@ -1,0 +1,317 @@
+"""The twin on MQTT: each tick take requests in, step the fleet, publish what happened.
+
+Single-threaded over the engine: requests that paho receives in its network thread wait in the
+link's inbox and are handled at the start of the next tick (at most ``max_requests_per_tick``,
+so a flood cannot stall stepping). Every request gets a reply: ``accepted`` then ``completed``
+(with the result), or ``rejected`` with a machine-readable reason.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from .catalogue import shell_label
+from .clock import Pacer
+from .commands import CommandError, Reason
+from .contract import Topics, dumps, header, iso_utc, reply
+from .engine import Event, FleetTwin
+from .mqtt_link import MqttLink
+from .replay import ReplayBuffer
+from .requests import ParsedRequest, Selector, decode_json, parse_replay, parse_request
+from .runner import RunStats, iso_to_jd
+from .status_view import fleet_summary, jd_to_datetime
+from .tm_encoder import PacketEncoder, PacketSchedule
+
+
+@dataclass
+class Route:
+    """Where a request's replies go."""
+
+    topic: str
+    correlation: bytes | None
+    request_id: str
+    request: str | None
+    sat: str | None
+
+
+class TwinService:
+    """Runs a :class:`FleetTwin` behind an :class:`MqttLink` (the contract is in :mod:`twin.contract`)."""
+
+    def __init__(
+        self,
+        twin: FleetTwin,
+        link: MqttLink,
+        schedule: PacketSchedule | None = None,
+        *,
+        replay_bytes: int = 256 * 2**20,
+        status_every_s: float = 5.0,
+        max_requests_per_tick: int = 5000,
+    ) -> None:
+        self.twin = twin
+        self.link = link
+        self.topics: Topics = link.topics
+        self.schedule = schedule or PacketSchedule(twin.n, twin.dt_s)
+        ids = twin.catalogue.norad_ids
+        self.encoders = {p: PacketEncoder(p, twin.names, ids, self.topics) for p in self.schedule.period}
+        self.seq = np.zeros(twin.n, dtype=np.int64)
+        self.replay = ReplayBuffer(twin.n, replay_bytes)
+        self.counters: Counter[str] = Counter()
+        self.routes: dict[str, Route] = {}
+        self._next_key = 0
+        self.status_every_s = status_every_s
+        self.max_requests_per_tick = max_requests_per_tick
+        self.last_stats: RunStats | None = None
+        self._last_status_t = -1e18
+        shells = shell_label(twin.catalogue.mean_altitude_m, twin.catalogue.inclination_deg)
+        self.shells = shells
+        link.birth_extra = {"sats": twin.n, "dt_s": twin.dt_s, "seed": twin.seed, "prefix": self.topics.prefix,
+                            "packets": {p: hz for p, hz in self.schedule.rates.items()}}
+        catalogue = {"v": 1, "sats": [{"sat": name, "norad": int(i), "shell": sh}
+                                       for name, i, sh in zip(twin.names, ids, shells)]}
+        link.retained_on_connect = [(self.topics.catalogue, dumps(catalogue))]
+
+    # --- time ------------------------------------------------------------------------
+    def now_iso(self) -> str:
+        return iso_utc(jd_to_datetime(self.twin.now_jd))
+
+    def _sim_seconds(self, at: float | str | None) -> float | None:
+        return sim_seconds(self.twin, at)
+
+    # --- requests --------------------------------------------------------------------
+    def _route(self, msg: Any, default_topic: str, obj: dict[str, Any] | None, sat: str | None) -> Route:
+        props = getattr(msg, "properties", None)
+        topic = getattr(props, "ResponseTopic", None) or (obj or {}).get("reply_to") or default_topic
+        if not isinstance(topic, str) or not topic or "#" in topic or "+" in topic:
+            topic = default_topic
+        corr = getattr(props, "CorrelationData", None)
+        rid = (obj or {}).get("id")
+        if not isinstance(rid, str) or not rid:
+            rid = corr.decode("utf-8", "replace") if corr else f"r{self.counters['requests']}"
+        name = None
+        if obj is not None:
+            name = obj.get("command", obj.get("fault"))
+            name = name if isinstance(name, str) else None
+        return Route(topic, corr, rid[:256], name, sat)
+
+    def _send_reply(self, route: Route, status: str, **extra: Any) -> None:
+        props = None
+        if route.correlation is not None:
+            props = Properties(PacketTypes.PUBLISH)
+            props.CorrelationData = route.correlation
+        body = reply(status, route.request_id, route.request, t=self.now_iso(), t_s=self.twin.t_s, **extra)
+        if route.sat is not None:
+            body["sat"] = route.sat
+        self.link.publish(route.topic, dumps(body), qos=1, properties=props)
+        self.counters[f"replies_{status}"] += 1
+
+    def _reject(self, route: Route, exc: CommandError) -> None:
+        self.counters["rejected"] += 1
+        self.counters[f"rejected_{exc.reason.value}"] += 1
+        self._send_reply(route, "rejected", **exc.as_dict())
+
+    def process_requests(self) -> int:
+        """Handle waiting requests (bounded per tick); returns how many were handled."""
+        handled = 0
+        while handled < self.max_requests_per_tick:
+            try:
+                msg = self.link.inbox.get_nowait()
+            except Exception:
+                break
+            handled += 1
+            self.counters["requests"] += 1
+            self._handle(msg)
+        return handled
+
+    def _handle(self, msg: Any) -> None:
+        parsed = self.topics.parse_request_topic(msg.topic)
+        if parsed is None or parsed[2] not in ("cmd", "fault", "replay"):
+            self.counters["unknown_topic"] += 1
+            route = self._route(msg, self.topics.errors, None, None)
+            if parsed is not None and parsed[2] in ("reply", "event", "status", "summary", "catalogue"):
+                return  # someone else's publication on an output topic: counted, not answered
+            self._reject(route, CommandError(Reason.UNKNOWN_COMMAND, f"no requests are taken on {msg.topic!r}", "topic"))
+            return
+        scope, sat, leaf = parsed
+        default = self.topics.sat(sat, "reply") if scope == "sat" and sat else self.topics.fleet("reply")
+        obj = None
+        try:
+            obj = decode_json(msg.payload)
+        except CommandError as exc:
+            self.counters["malformed"] += 1
+            self._reject(self._route(msg, default, None, sat), exc)
+            return
+        route = self._route(msg, default, obj, sat)
+        try:
+            if leaf == "replay":
+                if scope != "fleet":
+                    raise CommandError(Reason.UNKNOWN_COMMAND, "replay requests go to the fleet/replay topic", "topic")
+                self._replay(route, obj)
+                return
+            req = parse_request(obj, leaf, fleet=scope == "fleet")
+            target = self._resolve(req, sat)
+            self._submit(route, req, target)
+        except CommandError as exc:
+            self._reject(route, exc)
+
+    def _resolve(self, req: ParsedRequest, sat: str | None) -> Any:
+        if req.selector is None:
+            if sat not in self.twin.index:
+                raise CommandError(Reason.UNKNOWN_SATELLITE, f"unknown satellite {sat!r}", "sat")
+            return sat
+        return self._select(req.selector)
+
+    def _select(self, s: Selector) -> np.ndarray:
+        return select_sats(self.twin, s)
+
+    def _submit(self, route: Route, req: ParsedRequest, target: Any) -> None:
+        key = f"k{self._next_key}"
+        self._next_key += 1
+        at_s = self._sim_seconds(req.at)
+        queued = self.twin.submit(req.kind, req.name, req.args, target, at_s=at_s, duration_s=req.duration_s,
+                                  request_id=key)
+        self.routes[key] = route
+        self.counters["accepted"] += 1
+        self._send_reply(route, "accepted", execute_t_s=queued.at_s, sats=int(queued.sats.size))
+
+    def _replay(self, route: Route, obj: dict[str, Any]) -> None:
+        rq = parse_replay(obj)
+        if rq.sat not in self.twin.index:
+            raise CommandError(Reason.UNKNOWN_SATELLITE, f"unknown satellite {rq.sat!r}", "sat")
+        found, evicted = self.replay.find(self.twin.index[rq.sat], rq.from_seq, rq.to_seq)
+        for topic, payload in found:
+            self.link.publish(topic, payload, qos=1)
+        self.counters["replayed"] += len(found)
+        self._send_reply(route, "completed", found=len(found), evicted=evicted, from_seq=rq.from_seq,
+                         to_seq=rq.to_seq)
+
+    # --- output ------------------------------------------------------------------------
+    def publish_tick(self) -> None:
+        """Telemetry due this tick, events (and the replies they complete), fleet summary, status."""
+        twin, link = self.twin, self.link
+        t_iso, t_s = self.now_iso(), twin.t_s
+        bseq = link.bseq
+        for packet, rows in self.schedule.due(twin.tick).items():
+            seqs = self.seq[rows].copy()
+            self.seq[rows] += 1
+            msgs = self.encoders[packet].encode(twin.tm, rows, seqs, bseq, t_iso, t_s)
+            publish = link.publish
+            for topic, payload in msgs:
+                publish(topic, payload)
+            self.replay.add(rows, seqs, msgs)
+            self.counters["telemetry"] += len(msgs)
+        for ev in twin.drain_events():
+            self._publish_event(ev, t_iso, bseq)
+        summary = fleet_summary(twin)
+        link.publish(self.topics.summary, dumps(header(None, t_iso, t_s, bseq, tick=twin.tick, **summary)), qos=1)
+        if t_s - self._last_status_t >= self.status_every_s:
+            self._last_status_t = t_s
+            link.publish(self.topics.status, dumps(header(None, t_iso, t_s, bseq, **self.status())), qos=1)
+
+    def _publish_event(self, ev: Event, t_iso: str, bseq: int) -> None:
+        detail = dict(ev.detail)
+        route = None
+        key = detail.get("request_id")
+        if isinstance(key, str) and key in self.routes:
+            route = self.routes.pop(key)
+            detail["request_id"] = route.request_id
+        sat = self.twin.names[ev.sat] if ev.sat >= 0 else None
+        body = header(sat, t_iso, self.twin.t_s, bseq, kind=ev.kind, name=ev.name, severity=ev.severity,
+                      detail=detail)
+        topic = self.topics.sat(sat, "event") if sat is not None else self.topics.fleet("event")
+        self.link.publish(topic, dumps(body), qos=1)
+        self.counters["events"] += 1
+        if route is not None:
+            if ev.name in ("command_completed", "fault_applied"):
+                self._send_reply(route, "completed", result=detail.get("result"))
+            else:
+                result = detail.get("result") or {}
+                self.counters["rejected"] += 1
+                self._send_reply(route, "rejected", **{k: v for k, v in result.items()})
+
+    def status(self) -> dict[str, Any]:
+        """Runtime counters for the status topic and the status table."""
+        st = self.last_stats
+        return {
+            "tick": self.twin.tick,
+            "step_ms": None if st is None else round(st.last_step_s * 1e3, 3),
+            "lag_s": None if st is None else round(st.lag_s, 3),
+            "max_lag_s": None if st is None else round(st.max_lag_s, 3),
+            "mqtt": {"connected": self.link.connected.is_set(), "bseq": self.link.bseq,
+                     "connects": self.link.stats.connects, "published": self.link.stats.published,
+                     "acked": self.link.stats.acked, "outstanding": self.link.outstanding,
+                     "refused_queue_full": self.link.stats.refused_queue_full, "rebirths": self.link.stats.rebirths},
+            "counters": dict(self.counters),
+            "replay_buffer_bytes": self.replay.nbytes,
+        }
+
+    # --- loop ----------------------------------------------------------------------------
+    def run(
+        self,
+        pacer: Pacer,
+        *,
+        duration_s: float | None = None,
+        on_tick: Callable[[FleetTwin, RunStats], None] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> RunStats:
+        """Step and publish until ``duration_s`` of sim time has passed (forever when None)."""
+        twin = self.twin
+        stats = RunStats()
+        self.last_stats = stats
+        end = None if duration_s is None else twin.t_s + duration_s
+        pacer.start(twin.t_s)
+        while (end is None or twin.t_s < end - 1e-9) and not should_stop():
+            stats.lag_s = pacer.wait_until(twin.t_s + twin.dt_s)
+            stats.max_lag_s = max(stats.max_lag_s, stats.lag_s)
+            t0 = time.perf_counter()
+            self.process_requests()
+            twin.step()
+            self.publish_tick()
+            stats.last_step_s = time.perf_counter() - t0
+            stats.step_s_total += stats.last_step_s
+            stats.ticks += 1
+            if on_tick is not None:
+                on_tick(twin, stats)
+        return stats
+
+
+def select_sats(twin: FleetTwin, s: Selector) -> np.ndarray:
+    """Fleet indices matching a selector (all criteria must hold); raise if none match."""
+    if s.all:
+        return np.arange(twin.n)
+    mask = np.ones(twin.n, dtype=bool)
+    if s.sats:
+        mask &= np.isin(np.arange(twin.n), twin.resolve(list(s.sats)))
+    if s.names:
+        pats = [p.strip() for p in s.names.split(",")]
+        mask &= np.array([any(fnmatch.fnmatchcase(n, p) for p in pats) for n in twin.names])
+    cat = twin.catalogue
+    if s.alt_km:
+        alt = cat.mean_altitude_m / 1e3
+        mask &= (alt >= s.alt_km[0]) & (alt <= s.alt_km[1])
+    if s.inc_deg:
+        inc = cat.inclination_deg
+        mask &= (inc >= s.inc_deg[0]) & (inc <= s.inc_deg[1])
+    idx = np.flatnonzero(mask)
+    if idx.size == 0:
+        raise CommandError(Reason.UNKNOWN_SATELLITE, "the selector matches no satellite", "select")
+    return idx
+
+
+def sim_seconds(twin: FleetTwin, at: float | str | None) -> float | None:
+    """A request's ``at``: sim seconds since start as given, or an ISO 8601 UTC time converted."""
+    if at is None or isinstance(at, (int, float)):
+        return None if at is None else float(at)
+    try:
+        jd = iso_to_jd(at)
+    except ValueError:
+        raise CommandError(Reason.BAD_ARGUMENT, f"at {at!r} is not an ISO 8601 time", "at") from None
+    return max((jd - twin.jd0 - twin.fr0) * 86400.0, 0.0)
