@@ -63,6 +63,7 @@ class TwinService:
         ids = twin.catalogue.norad_ids
         self.encoders = {p: PacketEncoder(p, twin.names, ids, self.topics) for p in self.schedule.period}
         self.seq = np.zeros(twin.n, dtype=np.int64)
+        self.run_id = link.bseq  # the first birth sequence of this process
         self.replay = ReplayBuffer(twin.n, replay_bytes)
         self.counters: Counter[str] = Counter()
         self.routes: dict[str, Route] = {}
@@ -73,7 +74,7 @@ class TwinService:
         self._last_status_t = -1e18
         shells = shell_label(twin.catalogue.mean_altitude_m, twin.catalogue.inclination_deg)
         self.shells = shells
-        link.birth_extra = {"sats": twin.n, "dt_s": twin.dt_s, "seed": twin.seed, "prefix": self.topics.prefix,
+        link.birth_extra = {"run": self.run_id, "sats": twin.n, "dt_s": twin.dt_s, "seed": twin.seed, "prefix": self.topics.prefix,
                             "packets": {p: hz for p, hz in self.schedule.rates.items()}}
         catalogue = {"v": 1, "sats": [{"sat": name, "norad": int(i), "shell": sh}
                                        for name, i, sh in zip(twin.names, ids, shells)]}
@@ -202,7 +203,7 @@ class TwinService:
         for packet, rows in self.schedule.due(twin.tick).items():
             seqs = self.seq[rows].copy()
             self.seq[rows] += 1
-            msgs = self.encoders[packet].encode(twin.tm, rows, seqs, bseq, t_iso, t_s)
+            msgs = self.encoders[packet].encode(twin.tm, rows, seqs, bseq, t_iso, t_s, self.run_id)
             publish = link.publish
             for topic, payload in msgs:
                 publish(topic, payload)

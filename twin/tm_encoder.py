@@ -92,7 +92,7 @@ class PacketEncoder:
         self.fields = PACKET_FIELDS[packet]
         body = ",".join(f'"{f}":{_field_format(f)}' for f in self.fields)
         self.template = (f'{{"v":{SCHEMA_VERSION},"sat":"%s","norad":%d,"packet":"{packet}","t":"%s","t_s":%s,'
-                         f'"seq":%d,"bseq":%d,"fields":{{{body}}}}}')
+                         f'"seq":%d,"run":%d,"bseq":%d,"fields":{{{body}}}}}')
         self.topics = [topics.tm(name, packet) for name in names]
         self.names = list(names)
         self.norad = [int(x) for x in norad_ids]
@@ -108,14 +108,18 @@ class PacketEncoder:
         return [repr(v) if v == v and v not in (float("inf"), float("-inf")) else "null" for v in values.tolist()]
 
     def encode(self, tm: Mapping[str, np.ndarray], rows: np.ndarray, seq: np.ndarray, bseq: int, t_iso: str,
-               t_s: float) -> list[tuple[str, bytes]]:
-        """(topic, payload) for each satellite index in ``rows`` with its sequence number ``seq``."""
+               t_s: float, run: int = 0) -> list[tuple[str, bytes]]:
+        """(topic, payload) for each satellite index in ``rows`` with its sequence number ``seq``.
+
+        ``run`` identifies the twin process (its first birth sequence): sequence numbers start
+        at 0 in each run and never repeat within it, across reconnections.
+        """
         cols = [self._column(np.asarray(tm[f])[rows], FIELD_BY_NAME[f].dtype) for f in self.fields]
         names, norad, topics = self.names, self.norad, self.topics
         t_s_text = repr(round(t_s, 6))
         tmpl = self.template
         out = []
         for k, (i, s) in enumerate(zip(rows.tolist(), seq.tolist())):
-            values = (names[i], norad[i], t_iso, t_s_text, s, bseq, *(c[k] for c in cols))
+            values = (names[i], norad[i], t_iso, t_s_text, s, run, bseq, *(c[k] for c in cols))
             out.append((topics[i], (tmpl % values).encode()))
         return out

@@ -1,0 +1,85 @@
+"""Helpers for MQTT tests: a twin subprocess, a recording paho subscriber, condition waits."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``cond`` until truthy; return its value or raise AssertionError on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def start_twin(url: str, *args: str, state_dir: str, client_id: str | None = None) -> subprocess.Popen:
+    """``orbitwin run --mqtt url`` as a child process (stdout/stderr to a temp log)."""
+    cmd = [sys.executable, "-m", "twin.cli", "run", "--mqtt", url, "--plain", "--refresh", "0",
+           "--state-dir", state_dir, *args]
+    if client_id:
+        cmd += ["--client-id", client_id]
+    log = open(os.path.join(state_dir, f"twin-{uuid.uuid4().hex[:6]}.log"), "w")
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
+
+
+class Recorder:
+    """A paho client that records every message (topic, payload dict or bytes, properties, wall time)."""
+
+    def __init__(self, host: str, port: int, topics: list[str], *, client_id: str | None = None,
+                 persistent: bool = False, qos: int = 1) -> None:
+        self.messages: list[tuple[str, Any, Any, float]] = []
+        self.lock = threading.Lock()
+        self.topics = topics
+        self.qos = qos
+        self.connected = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"rec-{uuid.uuid4().hex[:8]}",
+                                  protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *a: self.connected.clear()
+        self.client.reconnect_delay_set(1, 1)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600 if persistent else 0
+        self.client.connect_async(host, port, keepalive=5, clean_start=not persistent, properties=props)
+        self.client.loop_start()
+        wait_for(self.connected.is_set, 10)
+
+    def _on_connect(self, client, userdata, flags, rc, props) -> None:  # type: ignore[no-untyped-def]
+        client.subscribe([(t, self.qos) for t in self.topics])
+        self.connected.set()
+
+    def _on_message(self, client, userdata, msg) -> None:  # type: ignore[no-untyped-def]
+        try:
+            payload: Any = json.loads(msg.payload)
+        except ValueError:
+            payload = msg.payload
+        with self.lock:
+            self.messages.append((msg.topic, payload, msg.properties, time.monotonic()))
+
+    def find(self, pred: Callable[[str, Any], bool]) -> list[tuple[str, Any]]:
+        with self.lock:
+            return [(t, p) for t, p, _, _ in self.messages if pred(t, p)]
+
+    def publish(self, topic: str, payload: Any, qos: int = 1, properties: Properties | None = None) -> None:
+        data = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
+        self.client.publish(topic, data, qos=qos, properties=properties).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
