@@ -157,6 +157,10 @@ def cmd_bench(a: argparse.Namespace) -> int:
         from .bench import bench_fleet
 
         result = bench_fleet(count=a.count, steps=a.steps, dt_s=a.dt, naive_sample=a.naive_sample)
+    elif a.what == "mqtt":
+        from .bench_mqtt import bench_mqtt
+
+        result = bench_mqtt(duration_s=a.duration, count=a.count, baseline_s=a.baseline_duration)
     else:  # pragma: no cover - argparse restricts choices
         raise SystemExit(f"unknown benchmark {a.what}")
     print(json.dumps(result, indent=2))
@@ -218,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("bench", help="benchmarks printing JSON")
-    p.add_argument("what", choices=("fleet",))
+    p.add_argument("what", choices=("fleet", "mqtt"))
+    p.add_argument("--duration", type=float, default=60.0, help="mqtt: sim = wall seconds to run (default 60)")
+    p.add_argument("--baseline-duration", type=float, default=20.0, help="mqtt: seconds of the bare paho baseline")
     p.add_argument("--count", type=int, help="satellites (default: all)")
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--dt", type=float, default=1.0)

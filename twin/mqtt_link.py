@@ -50,8 +50,11 @@ class MqttSettings:
     qos: int = 1
     client_id: str | None = None
     prefix: str = "orbitwin/v1"
-    max_queued: int = 2_000_000
-    max_inflight: int = 1000
+    # paho numbers in-flight and queued QoS 1 messages with 16-bit message ids, so at most
+    # ~65,000 can wait; and it scans the in-flight window on every acknowledgement, so a small
+    # window (its default, 20) is fastest: ~40,000 acknowledged messages/s here vs ~16,000 at 1,000.
+    max_queued: int = 60_000
+    max_inflight: int = 20
     state_dir: str | None = None
 
     def endpoint(self) -> tuple[str, int, bool, str | None, str | None]:
@@ -93,7 +96,7 @@ class LinkStats:
     disconnects: int = 0
     published: int = 0
     acked: int = 0
-    refused_queue_full: int = 0
+    refused_queue_full: int = 0  # publishes refused because the outgoing queue was full
     received: int = 0
     rebirths: int = 0
     last_error: str = ""
