@@ -179,3 +179,30 @@ def test_malformed_and_unknown_topics_do_not_stop_the_twin(mosquitto, state_dir)
     finally:
         _stop(twin)
         rec.close()
+
+
+def test_in_process_amqtt_fallback_broker_over_mqtt_311(state_dir):
+    """Without mosquitto the embedded broker is amqtt (MQTT 3.1.1): telemetry flows, requests get replies."""
+    from twin.embedded_broker import AmqttBroker
+
+    broker = AmqttBroker().start()
+    twin = start_twin(broker.url, "--count", "2", "--speed", "x4", "--mqtt-protocol", "3.1.1", state_dir=state_dir)
+    try:
+        import paho.mqtt.client as mqtt
+
+        got: list = []
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        c.on_message = lambda cl, u, m: got.append((m.topic, json.loads(m.payload)))
+        c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(f"{P}/#", 1)
+        c.connect(broker.host, broker.port)
+        c.loop_start()
+        wait_for(lambda: any(t.endswith("/tm/hk") for t, _ in got), 30)
+        c.publish(f"{P}/sat/{SAT}/cmd", json.dumps({"command": "throttle", "args": {"factor": 0.5}, "id": "t1"}), qos=1)
+        replies = wait_for(lambda: [p["status"] for t, p in got if t.endswith("/reply") and p.get("id") == "t1"]
+                           if len([1 for t, p in got if t.endswith("/reply")]) >= 2 else None, 20)
+        assert replies == ["accepted", "completed"]
+        c.disconnect()
+        c.loop_stop()
+    finally:
+        _stop(twin)
+        broker.stop()

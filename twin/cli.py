@@ -37,7 +37,8 @@ def _mqtt_settings(a: argparse.Namespace, url: str):  # type: ignore[no-untyped-
     from .mqtt_link import MqttSettings
 
     return MqttSettings(url, a.mqtt_username, a.mqtt_password, a.mqtt_ca, a.mqtt_cert, a.mqtt_key, a.mqtt_insecure,
-                        a.keepalive, a.session_expiry, a.qos, a.client_id, a.prefix, state_dir=a.state_dir)
+                        a.keepalive, a.session_expiry, a.qos, a.client_id, a.prefix, state_dir=a.state_dir,
+                        protocol=a.mqtt_protocol)
 
 
 def _sat_rates(text: str | None, names: dict[str, int]) -> dict[int, dict[str, float]]:
@@ -111,6 +112,7 @@ def cmd_run(a: argparse.Namespace) -> int:
             if url is None:
                 broker = start_embedded_broker()
                 url = broker.url
+                a.mqtt_protocol = getattr(broker, "protocol", "5")
                 print(f"orbitwin: embedded MQTT broker ({broker.kind}) at {url}\n"
                       f"  watch:   mosquitto_sub -h {broker.host} -p {broker.port} -t '{a.prefix}/#' -v\n"
                       f"  command: mosquitto_pub -h {broker.host} -p {broker.port} -t '{a.prefix}/sat/{twin.names[0]}/cmd'"
@@ -201,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--mqtt-cert", help="client certificate file")
     m.add_argument("--mqtt-key", help="client key file")
     m.add_argument("--mqtt-insecure", action="store_true", help="do not verify the broker's certificate")
+    m.add_argument("--mqtt-protocol", choices=("5", "3.1.1"), default="5", help="MQTT protocol version (default 5)")
     m.add_argument("--prefix", default="orbitwin/v1", help="topic prefix (default orbitwin/v1)")
     m.add_argument("--qos", type=int, default=1, choices=(0, 1), help="telemetry QoS (default 1)")
     m.add_argument("--keepalive", type=int, default=10, help="MQTT keepalive in seconds (default 10)")

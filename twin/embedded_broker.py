@@ -17,9 +17,11 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 __all__ = [
     "BrokerError",
@@ -233,11 +235,84 @@ class MosquittoProcess:
         return f"MosquittoProcess(url={self.url!r}, running={self.running})"
 
 
-def start_embedded_broker(port: int | None = None, **kwargs: object) -> MosquittoProcess:
-    """Start a private MQTT broker (mosquitto) and return it; raises BrokerError if unavailable."""
-    if find_mosquitto() is None:
-        raise BrokerError(
-            "no MQTT broker available: mosquitto binary not found (set MOSQUITTO_BIN or "
-            f"{INSTALL_HINT}); the amqtt fallback is not provided because it lacks MQTT 5"
-        )
-    return MosquittoProcess(port, **kwargs).start()  # type: ignore[arg-type]
+class AmqttBroker:
+    """An in-process MQTT 3.1.1 broker (amqtt) in its own thread: the fallback without mosquitto.
+
+    It speaks MQTT 3.1.1 only and handles a few thousand messages per second: enough for a
+    small fleet; install mosquitto for the whole constellation.
+    """
+
+    kind = "amqtt, in-process, MQTT 3.1.1"
+    protocol = "3.1.1"
+
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self._loop: Any = None
+        self._broker: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> AmqttBroker:
+        import asyncio
+        import logging
+
+        from amqtt.broker import Broker
+
+        logging.getLogger("amqtt").setLevel(logging.ERROR)
+        cfg = {
+            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+        self._loop = asyncio.new_event_loop()
+        started = threading.Event()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            try:
+                self._broker = Broker(cfg, loop=self._loop)
+                self._loop.run_until_complete(self._broker.start())
+            except BaseException as exc:  # surfaced to the caller below
+                errors.append(exc)
+                started.set()
+                return
+            started.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="orbitwin-amqtt", daemon=True)
+        self._thread.start()
+        started.wait(timeout)
+        if errors or not wait_for_port(self.host, self.port, timeout):
+            raise BrokerError(f"amqtt broker failed to start: {errors[0] if errors else 'no listener'}")
+        return self
+
+    def stop(self) -> None:
+        import asyncio
+
+        if self._loop is None or self._broker is None:
+            return
+        fut = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop)
+        try:
+            fut.result(5)
+        except Exception:  # noqa: BLE001 - best effort on shutdown
+            pass
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(5)
+
+    cleanup = stop
+
+
+def start_embedded_broker(port: int | None = None, **kwargs: object) -> MosquittoProcess | AmqttBroker:
+    """Start a private MQTT broker: a mosquitto child process, else in-process amqtt (MQTT 3.1.1)."""
+    if find_mosquitto() is not None:
+        return MosquittoProcess(port, **kwargs).start()  # type: ignore[arg-type]
+    try:
+        import amqtt  # noqa: F401
+    except ImportError:
+        raise BrokerError(f"no MQTT broker available: mosquitto not found ({INSTALL_HINT}) and amqtt not installed") from None
+    return AmqttBroker(port).start()

@@ -56,6 +56,7 @@ class MqttSettings:
     max_queued: int = 60_000
     max_inflight: int = 20
     state_dir: str | None = None
+    protocol: str = "5"  # "5" or "3.1.1" (no response topics, no-local or session expiry)
 
     def endpoint(self) -> tuple[str, int, bool, str | None, str | None]:
         """(host, port, tls, username, password) from the URL and options."""
@@ -73,6 +74,8 @@ class MqttSettings:
         pw = self.password or (urllib.parse.unquote(u.password) if u.password else None)
         if self.qos not in (0, 1):
             raise MqttConfigError("qos must be 0 or 1")
+        if self.protocol not in ("5", "3.1.1"):
+            raise MqttConfigError("protocol must be 5 or 3.1.1")
         return u.hostname, port, tls, user, pw
 
 
@@ -119,7 +122,12 @@ class MqttLink:
         self.bseq = _next_bseq(settings.state_dir) - 1
         self._lock = threading.Lock()
         cid = settings.client_id or f"orbitwin-twin-{uuid.uuid4().hex[:8]}"
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+        self.v5 = settings.protocol == "5"
+        if self.v5:
+            self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+        else:
+            self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv311,
+                                      clean_session=False)
         self.client.max_inflight_messages_set(settings.max_inflight)
         self.client.max_queued_messages_set(settings.max_queued)
         self.client.reconnect_delay_set(1, 2)
@@ -149,9 +157,12 @@ class MqttLink:
             self.stats.last_error = f"connect refused: {reason_code}"
             return
         self.stats.connects += 1
-        opts = SubscribeOptions(qos=1, noLocal=True)
-        client.subscribe([(t, opts) for t in self.topics.request_subscriptions])
-        client.subscribe(self.topics.state, options=SubscribeOptions(qos=1))
+        if self.v5:
+            opts = SubscribeOptions(qos=1, noLocal=True)
+            client.subscribe([(t, opts) for t in self.topics.request_subscriptions])
+            client.subscribe(self.topics.state, options=SubscribeOptions(qos=1))
+        else:  # MQTT 3.1.1 has no no-local: the twin's own events come back and are ignored
+            client.subscribe([(t, 1) for t in (*self.topics.request_subscriptions, self.topics.state)])
         self.publish(self.topics.state, self._state_payload("online"), qos=1, retain=True)
         for topic, payload in self.retained_on_connect:
             self.publish(topic, payload, qos=1, retain=True)
@@ -188,10 +199,13 @@ class MqttLink:
     # --- use ------------------------------------------------------------------------
     def start(self, wait_s: float | None = 10.0) -> None:
         """Connect in the background; wait up to ``wait_s`` for the first connection."""
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.settings.session_expiry_s
-        self.client.connect_async(self.host, self.port, keepalive=self.settings.keepalive_s, clean_start=False,
-                                  properties=props)
+        if self.v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.settings.session_expiry_s
+            self.client.connect_async(self.host, self.port, keepalive=self.settings.keepalive_s, clean_start=False,
+                                      properties=props)
+        else:
+            self.client.connect_async(self.host, self.port, keepalive=self.settings.keepalive_s)
         self.client.loop_start()
         if wait_s and not self.connected.wait(wait_s):
             raise ConnectionError(f"could not connect to {self.settings.url} within {wait_s} s ({self.stats.last_error})")
@@ -200,7 +214,7 @@ class MqttLink:
                 properties: Properties | None = None) -> bool:
         """Queue a message; False (and counted) when the outgoing queue is full."""
         info = self.client.publish(topic, payload, qos=self.settings.qos if qos is None else qos, retain=retain,
-                                   properties=properties)
+                                   properties=properties if self.v5 else None)
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
             self.stats.refused_queue_full += 1
             return False

@@ -134,11 +134,12 @@ class TwinService:
 
     def _handle(self, msg: Any) -> None:
         parsed = self.topics.parse_request_topic(msg.topic)
+        if parsed is not None and parsed[2] in ("reply", "event", "status", "summary", "catalogue"):
+            self.counters["output_topic_echo"] += 1  # an output topic (our own over MQTT 3.1.1): ignored
+            return
         if parsed is None or parsed[2] not in ("cmd", "fault", "replay"):
             self.counters["unknown_topic"] += 1
             route = self._route(msg, self.topics.errors, None, None)
-            if parsed is not None and parsed[2] in ("reply", "event", "status", "summary", "catalogue"):
-                return  # someone else's publication on an output topic: counted, not answered
             self._reject(route, CommandError(Reason.UNKNOWN_COMMAND, f"no requests are taken on {msg.topic!r}", "topic"))
             return
         scope, sat, leaf = parsed
