@@ -118,7 +118,7 @@ def test_death_within_1_5_keepalive_after_kill9_then_rebirth_and_stale_death(mos
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_broker_restart_loses_no_telemetry(mosquitto, state_dir, sig):
     sats = 30
-    rec = Recorder(mosquitto.host, mosquitto.port, [f"{P}/sat/+/tm/+", f"{P}/fleet/reply"],
+    rec = Recorder(mosquitto.host, mosquitto.port, [f"{P}/sat/+/tm/+", f"{P}/replay/+/tm/+", f"{P}/fleet/reply"],
                    client_id="gap-checker", persistent=True)
     twin = start_twin(mosquitto.url, "--count", str(sats), "--speed", "x5", "--rates", "hk=1,orbit=1,power=1",
                       state_dir=state_dir, client_id="twin-under-test")

@@ -21,6 +21,7 @@ import numpy as np
 
 from .commands import COMMANDS, FAULTS, SENSOR_FAULTS, Arg, Reason, Spec
 from .contract import CONTRACT_VERSION, DEFAULT_PREFIX, Topics, header
+from . import requests as _requests
 from .requests import MAX_REPLAY_SPAN, MAX_REQUEST_BYTES
 from .schema import FIELD_BY_NAME, FIELDS, PACKET_FIELDS, PACKETS, SCHEMA_VERSION, Field
 
@@ -30,6 +31,9 @@ EVENT_KINDS = ("limit", "fdir", "seu", "sel", "fault", "command")  # twin.engine
 SEVERITIES = ("info", "warning", "critical")
 REPLY_STATUSES = ("accepted", "completed", "rejected")
 EXAMPLE_SAT = "STARLINK-1008"
+MAX_REPLAY_RANGES: int | None = getattr(_requests, "MAX_REPLAY_RANGES", None)
+HAS_FRAMES = hasattr(Topics, "fleet_tm")  # fleet frames: {prefix}/fleet/tm/{packet}
+HAS_REPLAY_TOPICS = hasattr(Topics, "replayed")  # replays on {prefix}/replay/{sat}/tm/{packet}
 
 JSON = dict[str, Any]
 
@@ -43,6 +47,7 @@ _ENVELOPE_DOC = {
     "seq": "Per-satellite sequence number over all its packets: +1 per message, starts at 0 per run",
     "run": "Run id: the first birth sequence of the twin process; seq restarts when it changes",
     "bseq": "Birth sequence of the MQTT connection that published the message",
+    "sats": "Satellite names, one per row",
     "tick": "Twin tick number",
 }
 _UNITS = {"t_s": "s"}
@@ -116,6 +121,39 @@ def telemetry_schema(packet: str) -> JSON:
     props["v"] = props["v"] | {"const": SCHEMA_VERSION}
     props["packet"] = props["packet"] | {"const": packet}
     return {"type": "object", "title": f"Telemetry packet {packet}", "properties": props,
+            "required": list(sample), "additionalProperties": False}
+
+
+def _frame_sample(packet: str) -> JSON:
+    from .tm_encoder import FrameEncoder  # type: ignore[attr-defined]
+
+    dtypes = {"float": float, "int": np.int64, "bool": bool}
+    tm = {f: np.zeros(1, dtype=dtypes[FIELD_BY_NAME[f].dtype]) for f in PACKET_FIELDS[packet]}
+    enc = FrameEncoder(packet, [EXAMPLE_SAT], [44714], Topics())
+    _, payload = enc.encode(tm, np.array([0]), np.array([0]), 1, "2026-01-01T00:00:00.000Z", 0.0)
+    return json.loads(payload)
+
+
+def frame_schema(packet: str) -> JSON:
+    """A fleet frame: the packet of every satellite due this tick, as columns (row k = one satellite)."""
+    sample = _frame_sample(packet)
+    props: JSON = {}
+    for key, value in sample.items():
+        if key == "fields":
+            fields = PACKET_FIELDS[packet]
+            props[key] = {"type": "object", "description": "One column per field, rows as in sats",
+                          "properties": {f: {"type": "array", "items": {k: v for k, v in field_schema(
+                              FIELD_BY_NAME[f]).items() if k != "description"}, "description": FIELD_BY_NAME[f]
+                              .description, "x-unit": FIELD_BY_NAME[f].unit} for f in fields},
+                          "required": list(fields), "additionalProperties": False}
+        elif isinstance(value, list):
+            props[key] = {"type": "array", "items": {"type": _json_type(value[0])},
+                          "description": _ENVELOPE_DOC.get(key, key)}
+        else:
+            props[key] = _sample_property(key, value)
+    props["v"] = props["v"] | {"const": SCHEMA_VERSION}
+    props["packet"] = props["packet"] | {"const": packet}
+    return {"type": "object", "title": f"Fleet frame {packet}", "properties": props,
             "required": list(sample), "additionalProperties": False}
 
 
@@ -218,16 +256,24 @@ def selector_schema() -> JSON:
 
 def replay_schema() -> JSON:
     seq = {"type": "integer", "minimum": 0}
-    return {"type": "object", "title": "Replay request", "additionalProperties": False,
-            "description": f"Publish a satellite's buffered telemetry with seq from_seq..to_seq again "
-                           f"(to_seq - from_seq <= {MAX_REPLAY_SPAN}); the reply says how many were found "
-                           f"and how many are no longer held (evicted).",
-            "x-max-span": MAX_REPLAY_SPAN,
-            "properties": {"sat": {"type": "string", "minLength": 1, "description": "Satellite name"},
-                           "from_seq": seq | {"description": "First sequence number"},
-                           "to_seq": seq | {"description": "Last sequence number (inclusive)"},
-                           "id": _ref("RequestId"), "reply_to": _ref("ReplyTo")},
-            "required": ["sat", "from_seq", "to_seq"]}
+    props: JSON = {"sat": {"type": "string", "minLength": 1, "description": "Satellite name"},
+                   "from_seq": seq | {"description": "First sequence number"},
+                   "to_seq": seq | {"description": "Last sequence number (inclusive)"},
+                   "id": _ref("RequestId"), "reply_to": _ref("ReplyTo")}
+    out: JSON = {"type": "object", "title": "Replay request", "additionalProperties": False,
+                 "description": f"Publish a satellite's buffered telemetry with seq from_seq..to_seq again "
+                                f"(to_seq - from_seq <= {MAX_REPLAY_SPAN} per range); the reply says how many "
+                                f"were found and how many are no longer held (evicted).",
+                 "x-max-span": MAX_REPLAY_SPAN, "properties": props, "required": ["sat", "from_seq", "to_seq"]}
+    if MAX_REPLAY_RANGES is not None:
+        props["ranges"] = {"type": "array", "minItems": 1, "maxItems": MAX_REPLAY_RANGES,
+                           "description": "Several ranges at once (then sat/from_seq/to_seq are not used)",
+                           "items": {"type": "array", "minItems": 3, "maxItems": 3,
+                                     "items": [{"type": "string", "minLength": 1, "description": "sat"},
+                                               seq | {"description": "from_seq"}, seq | {"description": "to_seq"}]}}
+        del out["required"]
+        out["anyOf"] = [{"required": ["ranges"]}, {"required": ["sat", "from_seq", "to_seq"]}]
+    return out
 
 
 # --- replies, events, state ------------------------------------------------------------
@@ -241,6 +287,8 @@ def _reply_variant(status: str, extra: JSON, required: Sequence[str]) -> JSON:
         "t": {"type": "string", "format": "date-time", "description": "Sim time of the reply"},
         "t_s": {"type": "number", "x-unit": "s", "description": "Sim seconds of the reply"},
         "sat": {"type": "string", "description": "Satellite of a satellite-topic request"},
+        "run": {"type": "integer", "description": "Run id of the twin process"},
+        "seq": {"type": "integer", "minimum": 0, "description": "Reply sequence number of this run"},
     } | extra
     return {"title": f"Reply {status}", "type": "object", "properties": props, "additionalProperties": False,
             "required": ["v", "status", "id", "t", "t_s", *required]}
@@ -256,7 +304,7 @@ def reply_schemas() -> dict[str, JSON]:
         "result": {"type": ["object", "null"], "description": "What the command or fault did (per request)"},
         "found": count | {"description": "Replay: messages published again"},
         "evicted": count | {"description": "Replay: requested messages no longer in the buffer"},
-        "from_seq": count, "to_seq": count,
+        "from_seq": count, "to_seq": count, "ranges": count | {"description": "Replay: ranges served"},
     }, [])
     rejected = _reply_variant("rejected", {
         "reason": {"type": "string", "enum": [r.value for r in Reason], "description": "Machine-readable reason"},
@@ -280,6 +328,9 @@ def event_schema() -> JSON:
     props, required = _header_props(True)
     props["sat"]["description"] = "Satellite (absent on fleet/event: a request for several satellites)"
     props |= {
+        "run": {"type": "integer", "description": "Run id of the twin process"},
+        "seq": {"type": "integer", "minimum": 0, "description": "Event sequence number of the satellite (or of "
+                                                                "fleet/event) in this run"},
         "kind": {"type": "string", "enum": list(EVENT_KINDS)},
         "name": {"type": "string", "description": "e.g. latchup, safe_mode_entered, command_completed, a limited "
                                                   "field name for kind limit"},
@@ -422,6 +473,7 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
         operations[oid] = op
 
     # telemetry: one channel per packet
+    replayed_where = ("on {prefix}/replay/{sat}/tm/{packet}" if HAS_REPLAY_TOPICS else "on the same topic")
     for p in PACKETS:
         schemas[f"Telemetry_{p.name}"] = telemetry_schema(p.name)
         messages[f"telemetry_{p.name}"] = _message(
@@ -430,9 +482,26 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
         cid = f"satTelemetry_{p.name}"
         channel(cid, topics.tm(sat, p.name), {p.name: f"telemetry_{p.name}"},
                 f"Telemetry packet {p.name} of one satellite: {', '.join(PACKET_FIELDS[p.name])}. Replayed "
-                f"messages come again on the same topic with their original seq and t.", _SAT_PARAM)
+                f"messages come again {replayed_where} with their original seq and t.", _SAT_PARAM)
         operation(f"publishTelemetry_{p.name}", "send", cid, f"Publish {p.name} at its rate (QoS set by --qos, "
                   f"default 1)", 1)
+
+    packet_param = {"packet": {"description": "Telemetry packet", "enum": [p.name for p in PACKETS]}}
+    if HAS_REPLAY_TOPICS:
+        channel("replayedTelemetry", topics.replayed(sat, "{packet}"),
+                {p.name: f"telemetry_{p.name}" for p in PACKETS},
+                "Telemetry published again on a replay request: the original payload (same seq, t, bseq)",
+                _SAT_PARAM | packet_param)
+        operation("publishReplayedTelemetry", "send", "replayedTelemetry", "Answer a replay request", 1)
+    if HAS_FRAMES:
+        for p in PACKETS:
+            schemas[f"Frame_{p.name}"] = frame_schema(p.name)
+            messages[f"frame_{p.name}"] = _message(f"frame_{p.name}", f"Fleet frame {p.name}", f"Frame_{p.name}",
+                                                   f"Packet {p.name} of every satellite due this tick, as columns")
+        channel("fleetFrame", topics.fleet_tm("{packet}"), {p.name: f"frame_{p.name}" for p in PACKETS},
+                "Fleet frames for bulk consumers: one message per packet and tick holding the rows that the "
+                "per-satellite telemetry topics carry", packet_param)
+        operation("publishFleetFrame", "send", "fleetFrame", "Every tick, one frame per due packet", 1)
 
     ex_cmd = [request_example(COMMANDS["throttle"], "command") | {"id": "thr-1"}]
     ex_fault = [request_example(FAULTS["latchup"], "fault") | {"args": {"device": 3}, "id": "sel-1"}]

@@ -134,7 +134,10 @@ def _coerce(arg: Arg, value: Any) -> Any:
             raise CommandError(Reason.BAD_ARGUMENT, f"{arg.name} must be an integer", arg.name)
         value = int(value)
     else:
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # a JSON integer too large for a float
+            raise CommandError(Reason.OUT_OF_RANGE, f"{arg.name} is too large", arg.name) from None
         if not math.isfinite(value):
             raise CommandError(Reason.BAD_ARGUMENT, f"{arg.name} must be finite", arg.name)
     if (arg.min is not None and value < arg.min) or (arg.max is not None and value > arg.max):

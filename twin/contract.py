@@ -9,7 +9,9 @@ Everything under one prefix (default ``orbitwin/v1``)::
     {prefix}/fleet/cmd | fleet/fault        fleet-wide requests with a satellite selector
     {prefix}/fleet/reply                    replies to fleet requests (MQTT 3.1.1 clients)
     {prefix}/fleet/event                    events of fleet requests
-    {prefix}/fleet/replay                   replay requests (sat + sequence range)
+    {prefix}/fleet/replay                   replay requests (sat + sequence ranges)
+    {prefix}/fleet/tm/{packet}              fleet frame: one packet of every satellite due this tick
+    {prefix}/replay/{sat}/tm/{packet}       telemetry sent again on request (same payload, same seq)
     {prefix}/errors                         replies to requests that cannot be routed
     {prefix}/sat/{sat}/tm/{packet}          telemetry packets (schema fields)
     {prefix}/sat/{sat}/event                events: limits, FDIR, SEU/SEL, faults, commands
@@ -60,6 +62,12 @@ class Topics:
     @property
     def replay(self) -> str:
         return f"{self.prefix}/fleet/replay"
+
+    def fleet_tm(self, packet: str) -> str:
+        return f"{self.prefix}/fleet/tm/{packet}"
+
+    def replayed(self, sat: str, packet: str) -> str:
+        return f"{self.prefix}/replay/{sat}/tm/{packet}"
 
     def fleet(self, leaf: str) -> str:
         return f"{self.prefix}/fleet/{leaf}"

@@ -60,19 +60,46 @@ def decode_json(payload: bytes) -> Any:
     return obj
 
 
+def finite(v: Any) -> bool:
+    """A JSON number that is finite as a float (huge integers are not)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
+
+
 def _opt_str(obj: dict[str, Any], key: str, limit: int = 256) -> str | None:
     v = obj.get(key)
     if v is None:
         return None
     if not isinstance(v, str) or not v or len(v) > limit:
         raise CommandError(Reason.BAD_ARGUMENT, f"{key} must be a non-empty string of at most {limit} characters", key)
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CommandError(Reason.BAD_ARGUMENT, f"{key} is not valid UTF-8 text", key) from None
+    if "\x00" in v:
+        raise CommandError(Reason.BAD_ARGUMENT, f"{key} must not contain NUL characters", key)
     return v
 
 
+def valid_reply_topic(topic: str, prefix: str) -> bool:
+    """A topic the twin may publish replies to: no wildcards, and under the prefix only reply topics."""
+    if not topic or "+" in topic or "#" in topic or "\x00" in topic or len(topic.encode("utf-8", "replace")) > 1024:
+        return False
+    try:
+        topic.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    if topic.startswith(prefix + "/"):
+        return topic.endswith("/reply") or topic == f"{prefix}/errors"
+    return True
+
+
 def _band(v: Any, key: str) -> tuple[float, float]:
-    if (not isinstance(v, list) or len(v) != 2
-            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
-            or v[0] > v[1]):
+    if not isinstance(v, list) or len(v) != 2 or not all(finite(x) for x in v) or float(v[0]) > float(v[1]):
         raise CommandError(Reason.BAD_ARGUMENT, f"{key} must be [low, high]", key)
     return float(v[0]), float(v[1])
 
@@ -125,11 +152,11 @@ def parse_request(obj: dict[str, Any], leaf: str, fleet: bool) -> ParsedRequest:
     if at is not None:
         if isinstance(at, bool) or not isinstance(at, (int, float, str)):
             raise CommandError(Reason.BAD_ARGUMENT, "at must be sim seconds or an ISO 8601 UTC time", "at")
-        if isinstance(at, (int, float)) and (not math.isfinite(at) or at < 0):
+        if isinstance(at, (int, float)) and (not finite(at) or at < 0):
             raise CommandError(Reason.OUT_OF_RANGE, "at must be >= 0 sim seconds", "at")
     duration = obj.get("duration_s")
     if duration is not None:
-        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration):
+        if not finite(duration):
             raise CommandError(Reason.BAD_ARGUMENT, "duration_s must be a number", "duration_s")
         if duration <= 0:
             raise CommandError(Reason.OUT_OF_RANGE, "duration_s must be > 0", "duration_s")
@@ -140,36 +167,50 @@ def parse_request(obj: dict[str, Any], leaf: str, fleet: bool) -> ParsedRequest:
         selector = parse_selector(obj["select"])
     elif "select" in obj:
         raise CommandError(Reason.BAD_ARGUMENT, "select is for fleet topics only", "select")
-    return ParsedRequest(kind, name, dict(args), selector, at, None if duration is None else float(duration),
+    return ParsedRequest(kind, name, dict(args), selector, float(at) if isinstance(at, (int, float)) else at,
+                         None if duration is None else float(duration),
                          _opt_str(obj, "id"), _opt_str(obj, "reply_to", 1024))
 
 
 @dataclass(frozen=True)
 class ReplayRequest:
-    sat: str
-    from_seq: int
-    to_seq: int
+    ranges: tuple[tuple[str, int, int], ...]  # (sat, from_seq, to_seq) inclusive
     request_id: str | None
     reply_to: str | None
 
 
 MAX_REPLAY_SPAN = 100_000
+MAX_REPLAY_RANGES = 20_000
+
+
+def _replay_range(sat: Any, lo: Any, hi: Any, where: str) -> tuple[str, int, int]:
+    if not isinstance(sat, str) or not sat:
+        raise CommandError(Reason.BAD_ARGUMENT, f"{where}sat must be a satellite name", "sat")
+    for key, v in (("from_seq", lo), ("to_seq", hi)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise CommandError(Reason.BAD_ARGUMENT, f"{where}{key} must be an integer >= 0", key)
+    if hi < lo or hi - lo > MAX_REPLAY_SPAN:
+        raise CommandError(Reason.OUT_OF_RANGE, f"{where}to_seq must be within from_seq..from_seq+{MAX_REPLAY_SPAN}",
+                           "to_seq")
+    return sat, lo, hi
 
 
 def parse_replay(obj: dict[str, Any]) -> ReplayRequest:
-    """``{"sat": "STARLINK-1008", "from_seq": 10, "to_seq": 20, "id": "..."}``."""
-    unknown = set(obj) - {"sat", "from_seq", "to_seq", "id", "reply_to"}
+    """``{"sat": "STARLINK-1008", "from_seq": 10, "to_seq": 20}`` or ``{"ranges": [["SAT", 10, 20], ...]}``."""
+    unknown = set(obj) - {"sat", "from_seq", "to_seq", "ranges", "id", "reply_to"}
     if unknown:
         raise CommandError(Reason.BAD_ARGUMENT, f"unknown key {sorted(unknown)[0]!r} in replay request",
                            sorted(unknown)[0])
-    sat = obj.get("sat")
-    if not isinstance(sat, str) or not sat:
-        raise CommandError(Reason.BAD_ARGUMENT, "sat must be a satellite name", "sat")
-    lo, hi = obj.get("from_seq"), obj.get("to_seq")
-    for key, v in (("from_seq", lo), ("to_seq", hi)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise CommandError(Reason.BAD_ARGUMENT, f"{key} must be an integer >= 0", key)
-    assert isinstance(lo, int) and isinstance(hi, int)
-    if hi < lo or hi - lo > MAX_REPLAY_SPAN:
-        raise CommandError(Reason.OUT_OF_RANGE, f"to_seq must be within from_seq..from_seq+{MAX_REPLAY_SPAN}", "to_seq")
-    return ReplayRequest(sat, lo, hi, _opt_str(obj, "id"), _opt_str(obj, "reply_to", 1024))
+    if "ranges" in obj:
+        rs = obj["ranges"]
+        if not isinstance(rs, list) or not rs or len(rs) > MAX_REPLAY_RANGES:
+            raise CommandError(Reason.BAD_ARGUMENT, f"ranges must be a list of 1..{MAX_REPLAY_RANGES} [sat, from, to]",
+                               "ranges")
+        ranges = []
+        for k, r in enumerate(rs):
+            if not isinstance(r, list) or len(r) != 3:
+                raise CommandError(Reason.BAD_ARGUMENT, f"ranges[{k}] must be [sat, from_seq, to_seq]", "ranges")
+            ranges.append(_replay_range(*r, where=f"ranges[{k}]: "))
+    else:
+        ranges = [_replay_range(obj.get("sat"), obj.get("from_seq"), obj.get("to_seq"), "")]
+    return ReplayRequest(tuple(ranges), _opt_str(obj, "id"), _opt_str(obj, "reply_to", 1024))

@@ -26,10 +26,10 @@ from .contract import Topics, dumps, header, iso_utc, reply
 from .engine import Event, FleetTwin
 from .mqtt_link import MqttLink
 from .replay import ReplayBuffer
-from .requests import ParsedRequest, Selector, decode_json, parse_replay, parse_request
+from .requests import ParsedRequest, Selector, decode_json, parse_replay, parse_request, valid_reply_topic
 from .runner import RunStats, iso_to_jd
 from .status_view import fleet_summary, jd_to_datetime
-from .tm_encoder import PacketEncoder, PacketSchedule
+from .tm_encoder import FrameEncoder, PacketEncoder, PacketSchedule
 
 
 @dataclass
@@ -55,6 +55,7 @@ class TwinService:
         replay_bytes: int = 256 * 2**20,
         status_every_s: float = 5.0,
         max_requests_per_tick: int = 5000,
+        frames: bool = True,
     ) -> None:
         self.twin = twin
         self.link = link
@@ -62,6 +63,9 @@ class TwinService:
         self.schedule = schedule or PacketSchedule(twin.n, twin.dt_s)
         ids = twin.catalogue.norad_ids
         self.encoders = {p: PacketEncoder(p, twin.names, ids, self.topics) for p in self.schedule.period}
+        self.frames = {p: FrameEncoder(p, twin.names, ids, self.topics) for p in self.schedule.period} if frames else {}
+        self.event_seq = np.zeros(twin.n + 1, dtype=np.int64)  # per satellite; last slot: fleet events
+        self.reply_seq = 0
         self.seq = np.zeros(twin.n, dtype=np.int64)
         self.run_id = link.bseq  # the first birth sequence of this process
         self.replay = ReplayBuffer(twin.n, replay_bytes)
@@ -91,11 +95,11 @@ class TwinService:
     def _route(self, msg: Any, default_topic: str, obj: dict[str, Any] | None, sat: str | None) -> Route:
         props = getattr(msg, "properties", None)
         topic = getattr(props, "ResponseTopic", None) or (obj or {}).get("reply_to") or default_topic
-        if not isinstance(topic, str) or not topic or "#" in topic or "+" in topic:
+        if not isinstance(topic, str) or not valid_reply_topic(topic, self.topics.prefix):
             topic = default_topic
         corr = getattr(props, "CorrelationData", None)
         rid = (obj or {}).get("id")
-        if not isinstance(rid, str) or not rid:
+        if not isinstance(rid, str) or not rid or "\x00" in rid or not rid.isprintable():
             rid = corr.decode("utf-8", "replace") if corr else f"r{self.counters['requests']}"
         name = None
         if obj is not None:
@@ -108,7 +112,9 @@ class TwinService:
         if route.correlation is not None:
             props = Properties(PacketTypes.PUBLISH)
             props.CorrelationData = route.correlation
-        body = reply(status, route.request_id, route.request, t=self.now_iso(), t_s=self.twin.t_s, **extra)
+        body = reply(status, route.request_id, route.request, t=self.now_iso(), t_s=self.twin.t_s, run=self.run_id,
+                     seq=self.reply_seq, **extra)
+        self.reply_seq += 1
         if route.sat is not None:
             body["sat"] = route.sat
         self.link.publish(route.topic, dumps(body), qos=1, properties=props)
@@ -129,7 +135,16 @@ class TwinService:
                 break
             handled += 1
             self.counters["requests"] += 1
-            self._handle(msg)
+            try:
+                self._handle(msg)
+            except Exception as exc:  # noqa: BLE001 - one bad request must never stop the twin
+                self.counters["internal_errors"] += 1
+                try:
+                    route = Route(self.topics.errors, None, f"r{self.counters['requests']}", None, None)
+                    self._reject(route, CommandError(Reason.MALFORMED, f"request could not be handled: {type(exc).__name__}",
+                                                     "payload"))
+                except Exception:  # noqa: BLE001
+                    pass
         return handled
 
     def _handle(self, msg: Any) -> None:
@@ -153,6 +168,10 @@ class TwinService:
             return
         route = self._route(msg, default, obj, sat)
         try:
+            rt = obj.get("reply_to")
+            if rt is not None and (not isinstance(rt, str) or not valid_reply_topic(rt, self.topics.prefix)):
+                raise CommandError(Reason.BAD_ARGUMENT, "reply_to must be a topic without wildcards, outside the "
+                                   "twin's output topics", "reply_to")
             if leaf == "replay":
                 if scope != "fleet":
                     raise CommandError(Reason.UNKNOWN_COMMAND, "replay requests go to the fleet/replay topic", "topic")
@@ -186,14 +205,19 @@ class TwinService:
 
     def _replay(self, route: Route, obj: dict[str, Any]) -> None:
         rq = parse_replay(obj)
-        if rq.sat not in self.twin.index:
-            raise CommandError(Reason.UNKNOWN_SATELLITE, f"unknown satellite {rq.sat!r}", "sat")
-        found, evicted = self.replay.find(self.twin.index[rq.sat], rq.from_seq, rq.to_seq)
-        for topic, payload in found:
-            self.link.publish(topic, payload, qos=1)
-        self.counters["replayed"] += len(found)
-        self._send_reply(route, "completed", found=len(found), evicted=evicted, from_seq=rq.from_seq,
-                         to_seq=rq.to_seq)
+        found_total = evicted_total = 0
+        for sat, lo, hi in rq.ranges:
+            if sat not in self.twin.index:
+                raise CommandError(Reason.UNKNOWN_SATELLITE, f"unknown satellite {sat!r}", "sat")
+        for sat, lo, hi in rq.ranges:
+            found, evicted = self.replay.find(self.twin.index[sat], lo, hi)
+            for topic, payload in found:
+                packet = topic.rsplit("/", 1)[1]
+                self.link.publish(self.topics.replayed(sat, packet), payload, qos=1)
+            found_total += len(found)
+            evicted_total += evicted
+        self.counters["replayed"] += found_total
+        self._send_reply(route, "completed", found=found_total, evicted=evicted_total, ranges=len(rq.ranges))
 
     # --- output ------------------------------------------------------------------------
     def publish_tick(self) -> None:
@@ -210,6 +234,10 @@ class TwinService:
                 publish(topic, payload)
             self.replay.add(rows, seqs, msgs)
             self.counters["telemetry"] += len(msgs)
+            if packet in self.frames:
+                topic, frame = self.frames[packet].encode(twin.tm, rows, seqs, bseq, t_iso, t_s, self.run_id)
+                publish(topic, frame, qos=1)
+                self.counters["frames"] += 1
         for ev in twin.drain_events():
             self._publish_event(ev, t_iso, bseq)
         summary = fleet_summary(twin)
@@ -226,8 +254,11 @@ class TwinService:
             route = self.routes.pop(key)
             detail["request_id"] = route.request_id
         sat = self.twin.names[ev.sat] if ev.sat >= 0 else None
-        body = header(sat, t_iso, self.twin.t_s, bseq, kind=ev.kind, name=ev.name, severity=ev.severity,
-                      detail=detail)
+        slot = ev.sat if ev.sat >= 0 else self.twin.n
+        seq = int(self.event_seq[slot])
+        self.event_seq[slot] += 1
+        body = header(sat, t_iso, self.twin.t_s, bseq, run=self.run_id, seq=seq, kind=ev.kind, name=ev.name,
+                      severity=ev.severity, detail=detail)
         topic = self.topics.sat(sat, "event") if sat is not None else self.topics.fleet("event")
         self.link.publish(topic, dumps(body), qos=1)
         self.counters["events"] += 1

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import json
+
 import numpy as np
 
 from .contract import Topics
@@ -123,3 +125,34 @@ class PacketEncoder:
             values = (names[i], norad[i], t_iso, t_s_text, s, run, bseq, *(c[k] for c in cols))
             out.append((topics[i], (tmpl % values).encode()))
         return out
+
+
+class FrameEncoder:
+    """A fleet frame: one packet of every due satellite in one columnar JSON message.
+
+    ``{"v", "packet", "t", "t_s", "run", "bseq", "sats": [...], "norad": [...], "seq": [...],
+    "fields": {"name": [...]}}``: row k of every list is one satellite's packet, exactly what its
+    own ``sat/{sat}/tm/{packet}`` message carries. Bulk consumers (the InfluxDB bridge) read
+    frames: a handful of messages per tick instead of thousands.
+    """
+
+    def __init__(self, packet: str, names: Sequence[str], norad_ids: Sequence[int], topics: Topics) -> None:
+        self.packet = packet
+        self.fields = PACKET_FIELDS[packet]
+        self.topic = topics.fleet_tm(packet)
+        self.names = np.array(names, dtype=object)
+        self.norad = np.asarray(norad_ids, dtype=np.int64)
+
+    def encode(self, tm: Mapping[str, np.ndarray], rows: np.ndarray, seq: np.ndarray, bseq: int, t_iso: str,
+               t_s: float, run: int = 0) -> tuple[str, bytes]:
+        cols: dict[str, list] = {}
+        for f in self.fields:
+            v = np.asarray(tm[f])[rows]
+            if v.dtype.kind == "f" and not np.isfinite(v).all():
+                cols[f] = [x if x == x and abs(x) != float("inf") else None for x in v.tolist()]
+            else:
+                cols[f] = v.tolist()
+        frame = {"v": SCHEMA_VERSION, "packet": self.packet, "t": t_iso, "t_s": round(t_s, 6), "run": run,
+                 "bseq": bseq, "sats": self.names[rows].tolist(), "norad": self.norad[rows].tolist(),
+                 "seq": seq.tolist(), "fields": cols}
+        return self.topic, json.dumps(frame, separators=(",", ":"), allow_nan=False).encode()
