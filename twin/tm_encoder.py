@@ -92,12 +92,12 @@ class PacketEncoder:
     def __init__(self, packet: str, names: Sequence[str], norad_ids: Sequence[int], topics: Topics) -> None:
         self.packet = packet
         self.fields = PACKET_FIELDS[packet]
-        body = ",".join(f'"{f}":{_field_format(f)}' for f in self.fields)
-        self.template = (f'{{"v":{SCHEMA_VERSION},"sat":"%s","norad":%d,"packet":"{packet}","t":"%s","t_s":%s,'
-                         f'"seq":%d,"run":%d,"bseq":%d,"fields":{{{body}}}}}')
+        body = ",".join(f'"{f}":{_field_format(f)}' for f in self.fields).replace("%", "%%")
+        # two stages: the tick's constants (t, t_s, run, bseq) first, then each satellite's row
+        self.template = ('{"v":' + str(SCHEMA_VERSION) + ',"sat":"%%s","norad":%%d,"packet":"' + packet
+                         + '","t":"%s","t_s":%s,"seq":%%d,"run":%d,"bseq":%d,"fields":{' + body + '}}')
         self.topics = [topics.tm(name, packet) for name in names]
-        self.names = list(names)
-        self.norad = [int(x) for x in norad_ids]
+        self.sat_head = [(str(name), int(i)) for name, i in zip(names, norad_ids)]
 
     @staticmethod
     def _column(values: np.ndarray, dtype: str) -> list:
@@ -106,7 +106,7 @@ class PacketEncoder:
         if dtype == "int":
             return values.tolist()
         if np.isfinite(values).all():
-            return [repr(v) for v in values.tolist()]
+            return list(map(repr, values.tolist()))
         return [repr(v) if v == v and v not in (float("inf"), float("-inf")) else "null" for v in values.tolist()]
 
     def encode(self, tm: Mapping[str, np.ndarray], rows: np.ndarray, seq: np.ndarray, bseq: int, t_iso: str,
@@ -117,14 +117,11 @@ class PacketEncoder:
         at 0 in each run and never repeat within it, across reconnections.
         """
         cols = [self._column(np.asarray(tm[f])[rows], FIELD_BY_NAME[f].dtype) for f in self.fields]
-        names, norad, topics = self.names, self.norad, self.topics
-        t_s_text = repr(round(t_s, 6))
-        tmpl = self.template
-        out = []
-        for k, (i, s) in enumerate(zip(rows.tolist(), seq.tolist())):
-            values = (names[i], norad[i], t_iso, t_s_text, s, run, bseq, *(c[k] for c in cols))
-            out.append((topics[i], (tmpl % values).encode()))
-        return out
+        tmpl = self.template % (t_iso, repr(round(t_s, 6)), run, bseq)
+        rows_l = rows.tolist()
+        head, topics = self.sat_head, self.topics
+        return [(topics[i], (tmpl % (*head[i], s, *vals)).encode())
+                for i, s, vals in zip(rows_l, seq.tolist(), zip(*cols))]
 
 
 class FrameEncoder:
