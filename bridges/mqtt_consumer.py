@@ -44,6 +44,7 @@ class SequenceTracker:
     """Per-satellite sequence numbers within a twin run; missing ones are kept until filled."""
 
     max_missing_per_sat: int = 100_000
+    start_at_first_seen: bool = False  # True: a consumer that joins late does not ask for older history
     runs: dict[str, int] = field(default_factory=dict)
     expected: dict[str, int] = field(default_factory=dict)
     missing: dict[str, set[int]] = field(default_factory=dict)
@@ -61,7 +62,7 @@ class SequenceTracker:
                 self.duplicates += 1  # a late message of an older run
                 return "duplicate"
             self.runs[sat] = run
-            self.expected[sat] = 0
+            self.expected[sat] = seq if self.start_at_first_seen else 0
             self.abandoned += len(self.missing.pop(sat, ()))
         exp = self.expected.get(sat, 0)
         if seq == exp:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from collections.abc import Sequence
 
@@ -181,6 +182,51 @@ def cmd_catalogue(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bridge_influx(a: argparse.Namespace) -> int:
+    import signal
+
+    from bridges.influx_bridge import BridgeSettings, InfluxBridge
+    from bridges.influx_writer import InfluxV1Writer, InfluxV2Writer
+
+    if a.api == "v2":
+        if not (a.org and a.bucket and a.token):
+            raise ValueError("--api v2 needs --org, --bucket and --token")
+        writer = InfluxV2Writer(a.influx, a.org, a.bucket, a.token)
+    else:
+        writer = InfluxV1Writer(a.influx, a.db, a.rp, a.influx_user, a.influx_password)
+    settings = BridgeSettings(a.mqtt, a.client_id, a.prefix, a.mqtt_username, a.mqtt_password,
+                              spool_dir=a.spool_dir, spool_max_bytes=int(a.spool_max_mb * 2**20),
+                              dead_letter_path=a.dead_letter, bridge_id=a.bridge_id)
+    bridge = InfluxBridge(settings, writer)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    bridge.start(wait_s=a.connect_timeout)
+    print(f"orbitwin bridge influx: {a.mqtt} -> {a.influx} ({a.api}); spool {a.spool_dir}; "
+          f"dead letters {a.dead_letter}", flush=True)
+    while not stopping.wait(a.report_every):
+        print(json.dumps(bridge.status()), flush=True)
+    bridge.stop()
+    return 0
+
+
+def cmd_bridge_serial(a: argparse.Namespace) -> int:
+    import signal
+
+    from bridges.serial_bridge import SerialBridge, SerialBridgeSettings
+
+    bridge = SerialBridge(SerialBridgeSettings(a.port, a.sat, a.mqtt, a.board, a.prefix, a.baud)).start()
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    print(f"orbitwin bridge serial: board {bridge.board} on {a.port} -> satellite {a.sat} via {a.mqtt}", flush=True)
+    while not stopping.wait(a.report_every):
+        print(json.dumps({"board": bridge.board, "linked": bridge.link.connected, "silent": bridge.link.silent,
+                          **bridge.counters, "link": dict(bridge.link.stats)}, default=str), flush=True)
+    bridge.stop()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orbitwin", description="Digital twin of orbital compute constellations")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -233,6 +279,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dt", type=float, default=1.0)
     p.add_argument("--naive-sample", type=int, default=200, help="satellites in the naive skyfield baseline")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("bridge", help="bridges between the twin's MQTT contract and other systems")
+    bsub = p.add_subparsers(dest="bridge", required=True)
+    b = bsub.add_parser("influx", help="store telemetry, events and replies in InfluxDB")
+    b.add_argument("--mqtt", required=True, help="broker URL mqtt://[user:pass@]host[:port]")
+    b.add_argument("--mqtt-username")
+    b.add_argument("--mqtt-password")
+    b.add_argument("--influx", required=True, help="InfluxDB URL, e.g. http://localhost:8086")
+    b.add_argument("--api", choices=("v1", "v2"), default="v1", help="v1 /write (InfluxDB 1.x) or v2 (2.x/3.x)")
+    b.add_argument("--db", default="orbitwin", help="v1: database (default orbitwin)")
+    b.add_argument("--rp", help="v1: retention policy")
+    b.add_argument("--influx-user", help="v1: user")
+    b.add_argument("--influx-password", help="v1: password")
+    b.add_argument("--org", help="v2: organisation")
+    b.add_argument("--bucket", help="v2: bucket")
+    b.add_argument("--token", help="v2: API token")
+    b.add_argument("--prefix", default="orbitwin/v1")
+    b.add_argument("--client-id", default="orbitwin-influx-bridge", help="MQTT client id (the persistent session)")
+    b.add_argument("--bridge-id", default="influx", help="name in the bridge's own status")
+    b.add_argument("--spool-dir", default="orbitwin-spool", help="on-disk spool for InfluxDB outages")
+    b.add_argument("--spool-max-mb", type=float, default=1024.0, help="spool size limit (oldest dropped beyond)")
+    b.add_argument("--dead-letter", default="orbitwin-dead-letters.jsonl", help="JSONL file of what cannot be stored")
+    b.add_argument("--report-every", type=float, default=10.0, help="seconds between status lines")
+    b.add_argument("--connect-timeout", type=float, default=30.0)
+    b.set_defaults(func=cmd_bridge_influx)
+
+    b = bsub.add_parser("serial", help="bind a dev board on a serial port to a satellite's payload")
+    b.add_argument("--port", required=True, help="device path, rfc2217://host:port, or a firmware-sim port")
+    b.add_argument("--sat", required=True, help="the satellite whose payload the board becomes")
+    b.add_argument("--mqtt", required=True, help="broker URL mqtt://[user:pass@]host[:port]")
+    b.add_argument("--board", help="board name in topics (default: the satellite's name)")
+    b.add_argument("--prefix", default="orbitwin/v1")
+    b.add_argument("--baud", type=int, default=115200)
+    b.add_argument("--report-every", type=float, default=10.0, help="seconds between status lines")
+    b.set_defaults(func=cmd_bridge_serial)
 
     p = sub.add_parser("catalogue", help="list the selected satellites and their shells")
     _fleet_args(p)

@@ -17,7 +17,11 @@ Everything under one prefix (default ``orbitwin/v1``)::
     {prefix}/sat/{sat}/event                events: limits, FDIR, SEU/SEL, faults, commands
     {prefix}/sat/{sat}/cmd | sat/{sat}/fault    requests for one satellite
     {prefix}/sat/{sat}/reply                replies (MQTT 3.1.1 clients; MQTT 5 uses response topic)
-    {prefix}/board/{board}/...              hardware-in-the-loop boards (see docs/mqtt.md)
+    {prefix}/board/{board}/state            a serial bridge's board: bound satellite, link state (retained)
+    {prefix}/board/{board}/tm               the board's measurements (utilisation, jobs, SEU counts, ...)
+    {prefix}/board/{board}/event            link up/down, board resets, detected upsets
+    {prefix}/board/{board}/cmd | /fault     requests to the board (same request/reply rules)
+    {prefix}/board/{board}/reply            replies of the serial bridge
 """
 
 from __future__ import annotations
@@ -78,10 +82,22 @@ class Topics:
     def tm(self, sat: str, packet: str) -> str:
         return f"{self.prefix}/sat/{sat}/tm/{packet}"
 
+    def board(self, board: str, leaf: str) -> str:
+        return f"{self.prefix}/board/{board}/{leaf}"
+
     @property
     def request_subscriptions(self) -> tuple[str, ...]:
         """What the twin subscribes to (with no-local, so its own publications do not echo)."""
-        return (f"{self.prefix}/sat/+/+", f"{self.prefix}/fleet/+")
+        return (f"{self.prefix}/sat/+/+", f"{self.prefix}/fleet/+", f"{self.prefix}/board/+/state",
+                f"{self.prefix}/board/+/tm")
+
+    def parse_board_topic(self, topic: str) -> tuple[str, str] | None:
+        """``(board, leaf)`` for ``{prefix}/board/{board}/{leaf}``; else None."""
+        head = f"{self.prefix}/board/"
+        if not topic.startswith(head):
+            return None
+        parts = topic[len(head):].split("/")
+        return (parts[0], parts[1]) if len(parts) == 2 and parts[0] else None
 
     def parse_request_topic(self, topic: str) -> tuple[str, str | None, str] | None:
         """``(scope, sat, leaf)`` for a topic under the prefix: scope ``sat`` or ``fleet``; else None."""

@@ -35,6 +35,7 @@ from .faults import FaultBook
 ATT_SUN_TRACK, ATT_NADIR_FIXED, ATT_SAFE_SUN, ATT_TUMBLING = 0, 1, 2, 3
 _ATT_BY_NAME = {"sun_track": ATT_SUN_TRACK, "nadir_fixed": ATT_NADIR_FIXED, "safe_sun": ATT_SAFE_SUN}
 TUMBLE_PERIOD_S = 600.0
+HIL_DIVERGENCE = 0.25  # utilisation difference between board and twin that raises the alarm
 _SETPOINT_NODE = {"payload": thermal.PAYLOAD, "battery": thermal.BATTERY, "avionics": thermal.AVIONICS}
 
 
@@ -127,6 +128,8 @@ class FleetTwin:
         self.tm: dict[str, np.ndarray] = {}
         # a satellite that never propagated keeps this placeholder: its physics is not reported
         self._r_last = np.tile([6_928_137.0, 0.0, 0.0], (n, 1))
+        self.payload_source = np.zeros(n, dtype=np.int8)
+        self.hil_divergence = np.zeros(n, dtype=bool)
         self.step(advance=False)
 
     def close(self) -> None:
@@ -372,26 +375,50 @@ class FleetTwin:
         self._run_fdir(dt if advance else 0.0)
 
     def _apply_backends(self, plan: pl.PayloadOutput) -> pl.PayloadOutput:
+        """Rows of satellites whose payload is a board: the board's measurement replaces the model."""
         if not self.payload.backends:
-            self.payload_source = np.zeros(self.n, dtype=np.int8)
+            if self.payload_source.any() or self.hil_divergence.any():
+                self.payload_source[:] = 0
+                self.hil_divergence[:] = False
             return plan
-        src = np.zeros(self.n, dtype=np.int8)
         for i, backend in self.payload.backends.items():
             sample = backend.sample()
+            old_src = int(self.payload_source[i])
             if sample is None:
-                src[i] = 2
-                continue
-            src[i] = 1
-            plan.util[i], plan.power_w[i], plan.throughput_tops[i] = sample.util, sample.power_w, sample.throughput_tops
-            self.payload.ecc_corrected[i, :] = 0
-            self.payload.ecc_corrected[i, 0] = sample.ecc_corrected_total
-            self.payload.ecc_uncorrectable[i, :] = 0
-            self.payload.ecc_uncorrectable[i, 0] = sample.ecc_uncorrectable_total
-            bits = (sample.latched_mask >> np.arange(self.design.payload.n_devices)) & 1
-            self.payload.latched[i, :] = bits.astype(bool)
-            self.payload.hung[i] = sample.hung
-        self.payload_source = src
+                src = 2
+            else:
+                src = 3 if sample.held else 1
+                expected = float(plan.util[i])
+                diverged = abs(sample.util - expected) > HIL_DIVERGENCE
+                if diverged != bool(self.hil_divergence[i]):
+                    self.hil_divergence[i] = diverged
+                    self._emit(i, "hil", "divergence" if diverged else "divergence_cleared",
+                               "warning" if diverged else "info", board_util=sample.util, expected_util=expected)
+                plan.util[i], plan.power_w[i], plan.throughput_tops[i] = sample.util, sample.power_w, sample.throughput_tops
+                self.payload.ecc_corrected[i, :] = 0
+                self.payload.ecc_corrected[i, 0] = sample.ecc_corrected_total
+                self.payload.ecc_uncorrectable[i, :] = 0
+                self.payload.ecc_uncorrectable[i, 0] = sample.ecc_uncorrectable_total
+                bits = (sample.latched_mask >> np.arange(self.design.payload.n_devices)) & 1
+                self.payload.latched[i, :] = bits.astype(bool)
+                self.payload.hung[i] = sample.hung
+            if src != old_src:
+                self.payload_source[i] = src
+                name = {1: "board_linked", 2: "board_lost_fallback", 3: "board_held"}[src]
+                self._emit(i, "hil", name, "warning" if src == 2 else "info",
+                           board=getattr(backend, "board", None))
         return plan
+
+    def attach_backend(self, sat: int, backend: pl.PayloadBackend) -> None:
+        """Bind a hardware backend to satellite ``sat``'s payload."""
+        self.payload.backends[sat] = backend
+
+    def detach_backend(self, sat: int) -> None:
+        """Give satellite ``sat`` its simulated payload back."""
+        if self.payload.backends.pop(sat, None) is not None:
+            self.payload_source[sat] = 0
+            self.hil_divergence[sat] = False
+            self._emit(sat, "hil", "board_unbound", "info")
 
     def _radiation_effects(self, p_flux: np.ndarray, dt: float) -> None:
         des, p = self.design, self.payload
@@ -406,7 +433,7 @@ class FleetTwin:
                 self._emit(s, "seu", "uncorrectable_upset", "warning", device=int(d), count=int(unc[k, d]))
                 backend = p.backends.get(s)
                 if backend is not None:
-                    backend.radiation_effect("seu", int(d), int(unc[k, d]))
+                    backend.radiation_effect("seu_uncorrectable", int(d), int(unc[k, d]))
         # all devices of a satellite share the payload node's temperature: draw "any latch-up" per
         # satellite (rate x devices), then the device; exact while two onsets in one tick are negligible
         temp = self.temp_k[:, thermal.PAYLOAD:thermal.PAYLOAD + 1]

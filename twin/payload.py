@@ -55,6 +55,7 @@ class HardwareSample(NamedTuple):
     ecc_uncorrectable_total: int
     latched_mask: int
     hung: bool
+    held: bool = False  # faster than real time: the board's last measurement, held
 
 
 class PayloadBackend(Protocol):

@@ -112,7 +112,10 @@ FIELDS: tuple[Field, ...] = (
     Field("ecc_corrected_total", "", "payload", "ECC-corrected upsets since start", "int"),
     Field("ecc_uncorrectable_total", "", "payload", "Uncorrectable upsets since start", "int"),
     Field("payload_hung", "", "payload", "Payload not responding (hang)", "bool", limits=Limits(None, None, 0.5, 0.5)),
-    Field("payload_source", "", "payload", "0 simulated payload, 1 hardware board, 2 board lost (fallback)", "int"),
+    Field("payload_source", "", "payload", "Payload source", "int",
+          enum={0: "simulated", 1: "board", 2: "board_lost_fallback", 3: "board_held"}),
+    Field("hil_divergence", "", "payload", "The bound board's utilisation departs from what the twin commanded",
+          "bool", limits=Limits(None, None, 0.5, 0.5)),
     # radiation
     Field("proton_flux_cm2_s", "1/(cm2 s)", "radiation", "Trapped proton integral flux above the shield energy (AP8)"),
     Field("electron_flux_cm2_s", "1/(cm2 s)", "radiation", "Trapped electron integral flux (AE8)"),

@@ -9,6 +9,7 @@ so a flood cannot stall stepping). Every request gets a reply: ``accepted`` then
 from __future__ import annotations
 
 import fnmatch
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -66,6 +67,8 @@ class TwinService:
         self.frames = {p: FrameEncoder(p, twin.names, ids, self.topics) for p in self.schedule.period} if frames else {}
         self.event_seq = np.zeros(twin.n + 1, dtype=np.int64)  # per satellite; last slot: fleet events
         self.reply_seq = 0
+        self.boards: dict[str, Any] = {}
+        self.realtime = True
         self.seq = np.zeros(twin.n, dtype=np.int64)
         self.run_id = link.bseq  # the first birth sequence of this process
         self.replay = ReplayBuffer(twin.n, replay_bytes)
@@ -148,6 +151,10 @@ class TwinService:
         return handled
 
     def _handle(self, msg: Any) -> None:
+        board = self.topics.parse_board_topic(msg.topic)
+        if board is not None:
+            self._board_message(board[0], board[1], msg.payload)
+            return
         parsed = self.topics.parse_request_topic(msg.topic)
         if parsed is not None and parsed[2] in ("reply", "event", "status", "summary", "catalogue"):
             self.counters["output_topic_echo"] += 1  # an output topic (our own over MQTT 3.1.1): ignored
@@ -182,6 +189,41 @@ class TwinService:
             self._submit(route, req, target)
         except CommandError as exc:
             self._reject(route, exc)
+
+    def _board_message(self, board: str, leaf: str, payload: bytes) -> None:
+        """A board's state (bind/unbind) or measurement from ``orbitwin bridge serial``."""
+        from .hil import BoardBackend
+
+        try:
+            msg = json.loads(payload) if payload else None
+        except ValueError:
+            self.counters["board_malformed"] += 1
+            return
+        if leaf == "state":
+            sat = msg.get("sat") if isinstance(msg, dict) else None
+            old = self.boards.pop(board, None)
+            if old is not None:
+                self.twin.detach_backend(self.twin.index[old.sat])
+            if not isinstance(msg, dict) or msg.get("state") == "offline" or sat not in self.twin.index:
+                if isinstance(msg, dict) and sat is not None and sat not in self.twin.index:
+                    self.counters["board_unknown_sat"] += 1
+                return
+            backend = BoardBackend(board, sat, self.twin.design.payload,
+                                   lambda t, p: self.link.publish(t, p, qos=1), self.topics.prefix,
+                                   realtime=self.realtime)
+            backend.linked = bool(msg.get("linked", True))
+            self.boards[board] = backend
+            i = self.twin.index[sat]
+            self.twin.attach_backend(i, backend)
+            # the board starts from what the twin has commanded so far
+            backend.command("set_payload_load", {"load": float(self.twin.payload.load_setpoint[i])})
+            backend.command("throttle", {"factor": float(min(self.twin.payload.cmd_throttle[i],
+                                                             self.twin.payload.fdir_throttle[i]))})
+            self.counters["boards_bound"] += 1
+        elif leaf == "tm" and board in self.boards and isinstance(msg, dict):
+            backend = self.boards[board]
+            backend.update(msg)
+            backend.linked = bool(msg.get("linked", True))
 
     def _resolve(self, req: ParsedRequest, sat: str | None) -> Any:
         if req.selector is None:
@@ -299,6 +341,9 @@ class TwinService:
         twin = self.twin
         stats = RunStats()
         self.last_stats = stats
+        self.realtime = pacer.speed == 1.0
+        for b in self.boards.values():
+            b.realtime = self.realtime
         end = None if duration_s is None else twin.t_s + duration_s
         pacer.start(twin.t_s)
         while (end is None or twin.t_s < end - 1e-9) and not should_stop():

@@ -89,6 +89,7 @@ def build_telemetry(
         "ecc_uncorrectable_total": row_sum(pay.ecc_uncorrectable),
         "payload_hung": pay.hung,
         "payload_source": twin.payload_source,
+        "hil_divergence": twin.hil_divergence,
         "proton_flux_cm2_s": p_flux,
         "electron_flux_cm2_s": e_flux,
         "dose_rate_rad_s": dose_rate,
