@@ -164,6 +164,18 @@ def cmd_bench(a: argparse.Namespace) -> int:
         from .bench_mqtt import bench_mqtt
 
         result = bench_mqtt(duration_s=a.duration, count=a.count, baseline_s=a.baseline_duration)
+    elif a.what == "serial":
+        from bridges.serial_bench import run_serial_bench
+
+        result = run_serial_bench()
+        rows = result["by_baud"].values()
+        result = {"benchmark": "serial", "round_trip_p50_ms": max(r["round_trip_p50_ms"] for r in rows),
+                  "round_trip_p99_ms": max(r["round_trip_p99_ms"] for r in rows),
+                  "frames_per_s": min(r["frames_per_s"] for r in rows), **result}
+    elif a.what == "influx":
+        from bridges.bench_influx import bench_influx
+
+        result = bench_influx(duration_s=a.duration, count=a.count)
     else:  # pragma: no cover - argparse restricts choices
         raise SystemExit(f"unknown benchmark {a.what}")
     print(json.dumps(result, indent=2))
@@ -271,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("bench", help="benchmarks printing JSON")
-    p.add_argument("what", choices=("fleet", "mqtt"))
+    p.add_argument("what", choices=("fleet", "mqtt", "serial", "influx"))
     p.add_argument("--duration", type=float, default=60.0, help="mqtt: sim = wall seconds to run (default 60)")
     p.add_argument("--baseline-duration", type=float, default=20.0, help="mqtt: seconds of the bare paho baseline")
     p.add_argument("--count", type=int, help="satellites (default: all)")
