@@ -258,7 +258,7 @@ def test_live_messages_validate(mosquitto: Any, tmp_path: Path) -> None:
             payload = body if isinstance(body, bytes) else json.dumps(body).encode()
             client.publish(topic, payload, qos=1, properties=p).wait_for_publish(5)
         wait_for(lambda: link.stats.received >= len(requests))
-        for _ in range(12):
+        for _ in range(22):
             service.process_requests()
             twin.step()
             service.publish_tick()

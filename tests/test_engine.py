@@ -363,3 +363,14 @@ def test_nadir_fixed_attitude_reduces_generation_and_heater_setpoint_command():
         gen += twin.tm["array_power_w"][[0, 2]]
     assert gen[0] < 0.8 * gen[1]
     assert twin.tm["battery_temp_k"][1] > twin.tm["battery_temp_k"][3] + 3.0
+
+
+def test_stuck_sensor_on_integer_and_boolean_fields_keeps_their_types():
+    twin = make(count=2)
+    twin.submit("fault", "sensor_stuck", {"field": "devices_latched", "value": 3.7}, twin.names[0])
+    twin.submit("fault", "sensor_stuck", {"field": "payload_hung", "value": 1.0}, twin.names[0])
+    twin.submit("fault", "sensor_bias", {"field": "mode", "bias": 0.4}, twin.names[1])
+    twin.step()
+    assert twin.tm["devices_latched"].dtype.kind == "i" and twin.tm["devices_latched"][0] == 4
+    assert twin.tm["payload_hung"].dtype.kind == "b" and twin.tm["payload_hung"][0]
+    assert twin.tm["mode"].dtype.kind == "i" and twin.tm["mode"][1] == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -239,6 +240,63 @@ def cmd_bridge_serial(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bridge_grafana(a: argparse.Namespace) -> int:
+    """Grafana alerts (webhook) and/or InfluxDB-polled conditions -> twin commands, per the rule table."""
+    import os
+    import signal
+
+    from bridges.alert_actions import load_table
+    from bridges.alert_poller import InfluxPoller
+    from bridges.grafana_bridge import GrafanaBridge, GrafanaBridgeSettings
+
+    table = load_table(a.rules)
+    if a.check:
+        print(json.dumps({"rules": [r.name for r in table.rules], "conditions": [c["uid"] for c in table.conditions]}))
+        return 0
+    if not a.mqtt:
+        raise ValueError("--mqtt is required")
+    if a.poll_once and not a.poll_influx:
+        raise ValueError("--poll-once needs --poll-influx")
+    if a.poll_influx and not table.conditions:
+        raise ValueError("--poll-influx: the rule table has no [[condition]] tables")
+    token = a.token or os.environ.get("ORBITWIN_GRAFANA_TOKEN")
+    user, _, password = (a.basic_auth or os.environ.get("ORBITWIN_GRAFANA_BASIC_AUTH") or "").partition(":")
+    if not user and os.environ.get("GRAFANA_WEBHOOK_USER"):  # what the provisioned contact point sends
+        user, password = os.environ["GRAFANA_WEBHOOK_USER"], os.environ.get("GRAFANA_WEBHOOK_PASSWORD", "")
+    http = not (a.no_http or a.poll_once)
+    host, _, port = a.listen.rpartition(":")
+    settings = GrafanaBridgeSettings(a.mqtt, a.prefix, a.client_id, a.mqtt_username, a.mqtt_password,
+                                     host or "127.0.0.1", int(port) if http else None, user or None, password or None,
+                                     token, int(a.max_body_kb * 1024), a.reply_timeout, a.bridge_id)
+    bridge = GrafanaBridge(settings, table)
+    poller = (InfluxPoller(a.poll_influx, a.db, table.conditions, a.influx_user, a.influx_password)
+              if a.poll_influx else None)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    bridge.start(wait_s=a.connect_timeout)
+    try:
+        if a.poll_once and poller is not None:
+            alerts = poller.evaluate()
+            actions = [s for al in alerts for s in bridge.handle_alert(al)]
+            deadline = time.monotonic() + a.reply_timeout
+            while bridge.pending and time.monotonic() < deadline and not stopping.is_set():
+                time.sleep(0.05)
+            print(json.dumps({"alerts": len(alerts), "actions": actions, "poller": poller.status(),
+                              **bridge.status()}), flush=True)
+            return 1 if poller.counters["query_errors"] else 0
+        if poller is not None:
+            threading.Thread(target=poller.run, args=(bridge.handle_alert, a.poll_interval, stopping),
+                             name="influx-poller", daemon=True).start()
+        print(f"orbitwin bridge grafana: {a.mqtt}; webhook {bridge.url if http else 'off'}; "
+              f"poll {a.poll_influx or 'off'}; {len(table.rules)} rules", flush=True)
+        while not stopping.wait(a.report_every):
+            print(json.dumps(bridge.status() | ({"poller": poller.status()} if poller else {})), flush=True)
+    finally:
+        bridge.stop()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orbitwin", description="Digital twin of orbital compute constellations")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -256,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(default: start an embedded broker)")
     m.add_argument("--no-mqtt", action="store_true", help="run without MQTT (status table only)")
     m.add_argument("--mqtt-username")
-    m.add_argument("--mqtt-password")
+    m.add_argument("--mqtt-password", default=os.environ.get("ORBITWIN_MQTT_PASSWORD"),
+                   help="or $ORBITWIN_MQTT_PASSWORD (keeps it out of ps)")
     m.add_argument("--mqtt-ca", help="CA certificate file for mqtts://")
     m.add_argument("--mqtt-cert", help="client certificate file")
     m.add_argument("--mqtt-key", help="client key file")
@@ -297,16 +356,19 @@ def build_parser() -> argparse.ArgumentParser:
     b = bsub.add_parser("influx", help="store telemetry, events and replies in InfluxDB")
     b.add_argument("--mqtt", required=True, help="broker URL mqtt://[user:pass@]host[:port]")
     b.add_argument("--mqtt-username")
-    b.add_argument("--mqtt-password")
+    b.add_argument("--mqtt-password", default=os.environ.get("ORBITWIN_MQTT_PASSWORD"),
+                   help="or $ORBITWIN_MQTT_PASSWORD")
     b.add_argument("--influx", required=True, help="InfluxDB URL, e.g. http://localhost:8086")
     b.add_argument("--api", choices=("v1", "v2"), default="v1", help="v1 /write (InfluxDB 1.x) or v2 (2.x/3.x)")
     b.add_argument("--db", default="orbitwin", help="v1: database (default orbitwin)")
     b.add_argument("--rp", help="v1: retention policy")
     b.add_argument("--influx-user", help="v1: user")
-    b.add_argument("--influx-password", help="v1: password")
+    b.add_argument("--influx-password", default=os.environ.get("ORBITWIN_INFLUX_PASSWORD"),
+                   help="v1: password (or $ORBITWIN_INFLUX_PASSWORD)")
     b.add_argument("--org", help="v2: organisation")
     b.add_argument("--bucket", help="v2: bucket")
-    b.add_argument("--token", help="v2: API token")
+    b.add_argument("--token", default=os.environ.get("ORBITWIN_INFLUX_TOKEN"),
+                   help="v2: API token (or $ORBITWIN_INFLUX_TOKEN, which keeps it out of ps)")
     b.add_argument("--prefix", default="orbitwin/v1")
     b.add_argument("--client-id", default="orbitwin-influx-bridge", help="MQTT client id (the persistent session)")
     b.add_argument("--bridge-id", default="influx", help="name in the bridge's own status")
@@ -316,6 +378,32 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--report-every", type=float, default=10.0, help="seconds between status lines")
     b.add_argument("--connect-timeout", type=float, default=30.0)
     b.set_defaults(func=cmd_bridge_influx)
+    g = bsub.add_parser("grafana", help="Grafana alert webhooks (or InfluxDB-polled conditions) -> twin commands")
+    g.add_argument("--mqtt", help="broker URL mqtt://[user:pass@]host[:port] (required unless --check)")
+    g.add_argument("--mqtt-username")
+    g.add_argument("--mqtt-password", default=os.environ.get("ORBITWIN_MQTT_PASSWORD"),
+                   help="or $ORBITWIN_MQTT_PASSWORD")
+    g.add_argument("--prefix", default="orbitwin/v1")
+    g.add_argument("--client-id", default="orbitwin-grafana-bridge", help="MQTT client id")
+    g.add_argument("--bridge-id", default="grafana", help="events go to {prefix}/bridge/{id}/event")
+    g.add_argument("--rules", help="rule table TOML (default: the shipped dashboards/alert-actions.toml)")
+    g.add_argument("--check", action="store_true", help="validate the rule table, print its rules and exit")
+    g.add_argument("--listen", default="127.0.0.1:8090", help="webhook HOST:PORT (default 127.0.0.1:8090)")
+    g.add_argument("--no-http", action="store_true", help="no webhook server (poller only)")
+    g.add_argument("--token", help="shared secret for Authorization: Bearer (or $ORBITWIN_GRAFANA_TOKEN)")
+    g.add_argument("--basic-auth", help="USER:PASS for HTTP basic auth (or $ORBITWIN_GRAFANA_BASIC_AUTH, "
+                                        "or $GRAFANA_WEBHOOK_USER and $GRAFANA_WEBHOOK_PASSWORD)")
+    g.add_argument("--max-body-kb", type=float, default=1024.0, help="largest webhook body (default 1024 KiB)")
+    g.add_argument("--reply-timeout", type=float, default=30.0, help="seconds to wait for the twin's reply")
+    g.add_argument("--poll-influx", help="evaluate the [[condition]] tables against this InfluxDB 1.x URL")
+    g.add_argument("--db", default="orbitwin", help="InfluxDB database for --poll-influx (default orbitwin)")
+    g.add_argument("--influx-user")
+    g.add_argument("--influx-password")
+    g.add_argument("--poll-interval", type=float, default=10.0, help="seconds between polls (default 10)")
+    g.add_argument("--poll-once", action="store_true", help="poll once, act, wait for the replies, print JSON, exit")
+    g.add_argument("--report-every", type=float, default=10.0, help="seconds between status lines")
+    g.add_argument("--connect-timeout", type=float, default=30.0)
+    g.set_defaults(func=cmd_bridge_grafana)
 
     b = bsub.add_parser("serial", help="bind a dev board on a serial port to a satellite's payload")
     b.add_argument("--port", required=True, help="device path, rfc2217://host:port, or a firmware-sim port")
@@ -326,6 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--baud", type=int, default=115200)
     b.add_argument("--report-every", type=float, default=10.0, help="seconds between status lines")
     b.set_defaults(func=cmd_bridge_serial)
+
+    from .dashboards import add_cli as _add_dashboards_cli
+
+    _add_dashboards_cli(sub)
 
     p = sub.add_parser("catalogue", help="list the selected satellites and their shells")
     _fleet_args(p)

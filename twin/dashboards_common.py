@@ -89,12 +89,19 @@ def sat_where(var: str = "sat") -> str:
     return f'"sat" =~ /^${var}$/'
 
 
-def series_query(measurement: str, fields: list[str], where: str = "", agg: str = "mean") -> str:
+def agg_of(name: str) -> str:
+    """Per-interval aggregate of a field: mean of floats, last of integers (bit masks, counters)."""
+    f = FIELD_BY_NAME.get(name)
+    return "mean" if f is None or f.dtype == "float" else "last"
+
+
+def series_query(measurement: str, fields: list[str], where: str = "", agg: str | None = None,
+                 group: str = "") -> str:
     """Per-interval aggregate of fields over the dashboard's time range."""
-    cols = ", ".join(f'{agg}("{f}") AS "{f}"' for f in fields)
+    cols = ", ".join(f'{agg or agg_of(f)}("{f}") AS "{f}"' for f in fields)
     cond = f"{where} AND " if where else ""
     return (f'SELECT {cols} FROM "{measurement}" WHERE {cond}$timeFilter '
-            f"GROUP BY time($__interval) fill(none)")
+            f"GROUP BY time($__interval){group} fill(none)")
 
 
 def true_count_query(measurement: str, field: str, where: str = "") -> str:

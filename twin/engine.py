@@ -405,6 +405,8 @@ class FleetTwin:
             if src != old_src:
                 self.payload_source[i] = src
                 name = {1: "board_linked", 2: "board_lost_fallback", 3: "board_held"}[src]
+                if src == 2 and old_src == 0:
+                    name = "board_waiting"  # bound, no measurement yet: the model runs meanwhile
                 self._emit(i, "hil", name, "warning" if src == 2 else "info",
                            board=getattr(backend, "board", None))
         return plan

@@ -154,9 +154,13 @@ class FaultBook:
         return {"fault_id": fault_id, "cleared": True}
 
     def apply_sensor_faults(self, tm: dict[str, np.ndarray], rng: np.random.Generator) -> None:
-        """Turn true values into what the faulty sensors read (in place, copying touched fields)."""
+        """Turn true values into what the faulty sensors read (in place, copying touched fields).
+
+        A field keeps its schema type: integer readings are rounded, boolean ones read true above 0.5.
+        """
         for f in self.sensor:
             name, s = f.args["field"], f.sats
+            dtype = tm[name].dtype
             values = tm[name].astype(float, copy=True)
             if f.kind == "sensor_stuck":
                 stuck = f.args.get("_stuck")
@@ -168,4 +172,9 @@ class FaultBook:
                 values[s] += f.args["bias"]
             else:
                 values[s] += rng.normal(0.0, f.args["sigma"], s.size)
-            tm[name] = values
+            if dtype.kind == "b":
+                tm[name] = values > 0.5
+            elif dtype.kind in "iu":
+                tm[name] = np.rint(np.nan_to_num(values)).astype(dtype)
+            else:
+                tm[name] = values

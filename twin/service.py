@@ -201,6 +201,10 @@ class TwinService:
             return
         if leaf == "state":
             sat = msg.get("sat") if isinstance(msg, dict) else None
+            current = self.boards.get(board)
+            if current is not None and isinstance(msg, dict) and msg.get("state") == "online" and sat == current.sat:
+                current.linked = bool(msg.get("linked", True))  # link up/down of a bound board
+                return
             old = self.boards.pop(board, None)
             if old is not None:
                 self.twin.detach_backend(self.twin.index[old.sat])

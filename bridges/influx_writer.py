@@ -1,0 +1,299 @@
+"""Line-protocol writers for InfluxDB 1.x (``/write``) and 2.x/3.x (``/api/v2/write``).
+
+Every write is one HTTP request whose result is classified into a :class:`WriteOutcome`:
+
+- ``ok``: 204, everything stored (1.x and 2.x answer 204 only after the WAL is fsync'ed);
+- ``bad_request``: 400 (malformed line protocol; 2.x rejects the whole batch) or 413 (too large);
+- ``partial``: 422, or a 1.x 400 ``partial write: ... dropped=N`` (1.x stores the lines it could
+  parse and the points without conflicts: some lines were accepted);
+- ``retry``: 408, 429, 5xx, connection refused/reset, timeout (transient: send the same again);
+- ``fatal``: 401/403/404 and other 4xx, and the 1.x 500 ``retention policy not found``
+  (configuration errors: retrying cannot help).
+
+InfluxDB overwrites a point with the same measurement, tag set and timestamp, so sending a
+line again is harmless; :func:`write_isolating` relies on that when it bisects a batch.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import re
+import time
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol, Self
+
+import urllib3
+
+__all__ = ["WriteOutcome", "IsolationResult", "InfluxQueryError", "InfluxV1Writer", "InfluxV2Writer",
+           "Writer", "classify", "parse_retry_after", "write_isolating"]
+
+MESSAGE_LIMIT = 4000  # characters of server body kept in WriteOutcome.message
+_DROPPED = re.compile(r"dropped=(\d+)")
+_FATAL_5XX = ("retention policy not found", "database not found")
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """Result of one write request. ``retry_after_s`` in seconds (None: no Retry-After header)."""
+
+    status: str  # ok | bad_request | partial | retry | fatal
+    http_status: int | None = None
+    retry_after_s: float | None = None
+    message: str = ""
+    dropped: int | None = None  # points the server says it dropped (1.x/2.x "dropped=N")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass
+class IsolationResult:
+    """What :func:`write_isolating` did. ``pending``: lines not known to be written; ``outcome``:
+    the stopping retry/fatal outcome, else the first request's (ok, partial or bad_request)."""
+
+    written: int
+    bad: list[tuple[bytes, str]]
+    pending: list[bytes]
+    outcome: WriteOutcome
+    requests: int = 0
+
+
+class InfluxQueryError(RuntimeError):
+    """An InfluxQL query failed (HTTP error or statement error)."""
+
+
+class Writer(Protocol):
+    def write(self, lines: list[bytes]) -> WriteOutcome: ...
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _message(body: bytes | str | None, headers: Mapping[str, str] | None) -> str:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
+    text = text.strip()
+    try:
+        doc = json.loads(text) if text.startswith("{") else None
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        msg = doc.get("error") or doc.get("message")
+        if isinstance(msg, str):
+            extra = doc.get("data")  # InfluxDB 3: per-line details
+            text = msg + (" " + json.dumps(extra) if extra else "")
+    if not text and headers is not None:
+        text = headers.get("X-Influxdb-Error") or ""
+    return text[:MESSAGE_LIMIT]
+
+
+def classify(http_status: int, body: bytes | str | None = None,
+             headers: Mapping[str, str] | None = None) -> WriteOutcome:
+    """Map an HTTP answer to a write to a :class:`WriteOutcome`."""
+    msg = _message(body, headers)
+    retry_after = parse_retry_after(headers.get("Retry-After") if headers is not None else None)
+    dropped = int(m.group(1)) if (m := _DROPPED.search(msg)) else None
+    if 200 <= http_status < 300:
+        status = "ok"
+    elif http_status == 400:
+        status = "partial" if "partial write" in msg else "bad_request"
+    elif http_status == 413:
+        status = "bad_request"  # too large: splitting the batch helps
+    elif http_status == 422:
+        status = "partial"
+    elif http_status in (408, 429) or (http_status >= 500 and not any(s in msg for s in _FATAL_5XX)):
+        status = "retry"
+    else:
+        status = "fatal"
+    return WriteOutcome(status, http_status, retry_after, msg, dropped)
+
+
+def _connection_error(exc: BaseException) -> WriteOutcome:
+    return WriteOutcome("retry", None, None, f"{type(exc).__name__}: {exc}"[:MESSAGE_LIMIT])
+
+
+def _rows(doc: dict[str, Any], q: str) -> list[dict[str, Any]]:
+    """Rows of every series of every statement; series tags merged in, name as ``_measurement``."""
+    if "error" in doc:
+        raise InfluxQueryError(f"query {q!r} failed: {doc['error']}")
+    rows: list[dict[str, Any]] = []
+    for result in doc.get("results", []):
+        if "error" in result:
+            raise InfluxQueryError(f"query {q!r} failed: {result['error']}")
+        for series in result.get("series", []):
+            extra = {"_measurement": series.get("name"), **series.get("tags", {})}
+            rows += [{**dict(zip(series["columns"], v)), **extra} for v in series.get("values", [])]
+    return rows
+
+
+class _HttpQuery:
+    """InfluxQL over ``/query`` with a urllib3 keep-alive pool (shared by both writers)."""
+
+    url: str
+    _http: urllib3.PoolManager
+    _query_db: str
+    _query_params: dict[str, str]
+
+    def query(self, q: str, *, epoch: str = "ns") -> list[dict[str, Any]]:
+        """Run InfluxQL; SELECT/SHOW as GET, others as POST. Times as integers in ``epoch`` units."""
+        fields = {"q": q, "db": self._query_db, "epoch": epoch, **self._query_params}
+        try:
+            if q.lstrip().upper().startswith(("SELECT", "SHOW")):
+                r = self._http.request("GET", f"{self.url}/query", fields=fields)
+            else:
+                r = self._http.request_encode_body("POST", f"{self.url}/query", fields=fields, encode_multipart=False)
+        except urllib3.exceptions.HTTPError as e:
+            raise InfluxQueryError(f"query {q!r}: {e}") from e
+        try:
+            doc = json.loads(r.data or b"{}")
+        except ValueError:
+            doc = {"error": r.data.decode("utf-8", "replace")[:MESSAGE_LIMIT]}
+        if r.status != 200 and "error" not in doc:
+            doc["error"] = f"HTTP {r.status}"
+        return _rows(doc, q)
+
+    def close(self) -> None:
+        self._http.clear()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class InfluxV1Writer(_HttpQuery):
+    """InfluxDB 1.x: POST ``/write?db=&rp=&precision=ns`` over a urllib3 keep-alive pool."""
+
+    def __init__(self, url: str, database: str, retention_policy: str | None = None,
+                 username: str | None = None, password: str | None = None, timeout_s: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.database = database
+        self.retention_policy = retention_policy
+        headers: dict[str, str] = {}
+        if username is not None:
+            headers.update(urllib3.make_headers(basic_auth=f"{username}:{password or ''}"))
+        self._write_headers = {**headers, "Content-Type": "text/plain; charset=utf-8"}
+        self._http = urllib3.PoolManager(num_pools=2, maxsize=4, headers=headers, retries=False,
+                                         timeout=urllib3.Timeout(total=timeout_s))
+        self._query_db = database
+        self._query_params = {"rp": retention_policy} if retention_policy else {}
+        params = {"db": database, "precision": "ns", **self._query_params}
+        self._write_url = f"{self.url}/write?{urllib.parse.urlencode(params)}"
+
+    def write(self, lines: list[bytes]) -> WriteOutcome:
+        """Send ``lines`` (no trailing newlines) in one request."""
+        if not lines:
+            return WriteOutcome("ok", None)
+        try:
+            r = self._http.request("POST", self._write_url, body=b"\n".join(lines), headers=self._write_headers)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            return _connection_error(e)
+        return classify(r.status, r.data, r.headers)
+
+    def ping(self) -> bool:
+        """True if ``/ping`` answers 204."""
+        try:
+            return self._http.request("GET", f"{self.url}/ping").status == 204
+        except (urllib3.exceptions.HTTPError, OSError):
+            return False
+
+    def create_database(self) -> None:
+        """CREATE DATABASE (idempotent)."""
+        self.query(f'CREATE DATABASE "{self.database}"')
+
+
+class InfluxV2Writer(_HttpQuery):
+    """InfluxDB 2.x/3.x through ``influxdb-client`` (synchronous WriteApi, precision ns, no retries).
+
+    ``query`` uses the v1-compatible ``/query?db=BUCKET`` (2.x: a DBRP mapping, virtual since 2.2; 3.x).
+    """
+
+    def __init__(self, url: str, org: str, bucket: str, token: str, timeout_s: float = 10.0) -> None:
+        from influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import SYNCHRONOUS
+
+        self.url = url.rstrip("/")
+        self.org, self.bucket = org, bucket
+        self._client = InfluxDBClient(url=self.url, token=token, org=org, timeout=int(timeout_s * 1000),
+                                      retries=False)
+        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        self._http = urllib3.PoolManager(num_pools=2, maxsize=2, retries=False,
+                                         headers={"Authorization": f"Token {token}"},
+                                         timeout=urllib3.Timeout(total=timeout_s))
+        self._query_db, self._query_params = bucket, {}
+
+    def write(self, lines: list[bytes]) -> WriteOutcome:
+        """Send ``lines`` (no trailing newlines) in one request."""
+        from influxdb_client import WritePrecision
+        from influxdb_client.rest import ApiException
+
+        if not lines:
+            return WriteOutcome("ok", None)
+        try:
+            self._write_api.write(bucket=self.bucket, org=self.org, record=b"\n".join(lines),
+                                  write_precision=WritePrecision.NS)
+        except ApiException as e:
+            if not e.status:
+                return _connection_error(e)
+            return classify(e.status, e.body, e.headers)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            return _connection_error(e)
+        return WriteOutcome("ok", 204)
+
+    def ping(self) -> bool:
+        """True if ``/ping`` answers 2xx."""
+        return bool(self._client.ping())
+
+    def close(self) -> None:
+        self._write_api.close()
+        self._client.close()
+        super().close()
+
+
+def write_isolating(writer: Writer, lines: list[bytes]) -> IsolationResult:
+    """Write ``lines``; bisect rejected (bad_request/partial) chunks down to single bad lines.
+
+    Every good line gets written, every bad line comes back with the server's message. A
+    ``retry``/``fatal`` outcome stops at once: ``pending`` is the rest of the batch, in order,
+    from the first line not known to be stored (some of it may be stored: rewriting is harmless).
+    Requests: 1 for a clean batch, about 2 x bad x log2(n) otherwise.
+    """
+    res = IsolationResult(0, [], [], WriteOutcome("ok", None))
+
+    def go(lo: int, hi: int) -> WriteOutcome | None:  # returns the stopping outcome, if any
+        out = writer.write(lines[lo:hi])
+        res.requests += 1
+        if res.requests == 1:
+            res.outcome = out
+        if out.status == "ok":
+            res.written += hi - lo
+            return None
+        if out.status in ("retry", "fatal"):
+            res.pending = lines[lo:]
+            return out
+        if hi - lo == 1:
+            res.bad.append((lines[lo], out.message))
+            return None
+        mid = (lo + hi) // 2
+        return go(lo, mid) or go(mid, hi)
+
+    stop = go(0, len(lines)) if lines else None
+    if stop is not None:
+        res.outcome = stop
+    return res

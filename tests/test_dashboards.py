@@ -1,0 +1,301 @@
+"""The generated Grafana provisioning: committed = generated, structurally valid, and every query runs.
+
+(a) the committed files under dashboards/ are byte-identical to ``orbitwin dashboards build``;
+(b) structure: YAML/JSON parse (YAML round-trips to the generator's data), datasource uid on every
+    panel/target/annotation/variable, unique ids, grid positions, Grafana 11 alert rule fields,
+    thresholds equal to the schema's limits and every limited field covered;
+(c) every query of every panel, variable, annotation and alert rule runs against a real influxd
+    1.6.7 holding a real short twin run, with Grafana's variables substituted, and returns data
+    with the columns its panel reads.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dashboard_data import Filled, fill
+from twin import dashboards as gen
+from twin.cli import main
+from twin.dashboards_common import DS_UID, UNITS, threshold_steps
+from twin.schema import FIELD_BY_NAME, LIMITED_FIELDS
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "dashboards"
+FILES = gen.build()
+DASHBOARDS = {name: json.loads(FILES[f"json/{name}"]) for name in gen.dashboards()}
+RULES = yaml.safe_load(FILES["provisioning/alerting/rules.yaml"])
+
+
+def panels(d: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in d["panels"] if p["type"] != "row"]
+
+
+def all_rules() -> list[dict[str, Any]]:
+    return [r for g in RULES["groups"] for r in g["rules"]]
+
+
+# --- (a) committed = generated -------------------------------------------------------------
+def test_committed_files_equal_generator_output() -> None:
+    assert gen.differences(OUT) == [], "run: orbitwin dashboards build"
+    assert main(["dashboards", "build", "--check", "--out", str(OUT)]) == 0
+
+
+def test_check_fails_on_a_changed_file(tmp_path: Path) -> None:
+    assert main(["dashboards", "build", "--out", str(tmp_path)]) == 0
+    assert main(["dashboards", "build", "--check", "--out", str(tmp_path)]) == 0
+    p = tmp_path / "json" / "fleet-overview.json"
+    p.write_text(p.read_text().replace("Fleet overview", "Fleet overvieW"))
+    assert main(["dashboards", "build", "--check", "--out", str(tmp_path)]) == 1
+    shutil.rmtree(tmp_path / "provisioning" / "alerting")
+    assert main(["dashboards", "build", "--check", "--out", str(tmp_path)]) == 1
+
+
+# --- (b) structure ---------------------------------------------------------------------------
+def test_yaml_round_trips_to_the_generator_data() -> None:
+    expected = {"provisioning/datasources/influxdb.yaml": gen.datasource(),
+                "provisioning/dashboards/orbitwin.yaml": gen.dashboard_provider(),
+                "provisioning/alerting/rules.yaml": gen.alert_rules(),
+                "provisioning/alerting/contact-points.yaml": gen.contact_points(),
+                "provisioning/alerting/policies.yaml": gen.notification_policies()}
+    for rel, data in expected.items():
+        assert yaml.safe_load(FILES[rel]) == data, rel
+
+
+def test_datasource_provider_contact_point_and_policy() -> None:
+    ds = yaml.safe_load(FILES["provisioning/datasources/influxdb.yaml"])["datasources"][0]
+    assert (ds["uid"], ds["type"], ds["url"], ds["database"]) == (DS_UID, "influxdb", "http://influxdb:8086",
+                                                                   "${INFLUXDB_BUCKET}")
+    assert ds["jsonData"]["version"] == "InfluxQL" and ds["jsonData"]["httpHeaderName1"] == "Authorization"
+    assert ds["secureJsonData"]["httpHeaderValue1"] == "Token ${INFLUXDB_TOKEN}"
+    prov = yaml.safe_load(FILES["provisioning/dashboards/orbitwin.yaml"])["providers"][0]
+    assert prov["type"] == "file" and prov["options"]["path"] == "/var/lib/grafana/dashboards"
+    cp = yaml.safe_load(FILES["provisioning/alerting/contact-points.yaml"])["contactPoints"][0]
+    recv = cp["receivers"][0]
+    assert recv["type"] == "webhook" and recv["settings"]["url"] == "http://grafana-bridge:8090/grafana/webhook"
+    assert (recv["settings"]["username"], recv["settings"]["password"]) == ("${GRAFANA_WEBHOOK_USER}",
+                                                                            "${GRAFANA_WEBHOOK_PASSWORD}")
+    pol = yaml.safe_load(FILES["provisioning/alerting/policies.yaml"])["policies"][0]
+    assert pol["receiver"] == cp["name"] and all(r["receiver"] == cp["name"] for r in pol["routes"])
+
+
+def test_dashboard_panels_are_well_formed() -> None:
+    uids = [d["uid"] for d in DASHBOARDS.values()]
+    assert len(uids) == len(set(uids))
+    for name, d in DASHBOARDS.items():
+        ids = [p["id"] for p in d["panels"]]
+        assert len(ids) == len(set(ids)), name
+        cells: set[tuple[int, int]] = set()
+        for p in d["panels"]:
+            g = p["gridPos"]
+            assert all(isinstance(g[k], int) for k in "hwxy") and g["w"] > 0 and g["h"] > 0 and g["x"] + g["w"] <= 24
+            mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+            assert not mine & cells, f"{name}: panel {p['id']} overlaps"
+            cells |= mine
+        for p in panels(d):
+            assert p["datasource"]["uid"] == DS_UID and p["targets"], (name, p["title"])
+            for t in p["targets"]:
+                assert t["datasource"]["uid"] == DS_UID and t["rawQuery"] is True and t["query"].startswith("SELECT")
+            assert p["fieldConfig"]["defaults"]["unit"] in set(UNITS.values()) | {"megwatt", "suffix: EOPS", "wps", "ms",
+                                                                                  "s", "short"}
+        for a in d["annotations"]["list"][1:]:
+            assert a["datasource"]["uid"] == DS_UID and a["target"]["query"] == a["query"]
+        for v in d["templating"]["list"]:
+            assert v["datasource"]["uid"] == DS_UID
+
+
+def _field_of(p: dict[str, Any]) -> str | None:
+    """The one schema field a panel shows (None when it shows several)."""
+    names = {n for t in p["targets"] for n in re.findall(r'AS "(\w+)"', t["query"])}
+    return names.pop() if len(names) == 1 and next(iter(names)) in FIELD_BY_NAME else None
+
+
+def test_thresholds_equal_schema_limits_and_cover_every_limited_field() -> None:
+    unit_map = {"K": "kelvin", "W": "watt", "V": "volt", "A": "amp", "m": "lengthm", "deg": "degree", "1": "percentunit"}
+    assert all(UNITS[k] == v for k, v in unit_map.items())
+    covered: set[str] = set()
+    for d in DASHBOARDS.values():
+        for p in panels(d):
+            name = _field_of(p)
+            f = FIELD_BY_NAME.get(name or "")
+            if f is None or f.limits is None:
+                continue
+            steps = p["fieldConfig"]["defaults"]["thresholds"]["steps"]
+            lim = f.limits
+            limits = {v for v in (lim.red_low, lim.yellow_low, lim.yellow_high, lim.red_high) if v is not None}
+            assert {s["value"] for s in steps[1:]} == limits, (p["title"], steps)
+            assert steps == threshold_steps(lim)
+            colors = {s["value"]: s["color"] for s in steps}
+            if lim.red_high is not None:
+                assert colors[lim.red_high] == "red"
+            if lim.red_low is not None:
+                assert steps[0]["color"] == "red"
+            if lim.yellow_low is not None:
+                assert colors[lim.yellow_low] == "green"
+            if f.dtype != "bool":
+                assert p["fieldConfig"]["defaults"]["unit"] == UNITS[f.unit]
+            covered.add(f.name)
+    assert covered == {f.name for f in LIMITED_FIELDS}
+
+
+def test_alert_rules_have_grafana_11_fields_and_schema_limits() -> None:
+    assert RULES["apiVersion"] == 1
+    uids = [r["uid"] for r in all_rules()]
+    assert len(uids) == len(set(uids)) and all(len(u) <= 40 for u in uids)
+    for g in RULES["groups"]:
+        assert {"orgId", "name", "folder", "interval", "rules"} <= set(g)
+    for r in all_rules():
+        assert {"uid", "title", "condition", "data", "noDataState", "execErrState", "for", "labels", "annotations"} <= set(r)
+        refs = {d["refId"]: d for d in r["data"]}
+        assert r["condition"] in refs and refs["A"]["datasourceUid"] == DS_UID
+        assert refs["A"]["model"]["rawQuery"] is True and refs["A"]["relativeTimeRange"]["from"] > 0
+        assert [refs[k]["model"]["type"] for k in "BC"] == ["reduce", "threshold"]
+        assert all(refs[k]["datasourceUid"] == "__expr__" for k in "BC")
+        assert r["noDataState"] in ("OK", "NoData", "Alerting", "KeepLast")
+        assert r["execErrState"] in ("OK", "Error", "Alerting", "KeepLast")
+        assert re.fullmatch(r"\d+[smh]", r["for"]) and r["labels"]["severity"] in ("critical", "warning")
+        # Grafana interpolates env vars in provisioned queries and labels: no "$" there
+        assert "$" not in refs["A"]["model"]["query"] and "$" not in json.dumps(r["labels"])
+    by_uid = {r["uid"]: r for r in all_rules()}
+    wanted = [("payload_temp_k", "high"), ("battery_soc", "low"), ("devices_latched", "high"), ("payload_hung", "high")]
+    for f in LIMITED_FIELDS:
+        for side, value in (("high", f.limits.red_high), ("low", f.limits.red_low)):  # type: ignore[union-attr]
+            if value is None:
+                continue
+            r = by_uid[f"orbitwin-{f.name}-red-{side}"]
+            assert r["data"][2]["model"]["conditions"][0]["evaluator"]["params"] == [value]
+            assert r["data"][0]["model"]["query"].endswith('GROUP BY "sat"') and r["labels"]["scope"] == "satellite"
+            wanted = [w for w in wanted if w != (f.name, side)]
+    assert not wanted
+    assert "orbitwin-fleet-red" in by_uid
+
+
+# --- (c) every query against a real influxd -------------------------------------------------------
+@pytest.fixture(scope="module")
+def filled(influxd: Any) -> tuple[Any, str, Filled]:
+    db = f"dash_{uuid.uuid4().hex[:8]}"
+    influxd.create_database(db)
+    return influxd, db, fill(influxd, db)
+
+
+def _regex_escape(s: str) -> str:
+    """What Grafana does to a variable value used in an InfluxQL regex."""
+    return re.sub(r"([-\[\]{}()*+?.,\\^$|#\s/])", r"\\\1", s)
+
+
+def substitute(q: str, f: Filled, sats: dict[str, str]) -> str:
+    start_ms, end_ms = f.start_ns // 10**6, f.end_ns // 10**6
+    q = q.replace("$timeFilter", f"time >= {start_ms}ms and time <= {end_ms}ms").replace("$__interval", "20s")
+    q = q.replace("${__to}", str(end_ms)).replace("${__from}", str(start_ms))
+    for var, value in sats.items():
+        q = q.replace(f"${var}", value)
+    assert not re.search(r"\$(\w|\{)", q), q
+    return q
+
+
+def expected_columns(q: str) -> list[str]:
+    """Column names a SELECT returns after ``time``: its aliases or quoted names, in order."""
+    sel = re.match(r"SELECT (.*?) FROM ", q)
+    assert sel, q
+    items, depth, cur = [], 0, ""
+    for ch in sel.group(1) + ",":
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            items.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    return [(re.search(r' AS "(\w+)"$', it) or re.findall(r'"(\w+)"', it) and re.search(r'"(\w+)"', it)).group(1)
+            for it in items]
+
+
+def series_of(influxd: Any, db: str, q: str) -> list[dict[str, Any]]:
+    return influxd.query(q, db)["results"][0].get("series", [])
+
+
+def _run_panel_query(influxd: Any, db: str, f: Filled, q: str) -> list[dict[str, Any]]:
+    """Series of a query; for per-satellite variables, the first satellite that has data."""
+    candidates = [f.subject, f.board_sat, *f.red_sats.values(), *f.names] if "$sat" in q or "$hil_sat" in q else [None]
+    for sat in candidates:
+        subst = {} if sat is None else {"hil_sat": f"({_regex_escape(sat)})", "sat": _regex_escape(sat)}
+        series = series_of(influxd, db, substitute(q, f, subst))
+        if series:
+            return series
+    return []
+
+
+def test_every_panel_and_annotation_query_returns_the_expected_columns(filled: tuple[Any, str, Filled]) -> None:
+    influxd, db, f = filled
+    checked = 0
+    for name, d in DASHBOARDS.items():
+        queries = [(p["title"], t["query"]) for p in panels(d) for t in p["targets"]]
+        queries += [(f"annotation {a['name']}", a["query"]) for a in d["annotations"]["list"][1:]]
+        for title, q in queries:
+            series = _run_panel_query(influxd, db, f, q)
+            assert series, f"{name} / {title}: no data for {q}"
+            for s in series:
+                assert s["columns"] == ["time", *expected_columns(q)], (title, s["columns"])
+            if re.search(r'GROUP BY [^"]*"sat"|GROUP BY time\(\$__interval\), "sat"', q):
+                assert all("sat" in s.get("tags", {}) for s in series), title
+            checked += 1
+    assert checked > 60
+
+
+def test_template_variables_list_the_satellites(filled: tuple[Any, str, Filled]) -> None:
+    influxd, db, f = filled
+    for d in DASHBOARDS.values():
+        for v in d["templating"]["list"]:
+            series = series_of(influxd, db, v["query"])
+            assert series and series[0]["columns"] == ["key", "value"]
+            values = {row[1] for row in series[0]["values"]}
+            assert (f.board_sat in values) if v["name"] == "hil_sat" else (set(f.names) - values == set()), v["name"]
+
+
+def test_geomaps_join_positions_and_state_by_sat(filled: tuple[Any, str, Filled]) -> None:
+    influxd, db, f = filled
+    maps = [p for d in DASHBOARDS.values() for p in panels(d) if p["type"] == "geomap"]
+    assert len(maps) == 2
+    for p in maps:
+        assert p["transformations"][0]["options"]["byField"] == "sat"
+        tables = [{s["tags"]["sat"]: dict(zip(s["columns"], s["values"][-1])) for s in
+                   series_of(influxd, db, substitute(t["query"], f, {}))} for t in p["targets"]]
+        joined = set(tables[0]) & set(tables[1])
+        assert len(joined) >= len(f.names) // 2, p["title"]
+        assert all(-90 <= tables[0][s]["lat"] <= 90 and -180 <= tables[0][s]["lon"] <= 180 for s in joined)
+        assert p["options"]["layers"][0]["config"]["style"]["color"]["field"] in tables[1][next(iter(joined))]
+
+
+def _reduce(values: list[float], reducer: str) -> float:
+    return {"last": values[-1], "max": max(values), "min": min(values)}[reducer]
+
+
+def test_every_alert_rule_query_runs_and_limit_rules_fire_for_the_red_satellite(filled: tuple[Any, str, Filled]) -> None:
+    influxd, db, f = filled
+    for r in all_rules():
+        q, reducer = r["data"][0]["model"]["query"], r["data"][1]["model"]["reducer"]
+        ev = r["data"][2]["model"]["conditions"][0]["evaluator"]
+        series = series_of(influxd, db, q)
+        assert series, f"{r['uid']}: no data for {q}"
+        fld = expected_columns(q)[0]
+        for s in series:
+            assert s["columns"] == ["time", fld]
+        if r["labels"]["scope"] != "satellite":
+            continue
+        side = r["uid"].rsplit("-", 1)[1]
+        firing = {s["tags"]["sat"] for s in series
+                  if (_reduce([v[1] for v in s["values"]], reducer) > ev["params"][0]) == (ev["type"] == "gt")}
+        assert f.red_sats[(fld, side)] in firing, (r["uid"], firing)
+
+
+def test_fleet_measurement_fields_exist(filled: tuple[Any, str, Filled]) -> None:
+    from twin.dashboards_common import FLEET_FIELDS
+
+    _, _, f = filled
+    assert set(FLEET_FIELDS) <= f.fleet_fields
