@@ -173,6 +173,10 @@ def cmd_bench(a: argparse.Namespace) -> int:
         result = {"benchmark": "serial", "round_trip_p50_ms": max(r["round_trip_p50_ms"] for r in rows),
                   "round_trip_p99_ms": max(r["round_trip_p99_ms"] for r in rows),
                   "frames_per_s": min(r["frames_per_s"] for r in rows), **result}
+    elif a.what == "dashboards":
+        from bridges.bench_dashboards import bench_dashboards
+
+        result = bench_dashboards(ticks=a.window, count=a.count)
     elif a.what == "influx":
         from bridges.bench_influx import bench_influx
 
@@ -342,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("bench", help="benchmarks printing JSON")
-    p.add_argument("what", choices=("fleet", "mqtt", "serial", "influx"))
+    p.add_argument("what", choices=("fleet", "mqtt", "serial", "influx", "dashboards"))
+    p.add_argument("--window", type=int, default=330, help="dashboards: seconds of fleet data to fill (default 330)")
     p.add_argument("--duration", type=float, default=60.0, help="mqtt: sim = wall seconds to run (default 60)")
     p.add_argument("--baseline-duration", type=float, default=20.0, help="mqtt: seconds of the bare paho baseline")
     p.add_argument("--count", type=int, help="satellites (default: all)")
