@@ -50,3 +50,28 @@ def test_unknown_satellite_is_named_with_the_step(tmp_path):
     twin = FleetTwin(load_catalogue().select(count=2), load_design())
     with pytest.raises(ScenarioError, match=r"request\[0\].*unknown satellite"):
         apply_scenario(twin, load_scenario(p))
+
+
+def test_scenario_published_over_mqtt_to_a_running_twin(mosquitto, tmp_path):
+    import subprocess
+    import sys
+
+    from mqtt_helpers import Recorder, start_twin, wait_for
+
+    rec = Recorder(mosquitto.host, mosquitto.port, ["orbitwin/v1/sat/+/event", "orbitwin/v1/fleet/event"])
+    twin = start_twin(mosquitto.url, "--count", "10", "--speed", "x40", "--dt", "5", state_dir=str(tmp_path))
+    try:
+        wait_for(lambda: rec.connected.is_set(), 10)
+        import time
+        time.sleep(1.0)
+        out = subprocess.run([sys.executable, "-m", "twin.cli", "scenario", "publish",
+                              str(Path(__file__).resolve().parents[1] / "examples" / "scenario.toml"),
+                              "--mqtt", mosquitto.url], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+        statuses = [__import__("json").loads(line)["status"] for line in out.stdout.splitlines()]
+        assert statuses == ["accepted"] * 4
+        wait_for(lambda: len(rec.find(lambda t, p: p.get("name") == "fault_applied")) >= 3, 30)
+    finally:
+        twin.terminate()
+        twin.wait(20)
+        rec.close()

@@ -301,6 +301,15 @@ def cmd_bridge_grafana(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scenario_publish(a: argparse.Namespace) -> int:
+    from .scenario import load_scenario, publish_scenario
+
+    replies = publish_scenario(load_scenario(a.file), a.mqtt, a.prefix, a.wait, a.mqtt_username, a.mqtt_password)
+    for r in replies:
+        print(json.dumps(r))
+    return 0 if all(r.get("status") in ("accepted", "completed") for r in replies) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orbitwin", description="Digital twin of orbital compute constellations")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -423,6 +432,17 @@ def build_parser() -> argparse.ArgumentParser:
     from .dashboards import add_cli as _add_dashboards_cli
 
     _add_dashboards_cli(sub)
+
+    p = sub.add_parser("scenario", help="scenario files")
+    ssub = p.add_subparsers(dest="scenario_cmd", required=True)
+    sp = ssub.add_parser("publish", help="send a scenario's requests to a running twin over MQTT")
+    sp.add_argument("file", help="scenario TOML/JSON")
+    sp.add_argument("--mqtt", required=True, help="broker URL")
+    sp.add_argument("--mqtt-username")
+    sp.add_argument("--mqtt-password", default=os.environ.get("ORBITWIN_MQTT_PASSWORD"))
+    sp.add_argument("--prefix", default="orbitwin/v1")
+    sp.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the replies")
+    sp.set_defaults(func=cmd_scenario_publish)
 
     p = sub.add_parser("catalogue", help="list the selected satellites and their shells")
     _fleet_args(p)

@@ -107,3 +107,54 @@ def apply_scenario(twin: FleetTwin, scenario: Scenario) -> list[Request]:
         except CommandError as exc:
             raise ScenarioError(f"{scenario.source}: request[{k}]: {exc}") from None
     return queued
+
+
+def publish_scenario(scenario: Scenario, mqtt_url: str, prefix: str = "orbitwin/v1", wait_s: float = 10.0,
+                     username: str | None = None, password: str | None = None) -> list[dict[str, Any]]:
+    """Send every step to a running twin as MQTT 5 requests; returns the first reply of each."""
+    import threading
+    import uuid
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from .mqtt_link import MqttSettings
+
+    host, port, tls, user, pw = MqttSettings(mqtt_url, username, password).endpoint()
+    me = uuid.uuid4().hex[:8]
+    reply_topic = f"{prefix}/scenario/{me}/reply"
+    replies: dict[str, dict[str, Any]] = {}
+    done = threading.Event()
+    subscribed = threading.Event()
+
+    def on_message(client: Any, userdata: Any, msg: Any) -> None:
+        body = json.loads(msg.payload)
+        replies.setdefault(body.get("id"), body)
+        if len(replies) >= len(scenario.steps):
+            done.set()
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"orbitwin-scenario-{me}", protocol=mqtt.MQTTv5)
+    if user:
+        c.username_pw_set(user, pw)
+    if tls:
+        c.tls_set()
+    c.on_message = on_message
+    c.on_subscribe = lambda *a: subscribed.set()
+    c.connect(host, port)
+    c.loop_start()
+    c.subscribe(reply_topic, qos=1)
+    subscribed.wait(wait_s)
+    ids = []
+    for k, step in enumerate(scenario.steps):
+        rid = step.payload.get("id") or f"{Path(scenario.source).stem}-{k}"
+        ids.append(rid)
+        topic = f"{prefix}/sat/{step.sat}/{step.leaf}" if step.sat else f"{prefix}/fleet/{step.leaf}"
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = reply_topic
+        props.CorrelationData = rid.encode()
+        c.publish(topic, json.dumps({**step.payload, "id": rid}), qos=1, properties=props).wait_for_publish(wait_s)
+    done.wait(wait_s)
+    c.disconnect()
+    c.loop_stop()
+    return [replies.get(rid, {"id": rid, "status": "no reply"}) for rid in ids]
