@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from twin.embedded_broker import (  # re-exported for tests
+    ChildServer,
     BrokerError,
     MosquittoProcess,
     find_mosquitto,
@@ -47,7 +48,9 @@ def find_influxd() -> str | None:
     return shutil.which("influxd") or ("/usr/bin/influxd" if os.access("/usr/bin/influxd", os.X_OK) else None)
 
 
-class InfluxdProcess:
+class InfluxdProcess(ChildServer):
+    stop_timeout_s = 15.0
+
     """An influxd 1.x child process with meta/data/wal dirs in its own temp dir."""
 
     def __init__(
@@ -165,24 +168,6 @@ bind-address = "{self.host}:{self.rpc_port}"
                 return r.status == 204
         except (OSError, urllib.error.URLError):
             return False
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
-        """Send ``sig`` and wait for exit (SIGKILL after ``timeout``); returns the exit code."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
-
-    def kill(self) -> int | None:
-        """Hard kill (SIGKILL); acknowledged writes survive through the WAL."""
-        return self.stop(signal.SIGKILL)
 
     def restart(self, sig: int = signal.SIGTERM) -> InfluxdProcess:
         """Stop and start again on the same ports with the same meta/data/wal dirs."""

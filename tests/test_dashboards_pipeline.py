@@ -27,22 +27,19 @@ from twin.catalogue import load_catalogue
 P = "orbitwin/v1"
 COUNT = 30
 DURATION, SPEED = 240, 12
-START = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(seconds=DURATION - DURATION // SPEED)
-
-
-def _alive_at_start(count: int) -> list[str]:
+def _alive_at_start(count: int, start: dt.datetime) -> list[str]:
     """Satellites SGP4 still propagates at the start (months after the TLE epoch some have decayed)."""
     from twin.engine import julian_split
     from twin.orbit import FleetPropagator
     from twin.runner import iso_to_jd
 
     cat = load_catalogue().select(count=4 * count)
-    jd, fr = julian_split(iso_to_jd(START.isoformat()))
+    jd, fr = julian_split(iso_to_jd(start.isoformat()))
     _, _, err = FleetPropagator(cat).teme(jd, fr)
     return [n for n, e in zip(cat.names, err) if e == 0][:count]
 
 
-NAMES = _alive_at_start(COUNT)
+NAMES: list[str] = []  # filled by the fixture: the run starts (and ends) around the wall clock of the test
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +50,10 @@ def pipeline(tmp_path_factory, influxd):
     broker = MosquittoProcess().start()
     db = f"pipe{uuid.uuid4().hex[:8]}"
     influxd.create_database(db)
-    start = START
+    # sim time ends near wall time, so that windows relative to now() (alert rules) and the
+    # bridge's own wall-clock points fall inside the dashboards' time range
+    start = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(seconds=DURATION - DURATION // SPEED)
+    NAMES[:] = _alive_at_start(COUNT, start)
     rec = Recorder(broker.host, broker.port, [f"{P}/sat/{NAMES[1]}/tm/hk"])
     sims = start_sims(1, seed=2, mode="thread")
     bridge = bridge_proc(tmp, broker.url, influxd.url, db).start()

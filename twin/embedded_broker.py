@@ -72,7 +72,32 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[b
     return False
 
 
-class MosquittoProcess:
+class ChildServer:
+    """A server child process (``self.proc``) that stops with a signal and a deadline."""
+
+    proc: subprocess.Popen[bytes] | None = None
+    stop_timeout_s: float = 10.0
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float | None = None) -> int | None:
+        """Send ``sig`` and wait for exit (SIGKILL after ``timeout``); returns the exit code."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(self.stop_timeout_s if timeout is None else timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+    def kill(self) -> int | None:
+        """Hard kill (SIGKILL): whatever the server had not made durable is lost."""
+        return self.stop(signal.SIGKILL)
+
+
+class MosquittoProcess(ChildServer):
     """A mosquitto child process with a generated config in its own temp dir.
 
     ``restart()`` keeps port and persistence dir, so persistent sessions and
@@ -185,24 +210,6 @@ class MosquittoProcess:
             return True
         self.kill()
         return False
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
-        """Send ``sig`` and wait for exit (SIGKILL after ``timeout``); returns the exit code."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
-
-    def kill(self) -> int | None:
-        """Hard kill (SIGKILL): unsaved persistence state is lost."""
-        return self.stop(signal.SIGKILL)
 
     def restart(self, sig: int = signal.SIGTERM) -> MosquittoProcess:
         """Stop with ``sig`` and start again on the same port with the same persistence dir."""

@@ -81,16 +81,22 @@ def run_loop(
     duration_s: float | None = None,
     on_tick: Callable[[FleetTwin, RunStats], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    tick: Callable[[], None] | None = None,
+    stats: RunStats | None = None,
 ) -> RunStats:
-    """Step until ``duration_s`` of sim time has passed (forever when None), paced by ``pacer``."""
-    stats = RunStats()
+    """Step until ``duration_s`` of sim time has passed (forever when None), paced by ``pacer``.
+
+    ``tick`` is one tick's work (default ``twin.step``; the MQTT runtime adds its I/O around it).
+    """
+    stats = RunStats() if stats is None else stats
+    tick = twin.step if tick is None else tick
     end = None if duration_s is None else twin.t_s + duration_s
     pacer.start(twin.t_s)
     while (end is None or twin.t_s < end - 1e-9) and not should_stop():
         stats.lag_s = pacer.wait_until(twin.t_s + twin.dt_s)
         stats.max_lag_s = max(stats.max_lag_s, stats.lag_s)
         t0 = time.perf_counter()
-        twin.step()
+        tick()
         stats.last_step_s = time.perf_counter() - t0
         stats.step_s_total += stats.last_step_s
         stats.ticks += 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from .engine import Event, FleetTwin
 from .mqtt_link import MqttLink
 from .replay import ReplayBuffer
 from .requests import ParsedRequest, Selector, decode_json, parse_replay, parse_request, valid_reply_topic
-from .runner import RunStats, iso_to_jd
+from .runner import RunStats, iso_to_jd, run_loop
 from .status_view import fleet_summary, jd_to_datetime
 from .tm_encoder import FrameEncoder, PacketEncoder, PacketSchedule
 
@@ -342,27 +341,19 @@ class TwinService:
         should_stop: Callable[[], bool] = lambda: False,
     ) -> RunStats:
         """Step and publish until ``duration_s`` of sim time has passed (forever when None)."""
-        twin = self.twin
         stats = RunStats()
         self.last_stats = stats
         self.realtime = pacer.speed == 1.0
         for b in self.boards.values():
             b.realtime = self.realtime
-        end = None if duration_s is None else twin.t_s + duration_s
-        pacer.start(twin.t_s)
-        while (end is None or twin.t_s < end - 1e-9) and not should_stop():
-            stats.lag_s = pacer.wait_until(twin.t_s + twin.dt_s)
-            stats.max_lag_s = max(stats.max_lag_s, stats.lag_s)
-            t0 = time.perf_counter()
+
+        def tick() -> None:
             self.process_requests()
-            twin.step()
+            self.twin.step()
             self.publish_tick()
-            stats.last_step_s = time.perf_counter() - t0
-            stats.step_s_total += stats.last_step_s
-            stats.ticks += 1
-            if on_tick is not None:
-                on_tick(twin, stats)
-        return stats
+
+        return run_loop(self.twin, pacer, duration_s=duration_s, on_tick=on_tick, should_stop=should_stop,
+                        tick=tick, stats=stats)
 
 
 def select_sats(twin: FleetTwin, s: Selector) -> np.ndarray:
