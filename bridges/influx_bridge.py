@@ -107,7 +107,7 @@ class InfluxBridge:
         for seg_id in self.spool.segment_ids():
             seg = self.spool._read(seg_id)  # noqa: SLF001 - once at start: segments left by a previous run
             self.seg_telemetry[seg_id] = int((seg.meta or {}).get("telemetry", 0))
-        self.oldest_unacked = 0.0
+        self.lag_s = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.connected = threading.Event()
@@ -248,6 +248,7 @@ class InfluxBridge:
             if m.qos > 0:
                 self.client.ack(m.mid, m.qos)
         self.counters["acked"] += len(batch)
+        self.lag_s = time.monotonic() - batch[0].arrived  # how long the oldest message waited for its ack
 
     def _account(self, res: Any, t0: float) -> None:
         self.counters["points_written"] += res.written
@@ -348,7 +349,8 @@ class InfluxBridge:
             "dead_letters": self.dead.count, "gaps_detected": self.tracker.gaps_detected,
             "missing_now": self.tracker.missing_count, "gaps_filled": self.tracker.filled,
             "gaps_unrecoverable": self.counters["gaps_unrecoverable"], "duplicates_seen": self.tracker.duplicates,
-            "inbox": self.inbox.qsize(), "db_ok": self.db_ok, "connected": self.connected.is_set(),
+            "inbox": self.inbox.qsize(), "lag_s": round(self.lag_s, 3), "db_ok": self.db_ok,
+            "connected": self.connected.is_set(),
         }
 
     def _report(self) -> None:

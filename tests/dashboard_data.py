@@ -81,6 +81,8 @@ def fill(influxd: Any, db: str, count: int = 50, duration_s: float = 300.0, dt_s
     subject, board_sat = live[1], live[2]
     twin.submit("fault", "latchup", {"device": 3}, subject)
     twin.submit("fault", "payload_hang", {}, subject, at_s=30)
+    # SEU events whatever the orbit does (natural ones depend on SAA passes, i.e. on the start time)
+    twin.submit("fault", "seu_burst", {"count": 50}, subject, at_s=50)
     twin.submit("command", "throttle", {"factor": 0.5}, subject, at_s=20)
     twin.submit("command", "set_payload_load", {"load": 0.9}, "*", at_s=40)
     twin.attach_backend(twin.index[board_sat], StubBoard())
