@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import signal
-import time
 import uuid
 
 import pytest
@@ -74,9 +73,13 @@ def pipeline(tmp_path_factory, influxd):
         ):
             rec.publish(topic, body)
         twin.popen.wait(DURATION / SPEED + 60)
-        wait_for(lambda: last_status(bridge).get("inbox", 1) == 0 and last_status(bridge).get("spool_points", 1) == 0,
-                 60, 0.25)
-        time.sleep(1.0)
+        seen: list[int] = []
+
+        def settled() -> bool:  # queues empty and the written count unchanged over two status reports
+            st = last_status(bridge)
+            seen.append(st.get("points_written", -1))
+            return st.get("inbox", 1) == 0 and st.get("spool_points", 1) == 0 and len(seen) > 2 and seen[-1] == seen[-3]
+        wait_for(settled, 60, 0.5)
         yield influxd, db, start, rec
     finally:
         serial.stop()

@@ -84,7 +84,10 @@ def test_bridge_killed_with_sigkill_and_restarted(tmp_path, mosquitto, influxd, 
     try:
         wait_for(lambda: last_status(bridge).get("points_written", 0) > SATS * 10, 60, 0.2)
         bridge.signal(signal.SIGKILL)
-        time.sleep(2.0)  # the twin keeps publishing while no bridge runs: the broker queues for its session
+        # the twin keeps publishing while no bridge runs (the broker queues for the bridge's session)
+        watch = Recorder(mosquitto.host, mosquitto.port, ["orbitwin/v1/fleet/tm/hk"])
+        wait_for(lambda: len(watch.find(lambda t, p: True)) >= 8, 30)
+        watch.close()
         bridge = bridge_proc(tmp_path, mosquitto.url, influxd.url, db).start()
         result = _finish(tmp_path, twin, bridge, influxd, db)
         assert result["lost"] == 0 and result["duplicates"] == 0, (result, last_status(bridge))

@@ -213,7 +213,8 @@ def cmd_bridge_influx(a: argparse.Namespace) -> int:
         writer = InfluxV1Writer(a.influx, a.db, a.rp, a.influx_user, a.influx_password)
     settings = BridgeSettings(a.mqtt, a.client_id, a.prefix, a.mqtt_username, a.mqtt_password,
                               spool_dir=a.spool_dir, spool_max_bytes=int(a.spool_max_mb * 2**20),
-                              dead_letter_path=a.dead_letter, bridge_id=a.bridge_id)
+                              dead_letter_path=a.dead_letter, bridge_id=a.bridge_id,
+                              report_every_s=min(a.report_every, 5.0))
     bridge = InfluxBridge(settings, writer)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
