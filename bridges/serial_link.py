@@ -230,10 +230,11 @@ class SerialLink(BoardCommands):
             self.stats["callback_errors"] += 1
 
     def _try_open(self) -> bool:
+        # pyserial's rfc2217:// client has no write timeout (it raises NotImplementedError)
+        kw = {} if self.url.startswith("rfc2217://") else {"write_timeout": 1.0}
         try:
-            ser = self._open_fn(self.url, baudrate=self.baudrate, timeout=self.read_timeout_s,
-                                write_timeout=1.0)
-        except (serial.SerialException, OSError, ValueError):
+            ser = self._open_fn(self.url, baudrate=self.baudrate, timeout=self.read_timeout_s, **kw)
+        except (serial.SerialException, OSError, ValueError, NotImplementedError):
             return False
         self._decoder.reset()
         with self._wlock:

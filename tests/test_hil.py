@@ -200,3 +200,77 @@ def test_ten_thousand_garbled_frames_against_the_live_bridge(mosquitto):
         rec.close()
         os.close(master)
         os.close(slave)
+
+
+def test_board_behind_an_rfc2217_port_server(mosquitto, sims):
+    """``--port rfc2217://host:port``: a board shared over the network by an RFC 2217 server
+    (pyserial's PortManager in front of the firmware-sim port, as its rfc2217_server example does)."""
+    import socket
+
+    import serial
+    import serial.rfc2217
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        conn.settimeout(0.05)
+        real = serial.serial_for_url(sims[0].port_path, 115200, timeout=0.01)
+
+        class PtyPort:
+            """The pty behind the server: a pty has no modem lines, so their ioctls are ignored."""
+
+            def __getattr__(self, name):  # type: ignore[no-untyped-def]
+                if name in ("cts", "dsr", "ri", "cd"):
+                    return False
+                return getattr(real, name)
+
+            def __setattr__(self, name, value):  # type: ignore[no-untyped-def]
+                try:
+                    setattr(real, name, value)
+                except OSError:
+                    pass
+
+        ser = PtyPort()
+
+        class Net:  # what PortManager writes its option negotiation to
+            write = conn.sendall
+        pm = serial.rfc2217.PortManager(ser, Net())
+
+        def board_to_net() -> None:
+            while not stop.is_set():
+                try:
+                    data = ser.read(4096)
+                    if data:
+                        conn.sendall(b"".join(pm.escape(data)))
+                except (OSError, TypeError, serial.SerialException):  # closed at the end of the test
+                    return
+        threading.Thread(target=board_to_net, daemon=True).start()
+        while not stop.is_set():
+            try:
+                data = conn.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            ser.write(b"".join(pm.filter(data)))
+        real.close()
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    rec = Recorder(mosquitto.host, mosquitto.port, [f"{P}/board/#"])
+    bridge = SerialBridge(SerialBridgeSettings(f"rfc2217://127.0.0.1:{port}", SAT, mosquitto.url)).start()
+    try:
+        wait_for(lambda: bridge.link.connected, 15)
+        wait_for(lambda: rec.find(lambda t, p: t == f"{P}/board/{SAT}/tm"), 10)
+        rec.publish(f"{P}/board/{SAT}/cmd", {"command": "set_load", "args": {"load": 0.3}, "id": "r1"})
+        wait_for(lambda: abs(sims[0].firmware.load - 0.3) < 1e-6, 10)
+    finally:
+        stop.set()
+        bridge.stop()
+        rec.close()
+        srv.close()
