@@ -108,11 +108,13 @@ def test_operations_by_direction() -> None:
     ops = DOC["operations"].values()
     sent = {op["channel"]["$ref"].rsplit("/", 1)[1] for op in ops if op["action"] == "send"}
     taken = {op["channel"]["$ref"].rsplit("/", 1)[1] for op in ops if op["action"] == "receive"}
-    assert taken == {"satCommand", "satFault", "fleetCommand", "fleetFault", "fleetReplay"}
+    assert taken == {"satCommand", "satFault", "fleetCommand", "fleetFault", "fleetReplay", "boardState",
+                     "boardTelemetry"}
     assert {f"satTelemetry_{p.name}" for p in PACKETS} | {"state", "satEvent", "satReply", "errors"} <= sent
     bindings = {op["channel"]["$ref"].rsplit("/", 1)[1]: op["bindings"]["mqtt"] for op in ops}
     assert bindings["state"]["retain"] is True and bindings["catalogue"]["retain"] is True
-    assert not any(b["retain"] for c, b in bindings.items() if c not in ("state", "catalogue"))
+    assert bindings["boardState"]["retain"] is True
+    assert not any(b["retain"] for c, b in bindings.items() if c not in ("state", "catalogue", "boardState"))
     mqtt_req = DOC["components"]["messages"]["command"]["bindings"]["mqtt"]
     assert "responseTopic" in mqtt_req and "correlationData" in mqtt_req
 

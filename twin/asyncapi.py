@@ -22,6 +22,7 @@ from .requests import MAX_REQUEST_BYTES
 from .schema import PACKET_FIELDS, PACKETS, SCHEMA_VERSION
 
 from .asyncapi_schemas import (
+    board_schemas,
     ASYNCAPI_VERSION,
     MQTT_BINDING_VERSION,
     EXAMPLE_SAT,
@@ -95,6 +96,7 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
         "Catalogue": catalogue_schema(),
         "Summary": summary_schema(),
         "Status": status_schema(),
+        **board_schemas(),
     }
     messages: JSON = {}
     channels: JSON = {}
@@ -200,6 +202,28 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
             "Rejections of messages that cannot be routed (unknown topic under the prefix)")
     channel("responseTopic", None, {"reply": "reply"},
             "The MQTT 5 response topic (or reply_to) chosen by the requester; replies carry its correlation data")
+
+    board_param = {"board": {"description": "Board name (default: the bound satellite's name)",
+                             "examples": [EXAMPLE_SAT]}}
+    messages |= {
+        "boardState": _message("boardState", "Board state", "BoardState", "Retained: the satellite a board binds to"),
+        "boardTelemetry": _message("boardTelemetry", "Board telemetry", "BoardTelemetry", "A board's measurements"),
+        "boardRequest": _message("boardRequest", "Board request", "BoardRequest", "A command or fault for a board",
+                                 [{"command": "set_load", "args": {"load": 0.5}, "id": "b-1"}], _REQUEST_MSG_BINDINGS),
+    }
+    channel("boardState", topics.board("{board}", "state"), {"state": "boardState"},
+            "Published (retained) by orbitwin bridge serial; the twin binds the board to the satellite named",
+            board_param)
+    channel("boardTelemetry", topics.board("{board}", "tm"), {"tm": "boardTelemetry"},
+            "A board's measurements (5 Hz); the twin scales them to the bound satellite's payload", board_param)
+    channel("boardCommand", topics.board("{board}", "cmd"), {"request": "boardRequest"},
+            "Board commands, from the twin (its commands for the bound satellite) or any client", board_param)
+    channel("boardFault", topics.board("{board}", "fault"), {"request": "boardRequest"},
+            "Board faults, from the twin (SEU/SEL it decides for the bound satellite) or any client", board_param)
+    operation("receiveBoardState", "receive", "boardState", "Bind or unbind a board", 1, True)
+    operation("receiveBoardTelemetry", "receive", "boardTelemetry", "Take a bound board's measurements", 0)
+    operation("sendBoardCommand", "send", "boardCommand", "Forward a payload command to the bound board", 1)
+    operation("sendBoardFault", "send", "boardFault", "Forward a radiation effect to the bound board", 1)
 
     operation("publishState", "send", "state", "Birth on connect, death as last will or on stop", 1, True)
     operation("publishCatalogue", "send", "catalogue", "On every connection", 1, True)

@@ -17,7 +17,7 @@ from .schema import FIELD_BY_NAME, FIELDS, PACKET_FIELDS, SCHEMA_VERSION, Field
 
 ASYNCAPI_VERSION = "3.0.0"
 MQTT_BINDING_VERSION = "0.2.0"
-EVENT_KINDS = ("limit", "fdir", "seu", "sel", "fault", "command")  # twin.engine.Event.kind
+EVENT_KINDS = ("limit", "fdir", "seu", "sel", "fault", "command", "hil")  # twin.engine.Event.kind
 SEVERITIES = ("info", "warning", "critical")
 REPLY_STATUSES = ("accepted", "completed", "rejected")
 EXAMPLE_SAT = "STARLINK-1008"
@@ -386,3 +386,27 @@ def status_schema() -> JSON:
 
 
 # --- the document ----------------------------------------------------------------------
+
+
+def board_schemas() -> dict[str, JSON]:
+    """Payloads of ``{prefix}/board/{board}/...`` (``orbitwin bridge serial``); board fields from the serial protocol."""
+    from orbitwin_fw import messages as fw
+
+    raw = {name: {"type": "number"} for name in fw.LAYOUTS[fw.PAYLOAD_TELEMETRY][1]}
+    base = {"v": {"type": "integer"}, "board": {"type": "string"}, "sat": {"type": "string"},
+            "wall_time": {"type": "number", "description": "Unix time at the bridge (s)"}}
+    return {
+        "BoardState": {"title": "BoardState", "type": "object", "required": ["board", "sat", "state"],
+                       "properties": base | {"state": {"enum": ["online", "offline"]}, "linked": {"type": "boolean"},
+                                             "silent": {"type": "boolean"}, "port": {"type": "string"},
+                                             "capabilities": {"type": "object"}}},
+        "BoardTelemetry": {"title": "BoardTelemetry", "type": "object", "required": ["board", "sat", "seq", "raw"],
+                           "properties": base | {"seq": {"type": "integer"}, "linked": {"type": "boolean"},
+                                                 "raw": {"type": "object", "properties": raw,
+                                                         "description": "PAYLOAD_TELEMETRY of the serial protocol"}}},
+        "BoardRequest": {"title": "BoardRequest", "type": "object",
+                         "description": "A command (set_load, set_throttle, power_cycle, reset, hardware_reset, "
+                                        "ping) or a fault (seu, seu_double, latchup, hang) for the board",
+                         "properties": {"command": {"type": "string"}, "fault": {"type": "string"},
+                                        "args": {"type": "object"}, "id": {"type": "string"}}},
+    }
