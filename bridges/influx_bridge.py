@@ -206,7 +206,7 @@ class InfluxBridge:
             raise MappingError("payload must be a JSON object")
         leaf = m.topic.rsplit("/", 1)[-1]
         p = self.s.prefix
-        if m.topic.startswith(f"{p}/fleet/tm/") or "/tm/" in m.topic:
+        if "/tm/" in m.topic:  # fleet frames and replayed single messages
             rows = frame_lines(obj) if m.topic.startswith(f"{p}/fleet/tm/") else message_lines(obj)
             run = obj["run"]
             for sat, seq, _ in rows:

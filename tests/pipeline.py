@@ -120,3 +120,22 @@ def last_status(bridge: Proc) -> dict:
             except ValueError:
                 continue
     return {}
+
+
+def wait_settled(bridge: Proc, timeout: float = 60.0) -> dict:
+    """Wait until the bridge's queues are empty and its written count holds over two status reports."""
+    from mqtt_helpers import wait_for
+
+    seen: list[int] = []
+
+    def settled() -> bool:
+        st = last_status(bridge)
+        seen.append(st.get("points_written", -1))
+        return st.get("inbox", 1) == 0 and st.get("spool_points", 1) == 0 and len(seen) > 2 and seen[-1] == seen[-3]
+    wait_for(settled, timeout, 0.5, what="bridge settled")
+    return last_status(bridge)
+
+
+def status_reports(bridge: Proc) -> int:
+    """How many status lines the bridge has printed (it prints one per --report-every)."""
+    return sum(1 for line in bridge.text().splitlines() if line.startswith("{"))

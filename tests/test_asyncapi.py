@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from twin.asyncapi import asyncapi_document, request_example, to_yaml
 from twin.commands import COMMANDS, FAULTS, CommandError, Reason, validate
 from twin.requests import parse_request
 from twin.schema import FIELDS, PACKETS
+from mqtt_helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 YAML_PATH = ROOT / "docs" / "asyncapi.yaml"
@@ -207,16 +207,6 @@ class Recorder:
     def stop(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def channel_of(topic: str, response_topic: str) -> str | None:

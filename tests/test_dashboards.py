@@ -231,13 +231,17 @@ def _run_panel_query(influxd: Any, db: str, f: Filled, q: str) -> list[dict[str,
     return []
 
 
+def dashboard_queries(d: dict[str, Any]) -> list[tuple[str, str]]:
+    """(title, InfluxQL) of every panel target and annotation of a dashboard."""
+    queries = [(p["title"], t["query"]) for p in panels(d) for t in p["targets"]]
+    return queries + [(f"annotation {a['name']}", a["query"]) for a in d["annotations"]["list"][1:]]
+
+
 def test_every_panel_and_annotation_query_returns_the_expected_columns(filled: tuple[Any, str, Filled]) -> None:
     influxd, db, f = filled
     checked = 0
     for name, d in DASHBOARDS.items():
-        queries = [(p["title"], t["query"]) for p in panels(d) for t in p["targets"]]
-        queries += [(f"annotation {a['name']}", a["query"]) for a in d["annotations"]["list"][1:]]
-        for title, q in queries:
+        for title, q in dashboard_queries(d):
             series = _run_panel_query(influxd, db, f, q)
             assert series, f"{name} / {title}: no data for {q}"
             for s in series:

@@ -9,8 +9,6 @@ Also: values a panel shows equal what the twin published (a short deterministic 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import signal
 import uuid
 
 import pytest
@@ -19,8 +17,8 @@ from bridges.serial_bridge import SerialBridge, SerialBridgeSettings
 from dashboard_data import Filled
 from mqtt_helpers import Recorder, wait_for
 from orbitwin_fw_host.sim import start_sims, stop_sims
-from pipeline import bridge_proc, last_status, twin_proc
-from test_dashboards import DASHBOARDS, _run_panel_query, all_rules, expected_columns, panels, series_of, substitute
+from pipeline import bridge_proc, last_status, twin_proc, wait_settled
+from test_dashboards import DASHBOARDS, _run_panel_query, all_rules, dashboard_queries, expected_columns, series_of
 from twin.catalogue import load_catalogue
 
 P = "orbitwin/v1"
@@ -73,13 +71,7 @@ def pipeline(tmp_path_factory, influxd):
         ):
             rec.publish(topic, body)
         twin.popen.wait(DURATION / SPEED + 60)
-        seen: list[int] = []
-
-        def settled() -> bool:  # queues empty and the written count unchanged over two status reports
-            st = last_status(bridge)
-            seen.append(st.get("points_written", -1))
-            return st.get("inbox", 1) == 0 and st.get("spool_points", 1) == 0 and len(seen) > 2 and seen[-1] == seen[-3]
-        wait_for(settled, 60, 0.5)
+        wait_settled(bridge)
         yield influxd, db, start, rec
     finally:
         serial.stop()
@@ -100,9 +92,7 @@ def test_every_dashboard_query_returns_data_from_the_real_pipeline(pipeline):
     f = _filled(start)
     checked = 0
     for name, d in DASHBOARDS.items():
-        queries = [(p["title"], t["query"]) for p in panels(d) for t in p["targets"]]
-        queries += [(f"annotation {a['name']}", a["query"]) for a in d["annotations"]["list"][1:]]
-        for title, q in queries:
+        for title, q in dashboard_queries(d):
             series = _run_panel_query(influxd, db, f, q)
             assert series, f"{name} / {title}: no data from the real pipeline for {q}"
             for s in series:

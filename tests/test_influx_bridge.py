@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 import uuid
 
 import pytest
 
 from mqtt_helpers import Recorder, wait_for
-from pipeline import bridge_proc, check_exactly_once, expected_counts, last_status, ticks_done, twin_proc
+from pipeline import (bridge_proc, check_exactly_once, expected_counts, last_status, status_reports, ticks_done,
+                      twin_proc, wait_settled)
 from twin.catalogue import load_catalogue
 
 SATS = 12
@@ -106,10 +106,7 @@ def test_spool_overflow_drops_exactly_the_overflow_and_reports_it(tmp_path, mosq
         twin.popen.wait(120)
         influxd.start()
         counts = expected_counts(SATS, ticks_done(twin))
-        wait_for(lambda: last_status(bridge).get("spool_points", 1) == 0 and last_status(bridge).get("inbox", 1) == 0,
-                 60, 0.5)
-        time.sleep(1.0)
-        st = last_status(bridge)
+        st = wait_settled(bridge)
         result = check_exactly_once(influxd, db, NAMES, counts)
         assert result["duplicates"] == 0
         assert result["lost"] > 0
@@ -152,8 +149,9 @@ def test_malformed_input_is_dead_lettered_and_good_lines_land(tmp_path, mosquitt
         details = " ".join(str(d.get("detail")) for d in dead)
         assert reasons == ["rejected", "unmappable", "unmappable", "unmappable", "unmappable"]
         assert "not JSON" in details and "bogus" in details and "mode" in details
-        time.sleep(1.0)
-        assert bridge.popen.poll() is None  # still running
+        reports = status_reports(bridge)
+        wait_for(lambda: status_reports(bridge) > reports + 1, 10, 0.1)  # still running and reporting
+        assert bridge.popen.poll() is None
     finally:
         rec.close()
         bridge.stop()

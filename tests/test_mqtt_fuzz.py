@@ -12,7 +12,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from twin.commands import COMMANDS, FAULTS, Spec
 from twin.requests import MAX_REPLAY_SPAN, MAX_REQUEST_BYTES
+from mqtt_helpers import wait_for
 
 P = "orbitwin/v1"
 SAT = "STARLINK-1008"
@@ -32,16 +33,6 @@ OUTPUT_LEAVES = ("event", "status", "summary", "catalogue")  # counted by the tw
 def fuzz_settings(n: int) -> settings:
     return settings(max_examples=n, deadline=None, database=None, phases=[Phase.generate],
                     suppress_health_check=list(HealthCheck))
-
-
-def wait_for(cond: Callable[[], Any], timeout: float, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError(f"{what} not met within {timeout} s")
 
 
 class Twin:
@@ -186,7 +177,7 @@ def _envelope(kind: str, spec: Spec, args: Any, fleet: bool, n: int) -> dict[str
 def test_ten_thousand_malformed_requests(rig: tuple[Twin, Replies, Publisher]) -> None:
     twin, replies, pub = rig
     n = iter(range(10**9))
-    wait_for(lambda: twin.twin.tick > 2 and replies.hk_ticks, 10, "twin running")
+    wait_for(lambda: twin.twin.tick > 2 and replies.hk_ticks, 10, what="twin running")
 
     @fuzz_settings(3000)
     @given(topic=request_topics, data=st.binary(max_size=300))
@@ -303,11 +294,11 @@ def test_ten_thousand_malformed_requests(rig: tuple[Twin, Replies, Publisher]) -
 
     svc = twin.service
     try:
-        wait_for(lambda: svc.counters["requests"] >= sent or twin.error, 30, "all requests handled")
+        wait_for(lambda: svc.counters["requests"] >= sent or twin.error, 30, what="all requests handled")
     except AssertionError as exc:
         raise AssertionError(f"{exc}: sent {dict(pub.sent)}, counters {dict(svc.counters)}") from None
     assert twin.error is None, f"the twin stopped stepping: {twin.error!r}"
-    wait_for(lambda: replies.status["rejected"] >= answered, 30, "every rejection received")
+    wait_for(lambda: replies.status["rejected"] >= answered, 30, what="every rejection received")
 
     c = svc.counters
     assert c["requests"] == sent
@@ -321,7 +312,7 @@ def test_ten_thousand_malformed_requests(rig: tuple[Twin, Replies, Publisher]) -
 
     # the twin kept stepping and publishing
     tick, seen = twin.twin.tick, len(replies.hk_ticks)
-    wait_for(lambda: twin.twin.tick > tick + 5 and len(replies.hk_ticks) > seen + 5, 10, "telemetry after flood")
+    wait_for(lambda: twin.twin.tick > tick + 5 and len(replies.hk_ticks) > seen + 5, 10, what="telemetry after flood")
     assert twin.error is None and twin.link.stats.disconnects == 0
     print(f"\nfuzz: {dict(pub.sent)} sent in {gen_s:.1f} s; counters {dict(c)}")
 
@@ -346,12 +337,12 @@ def test_known_crashers(case: str, rig: tuple[Twin, Replies, Publisher]) -> None
     the broker drops the connection). Each must get a rejected reply on the default topic while
     the twin keeps stepping on the same connection."""
     twin, replies, pub = rig
-    wait_for(lambda: twin.twin.tick > 2, 10, "twin running")
+    wait_for(lambda: twin.twin.tick > 2, 10, what="twin running")
     topic, payload = CRASHERS[case]
     pub.send("crasher", topic, payload.encode())
     pub.flush()
-    wait_for(lambda: twin.service.counters["requests"] >= 1 or twin.error, 10, "request handled")
+    wait_for(lambda: twin.service.counters["requests"] >= 1 or twin.error, 10, what="request handled")
     time.sleep(0.2)  # a short grace for a disconnect to show
     assert twin.error is None, f"the twin stopped stepping: {twin.error!r}"
-    wait_for(lambda: replies.status["rejected"] >= 1, 5, "a rejection")
+    wait_for(lambda: replies.status["rejected"] >= 1, 5, what="a rejection")
     assert twin.link.stats.disconnects == 0

@@ -19,6 +19,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from twin.clock import Pacer
+from mqtt_helpers import wait_for
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "mqtt.md"
 SAT = "STARLINK-1008"
@@ -83,16 +84,6 @@ def running_twin(mosquitto: Any, tmp_path: Path) -> Iterator[RunningTwin]:
         link.stop()
         twin.close()
     assert not rt.error, f"the twin died: {rt.error[0]!r}"
-
-
-def wait_for(cond: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def run_recipe(block: str, rt: RunningTwin, timeout: float = 90.0) -> list[tuple[str, dict[str, Any]]]:

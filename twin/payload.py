@@ -147,9 +147,7 @@ def plan(state: PayloadState, p: PayloadParams, node_temp_k: np.ndarray, safe_mo
         n_latched = np.zeros(n, dtype=np.int64)
         n_working = n_on
     n_working = np.where(state.hung, 0, n_working)
-    demand = np.where(state.backlog_top > 0.0, 1.0, 0.0)
-    load = np.maximum(state.load_setpoint, demand) * np.where(state.backlog_top > 0.0, 1.0, 1.0)
-    load = np.minimum(load, np.where(state.backlog_top > 0.0, 1.0, state.load_setpoint))
+    load = np.where(state.backlog_top > 0.0, 1.0, state.load_setpoint)  # queued work runs at full load
     # the hottest junction sits above the cold plate by its own dissipation
     junction_k = node_temp_k + p.junction_rise_k_per_w * (p.device_idle_w + (p.device_peak_w - p.device_idle_w) * load)
     span = p.throttle_max_k - p.throttle_start_k
