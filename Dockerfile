@@ -5,13 +5,14 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY twin ./twin
 COPY bridges ./bridges
+COPY dashboards ./dashboards
+COPY orbitwin ./orbitwin
 COPY firmware-sim ./firmware-sim
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin orbitwin \
     && mkdir -p /var/lib/orbitwin \
     && chown orbitwin /var/lib/orbitwin
 COPY docker/healthcheck.py ./docker/healthcheck.py
-COPY dashboards ./dashboards
 USER orbitwin
 ENTRYPOINT ["orbitwin"]
 CMD ["--help"]

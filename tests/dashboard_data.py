@@ -2,7 +2,7 @@
 
 50 satellites, 300 s at dt 5, ending 60 s in the future (so alert rules' ``now() - 30s`` windows
 still hold data a minute after filling). Telemetry goes through the fleet-frame encoder and
-``bridges.line_protocol.frame_lines``; events like ``twin/service.py`` publishes them, through
+``bridges.influx.line_protocol.frame_lines``; events like ``twin/runtime/mqtt_service.py`` publishes them, through
 ``event_line``; the fleet summary through ``flat_line("fleet", ...)``; ``twin`` and ``bridge``
 status points with the fields ``TwinService.status()`` and ``InfluxBridge.status()`` carry.
 Injected: a latch-up, a hang and a throttle command on one satellite, a stuck sensor beyond each
@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from bridges.line_protocol import event_line, flat_line, frame_lines
-from twin.contract import Topics, header, iso_utc
-from twin.payload import HardwareSample
-from twin.runner import FleetOptions, build_twin
-from twin.schema import LIMITED_FIELDS, MODE_NOMINAL
-from twin.status_view import fleet_summary, jd_to_datetime
-from twin.tm_encoder import FrameEncoder, PacketSchedule
+from bridges.influx.line_protocol import event_line, flat_line, frame_lines
+from twin.contract.topics import Topics, header, iso_utc
+from twin.core.payload import HardwareSample
+from twin.runtime.run_loop import FleetOptions, build_twin
+from twin.schema.telemetry import LIMITED_FIELDS, MODE_NOMINAL
+from twin.runtime.status_table import fleet_summary, jd_to_datetime
+from twin.contract.telemetry_encoder import FrameEncoder, PacketSchedule
 
 RUN, BSEQ = 7, 7
 

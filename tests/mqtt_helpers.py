@@ -30,7 +30,7 @@ def wait_for(cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0
 
 def start_twin(url: str, *args: str, state_dir: str, client_id: str | None = None) -> subprocess.Popen:
     """``orbitwin run --mqtt url`` as a child process (stdout/stderr to a temp log)."""
-    cmd = [sys.executable, "-m", "twin.cli", "run", "--mqtt", url, "--plain", "--refresh", "0",
+    cmd = [sys.executable, "-m", "orbitwin.cli", "run", "--mqtt", url, "--plain", "--refresh", "0",
            "--state-dir", state_dir, *args]
     if client_id:
         cmd += ["--client-id", client_id]

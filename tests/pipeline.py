@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from twin.schema import PACKET_FIELDS
-from twin.tm_encoder import PacketSchedule
+from twin.schema.telemetry import PACKET_FIELDS
+from twin.contract.telemetry_encoder import PacketSchedule
 
 MEASUREMENTS = tuple(PACKET_FIELDS)
 
@@ -53,13 +53,13 @@ class Proc:
 
 
 def twin_proc(tmp: Path, mqtt_url: str, count: int, *args: str) -> Proc:
-    return Proc([sys.executable, "-m", "twin.cli", "run", "--mqtt", mqtt_url, "--count", str(count), "--plain",
+    return Proc([sys.executable, "-m", "orbitwin.cli", "run", "--mqtt", mqtt_url, "--count", str(count), "--plain",
                  "--refresh", "0", "--state-dir", str(tmp), "--client-id", f"twin-{uuid.uuid4().hex[:6]}", *args],
                 tmp / "twin.log")
 
 
 def bridge_proc(tmp: Path, mqtt_url: str, influx_url: str, db: str, *args: str, client_id: str = "bridge-1") -> Proc:
-    return Proc([sys.executable, "-m", "twin.cli", "bridge", "influx", "--mqtt", mqtt_url, "--influx", influx_url,
+    return Proc([sys.executable, "-m", "orbitwin.cli", "bridge", "influx", "--mqtt", mqtt_url, "--influx", influx_url,
                  "--db", db, "--client-id", client_id, "--spool-dir", str(tmp / "spool"),
                  "--dead-letter", str(tmp / "dead.jsonl"), "--report-every", "0.5", *args], tmp / "bridge.log")
 

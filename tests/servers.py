@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from twin.embedded_broker import (  # re-exported for tests
+from twin.runtime.embedded_broker import (  # re-exported for tests
     ChildServer,
     BrokerError,
     MosquittoProcess,

@@ -18,10 +18,10 @@ from paho.mqtt.properties import Properties
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-from twin.asyncapi import asyncapi_document, request_example, to_yaml
-from twin.commands import COMMANDS, FAULTS, CommandError, Reason, validate
-from twin.requests import parse_request
-from twin.schema import FIELDS, PACKETS
+from twin.contract.asyncapi import asyncapi_document, request_example, to_yaml
+from twin.schema.commands import COMMANDS, FAULTS, CommandError, Reason, validate
+from twin.contract.request_parser import parse_request
+from twin.schema.telemetry import FIELDS, PACKETS
 from mqtt_helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +69,7 @@ def refs(node: Any) -> Iterator[str]:
 # --- the document itself ------------------------------------------------------------------
 def test_committed_yaml_matches_generator() -> None:
     assert YAML_PATH.read_text() == to_yaml(DOC), (
-        "docs/asyncapi.yaml is out of date: regenerate it with `python -m twin.asyncapi > docs/asyncapi.yaml`")
+        "docs/asyncapi.yaml is out of date: regenerate it with `python -m twin.contract.asyncapi > docs/asyncapi.yaml`")
 
 
 def test_structure() -> None:
@@ -221,9 +221,9 @@ def channel_of(topic: str, response_topic: str) -> str | None:
 
 
 def test_live_messages_validate(mosquitto: Any, tmp_path: Path) -> None:
-    from twin.mqtt_link import MqttLink, MqttSettings
-    from twin.runner import FleetOptions, build_twin
-    from twin.service import TwinService
+    from twin.runtime.mqtt_link import MqttLink, MqttSettings
+    from twin.runtime.run_loop import FleetOptions, build_twin
+    from twin.runtime.mqtt_service import TwinService
 
     twin = build_twin(FleetOptions(count=3, dt_s=1.0, seed=3))
     link = MqttLink(MqttSettings(mosquitto.url, state_dir=str(tmp_path)))

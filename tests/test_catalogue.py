@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from twin.catalogue import CatalogueError, load_catalogue, parse_tle_text
+from twin.core.catalogue import CatalogueError, load_catalogue, parse_tle_text
 
 CAT = load_catalogue()
 

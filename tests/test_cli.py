@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from twin.cli import main
+from orbitwin.cli.main import main
 
 
 def orbitwin(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "twin.cli", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "orbitwin.cli", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def test_run_steps_the_fleet_and_prints_the_status_table():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from twin.clock import Pacer, parse_speed
+from twin.runtime.clock import Pacer, parse_speed
 
 
 class FakeClock:

@@ -22,10 +22,10 @@ import pytest
 import yaml
 
 from dashboard_data import Filled, fill
-from twin import dashboards as gen
-from twin.cli import main
-from twin.dashboards_common import DS_UID, UNITS, threshold_steps
-from twin.schema import FIELD_BY_NAME, LIMITED_FIELDS
+from dashboards import build as gen
+from orbitwin.cli.main import main
+from dashboards.panels import DS_UID, UNITS, threshold_steps
+from twin.schema.telemetry import FIELD_BY_NAME, LIMITED_FIELDS
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "dashboards"
@@ -299,7 +299,7 @@ def test_every_alert_rule_query_runs_and_limit_rules_fire_for_the_red_satellite(
 
 
 def test_fleet_measurement_fields_exist(filled: tuple[Any, str, Filled]) -> None:
-    from twin.dashboards_common import FLEET_FIELDS
+    from dashboards.panels import FLEET_FIELDS
 
     _, _, f = filled
     assert set(FLEET_FIELDS) <= f.fleet_fields

@@ -13,22 +13,22 @@ import uuid
 
 import pytest
 
-from bridges.serial_bridge import SerialBridge, SerialBridgeSettings
+from bridges.board.bridge import SerialBridge, SerialBridgeSettings
 from dashboard_data import Filled
 from mqtt_helpers import Recorder, wait_for
 from orbitwin_fw_host.sim import start_sims, stop_sims
 from pipeline import bridge_proc, last_status, twin_proc, wait_settled
 from test_dashboards import DASHBOARDS, _run_panel_query, all_rules, dashboard_queries, expected_columns, series_of
-from twin.catalogue import load_catalogue
+from twin.core.catalogue import load_catalogue
 
 P = "orbitwin/v1"
 COUNT = 30
 DURATION, SPEED = 240, 12
 def _alive_at_start(count: int, start: dt.datetime) -> list[str]:
     """Satellites SGP4 still propagates at the start (months after the TLE epoch some have decayed)."""
-    from twin.engine import julian_split
-    from twin.orbit import FleetPropagator
-    from twin.runner import iso_to_jd
+    from twin.core.engine import julian_split
+    from twin.core.orbit import FleetPropagator
+    from twin.runtime.run_loop import iso_to_jd
 
     cat = load_catalogue().select(count=4 * count)
     jd, fr = julian_split(iso_to_jd(start.isoformat()))
@@ -41,7 +41,7 @@ NAMES: list[str] = []  # filled by the fixture: the run starts (and ends) around
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, influxd):
-    from twin.embedded_broker import MosquittoProcess
+    from twin.runtime.embedded_broker import MosquittoProcess
 
     tmp = tmp_path_factory.mktemp("pipe")
     broker = MosquittoProcess().start()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bridges import dead_letter
-from bridges.dead_letter import DeadLetters, decode_field, read_dead_letters
+from bridges.influx import dead_letter
+from bridges.influx.dead_letter import DeadLetters, decode_field, read_dead_letters
 
 
 def test_records_encoding_and_counts(tmp_path: Path) -> None:
@@ -62,7 +62,7 @@ def test_reopen_keeps_appending_and_repairs_torn_line(tmp_path: Path) -> None:
 
 def test_killed_process_loses_no_added_record(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
-    code = ("import os, sys; from bridges.dead_letter import DeadLetters\n"
+    code = ("import os, sys; from bridges.influx.dead_letter import DeadLetters\n"
             "dl = DeadLetters(sys.argv[1], fsync_every=1000)\n"
             "[dl.add('r', payload=b'p%d' % i) for i in range(50)]\n"
             "os.kill(os.getpid(), 9)\n")

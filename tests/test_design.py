@@ -6,8 +6,8 @@ from importlib import resources
 
 import pytest
 
-from twin.design import design_from_dict, load_design
-from twin.params import DesignError
+from twin.core.design import design_from_dict, load_design
+from twin.core.params import DesignError
 
 TEXT = resources.files("twin").joinpath("data", "v3_compute_sat.toml").read_text()
 

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from twin.catalogue import load_catalogue
-from twin.commands import COMMANDS, FAULTS, CommandError, Reason
-from twin.design import load_design
-from twin.engine import FleetTwin
-from twin.runner import iso_to_jd
-from twin.schema import FIELDS, MODE_LOST, MODE_SAFE, PACKET_FIELDS
+from twin.core.catalogue import load_catalogue
+from twin.schema.commands import COMMANDS, FAULTS, CommandError, Reason
+from twin.core.design import load_design
+from twin.core.engine import FleetTwin
+from twin.runtime.run_loop import iso_to_jd
+from twin.schema.telemetry import FIELDS, MODE_LOST, MODE_SAFE, PACKET_FIELDS
 
 CAT = load_catalogue()
 DESIGN = load_design()
@@ -339,7 +339,7 @@ def test_job_queue_runs_at_full_load_until_done():
 
 
 def test_thermal_throttling_at_the_junction():
-    from twin import payload as pl
+    from twin.core import payload as pl
 
     p = DESIGN.payload
     state = pl.PayloadState.initial(3, p)

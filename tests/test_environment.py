@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from twin import environment as env
-from twin.constants import AU_M
+from twin.core import environment as env
+from twin.core.constants import AU_M
 
 ALT = 550e3
 

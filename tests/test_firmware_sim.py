@@ -1,4 +1,4 @@
-"""firmware-sim end to end: real ptys, pyserial, bridges.serial_link, the same firmware."""
+"""firmware-sim end to end: real ptys, pyserial, bridges.board.link, the same firmware."""
 from __future__ import annotations
 
 import os
@@ -10,7 +10,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from bridges.serial_link import Message, SerialLink
+from bridges.board.link import Message, SerialLink
 from orbitwin_fw import framing, messages as m
 from orbitwin_fw.payload import Payload
 from orbitwin_fw_host import SimHandle, start_sims, stop_sims
@@ -225,7 +225,7 @@ def test_10k_garbled_frames_into_a_live_board(sim: SimHandle, link: SerialLink) 
 
 
 def test_serial_bench_smoke() -> None:
-    from bridges.serial_bench import run_serial_bench
+    from orbitwin.bench.serial import run_serial_bench
     res = run_serial_bench(n_pings=50, flood_s=0.2, mode="thread")
     assert res["baseline_raw_pty_echo"]["round_trip_p99_ms"] > 0
     for row in res["by_baud"].values():

@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
-from bridges.alert_actions import DEFAULT_RULES, Alert, Planner, RuleError, load_table, parse_table
-from bridges.alert_poller import InfluxPoller
-from bridges.grafana_bridge import GrafanaBridge, GrafanaBridgeSettings
+from bridges.alerts.rules import DEFAULT_RULES, Alert, Planner, RuleError, load_table, parse_table
+from bridges.alerts.poller import InfluxPoller
+from bridges.alerts.webhook import GrafanaBridge, GrafanaBridgeSettings
 from mqtt_helpers import Recorder, start_twin, wait_for
 
 P = "orbitwin/v1"
 SAT = "STARLINK-1008"
 TOKEN = "s3cret-token"
-PTEMP_UID = "orbitwin-payload_temp_k-red-high"  # the provisioned Grafana rule (twin/dashboards_alerts.py)
+PTEMP_UID = "orbitwin-payload_temp_k-red-high"  # the provisioned Grafana rule (dashboards/alerts.py)
 
 
 def _table(rules: str, limits: str = "") -> Any:
@@ -57,7 +57,7 @@ def test_shipped_table_is_valid():
 
 
 def test_shipped_table_matches_the_provisioned_grafana_rules():
-    dashboards_alerts = pytest.importorskip("twin.dashboards_alerts")
+    dashboards_alerts = pytest.importorskip("dashboards.alerts")
     grafana = {r["uid"]: r for g in dashboards_alerts.alert_rules()["groups"] for r in g["rules"]}
     for c in load_table().conditions:
         assert c["uid"] in grafana and grafana[c["uid"]]["title"] == c["alertname"], c["uid"]
@@ -317,7 +317,7 @@ def test_influx_poller_end_to_end(mosquitto, influxd, tmp_path):
     twin = start_twin(mosquitto.url, "--count", "3", "--speed", "x2", state_dir=str(tmp_path))
     try:
         wait_for(lambda: rec.find(lambda t, p: t.endswith("/tm/hk")), 30)  # the twin is up
-        out = subprocess.run([sys.executable, "-m", "twin.cli", "bridge", "grafana", "--mqtt", mosquitto.url,
+        out = subprocess.run([sys.executable, "-m", "orbitwin.cli", "bridge", "grafana", "--mqtt", mosquitto.url,
                               "--rules", str(rules), "--poll-influx", influxd.url, "--db", db, "--poll-once",
                               "--reply-timeout", "15", "--client-id", "gb-poll"],
                              capture_output=True, text=True, timeout=40)

@@ -12,12 +12,12 @@ import time
 
 import pytest
 
-from bridges.serial_bridge import SerialBridge, SerialBridgeSettings
+from bridges.board.bridge import SerialBridge, SerialBridgeSettings
 from mqtt_helpers import Recorder, start_twin, wait_for
 from orbitwin_fw import messages as m
 from orbitwin_fw.framing import encode_message
 from orbitwin_fw_host.sim import start_sims, stop_sims
-from twin.catalogue import load_catalogue
+from twin.core.catalogue import load_catalogue
 
 P = "orbitwin/v1"
 SATS = list(load_catalogue().select(count=8).names)
@@ -103,7 +103,7 @@ def test_eight_boards_at_once_through_the_cli(mosquitto, tmp_path):
     handles = start_sims(8, seed=3, mode="process")
     rec = Recorder(mosquitto.host, mosquitto.port, [f"{P}/sat/+/tm/payload", f"{P}/board/+/state"])
     twin = _twin(mosquitto, tmp_path)
-    bridges = [subprocess.Popen([sys.executable, "-m", "twin.cli", "bridge", "serial", "--port", h.port_path,
+    bridges = [subprocess.Popen([sys.executable, "-m", "orbitwin.cli", "bridge", "serial", "--port", h.port_path,
                                  "--sat", sat, "--mqtt", mosquitto.url, "--report-every", "1"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
                for h, sat in zip(handles, SATS)]

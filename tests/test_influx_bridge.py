@@ -15,7 +15,7 @@ import pytest
 from mqtt_helpers import Recorder, wait_for
 from pipeline import (bridge_proc, check_exactly_once, expected_counts, last_status, status_reports, ticks_done,
                       twin_proc, wait_settled)
-from twin.catalogue import load_catalogue
+from twin.core.catalogue import load_catalogue
 
 SATS = 12
 NAMES = list(load_catalogue().select(count=SATS).names)
@@ -162,8 +162,8 @@ def test_v2_path_through_the_bridge_against_a_protocol_level_fake(tmp_path, mosq
 
     The same frames and mapping as v1; a scripted 503 with Retry-After is spooled and retried.
     """
-    from bridges.influx_bridge import BridgeSettings, InfluxBridge
-    from bridges.influx_writer import InfluxV2Writer
+    from bridges.influx.bridge import BridgeSettings, InfluxBridge
+    from bridges.influx.writer import InfluxV2Writer
     from influx2_fake import FakeInfluxDB2
 
     fake = FakeInfluxDB2(token="tok", org="orbitwin", buckets=("telemetry",)).start()

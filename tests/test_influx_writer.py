@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bridges.influx_writer import (InfluxQueryError, InfluxV1Writer, InfluxV2Writer, WriteOutcome, classify,
+from bridges.influx.writer import (InfluxQueryError, InfluxV1Writer, InfluxV2Writer, WriteOutcome, classify,
                                    parse_retry_after, write_isolating)
 from influx2_fake import FakeInfluxDB2
 from servers import InfluxdProcess

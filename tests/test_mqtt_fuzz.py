@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from twin.commands import COMMANDS, FAULTS, Spec
-from twin.requests import MAX_REPLAY_SPAN, MAX_REQUEST_BYTES
+from twin.schema.commands import COMMANDS, FAULTS, Spec
+from twin.contract.request_parser import MAX_REPLAY_SPAN, MAX_REQUEST_BYTES
 from mqtt_helpers import wait_for
 
 P = "orbitwin/v1"
@@ -39,9 +39,9 @@ class Twin:
     """A TwinService ticking every 10 ms in a thread; an exception stops it and is kept."""
 
     def __init__(self, url: str, state_dir: str) -> None:
-        from twin.mqtt_link import MqttLink, MqttSettings
-        from twin.runner import FleetOptions, build_twin
-        from twin.service import TwinService
+        from twin.runtime.mqtt_link import MqttLink, MqttSettings
+        from twin.runtime.run_loop import FleetOptions, build_twin
+        from twin.runtime.mqtt_service import TwinService
 
         self.twin = build_twin(FleetOptions(count=3, dt_s=1.0, seed=2))
         self.link = MqttLink(MqttSettings(url, state_dir=state_dir))
@@ -317,7 +317,7 @@ def test_ten_thousand_malformed_requests(rig: tuple[Twin, Replies, Publisher]) -
     print(f"\nfuzz: {dict(pub.sent)} sent in {gen_s:.1f} s; counters {dict(c)}")
 
 
-# --- requests that stop the twin today (bugs in twin/commands.py, twin/requests.py, twin/service.py) ---
+# --- requests that stop the twin today (bugs in twin/schema/commands.py, twin/contract/request_parser.py, twin/runtime/mqtt_service.py) ---
 BIG = "1" + "0" * 400  # an integer beyond float range: valid JSON, Python parses it exactly
 CRASHERS = {
     "float_arg_bigint": (f"{P}/sat/{SAT}/cmd", '{"command":"throttle","args":{"factor":%s}}' % BIG),

@@ -18,7 +18,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from twin.clock import Pacer
+from twin.runtime.clock import Pacer
 from mqtt_helpers import wait_for
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "mqtt.md"
@@ -56,9 +56,9 @@ class RunningTwin:
 
 @pytest.fixture
 def running_twin(mosquitto: Any, tmp_path: Path) -> Iterator[RunningTwin]:
-    from twin.mqtt_link import MqttLink, MqttSettings
-    from twin.runner import FleetOptions, build_twin
-    from twin.service import TwinService
+    from twin.runtime.mqtt_link import MqttLink, MqttSettings
+    from twin.runtime.run_loop import FleetOptions, build_twin
+    from twin.runtime.mqtt_service import TwinService
 
     twin = build_twin(FleetOptions(count=5, dt_s=1.0, seed=1))
     link = MqttLink(MqttSettings(mosquitto.url, state_dir=str(tmp_path)))

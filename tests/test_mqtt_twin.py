@@ -182,7 +182,7 @@ def test_malformed_and_unknown_topics_do_not_stop_the_twin(mosquitto, state_dir)
 
 def test_in_process_amqtt_fallback_broker_over_mqtt_311(state_dir):
     """Without mosquitto the embedded broker is amqtt (MQTT 3.1.1): telemetry flows, requests get replies."""
-    from twin.embedded_broker import AmqttBroker
+    from twin.runtime.embedded_broker import AmqttBroker
 
     broker = AmqttBroker().start()
     twin = start_twin(broker.url, "--count", "2", "--speed", "x4", "--mqtt-protocol", "3.1.1", state_dir=state_dir)
@@ -209,7 +209,7 @@ def test_in_process_amqtt_fallback_broker_over_mqtt_311(state_dir):
 
 def test_twin_over_tls_with_username_and_password(tmp_path):
     """``--mqtt mqtts://user:pass@host:port --mqtt-ca CA``: a broker that requires TLS and a password."""
-    from twin.embedded_broker import MosquittoProcess, free_port
+    from twin.runtime.embedded_broker import MosquittoProcess, free_port
 
     def run(*cmd: str) -> None:
         subprocess.run(cmd, check=True, capture_output=True, cwd=tmp_path)

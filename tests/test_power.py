@@ -12,13 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twin.battery import BatteryParams, battery_step, capacity_c, ocv_v, stored_energy_j
-from twin.params import DesignError, build
-from twin.power import (
+from twin.core.battery import BatteryParams, battery_step, capacity_c, ocv_v, stored_energy_j
+from twin.core.params import DesignError, build
+from twin.core.power import (
     AVIONICS, HEATERS, ISL, LOAD_NAMES, PAYLOAD, RADIO, PowerParams, load_power_design,
     nominal_demand_w, power_step,
 )
-from twin.solar_array import SolarArrayParams, array_power_w
+from twin.core.solar_array import SolarArrayParams, array_power_w
 
 SA, BP, PP = load_power_design()
 ONE_MICROWATT = 1e-6

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twin import radiation_grid as rg
-from twin.constants import MU_EARTH_M3_S2, R_EARTH_M, SECONDS_PER_YEAR
-from twin.params import DesignError
-from twin.radiation import (
+from twin.core import radiation_grid as rg
+from twin.core.constants import MU_EARTH_M3_S2, R_EARTH_M, SECONDS_PER_YEAR
+from twin.core.params import DesignError
+from twin.core.radiation import (
     RadiationParams,
     dose_rate_rad_s,
     load_grid,

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twin.catalogue import load_catalogue
-from twin.design import load_design
-from twin.engine import FleetTwin
-from twin.scenario import ScenarioError, apply_scenario, load_scenario, scenario_from_dict
+from twin.core.catalogue import load_catalogue
+from twin.core.design import load_design
+from twin.core.engine import FleetTwin
+from twin.runtime.scenario import ScenarioError, apply_scenario, load_scenario, scenario_from_dict
 
 
 def _run(seed):
@@ -64,7 +64,7 @@ def test_scenario_published_over_mqtt_to_a_running_twin(mosquitto, tmp_path):
         wait_for(lambda: rec.connected.is_set(), 10)
         import time
         time.sleep(1.0)
-        out = subprocess.run([sys.executable, "-m", "twin.cli", "scenario", "publish",
+        out = subprocess.run([sys.executable, "-m", "orbitwin.cli", "scenario", "publish",
                               str(Path(__file__).resolve().parents[1] / "examples" / "scenario.toml"),
                               "--mqtt", mosquitto.url], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stdout + out.stderr

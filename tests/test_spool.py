@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridges.spool import Spool, encode_segment
+from bridges.influx.spool import Spool, encode_segment
 
 
 def _batch(i: int, n: int = 3) -> list[bytes]:
@@ -105,7 +105,7 @@ def test_corrupt_segment_is_moved_aside(tmp_path: Path, damage: str) -> None:
 
 _WRITER = """
 import sys
-from bridges.spool import Spool
+from bridges.influx.spool import Spool
 s = Spool(sys.argv[1], 1 << 30)
 i = 0
 while True:

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twin import environment as env
-from twin import thermal as th
-from twin.constants import AU_M, SIGMA_W_M2_K4
-from twin.params import DesignError, build
+from twin.core import environment as env
+from twin.core import thermal as th
+from twin.core.constants import AU_M, SIGMA_W_M2_K4
+from twin.core.params import DesignError, build
 
 S = float(env.solar_flux_w_m2(AU_M))  # 1361 W/m^2
 ALT = 550e3

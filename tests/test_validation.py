@@ -2,7 +2,7 @@
 
 import pytest
 
-from twin import validate
+from twin.validation import physics_checks as validate
 
 
 @pytest.mark.parametrize("check", validate.eclipse_checks(), ids=lambda c: c.name)

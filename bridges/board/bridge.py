@@ -1,0 +1,237 @@
+"""``orbitwin bridge serial``: a dev board on a serial port becomes a satellite's compute payload.
+
+The bridge keeps a :class:`~bridges.board.link.SerialLink` to the board (a device path, an
+``rfc2217://`` URL, or a firmware-sim port) and an MQTT session. It announces the board on
+``{prefix}/board/{board}/state`` (retained, with the satellite it binds; the last will says
+offline), forwards the board's measurements to ``{prefix}/board/{board}/tm`` and link events to
+``/event``, and takes requests on ``/cmd`` and ``/fault`` from the twin or any MQTT client, with
+the same replies as the twin (accepted, then completed with the board's ACK, or rejected).
+Unplugging the board never stops the bridge: the link reconnects when the port returns, and
+meanwhile the state says ``linked: false`` so the twin falls back to its simulated payload.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from orbitwin_fw import messages as m
+
+from bridges.board.link import LinkError, Message, SerialLink
+
+# board request name -> (SerialLink method, argument name or None, range)
+BOARD_COMMANDS: dict[str, tuple[str, str | None, tuple[float, float] | None]] = {
+    "set_load": ("set_load", "load", (0.0, 1.0)),
+    "set_throttle": ("set_throttle", "factor", (0.0, 1.0)),
+    "power_cycle": ("power_cycle", None, None),
+    "reset": ("reset", None, None),
+    "hardware_reset": ("hardware_reset", None, None),
+    "ping": ("ping", None, None),
+}
+BOARD_FAULTS = ("seu", "seu_double", "latchup", "hang")
+
+
+@dataclass
+class SerialBridgeSettings:
+    port: str
+    sat: str
+    mqtt_url: str
+    board: str | None = None
+    prefix: str = "orbitwin/v1"
+    baudrate: int = 115200
+    tm_hz: float = 5.0  # board measurements forwarded to MQTT per second (the board sends ~10)
+    weights_bits: int = 8 * 8192
+
+
+class SerialBridge:
+    """One board <-> MQTT (see the module docstring)."""
+
+    def __init__(self, s: SerialBridgeSettings) -> None:
+        self.s = s
+        self.board = s.board or s.sat
+        self.base = f"{s.prefix}/board/{self.board}"
+        self.counters: dict[str, int] = {"tm": 0, "requests": 0, "rejected": 0, "events": 0}
+        self.seq = 0
+        self._last_tm = 0.0
+        self._seu_seen = 0
+        self._latched_seen = 0
+        self._jobs: queue.SimpleQueue[tuple[str, dict[str, Any], Any] | None] = queue.SimpleQueue()
+        self._rng_bits = uuid.uuid4().int
+        self.link = SerialLink(s.port, s.baudrate, on_message=self._on_board, on_event=self._on_link_event)
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"orbitwin-serial-{self.board}",
+                                  protocol=mqtt.MQTTv5)
+        self.client.will_set(f"{self.base}/state", json.dumps({"v": 1, "board": self.board, "sat": s.sat,
+                                                               "state": "offline"}), qos=1, retain=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(1, 2)
+        self._worker = threading.Thread(target=self._work, name=f"serial-bridge-{self.board}", daemon=True)
+
+    # --- lifecycle ------------------------------------------------------------------
+    def start(self, wait_s: float = 10.0) -> SerialBridge:
+        from twin.runtime.mqtt_link import MqttSettings
+
+        host, port, tls, user, pw = MqttSettings(self.s.mqtt_url).endpoint()
+        if user:
+            self.client.username_pw_set(user, pw)
+        if tls:
+            self.client.tls_set()
+        self.client.connect_async(host, port, keepalive=10)
+        self.client.loop_start()
+        self._worker.start()
+        self.link.start()
+        return self
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+        self.link.stop()
+        self._publish_state("offline")
+        time.sleep(0.05)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    # --- MQTT -------------------------------------------------------------------------
+    def _publish_state(self, state: str) -> None:
+        caps = self.link.capabilities or {}
+        body = {"v": 1, "board": self.board, "sat": self.s.sat, "state": state, "linked": self.link.connected,
+                "silent": self.link.silent, "port": self.s.port, "wall_time": time.time(),
+                "capabilities": {k: (v.decode(errors="replace").strip("\x00") if isinstance(v, bytes) else v)
+                                 for k, v in caps.items()}}
+        self.client.publish(f"{self.base}/state", json.dumps(body), qos=1, retain=True)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        client.subscribe([(f"{self.base}/cmd", 1), (f"{self.base}/fault", 1)])
+        self._publish_state("online")
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self.counters["requests"] += 1
+        leaf = msg.topic.rsplit("/", 1)[-1]
+        props = msg.properties
+        route = (getattr(props, "ResponseTopic", None) or f"{self.base}/reply", getattr(props, "CorrelationData", None))
+        try:
+            req = json.loads(msg.payload)
+            if not isinstance(req, dict):
+                raise ValueError("payload must be a JSON object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            self._reply(route, "rejected", None, None, reason="malformed", message=str(exc)[:120], field="payload")
+            return
+        rid = req.get("id") if isinstance(req.get("id"), str) else f"b{self.counters['requests']}"
+        name = req.get("command" if leaf == "cmd" else "fault")
+        args = req.get("args") or {}
+        known = BOARD_COMMANDS if leaf == "cmd" else dict.fromkeys(BOARD_FAULTS)
+        if not isinstance(name, str) or name not in known:
+            self._reply(route, "rejected", rid, name if isinstance(name, str) else None, reason="unknown_command",
+                        message=f"unknown board {leaf} {name!r}", field="command" if leaf == "cmd" else "fault")
+            return
+        if not isinstance(args, dict):
+            self._reply(route, "rejected", rid, name, reason="bad_argument", message="args must be an object",
+                        field="args")
+            return
+        if leaf == "cmd":
+            _, arg, rng = BOARD_COMMANDS[name]
+            if arg is not None:
+                v = args.get(arg)
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    self._reply(route, "rejected", rid, name, reason="bad_argument", message=f"{arg} must be a number",
+                                field=arg)
+                    return
+                if rng is not None and not rng[0] <= v <= rng[1]:
+                    self._reply(route, "rejected", rid, name, reason="out_of_range",
+                                message=f"{arg}={v} outside [{rng[0]}, {rng[1]}]", field=arg)
+                    return
+        if not self.link.connected:
+            self._reply(route, "rejected", rid, name, reason="not_now", message="board not connected", field="board")
+            return
+        self._reply(route, "accepted", rid, name)
+        self._jobs.put((leaf, {"name": name, "args": args, "id": rid}, route))
+
+    def _reply(self, route: tuple[str, bytes | None], status: str, rid: str | None, request: str | None,
+               **extra: Any) -> None:
+        topic, corr = route
+        props = None
+        if corr is not None:
+            props = Properties(PacketTypes.PUBLISH)
+            props.CorrelationData = corr
+        if status == "rejected":
+            self.counters["rejected"] += 1
+        body = {"v": 1, "status": status, "id": rid, "request": request, "board": self.board, "sat": self.s.sat,
+                "wall_time": time.time(), **extra}
+        self.client.publish(topic, json.dumps(body), qos=1, properties=props)
+
+    def _event(self, name: str, severity: str = "info", **detail: Any) -> None:
+        self.counters["events"] += 1
+        body = {"v": 1, "board": self.board, "sat": self.s.sat, "name": name, "severity": severity,
+                "wall_time": time.time(), "detail": detail}
+        self.client.publish(f"{self.base}/event", json.dumps(body, default=str), qos=1)
+
+    # --- the board ----------------------------------------------------------------------
+    def _on_board(self, msg: Message) -> None:
+        if msg.mtype != m.PAYLOAD_TELEMETRY:
+            return
+        f = msg.fields
+        detected = int(f.get("seu_detected", 0))
+        if detected > self._seu_seen:
+            self._event("seu_detected", "warning", new=detected - self._seu_seen, bit=f.get("last_seu_bit"),
+                        corrected=f.get("seu_corrected"), uncorrectable=f.get("seu_uncorrectable"),
+                        weights_ok=f.get("weights_ok"))
+        self._seu_seen = detected  # a board reset starts its counters again
+        if int(f.get("latched", 0)) != self._latched_seen:
+            self._latched_seen = int(f.get("latched", 0))
+            self._event("latchup" if self._latched_seen else "latchup_cleared",
+                        "critical" if self._latched_seen else "info")
+        now = time.monotonic()
+        if now - self._last_tm < 1.0 / self.s.tm_hz:
+            return
+        self._last_tm = now
+        self.seq += 1
+        self.counters["tm"] += 1
+        body = {"v": 1, "board": self.board, "sat": self.s.sat, "seq": self.seq, "wall_time": time.time(),
+                "linked": True, "raw": dict(msg.fields)}
+        self.client.publish(f"{self.base}/tm", json.dumps(body, default=str), qos=0)
+
+    def _on_link_event(self, name: str, detail: dict[str, Any]) -> None:
+        severity = "warning" if name in ("disconnected", "silent", "board_reset") else "info"
+        self._event(f"link_{name}", severity, **{k: v for k, v in detail.items() if k != "capabilities"})
+        if name in ("connected", "disconnected", "silent", "alive"):
+            self._publish_state("online")
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            leaf, req, route = job
+            try:
+                result = self._execute(leaf, req["name"], req["args"])
+                self._reply(route, "completed", req["id"], req["name"], result=result)
+            except (LinkError, OSError, ValueError) as exc:
+                self._reply(route, "rejected", req["id"], req["name"], reason="not_now", message=str(exc)[:160])
+
+    def _execute(self, leaf: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        link = self.link
+        if leaf == "cmd":
+            method, arg, _ = BOARD_COMMANDS[name]
+            out = getattr(link, method)(float(args[arg])) if arg else getattr(link, method)()
+            return {"ack": getattr(out, "status", out), "rtt_ms": round(getattr(out, "rtt_s", 0.0) * 1e3, 3)}
+        count = int(args.get("count", 1)) if name in ("seu", "seu_double") else 1
+        acks = []
+        for _ in range(max(1, min(count, 64))):
+            if name in ("seu", "seu_double"):
+                self._rng_bits = (self._rng_bits * 6364136223846793005 + 1442695040888963407) % 2**64
+                bits = int((link.capabilities or {}).get("buffer_size", 0)) * 8 or self.s.weights_bits
+                acks.append(link.inject_seu(self._rng_bits % bits, double=name == "seu_double").status)
+            elif name == "latchup":
+                acks.append(link.inject_latchup().status)
+            else:
+                acks.append(link.inject_hang().status)
+        self._event(f"fault_{name}", "warning", count=len(acks))
+        return {"acks": acks}

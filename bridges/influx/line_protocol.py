@@ -1,0 +1,206 @@
+"""How the twin's MQTT messages become InfluxDB points (the database schema, from the one telemetry schema).
+
+Measurements (tags; fields; timestamp):
+
+* ``hk``, ``orbit``, ``power``, ``thermal``, ``payload``, ``radiation`` — one per telemetry
+  packet (``sat``; the packet's schema fields, typed as the schema says, plus the message's
+  ``seq`` integer; the packet's sim time). NaN values are left out (InfluxDB has no null). The
+  twin run and birth sequence are not stored per point: they identify MQTT sessions, not data,
+  and every extra field costs ingest (the whole fleet writes ~17,000 points/s).
+* ``events`` (``sat`` or ``fleet``, ``kind``, ``severity``; ``name``, ``detail`` (JSON), ``seq``,
+  ``run``; sim time + ``seq mod 10^6`` ns so that events of one tick never overwrite each other).
+* ``replies`` (``sat`` or ``fleet``, ``status``, ``request``; ``id``, ``reason``, ``field``,
+  ``message``, ``result`` (JSON), ``seq``; sim time + ``seq mod 10^6`` ns).
+* ``fleet`` (no tags; the fleet summary: counts per state, power, compute; sim time).
+* ``twin`` (no tags; the twin's runtime status counters; sim time).
+* ``bridge`` (``bridge``; the bridge's own counters; wall time).
+
+Only ``sat`` is a per-satellite tag: a 10,000-satellite fleet makes 10,000 series per telemetry
+measurement (60,000 in all) plus events; anything else per satellite (shell, NORAD id) stays out
+of tags. Timestamps come from the message itself, so a message stored twice is one point
+(InfluxDB overwrites same series + timestamp): writes are idempotent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from twin.schema.telemetry import FIELD_BY_NAME, PACKET_FIELDS
+
+
+class MappingError(ValueError):
+    """A message that cannot become points; the message says why (it goes to the dead letters)."""
+
+
+TELEMETRY_MEASUREMENTS = tuple(PACKET_FIELDS)
+_TAG_ESCAPE = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
+_MEAS_ESCAPE = str.maketrans({",": r"\,", " ": r"\ "})
+
+
+def tag(value: str) -> str:
+    """Escape a tag key or value."""
+    if not value:
+        raise MappingError("empty tag value")
+    if "\n" in value or "\\" in value:
+        raise MappingError(f"tag value {value[:40]!r} contains a newline or backslash")
+    return value.translate(_TAG_ESCAPE)
+
+
+def field_str(value: str) -> str:
+    """A string field value in double quotes, escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def time_ns(iso: Any) -> int:
+    """``2026-02-23T07:12:00.000Z`` -> ns since the Unix epoch."""
+    if not isinstance(iso, str):
+        raise MappingError("t must be an ISO 8601 UTC time string")
+    try:
+        t = dt.datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        raise MappingError(f"t {iso[:40]!r} is not an ISO 8601 time") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    delta = t - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+def _int(v: Any, name: str) -> int:
+    if type(v) is not int:
+        raise MappingError(f"{name} must be an integer")
+    return v
+
+
+def _value(name: str, v: Any) -> str | None:
+    """A schema field's value in line protocol, or None to leave it out."""
+    dtype = FIELD_BY_NAME[name].dtype
+    if v is None:
+        return None
+    t = type(v)
+    if dtype == "float":
+        if t is float:
+            return repr(v) if v == v and v not in (float("inf"), float("-inf")) else None
+        if t is int:
+            return repr(float(v))
+    elif dtype == "int":
+        if t is int:
+            return f"{v}i"
+    elif dtype == "bool":
+        if t is bool:
+            return "true" if v else "false"
+    raise MappingError(f"field {name} has a {t.__name__}, expected {dtype}")
+
+
+def telemetry_lines(packet: str, sats: list[Any], seqs: list[Any], run: Any, bseq: Any, t_ns: int,
+                    fields: dict[str, list[Any]]) -> list[tuple[str, int, bytes]]:
+    """(sat, seq, line) for each row of a telemetry packet (a fleet frame or a single message)."""
+    if packet not in PACKET_FIELDS:
+        raise MappingError(f"unknown packet {packet!r}")
+    expected = PACKET_FIELDS[packet]
+    unknown = sorted(set(fields) - set(expected))
+    if unknown:
+        raise MappingError(f"unknown field {unknown[0]!r} in packet {packet}")
+    missing = [f for f in expected if f not in fields]
+    if missing:
+        raise MappingError(f"missing field {missing[0]!r} in packet {packet}")
+    n = len(sats)
+    if len(seqs) != n or any(not isinstance(c, list) or len(c) != n for c in fields.values()):
+        raise MappingError("sats, seq and every field column must have the same length")
+    _int(run, "run")
+    _int(bseq, "bseq")
+    tail = f" {t_ns}"
+    cols = [[_value(f, v) for v in fields[f]] for f in expected]
+    out = []
+    for k in range(n):
+        sat = sats[k]
+        if not isinstance(sat, str):
+            raise MappingError("sat must be a string")
+        seq = _int(seqs[k], "seq")
+        body = ",".join(f"{f}={c[k]}" for f, c in zip(expected, cols) if c[k] is not None)
+        line = f"{packet},sat={tag(sat)} {body}{',' if body else ''}seq={seq}i{tail}"
+        out.append((sat, seq, line.encode()))
+    return out
+
+
+def frame_lines(frame: dict[str, Any]) -> list[tuple[str, int, bytes]]:
+    """Lines of a fleet frame (``{prefix}/fleet/tm/{packet}``)."""
+    try:
+        return telemetry_lines(frame["packet"], frame["sats"], frame["seq"], frame["run"], frame["bseq"],
+                               time_ns(frame["t"]), frame["fields"])
+    except KeyError as exc:
+        raise MappingError(f"frame lacks {exc.args[0]!r}") from None
+    except TypeError as exc:
+        raise MappingError(f"frame has the wrong shape: {exc}") from None
+
+
+def message_lines(msg: dict[str, Any]) -> list[tuple[str, int, bytes]]:
+    """Lines of one satellite's telemetry message (``sat/{sat}/tm/{packet}`` or a replay)."""
+    try:
+        fields = msg["fields"]
+        if not isinstance(fields, dict):
+            raise MappingError("fields must be an object")
+        return telemetry_lines(msg["packet"], [msg["sat"]], [msg["seq"]], msg["run"], msg["bseq"],
+                               time_ns(msg["t"]), {k: [v] for k, v in fields.items()})
+    except KeyError as exc:
+        raise MappingError(f"message lacks {exc.args[0]!r}") from None
+
+
+def _json_field(v: Any) -> str:
+    return field_str(json.dumps(v, separators=(",", ":"), sort_keys=True, default=str))
+
+
+def event_line(ev: dict[str, Any]) -> bytes:
+    """One event (``sat/{sat}/event`` or ``fleet/event``)."""
+    try:
+        seq = _int(ev["seq"], "seq")
+        sat = ev.get("sat") or "fleet"
+        fields = (f"name={field_str(str(ev['name']))},detail={_json_field(ev.get('detail', {}))},seq={seq}i,"
+                  f"run={_int(ev['run'], 'run')}i")
+        return (f"events,sat={tag(str(sat))},kind={tag(str(ev['kind']))},severity={tag(str(ev['severity']))} "
+                f"{fields} {time_ns(ev['t']) + seq % 1_000_000}").encode()
+    except KeyError as exc:
+        raise MappingError(f"event lacks {exc.args[0]!r}") from None
+
+
+def reply_line(r: dict[str, Any], sat_from_topic: str | None) -> bytes:
+    """One request reply (``sat/{sat}/reply``, ``fleet/reply`` or ``errors``)."""
+    try:
+        seq = _int(r["seq"], "seq")
+        sat = r.get("sat") or sat_from_topic or "fleet"
+        fields = [f"id={field_str(str(r['id']))}", f"seq={seq}i"]
+        for key in ("reason", "field", "message"):
+            if isinstance(r.get(key), str):
+                fields.append(f"{key}={field_str(r[key])}")
+        if "result" in r:
+            fields.append(f"result={_json_field(r['result'])}")
+        return (f"replies,sat={tag(str(sat))},status={tag(str(r['status']))},request={tag(str(r.get('request') or 'none'))} "
+                f"{','.join(fields)} {time_ns(r['t']) + seq % 1_000_000}").encode()
+    except KeyError as exc:
+        raise MappingError(f"reply lacks {exc.args[0]!r}") from None
+
+
+def numeric_fields(d: dict[str, Any], prefix: str = "") -> Iterable[str]:
+    """Flatten numbers and booleans of a (nested) object into ``key=value`` line protocol fields."""
+    for k, v in d.items():
+        key = f"{prefix}{k}".translate(_TAG_ESCAPE)
+        if isinstance(v, bool):
+            yield f"{key}={'true' if v else 'false'}"
+        elif isinstance(v, int):
+            yield f"{key}={v}i"
+        elif isinstance(v, float) and v == v and v not in (float("inf"), float("-inf")):
+            yield f"{key}={v!r}"
+        elif isinstance(v, dict):
+            yield from numeric_fields(v, f"{prefix}{k}_")
+
+
+def flat_line(measurement: str, d: dict[str, Any], t_ns: int, tags: dict[str, str] | None = None,
+              skip: tuple[str, ...] = ("v", "t", "t_s")) -> bytes:
+    """A tag-less (or lightly tagged) point of every number in ``d`` (fleet summary, twin and bridge status)."""
+    fields = ",".join(numeric_fields({k: v for k, v in d.items() if k not in skip}))
+    if not fields:
+        raise MappingError(f"{measurement}: no numeric fields")
+    tagtext = "".join(f",{tag(k)}={tag(v)}" for k, v in (tags or {}).items())
+    return f"{measurement.translate(_MEAS_ESCAPE)}{tagtext} {fields} {t_ns}".encode()

@@ -1,0 +1,140 @@
+"""Grafana 11 alert rules (file provisioning), contact point and notification policy, from the schema.
+
+Per-satellite rules: one per red limit side of every limited field. Their InfluxQL keeps only
+points beyond the limit (``WHERE field > red_high``) over a short window and groups by ``sat``,
+so Grafana gets a series (an alert instance, labelled ``sat``) only for satellites in alarm,
+not 10,000 instances per rule. The query still reads every satellite's points in the window:
+``satellites x packet rate x window`` (10,000 x 1 Hz x 30 s = 300k points for an ``hk`` rule
+every 30 s; 30k for a 0.1 Hz ``thermal`` one). No alarm means no series: ``noDataState: OK``.
+
+Fleet rules read the ``fleet`` aggregates the twin writes every tick (one series, a few points).
+Queries carry their own ``time > now() - Ns`` and no ``$`` at all: Grafana interpolates
+environment variables in provisioned alerting files (labels, queries), and annotations use
+``{{ $labels.sat }}``, which it leaves alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dashboards.panels import DS_UID, window_s
+from twin.schema.telemetry import LIMITED_FIELDS, Field
+
+FOLDER = "Orbitwin"
+INTERVAL = "30s"
+MIN_RULE_WINDOW_S = 30
+CONTACT_POINT = "orbitwin-grafana-bridge"
+WEBHOOK_URL = "http://grafana-bridge:8090/grafana/webhook"
+EXPR = {"type": "__expr__", "uid": "__expr__"}
+
+
+def _data(query: str, window: int, reducer: str, op: str, value: float) -> list[dict[str, Any]]:
+    """Query A (InfluxQL) -> B = reduce(A) -> C = threshold(B) (the condition)."""
+    return [
+        {"refId": "A", "relativeTimeRange": {"from": window, "to": 0}, "datasourceUid": DS_UID,
+         "model": {"refId": "A", "query": query, "rawQuery": True, "resultFormat": "time_series",
+                   "intervalMs": 1000, "maxDataPoints": 43200}},
+        {"refId": "B", "relativeTimeRange": {"from": 0, "to": 0}, "datasourceUid": "__expr__",
+         "model": {"refId": "B", "type": "reduce", "expression": "A", "reducer": reducer,
+                   "settings": {"mode": "dropNN"}, "datasource": EXPR}},
+        {"refId": "C", "relativeTimeRange": {"from": 0, "to": 0}, "datasourceUid": "__expr__",
+         "model": {"refId": "C", "type": "threshold", "expression": "B",
+                   "conditions": [{"evaluator": {"type": op, "params": [value]}}], "datasource": EXPR}},
+    ]
+
+
+def _rule(uid: str, title: str, data: list[dict[str, Any]], *, severity: str, scope: str, summary: str,
+          description: str, no_data: str = "OK", for_: str = "30s") -> dict[str, Any]:
+    return {"uid": uid, "title": title, "condition": "C", "data": data, "noDataState": no_data,
+            "execErrState": "Error", "for": for_, "isPaused": False,
+            "labels": {"severity": severity, "scope": scope, "service": "orbitwin"},
+            "annotations": {"summary": summary, "description": description}}
+
+
+def limit_rules(f: Field) -> list[dict[str, Any]]:
+    """Red-limit rules of one field (per satellite)."""
+    lim = f.limits
+    assert lim is not None
+    window = max(MIN_RULE_WINDOW_S, window_s(f.packet))
+    out = []
+    sides = [("high", lim.red_high, ">", "gt", "max"), ("low", lim.red_low, "<", "lt", "min")]
+    for side, value, cmp, op, agg in sides:
+        if value is None:
+            continue
+        if f.dtype == "bool":
+            select, cond, agg, op = f'count("{f.name}")', f'"{f.name}" = true', "count", "gt"
+        else:
+            select, cond = f'{agg}("{f.name}")', f'"{f.name}" {cmp} {value!r}'
+        q = (f'SELECT {select} AS "{f.name}" FROM "{f.packet}" WHERE {cond} AND time > now() - {window}s '
+             f'GROUP BY "sat"')
+        what = "true" if f.dtype == "bool" else f"{cmp} {value:g} {f.unit}".rstrip()
+        out.append(_rule(
+            f"orbitwin-{f.name}-red-{side}"[:40], f"{f.name} red {side}", _data(q, window, agg if agg != "count" else "max",
+                                                                             op, value),
+            severity="critical", scope="satellite",
+            summary=f"{{{{ $labels.sat }}}}: {f.name} {what} (red {side} limit)",
+            description=f"{f.description} ({f.packet} packet) crossed its red {side} limit {value:g} {f.unit}; "
+                        f"value {{{{ $values.B }}}}."))
+    return out
+
+
+def fleet_rules() -> list[dict[str, Any]]:
+    """Rules on the fleet aggregates and the pipeline's own counters (one series each)."""
+    def last(meas: str, fld: str, window: int = 60, agg: str = "last", group: str = "") -> str:
+        return f'SELECT {agg}("{fld}") AS "{fld}" FROM "{meas}" WHERE time > now() - {window}s{group}'
+
+    return [
+        _rule("orbitwin-fleet-red", "Fleet: satellites at a red limit", _data(last("fleet", "red"), 60, "last", "gt", 0),
+              severity="critical", scope="fleet", summary="{{ $values.B }} satellites at a red limit",
+              description="fleet.red > 0: see the per-satellite limit alerts and the fleet overview.", no_data="NoData"),
+        _rule("orbitwin-fleet-latched", "Fleet: satellites with latched devices",
+              _data(last("fleet", "latched"), 60, "last", "gt", 0), severity="warning", scope="fleet",
+              summary="{{ $values.B }} satellites with a device in latch-up", description="fleet.latched > 0."),
+        _rule("orbitwin-fleet-safe", "Fleet: satellites in safe mode", _data(last("fleet", "safe"), 60, "last", "gt", 0),
+              severity="warning", scope="fleet", summary="{{ $values.B }} satellites in safe mode",
+              description="fleet.safe > 0: FDIR put satellites in safe mode."),
+        _rule("orbitwin-fleet-silent", "Fleet telemetry silent",
+              _data(last("fleet", "sats", 60, "count"), 60, "last", "lt", 1), severity="critical", scope="pipeline",
+              summary="No fleet summary stored for 60 s", no_data="Alerting", for_="1m",
+              description="Twin, broker, bridge or InfluxDB down: no fleet point in the last minute."),
+        _rule("orbitwin-bridge-spool", "Bridge spooling (InfluxDB writes failing)",
+              _data(last("bridge", "spool_points", 120, group=' GROUP BY "bridge"'), 120, "last", "gt", 0),
+              severity="warning", scope="pipeline", summary="{{ $labels.bridge }}: {{ $values.B }} points spooled",
+              description="The bridge cannot write to InfluxDB and spools to disk.", for_="1m"),
+        _rule("orbitwin-bridge-dead-letters", "Bridge dead letters increasing",
+              _data(last("bridge", "dead_letters", 300, "spread", ' GROUP BY "bridge"'), 300, "last", "gt", 0),
+              severity="warning", scope="pipeline", summary="{{ $labels.bridge }}: {{ $values.B }} new dead letters",
+              description="Messages or points that cannot be stored went to the dead-letter file (5 min).",
+              for_="0s"),
+        _rule("orbitwin-bridge-gaps-lost", "Bridge: telemetry lost for good",
+              _data(last("bridge", "gaps_unrecoverable", 300, "spread", ' GROUP BY "bridge"'), 300, "last", "gt", 0),
+              severity="warning", scope="pipeline", summary="{{ $labels.bridge }}: {{ $values.B }} messages unrecoverable",
+              description="Sequence gaps the twin's replay buffer could not fill (5 min).", for_="0s"),
+        _rule("orbitwin-twin-lag", "Twin lagging behind its clock", _data(last("twin", "lag_s", 120, "max"), 120, "max",
+                                                                          "gt", 5.0),
+              severity="warning", scope="pipeline", summary="Twin {{ $values.B }} s behind",
+              description="The twin cannot step as fast as its --speed asks.", for_="1m"),
+    ]
+
+
+def alert_rules() -> dict[str, Any]:
+    sat_rules = [r for f in LIMITED_FIELDS for r in limit_rules(f)]
+    return {"apiVersion": 1, "groups": [
+        {"orgId": 1, "name": "orbitwin-satellite-limits", "folder": FOLDER, "interval": INTERVAL, "rules": sat_rules},
+        {"orgId": 1, "name": "orbitwin-fleet", "folder": FOLDER, "interval": INTERVAL, "rules": fleet_rules()},
+    ]}
+
+
+def contact_points() -> dict[str, Any]:
+    return {"apiVersion": 1, "contactPoints": [{"orgId": 1, "name": CONTACT_POINT, "receivers": [{
+        "uid": "orbitwin-webhook", "type": "webhook", "disableResolveMessage": False,
+        "settings": {"url": WEBHOOK_URL, "httpMethod": "POST", "username": "${GRAFANA_WEBHOOK_USER}",
+                     "password": "${GRAFANA_WEBHOOK_PASSWORD}", "maxAlerts": 0}}]}]}
+
+
+def notification_policies() -> dict[str, Any]:
+    return {"apiVersion": 1, "policies": [{
+        "orgId": 1, "receiver": CONTACT_POINT, "group_by": ["grafana_folder", "alertname"],
+        "group_wait": "10s", "group_interval": "1m", "repeat_interval": "4h",
+        "routes": [{"receiver": CONTACT_POINT, "object_matchers": [["severity", "=", "critical"]],
+                    "group_wait": "5s", "group_interval": "30s", "repeat_interval": "1h"}]}]}

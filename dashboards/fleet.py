@@ -1,0 +1,146 @@
+"""The fleet overview and pipeline health dashboards.
+
+The fleet overview reads the ``fleet`` measurement (aggregates the twin computes every tick)
+for counts, power and compute: never a GROUP BY over every satellite's series. Only the maps
+read per-satellite series, over a window of a couple of packet periods ending at ``$__to``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dashboards.panels import (
+    FLEET_STATES,
+    STATE_COLORS,
+    Layout,
+    dashboard,
+    event_annotations,
+    field,
+    field_config,
+    geomap,
+    grafana_unit,
+    join_by_sat,
+    latest_per_sat_query,
+    override,
+    series_query,
+    stat,
+    table,
+    target,
+    thresholds,
+    timeseries,
+    value_mappings,
+)
+from twin.schema.telemetry import LIMIT_GREEN, LIMIT_RED, LIMIT_STATES, LIMIT_YELLOW, MODES
+
+
+def _count_steps(color: str) -> list[dict[str, Any]]:
+    return [{"color": "green", "value": None}, {"color": color, "value": 1}]
+
+
+def _fleet_last(name: str) -> str:
+    return f'SELECT last("{name}") AS "{name}" FROM "fleet" WHERE $timeFilter'
+
+
+def fleet_overview() -> dict[str, Any]:
+    lay = Layout()
+    lay.row("Fleet state (fleet aggregates written by the twin)")
+    lay.add(stat("Satellites", [target(_fleet_last("sats"))], field_config(color="fixed")), w=4, h=4)
+    for state in FLEET_STATES:
+        steps = [{"color": "green", "value": None}] if state == "nominal" else _count_steps(STATE_COLORS[state])
+        lay.add(stat(state.capitalize(), [target(_fleet_last(state))], field_config(thr=thresholds(steps=steps),
+                                                                                      color="thresholds"),
+                     description=f"Satellites {state} now (fleet.{state})"), w=4, h=4)
+    overrides = [override(s, color={"mode": "fixed", "fixedColor": c}) for s, c in STATE_COLORS.items()]
+    lay.add(timeseries("Satellites by state", [target(series_query("fleet", list(FLEET_STATES), agg="last"))],
+                       field_config(overrides=overrides), stack=True), w=24, h=7)
+
+    lay.row("Where they are")
+    state_steps = [{"color": "green", "value": None}, {"color": "yellow", "value": LIMIT_YELLOW},
+                   {"color": "red", "value": LIMIT_RED}]
+    assert LIMIT_GREEN < LIMIT_YELLOW < LIMIT_RED
+    pos = latest_per_sat_query("orbit", {"lat_deg": "lat", "lon_deg": "lon", "alt_m": "alt_m"})
+    state_q = latest_per_sat_query("hk", {"limit_state": "limit_state", "mode": "mode"})
+    lay.add(geomap("Satellites by limit state",
+                   [target(pos, "A", "table"), target(state_q, "B", "table")], "limit_state",
+                   field_config(thr=thresholds(steps=state_steps), color="thresholds",
+                                overrides=[override("limit_state", mappings=value_mappings(LIMIT_STATES)),
+                                           override("mode", mappings=value_mappings(MODES)),
+                                           override("alt_m", unit="lengthm")]),
+                   description="Last position (orbit) and limit state (hk) of each satellite in the last "
+                               "packet periods before the end of the time range; joined on sat.",
+                   transformations=join_by_sat()), w=12, h=12)
+    dose = field("dose_rate_rad_s")
+    rad_q = latest_per_sat_query("radiation", {"dose_rate_rad_s": "dose_rate_rad_s", "seu_total": "seu_total"})
+    lay.add(geomap("Dose rate (the South Atlantic Anomaly)", [target(pos, "A", "table"), target(rad_q, "B", "table")],
+                   "dose_rate_rad_s",
+                   field_config(grafana_unit(dose), thresholds(dose), color="thresholds",
+                                overrides=[override("alt_m", unit="lengthm")]),
+                   description="Latest radiation packet of each satellite at its latest position: the SAA "
+                               "shows as the high dose-rate patch over South America and the South Atlantic.",
+                   transformations=join_by_sat()), w=12, h=12)
+
+    lay.row("Radiation and single-event effects")
+    lay.add(timeseries("Satellites in the SAA", [target(series_query("fleet", ["in_saa"], agg="last"))],
+                       field_config()), w=8)
+    seu = ('SELECT count("name") AS "{k}" FROM "events" WHERE "kind" = \'{k}\' AND $timeFilter '
+           "GROUP BY time($__interval) fill(0)")
+    lay.add(timeseries("SEU / SEL events", [target(seu.format(k="seu"), "A"), target(seu.format(k="sel"), "B")],
+                       field_config(), description="Single-event upsets and latch-ups reported per interval"), w=8)
+    lay.add(stat("Satellites with latched devices", [target(_fleet_last("latched"))],
+                 field_config(thr=thresholds(steps=_count_steps("red")), color="thresholds")), w=8)
+
+    lay.row("Power and compute")
+    lay.add(timeseries("Fleet power", [target(series_query("fleet", ["array_power_mw", "payload_power_mw"]))],
+                       field_config("megwatt")), w=8)
+    lay.add(timeseries("Compute delivered", [target(series_query("fleet", ["throughput_eops"]))],
+                       field_config("suffix: EOPS")), w=8)
+    lay.add(timeseries("Mean battery SoC and sunlit satellites",
+                       [target(series_query("fleet", ["mean_soc"]), "A"),
+                        target(series_query("fleet", ["sunlit"], agg="last"), "B")],
+                       field_config("percentunit", overrides=[override("sunlit", unit="none")])), w=8)
+
+    lay.row("Recent critical events")
+    crit = ('SELECT "sat", "kind", "name", "detail" FROM "events" WHERE "severity" = \'critical\' AND $timeFilter '
+            "ORDER BY time DESC LIMIT 200")
+    lay.add(table("Critical events", [target(crit, fmt="table")]), w=24, h=8)
+    return dashboard("orbitwin-fleet", "Orbitwin / Fleet overview", lay, tags=["fleet"],
+                     annotations=event_annotations(), description="Constellation state, positions, SAA, power, compute")
+
+
+def pipeline_health() -> dict[str, Any]:
+    lay = Layout()
+    grp = ', "bridge"'
+    alias = "$tag_bridge $col"
+    lay.row("InfluxDB bridge (bridge measurement, wall time)")
+    rate = ('SELECT non_negative_derivative(last("{f}"), 1s) AS "{f}" FROM "bridge" WHERE $timeFilter '
+            'GROUP BY time($__interval), "bridge" fill(none)')
+    lay.add(timeseries("Points written /s", [target(rate.format(f="points_written"), alias=alias)],
+                       field_config("wps")), w=8)
+    lay.add(timeseries("Spool", [target(series_query("bridge", ["spool_points", "spool_dropped_points"], agg="last",
+                                                     group=grp), alias=alias)],
+                       field_config(thr=thresholds(steps=_count_steps("orange")), style="line")), w=8)
+    lay.add(timeseries("Write latency", [target(series_query("bridge", ["write_latency_p50_ms", "write_latency_p99_ms"],
+                                                             agg="max", group=grp), alias=alias)],
+                       field_config("ms")), w=8)
+    lay.add(timeseries("Dead letters", [target(series_query("bridge", ["dead_letters"], agg="last", group=grp),
+                                               alias=alias)],
+                       field_config(thr=thresholds(steps=_count_steps("red")), style="line")), w=8)
+    lay.add(timeseries("Sequence gaps", [target(series_query("bridge", ["gaps_detected", "missing_now", "gaps_filled",
+                                                                        "gaps_unrecoverable"], agg="last", group=grp),
+                                                alias=alias)], field_config()), w=8)
+    lay.add(timeseries("Inbox and duplicates", [target(series_query("bridge", ["inbox", "duplicates_seen"], agg="last",
+                                                                    group=grp), alias=alias)], field_config()), w=8)
+    lay.row("Twin (twin measurement, sim time)")
+    lay.add(timeseries("Lag behind the sim clock and step time",
+                       [target(series_query("twin", ["lag_s", "max_lag_s"], agg="max"), "A"),
+                        target(series_query("twin", ["step_ms"], agg="max"), "B")],
+                       field_config("s", overrides=[override("step_ms", unit="ms")])), w=8)
+    lay.add(timeseries("MQTT published /s",
+                       [target('SELECT non_negative_derivative(last("mqtt_published"), 1s) AS "mqtt_published" '
+                               'FROM "twin" WHERE $timeFilter GROUP BY time($__interval) fill(none)')],
+                       field_config("short")), w=8)
+    lay.add(timeseries("MQTT outstanding and refused",
+                       [target(series_query("twin", ["mqtt_outstanding", "mqtt_refused_queue_full"], agg="last"))],
+                       field_config()), w=8)
+    return dashboard("orbitwin-pipeline", "Orbitwin / Pipeline health", lay, tags=["pipeline"], annotations=[],
+                     description="Twin and InfluxDB bridge counters: throughput, spool, drops, dead letters, gaps, lag")

@@ -1,0 +1,412 @@
+"""JSON Schemas of the MQTT contract's payloads, built from the code (used by twin.asyncapi)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from twin.schema.commands import SENSOR_FAULTS, Arg, Reason, Spec
+from twin.contract.topics import CONTRACT_VERSION, Topics, header
+from twin.contract import request_parser as _requests
+from twin.contract.request_parser import MAX_REPLAY_SPAN, MAX_REQUEST_BYTES
+from twin.schema.telemetry import FIELD_BY_NAME, FIELDS, PACKET_FIELDS, SCHEMA_VERSION, Field
+
+ASYNCAPI_VERSION = "3.0.0"
+MQTT_BINDING_VERSION = "0.2.0"
+EVENT_KINDS = ("limit", "fdir", "seu", "sel", "fault", "command", "hil")  # twin.engine.Event.kind
+SEVERITIES = ("info", "warning", "critical")
+REPLY_STATUSES = ("accepted", "completed", "rejected")
+EXAMPLE_SAT = "STARLINK-1008"
+MAX_REPLAY_RANGES: int | None = getattr(_requests, "MAX_REPLAY_RANGES", None)
+HAS_FRAMES = hasattr(Topics, "fleet_tm")  # fleet frames: {prefix}/fleet/tm/{packet}
+HAS_REPLAY_TOPICS = hasattr(Topics, "replayed")  # replays on {prefix}/replay/{sat}/tm/{packet}
+
+JSON = dict[str, Any]
+
+_ENVELOPE_DOC = {
+    "v": "Telemetry schema version",
+    "sat": "Satellite name",
+    "norad": "NORAD catalogue number",
+    "packet": "Packet name (also the last topic level)",
+    "t": "Sim time, ISO 8601 UTC with milliseconds",
+    "t_s": "Sim seconds since the twin's start",
+    "seq": "Per-satellite sequence number over all its packets: +1 per message, starts at 0 per run",
+    "run": "Run id: the first birth sequence of the twin process; seq restarts when it changes",
+    "bseq": "Birth sequence of the MQTT connection that published the message",
+    "sats": "Satellite names, one per row",
+    "tick": "Twin tick number",
+}
+_UNITS = {"t_s": "s"}
+
+
+def _ref(name: str, kind: str = "schemas") -> JSON:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dict):
+        return "object"
+    return "array" if isinstance(value, list) else "null"
+
+
+def _sample_property(key: str, value: Any) -> JSON:
+    """Schema of one envelope/header key from a value the code really produced."""
+    s: JSON = {"type": _json_type(value), "description": _ENVELOPE_DOC.get(key, key)}
+    if key == "t":
+        s["format"] = "date-time"
+    if key in ("seq", "bseq", "run", "norad", "tick"):
+        s["minimum"] = 0
+    if key in _UNITS:
+        s["x-unit"] = _UNITS[key]
+    return s
+
+
+# --- telemetry -------------------------------------------------------------------------
+def field_schema(f: Field) -> JSON:
+    """JSON Schema of one telemetry field (non-finite floats are sent as null)."""
+    s: JSON = {"type": {"float": ["number", "null"], "int": "integer", "bool": "boolean"}[f.dtype],
+               "description": f.description, "x-unit": f.unit}
+    if f.enum:
+        s["enum"] = sorted(f.enum)
+        s["x-enum-names"] = {str(k): v for k, v in sorted(f.enum.items())}
+    if f.limits is not None:
+        s["x-limits"] = {k: v for k, v in asdict(f.limits).items() if v is not None}
+    return s
+
+
+def _telemetry_sample(packet: str) -> JSON:
+    """One payload rendered by the real encoder (zeros), to read the envelope it writes."""
+    from twin.contract.telemetry_encoder import PacketEncoder
+
+    dtypes = {"float": float, "int": np.int64, "bool": bool}
+    tm = {f: np.zeros(1, dtype=dtypes[FIELD_BY_NAME[f].dtype]) for f in PACKET_FIELDS[packet]}
+    enc = PacketEncoder(packet, [EXAMPLE_SAT], [44714], Topics())
+    ((_, payload),) = enc.encode(tm, np.array([0]), np.array([0]), 1, "2026-01-01T00:00:00.000Z", 0.0)
+    return json.loads(payload)
+
+
+def telemetry_schema(packet: str) -> JSON:
+    sample = _telemetry_sample(packet)
+    props: JSON = {}
+    for key, value in sample.items():
+        if key == "fields":
+            fields = PACKET_FIELDS[packet]
+            props[key] = {"type": "object", "description": "Field values (units in x-unit)",
+                          "properties": {f: field_schema(FIELD_BY_NAME[f]) for f in fields},
+                          "required": list(fields), "additionalProperties": False}
+        else:
+            props[key] = _sample_property(key, value)
+    props["v"] = props["v"] | {"const": SCHEMA_VERSION}
+    props["packet"] = props["packet"] | {"const": packet}
+    return {"type": "object", "title": f"Telemetry packet {packet}", "properties": props,
+            "required": list(sample), "additionalProperties": False}
+
+
+def _frame_sample(packet: str) -> JSON:
+    from twin.contract.telemetry_encoder import FrameEncoder  # type: ignore[attr-defined]
+
+    dtypes = {"float": float, "int": np.int64, "bool": bool}
+    tm = {f: np.zeros(1, dtype=dtypes[FIELD_BY_NAME[f].dtype]) for f in PACKET_FIELDS[packet]}
+    enc = FrameEncoder(packet, [EXAMPLE_SAT], [44714], Topics())
+    _, payload = enc.encode(tm, np.array([0]), np.array([0]), 1, "2026-01-01T00:00:00.000Z", 0.0)
+    return json.loads(payload)
+
+
+def frame_schema(packet: str) -> JSON:
+    """A fleet frame: the packet of every satellite due this tick, as columns (row k = one satellite)."""
+    sample = _frame_sample(packet)
+    props: JSON = {}
+    for key, value in sample.items():
+        if key == "fields":
+            fields = PACKET_FIELDS[packet]
+            props[key] = {"type": "object", "description": "One column per field, rows as in sats",
+                          "properties": {f: {"type": "array", "items": {k: v for k, v in field_schema(
+                              FIELD_BY_NAME[f]).items() if k != "description"}, "description": FIELD_BY_NAME[f]
+                              .description, "x-unit": FIELD_BY_NAME[f].unit} for f in fields},
+                          "required": list(fields), "additionalProperties": False}
+        elif isinstance(value, list):
+            props[key] = {"type": "array", "items": {"type": _json_type(value[0])},
+                          "description": _ENVELOPE_DOC.get(key, key)}
+        else:
+            props[key] = _sample_property(key, value)
+    props["v"] = props["v"] | {"const": SCHEMA_VERSION}
+    props["packet"] = props["packet"] | {"const": packet}
+    return {"type": "object", "title": f"Fleet frame {packet}", "properties": props,
+            "required": list(sample), "additionalProperties": False}
+
+
+# --- requests --------------------------------------------------------------------------
+_ARG_TYPES = {"float": "number", "int": "integer", "str": "string", "bool": "boolean"}
+
+
+def arg_schema(spec: Spec, a: Arg) -> JSON:
+    """JSON Schema of one command/fault argument (optional ones may be null: default)."""
+    t = _ARG_TYPES[a.type]
+    s: JSON = {"type": t if a.required else [t, "null"], "description": a.description}
+    if a.unit:
+        s["x-unit"] = a.unit
+    if a.min is not None:
+        s["minimum"] = a.min
+    if a.max is not None:
+        s["maximum"] = a.max
+    if a.choices is not None:
+        s["enum"] = list(a.choices)
+    if spec.name in SENSOR_FAULTS and a.name == "field":
+        s["enum"] = [f.name for f in FIELDS]
+        s["description"] += " (a schema field name)"
+    if not a.required and a.default is not None:
+        s["default"] = a.default
+    return s
+
+
+def _example_value(spec: Spec, a: Arg) -> Any:
+    if spec.name in SENSOR_FAULTS and a.name == "field":
+        return "payload_temp_k"
+    if a.choices:
+        return a.choices[0]
+    if a.type == "str":
+        return "x"
+    lo = a.min if a.min is not None else 0.0
+    hi = a.max if a.max is not None else lo + 1.0
+    v = lo + (hi - lo) / 2 if hi - lo <= 1.0 else lo + 1
+    return int(v) if a.type == "int" else float(v)
+
+
+def request_example(spec: Spec, kind: str) -> JSON:
+    """A valid request for ``spec`` (required arguments only)."""
+    out: JSON = {kind: spec.name}
+    args = {a.name: _example_value(spec, a) for a in spec.args if a.required}
+    if args:
+        out["args"] = args
+    return out
+
+
+def _request_variant(kind: str, spec: Spec, fleet: bool) -> JSON:
+    args = {"type": ["object", "null"], "description": "Arguments (omit or null when none are required)",
+            "properties": {a.name: arg_schema(spec, a) for a in spec.args},
+            "additionalProperties": False}
+    required_args = [a.name for a in spec.args if a.required]
+    if required_args:
+        args["type"] = "object"
+        args["required"] = required_args
+    props: JSON = {kind: {"const": spec.name}, "args": args, "at": _ref("At"), "id": _ref("RequestId"),
+                   "reply_to": _ref("ReplyTo")}
+    if kind == "fault":
+        props["start"] = _ref("At") | {"description": "Alias of at (at wins when both are given)"}
+        props["duration_s"] = {"type": ["number", "null"], "exclusiveMinimum": 0, "x-unit": "s",
+                               "description": "Fault duration; omit for a fault that lasts until clear_fault"}
+    required = [kind] + (["args"] if required_args else [])
+    if fleet:
+        props["select"] = _ref("Selector")
+        required.append("select")
+    return {"title": spec.name, "description": spec.description, "type": "object", "properties": props,
+            "required": required, "additionalProperties": False}
+
+
+def request_schema(kind: str, table: Mapping[str, Spec], fleet: bool) -> JSON:
+    where = "a fleet topic (with select)" if fleet else "a satellite's topic"
+    return {"title": f"{'Fleet ' if fleet else ''}{kind} request",
+            "description": f"One {kind} request on {where}; at most {MAX_REQUEST_BYTES} bytes of UTF-8 JSON.",
+            "oneOf": [_request_variant(kind, spec, fleet) for spec in table.values()]}
+
+
+def _band(what: str) -> JSON:
+    return {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
+            "description": f"[low, high] {what}, low <= high"}
+
+
+def selector_schema() -> JSON:
+    return {"description": "Which satellites a fleet request targets (all given criteria must hold; "
+                           "a selector matching none is rejected with unknown_satellite)",
+            "oneOf": [
+                {"const": "*", "description": "Every satellite"},
+                {"type": "object", "minProperties": 1, "additionalProperties": False, "properties": {
+                    "sats": {"type": "array", "minItems": 1, "items": {"type": "string"},
+                             "description": "Satellite names"},
+                    "names": {"type": "string", "minLength": 1,
+                              "description": "Comma-separated glob patterns, e.g. STARLINK-3*"},
+                    "shell": {"type": "object", "minProperties": 1, "additionalProperties": False,
+                              "properties": {"alt_km": _band("mean altitude in km") | {"x-unit": "km"},
+                                             "inc_deg": _band("inclination in degrees") | {"x-unit": "deg"}}},
+                }},
+            ]}
+
+
+def replay_schema() -> JSON:
+    seq = {"type": "integer", "minimum": 0}
+    props: JSON = {"sat": {"type": "string", "minLength": 1, "description": "Satellite name"},
+                   "from_seq": seq | {"description": "First sequence number"},
+                   "to_seq": seq | {"description": "Last sequence number (inclusive)"},
+                   "id": _ref("RequestId"), "reply_to": _ref("ReplyTo")}
+    out: JSON = {"type": "object", "title": "Replay request", "additionalProperties": False,
+                 "description": f"Publish a satellite's buffered telemetry with seq from_seq..to_seq again "
+                                f"(to_seq - from_seq <= {MAX_REPLAY_SPAN} per range); the reply says how many "
+                                f"were found and how many are no longer held (evicted).",
+                 "x-max-span": MAX_REPLAY_SPAN, "properties": props, "required": ["sat", "from_seq", "to_seq"]}
+    if MAX_REPLAY_RANGES is not None:
+        props["ranges"] = {"type": "array", "minItems": 1, "maxItems": MAX_REPLAY_RANGES,
+                           "description": "Several ranges at once (then sat/from_seq/to_seq are not used)",
+                           "items": {"type": "array", "minItems": 3, "maxItems": 3,
+                                     "items": [{"type": "string", "minLength": 1, "description": "sat"},
+                                               seq | {"description": "from_seq"}, seq | {"description": "to_seq"}]}}
+        del out["required"]
+        out["anyOf"] = [{"required": ["ranges"]}, {"required": ["sat", "from_seq", "to_seq"]}]
+    return out
+
+
+# --- replies, events, state ------------------------------------------------------------
+def _reply_variant(status: str, extra: JSON, required: Sequence[str]) -> JSON:
+    props: JSON = {
+        "v": {"const": CONTRACT_VERSION, "description": "Contract version"},
+        "status": {"const": status},
+        "id": {"type": "string", "maxLength": 256,
+               "description": "The request's id, else its MQTT 5 correlation data, else r<n> assigned by the twin"},
+        "request": {"type": "string", "description": "Command or fault name, when the request named one"},
+        "t": {"type": "string", "format": "date-time", "description": "Sim time of the reply"},
+        "t_s": {"type": "number", "x-unit": "s", "description": "Sim seconds of the reply"},
+        "sat": {"type": "string", "description": "Satellite of a satellite-topic request"},
+        "run": {"type": "integer", "description": "Run id of the twin process"},
+        "seq": {"type": "integer", "minimum": 0, "description": "Reply sequence number of this run"},
+    } | extra
+    return {"title": f"Reply {status}", "type": "object", "properties": props, "additionalProperties": False,
+            "required": ["v", "status", "id", "t", "t_s", *required]}
+
+
+def reply_schemas() -> dict[str, JSON]:
+    accepted = _reply_variant("accepted", {
+        "execute_t_s": {"type": "number", "x-unit": "s", "description": "Sim time the request will execute"},
+        "sats": {"type": "integer", "minimum": 1, "description": "Satellites targeted"},
+    }, ["execute_t_s", "sats"])
+    count = {"type": "integer", "minimum": 0}
+    completed = _reply_variant("completed", {
+        "result": {"type": ["object", "null"], "description": "What the command or fault did (per request)"},
+        "found": count | {"description": "Replay: messages published again"},
+        "evicted": count | {"description": "Replay: requested messages no longer in the buffer"},
+        "from_seq": count, "to_seq": count, "ranges": count | {"description": "Replay: ranges served"},
+    }, [])
+    rejected = _reply_variant("rejected", {
+        "reason": {"type": "string", "enum": [r.value for r in Reason], "description": "Machine-readable reason"},
+        "message": {"type": "string", "description": "Human-readable explanation"},
+        "field": {"type": "string", "description": "The offending key, argument or topic"},
+    }, ["reason", "message"])
+    return {"ReplyAccepted": accepted, "ReplyCompleted": completed, "ReplyRejected": rejected,
+            "Reply": {"title": "Reply", "description": "accepted then completed, or rejected (at any stage)",
+                      "oneOf": [_ref("ReplyAccepted"), _ref("ReplyCompleted"), _ref("ReplyRejected")]}}
+
+
+def _header_props(with_sat: bool) -> tuple[JSON, list[str]]:
+    """Properties of :func:`twin.contract.topics.header` (read from a real header)."""
+    sample = header(EXAMPLE_SAT if with_sat else None, "2026-01-01T00:00:00.000Z", 0.0, 1)
+    props = {k: _sample_property(k, v) for k, v in sample.items()}
+    props["v"] |= {"const": SCHEMA_VERSION}
+    return props, [k for k in sample if k != "sat"]
+
+
+def event_schema() -> JSON:
+    props, required = _header_props(True)
+    props["sat"]["description"] = "Satellite (absent on fleet/event: a request for several satellites)"
+    props |= {
+        "run": {"type": "integer", "description": "Run id of the twin process"},
+        "seq": {"type": "integer", "minimum": 0, "description": "Event sequence number of the satellite (or of "
+                                                                "fleet/event) in this run"},
+        "kind": {"type": "string", "enum": list(EVENT_KINDS)},
+        "name": {"type": "string", "description": "e.g. latchup, safe_mode_entered, command_completed, a limited "
+                                                  "field name for kind limit"},
+        "severity": {"type": "string", "enum": list(SEVERITIES)},
+        "detail": {"type": "object", "description": "Event-specific data; for requests: request_id (the request's "
+                                                    "id), request, args, sats, result"},
+    }
+    return {"title": "Event", "type": "object", "properties": props, "additionalProperties": False,
+            "required": required + ["kind", "name", "severity", "detail"]}
+
+
+def state_schema() -> JSON:
+    return {"title": "Twin state (birth/death)", "type": "object", "additionalProperties": True,
+            "description": "Retained. online is the birth, offline the death (last will, or graceful stop). A death "
+                           "whose bseq differs from the current birth's is stale and must be ignored.",
+            "properties": {
+                "v": {"const": 1}, "state": {"type": "string", "enum": ["online", "offline"]},
+                "bseq": {"type": "integer", "minimum": 0, "description": "Birth sequence of the connection"},
+                "wall_time": {"type": "number", "x-unit": "s", "description": "Unix time of publication"},
+                "run": {"type": "integer", "description": "Run id (online only)"},
+                "sats": {"type": "integer", "description": "Satellites in the twin (online only)"},
+                "dt_s": {"type": "number", "x-unit": "s", "description": "Tick length (online only)"},
+                "seed": {"type": "integer", "description": "Random seed (online only)"},
+                "prefix": {"type": "string", "description": "Topic prefix (online only)"},
+                "packets": {"type": "object", "additionalProperties": {"type": "number"},
+                            "description": "Default packet rates in Hz (online only)"},
+            }, "required": ["v", "state", "bseq"]}
+
+
+def catalogue_schema() -> JSON:
+    sat = {"type": "object", "properties": {"sat": {"type": "string"}, "norad": {"type": "integer"},
+                                            "shell": {"type": "string", "description": "e.g. 550km-53deg"}},
+           "required": ["sat", "norad", "shell"]}
+    return {"title": "Fleet catalogue", "type": "object", "properties": {"v": {"const": 1}, "sats": {
+        "type": "array", "items": sat}}, "required": ["v", "sats"]}
+
+
+def summary_schema() -> JSON:
+    props, required = _header_props(False)
+    num = {"type": ["number", "null"]}
+    count = {"type": "integer", "minimum": 0}
+    props |= {"tick": count, "sats": count, "nominal": count, "yellow": count, "red": count, "safe": count,
+              "lost": count, "sunlit": count, "in_saa": count, "latched": count,
+              "array_power_mw": num | {"x-unit": "MW"}, "payload_power_mw": num | {"x-unit": "MW"},
+              "throughput_eops": num | {"x-unit": "EOPS"}, "mean_soc": num | {"x-unit": "1"}}
+    return {"title": "Fleet summary (every tick)", "type": "object", "properties": props,
+            "required": required + ["tick", "sats"]}
+
+
+def status_schema() -> JSON:
+    props, required = _header_props(False)
+    ms = {"type": ["number", "null"]}
+    props |= {"tick": {"type": "integer"}, "step_ms": ms | {"x-unit": "ms"}, "lag_s": ms | {"x-unit": "s"},
+              "max_lag_s": ms | {"x-unit": "s"},
+              "mqtt": {"type": "object", "description": "connected, bseq, connects, published, acked, outstanding, "
+                                                        "refused_queue_full, rebirths"},
+              "counters": {"type": "object", "additionalProperties": {"type": "integer"},
+                           "description": "requests, malformed, unknown_topic, accepted, rejected, rejected_<reason>, "
+                                          "replies_<status>, telemetry, events, replayed"},
+              "replay_buffer_bytes": {"type": "integer"}}
+    return {"title": "Twin status (every few seconds)", "type": "object", "properties": props,
+            "required": required + ["tick", "mqtt", "counters"]}
+
+
+# --- the document ----------------------------------------------------------------------
+
+
+def board_schemas() -> dict[str, JSON]:
+    """Payloads of ``{prefix}/board/{board}/...`` (``orbitwin bridge serial``); board fields from the serial protocol."""
+    from orbitwin_fw import messages as fw
+
+    raw = {name: {"type": "number"} for name in fw.LAYOUTS[fw.PAYLOAD_TELEMETRY][1]}
+    base = {"v": {"type": "integer"}, "board": {"type": "string"}, "sat": {"type": "string"},
+            "wall_time": {"type": "number", "description": "Unix time at the bridge (s)"}}
+    return {
+        "BoardState": {"title": "BoardState", "type": "object", "required": ["board", "sat", "state"],
+                       "properties": base | {"state": {"enum": ["online", "offline"]}, "linked": {"type": "boolean"},
+                                             "silent": {"type": "boolean"}, "port": {"type": "string"},
+                                             "capabilities": {"type": "object"}}},
+        "BoardTelemetry": {"title": "BoardTelemetry", "type": "object", "required": ["board", "sat", "seq", "raw"],
+                           "properties": base | {"seq": {"type": "integer"}, "linked": {"type": "boolean"},
+                                                 "raw": {"type": "object", "properties": raw,
+                                                         "description": "PAYLOAD_TELEMETRY of the serial protocol"}}},
+        "BoardRequest": {"title": "BoardRequest", "type": "object",
+                         "description": "A command (set_load, set_throttle, power_cycle, reset, hardware_reset, "
+                                        "ping) or a fault (seu, seu_double, latchup, hang) for the board",
+                         "properties": {"command": {"type": "string"}, "fault": {"type": "string"},
+                                        "args": {"type": "object"}, "id": {"type": "string"}}},
+    }

@@ -1,0 +1,151 @@
+"""The MQTT contract: topic tree, payload headers and reply formats (pure: no network).
+
+Everything under one prefix (default ``orbitwin/v1``)::
+
+    {prefix}/state                          twin birth/death (retained; Sparkplug-like bseq)
+    {prefix}/fleet/catalogue                satellites, NORAD ids and shells (retained)
+    {prefix}/fleet/status                   twin runtime status and counters (every few s)
+    {prefix}/fleet/summary                  fleet aggregates per tick (counts, power, compute)
+    {prefix}/fleet/cmd | fleet/fault        fleet-wide requests with a satellite selector
+    {prefix}/fleet/reply                    replies to fleet requests (MQTT 3.1.1 clients)
+    {prefix}/fleet/event                    events of fleet requests
+    {prefix}/fleet/replay                   replay requests (sat + sequence ranges)
+    {prefix}/fleet/tm/{packet}              fleet frame: one packet of every satellite due this tick
+    {prefix}/replay/{sat}/tm/{packet}       telemetry sent again on request (same payload, same seq)
+    {prefix}/errors                         replies to requests that cannot be routed
+    {prefix}/sat/{sat}/tm/{packet}          telemetry packets (schema fields)
+    {prefix}/sat/{sat}/event                events: limits, FDIR, SEU/SEL, faults, commands
+    {prefix}/sat/{sat}/cmd | sat/{sat}/fault    requests for one satellite
+    {prefix}/sat/{sat}/reply                replies (MQTT 3.1.1 clients; MQTT 5 uses response topic)
+    {prefix}/board/{board}/state            a serial bridge's board: bound satellite, link state (retained)
+    {prefix}/board/{board}/tm               the board's measurements (utilisation, jobs, SEU counts, ...)
+    {prefix}/board/{board}/event            link up/down, board resets, detected upsets
+    {prefix}/board/{board}/cmd | /fault     requests to the board (same request/reply rules)
+    {prefix}/board/{board}/reply            replies of the serial bridge
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from twin.schema.telemetry import SCHEMA_VERSION
+
+DEFAULT_PREFIX = "orbitwin/v1"
+CONTRACT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names for one prefix."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    @property
+    def state(self) -> str:
+        return f"{self.prefix}/state"
+
+    @property
+    def catalogue(self) -> str:
+        return f"{self.prefix}/fleet/catalogue"
+
+    @property
+    def status(self) -> str:
+        return f"{self.prefix}/fleet/status"
+
+    @property
+    def summary(self) -> str:
+        return f"{self.prefix}/fleet/summary"
+
+    @property
+    def errors(self) -> str:
+        return f"{self.prefix}/errors"
+
+    @property
+    def replay(self) -> str:
+        return f"{self.prefix}/fleet/replay"
+
+    def fleet_tm(self, packet: str) -> str:
+        return f"{self.prefix}/fleet/tm/{packet}"
+
+    def replayed(self, sat: str, packet: str) -> str:
+        return f"{self.prefix}/replay/{sat}/tm/{packet}"
+
+    def fleet(self, leaf: str) -> str:
+        return f"{self.prefix}/fleet/{leaf}"
+
+    def sat(self, sat: str, leaf: str) -> str:
+        return f"{self.prefix}/sat/{sat}/{leaf}"
+
+    def tm(self, sat: str, packet: str) -> str:
+        return f"{self.prefix}/sat/{sat}/tm/{packet}"
+
+    def board(self, board: str, leaf: str) -> str:
+        return f"{self.prefix}/board/{board}/{leaf}"
+
+    @property
+    def request_subscriptions(self) -> tuple[str, ...]:
+        """What the twin subscribes to (with no-local, so its own publications do not echo)."""
+        return (f"{self.prefix}/sat/+/+", f"{self.prefix}/fleet/+", f"{self.prefix}/board/+/state",
+                f"{self.prefix}/board/+/tm")
+
+    def parse_board_topic(self, topic: str) -> tuple[str, str] | None:
+        """``(board, leaf)`` for ``{prefix}/board/{board}/{leaf}``; else None."""
+        head = f"{self.prefix}/board/"
+        if not topic.startswith(head):
+            return None
+        parts = topic[len(head):].split("/")
+        return (parts[0], parts[1]) if len(parts) == 2 and parts[0] else None
+
+    def parse_request_topic(self, topic: str) -> tuple[str, str | None, str] | None:
+        """``(scope, sat, leaf)`` for a topic under the prefix: scope ``sat`` or ``fleet``; else None."""
+        if not topic.startswith(self.prefix + "/"):
+            return None
+        parts = topic[len(self.prefix) + 1:].split("/")
+        if len(parts) == 3 and parts[0] == "sat" and parts[1]:
+            return "sat", parts[1], parts[2]
+        if len(parts) == 2 and parts[0] == "fleet":
+            return "fleet", None, parts[1]
+        return None
+
+
+def iso_utc(t: dt.datetime) -> str:
+    """``2026-02-23T07:12:00.000Z``."""
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON with NaN/inf turned into null (JSON has no NaN)."""
+    return json.dumps(_clean(obj), separators=(",", ":"), allow_nan=False).encode()
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "item"):  # numpy scalars
+        return _clean(obj.item())
+    return obj
+
+
+def header(sat: str | None, t_iso: str, t_s: float, bseq: int, **extra: Any) -> dict[str, Any]:
+    """The common header of every message the twin publishes."""
+    h: dict[str, Any] = {"v": SCHEMA_VERSION, "t": t_iso, "t_s": round(t_s, 6), "bseq": bseq}
+    if sat is not None:
+        h["sat"] = sat
+    h.update(extra)
+    return h
+
+
+def reply(status: str, request_id: str, request: str | None, **extra: Any) -> dict[str, Any]:
+    """A request reply: ``status`` is accepted, completed or rejected."""
+    out: dict[str, Any] = {"v": CONTRACT_VERSION, "status": status, "id": request_id}
+    if request is not None:
+        out["request"] = request
+    out.update(extra)
+    return out

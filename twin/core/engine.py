@@ -1,0 +1,493 @@
+"""The fleet engine: steps every satellite's models together on the sim clock.
+
+Pure computation over numpy arrays: no wall clock, no network. Commands and faults are queued
+with a sim time and applied at the start of the first tick at or after it; everything the
+engine decides (limit crossings, FDIR actions, SEU/SEL, faults, commands) comes out as events.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from twin.core import fdir as fdir_mod
+from twin.core import payload as pl
+from twin.core import radiation
+from twin.core import thermal
+from twin.core.catalogue import Catalogue
+from twin.schema.commands import COMMANDS, FAULTS, CommandError, Reason, validate
+from twin.core.design import Design
+from twin.core.environment import albedo_flux_w_m2, earth_ir_flux_w_m2, solar_flux_w_m2
+from twin.core.ephemeris import SunEphemeris
+from twin.core.eclipse import illumination_fraction
+from twin.core.orbit import SGP4_ERROR_MESSAGES, FleetPropagator, beta_angle_rad, gmst82_rad
+from twin.core.orbit_pipeline import PipelinedPropagator
+from twin.core.power import HEATERS, ISL, LOAD_NAMES, PAYLOAD, RADIO, nominal_demand_w, power_step
+from twin.schema.telemetry import FIELD_BY_NAME, MODE_LOST, MODE_NOMINAL, MODE_SAFE
+from twin.core.solar_array import array_power_w
+from twin.core.telemetry_assembly import build_telemetry
+from twin.core.faults import FaultBook
+
+ATT_SUN_TRACK, ATT_NADIR_FIXED, ATT_SAFE_SUN, ATT_TUMBLING = 0, 1, 2, 3
+_ATT_BY_NAME = {"sun_track": ATT_SUN_TRACK, "nadir_fixed": ATT_NADIR_FIXED, "safe_sun": ATT_SAFE_SUN}
+TUMBLE_PERIOD_S = 600.0
+HIL_DIVERGENCE = 0.25  # utilisation difference between board and twin that raises the alarm
+_SETPOINT_NODE = {"payload": thermal.PAYLOAD, "battery": thermal.BATTERY, "avionics": thermal.AVIONICS}
+
+
+@dataclass
+class Event:
+    """Something that happened on a satellite (``sat`` = fleet index) at sim time ``t_s``."""
+
+    t_s: float
+    sat: int
+    kind: str  # limit | fdir | seu | sel | fault | command
+    name: str
+    severity: str  # info | warning | critical
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(order=True)
+class Request:
+    """A validated command or fault waiting for its sim time."""
+
+    at_s: float
+    seq: int
+    kind: str = field(compare=False)  # "command" | "fault"
+    name: str = field(compare=False)
+    args: dict[str, Any] = field(compare=False)
+    sats: np.ndarray = field(compare=False)
+    duration_s: float | None = field(compare=False, default=None)
+    request_id: str | None = field(compare=False, default=None)
+
+
+def julian_split(jd: float) -> tuple[float, float]:
+    """Split a Julian date into a whole-day part ending in .5 and a fraction (keeps precision)."""
+    whole = np.floor(jd - 0.5) + 0.5
+    return float(whole), float(jd - whole)
+
+
+class FleetTwin:
+    """Every satellite of a catalogue, stepped together with time step ``dt_s``."""
+
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        design: Design,
+        *,
+        start_jd: float | None = None,
+        dt_s: float = 1.0,
+        seed: int = 0,
+        orbit_worker: bool | None = None,
+    ) -> None:
+        """``orbit_worker``: propagate the next tick in a child process (default: for >= 2,000
+        satellites on a machine with two or more cores)."""
+        if not dt_s > 0:
+            raise ValueError(f"dt_s must be > 0, got {dt_s}")
+        self.catalogue = catalogue
+        self.design = design
+        self.names = catalogue.names
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.n = n = len(catalogue)
+        self.dt_s = float(dt_s)
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.jd0, self.fr0 = julian_split(catalogue.median_epoch_jd() if start_jd is None else start_jd)
+        self.t_s = 0.0
+        self.tick = 0
+        if orbit_worker is None:
+            orbit_worker = n >= 2000 and (os.cpu_count() or 1) >= 2
+        self.propagator: FleetPropagator | PipelinedPropagator = (
+            PipelinedPropagator(catalogue) if orbit_worker else FleetPropagator(catalogue))
+        self.sun = SunEphemeris()
+        self.grid = radiation.load_grid(design.radiation)
+        d = design.payload.n_devices
+
+        th = design.thermal
+        self.temp_k = np.tile(th.initial_temp_k, (n, 1))
+        self.setpoint_k = np.tile(th.setpoint_k, (n, 1))
+        self.soc = np.full(n, design.battery.soc_initial)
+        self.v_rc_v = np.zeros(n)
+        self.shed_state = np.zeros((n, len(LOAD_NAMES)), dtype=bool)
+        self.dose_rad = np.zeros(n)
+        self.seu_total = np.zeros(n, dtype=np.int64)
+        self.mode = np.full(n, MODE_NOMINAL, dtype=np.int8)
+        self.attitude = np.full(n, ATT_SUN_TRACK, dtype=np.int8)
+        self.tumble_phase = self.rng.uniform(0.0, 2 * np.pi, n)
+        self.payload = pl.PayloadState.initial(n, design.payload)
+        self.fdir = fdir_mod.FdirState.initial(n, d)
+        self.faults = FaultBook(n)
+        self.limit_state: dict[str, np.ndarray] | None = None
+        self._queue: list[Request] = []
+        self._seq = itertools.count()
+        self._events: list[Event] = []
+        self.tm: dict[str, np.ndarray] = {}
+        # a satellite that never propagated keeps this placeholder: its physics is not reported
+        self._r_last = np.tile([6_928_137.0, 0.0, 0.0], (n, 1))
+        self.payload_source = np.zeros(n, dtype=np.int8)
+        self.hil_divergence = np.zeros(n, dtype=bool)
+        self.step(advance=False)
+
+    def close(self) -> None:
+        """Release the orbit worker process, if any."""
+        if isinstance(self.propagator, PipelinedPropagator):
+            self.propagator.close()
+
+    def __enter__(self) -> FleetTwin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- time -----------------------------------------------------------------
+    def jd_fr(self, t_s: float | None = None) -> tuple[float, float]:
+        """UTC Julian date (whole, fraction) at sim time ``t_s`` (default: now)."""
+        t = self.t_s if t_s is None else t_s
+        return self.jd0, self.fr0 + t / 86400.0
+
+    @property
+    def now_jd(self) -> float:
+        jd, fr = self.jd_fr()
+        return jd + fr
+
+    # --- requests -------------------------------------------------------------
+    def resolve(self, target: Any) -> np.ndarray:
+        """Satellite indices for a name, a list of names, an index array or ``"*"`` (all)."""
+        if isinstance(target, str):
+            if target == "*":
+                return np.arange(self.n)
+            if target in self.index:
+                return np.array([self.index[target]])
+            raise CommandError(Reason.UNKNOWN_SATELLITE, f"unknown satellite {target!r}", "sat")
+        if isinstance(target, np.ndarray) and target.dtype.kind in "iu":
+            if target.size and (target.min() < 0 or target.max() >= self.n):
+                raise CommandError(Reason.UNKNOWN_SATELLITE, "satellite index out of range", "sat")
+            return target
+        out = []
+        for t in target:
+            if not isinstance(t, str) or t not in self.index:
+                raise CommandError(Reason.UNKNOWN_SATELLITE, f"unknown satellite {t!r}", "sat")
+            out.append(self.index[t])
+        if not out:
+            raise CommandError(Reason.UNKNOWN_SATELLITE, "no satellite selected", "sat")
+        return np.array(out)
+
+    def submit(
+        self,
+        kind: str,
+        name: Any,
+        args: Any,
+        target: Any,
+        *,
+        at_s: float | None = None,
+        duration_s: float | None = None,
+        request_id: str | None = None,
+    ) -> Request:
+        """Validate and queue a command or fault; raise :class:`CommandError` if it cannot be accepted."""
+        table = COMMANDS if kind == "command" else FAULTS
+        _, clean = validate(table, name, args)
+        sats = self.resolve(target)
+        if at_s is not None and not np.isfinite(at_s):
+            raise CommandError(Reason.BAD_ARGUMENT, "time must be finite", "at")
+        if duration_s is not None and (not np.isfinite(duration_s) or duration_s <= 0):
+            raise CommandError(Reason.OUT_OF_RANGE, "duration must be > 0 s", "duration_s")
+        if "device" in clean and clean["device"] is not None and clean["device"] >= self.design.payload.n_devices:
+            raise CommandError(Reason.OUT_OF_RANGE, f"device must be < {self.design.payload.n_devices}", "device")
+        req = Request(self.t_s if at_s is None else max(float(at_s), self.t_s), next(self._seq), kind, name,
+                      clean, sats, duration_s, request_id)
+        heapq.heappush(self._queue, req)
+        return req
+
+    def drain_events(self) -> list[Event]:
+        ev, self._events = self._events, []
+        return ev
+
+    def _emit(self, sat: int, kind: str, name: str, severity: str, **detail: Any) -> None:
+        self._events.append(Event(self.t_s, sat, kind, name, severity, detail))
+
+    def _run_due_requests(self) -> None:
+        while self._queue and self._queue[0].at_s <= self.t_s + 1e-9:
+            req = heapq.heappop(self._queue)
+            try:
+                if req.kind == "command":
+                    result = self._execute_command(req)
+                    name = "command_completed"
+                else:
+                    result = self.faults.start(self, req)
+                    name = "fault_applied"
+                sev = "info"
+            except CommandError as exc:
+                result, name, sev = exc.as_dict(), "command_failed" if req.kind == "command" else "fault_failed", "warning"
+            sat = int(req.sats[0]) if req.sats.size == 1 else -1
+            self._emit(sat, req.kind, name, sev, request_id=req.request_id, request=req.name,
+                       args=req.args, sats=int(req.sats.size), result=result)
+
+    def _execute_command(self, req: Request) -> dict[str, Any]:
+        s, a, p = req.sats, req.args, self.payload
+        lost = self.mode[s] == MODE_LOST
+        if np.all(lost):
+            raise CommandError(Reason.NOT_NOW, "satellite is lost (no valid orbit)", "sat")
+        s = s[~lost]
+        name = req.name
+        if name in ("set_payload_load", "submit_jobs", "throttle", "set_power_cap", "power_cycle"):
+            for i in s:
+                backend = p.backends.get(int(i))
+                if backend is not None:
+                    backend.command(name, a)
+        if name == "set_payload_load":
+            safe = self.mode[s] == MODE_SAFE
+            if np.all(safe):
+                raise CommandError(Reason.NOT_NOW, "payload is off in safe mode", "load")
+            p.load_setpoint[s[~safe]] = a["load"]
+            return {"load": a["load"], "applied": int((~safe).sum()), "skipped_safe": int(safe.sum())}
+        if name == "set_power_cap":
+            p.power_cap_w[s] = a["power_w"]
+            return {"power_w": a["power_w"], "applied": int(s.size)}
+        if name == "throttle":
+            p.cmd_throttle[s] = a["factor"]
+            return {"factor": a["factor"], "applied": int(s.size)}
+        if name == "submit_jobs":
+            p.backlog_top[s] += a["work_top"]
+            return {"backlog_top": float(p.backlog_top[s].max()), "applied": int(s.size)}
+        if name == "power_cycle":
+            pl.power_cycle(p, self.design.payload, s, a["device"])
+            return {"device": a["device"], "off_s": self.design.payload.power_cycle_s, "applied": int(s.size)}
+        if name == "enter_safe_mode":
+            self._enter_safe(s, "command")
+            return {"mode": "safe", "applied": int(s.size)}
+        if name == "leave_safe_mode":
+            self.mode[s] = MODE_NOMINAL
+            self.attitude[s] = np.where(self.faults.tumbling[s], ATT_TUMBLING, ATT_SUN_TRACK)
+            return {"mode": "nominal", "applied": int(s.size)}
+        if name == "set_heater_setpoint":
+            self.setpoint_k[s, _SETPOINT_NODE[a["node"]]] = a["temp_k"]
+            return {"node": a["node"], "temp_k": a["temp_k"], "applied": int(s.size)}
+        if name == "set_attitude_mode":
+            if np.any(self.faults.tumbling[s]):
+                raise CommandError(Reason.NOT_NOW, "attitude control has lost sun pointing", "mode")
+            self.attitude[s] = _ATT_BY_NAME[a["mode"]]
+            return {"mode": a["mode"], "applied": int(s.size)}
+        if name == "clear_fault":
+            return self.faults.clear(self, a["fault_id"])
+        raise CommandError(Reason.UNKNOWN_COMMAND, f"unknown command {name!r}", "command")  # pragma: no cover
+
+    def _enter_safe(self, sats: np.ndarray, why: str) -> None:
+        new = sats[self.mode[sats] == MODE_NOMINAL]
+        self.mode[new] = MODE_SAFE
+        self.attitude[new] = np.where(self.faults.tumbling[new], ATT_TUMBLING, ATT_SAFE_SUN)
+        for i in new:
+            self._emit(int(i), "fdir", "safe_mode_entered", "critical", reason=why)
+
+    # --- the step ---------------------------------------------------------------
+    def step(self, advance: bool = True) -> None:
+        """Advance the whole fleet by one tick of ``dt_s`` (``advance=False`` evaluates the present)."""
+        dt = self.dt_s
+        if advance:
+            self.t_s = (self.tick + 1) * dt
+            self.tick += 1
+        self._run_due_requests()
+        self.faults.expire(self)
+        des = self.design
+        jd, fr = self.jd_fr()
+        sun_teme_m, dut1_s = self.sun.at(jd, fr)
+        orb = self.propagator.propagate(jd, fr, gmst82_rad(jd, fr + dut1_s / 86400.0))
+        if isinstance(self.propagator, PipelinedPropagator):
+            jd_n, fr_n = self.jd_fr(self.t_s + dt)
+            self.propagator.prefetch(jd_n, fr_n, gmst82_rad(jd_n, fr_n + self.sun.at(jd_n, fr_n)[1] / 86400.0))
+        bad = orb.error_code != 0
+        newly_lost = np.flatnonzero(bad & (self.mode != MODE_LOST))
+        for i in newly_lost:
+            code = int(orb.error_code[i])
+            self._emit(int(i), "fdir", "satellite_lost", "critical", sgp4_error=code,
+                       message=SGP4_ERROR_MESSAGES.get(code, "unknown"))
+        self.mode[newly_lost] = MODE_LOST
+        r = np.where(bad[:, None], self._r_last, orb.r_teme_m)
+        self._r_last = r
+        sun_dist_m = float(np.sqrt(sun_teme_m @ sun_teme_m))
+        sun_unit = sun_teme_m / sun_dist_m
+        r_norm = np.sqrt(np.einsum("ij,ij->i", r, r))
+        cos_zenith = (r @ sun_unit) / np.where(r_norm > 0, r_norm, 1.0)
+        illum = illumination_fraction(r, sun_teme_m)
+        beta = beta_angle_rad(orb.r_teme_m, orb.v_teme_m_s, sun_unit)
+
+        att = self.attitude
+        cos_array = np.ones(self.n)
+        if np.any(att == ATT_NADIR_FIXED):
+            cos_array = np.where(att == ATT_NADIR_FIXED, np.maximum(cos_zenith, 0.0), cos_array)
+        if np.any(att == ATT_TUMBLING):
+            tumble = np.maximum(np.cos(2 * np.pi * self.t_s / TUMBLE_PERIOD_S + self.tumble_phase), 0.0)
+            cos_array = np.where(att == ATT_TUMBLING, tumble, cos_array)
+
+        flux_w_m2 = solar_flux_w_m2(sun_dist_m)
+        alt_m = np.where(bad, np.nan, orb.alt_m)
+        alt_env_m = r_norm - 6_378_137.0
+        albedo = albedo_flux_w_m2(flux_w_m2, cos_zenith, alt_env_m)
+        earth_ir = earth_ir_flux_w_m2(alt_env_m)
+
+        # radiation environment first: SEL onsets this tick affect the payload's draw
+        lat_rad = np.where(bad, 0.0, orb.lat_rad)
+        lon_rad = np.where(bad, 0.0, orb.lon_rad)
+        p_flux, e_flux = self.grid.lookup(lat_rad, lon_rad, np.where(bad, 550e3, orb.alt_m))
+        p_flux = np.where(bad, 0.0, p_flux)
+        e_flux = np.where(bad, 0.0, e_flux)
+        dose_rate = radiation.dose_rate_rad_s(p_flux, e_flux, des.radiation)
+        if advance:
+            self.dose_rad += dose_rate * dt
+            self._radiation_effects(p_flux, dt)
+
+        # payload, heaters and power
+        safe = self.mode != MODE_NOMINAL
+        plan = pl.plan(self.payload, des.payload, self.temp_k[:, thermal.PAYLOAD], safe)
+        plan = self._apply_backends(plan)
+        heater_w = thermal.heater_power_w(self.temp_k, self.setpoint_k, np.ones(self.n, bool), des.thermal)
+        demand = nominal_demand_w(self.n, des.power)
+        demand[:, PAYLOAD] = np.where(self.fdir.shed_payload | safe, 0.0, plan.power_w)
+        demand[:, HEATERS] = heater_w.sum(axis=1)
+        demand[:, ISL] *= np.where(safe, 0.0, self.faults.isl_fraction(des.power))
+        demand[:, RADIO] *= np.where(safe, 0.25, 1.0)
+        gen_w = array_power_w(flux_w_m2, illum, cos_array, self.temp_k[:, thermal.ARRAY], self.dose_rad,
+                              self.faults.array_strings_failed, des.solar_array)
+        ps = power_step(gen_w, demand, self.soc, self.v_rc_v, self.shed_state, dt,
+                        des.battery, des.power, self.faults.battery_strings_failed)
+        powered = ps.load_on[:, PAYLOAD] & (demand[:, PAYLOAD] > 0)
+        out = pl.commit(self.payload, plan, powered, dt if advance else 0.0)
+        heater_on = ps.load_on[:, HEATERS]
+        heater_w = np.where(heater_on[:, None], heater_w, 0.0)
+
+        internal = heater_w
+        internal[:, thermal.PAYLOAD] += out.power_w
+        internal[:, thermal.AVIONICS] += ps.load_w[:, [0, ISL, RADIO]].sum(axis=1)
+        internal[:, thermal.BATTERY] += ps.battery.heat_w
+        internal[:, thermal.ARRAY] -= gen_w - ps.shunt_w
+        absorbed = thermal.absorbed_environment_w(des.thermal, flux_w_m2, illum, cos_array, albedo, earth_ir)
+        self.last_battery_heat_w = ps.battery.heat_w
+        if advance:
+            self.soc, self.v_rc_v, self.shed_state = ps.battery.soc, ps.battery.v_rc_v, ps.shed_state
+            self.temp_k = thermal.thermal_step(self.temp_k, internal, absorbed, dt, des.thermal,
+                                               self.faults.radiator_eff, self.faults.heatpipe_eff)
+
+        self.tm = build_telemetry(self, orb, alt_m, beta, illum, ps, out, gen_w, heater_w, demand,
+                                  p_flux, e_flux, dose_rate)
+        self._run_fdir(dt if advance else 0.0)
+
+    def _apply_backends(self, plan: pl.PayloadOutput) -> pl.PayloadOutput:
+        """Rows of satellites whose payload is a board: the board's measurement replaces the model."""
+        if not self.payload.backends:
+            if self.payload_source.any() or self.hil_divergence.any():
+                self.payload_source[:] = 0
+                self.hil_divergence[:] = False
+            return plan
+        for i, backend in self.payload.backends.items():
+            sample = backend.sample()
+            old_src = int(self.payload_source[i])
+            if sample is None:
+                src = 2
+            else:
+                src = 3 if sample.held else 1
+                expected = float(plan.util[i])
+                diverged = abs(sample.util - expected) > HIL_DIVERGENCE
+                if diverged != bool(self.hil_divergence[i]):
+                    self.hil_divergence[i] = diverged
+                    self._emit(i, "hil", "divergence" if diverged else "divergence_cleared",
+                               "warning" if diverged else "info", board_util=sample.util, expected_util=expected)
+                plan.util[i], plan.power_w[i], plan.throughput_tops[i] = sample.util, sample.power_w, sample.throughput_tops
+                self.payload.ecc_corrected[i, :] = 0
+                self.payload.ecc_corrected[i, 0] = sample.ecc_corrected_total
+                self.payload.ecc_uncorrectable[i, :] = 0
+                self.payload.ecc_uncorrectable[i, 0] = sample.ecc_uncorrectable_total
+                bits = (sample.latched_mask >> np.arange(self.design.payload.n_devices)) & 1
+                self.payload.latched[i, :] = bits.astype(bool)
+                self.payload.hung[i] = sample.hung
+            if src != old_src:
+                self.payload_source[i] = src
+                name = {1: "board_linked", 2: "board_lost_fallback", 3: "board_held"}[src]
+                if src == 2 and old_src == 0:
+                    name = "board_waiting"  # bound, no measurement yet: the model runs meanwhile
+                self._emit(i, "hil", name, "warning" if src == 2 else "info",
+                           board=getattr(backend, "board", None))
+        return plan
+
+    def attach_backend(self, sat: int, backend: pl.PayloadBackend) -> None:
+        """Bind a hardware backend to satellite ``sat``'s payload."""
+        self.payload.backends[sat] = backend
+
+    def detach_backend(self, sat: int) -> None:
+        """Give satellite ``sat`` its simulated payload back."""
+        if self.payload.backends.pop(sat, None) is not None:
+            self.payload_source[sat] = 0
+            self.hil_divergence[sat] = False
+            self._emit(sat, "hil", "board_unbound", "info")
+
+    def _radiation_effects(self, p_flux: np.ndarray, dt: float) -> None:
+        des, p = self.design, self.payload
+        nd = des.payload.n_devices
+        hit, corr, unc = radiation.seu_hits(self.rng, p_flux, dt, des.radiation, nd)
+        if hit.size:
+            p.ecc_corrected[hit] += corr
+            p.ecc_uncorrectable[hit] += unc
+            self.seu_total[hit] += corr.sum(axis=1) + unc.sum(axis=1)
+            for k, d in zip(*np.nonzero(unc)):
+                s = int(hit[k])
+                self._emit(s, "seu", "uncorrectable_upset", "warning", device=int(d), count=int(unc[k, d]))
+                backend = p.backends.get(s)
+                if backend is not None:
+                    backend.radiation_effect("seu_uncorrectable", int(d), int(unc[k, d]))
+        # all devices of a satellite share the payload node's temperature: draw "any latch-up" per
+        # satellite (rate x devices), then the device; exact while two onsets in one tick are negligible
+        temp = self.temp_k[:, thermal.PAYLOAD:thermal.PAYLOAD + 1]
+        rate = radiation.sel_rate_per_device_s(p_flux, temp, des.radiation)[:, 0] * nd
+        hit = self.rng.random(self.n) < -np.expm1(-rate * dt)
+        if hit.any():
+            sats = np.flatnonzero(hit & (self.mode != MODE_LOST))
+            devs = self.rng.integers(0, nd, sats.size)
+            for s, d in zip(sats, devs):
+                if p.latched[s, d] or p.off_remaining_s[s, d] > 0:
+                    continue
+                p.latched[s, d] = True
+                p.sel_total[s] += 1
+                self._emit(int(s), "sel", "latchup", "critical", device=int(d), cause="radiation")
+                backend = p.backends.get(int(s))
+                if backend is not None:
+                    backend.radiation_effect("sel", int(d), 1)
+
+    def _run_fdir(self, dt: float) -> None:
+        tm = self.tm
+        live = self.mode != MODE_LOST
+        act = fdir_mod.step(self.fdir, self.design.fdir, tm, self.payload.latched, self.payload.hung,
+                            self.mode == MODE_SAFE, dt, FIELD_BY_NAME["payload_temp_k"], FIELD_BY_NAME["battery_soc"])
+        self.payload.fdir_throttle = act.throttle
+        for i in act.changed_hot:
+            if live[i]:
+                self._emit(int(i), "fdir", "payload_throttle", "warning", level=int(self.fdir.hot[i]),
+                           throttle=float(act.throttle[i]), payload_temp_k=float(tm["payload_temp_k"][i]))
+        for i in act.changed_shed:
+            if live[i]:
+                self._emit(int(i), "fdir", "payload_shed" if self.fdir.shed_payload[i] else "payload_restored",
+                           "warning", battery_soc=float(tm["battery_soc"][i]))
+        for s, d in act.power_cycle:
+            if live[s]:
+                pl.power_cycle(self.payload, self.design.payload, s, d)
+                self.fdir.latch_s[s, :] = 0.0
+                self.fdir.hang_s[s] = 0.0
+                self._emit(s, "fdir", "power_cycle", "warning", device=d,
+                           cause="watchdog" if d is None else "latchup")
+                backend = self.payload.backends.get(s)
+                if backend is not None:
+                    backend.command("power_cycle", {"device": d})
+        if act.enter_safe.size:
+            self._enter_safe(act.enter_safe[live[act.enter_safe]], "battery_low")
+        states = fdir_mod.evaluate_limits(tm)
+        if self.limit_state is not None:
+            for fname, st in states.items():
+                changed = np.flatnonzero((st != self.limit_state[fname]) & live)
+                for i in changed:
+                    sev = ("info", "warning", "critical")[int(st[i])]
+                    self._emit(int(i), "limit", fname, sev, old=int(self.limit_state[fname][i]), new=int(st[i]),
+                               value=float(tm[fname][i]))
+        self.limit_state = states
+        tm["limit_state"] = np.where(live, fdir_mod.worst_state(states, self.n), 0).astype(np.int8)

@@ -1,0 +1,155 @@
+"""Pipelined orbit propagation: the next tick's SGP4 runs in a child process on the second core.
+
+The orbit of tick k+1 does not depend on anything the models compute at tick k, so while the
+parent steps the physics of tick k a child process propagates tick k+1 into shared memory.
+The child runs exactly the same code (:class:`~twin.core.orbit.FleetPropagator`), so results are
+bit-identical to in-process propagation. If the child dies, the parent falls back to
+propagating in-process and says so in :attr:`PipelinedPropagator.fallback_reason`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from multiprocessing import shared_memory
+from multiprocessing.connection import Connection
+
+import numpy as np
+
+from twin.core.catalogue import Catalogue, parse_tle_text
+from twin.core.orbit import FleetPropagator, OrbitState
+
+_FLOATS_PER_SAT = 3 + 3 + 3 + 3  # r_teme, v_teme, r_itrs, lat/lon/alt
+
+
+def _layout(n: int, buf: memoryview, slot: int) -> OrbitState:
+    """Views of one result slot in the shared buffer."""
+    per_slot = n * (_FLOATS_PER_SAT * 8 + 1)
+    base = slot * per_slot
+    f = np.ndarray((n, _FLOATS_PER_SAT), dtype=np.float64, buffer=buf, offset=base)
+    err = np.ndarray((n,), dtype=np.int8, buffer=buf, offset=base + n * _FLOATS_PER_SAT * 8)
+    return OrbitState(f[:, 0:3], f[:, 3:6], f[:, 6:9], f[:, 9], f[:, 10], f[:, 11], err)
+
+
+def _worker(conn: Connection, tle_text: str, shm_name: str) -> None:  # pragma: no cover - runs in the child
+    shm = shared_memory.SharedMemory(name=shm_name)
+    try:
+        prop = FleetPropagator(parse_tle_text(tle_text, "<worker>"))
+        n = len(prop)
+        slots = [_layout(n, shm.buf, k) for k in (0, 1)]
+        while True:
+            msg = conn.recv()
+            if msg is None:
+                break
+            slot, jd, fr, gmst = msg
+            o = prop.propagate(jd, fr, gmst)
+            s = slots[slot]
+            s.r_teme_m[:] = o.r_teme_m
+            s.v_teme_m_s[:] = o.v_teme_m_s
+            s.r_itrs_m[:] = o.r_itrs_m
+            s.lat_rad[:] = o.lat_rad
+            s.lon_rad[:] = o.lon_rad
+            s.alt_m[:] = o.alt_m
+            s.error_code[:] = o.error_code
+            conn.send(slot)
+    except (EOFError, KeyboardInterrupt, BrokenPipeError):
+        pass
+    finally:
+        del slots
+        shm.close()
+
+
+class PipelinedPropagator:
+    """A :class:`FleetPropagator` whose next tick is computed ahead in a child process."""
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        self.local = FleetPropagator(catalogue)
+        self.n = n = len(catalogue)
+        self.fallback_reason: str | None = None
+        size = 2 * n * (_FLOATS_PER_SAT * 8 + 1)
+        self._shm = shared_memory.SharedMemory(create=True, size=size)
+        self._slots = [_layout(n, self._shm.buf, k) for k in (0, 1)]
+        text = "\n".join(f"{a}\n{b}\n{c}" for a, b, c in zip(catalogue.names, catalogue.line1, catalogue.line2))
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_worker, args=(child, text, self._shm.name), daemon=True,
+                                 name="orbitwin-orbit")
+        self._proc.start()
+        child.close()
+        self._pending: tuple[int, float, float, float] | None = None
+        self._next_slot = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self.local.catalogue
+
+    def teme(self, jd_utc: float, fr_utc: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.local.teme(jd_utc, fr_utc)
+
+    def prefetch(self, jd_utc: float, fr_utc: float, gmst_rad: float) -> None:
+        """Start propagating an instant in the child (the next tick's)."""
+        if self.fallback_reason is not None or self._pending is not None:
+            return
+        slot = self._next_slot
+        try:
+            self._conn.send((slot, jd_utc, fr_utc, gmst_rad))
+        except (BrokenPipeError, OSError) as exc:
+            self._fail(f"orbit worker gone: {exc}")
+            return
+        self._pending = (slot, jd_utc, fr_utc, gmst_rad)
+        self._next_slot = 1 - slot
+
+    def _collect(self) -> int | None:
+        assert self._pending is not None
+        slot = self._pending[0]
+        self._pending = None
+        try:
+            got = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            self._fail(f"orbit worker gone: {exc}")
+            return None
+        return slot if got == slot else None
+
+    def propagate(self, jd_utc: float, fr_utc: float, gmst_rad: float) -> OrbitState:
+        """The orbit at an instant: from the prefetched slot when it matches, else computed now."""
+        if self._pending is not None:
+            key = self._pending[1:]
+            slot = self._collect()
+            if slot is not None and key == (jd_utc, fr_utc, gmst_rad):
+                return self._slots[slot]
+        return self.local.propagate(jd_utc, fr_utc, gmst_rad)
+
+    def _fail(self, reason: str) -> None:
+        self.fallback_reason = reason
+        self._pending = None
+
+    def close(self) -> None:
+        """Stop the child and free the shared memory."""
+        if self._proc.is_alive():
+            try:
+                if self._pending is not None:
+                    self._collect()
+                self._conn.send(None)
+            except (BrokenPipeError, OSError, EOFError):
+                pass
+            self._proc.join(timeout=2.0)
+            if self._proc.is_alive():
+                self._proc.kill()
+        self._conn.close()
+        self._slots = []
+        try:
+            self._shm.close()
+        except BufferError:  # a caller still holds a view of a slot: the OS frees it at exit
+            pass
+        try:
+            self._shm.unlink()
+        except FileNotFoundError:
+            pass
+
+    def __del__(self) -> None:  # pragma: no cover - best effort at interpreter exit
+        try:
+            self.close()
+        except Exception:
+            pass

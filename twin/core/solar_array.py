@@ -1,0 +1,71 @@
+"""Solar array output, vectorised over satellites.
+
+P = S * illumination * eta(T) * max(cos_incidence, 0) * area * packing * (1 - deg(dose)) * f_strings
+
+with eta(T) = eta_ref (1 + beta (T - T_ref)) (beta < 0, relative per kelvin) and the usual
+semi-log radiation-degradation form deg = C log10(1 + D / D_x) driven by the ionising dose D
+[rad(Si)] the radiation model accumulates (physics.md gives the form's fluence counterpart:
+XTJ keeps 0.89 of its power after 5e14 e/cm^2; the dose calibration is an estimate).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from twin.core.params import param
+
+F64 = NDArray[np.float64]
+
+
+@dataclasses.dataclass(frozen=True)
+class SolarArrayParams:
+    """Section ``solar_array`` of the design TOML."""
+
+    area_m2: float = param("m^2", "total array area (both wings)", min=0.0, max=10000.0)
+    cell_efficiency_bol: float = param("1", "cell efficiency at AM0, reference temperature, BOL", min=0.0, max=0.7)
+    temp_coeff_per_k: float = param("1/K", "relative efficiency change per kelvin", min=-0.05, max=0.0)
+    ref_temp_k: float = param("K", "temperature at which cell_efficiency_bol is rated", min=100.0, max=500.0)
+    packing_factor: float = param("1", "cell area / array area", min=0.0, max=1.0)
+    n_strings: int = param("1", "independent cell strings", min=1, max=100000)
+    degradation_c: float = param("1", "power loss per decade of dose/dose_x (semi-log fit)", min=0.0, max=1.0)
+    degradation_dose_x_rad: float = param("rad(Si)", "dose scale of the semi-log fit", min=1e-3, max=1e9)
+
+
+def efficiency(array_temp_k: ArrayLike, params: SolarArrayParams) -> F64:
+    """Cell efficiency [1] at temperature [K], floored at zero."""
+    dt_k = np.asarray(array_temp_k, dtype=float) - params.ref_temp_k
+    return np.maximum(params.cell_efficiency_bol * (1.0 + params.temp_coeff_per_k * dt_k), 0.0)
+
+
+def degradation(dose_rad: ArrayLike, params: SolarArrayParams) -> F64:
+    """Fractional power loss [1] after an ionising dose [rad(Si)], within [0, 1]."""
+    d = np.maximum(np.asarray(dose_rad, dtype=float), 0.0)
+    return np.clip(params.degradation_c * np.log10(1.0 + d / params.degradation_dose_x_rad), 0.0, 1.0)
+
+
+def array_power_w(
+    solar_flux_w_m2: ArrayLike,
+    illumination: ArrayLike,
+    cos_incidence: ArrayLike,
+    array_temp_k: ArrayLike,
+    dose_rad: ArrayLike,
+    strings_failed: ArrayLike,
+    params: SolarArrayParams,
+) -> F64:
+    """Electrical power [W] at the array output; arrays broadcast to (n,).
+
+    ``illumination`` is the lit fraction (0 umbra .. 1 sun), ``cos_incidence`` the cosine of the
+    sun angle to the array normal (backlit, < 0, gives 0 W), ``strings_failed`` the open strings.
+    """
+    ok = np.clip(1.0 - np.asarray(strings_failed, dtype=float) / params.n_strings, 0.0, 1.0)
+    irradiance_w_m2 = (
+        np.asarray(solar_flux_w_m2, dtype=float)
+        * np.clip(np.asarray(illumination, dtype=float), 0.0, 1.0)
+        * np.maximum(np.asarray(cos_incidence, dtype=float), 0.0)
+    )
+    area_eff_m2 = params.area_m2 * params.packing_factor
+    eta = efficiency(array_temp_k, params) * (1.0 - degradation(dose_rad, params))
+    return irradiance_w_m2 * eta * area_eff_m2 * ok

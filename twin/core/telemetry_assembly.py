@@ -1,0 +1,109 @@
+"""Assemble one tick's telemetry arrays, one per schema field, from the models' outputs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from twin.core import thermal
+from twin.core.payload import PayloadOutput, latched_mask, row_sum
+from twin.core.power import HEATERS, ISL, PAYLOAD, RADIO, AVIONICS, PowerStep
+from twin.schema.telemetry import FIELDS, MODE_LOST
+
+if TYPE_CHECKING:  # pragma: no cover
+    from twin.core.engine import FleetTwin
+    from twin.core.orbit import OrbitState
+
+_LOAD_BITS = (1 << np.arange(8, dtype=np.int8))[:5].astype(np.int8)
+_DTYPES = {"float": np.float64, "int": np.int64, "bool": np.bool_}
+
+
+def build_telemetry(
+    twin: FleetTwin,
+    orb: OrbitState,
+    alt_m: np.ndarray,
+    beta_rad: np.ndarray,
+    illum: np.ndarray,
+    ps: PowerStep,
+    out: PayloadOutput,
+    gen_w: np.ndarray,
+    heater_w: np.ndarray,
+    demand_w: np.ndarray,
+    p_flux: np.ndarray,
+    e_flux: np.ndarray,
+    dose_rate: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Measured telemetry for every schema field (n,) — sensor faults applied, lost satellites NaN."""
+    temp = twin.temp_k
+    pay = twin.payload
+    lost = twin.mode == MODE_LOST
+    shed_mask = np.einsum("ij,j->i", (~ps.load_on).view(np.int8), _LOAD_BITS).astype(np.int64)
+    nd = twin.design.payload.n_devices
+    load_total_w = np.einsum("ij->i", ps.load_w)
+    speed = np.sqrt(np.einsum("ij,ij->i", orb.v_teme_m_s, orb.v_teme_m_s))
+    tm: dict[str, np.ndarray] = {
+        "mode": twin.mode,
+        "limit_state": np.zeros(twin.n, dtype=np.int8),  # filled in by FDIR's limit check
+        "fault_flags": twin.faults.flags,
+        "battery_soc": twin.soc,
+        "net_power_w": gen_w - load_total_w,
+        "payload_util": out.util,
+        "payload_temp_k": temp[:, thermal.PAYLOAD],
+        "illumination": illum,
+        "lat_deg": np.degrees(orb.lat_rad),
+        "lon_deg": np.degrees(orb.lon_rad),
+        "alt_m": alt_m,
+        "speed_m_s": speed,
+        "beta_deg": np.degrees(beta_rad),
+        "attitude_mode": twin.attitude,
+        "sgp4_error": orb.error_code,
+        "array_power_w": gen_w,
+        "load_power_w": load_total_w,
+        "shunt_power_w": ps.shunt_w,
+        "battery_power_w": ps.battery.power_w,
+        "battery_voltage_v": ps.battery.terminal_v,
+        "battery_current_a": ps.battery.current_a,
+        "payload_power_w": ps.load_w[:, PAYLOAD],
+        "avionics_power_w": ps.load_w[:, AVIONICS],
+        "isl_power_w": ps.load_w[:, ISL],
+        "radio_power_w": ps.load_w[:, RADIO],
+        "heater_power_w": ps.load_w[:, HEATERS],
+        "loads_shed": shed_mask,
+        "array_strings_failed": twin.faults.array_strings_failed,
+        "battery_strings_failed": twin.faults.battery_strings_failed,
+        "radiator_temp_k": temp[:, thermal.RADIATOR],
+        "battery_temp_k": temp[:, thermal.BATTERY],
+        "avionics_temp_k": temp[:, thermal.AVIONICS],
+        "array_temp_k": temp[:, thermal.ARRAY],
+        "heatpipe_efficiency": twin.faults.heatpipe_eff,
+        "radiator_efficiency": twin.faults.radiator_eff,
+        "payload_load_setpoint": pay.load_setpoint,
+        "payload_power_cap_w": pay.power_cap_w,
+        "payload_throttle": out.throttle,
+        "payload_throughput_tops": out.throughput_tops,
+        "payload_backlog_top": pay.backlog_top,
+        "devices_online": out.devices_working,
+        "devices_latched": latched_mask(pay.latched),
+        "ecc_corrected_total": row_sum(pay.ecc_corrected),
+        "ecc_uncorrectable_total": row_sum(pay.ecc_uncorrectable),
+        "payload_hung": pay.hung,
+        "payload_source": twin.payload_source,
+        "hil_divergence": twin.hil_divergence,
+        "proton_flux_cm2_s": p_flux,
+        "electron_flux_cm2_s": e_flux,
+        "dose_rate_rad_s": dose_rate,
+        "dose_total_rad": twin.dose_rad,
+        "seu_total": twin.seu_total,
+        "sel_total": pay.sel_total,
+        "in_saa": p_flux > twin.design.radiation.saa_proton_flux_cm2_s,
+    }
+    assert len(tm) == len(FIELDS) and nd >= 1
+    # snapshot: the engine mutates its state arrays in place on the next tick
+    for f in FIELDS:
+        tm[f.name] = np.array(tm[f.name], dtype=_DTYPES[f.dtype], copy=True)
+    twin.faults.apply_sensor_faults(tm, twin.rng)
+    if np.any(lost):
+        for name in ("lat_deg", "lon_deg", "speed_m_s", "beta_deg"):
+            tm[name][lost] = np.nan
+    return tm

@@ -1,0 +1,390 @@
+"""The twin on MQTT: each tick take requests in, step the fleet, publish what happened.
+
+Single-threaded over the engine: requests that paho receives in its network thread wait in the
+link's inbox and are handled at the start of the next tick (at most ``max_requests_per_tick``,
+so a flood cannot stall stepping). Every request gets a reply: ``accepted`` then ``completed``
+(with the result), or ``rejected`` with a machine-readable reason.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from twin.core.catalogue import shell_label
+from twin.runtime.clock import Pacer
+from twin.schema.commands import CommandError, Reason
+from twin.contract.topics import Topics, dumps, header, iso_utc, reply
+from twin.core.engine import Event, FleetTwin
+from twin.runtime.mqtt_link import MqttLink
+from twin.runtime.replay_buffer import ReplayBuffer
+from twin.contract.request_parser import ParsedRequest, Selector, decode_json, parse_replay, parse_request, valid_reply_topic
+from twin.runtime.run_loop import RunStats, iso_to_jd, run_loop
+from twin.runtime.status_table import fleet_summary, jd_to_datetime
+from twin.contract.telemetry_encoder import FrameEncoder, PacketEncoder, PacketSchedule
+
+
+@dataclass
+class Route:
+    """Where a request's replies go."""
+
+    topic: str
+    correlation: bytes | None
+    request_id: str
+    request: str | None
+    sat: str | None
+
+
+class TwinService:
+    """Runs a :class:`FleetTwin` behind an :class:`MqttLink` (the contract is in :mod:`twin.contract.topics`)."""
+
+    def __init__(
+        self,
+        twin: FleetTwin,
+        link: MqttLink,
+        schedule: PacketSchedule | None = None,
+        *,
+        replay_bytes: int = 256 * 2**20,
+        status_every_s: float = 5.0,
+        max_requests_per_tick: int = 5000,
+        frames: bool = True,
+    ) -> None:
+        self.twin = twin
+        self.link = link
+        self.topics: Topics = link.topics
+        self.schedule = schedule or PacketSchedule(twin.n, twin.dt_s)
+        ids = twin.catalogue.norad_ids
+        self.encoders = {p: PacketEncoder(p, twin.names, ids, self.topics) for p in self.schedule.period}
+        self.frames = {p: FrameEncoder(p, twin.names, ids, self.topics) for p in self.schedule.period} if frames else {}
+        self.event_seq = np.zeros(twin.n + 1, dtype=np.int64)  # per satellite; last slot: fleet events
+        self.reply_seq = 0
+        self.boards: dict[str, Any] = {}
+        self.realtime = True
+        self.seq = np.zeros(twin.n, dtype=np.int64)
+        self.run_id = link.bseq  # the first birth sequence of this process
+        self.replay = ReplayBuffer(twin.n, replay_bytes)
+        self.counters: Counter[str] = Counter()
+        self.routes: dict[str, Route] = {}
+        self._next_key = 0
+        self.status_every_s = status_every_s
+        self.max_requests_per_tick = max_requests_per_tick
+        self.last_stats: RunStats | None = None
+        self._last_status_t = -1e18
+        shells = shell_label(twin.catalogue.mean_altitude_m, twin.catalogue.inclination_deg)
+        self.shells = shells
+        link.birth_extra = {"run": self.run_id, "sats": twin.n, "dt_s": twin.dt_s, "seed": twin.seed, "prefix": self.topics.prefix,
+                            "packets": {p: hz for p, hz in self.schedule.rates.items()}}
+        catalogue = {"v": 1, "sats": [{"sat": name, "norad": int(i), "shell": sh}
+                                       for name, i, sh in zip(twin.names, ids, shells)]}
+        link.retained_on_connect = [(self.topics.catalogue, dumps(catalogue))]
+
+    # --- time ------------------------------------------------------------------------
+    def now_iso(self) -> str:
+        return iso_utc(jd_to_datetime(self.twin.now_jd))
+
+    def _sim_seconds(self, at: float | str | None) -> float | None:
+        return sim_seconds(self.twin, at)
+
+    # --- requests --------------------------------------------------------------------
+    def _route(self, msg: Any, default_topic: str, obj: dict[str, Any] | None, sat: str | None) -> Route:
+        props = getattr(msg, "properties", None)
+        topic = getattr(props, "ResponseTopic", None) or (obj or {}).get("reply_to") or default_topic
+        if not isinstance(topic, str) or not valid_reply_topic(topic, self.topics.prefix):
+            topic = default_topic
+        corr = getattr(props, "CorrelationData", None)
+        rid = (obj or {}).get("id")
+        if not isinstance(rid, str) or not rid or "\x00" in rid or not rid.isprintable():
+            rid = corr.decode("utf-8", "replace") if corr else f"r{self.counters['requests']}"
+        name = None
+        if obj is not None:
+            name = obj.get("command", obj.get("fault"))
+            name = name if isinstance(name, str) else None
+        return Route(topic, corr, rid[:256], name, sat)
+
+    def _send_reply(self, route: Route, status: str, **extra: Any) -> None:
+        props = None
+        if route.correlation is not None:
+            props = Properties(PacketTypes.PUBLISH)
+            props.CorrelationData = route.correlation
+        body = reply(status, route.request_id, route.request, t=self.now_iso(), t_s=self.twin.t_s, run=self.run_id,
+                     seq=self.reply_seq, **extra)
+        self.reply_seq += 1
+        if route.sat is not None:
+            body["sat"] = route.sat
+        self.link.publish(route.topic, dumps(body), qos=1, properties=props)
+        self.counters[f"replies_{status}"] += 1
+
+    def _reject(self, route: Route, exc: CommandError) -> None:
+        self.counters["rejected"] += 1
+        self.counters[f"rejected_{exc.reason.value}"] += 1
+        self._send_reply(route, "rejected", **exc.as_dict())
+
+    def process_requests(self) -> int:
+        """Handle waiting requests (bounded per tick); returns how many were handled."""
+        handled = 0
+        while handled < self.max_requests_per_tick:
+            try:
+                msg = self.link.inbox.get_nowait()
+            except Exception:
+                break
+            handled += 1
+            self.counters["requests"] += 1
+            try:
+                self._handle(msg)
+            except Exception as exc:  # noqa: BLE001 - one bad request must never stop the twin
+                self.counters["internal_errors"] += 1
+                try:
+                    route = Route(self.topics.errors, None, f"r{self.counters['requests']}", None, None)
+                    self._reject(route, CommandError(Reason.MALFORMED, f"request could not be handled: {type(exc).__name__}",
+                                                     "payload"))
+                except Exception:  # noqa: BLE001
+                    pass
+        return handled
+
+    def _handle(self, msg: Any) -> None:
+        board = self.topics.parse_board_topic(msg.topic)
+        if board is not None:
+            self._board_message(board[0], board[1], msg.payload)
+            return
+        parsed = self.topics.parse_request_topic(msg.topic)
+        if parsed is not None and parsed[2] in ("reply", "event", "status", "summary", "catalogue"):
+            self.counters["output_topic_echo"] += 1  # an output topic (our own over MQTT 3.1.1): ignored
+            return
+        if parsed is None or parsed[2] not in ("cmd", "fault", "replay"):
+            self.counters["unknown_topic"] += 1
+            route = self._route(msg, self.topics.errors, None, None)
+            self._reject(route, CommandError(Reason.UNKNOWN_COMMAND, f"no requests are taken on {msg.topic!r}", "topic"))
+            return
+        scope, sat, leaf = parsed
+        default = self.topics.sat(sat, "reply") if scope == "sat" and sat else self.topics.fleet("reply")
+        obj = None
+        try:
+            obj = decode_json(msg.payload)
+        except CommandError as exc:
+            self.counters["malformed"] += 1
+            self._reject(self._route(msg, default, None, sat), exc)
+            return
+        route = self._route(msg, default, obj, sat)
+        try:
+            rt = obj.get("reply_to")
+            if rt is not None and (not isinstance(rt, str) or not valid_reply_topic(rt, self.topics.prefix)):
+                raise CommandError(Reason.BAD_ARGUMENT, "reply_to must be a topic without wildcards, outside the "
+                                   "twin's output topics", "reply_to")
+            if leaf == "replay":
+                if scope != "fleet":
+                    raise CommandError(Reason.UNKNOWN_COMMAND, "replay requests go to the fleet/replay topic", "topic")
+                self._replay(route, obj)
+                return
+            req = parse_request(obj, leaf, fleet=scope == "fleet")
+            target = self._resolve(req, sat)
+            self._submit(route, req, target)
+        except CommandError as exc:
+            self._reject(route, exc)
+
+    def _board_message(self, board: str, leaf: str, payload: bytes) -> None:
+        """A board's state (bind/unbind) or measurement from ``orbitwin bridge serial``."""
+        from twin.runtime.hil_binding import BoardBackend
+
+        try:
+            msg = json.loads(payload) if payload else None
+        except ValueError:
+            self.counters["board_malformed"] += 1
+            return
+        if leaf == "state":
+            sat = msg.get("sat") if isinstance(msg, dict) else None
+            current = self.boards.get(board)
+            if current is not None and isinstance(msg, dict) and msg.get("state") == "online" and sat == current.sat:
+                current.linked = bool(msg.get("linked", True))  # link up/down of a bound board
+                return
+            old = self.boards.pop(board, None)
+            if old is not None:
+                self.twin.detach_backend(self.twin.index[old.sat])
+            if not isinstance(msg, dict) or msg.get("state") == "offline" or sat not in self.twin.index:
+                if isinstance(msg, dict) and sat is not None and sat not in self.twin.index:
+                    self.counters["board_unknown_sat"] += 1
+                return
+            backend = BoardBackend(board, sat, self.twin.design.payload,
+                                   lambda t, p: self.link.publish(t, p, qos=1), self.topics.prefix,
+                                   realtime=self.realtime)
+            backend.linked = bool(msg.get("linked", True))
+            self.boards[board] = backend
+            i = self.twin.index[sat]
+            self.twin.attach_backend(i, backend)
+            # the board starts from what the twin has commanded so far
+            backend.command("set_payload_load", {"load": float(self.twin.payload.load_setpoint[i])})
+            backend.command("throttle", {"factor": float(min(self.twin.payload.cmd_throttle[i],
+                                                             self.twin.payload.fdir_throttle[i]))})
+            self.counters["boards_bound"] += 1
+        elif leaf == "tm" and board in self.boards and isinstance(msg, dict):
+            backend = self.boards[board]
+            backend.update(msg)
+            backend.linked = bool(msg.get("linked", True))
+
+    def _resolve(self, req: ParsedRequest, sat: str | None) -> Any:
+        if req.selector is None:
+            if sat not in self.twin.index:
+                raise CommandError(Reason.UNKNOWN_SATELLITE, f"unknown satellite {sat!r}", "sat")
+            return sat
+        return self._select(req.selector)
+
+    def _select(self, s: Selector) -> np.ndarray:
+        return select_sats(self.twin, s)
+
+    def _submit(self, route: Route, req: ParsedRequest, target: Any) -> None:
+        key = f"k{self._next_key}"
+        self._next_key += 1
+        at_s = self._sim_seconds(req.at)
+        queued = self.twin.submit(req.kind, req.name, req.args, target, at_s=at_s, duration_s=req.duration_s,
+                                  request_id=key)
+        self.routes[key] = route
+        self.counters["accepted"] += 1
+        self._send_reply(route, "accepted", execute_t_s=queued.at_s, sats=int(queued.sats.size))
+
+    def _replay(self, route: Route, obj: dict[str, Any]) -> None:
+        rq = parse_replay(obj)
+        found_total = evicted_total = 0
+        for sat, lo, hi in rq.ranges:
+            if sat not in self.twin.index:
+                raise CommandError(Reason.UNKNOWN_SATELLITE, f"unknown satellite {sat!r}", "sat")
+        for sat, lo, hi in rq.ranges:
+            found, evicted = self.replay.find(self.twin.index[sat], lo, hi)
+            for topic, payload in found:
+                packet = topic.rsplit("/", 1)[1]
+                self.link.publish(self.topics.replayed(sat, packet), payload, qos=1)
+            found_total += len(found)
+            evicted_total += evicted
+        self.counters["replayed"] += found_total
+        self._send_reply(route, "completed", found=found_total, evicted=evicted_total, ranges=len(rq.ranges))
+
+    # --- output ------------------------------------------------------------------------
+    def publish_tick(self) -> None:
+        """Telemetry due this tick, events (and the replies they complete), fleet summary, status."""
+        twin, link = self.twin, self.link
+        t_iso, t_s = self.now_iso(), twin.t_s
+        bseq = link.bseq
+        for packet, rows in self.schedule.due(twin.tick).items():
+            seqs = self.seq[rows].copy()
+            self.seq[rows] += 1
+            msgs = self.encoders[packet].encode(twin.tm, rows, seqs, bseq, t_iso, t_s, self.run_id)
+            publish = link.publish
+            for topic, payload in msgs:
+                publish(topic, payload)
+            self.replay.add(rows, seqs, msgs)
+            self.counters["telemetry"] += len(msgs)
+            if packet in self.frames:
+                topic, frame = self.frames[packet].encode(twin.tm, rows, seqs, bseq, t_iso, t_s, self.run_id)
+                publish(topic, frame, qos=1)
+                self.counters["frames"] += 1
+        for ev in twin.drain_events():
+            self._publish_event(ev, t_iso, bseq)
+        summary = fleet_summary(twin)
+        link.publish(self.topics.summary, dumps(header(None, t_iso, t_s, bseq, tick=twin.tick, **summary)), qos=1)
+        if t_s - self._last_status_t >= self.status_every_s:
+            self._last_status_t = t_s
+            link.publish(self.topics.status, dumps(header(None, t_iso, t_s, bseq, **self.status())), qos=1)
+
+    def _publish_event(self, ev: Event, t_iso: str, bseq: int) -> None:
+        detail = dict(ev.detail)
+        route = None
+        key = detail.get("request_id")
+        if isinstance(key, str) and key in self.routes:
+            route = self.routes.pop(key)
+            detail["request_id"] = route.request_id
+        sat = self.twin.names[ev.sat] if ev.sat >= 0 else None
+        slot = ev.sat if ev.sat >= 0 else self.twin.n
+        seq = int(self.event_seq[slot])
+        self.event_seq[slot] += 1
+        body = header(sat, t_iso, self.twin.t_s, bseq, run=self.run_id, seq=seq, kind=ev.kind, name=ev.name,
+                      severity=ev.severity, detail=detail)
+        topic = self.topics.sat(sat, "event") if sat is not None else self.topics.fleet("event")
+        self.link.publish(topic, dumps(body), qos=1)
+        self.counters["events"] += 1
+        if route is not None:
+            if ev.name in ("command_completed", "fault_applied"):
+                self._send_reply(route, "completed", result=detail.get("result"))
+            else:
+                result = detail.get("result") or {}
+                self.counters["rejected"] += 1
+                self._send_reply(route, "rejected", **{k: v for k, v in result.items()})
+
+    def status(self) -> dict[str, Any]:
+        """Runtime counters for the status topic and the status table."""
+        st = self.last_stats
+        return {
+            "tick": self.twin.tick,
+            "step_ms": None if st is None else round(st.last_step_s * 1e3, 3),
+            "lag_s": None if st is None else round(st.lag_s, 3),
+            "max_lag_s": None if st is None else round(st.max_lag_s, 3),
+            "mqtt": {"connected": self.link.connected.is_set(), "bseq": self.link.bseq,
+                     "connects": self.link.stats.connects, "published": self.link.stats.published,
+                     "acked": self.link.stats.acked, "outstanding": self.link.outstanding,
+                     "refused_queue_full": self.link.stats.refused_queue_full, "rebirths": self.link.stats.rebirths},
+            "counters": dict(self.counters),
+            "replay_buffer_bytes": self.replay.nbytes,
+        }
+
+    # --- loop ----------------------------------------------------------------------------
+    def run(
+        self,
+        pacer: Pacer,
+        *,
+        duration_s: float | None = None,
+        on_tick: Callable[[FleetTwin, RunStats], None] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> RunStats:
+        """Step and publish until ``duration_s`` of sim time has passed (forever when None)."""
+        stats = RunStats()
+        self.last_stats = stats
+        self.realtime = pacer.speed == 1.0
+        for b in self.boards.values():
+            b.realtime = self.realtime
+
+        def tick() -> None:
+            self.process_requests()
+            self.twin.step()
+            self.publish_tick()
+
+        return run_loop(self.twin, pacer, duration_s=duration_s, on_tick=on_tick, should_stop=should_stop,
+                        tick=tick, stats=stats)
+
+
+def select_sats(twin: FleetTwin, s: Selector) -> np.ndarray:
+    """Fleet indices matching a selector (all criteria must hold); raise if none match."""
+    if s.all:
+        return np.arange(twin.n)
+    mask = np.ones(twin.n, dtype=bool)
+    if s.sats:
+        mask &= np.isin(np.arange(twin.n), twin.resolve(list(s.sats)))
+    if s.names:
+        pats = [p.strip() for p in s.names.split(",")]
+        mask &= np.array([any(fnmatch.fnmatchcase(n, p) for p in pats) for n in twin.names])
+    cat = twin.catalogue
+    if s.alt_km:
+        alt = cat.mean_altitude_m / 1e3
+        mask &= (alt >= s.alt_km[0]) & (alt <= s.alt_km[1])
+    if s.inc_deg:
+        inc = cat.inclination_deg
+        mask &= (inc >= s.inc_deg[0]) & (inc <= s.inc_deg[1])
+    idx = np.flatnonzero(mask)
+    if idx.size == 0:
+        raise CommandError(Reason.UNKNOWN_SATELLITE, "the selector matches no satellite", "select")
+    return idx
+
+
+def sim_seconds(twin: FleetTwin, at: float | str | None) -> float | None:
+    """A request's ``at``: sim seconds since start as given, or an ISO 8601 UTC time converted."""
+    if at is None or isinstance(at, (int, float)):
+        return None if at is None else float(at)
+    try:
+        jd = iso_to_jd(at)
+    except ValueError:
+        raise CommandError(Reason.BAD_ARGUMENT, f"at {at!r} is not an ISO 8601 time", "at") from None
+    return max((jd - twin.jd0 - twin.fr0) * 86400.0, 0.0)

@@ -1,0 +1,160 @@
+"""Scenario files: timed faults and commands, replayable with a seed.
+
+A scenario is a TOML (or JSON) file whose ``[[request]]`` entries are exactly the MQTT request
+payloads of the contract plus where they go (``sat = "NAME"``, or ``select = ...`` for the fleet)::
+
+    seed = 7
+    [[request]]
+    at = 60                      # sim seconds after start, or an ISO 8601 UTC time
+    sat = "STARLINK-1008"
+    fault = "latchup"
+    args = { device = 3 }
+
+    [[request]]
+    at = 300
+    select = { names = "STARLINK-3*" }
+    command = "throttle"
+    args = { factor = 0.5 }
+
+``orbitwin run --scenario FILE`` submits them to the twin directly; ``orbitwin scenario publish``
+sends the same payloads over MQTT, so any client can replay a scenario against a running twin.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from twin.schema.commands import CommandError
+from twin.core.engine import FleetTwin, Request
+from twin.contract.request_parser import parse_request
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be used; the message names the entry and the problem."""
+
+
+@dataclass(frozen=True)
+class ScenarioStep:
+    leaf: str  # "cmd" | "fault"
+    sat: str | None  # None: fleet request (payload has "select")
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    seed: int | None
+    steps: tuple[ScenarioStep, ...]
+    source: str
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ScenarioError(f"{p}: cannot read scenario: {exc.strerror}") from exc
+    try:
+        data = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ScenarioError(f"{p}: {exc}") from exc
+    return scenario_from_dict(data, str(p))
+
+
+def scenario_from_dict(data: Any, source: str = "<scenario>") -> Scenario:
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{source}: expected a table with [[request]] entries")
+    unknown = set(data) - {"seed", "request", "description"}
+    if unknown:
+        raise ScenarioError(f"{source}: unknown key {sorted(unknown)[0]!r} (allowed: seed, description, request)")
+    seed = data.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ScenarioError(f"{source}: seed must be an integer")
+    steps = []
+    for k, entry in enumerate(data.get("request", [])):
+        where = f"{source}: request[{k}]"
+        if not isinstance(entry, dict):
+            raise ScenarioError(f"{where}: expected a table")
+        entry = dict(entry)
+        sat = entry.pop("sat", None)
+        if ("command" in entry) == ("fault" in entry):
+            raise ScenarioError(f"{where}: needs exactly one of command or fault")
+        if (sat is None) == ("select" not in entry):
+            raise ScenarioError(f"{where}: needs exactly one of sat or select")
+        leaf = "cmd" if "command" in entry else "fault"
+        try:
+            parse_request(entry, leaf, fleet=sat is None)
+        except CommandError as exc:
+            raise ScenarioError(f"{where}: {exc.message}" + (f" (field {exc.field})" if exc.field else "")) from None
+        steps.append(ScenarioStep(leaf, sat, entry))
+    return Scenario(seed, tuple(steps), source)
+
+
+def apply_scenario(twin: FleetTwin, scenario: Scenario) -> list[Request]:
+    """Submit every step to the twin (time-tagged); errors name the step."""
+    from twin.runtime.mqtt_service import select_sats, sim_seconds
+
+    queued = []
+    for k, step in enumerate(scenario.steps):
+        req = parse_request(step.payload, step.leaf, fleet=step.sat is None)
+        try:
+            target = step.sat if req.selector is None else select_sats(twin, req.selector)
+            queued.append(twin.submit(req.kind, req.name, req.args, target, at_s=sim_seconds(twin, req.at),
+                                      duration_s=req.duration_s, request_id=req.request_id or f"scenario-{k}"))
+        except CommandError as exc:
+            raise ScenarioError(f"{scenario.source}: request[{k}]: {exc}") from None
+    return queued
+
+
+def publish_scenario(scenario: Scenario, mqtt_url: str, prefix: str = "orbitwin/v1", wait_s: float = 10.0,
+                     username: str | None = None, password: str | None = None) -> list[dict[str, Any]]:
+    """Send every step to a running twin as MQTT 5 requests; returns the first reply of each."""
+    import threading
+    import uuid
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from twin.runtime.mqtt_link import MqttSettings
+
+    host, port, tls, user, pw = MqttSettings(mqtt_url, username, password).endpoint()
+    me = uuid.uuid4().hex[:8]
+    reply_topic = f"{prefix}/scenario/{me}/reply"
+    replies: dict[str, dict[str, Any]] = {}
+    done = threading.Event()
+    subscribed = threading.Event()
+
+    def on_message(client: Any, userdata: Any, msg: Any) -> None:
+        body = json.loads(msg.payload)
+        replies.setdefault(body.get("id"), body)
+        if len(replies) >= len(scenario.steps):
+            done.set()
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"orbitwin-scenario-{me}", protocol=mqtt.MQTTv5)
+    if user:
+        c.username_pw_set(user, pw)
+    if tls:
+        c.tls_set()
+    c.on_message = on_message
+    c.on_subscribe = lambda *a: subscribed.set()
+    c.connect(host, port)
+    c.loop_start()
+    c.subscribe(reply_topic, qos=1)
+    subscribed.wait(wait_s)
+    ids = []
+    for k, step in enumerate(scenario.steps):
+        rid = step.payload.get("id") or f"{Path(scenario.source).stem}-{k}"
+        ids.append(rid)
+        topic = f"{prefix}/sat/{step.sat}/{step.leaf}" if step.sat else f"{prefix}/fleet/{step.leaf}"
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = reply_topic
+        props.CorrelationData = rid.encode()
+        c.publish(topic, json.dumps({**step.payload, "id": rid}), qos=1, properties=props).wait_for_publish(wait_s)
+    done.wait(wait_s)
+    c.disconnect()
+    c.loop_stop()
+    return [replies.get(rid, {"id": rid, "status": "no reply"}) for rid in ids]

@@ -1,0 +1,62 @@
+"""A live status table of the fleet for the terminal."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+
+from twin.schema.telemetry import LIMIT_RED, LIMIT_YELLOW, MODE_LOST, MODE_NOMINAL, MODE_SAFE
+
+
+def jd_to_datetime(jd: float) -> dt.datetime:
+    t = dt.datetime(2000, 1, 1, 12, tzinfo=dt.timezone.utc) + dt.timedelta(days=jd - 2451545.0)
+    return t + dt.timedelta(microseconds=500) - dt.timedelta(microseconds=(t.microsecond + 500) % 1000)
+
+
+def fleet_summary(twin) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Fleet-wide counts and totals from the current telemetry."""
+    tm = twin.tm
+    live = twin.mode != MODE_LOST
+    return {
+        "sats": twin.n,
+        "nominal": int(np.sum((twin.mode == MODE_NOMINAL) & (tm["limit_state"] == 0))),
+        "yellow": int(np.sum(live & (tm["limit_state"] == LIMIT_YELLOW))),
+        "red": int(np.sum(live & (tm["limit_state"] == LIMIT_RED))),
+        "safe": int(np.sum(twin.mode == MODE_SAFE)),
+        "lost": int(np.sum(~live)),
+        "sunlit": int(np.sum(live & (tm["illumination"] > 0.5))),
+        "in_saa": int(np.sum(live & tm["in_saa"])),
+        "array_power_mw": float(np.nansum(tm["array_power_w"][live]) / 1e6),
+        "payload_power_mw": float(np.nansum(tm["payload_power_w"][live]) / 1e6),
+        "throughput_eops": float(np.nansum(tm["payload_throughput_tops"][live]) / 1e6),
+        "mean_soc": float(np.nanmean(tm["battery_soc"][live])) if np.any(live) else float("nan"),
+        "latched": int(np.sum(tm["devices_latched"][live] != 0)),
+    }
+
+
+def render(twin, step_ms: float, speed_achieved: float, lag_s: float, rows: int = 12, events: int = 0) -> str:  # type: ignore[no-untyped-def]
+    """The table as text: fleet summary, then the first ``rows`` satellites."""
+    s = fleet_summary(twin)
+    when = jd_to_datetime(twin.now_jd).strftime("%Y-%m-%d %H:%M:%S UTC")
+    lines = [
+        f"Orbitwin  sim {when}  t={twin.t_s:9.1f} s  tick {twin.tick}  dt {twin.dt_s:g} s  "
+        f"step {step_ms:6.1f} ms  speed x{speed_achieved:6.1f}  lag {lag_s:5.2f} s  events {events}",
+        f"sats {s['sats']}  nominal {s['nominal']}  yellow {s['yellow']}  red {s['red']}  safe {s['safe']}  "
+        f"lost {s['lost']}  sunlit {s['sunlit']}  in SAA {s['in_saa']}  latched {s['latched']}",
+        f"array {s['array_power_mw']:.2f} MW  payload {s['payload_power_mw']:.2f} MW  "
+        f"compute {s['throughput_eops']:.2f} EOPS  mean SoC {s['mean_soc']:.3f}",
+        "",
+        f"{'satellite':<18}{'mode':>8}{'lim':>5}{'lat':>8}{'lon':>9}{'alt km':>8}{'sun':>5}"
+        f"{'SoC':>6}{'pay K':>7}{'util':>6}{'rad/h':>8}",
+    ]
+    tm = twin.tm
+    modes = {0: "nominal", 1: "safe", 2: "lost"}
+    for i in range(min(rows, twin.n)):
+        lines.append(
+            f"{twin.names[i][:17]:<18}{modes[int(twin.mode[i])]:>8}{int(tm['limit_state'][i]):>5}"
+            f"{tm['lat_deg'][i]:8.2f}{tm['lon_deg'][i]:9.2f}{tm['alt_m'][i] / 1e3:8.1f}"
+            f"{tm['illumination'][i]:5.2f}{tm['battery_soc'][i]:6.3f}{tm['payload_temp_k'][i]:7.1f}"
+            f"{tm['payload_util'][i]:6.2f}{tm['dose_rate_rad_s'][i] * 3600:8.4f}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Physics validation: the models against closed forms and authorities (``orbitwin validate``)."""
