@@ -33,7 +33,7 @@ from typing import Any
 
 import urllib3
 
-from bridges.alerts.rules import Alert, RuleError, fingerprint
+from bridges.alerts.types import Alert, RuleError, fingerprint
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
