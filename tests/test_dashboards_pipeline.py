@@ -16,7 +16,7 @@ import pytest
 from bridges.board.bridge import SerialBridge, SerialBridgeSettings
 from dashboard_data import Filled
 from mqtt_helpers import Recorder, wait_for
-from orbitwin_fw_host.sim import start_sims, stop_sims
+from orbitwin_fw_host import start_sims, stop_sims
 from pipeline import bridge_proc, last_status, twin_proc, wait_settled
 from test_dashboards import DASHBOARDS, _run_panel_query, all_rules, dashboard_queries, expected_columns, series_of
 from twin.core.catalogue import load_catalogue

@@ -16,7 +16,7 @@ from bridges.board.bridge import SerialBridge, SerialBridgeSettings
 from mqtt_helpers import Recorder, start_twin, wait_for
 from orbitwin_fw import messages as m
 from orbitwin_fw.framing import encode_message
-from orbitwin_fw_host.sim import start_sims, stop_sims
+from orbitwin_fw_host import start_sims, stop_sims
 from twin.core.catalogue import load_catalogue
 
 P = "orbitwin/v1"

@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 
-from orbitwin_fw_host.sim import start_sims, stop_sims
+from orbitwin_fw_host.launch import start_sims, stop_sims
 
 
 def main(argv: list[str] | None = None) -> int:

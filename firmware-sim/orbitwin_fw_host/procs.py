@@ -11,9 +11,10 @@ import multiprocessing.connection
 import os
 import threading
 
+from orbitwin_fw_host.sim import SimHandle
+
 
 def _child(conn, index: int, seed: int, link_dir: str, fw_kwargs: dict) -> None:
-    from orbitwin_fw_host.sim import SimHandle
     h = SimHandle(index, seed, link_dir, fw_kwargs)
     conn.send(h.tty_path)
     try:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 import os
 import select
-import shutil
-import tempfile
 import threading
 import time
 import tty
@@ -240,40 +238,3 @@ class SimHandle:
             elif idle:
                 self.board.port.wait(min(idle, 10))
         self._service_requests()
-
-
-def start_sims(count: int, seed: int = 1, link_dir: str | None = None, mode: str = "thread",
-               **fw_kwargs) -> list[SimHandle]:
-    """Start `count` simulated boards; returns handles (port_path = stable symlink).
-
-    mode "thread" (default): boards are threads of this process and
-    handle.firmware is inspectable; mode "process": one process per board
-    (ProcSimHandle), so busy boards do not share a GIL.  fw_kwargs go to
-    orbitwin_fw.main.Firmware (telemetry_hz, load, buffer_size, ...).
-    """
-    if mode not in ("thread", "process"):
-        raise ValueError("mode must be 'thread' or 'process'")
-    link_dir = link_dir or tempfile.mkdtemp(prefix="orbitwin-sim-")
-    os.makedirs(link_dir, exist_ok=True)
-    handles = []
-    try:
-        for i in range(count):
-            if mode == "process":
-                from orbitwin_fw_host.procs import ProcSimHandle
-                handles.append(ProcSimHandle(i, seed + i, link_dir, fw_kwargs))
-            else:
-                handles.append(SimHandle(i, seed + i, link_dir, fw_kwargs))
-    except Exception:
-        stop_sims(handles)
-        shutil.rmtree(link_dir, ignore_errors=True)
-        raise
-    return handles
-
-
-def stop_sims(handles: list[SimHandle]) -> None:
-    """Stop all handles and remove their link directory."""
-    dirs = {os.path.dirname(h.port_path) for h in handles}
-    for h in handles:
-        h.stop()
-    for d in dirs:
-        shutil.rmtree(d, ignore_errors=True)
