@@ -1,0 +1,149 @@
+"""The layer rules of docs/architecture.md, checked: the import-linter contracts in pyproject.toml,
+no import cycle between any two modules, every package placed in a layer, nothing imports ``tests``.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import grimp
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+IMPORTLINTER = PYPROJECT["tool"]["importlinter"]
+ROOT_PACKAGES: list[str] = IMPORTLINTER["root_packages"]
+# The folders of the packages the wheel ships.
+PACKAGE_DIRS = [ROOT / "twin", ROOT / "bridges", ROOT / "dashboards", ROOT / "orbitwin",
+                ROOT / "firmware-sim" / "orbitwin_fw", ROOT / "firmware-sim" / "orbitwin_fw_host"]
+
+
+def _graph() -> grimp.ImportGraph:
+    return grimp.build_graph(*ROOT_PACKAGES, cache_dir=None)
+
+
+def test_import_linter_contracts_are_kept() -> None:
+    """``lint-imports`` with the repository's pyproject.toml: every contract kept."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "from importlinter.cli import lint_imports_command; lint_imports_command()",
+         "--no-cache", "--no-logo", "pyproject.toml"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "500"},
+    )
+    broken = [line.removesuffix(" BROKEN") for line in proc.stdout.splitlines() if line.endswith(" BROKEN")]
+    assert proc.returncode == 0, (
+        "broken import-linter contracts:\n- " + "\n- ".join(broken) + f"\n{proc.stdout}{proc.stderr}")
+
+
+def _strongly_connected(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's algorithm (iterative): the components of more than one module, each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+    succ = {v: sorted(ws) for v, ws in edges.items()}
+    for start in sorted(edges):
+        if start in index:
+            continue
+        work = [(start, 0)]
+        while work:
+            v, i = work.pop()
+            if i == 0:
+                index[v] = low[v] = len(index)
+                stack.append(v)
+                on_stack.add(v)
+            for j in range(i, len(succ[v])):
+                w = succ[v][j]
+                if w not in index:
+                    work += [(v, j + 1), (w, 0)]
+                    break
+                if w in on_stack:
+                    low[v] = min(low[v], index[w])
+            else:
+                if low[v] == index[v]:
+                    component = []
+                    while True:
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        component.append(w)
+                        if w == v:
+                            break
+                    if len(component) > 1:
+                        components.append(sorted(component))
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[v])
+    return components
+
+
+def test_strongly_connected_finds_cycles() -> None:
+    edges = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"f"}, "f": {"e"}}
+    assert sorted(_strongly_connected(edges)) == [["a", "b", "c"], ["e", "f"]]
+    assert _strongly_connected({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles_between_any_modules() -> None:
+    """No cycle anywhere, package ``__init__`` modules and imports inside functions included."""
+    graph = _graph()
+    edges = {m: set(graph.find_modules_directly_imported_by(m)) for m in graph.modules}
+    cycles = []
+    for component in _strongly_connected(edges):
+        first = component[0]
+        back = next(m for m in component if first in edges[m])
+        chain = graph.find_shortest_chain(importer=first, imported=back) or (first, back)
+        cycles.append(f"{' -> '.join(chain)} -> {first}  (cycle among {', '.join(component)})")
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_every_twin_package_is_placed_in_a_layer() -> None:
+    """A new sub-package of ``twin`` must be given its place in the layers contract."""
+    layers = next(c for c in IMPORTLINTER["contracts"] if c["type"] == "layers")["layers"]
+    placed = {name.strip().strip("()") for layer in layers for name in layer.replace(":", "|").split("|")}
+    children = _graph().find_children("twin")
+    assert not children - placed, f"twin sub-packages in no layer: {sorted(children - placed)}"
+
+
+def test_contracts_cover_every_shipped_package() -> None:
+    """import-linter sees every top-level package the wheel ships."""
+    shipped = {p.split(".")[0] for p in PYPROJECT["tool"]["setuptools"]["packages"]}
+    assert shipped == set(ROOT_PACKAGES)
+
+
+def _sources() -> Iterator[Path]:
+    for folder in PACKAGE_DIRS:
+        yield from sorted(folder.rglob("*.py"))
+
+
+def _is_sys_path(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Attribute) and node.attr == "path"
+            and isinstance(node.value, ast.Name) and node.value.id == "sys")
+
+
+def test_no_package_imports_tests() -> None:
+    """Installed code cannot see ``tests/``: no import of it or of its helper modules, no sys.path edits."""
+    test_modules = {"tests"} | {p.stem for p in (ROOT / "tests").glob("*.py")}
+    offences = []
+    for path in _sources():
+        where = path.relative_to(ROOT)
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                names = []
+            offences += [f"{where}:{node.lineno}: imports {name}"
+                         for name in names if name.split(".")[0] in test_modules]
+            edited = (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                      and _is_sys_path(node.func.value)) or (
+                isinstance(node, (ast.Assign, ast.AugAssign)) and any(
+                    _is_sys_path(t) or (isinstance(t, ast.Subscript) and _is_sys_path(t.value))
+                    for t in (node.targets if isinstance(node, ast.Assign) else [node.target])))
+            if edited:
+                offences.append(f"{where}:{node.lineno}: edits sys.path")
+    assert not offences, "\n".join(offences)
