@@ -125,6 +125,23 @@ def _is_sys_path(node: ast.AST) -> bool:
             and isinstance(node.value, ast.Name) and node.value.id == "sys")
 
 
+def _imported(node: ast.AST) -> list[str]:
+    """Absolute module names an import statement names (relative imports stay inside the package)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        return [node.module]
+    return []
+
+
+def _edits_sys_path(node: ast.AST) -> bool:
+    """``sys.path.insert(...)``/``append``/... or an assignment to ``sys.path`` or a slice of it."""
+    if isinstance(node, ast.Call):
+        return isinstance(node.func, ast.Attribute) and _is_sys_path(node.func.value)
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AugAssign) else []
+    return any(_is_sys_path(t) or (isinstance(t, ast.Subscript) and _is_sys_path(t.value)) for t in targets)
+
+
 def test_no_package_imports_tests() -> None:
     """Installed code cannot see ``tests/``: no import of it or of its helper modules, no sys.path edits."""
     test_modules = {"tests"} | {p.stem for p in (ROOT / "tests").glob("*.py")}
@@ -132,19 +149,9 @@ def test_no_package_imports_tests() -> None:
     for path in _sources():
         where = path.relative_to(ROOT)
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                names = []
-            offences += [f"{where}:{node.lineno}: imports {name}"
-                         for name in names if name.split(".")[0] in test_modules]
-            edited = (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                      and _is_sys_path(node.func.value)) or (
-                isinstance(node, (ast.Assign, ast.AugAssign)) and any(
-                    _is_sys_path(t) or (isinstance(t, ast.Subscript) and _is_sys_path(t.value))
-                    for t in (node.targets if isinstance(node, ast.Assign) else [node.target])))
-            if edited:
-                offences.append(f"{where}:{node.lineno}: edits sys.path")
+            line = getattr(node, "lineno", 0)
+            offences += [f"{where}:{line}: imports {name}" for name in _imported(node)
+                         if name.split(".")[0] in test_modules]
+            if _edits_sys_path(node):
+                offences.append(f"{where}:{line}: edits sys.path")
     assert not offences, "\n".join(offences)
