@@ -19,6 +19,7 @@ from twin.core.radiation import (
     dose_rate_rad_s,
     load_grid,
     sel_events,
+    sel_hits,
     sel_rate_per_device_s,
     seu_events,
     seu_rate_per_device_s,
@@ -162,8 +163,10 @@ def test_sel_rises_with_temperature() -> None:
     r_cold, r_hot = sel_rate_per_device_s(flux, cold, P), sel_rate_per_device_s(flux, hot, P)
     assert np.allclose(r_hot / r_cold, 2 ** (50.0 / P.sel_doubling_k))
     dt = 20.0 * 86_400.0  # long step so that events are numerous
-    ev_cold = sel_events(np.random.default_rng(5), flux, cold, dt, P, 2)
-    ev_hot = sel_events(np.random.default_rng(5), flux, hot, dt, P, 2)
+    # seed 6: sel_events draws sparsely (one uniform per satellite, see sel_hits); with seed 5 this
+    # 3-sigma check happens to land at 3.3 sigma (over 300 seeds: mean -0.04, std 0.99 sigma)
+    ev_cold = sel_events(np.random.default_rng(6), flux, cold, dt, P, 2)
+    ev_hot = sel_events(np.random.default_rng(6), flux, hot, dt, P, 2)
     assert ev_cold.dtype == bool and ev_cold.shape == (50_000, 2)
     assert ev_hot.sum() > 2 * ev_cold.sum() > 0
     p_hot = -np.expm1(-r_hot[0, 0] * dt)
@@ -171,6 +174,26 @@ def test_sel_rises_with_temperature() -> None:
     # More flux -> more latch-ups; NaN temperature -> no event.
     assert sel_rate_per_device_s(np.array([1500.0]), cold[:1], P)[0, 0] > r_cold[0, 0]
     assert not sel_events(np.random.default_rng(0), np.array([100.0]), np.array([[np.nan]]), dt, P, 1).any()
+
+
+def test_sel_hits_devices_independent_with_the_per_device_probability() -> None:
+    n, n_dev, dt = 200_000, 4, 300 * 86_400.0  # long step: P ~ 0.4 per device
+    flux, temp = np.full(n, 100.0), np.full((n, 1), 400.0)  # devices share the node temperature
+    rows, devs = sel_hits(np.random.default_rng(1), flux, temp, dt, P, n_dev)
+    ev = np.zeros((n, n_dev), dtype=bool)
+    ev[rows, devs] = True
+    assert np.all(np.diff(rows) >= 0)
+    p = -np.expm1(-sel_rate_per_device_s(flux[:1], temp[:1], P)[0, 0] * dt)
+    sigma = np.sqrt(p * (1 - p) / n)
+    assert np.all(np.abs(ev.mean(axis=0) - p) < 4 * sigma)
+    for a, b in ((0, 1), (0, 3), (2, 3)):  # pairs latch together as often as independence says
+        assert abs((ev[:, a] & ev[:, b]).mean() - p * p) < 4 * np.sqrt(p * p * (1 - p * p) / n)
+    assert abs((~ev.any(axis=1)).mean() - (1 - p) ** n_dev) < 4 * np.sqrt((1 - p) ** n_dev / n)
+    # one NaN device temperature: that device never latches, the others still do
+    temp4 = np.full((1000, n_dev), 400.0)
+    temp4[:, 1] = np.nan
+    r4, d4 = sel_hits(np.random.default_rng(2), np.full(1000, 100.0), temp4, dt, P, n_dev)
+    assert 1 not in set(d4.tolist()) and d4.size > 0
 
 
 def test_lookup_invalid_and_out_of_range_inputs(grid: rg.RadiationGrid) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,7 @@ from twin.core import payload as pl
 from twin.core import radiation
 from twin.core import thermal
 from twin.core.catalogue import Catalogue
-from twin.schema.commands import COMMANDS, FAULTS, CommandError, Reason, validate
+from twin.core.constants import R_EARTH_M, SECONDS_PER_DAY
 from twin.core.design import Design
 from twin.core.environment import albedo_flux_w_m2, earth_ir_flux_w_m2, solar_flux_w_m2
 from twin.core.ephemeris import SunEphemeris
@@ -28,42 +27,23 @@ from twin.core.eclipse import illumination_fraction
 from twin.core.orbit import SGP4_ERROR_MESSAGES, FleetPropagator, beta_angle_rad, gmst82_rad
 from twin.core.orbit_pipeline import PipelinedPropagator
 from twin.core.power import HEATERS, ISL, LOAD_NAMES, PAYLOAD, RADIO, nominal_demand_w, power_step
-from twin.schema.telemetry import FIELD_BY_NAME, MODE_LOST, MODE_NOMINAL, MODE_SAFE
+from twin.core.events import Event, Request
+from twin.core.faults import FaultBook, FaultTarget
 from twin.core.solar_array import array_power_w
 from twin.core.telemetry_assembly import build_telemetry
-from twin.core.faults import FaultBook
+from twin.schema.commands import COMMANDS, FAULTS, CommandError, Reason, validate
+from twin.schema.telemetry import (
+    ATT_NADIR_FIXED, ATT_SAFE_SUN, ATT_SUN_TRACK, ATT_TUMBLING, FIELD_BY_NAME, MODE_LOST, MODE_NOMINAL, MODE_SAFE,
+)
 
-ATT_SUN_TRACK, ATT_NADIR_FIXED, ATT_SAFE_SUN, ATT_TUMBLING = 0, 1, 2, 3
+__all__ = ["Event", "FleetTwin", "Request", "julian_split"]
+
 _ATT_BY_NAME = {"sun_track": ATT_SUN_TRACK, "nadir_fixed": ATT_NADIR_FIXED, "safe_sun": ATT_SAFE_SUN}
 TUMBLE_PERIOD_S = 600.0
 HIL_DIVERGENCE = 0.25  # utilisation difference between board and twin that raises the alarm
 _SETPOINT_NODE = {"payload": thermal.PAYLOAD, "battery": thermal.BATTERY, "avionics": thermal.AVIONICS}
-
-
-@dataclass
-class Event:
-    """Something that happened on a satellite (``sat`` = fleet index) at sim time ``t_s``."""
-
-    t_s: float
-    sat: int
-    kind: str  # limit | fdir | seu | sel | fault | command
-    name: str
-    severity: str  # info | warning | critical
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(order=True)
-class Request:
-    """A validated command or fault waiting for its sim time."""
-
-    at_s: float
-    seq: int
-    kind: str = field(compare=False)  # "command" | "fault"
-    name: str = field(compare=False)
-    args: dict[str, Any] = field(compare=False)
-    sats: np.ndarray = field(compare=False)
-    duration_s: float | None = field(compare=False, default=None)
-    request_id: str | None = field(compare=False, default=None)
+# a satellite that never propagated sits here (its physics is not reported): 550 km over the equator
+_PLACEHOLDER_ALT_M = 550e3
 
 
 def julian_split(jd: float) -> tuple[float, float]:
@@ -121,14 +101,13 @@ class FleetTwin:
         self.tumble_phase = self.rng.uniform(0.0, 2 * np.pi, n)
         self.payload = pl.PayloadState.initial(n, design.payload)
         self.fdir = fdir_mod.FdirState.initial(n, d)
-        self.faults = FaultBook(n)
+        self.faults = FaultBook(n, radiation.uncorrectable_fraction(design.radiation))
         self.limit_state: dict[str, np.ndarray] | None = None
         self._queue: list[Request] = []
         self._seq = itertools.count()
         self._events: list[Event] = []
         self.tm: dict[str, np.ndarray] = {}
-        # a satellite that never propagated keeps this placeholder: its physics is not reported
-        self._r_last = np.tile([6_928_137.0, 0.0, 0.0], (n, 1))
+        self._r_last = np.tile([R_EARTH_M + _PLACEHOLDER_ALT_M, 0.0, 0.0], (n, 1))
         self.payload_source = np.zeros(n, dtype=np.int8)
         self.hil_divergence = np.zeros(n, dtype=bool)
         self.step(advance=False)
@@ -148,7 +127,7 @@ class FleetTwin:
     def jd_fr(self, t_s: float | None = None) -> tuple[float, float]:
         """UTC Julian date (whole, fraction) at sim time ``t_s`` (default: now)."""
         t = self.t_s if t_s is None else t_s
-        return self.jd0, self.fr0 + t / 86400.0
+        return self.jd0, self.fr0 + t / SECONDS_PER_DAY
 
     @property
     def now_jd(self) -> float:
@@ -210,6 +189,9 @@ class FleetTwin:
     def _emit(self, sat: int, kind: str, name: str, severity: str, **detail: Any) -> None:
         self._events.append(Event(self.t_s, sat, kind, name, severity, detail))
 
+    def _fault_target(self) -> FaultTarget:
+        return FaultTarget(self.t_s, self.mode, self.attitude, self.seu_total, self.payload, self.rng)
+
     def _run_due_requests(self) -> None:
         while self._queue and self._queue[0].at_s <= self.t_s + 1e-9:
             req = heapq.heappop(self._queue)
@@ -218,7 +200,8 @@ class FleetTwin:
                     result = self._execute_command(req)
                     name = "command_completed"
                 else:
-                    result = self.faults.start(self, req)
+                    result, caused = self.faults.start(req, self._fault_target())
+                    self._events += caused
                     name = "fault_applied"
                 sev = "info"
             except CommandError as exc:
@@ -273,7 +256,9 @@ class FleetTwin:
             self.attitude[s] = _ATT_BY_NAME[a["mode"]]
             return {"mode": a["mode"], "applied": int(s.size)}
         if name == "clear_fault":
-            return self.faults.clear(self, a["fault_id"])
+            result, caused = self.faults.clear(a["fault_id"], self._fault_target())
+            self._events += caused
+            return result
         raise CommandError(Reason.UNKNOWN_COMMAND, f"unknown command {name!r}", "command")  # pragma: no cover
 
     def _enter_safe(self, sats: np.ndarray, why: str) -> None:
@@ -291,14 +276,15 @@ class FleetTwin:
             self.t_s = (self.tick + 1) * dt
             self.tick += 1
         self._run_due_requests()
-        self.faults.expire(self)
+        if self.faults.active:
+            self._events += self.faults.expire(self._fault_target())
         des = self.design
         jd, fr = self.jd_fr()
         sun_teme_m, dut1_s = self.sun.at(jd, fr)
-        orb = self.propagator.propagate(jd, fr, gmst82_rad(jd, fr + dut1_s / 86400.0))
+        orb = self.propagator.propagate(jd, fr, gmst82_rad(jd, fr + dut1_s / SECONDS_PER_DAY))
         if isinstance(self.propagator, PipelinedPropagator):
             jd_n, fr_n = self.jd_fr(self.t_s + dt)
-            self.propagator.prefetch(jd_n, fr_n, gmst82_rad(jd_n, fr_n + self.sun.at(jd_n, fr_n)[1] / 86400.0))
+            self.propagator.prefetch(jd_n, fr_n, gmst82_rad(jd_n, fr_n + self.sun.at(jd_n, fr_n)[1] / SECONDS_PER_DAY))
         bad = orb.error_code != 0
         newly_lost = np.flatnonzero(bad & (self.mode != MODE_LOST))
         for i in newly_lost:
@@ -325,14 +311,14 @@ class FleetTwin:
 
         flux_w_m2 = solar_flux_w_m2(sun_dist_m)
         alt_m = np.where(bad, np.nan, orb.alt_m)
-        alt_env_m = r_norm - 6_378_137.0
+        alt_env_m = r_norm - R_EARTH_M
         albedo = albedo_flux_w_m2(flux_w_m2, cos_zenith, alt_env_m)
         earth_ir = earth_ir_flux_w_m2(alt_env_m)
 
         # radiation environment first: SEL onsets this tick affect the payload's draw
         lat_rad = np.where(bad, 0.0, orb.lat_rad)
         lon_rad = np.where(bad, 0.0, orb.lon_rad)
-        p_flux, e_flux = self.grid.lookup(lat_rad, lon_rad, np.where(bad, 550e3, orb.alt_m))
+        p_flux, e_flux = self.grid.lookup(lat_rad, lon_rad, np.where(bad, _PLACEHOLDER_ALT_M, orb.alt_m))
         p_flux = np.where(bad, 0.0, p_flux)
         e_flux = np.where(bad, 0.0, e_flux)
         dose_rate = radiation.dose_rate_rad_s(p_flux, e_flux, des.radiation)
@@ -371,8 +357,12 @@ class FleetTwin:
             self.temp_k = thermal.thermal_step(self.temp_k, internal, absorbed, dt, des.thermal,
                                                self.faults.radiator_eff, self.faults.heatpipe_eff)
 
-        self.tm = build_telemetry(self, orb, alt_m, beta, illum, ps, out, gen_w, heater_w, demand,
-                                  p_flux, e_flux, dose_rate)
+        self.tm = build_telemetry(
+            orb=orb, alt_m=alt_m, beta_rad=beta, illum=illum, ps=ps, out=out, gen_w=gen_w, p_flux=p_flux,
+            e_flux=e_flux, dose_rate=dose_rate, temp_k=self.temp_k, soc=self.soc, dose_rad=self.dose_rad,
+            seu_total=self.seu_total, mode=self.mode, attitude=self.attitude, payload=self.payload,
+            payload_source=self.payload_source, hil_divergence=self.hil_divergence, faults=self.faults,
+            saa_proton_flux_cm2_s=des.radiation.saa_proton_flux_cm2_s, rng=self.rng)
         self._run_fdir(dt if advance else 0.0)
 
     def _apply_backends(self, plan: pl.PayloadOutput) -> pl.PayloadOutput:
@@ -437,23 +427,18 @@ class FleetTwin:
                 backend = p.backends.get(s)
                 if backend is not None:
                     backend.radiation_effect("seu_uncorrectable", int(d), int(unc[k, d]))
-        # all devices of a satellite share the payload node's temperature: draw "any latch-up" per
-        # satellite (rate x devices), then the device; exact while two onsets in one tick are negligible
+        # all devices of a satellite share the payload node's temperature
         temp = self.temp_k[:, thermal.PAYLOAD:thermal.PAYLOAD + 1]
-        rate = radiation.sel_rate_per_device_s(p_flux, temp, des.radiation)[:, 0] * nd
-        hit = self.rng.random(self.n) < -np.expm1(-rate * dt)
-        if hit.any():
-            sats = np.flatnonzero(hit & (self.mode != MODE_LOST))
-            devs = self.rng.integers(0, nd, sats.size)
-            for s, d in zip(sats, devs):
-                if p.latched[s, d] or p.off_remaining_s[s, d] > 0:
-                    continue
-                p.latched[s, d] = True
-                p.sel_total[s] += 1
-                self._emit(int(s), "sel", "latchup", "critical", device=int(d), cause="radiation")
-                backend = p.backends.get(int(s))
-                if backend is not None:
-                    backend.radiation_effect("sel", int(d), 1)
+        rows, devs = radiation.sel_hits(self.rng, p_flux, temp, dt, des.radiation, nd)
+        for s, d in zip(rows, devs):
+            if self.mode[s] == MODE_LOST or p.latched[s, d] or p.off_remaining_s[s, d] > 0:
+                continue
+            p.latched[s, d] = True
+            p.sel_total[s] += 1
+            self._emit(int(s), "sel", "latchup", "critical", device=int(d), cause="radiation")
+            backend = p.backends.get(int(s))
+            if backend is not None:
+                backend.radiation_effect("sel", int(d), 1)
 
     def _run_fdir(self, dt: float) -> None:
         tm = self.tm

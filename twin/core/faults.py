@@ -4,28 +4,43 @@ Persistent faults (degradations, sensor faults, tumbling, hang) stay active unti
 duration ends or ``clear_fault``; the degradation arrays are recomputed from the active set so
 overlapping faults compose and end cleanly. Impulse faults (SEU burst, latch-up) act once; a
 latch-up then lasts until a power cycle, as on the real device.
+
+Faults act on a :class:`FaultTarget` (the engine's own state arrays, changed in place) and
+return the events they cause; they know nothing of the engine.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from twin.core.events import Event, Request
+from twin.core.payload import PayloadState
+from twin.core.power import PowerParams
 from twin.schema.commands import FAULTS, CommandError, Reason
-
-if TYPE_CHECKING:  # pragma: no cover
-    from twin.core.engine import FleetTwin, Request
-    from twin.core.power import PowerParams
+from twin.schema.telemetry import ATT_SAFE_SUN, ATT_SUN_TRACK, ATT_TUMBLING, MODE_LOST, MODE_SAFE
 
 FAULT_BITS = {name: i for i, name in enumerate(FAULTS)}
-IMPULSE = ("seu_burst", "latchup")
-MULTI_BIT_FRACTION = 0.014  # Alsat-1: 98.6% of upsets single-bit (physics.md)
+
+
+@dataclass(frozen=True)
+class FaultTarget:
+    """The fleet state faults act on: the engine's arrays (n satellites), changed in place."""
+
+    t_s: float  # sim time now [s]
+    mode: np.ndarray  # (n,) int8 MODE_*, read only here
+    attitude: np.ndarray  # (n,) int8 ATT_*
+    seu_total: np.ndarray  # (n,) int64 upsets counted so far
+    payload: PayloadState
+    rng: np.random.Generator
 
 
 @dataclass
 class ActiveFault:
+    """A persistent fault: which satellites, its arguments, its start and (optional) end [s]."""
+
     fault_id: int
     kind: str
     sats: np.ndarray
@@ -35,10 +50,15 @@ class ActiveFault:
 
 
 class FaultBook:
-    """Active faults and the per-satellite degradations they cause."""
+    """Active faults and the per-satellite degradations they cause.
 
-    def __init__(self, n: int) -> None:
+    ``uncorrectable_fraction``: share of an injected SEU burst's upsets that ECC cannot correct
+    (the design's memories, :func:`twin.core.radiation.uncorrectable_fraction`).
+    """
+
+    def __init__(self, n: int, uncorrectable_fraction: float) -> None:
         self.n = n
+        self.uncorrectable_fraction = uncorrectable_fraction
         self.active: dict[int, ActiveFault] = {}
         self._next_id = 1
         self._recompute()
@@ -79,79 +99,78 @@ class FaultBook:
         count = power.isl_terminal_count
         return np.clip(count - self.isl_failed, 0, count) / max(count, 1)
 
-    def start(self, twin: FleetTwin, req: Request) -> dict[str, Any]:
-        """Apply a due fault request; returns the reply's result."""
+    def start(self, req: Request, fleet: FaultTarget) -> tuple[dict[str, Any], list[Event]]:
+        """Apply a due fault request: the reply's result and the events it caused."""
         kind, a, s = req.name, req.args, req.sats
-        s = s[twin.mode[s] != 2]
+        s = s[fleet.mode[s] != MODE_LOST]
         if s.size == 0:
             raise CommandError(Reason.NOT_NOW, "satellite is lost (no valid orbit)", "sat")
         fid = self._next_id
         self._next_id += 1
-        p = twin.payload
-        nd = twin.design.payload.n_devices
+        p, t = fleet.payload, fleet.t_s
+        events: list[Event] = []
         if kind == "seu_burst":
             dev = 0 if a["device"] is None else a["device"]
-            unc = twin.rng.binomial(a["count"], MULTI_BIT_FRACTION, size=s.size)
+            unc = fleet.rng.binomial(a["count"], self.uncorrectable_fraction, size=s.size)
             p.ecc_uncorrectable[s, dev] += unc
             p.ecc_corrected[s, dev] += a["count"] - unc
-            twin.seu_total[s] += a["count"]
+            fleet.seu_total[s] += a["count"]
             for i, u in zip(s, unc):
-                twin._emit(int(i), "seu", "seu_burst", "warning", device=dev, count=a["count"], uncorrectable=int(u),
-                           fault_id=fid)
-                self._forward(twin, int(i), "seu", dev, a["count"])
-            return {"fault_id": fid, "uncorrectable": int(unc.sum()), "applied": int(s.size)}
+                events.append(Event(t, int(i), "seu", "seu_burst", "warning",
+                                    {"device": dev, "count": a["count"], "uncorrectable": int(u), "fault_id": fid}))
+                _forward(p, int(i), "seu", dev, a["count"])
+            return {"fault_id": fid, "uncorrectable": int(unc.sum()), "applied": int(s.size)}, events
         if kind == "latchup":
-            devs = range(nd) if a["device"] is None else (a["device"],)
+            devs = range(p.latched.shape[1]) if a["device"] is None else (a["device"],)
             for dev in devs:
                 p.latched[s, dev] = True
             p.sel_total[s] += len(devs)
             for i in s:
                 for dev in devs:
-                    twin._emit(int(i), "sel", "latchup", "critical", device=dev, cause="injected", fault_id=fid)
-                    self._forward(twin, int(i), "sel", dev, 1)
-            return {"fault_id": fid, "devices": list(devs), "applied": int(s.size)}
-        end = None if req.duration_s is None else twin.t_s + req.duration_s
-        f = ActiveFault(fid, kind, s, dict(a), twin.t_s, end)
-        self.active[fid] = f
+                    events.append(Event(t, int(i), "sel", "latchup", "critical",
+                                        {"device": dev, "cause": "injected", "fault_id": fid}))
+                    _forward(p, int(i), "sel", dev, 1)
+            return {"fault_id": fid, "devices": list(devs), "applied": int(s.size)}, events
+        end = None if req.duration_s is None else t + req.duration_s
+        self.active[fid] = ActiveFault(fid, kind, s, dict(a), t, end)
         self._recompute()
         if kind == "payload_hang":
             p.hung[s] = True
             for i in s:
-                self._forward(twin, int(i), "hang", 0, 1)
+                _forward(p, int(i), "hang", 0, 1)
         if kind == "sun_pointing_loss":
-            twin.attitude[s] = 3
+            fleet.attitude[s] = ATT_TUMBLING
         for i in s:
-            twin._emit(int(i), "fault", "fault_started", "warning", fault=kind, fault_id=fid, args=a, end_s=end)
-        return {"fault_id": fid, "end_s": end, "applied": int(s.size)}
+            events.append(Event(t, int(i), "fault", "fault_started", "warning",
+                                {"fault": kind, "fault_id": fid, "args": a, "end_s": end}))
+        return {"fault_id": fid, "end_s": end, "applied": int(s.size)}, events
 
-    @staticmethod
-    def _forward(twin: FleetTwin, sat: int, kind: str, dev: int, count: int) -> None:
-        backend = twin.payload.backends.get(sat)
-        if backend is not None:
-            backend.radiation_effect(kind, dev, count)
-
-    def _end(self, twin: FleetTwin, f: ActiveFault, why: str) -> None:
+    def _end(self, f: ActiveFault, why: str, fleet: FaultTarget) -> list[Event]:
         del self.active[f.fault_id]
         self._recompute()
         s = f.sats
         if f.kind == "payload_hang":
-            twin.payload.hung[s] &= self.hung[s]
+            fleet.payload.hung[s] &= self.hung[s]
         if f.kind == "sun_pointing_loss":
             still = self.tumbling[s]
-            twin.attitude[s] = np.where(still, 3, np.where(twin.mode[s] == 1, 2, 0))
-        for i in s:
-            twin._emit(int(i), "fault", "fault_ended", "info", fault=f.kind, fault_id=f.fault_id, why=why)
+            fleet.attitude[s] = np.where(still, ATT_TUMBLING,
+                                         np.where(fleet.mode[s] == MODE_SAFE, ATT_SAFE_SUN, ATT_SUN_TRACK))
+        return [Event(fleet.t_s, int(i), "fault", "fault_ended", "info",
+                      {"fault": f.kind, "fault_id": f.fault_id, "why": why}) for i in s]
 
-    def expire(self, twin: FleetTwin) -> None:
-        for f in [f for f in self.active.values() if f.end_s is not None and f.end_s <= twin.t_s + 1e-9]:
-            self._end(twin, f, "duration")
+    def expire(self, fleet: FaultTarget) -> list[Event]:
+        """End every fault whose duration is over at ``fleet.t_s``; the events that caused."""
+        events: list[Event] = []
+        for f in [f for f in self.active.values() if f.end_s is not None and f.end_s <= fleet.t_s + 1e-9]:
+            events += self._end(f, "duration", fleet)
+        return events
 
-    def clear(self, twin: FleetTwin, fault_id: int) -> dict[str, Any]:
+    def clear(self, fault_id: int, fleet: FaultTarget) -> tuple[dict[str, Any], list[Event]]:
+        """End fault ``fault_id`` now (command ``clear_fault``): the reply's result and the events."""
         f = self.active.get(fault_id)
         if f is None:
             raise CommandError(Reason.BAD_ARGUMENT, f"no active fault with id {fault_id}", "fault_id")
-        self._end(twin, f, "cleared")
-        return {"fault_id": fault_id, "cleared": True}
+        return {"fault_id": fault_id, "cleared": True}, self._end(f, "cleared", fleet)
 
     def apply_sensor_faults(self, tm: dict[str, np.ndarray], rng: np.random.Generator) -> None:
         """Turn true values into what the faulty sensors read (in place, copying touched fields).
@@ -178,3 +197,10 @@ class FaultBook:
                 tm[name] = np.rint(np.nan_to_num(values)).astype(dtype)
             else:
                 tm[name] = values
+
+
+def _forward(payload: PayloadState, sat: int, kind: str, dev: int, count: int) -> None:
+    """Pass a radiation effect on to the board bound to ``sat``, if any."""
+    backend = payload.backends.get(sat)
+    if backend is not None:
+        backend.radiation_effect(kind, dev, count)

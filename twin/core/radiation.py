@@ -23,16 +23,18 @@ Model summary (physics.md, Radiation):
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from twin.core.constants import SECONDS_PER_DAY
 from twin.core.params import DesignError, build, param
-from twin.core.radiation_grid import GridSpec, RadiationGrid, get_grid
+from twin.core.radiation_grid import DEFAULT_GRID_PATH, GridSpec, RadiationGrid, build_grid, get_grid, orbit_average_flux
 
 RAD_PER_MEV_PER_G = 1.602176634e-8  # 1 MeV/g = 1.602e-13 J / 1e-3 kg = 1.602e-10 Gy = 1.602e-8 rad
 _SOLAR_PHASES = ("min", "max")
@@ -111,7 +113,7 @@ class RadiationParams:
         "cm^2/g", "Si mass energy-absorption coefficient at ~0.3 MeV (NIST Hubbell-Seltzer)", min=0.0, max=1.0, default=0.0288)
     seu_reference_proton_flux_cm2_s: float = param(
         "1/(cm^2 s)", "orbit-average proton flux > proton_energy_mev on the Alsat-1 orbit (686 km, 98.2 deg) from the default grid; "
-        "recompute with twin.radiation_grid.orbit_average_flux if the grid model changes", min=1e-6, default=79.27)
+        "recompute with twin.core.radiation_grid.orbit_average_flux if the grid model changes", min=1e-6, default=79.27)
     memories: tuple[MemoryParams, ...] = param("", "memories per device ([[radiation.memories]])", default=DEFAULT_MEMORIES)
     saa_proton_flux_cm2_s: float = param(
         "1/(cm^2 s)", "proton flux > proton_energy_mev above which telemetry flags the satellite as inside the SAA "
@@ -238,6 +240,12 @@ def _seu_rates_at_reference(params: RadiationParams) -> tuple[float, float]:
     return corr, unc
 
 
+def uncorrectable_fraction(params: RadiationParams) -> float:
+    """Share of upsets ECC cannot correct, weighted by each memory's upset rate (0 without memories)."""
+    corr, unc = _seu_rates_at_reference(params)
+    return unc / (corr + unc) if corr + unc > 0.0 else 0.0
+
+
 def seu_hits(
     rng: np.random.Generator, proton_flux: np.ndarray, dt_s: float, params: RadiationParams, n_devices: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -286,11 +294,64 @@ def sel_rate_per_device_s(proton_flux: np.ndarray, temp_k: np.ndarray, params: R
     return (params.sel_rate_per_device_day / SECONDS_PER_DAY) * env[:, None] * temp
 
 
+def sel_hits(
+    rng: np.random.Generator, proton_flux: np.ndarray, temp_k: np.ndarray, dt_s: float,
+    params: RadiationParams, n_devices: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sparse latch-up onsets in ``dt_s``: (rows, devices), each (k,) int, by row then device.
+
+    Each device latches independently with P = 1 - exp(-rate dt). Exact and fast: one uniform
+    per satellite, inverted through P(first onset at device <= d) = 1 - exp(-sum_{j<=d} rate_j dt),
+    gives whether any device latches and which is the first; the (rare) devices after a first onset
+    get their own independent draws. ``temp_k``: (n, 1) when all devices of a satellite share a
+    temperature, else (n, n_devices); a NaN temperature gives no onset. Same generator state ->
+    identical events.
+    """
+    n = np.size(proton_flux)
+    empty = np.zeros(0, dtype=np.intp)
+    if n_devices <= 0 or n == 0:
+        return empty, empty
+    temp = np.asarray(temp_k, float).reshape(n, -1)
+    rate = sel_rate_per_device_s(proton_flux, temp, params)
+    rate = np.where(np.isnan(rate), 0.0, rate)
+    total = rate[:, 0] * n_devices if rate.shape[1] == 1 else rate.sum(axis=1)
+    u = rng.random(n)
+    rows = np.flatnonzero(u < -np.expm1(-total * dt_s))
+    if not rows.size:
+        return empty, empty
+    log_stay = np.broadcast_to(-rate[rows] * dt_s, (rows.size, n_devices))  # log P(no onset), per device
+    first = (u[rows, None] >= -np.expm1(np.cumsum(log_stay, axis=1))).sum(axis=1)
+    first = np.minimum(first, n_devices - 1)  # rounding at the last device
+    later = (np.arange(n_devices) > first[:, None]) & (rng.random((rows.size, n_devices)) < -np.expm1(log_stay))
+    hit = later
+    hit[np.arange(rows.size), first] = True
+    r, dev = np.nonzero(hit)
+    return rows[r], dev
+
+
 def sel_events(
     rng: np.random.Generator, proton_flux: np.ndarray, temp_k: np.ndarray, dt_s: float,
     params: RadiationParams, n_devices: int,
 ) -> np.ndarray:
-    """Latch-up onsets in ``dt_s``: bool (n, n_devices); P = 1 - exp(-rate dt). NaN temps -> none."""
-    temp = np.broadcast_to(np.asarray(temp_k, float), (np.size(proton_flux), n_devices))
-    p = -np.expm1(-sel_rate_per_device_s(proton_flux, temp, params) * dt_s)
-    return rng.random(p.shape) < p
+    """Latch-up onsets in ``dt_s``: bool (n, n_devices); P = 1 - exp(-rate dt) (see :func:`sel_hits`)."""
+    out = np.zeros((np.size(proton_flux), max(n_devices, 0)), dtype=bool)
+    rows, devs = sel_hits(rng, proton_flux, temp_k, dt_s, params, n_devices)
+    out[rows, devs] = True
+    return out
+
+
+# ---------------------------------------------------------------------------------- grid build
+def main(argv: list[str] | None = None) -> None:
+    """CLI: build the flux grid for the default ``[radiation]`` parameters and write it to ``--out``."""
+    ap = argparse.ArgumentParser(description="Build the AE8/AP8 flux grid for the default [radiation] parameters.")
+    ap.add_argument("--out", type=Path, default=DEFAULT_GRID_PATH)
+    args = ap.parse_args(argv)
+    grid = build_grid(RadiationParams().grid_spec())
+    grid.save(args.out)
+    p, _ = orbit_average_flux(grid, 686e3, 98.2)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, key {grid.spec.key()}); "
+          f"Alsat-1 (686 km, 98.2 deg) orbit-average proton flux {p:.4g} /cm^2/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -12,12 +12,11 @@ parameter key matches), the user cache ``$XDG_CACHE_HOME/orbitwin`` (or ``~/.cac
 key = parameters + aep8 version), else a fresh build (~25 s) that is then cached. ``aep8`` and
 ``astropy`` are imported lazily, only to build; astropy is kept from downloading IERS data.
 
-Regenerate the shipped grid: ``python -m twin.core.radiation_grid --out twin/data/radiation_grid_default.npz``.
+Regenerate the shipped grid: ``python -m twin.core.radiation --out twin/data/radiation_grid_default.npz``.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -39,17 +38,20 @@ _BUILD_TIME_ISO = "2025-01-01T00:00:00"  # AE8/AP8 fields are epoch-fixed; any U
 
 @dataclasses.dataclass(frozen=True)
 class GridSpec:
-    """What a grid contains: axes (deg, km), energy thresholds (MeV) and AE8/AP8 solar phases."""
+    """What a grid contains: axes (deg, km), energy thresholds (MeV) and AE8/AP8 solar phases.
 
-    lat_step_deg: float = 2.0
-    lon_step_deg: float = 4.0
-    alt_min_km: float = 250.0
-    alt_max_km: float = 1350.0
-    alt_step_km: float = 50.0
-    proton_energy_mev: float = 10.0
-    electron_energy_mev: float = 1.0
-    solar_phase_protons: str = "min"
-    solar_phase_electrons: str = "max"
+    No defaults here: the values come from ``RadiationParams.grid_spec()`` (the design's ``[radiation]``).
+    """
+
+    lat_step_deg: float
+    lon_step_deg: float
+    alt_min_km: float
+    alt_max_km: float
+    alt_step_km: float
+    proton_energy_mev: float
+    electron_energy_mev: float
+    solar_phase_protons: str
+    solar_phase_electrons: str
 
     def axes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Latitude [deg], longitude [deg] (-180..180 inclusive) and altitude [km] axes."""
@@ -233,21 +235,3 @@ def orbit_average_flux(grid: RadiationGrid, alt_m: float, inclination_deg: float
     """Time-averaged (protons, electrons) integral flux [1/(cm^2 s)] along a circular orbit."""
     p, e = grid.lookup(*circular_ground_track(alt_m, inclination_deg, duration_s))
     return float(p.mean()), float(e.mean())
-
-
-def main(argv: list[str] | None = None) -> None:
-    """CLI: build the grid for the default ``[radiation]`` parameters and write it to ``--out``."""
-    from twin.core.radiation import RadiationParams
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=DEFAULT_GRID_PATH)
-    args = ap.parse_args(argv)
-    grid = build_grid(RadiationParams().grid_spec())
-    grid.save(args.out)
-    p, _ = orbit_average_flux(grid, 686e3, 98.2)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, key {grid.spec.key()}); "
-          f"Alsat-1 (686 km, 98.2 deg) orbit-average proton flux {p:.4g} /cm^2/s")
-
-
-if __name__ == "__main__":
-    main()

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from twin.core import thermal
-from twin.core.payload import PayloadOutput, latched_mask, row_sum
+from twin.core.faults import FaultBook
+from twin.core.orbit import OrbitState
+from twin.core.payload import PayloadOutput, PayloadState, latched_mask, row_sum
 from twin.core.power import HEATERS, ISL, PAYLOAD, RADIO, AVIONICS, PowerStep
 from twin.schema.telemetry import FIELDS, MODE_LOST
-
-if TYPE_CHECKING:  # pragma: no cover
-    from twin.core.engine import FleetTwin
-    from twin.core.orbit import OrbitState
 
 _LOAD_BITS = (1 << np.arange(8, dtype=np.int8))[:5].astype(np.int8)
 _DTYPES = {"float": np.float64, "int": np.int64, "bool": np.bool_}
 
 
 def build_telemetry(
-    twin: FleetTwin,
+    *,
     orb: OrbitState,
     alt_m: np.ndarray,
     beta_rad: np.ndarray,
@@ -28,25 +24,42 @@ def build_telemetry(
     ps: PowerStep,
     out: PayloadOutput,
     gen_w: np.ndarray,
-    heater_w: np.ndarray,
-    demand_w: np.ndarray,
     p_flux: np.ndarray,
     e_flux: np.ndarray,
     dose_rate: np.ndarray,
+    temp_k: np.ndarray,
+    soc: np.ndarray,
+    dose_rad: np.ndarray,
+    seu_total: np.ndarray,
+    mode: np.ndarray,
+    attitude: np.ndarray,
+    payload: PayloadState,
+    payload_source: np.ndarray,
+    hil_divergence: np.ndarray,
+    faults: FaultBook,
+    saa_proton_flux_cm2_s: float,
+    rng: np.random.Generator,
 ) -> dict[str, np.ndarray]:
-    """Measured telemetry for every schema field (n,) — sensor faults applied, lost satellites NaN."""
-    temp = twin.temp_k
-    pay = twin.payload
-    lost = twin.mode == MODE_LOST
+    """Measured telemetry for every schema field (n,) — sensor faults applied, lost satellites NaN.
+
+    Model outputs of this tick: orbit, altitude [m] (NaN if lost), beta angle [rad], illumination,
+    power step, payload output, array power [W], proton/electron flux [1/(cm^2 s)], dose rate
+    [rad/s]. Fleet state: node temperatures (n, 5) [K], SoC, total dose [rad], upset count, mode,
+    attitude, payload state, payload source and HIL divergence flags, the active faults (whose
+    sensor faults draw noise from ``rng``), and the SAA flag's proton-flux threshold.
+    """
+    temp = temp_k
+    pay = payload
+    n = mode.shape[0]
+    lost = mode == MODE_LOST
     shed_mask = np.einsum("ij,j->i", (~ps.load_on).view(np.int8), _LOAD_BITS).astype(np.int64)
-    nd = twin.design.payload.n_devices
     load_total_w = np.einsum("ij->i", ps.load_w)
     speed = np.sqrt(np.einsum("ij,ij->i", orb.v_teme_m_s, orb.v_teme_m_s))
     tm: dict[str, np.ndarray] = {
-        "mode": twin.mode,
-        "limit_state": np.zeros(twin.n, dtype=np.int8),  # filled in by FDIR's limit check
-        "fault_flags": twin.faults.flags,
-        "battery_soc": twin.soc,
+        "mode": mode,
+        "limit_state": np.zeros(n, dtype=np.int8),  # filled in by FDIR's limit check
+        "fault_flags": faults.flags,
+        "battery_soc": soc,
         "net_power_w": gen_w - load_total_w,
         "payload_util": out.util,
         "payload_temp_k": temp[:, thermal.PAYLOAD],
@@ -56,7 +69,7 @@ def build_telemetry(
         "alt_m": alt_m,
         "speed_m_s": speed,
         "beta_deg": np.degrees(beta_rad),
-        "attitude_mode": twin.attitude,
+        "attitude_mode": attitude,
         "sgp4_error": orb.error_code,
         "array_power_w": gen_w,
         "load_power_w": load_total_w,
@@ -70,14 +83,14 @@ def build_telemetry(
         "radio_power_w": ps.load_w[:, RADIO],
         "heater_power_w": ps.load_w[:, HEATERS],
         "loads_shed": shed_mask,
-        "array_strings_failed": twin.faults.array_strings_failed,
-        "battery_strings_failed": twin.faults.battery_strings_failed,
+        "array_strings_failed": faults.array_strings_failed,
+        "battery_strings_failed": faults.battery_strings_failed,
         "radiator_temp_k": temp[:, thermal.RADIATOR],
         "battery_temp_k": temp[:, thermal.BATTERY],
         "avionics_temp_k": temp[:, thermal.AVIONICS],
         "array_temp_k": temp[:, thermal.ARRAY],
-        "heatpipe_efficiency": twin.faults.heatpipe_eff,
-        "radiator_efficiency": twin.faults.radiator_eff,
+        "heatpipe_efficiency": faults.heatpipe_eff,
+        "radiator_efficiency": faults.radiator_eff,
         "payload_load_setpoint": pay.load_setpoint,
         "payload_power_cap_w": pay.power_cap_w,
         "payload_throttle": out.throttle,
@@ -88,21 +101,21 @@ def build_telemetry(
         "ecc_corrected_total": row_sum(pay.ecc_corrected),
         "ecc_uncorrectable_total": row_sum(pay.ecc_uncorrectable),
         "payload_hung": pay.hung,
-        "payload_source": twin.payload_source,
-        "hil_divergence": twin.hil_divergence,
+        "payload_source": payload_source,
+        "hil_divergence": hil_divergence,
         "proton_flux_cm2_s": p_flux,
         "electron_flux_cm2_s": e_flux,
         "dose_rate_rad_s": dose_rate,
-        "dose_total_rad": twin.dose_rad,
-        "seu_total": twin.seu_total,
+        "dose_total_rad": dose_rad,
+        "seu_total": seu_total,
         "sel_total": pay.sel_total,
-        "in_saa": p_flux > twin.design.radiation.saa_proton_flux_cm2_s,
+        "in_saa": p_flux > saa_proton_flux_cm2_s,
     }
-    assert len(tm) == len(FIELDS) and nd >= 1
+    assert len(tm) == len(FIELDS)
     # snapshot: the engine mutates its state arrays in place on the next tick
     for f in FIELDS:
         tm[f.name] = np.array(tm[f.name], dtype=_DTYPES[f.dtype], copy=True)
-    twin.faults.apply_sensor_faults(tm, twin.rng)
+    faults.apply_sensor_faults(tm, rng)
     if np.any(lost):
         for name in ("lat_deg", "lon_deg", "speed_m_s", "beta_deg"):
             tm[name][lost] = np.nan

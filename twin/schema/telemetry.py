@@ -17,7 +17,9 @@ MODE_NOMINAL, MODE_SAFE, MODE_LOST = 0, 1, 2
 MODES = {MODE_NOMINAL: "nominal", MODE_SAFE: "safe", MODE_LOST: "lost"}
 LIMIT_GREEN, LIMIT_YELLOW, LIMIT_RED = 0, 1, 2
 LIMIT_STATES = {LIMIT_GREEN: "green", LIMIT_YELLOW: "yellow", LIMIT_RED: "red"}
-ATTITUDE_MODES = {0: "sun_track", 1: "nadir_fixed", 2: "safe_sun", 3: "tumbling"}
+ATT_SUN_TRACK, ATT_NADIR_FIXED, ATT_SAFE_SUN, ATT_TUMBLING = 0, 1, 2, 3
+ATTITUDE_MODES = {ATT_SUN_TRACK: "sun_track", ATT_NADIR_FIXED: "nadir_fixed", ATT_SAFE_SUN: "safe_sun",
+                  ATT_TUMBLING: "tumbling"}
 
 
 @dataclass(frozen=True)
