@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from servers import InfluxdProcess, MosquittoProcess, find_influxd, find_mosquitto
+from orbitwin.bench.influxd import InfluxdProcess, find_influxd
+from twin.runtime.embedded_broker import MosquittoProcess, find_mosquitto
 
 
 def _require(binary: str | None, name: str, hint: str) -> None:

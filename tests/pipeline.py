@@ -1,83 +1,19 @@
-"""A real pipeline for tests: twin and InfluxDB bridge as child processes, checks against influxd."""
+"""A real pipeline for tests: twin and InfluxDB bridge as child processes (orbitwin.bench.pipeline), checks against influxd."""
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
-import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from twin.schema.telemetry import PACKET_FIELDS
-from twin.contract.telemetry_encoder import PacketSchedule
+
+from orbitwin.bench.pipeline import Proc, bridge_proc, expected_counts, ticks_done, twin_proc
+
+__all__ = ["MEASUREMENTS", "Proc", "bridge_proc", "check_exactly_once", "expected_counts", "last_status",
+           "status_reports", "stored_seqs", "ticks_done", "twin_proc", "wait_settled"]
 
 MEASUREMENTS = tuple(PACKET_FIELDS)
-
-
-@dataclass
-class Proc:
-    cmd: list[str]
-    log: Path
-    popen: subprocess.Popen | None = None
-    env: dict[str, str] = field(default_factory=dict)
-
-    def start(self) -> Proc:
-        f = open(self.log, "a")
-        self.popen = subprocess.Popen(self.cmd, stdout=f, stderr=subprocess.STDOUT, text=True,
-                                      env={**os.environ, **self.env})
-        return self
-
-    def signal(self, sig: int) -> None:
-        assert self.popen is not None
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-        self.popen.wait(30)
-
-    def stop(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-
-    def text(self) -> str:
-        return self.log.read_text() if self.log.exists() else ""
-
-
-def twin_proc(tmp: Path, mqtt_url: str, count: int, *args: str) -> Proc:
-    return Proc([sys.executable, "-m", "orbitwin.cli", "run", "--mqtt", mqtt_url, "--count", str(count), "--plain",
-                 "--refresh", "0", "--state-dir", str(tmp), "--client-id", f"twin-{uuid.uuid4().hex[:6]}", *args],
-                tmp / "twin.log")
-
-
-def bridge_proc(tmp: Path, mqtt_url: str, influx_url: str, db: str, *args: str, client_id: str = "bridge-1") -> Proc:
-    return Proc([sys.executable, "-m", "orbitwin.cli", "bridge", "influx", "--mqtt", mqtt_url, "--influx", influx_url,
-                 "--db", db, "--client-id", client_id, "--spool-dir", str(tmp / "spool"),
-                 "--dead-letter", str(tmp / "dead.jsonl"), "--report-every", "0.5", *args], tmp / "bridge.log")
-
-
-def ticks_done(twin: Proc) -> int:
-    m = re.search(r"done: (\d+) ticks", twin.text())
-    assert m, f"twin did not finish cleanly:\n{twin.text()[-2000:]}"
-    return int(m.group(1))
-
-
-def expected_counts(n: int, ticks: int, dt_s: float = 1.0, rates: dict[str, float] | None = None) -> np.ndarray:
-    """Telemetry messages per satellite after ``ticks`` ticks (sequence numbers 0..count-1)."""
-    sched = PacketSchedule(n, dt_s, rates)
-    counts = np.zeros(n, dtype=np.int64)
-    for k in range(1, ticks + 1):
-        for rows in sched.due(k).values():
-            counts[rows] += 1
-    return counts
 
 
 def stored_seqs(influxd, db: str) -> dict[str, list[int]]:  # type: ignore[no-untyped-def]

@@ -40,8 +40,8 @@ def _fill(w: InfluxV1Writer, ticks: int, count: int | None) -> dict[str, Any]:
     # a few faults and commands so that annotation panels have something to show
     for k, kind in enumerate(("latchup", "payload_hang", "heatpipe_degradation")):
         args = {"efficiency": 0.1} if kind == "heatpipe_degradation" else {}
-        twin.submit("fault", kind, args, twin.names[k * 97], at_s=30.0 + k)
-    twin.submit("command", "throttle", {"factor": 0.5}, twin.names[5], at_s=60.0)
+        twin.submit("fault", kind, args, twin.names[k * 97 % twin.n], at_s=30.0 + k)
+    twin.submit("command", "throttle", {"factor": 0.5}, twin.names[5 % twin.n], at_s=60.0)
     points = 0
     buf: list[bytes] = []
     t0 = time.perf_counter()
@@ -95,13 +95,9 @@ def _substitute(q: str, start_ns: int, end_ns: int, sat: str, interval: str) -> 
 
 def bench_dashboards(ticks: int = 330, count: int | None = None, repeats: int = 3) -> dict[str, Any]:
     """Fill ``ticks`` seconds of the fleet, then time every dashboard query (JSON-able results)."""
-    import sys
-    from pathlib import Path
-
     from dashboards import build as gen
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-    from servers import InfluxdProcess  # the same server harness the tests use
+    from orbitwin.bench.influxd import InfluxdProcess  # the same server harness the tests use
 
     influxd = InfluxdProcess().start()
     try:

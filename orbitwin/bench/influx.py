@@ -26,13 +26,11 @@ from twin.schema.telemetry import PACKET_FIELDS
 
 from bridges.influx.writer import InfluxV1Writer
 from bridges.influx.line_protocol import frame_lines
+from orbitwin.bench.influxd import InfluxdProcess
 
 
-def _influxd():  # type: ignore[no-untyped-def]
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-    from servers import InfluxdProcess  # the same server harness the tests use
-
-    return InfluxdProcess().start()
+def _influxd() -> InfluxdProcess:
+    return InfluxdProcess().start()  # the same server harness the tests use
 
 
 def _frames(count: int | None, ticks: int) -> tuple[list[tuple[str, bytes]], int]:
@@ -144,9 +142,7 @@ def throughput(broker, influxd, tmp: Path, ticks: int = 20) -> dict[str, Any]:  
 
 def end_to_end(broker, influxd, tmp: Path, duration_s: float, count: int | None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     from twin.core.catalogue import load_catalogue
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-    from pipeline import expected_counts, ticks_done, twin_proc
+    from orbitwin.bench.pipeline import expected_counts, ticks_done, twin_proc
 
     db = f"e2e{uuid.uuid4().hex[:6]}"
     influxd.create_database(db)
