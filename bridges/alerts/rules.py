@@ -35,6 +35,8 @@ import tomllib
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,8 @@ from bridges.alerts.poller import validate_condition
 from bridges.alerts.types import STATUSES, Alert, RuleError
 from twin.schema.commands import COMMANDS, CommandError, validate
 
-DEFAULT_RULES = Path(__file__).resolve().parents[2] / "dashboards" / "alert-actions.toml"
+# the shipped table: package data of the `dashboards` package (in a checkout, dashboards/alert-actions.toml)
+DEFAULT_RULES: Traversable = resources.files("dashboards") / "alert-actions.toml"
 _RULE_KEYS = {"name", "match", "match_re", "target", "sat_label", "select", "min_interval_s", "continue",
               "firing", "resolved"}
 _ACTION_KEYS = {"command", "args", "args_from_labels"}
@@ -215,7 +218,7 @@ def parse_table(doc: Mapping[str, Any]) -> RuleTable:
 
 def load_table(path: str | Path | None = None) -> RuleTable:
     """Read and validate a rule table file (default: the shipped ``dashboards/alert-actions.toml``)."""
-    p = Path(path) if path else DEFAULT_RULES
+    p: Path | Traversable = Path(path) if path else DEFAULT_RULES
     try:
         doc = tomllib.loads(p.read_text())
     except OSError as exc:
