@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dashboards.panels import DS_UID, window_s
+from dashboards.panels import DS_UID, is_boolean, window_s
 from twin.schema.telemetry import LIMITED_FIELDS, Field
 
 FOLDER = "Orbitwin"
@@ -61,13 +61,13 @@ def limit_rules(f: Field) -> list[dict[str, Any]]:
     for side, value, cmp, op, agg in sides:
         if value is None:
             continue
-        if f.dtype == "bool":
+        if is_boolean(f):
             select, cond, agg, op = f'count("{f.name}")', f'"{f.name}" = true', "count", "gt"
         else:
             select, cond = f'{agg}("{f.name}")', f'"{f.name}" {cmp} {value!r}'
         q = (f'SELECT {select} AS "{f.name}" FROM "{f.packet}" WHERE {cond} AND time > now() - {window}s '
              f'GROUP BY "sat"')
-        what = "true" if f.dtype == "bool" else f"{cmp} {value:g} {f.unit}".rstrip()
+        what = "true" if is_boolean(f) else f"{cmp} {value:g} {f.unit}".rstrip()
         out.append(_rule(
             f"orbitwin-{f.name}-red-{side}"[:40], f"{f.name} red {side}", _data(q, window, agg if agg != "count" else "max",
                                                                              op, value),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twin.schema.codec import codec
 from twin.schema.telemetry import FIELD_BY_NAME, PACKET_BY_NAME, Field, Limits
 
 DS_UID = "orbitwin-influx"
@@ -89,10 +90,15 @@ def sat_where(var: str = "sat") -> str:
     return f'"sat" =~ /^${var}$/'
 
 
+def is_boolean(f: Field) -> bool:
+    """The field is an InfluxDB boolean (:mod:`twin.schema.codec`): InfluxQL can count it, not average it."""
+    return codec(f).line_kind == "boolean"
+
+
 def agg_of(name: str) -> str:
     """Per-interval aggregate of a field: mean of floats, last of integers (bit masks, counters)."""
     f = FIELD_BY_NAME.get(name)
-    return "mean" if f is None or f.dtype == "float" else "last"
+    return "mean" if f is None or codec(f).line_kind == "float" else "last"
 
 
 def series_query(measurement: str, fields: list[str], where: str = "", agg: str | None = None,

@@ -17,6 +17,7 @@ from dashboards.panels import (
     event_annotations,
     field_config,
     grafana_unit,
+    is_boolean,
     latest_per_sat_query,
     override,
     sat_where,
@@ -48,15 +49,15 @@ def _minmax(f: Field) -> tuple[float | None, float | None] | None:
 
 def limited_panel(f: Field, where: str, title: str | None = None) -> dict[str, Any]:
     """A time series of one limited field with its limits drawn (booleans: samples true per interval)."""
-    q = true_count_query(f.packet, f.name, where) if f.dtype == "bool" else series_query(f.packet, [f.name], where)
-    unit = "none" if f.dtype == "bool" else grafana_unit(f)
+    q = true_count_query(f.packet, f.name, where) if is_boolean(f) else series_query(f.packet, [f.name], where)
+    unit = "none" if is_boolean(f) else grafana_unit(f)
     return timeseries(title or f"{f.name} ({f.packet})", [target(q)],
                       field_config(unit, thresholds(f), style="line+area", minmax=_minmax(f)), description=f.description)
 
 
 def _limit_stat(f: Field, where: str) -> dict[str, Any]:
-    q = true_count_query(f.packet, f.name, where) if f.dtype == "bool" else series_query(f.packet, [f.name], where)
-    unit = "none" if f.dtype == "bool" else grafana_unit(f)
+    q = true_count_query(f.packet, f.name, where) if is_boolean(f) else series_query(f.packet, [f.name], where)
+    unit = "none" if is_boolean(f) else grafana_unit(f)
     return stat(f.name, [target(q)], field_config(unit, thresholds(f), color="thresholds"), description=f.description)
 
 
@@ -72,13 +73,13 @@ def packet_panels(lay: Layout, packet: str, where: str) -> None:
     for f in fields:
         if f.limits is not None:
             lay.add(limited_panel(f, where), w=8)
-    bools = [f for f in fields if f.dtype == "bool" and f.limits is None]
+    bools = [f for f in fields if is_boolean(f) and f.limits is None]
     for f in bools:
         lay.add(timeseries(f"{f.name} (samples true)", [target(true_count_query(packet, f.name, where))],
                            field_config(), description=f.description), w=8)
     groups: dict[str, list[Field]] = {}
     for f in fields:
-        if not f.enum and f.limits is None and f.dtype != "bool":
+        if not f.enum and f.limits is None and not is_boolean(f):
             groups.setdefault(f.unit, []).append(f)
     for unit, fs in groups.items():
         title = f"{packet}: " + (", ".join(f.name for f in fs) if len(fs) <= 3 else f"{len(fs)} fields in {unit or 'counts'}")

@@ -4,9 +4,10 @@ Measurements (tags; fields; timestamp):
 
 * ``hk``, ``orbit``, ``power``, ``thermal``, ``payload``, ``radiation`` — one per telemetry
   packet (``sat``; the packet's schema fields, typed as the schema says, plus the message's
-  ``seq`` integer; the packet's sim time). NaN values are left out (InfluxDB has no null). The
-  twin run and birth sequence are not stored per point: they identify MQTT sessions, not data,
-  and every extra field costs ingest (the whole fleet writes ~17,000 points/s).
+  ``seq`` integer; the packet's sim time). Null and non-finite values are left out (InfluxDB has
+  no null; field types and non-finite handling are :mod:`twin.schema.codec`'s). The twin run and
+  birth sequence are not stored per point: they identify MQTT sessions, not data, and every
+  extra field costs ingest (the whole fleet writes ~17,000 points/s).
 * ``events`` (``sat`` or ``fleet``, ``kind``, ``severity``; ``name``, ``detail`` (JSON), ``seq``,
   ``run``; sim time + ``seq mod 10^6`` ns so that events of one tick never overwrite each other).
 * ``replies`` (``sat`` or ``fleet``, ``status``, ``request``; ``id``, ``reason``, ``field``,
@@ -28,7 +29,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from twin.schema.telemetry import FIELD_BY_NAME, PACKET_FIELDS
+from twin.schema.codec import FIELD_CODECS, CodecError, line_literal
+from twin.schema.telemetry import PACKET_FIELDS
 
 
 class MappingError(ValueError):
@@ -74,24 +76,12 @@ def _int(v: Any, name: str) -> int:
     return v
 
 
-def _value(name: str, v: Any) -> str | None:
-    """A schema field's value in line protocol, or None to leave it out."""
-    dtype = FIELD_BY_NAME[name].dtype
-    if v is None:
-        return None
-    t = type(v)
-    if dtype == "float":
-        if t is float:
-            return repr(v) if v == v and v not in (float("inf"), float("-inf")) else None
-        if t is int:
-            return repr(float(v))
-    elif dtype == "int":
-        if t is int:
-            return f"{v}i"
-    elif dtype == "bool":
-        if t is bool:
-            return "true" if v else "false"
-    raise MappingError(f"field {name} has a {t.__name__}, expected {dtype}")
+def _column(name: str, values: list[Any]) -> list[str | None]:
+    """A schema field's column in line protocol (typed by :mod:`twin.schema.codec`); None: leave it out."""
+    try:
+        return FIELD_CODECS[name].line_values(values)
+    except CodecError as exc:
+        raise MappingError(f"field {name} {exc}") from None
 
 
 def telemetry_lines(packet: str, sats: list[Any], seqs: list[Any], run: Any, bseq: Any, t_ns: int,
@@ -112,7 +102,7 @@ def telemetry_lines(packet: str, sats: list[Any], seqs: list[Any], run: Any, bse
     _int(run, "run")
     _int(bseq, "bseq")
     tail = f" {t_ns}"
-    cols = [[_value(f, v) for v in fields[f]] for f in expected]
+    cols = [_column(f, fields[f]) for f in expected]
     out = []
     for k in range(n):
         sat = sats[k]
@@ -186,12 +176,9 @@ def numeric_fields(d: dict[str, Any], prefix: str = "") -> Iterable[str]:
     """Flatten numbers and booleans of a (nested) object into ``key=value`` line protocol fields."""
     for k, v in d.items():
         key = f"{prefix}{k}".translate(_TAG_ESCAPE)
-        if isinstance(v, bool):
-            yield f"{key}={'true' if v else 'false'}"
-        elif isinstance(v, int):
-            yield f"{key}={v}i"
-        elif isinstance(v, float) and v == v and v not in (float("inf"), float("-inf")):
-            yield f"{key}={v!r}"
+        text = line_literal(v)
+        if text is not None:
+            yield f"{key}={text}"
         elif isinstance(v, dict):
             yield from numeric_fields(v, f"{prefix}{k}_")
 

@@ -13,13 +13,13 @@ from twin.schema.commands import SENSOR_FAULTS, Arg, Reason, Spec
 from twin.contract.topics import CONTRACT_VERSION, Topics, header
 from twin.contract import request_parser as _requests
 from twin.contract.request_parser import MAX_REPLAY_SPAN, MAX_REQUEST_BYTES
+from twin.schema.codec import codec
 from twin.schema.telemetry import FIELD_BY_NAME, FIELDS, PACKET_FIELDS, SCHEMA_VERSION, Field
 
 ASYNCAPI_VERSION = "3.0.0"
 MQTT_BINDING_VERSION = "0.2.0"
-EVENT_KINDS = ("limit", "fdir", "seu", "sel", "fault", "command", "hil")  # twin.engine.Event.kind
+EVENT_KINDS = ("limit", "fdir", "seu", "sel", "fault", "command", "hil")  # twin.core.events.Event.kind
 SEVERITIES = ("info", "warning", "critical")
-REPLY_STATUSES = ("accepted", "completed", "rejected")
 EXAMPLE_SAT = "STARLINK-1008"
 MAX_REPLAY_RANGES: int | None = getattr(_requests, "MAX_REPLAY_RANGES", None)
 HAS_FRAMES = hasattr(Topics, "fleet_tm")  # fleet frames: {prefix}/fleet/tm/{packet}
@@ -76,8 +76,7 @@ def _sample_property(key: str, value: Any) -> JSON:
 # --- telemetry -------------------------------------------------------------------------
 def field_schema(f: Field) -> JSON:
     """JSON Schema of one telemetry field (non-finite floats are sent as null)."""
-    s: JSON = {"type": {"float": ["number", "null"], "int": "integer", "bool": "boolean"}[f.dtype],
-               "description": f.description, "x-unit": f.unit}
+    s: JSON = codec(f).json_schema() | {"description": f.description, "x-unit": f.unit}
     if f.enum:
         s["enum"] = sorted(f.enum)
         s["x-enum-names"] = {str(k): v for k, v in sorted(f.enum.items())}
@@ -86,14 +85,17 @@ def field_schema(f: Field) -> JSON:
     return s
 
 
+def _zeros(packet: str) -> dict[str, np.ndarray]:
+    """One satellite's packet of zeros, each field typed as the encoders receive it."""
+    return {f: np.zeros(1, dtype=codec(f).numpy) for f in PACKET_FIELDS[packet]}
+
+
 def _telemetry_sample(packet: str) -> JSON:
     """One payload rendered by the real encoder (zeros), to read the envelope it writes."""
     from twin.contract.telemetry_encoder import PacketEncoder
 
-    dtypes = {"float": float, "int": np.int64, "bool": bool}
-    tm = {f: np.zeros(1, dtype=dtypes[FIELD_BY_NAME[f].dtype]) for f in PACKET_FIELDS[packet]}
     enc = PacketEncoder(packet, [EXAMPLE_SAT], [44714], Topics())
-    ((_, payload),) = enc.encode(tm, np.array([0]), np.array([0]), 1, "2026-01-01T00:00:00.000Z", 0.0)
+    ((_, payload),) = enc.encode(_zeros(packet), np.array([0]), np.array([0]), 1, "2026-01-01T00:00:00.000Z", 0.0)
     return json.loads(payload)
 
 
@@ -117,10 +119,8 @@ def telemetry_schema(packet: str) -> JSON:
 def _frame_sample(packet: str) -> JSON:
     from twin.contract.telemetry_encoder import FrameEncoder  # type: ignore[attr-defined]
 
-    dtypes = {"float": float, "int": np.int64, "bool": bool}
-    tm = {f: np.zeros(1, dtype=dtypes[FIELD_BY_NAME[f].dtype]) for f in PACKET_FIELDS[packet]}
     enc = FrameEncoder(packet, [EXAMPLE_SAT], [44714], Topics())
-    _, payload = enc.encode(tm, np.array([0]), np.array([0]), 1, "2026-01-01T00:00:00.000Z", 0.0)
+    _, payload = enc.encode(_zeros(packet), np.array([0]), np.array([0]), 1, "2026-01-01T00:00:00.000Z", 0.0)
     return json.loads(payload)
 
 

@@ -3,7 +3,8 @@
 Each packet has a rate (Hz) per satellite; a satellite publishes a packet on the ticks where
 ``(tick + phase) % period == 0`` with its phase spread over the period, so slow packets load
 every tick evenly. Payloads are rendered from one %-template per packet (several times faster
-than ``json.dumps`` per message); the field list comes from the schema.
+than ``json.dumps`` per message); the field list comes from the schema, each field's JSON type and
+null for non-finite values from :mod:`twin.schema.codec`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import json
 import numpy as np
 
 from twin.contract.topics import Topics
-from twin.schema.telemetry import FIELD_BY_NAME, PACKET_BY_NAME, PACKET_FIELDS, PACKETS, SCHEMA_VERSION
+from twin.schema.codec import FIELD_CODECS, json_column
+from twin.schema.telemetry import PACKET_BY_NAME, PACKET_FIELDS, PACKETS, SCHEMA_VERSION
 
 
 class RateError(ValueError):
@@ -81,33 +83,19 @@ class PacketSchedule:
                          for k, p in self.period.items()) / self.dt_s)
 
 
-def _field_format(name: str) -> str:
-    dtype = FIELD_BY_NAME[name].dtype
-    return {"int": "%d", "bool": "%s", "float": "%s"}[dtype]
-
-
 class PacketEncoder:
     """Renders one packet's JSON payload for many satellites at once."""
 
     def __init__(self, packet: str, names: Sequence[str], norad_ids: Sequence[int], topics: Topics) -> None:
         self.packet = packet
         self.fields = PACKET_FIELDS[packet]
-        body = ",".join(f'"{f}":{_field_format(f)}' for f in self.fields).replace("%", "%%")
+        self.codecs = [FIELD_CODECS[f] for f in self.fields]
+        body = ",".join(f'"{f}":{c.json_slot}' for f, c in zip(self.fields, self.codecs)).replace("%", "%%")
         # two stages: the tick's constants (t, t_s, run, bseq) first, then each satellite's row
         self.template = ('{"v":' + str(SCHEMA_VERSION) + ',"sat":"%%s","norad":%%d,"packet":"' + packet
                          + '","t":"%s","t_s":%s,"seq":%%d,"run":%d,"bseq":%d,"fields":{' + body + '}}')
         self.topics = [topics.tm(name, packet) for name in names]
         self.sat_head = [(str(name), int(i)) for name, i in zip(names, norad_ids)]
-
-    @staticmethod
-    def _column(values: np.ndarray, dtype: str) -> list:
-        if dtype == "bool":
-            return ["true" if v else "false" for v in values.tolist()]
-        if dtype == "int":
-            return values.tolist()
-        if np.isfinite(values).all():
-            return list(map(repr, values.tolist()))
-        return [repr(v) if v == v and v not in (float("inf"), float("-inf")) else "null" for v in values.tolist()]
 
     def encode(self, tm: Mapping[str, np.ndarray], rows: np.ndarray, seq: np.ndarray, bseq: int, t_iso: str,
                t_s: float, run: int = 0) -> list[tuple[str, bytes]]:
@@ -116,7 +104,7 @@ class PacketEncoder:
         ``run`` identifies the twin process (its first birth sequence): sequence numbers start
         at 0 in each run and never repeat within it, across reconnections.
         """
-        cols = [self._column(np.asarray(tm[f])[rows], FIELD_BY_NAME[f].dtype) for f in self.fields]
+        cols = [c.json_texts(np.asarray(tm[f])[rows]) for f, c in zip(self.fields, self.codecs)]
         tmpl = self.template % (t_iso, repr(round(t_s, 6)), run, bseq)
         rows_l = rows.tolist()
         head, topics = self.sat_head, self.topics
@@ -142,13 +130,7 @@ class FrameEncoder:
 
     def encode(self, tm: Mapping[str, np.ndarray], rows: np.ndarray, seq: np.ndarray, bseq: int, t_iso: str,
                t_s: float, run: int = 0) -> tuple[str, bytes]:
-        cols: dict[str, list] = {}
-        for f in self.fields:
-            v = np.asarray(tm[f])[rows]
-            if v.dtype.kind == "f" and not np.isfinite(v).all():
-                cols[f] = [x if x == x and abs(x) != float("inf") else None for x in v.tolist()]
-            else:
-                cols[f] = v.tolist()
+        cols = {f: json_column(np.asarray(tm[f])[rows]) for f in self.fields}
         frame = {"v": SCHEMA_VERSION, "packet": self.packet, "t": t_iso, "t_s": round(t_s, 6), "run": run,
                  "bseq": bseq, "sats": self.names[rows].tolist(), "norad": self.norad[rows].tolist(),
                  "seq": seq.tolist(), "fields": cols}

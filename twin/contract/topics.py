@@ -31,6 +31,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from twin.schema.codec import json_safe
 from twin.schema.telemetry import SCHEMA_VERSION
 
 DEFAULT_PREFIX = "orbitwin/v1"
@@ -117,20 +118,8 @@ def iso_utc(t: dt.datetime) -> str:
 
 
 def dumps(obj: Any) -> bytes:
-    """Compact JSON with NaN/inf turned into null (JSON has no NaN)."""
-    return json.dumps(_clean(obj), separators=(",", ":"), allow_nan=False).encode()
-
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if hasattr(obj, "item"):  # numpy scalars
-        return _clean(obj.item())
-    return obj
+    """Compact JSON with NaN/inf turned into null (JSON has no NaN; :func:`twin.schema.codec.json_safe`)."""
+    return json.dumps(json_safe(obj), separators=(",", ":"), allow_nan=False).encode()
 
 
 def header(sat: str | None, t_iso: str, t_s: float, bseq: int, **extra: Any) -> dict[str, Any]:

@@ -9,10 +9,10 @@ from twin.core.faults import FaultBook
 from twin.core.orbit import OrbitState
 from twin.core.payload import PayloadOutput, PayloadState, latched_mask, row_sum
 from twin.core.power import HEATERS, ISL, PAYLOAD, RADIO, AVIONICS, PowerStep
+from twin.schema.codec import CODECS
 from twin.schema.telemetry import FIELDS, MODE_LOST
 
 _LOAD_BITS = (1 << np.arange(8, dtype=np.int8))[:5].astype(np.int8)
-_DTYPES = {"float": np.float64, "int": np.int64, "bool": np.bool_}
 
 
 def build_telemetry(
@@ -114,7 +114,7 @@ def build_telemetry(
     assert len(tm) == len(FIELDS)
     # snapshot: the engine mutates its state arrays in place on the next tick
     for f in FIELDS:
-        tm[f.name] = np.array(tm[f.name], dtype=_DTYPES[f.dtype], copy=True)
+        tm[f.name] = np.array(tm[f.name], dtype=CODECS[f.dtype].numpy, copy=True)
     faults.apply_sensor_faults(tm, rng)
     if np.any(lost):
         for name in ("lat_deg", "lon_deg", "speed_m_s", "beta_deg"):
