@@ -25,7 +25,8 @@ from twin.contract.topics import Topics, header, iso_utc
 from twin.core.payload import HardwareSample
 from twin.runtime.run_loop import FleetOptions, build_twin
 from twin.schema.telemetry import LIMITED_FIELDS, MODE_NOMINAL
-from twin.runtime.status_table import fleet_summary, jd_to_datetime
+from twin.core.ephemeris import jd_to_datetime
+from twin.runtime.status_table import fleet_summary
 from twin.contract.telemetry_encoder import FrameEncoder, PacketSchedule
 
 RUN, BSEQ = 7, 7

@@ -14,13 +14,14 @@ from hypothesis import strategies as st
 
 from twin.core.battery import BatteryParams, battery_step, capacity_c, ocv_v, stored_energy_j
 from twin.core.params import DesignError, build
+from twin.core.design import load_design
 from twin.core.power import (
-    AVIONICS, HEATERS, ISL, LOAD_NAMES, PAYLOAD, RADIO, PowerParams, load_power_design,
-    nominal_demand_w, power_step,
+    AVIONICS, HEATERS, ISL, LOAD_NAMES, PAYLOAD, RADIO, PowerParams, nominal_demand_w, power_step,
 )
 from twin.core.solar_array import SolarArrayParams, array_power_w
 
-SA, BP, PP = load_power_design()
+_DESIGN = load_design()
+SA, BP, PP = _DESIGN.solar_array, _DESIGN.battery, _DESIGN.power
 ONE_MICROWATT = 1e-6
 ONE_MILLIJOULE = 1e-3
 PERIOD_S = 95.65 * 60.0  # 550 km circular (physics.md)

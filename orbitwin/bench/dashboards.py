@@ -28,7 +28,8 @@ def _fill(w: InfluxV1Writer, ticks: int, count: int | None) -> dict[str, Any]:
     from twin.contract.topics import Topics, header, iso_utc
     from twin.core.design import load_design
     from twin.core.engine import FleetTwin
-    from twin.runtime.status_table import fleet_summary, jd_to_datetime
+    from twin.core.ephemeris import jd_to_datetime
+    from twin.runtime.status_table import fleet_summary
     from twin.contract.telemetry_encoder import FrameEncoder, PacketSchedule
 
     cat = load_catalogue() if count is None else load_catalogue().select(count=count)

@@ -60,7 +60,7 @@ def _frames(count: int | None, ticks: int) -> tuple[list[tuple[str, bytes]], int
 
 def _iso(twin) -> str:  # type: ignore[no-untyped-def]
     from twin.contract.topics import iso_utc
-    from twin.runtime.status_table import jd_to_datetime
+    from twin.core.ephemeris import jd_to_datetime
 
     return iso_utc(jd_to_datetime(twin.now_jd))
 

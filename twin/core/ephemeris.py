@@ -9,9 +9,12 @@ or beta angle can resolve).
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 
 import numpy as np
+
+from twin.core.constants import DAYS_PER_JULIAN_YEAR, JD_J2000, SECONDS_PER_DAY
 
 KNOT_S = 600.0
 _BATCH_KNOTS = 144  # one day of knots per skyfield call
@@ -50,7 +53,7 @@ class SunEphemeris:
         from skyfield.sgp4lib import TEME
 
         ts, eph = skyfield_context()
-        jd = knot_start + np.arange(_BATCH_KNOTS + 1) * (KNOT_S / 86400.0)
+        jd = knot_start + np.arange(_BATCH_KNOTS + 1) * (KNOT_S / SECONDS_PER_DAY)
         t = ts.utc(*jd_to_utc_tuple(jd))
         sun_gcrs_m = (eph["sun"] - eph["earth"]).at(t).position.m  # geometric, as eclipses need
         rot = TEME.rotation_at(t)  # (3, 3, k): GCRS -> TEME
@@ -60,7 +63,7 @@ class SunEphemeris:
 
     def at(self, jd_utc: float, fr_utc: float) -> tuple[np.ndarray, float]:
         """Sun position in TEME (m, shape (3,)) and UT1-UTC (s) at the given UTC Julian date."""
-        day = KNOT_S / 86400.0
+        day = KNOT_S / SECONDS_PER_DAY
         if self._knot0_jd is None:
             k_abs = None
         else:
@@ -84,10 +87,19 @@ def jd_to_utc_tuple(jd_utc: np.ndarray) -> tuple:
     alpha = np.floor((z - 1867216.25) / 36524.25)
     a = z + 1 + alpha - np.floor(alpha / 4)
     b = a + 1524
-    c = np.floor((b - 122.1) / 365.25)
-    d = np.floor(365.25 * c)
+    c = np.floor((b - 122.1) / DAYS_PER_JULIAN_YEAR)
+    d = np.floor(DAYS_PER_JULIAN_YEAR * c)
     e = np.floor((b - d) / 30.6001)
     day = b - d - np.floor(30.6001 * e)
     month = np.where(e < 14, e - 1, e - 13)
     year = np.where(month > 2, c - 4716, c - 4715)
-    return (year.astype(int), month.astype(int), day.astype(int), 0, 0, f * 86400.0)
+    return (year.astype(int), month.astype(int), day.astype(int), 0, 0, f * SECONDS_PER_DAY)
+
+
+_J2000_UTC = dt.datetime(2000, 1, 1, 12, tzinfo=dt.timezone.utc)
+
+
+def jd_to_datetime(jd_utc: float) -> dt.datetime:
+    """The UTC datetime of a UTC Julian date, rounded to the millisecond."""
+    t = _J2000_UTC + dt.timedelta(days=jd_utc - JD_J2000)
+    return t + dt.timedelta(microseconds=500) - dt.timedelta(microseconds=(t.microsecond + 500) % 1000)

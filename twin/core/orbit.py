@@ -14,10 +14,11 @@ import numpy as np
 from sgp4.api import SGP4_ERRORS, SatrecArray
 
 from twin.core.catalogue import Catalogue
+from twin.core.constants import JD_J2000, R_EARTH_M, WGS84_FLATTENING
 
 # WGS-84 ellipsoid
-_A_M = 6_378_137.0
-_F = 1.0 / 298.257223563
+_A_M = R_EARTH_M
+_F = WGS84_FLATTENING
 _E2 = _F * (2.0 - _F)
 _B_M = _A_M * (1.0 - _F)
 _EP2 = (_A_M**2 - _B_M**2) / _B_M**2
@@ -40,7 +41,7 @@ class OrbitState:
 
 def gmst82_rad(jd_ut1: float, fr_ut1: float) -> float:
     """Greenwich mean sidereal time (IAU 1982), the angle SGP4's TEME frame is defined with (rad)."""
-    t = (jd_ut1 - 2451545.0 + fr_ut1) / 36525.0
+    t = (jd_ut1 - JD_J2000 + fr_ut1) / 36525.0
     g = 67310.54841 + (8640184.812866 + (0.093104 + (-6.2e-6) * t) * t) * t
     return ((jd_ut1 % 1.0 + fr_ut1 % 1.0) * 2.0 * np.pi + g / 43200.0 * np.pi) % (2.0 * np.pi)
 

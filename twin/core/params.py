@@ -111,11 +111,3 @@ def build(cls: type[T], table: Mapping[str, Any], section: str) -> T:
         check(section)
     return obj
 
-
-def describe(cls: type) -> list[dict[str, Any]]:
-    """The fields of a parameter dataclass as rows (name, unit, description, min, max, default)."""
-    rows = []
-    for f in dataclasses.fields(cls):
-        default = None if f.default is dataclasses.MISSING else f.default
-        rows.append({"name": f.name, **dict(f.metadata), "default": default})
-    return rows

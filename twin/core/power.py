@@ -19,22 +19,18 @@ dissipated in the PCDU (see :func:`shunt_heat_w`).
 from __future__ import annotations
 
 import dataclasses
-import tomllib
-from importlib import resources
 from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from twin.core.battery import BatteryParams, BatteryStep, battery_step
-from twin.core.params import DesignError, build, param
-from twin.core.solar_array import SolarArrayParams
+from twin.core.params import DesignError, param
 
 F64 = NDArray[np.float64]
 LOAD_NAMES = ("avionics", "isl", "radio", "heaters", "payload")
 AVIONICS, ISL, RADIO, HEATERS, PAYLOAD = range(5)
 SHED_ORDER = (PAYLOAD, RADIO, ISL, HEATERS, AVIONICS)  # first shed first
-_TOML = "v3_compute_sat.toml"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,15 +165,3 @@ def power_step(
         bus_undervoltage=short | brownout, emergency_shed=short,
     )
 
-
-def load_power_design(
-    tables: dict | None = None,
-) -> tuple[SolarArrayParams, BatteryParams, PowerParams]:
-    """Build the three sections from ``tables`` (parsed TOML), default: the packaged defaults."""
-    if tables is None:
-        tables = tomllib.loads(resources.files("twin").joinpath("data", _TOML).read_text(encoding="utf-8"))
-    return (
-        build(SolarArrayParams, tables["solar_array"], "solar_array"),
-        build(BatteryParams, tables["battery"], "battery"),
-        build(PowerParams, tables["power"], "power"),
-    )

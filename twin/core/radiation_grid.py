@@ -27,12 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from twin.core.constants import MU_EARTH_M3_S2, R_EARTH_M
+from twin.core.constants import MU_EARTH_M3_S2, OMEGA_EARTH_RAD_S, R_EARTH_M, SECONDS_PER_DAY
 
 FORMAT_VERSION = 1
 FLOOR_LOG10 = -3.0  # log10 flux [1/(cm^2 s)] stored where AE8/AP8 give 0 or NaN; read back as 0
 DEFAULT_GRID_PATH = Path(__file__).resolve().parents[1] / "data" / "radiation_grid_default.npz"
-OMEGA_EARTH_RAD_S = 7.2921150e-5  # IERS sidereal rotation rate
 _BUILD_TIME_ISO = "2025-01-01T00:00:00"  # AE8/AP8 fields are epoch-fixed; any UTC time gives the same flux
 
 
@@ -220,7 +219,7 @@ def get_grid(spec: GridSpec) -> RadiationGrid:
 
 
 def circular_ground_track(
-    alt_m: float, inclination_deg: float, duration_s: float = 86_400.0, dt_s: float = 10.0, raan_deg: float = 0.0,
+    alt_m: float, inclination_deg: float, duration_s: float = SECONDS_PER_DAY, dt_s: float = 10.0, raan_deg: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Geodetic-ish (spherical) lat [rad], lon [rad], alt [m] of a circular orbit over a rotating Earth."""
     t = np.arange(0.0, duration_s, dt_s)
@@ -231,7 +230,7 @@ def circular_ground_track(
     return lat, np.mod(lon + np.pi, 2.0 * np.pi) - np.pi, np.full_like(t, alt_m)
 
 
-def orbit_average_flux(grid: RadiationGrid, alt_m: float, inclination_deg: float, duration_s: float = 86_400.0) -> tuple[float, float]:
+def orbit_average_flux(grid: RadiationGrid, alt_m: float, inclination_deg: float, duration_s: float = SECONDS_PER_DAY) -> tuple[float, float]:
     """Time-averaged (protons, electrons) integral flux [1/(cm^2 s)] along a circular orbit."""
     p, e = grid.lookup(*circular_ground_track(alt_m, inclination_deg, duration_s))
     return float(p.mean()), float(e.mean())

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import numpy as np
 
+from twin.core.ephemeris import jd_to_datetime
 from twin.schema.telemetry import LIMIT_RED, LIMIT_YELLOW, MODE_LOST, MODE_NOMINAL, MODE_SAFE
-
-
-def jd_to_datetime(jd: float) -> dt.datetime:
-    t = dt.datetime(2000, 1, 1, 12, tzinfo=dt.timezone.utc) + dt.timedelta(days=jd - 2451545.0)
-    return t + dt.timedelta(microseconds=500) - dt.timedelta(microseconds=(t.microsecond + 500) % 1000)
 
 
 def fleet_summary(twin) -> dict[str, float]:  # type: ignore[no-untyped-def]
