@@ -1,4 +1,4 @@
-"""Environment fluxes and view factors against physics.md figures."""
+"""Environment fluxes and view factors against the figures of docs/physics.md#environment."""
 
 import numpy as np
 import pytest
@@ -12,7 +12,7 @@ ALT = 550e3
 def test_solar_flux_scales_inverse_square() -> None:
     s = env.solar_flux_w_m2(np.array([AU_M, 0.983 * AU_M, 1.017 * AU_M]))
     assert s[0] == pytest.approx(1361.0, abs=1e-9)
-    # physics.md: 1322-1414 W/m^2 over the year (perihelion / aphelion)
+    # docs/physics.md#environment: 1407.7 W/m^2 at perihelion, 1316.6 W/m^2 at aphelion
     assert s[1] == pytest.approx(1408.5, abs=1.0)
     assert s[2] == pytest.approx(1316.0, abs=1.0)
 
@@ -36,7 +36,7 @@ def test_earth_ir_on_plate() -> None:
 
 def test_albedo_subsolar_and_night() -> None:
     q = env.albedo_flux_w_m2(np.full(4, 1361.0), np.array([1.0, 0.5, 0.0, -0.7]), np.full(4, ALT))
-    assert q[0] == pytest.approx(346.0, abs=1.0)  # physics.md subsolar albedo at 550 km
+    assert q[0] == pytest.approx(346.0, abs=1.0)  # docs/physics.md#environment: subsolar albedo at 550 km
     assert q[1] == pytest.approx(q[0] / 2, rel=1e-12)
     assert q[2] == 0.0 and q[3] == 0.0
     q2 = env.albedo_flux_w_m2(1361.0, 1.0, ALT, albedo=0.6)

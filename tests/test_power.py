@@ -24,8 +24,8 @@ _DESIGN = load_design()
 SA, BP, PP = _DESIGN.solar_array, _DESIGN.battery, _DESIGN.power
 ONE_MICROWATT = 1e-6
 ONE_MILLIJOULE = 1e-3
-PERIOD_S = 95.65 * 60.0  # 550 km circular (physics.md)
-ECLIPSE_S = 35.6 * 60.0  # beta = 0 (physics.md)
+PERIOD_S = 95.65 * 60.0  # 550 km circular (docs/physics.md#eclipse)
+ECLIPSE_S = 35.6 * 60.0  # beta = 0 (docs/physics.md#eclipse)
 HOT_ARRAY_K = 330.0
 
 
@@ -69,7 +69,7 @@ def test_array_power_bol_reference() -> None:
     expected_w = 1361.0 * SA.cell_efficiency_bol * SA.area_m2 * SA.packing_factor
     got = array_power_w(1361.0, 1.0, 1.0, SA.ref_temp_k, 0.0, 0, SA)
     assert abs(got[()] - expected_w) < ONE_MICROWATT
-    assert 25_000.0 < expected_w < 35_000.0  # ~28 kW class (physics.md: 105 m^2 x 1361 x 0.20)
+    assert 25_000.0 < expected_w < 35_000.0  # ~28 kW class (docs/physics.md#solar-array: 105 m^2 x 1361 x 0.20)
 
 
 def test_array_temperature_coefficient() -> None:

@@ -103,7 +103,7 @@ def test_saa_emerges_from_ap8(grid: rg.RadiationGrid) -> None:
 
 
 def test_orbit_dose_550km_53deg(grid: rg.RadiationGrid) -> None:
-    # physics.md: ~1.0-1.3 krad(Si)/yr behind 2.5 mm Al, ~160 rad/yr behind 10 mm (SHIELDOSE-2, AP8-MIN).
+    # docs/physics.md#radiation: ~1.0-1.3 krad(Si)/yr behind 2.5 mm Al, ~160 rad/yr behind 10 mm (SHIELDOSE-2, AP8-MIN).
     d25 = _orbit_dose_rad_per_year(grid, P)
     d10 = _orbit_dose_rad_per_year(grid, dataclasses.replace(P, shield_thickness_mm_al=10.0))
     assert 1000.0 / 2 < d25 < 1300.0 * 2

@@ -4,7 +4,7 @@ Model per pack (``cells_series`` cells in series, ``strings_parallel`` strings i
 
     V_term = OCV(SoC) - v_rc - I R0,   dv_rc/dt = I/C1 - v_rc/(R1 C1),   dSoC/dt = -eta I / Q
 
-with I > 0 discharging and eta = 1 discharging, ``charge_efficiency`` charging (physics.md).
+with I > 0 discharging and eta = 1 discharging, ``charge_efficiency`` charging (docs/physics.md#battery).
 OCV(SoC) is piecewise linear through the table, so the stored chemical energy
 ``Q * integral_0^SoC OCV ds`` is piecewise quadratic and known exactly.
 

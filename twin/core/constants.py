@@ -1,4 +1,4 @@
-"""Physical constants (SI units) used across the twin. Sources in comments."""
+"""Physical constants (SI units) used across the twin. Sources in comments and docs/physics.md#constants."""
 
 R_EARTH_M = 6_378_137.0  # WGS-84 equatorial radius
 WGS84_FLATTENING = 1.0 / 298.257223563  # WGS-84 ellipsoid flattening

@@ -46,7 +46,7 @@ def illumination_fraction(r_sat_m: np.ndarray, r_sun_m: np.ndarray) -> np.ndarra
 
 
 def cylindrical_eclipse_fraction(alt_m: float, beta_rad: float) -> float:
-    """Fraction of a circular orbit spent in the cylindrical shadow (closed form, physics.md)."""
+    """Fraction of a circular orbit spent in the cylindrical shadow (closed form, docs/physics.md#eclipse)."""
     r = R_EARTH_M + alt_m
     beta_star = np.arcsin(R_EARTH_M / r)
     if abs(beta_rad) >= beta_star:

@@ -3,6 +3,7 @@
 Pure computation over numpy arrays: no wall clock, no network. Commands and faults are queued
 with a sim time and applied at the start of the first tick at or after it; everything the
 engine decides (limit crossings, FDIR actions, SEU/SEL, faults, commands) comes out as events.
+Figures of the step itself: docs/physics.md#engine.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Pure numpy over satellites (arrays of shape ``(n,)``), SI units. Fluxes are per unit area of
 the receiving surface before absorptivity/emissivity is applied. See
-``/work/shared/reference/physics.md`` ("Thermal environment") for figures and checks.
+``docs/physics.md#environment`` for the figures, their sources and the checks.
 """
 
 from __future__ import annotations

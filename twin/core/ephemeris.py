@@ -4,7 +4,7 @@ skyfield (JPL DE421 and IERS data from the ``skyfield-data`` package: nothing is
 is the authority; calling it every tick would cost more than the rest of the step, so the Sun's
 TEME position and UT1-UTC are evaluated at knots ``KNOT_S`` apart in vectorised batches and
 linearly interpolated in between (error < 1e-7 of the Sun's distance: far below what eclipse
-or beta angle can resolve).
+or beta angle can resolve). See docs/physics.md#constants.
 """
 
 from __future__ import annotations

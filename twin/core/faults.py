@@ -6,7 +6,7 @@ overlapping faults compose and end cleanly. Impulse faults (SEU burst, latch-up)
 latch-up then lasts until a power cycle, as on the real device.
 
 Faults act on a :class:`FaultTarget` (the engine's own state arrays, changed in place) and
-return the events they cause; they know nothing of the engine.
+return the events they cause; they know nothing of the engine. See docs/physics.md#faults.
 """
 
 from __future__ import annotations

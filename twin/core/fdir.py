@@ -2,7 +2,7 @@
 
 Limits come from the schema. FDIR acts on *measured* telemetry (sensor faults can fool it, as
 on a real spacecraft) with hysteresis, and returns the actions it took so the runtime can
-publish them as events.
+publish them as events. Thresholds and their basis: docs/physics.md#fdir.
 """
 
 from __future__ import annotations

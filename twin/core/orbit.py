@@ -3,7 +3,7 @@
 Positions are in TEME (the frame SGP4 produces) and ITRS (Earth-fixed, via GMST 1982 on UT1,
 polar motion neglected: < 15 m at the surface, below SGP4's own accuracy). Satellites whose
 elements fail (decayed, bad elements) come back with their SGP4 error code and NaN rows; the
-rest are unaffected.
+rest are unaffected. Methods and sources: docs/physics.md#orbit.
 """
 
 from __future__ import annotations

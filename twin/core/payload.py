@@ -8,6 +8,7 @@ current on top of idle and do no work until power-cycled.
 A satellite's payload can be replaced by a hardware backend (a real board): the engine then
 takes that row from :class:`PayloadBackend.sample` and routes commands and radiation effects
 to it. Nothing else in the twin can tell the difference, except the ``payload_source`` flag.
+Figures and sources: docs/physics.md#payload.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ Per step and satellite the PCDU
 Energy balances exactly every step: ``gen_w + battery.power_w == load_w.sum(1) + shunt_w``.
 Loads are bus-side powers (converter losses are inside the demands); the shunt models an S3R
 regulator, so shunted power is mostly left on the array, with ``shunt_heat_fraction`` of it
-dissipated in the PCDU (see :func:`shunt_heat_w`).
+dissipated in the PCDU (see :func:`shunt_heat_w`). Figures and sources: docs/physics.md#power.
 """
 
 from __future__ import annotations

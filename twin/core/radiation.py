@@ -5,7 +5,7 @@ Pure numpy over satellites. Fluxes come from a precomputed AE8/AP8 grid
 Atlantic Anomaly emerges from AP8. All fluxes are omnidirectional integral fluxes in
 1/(cm^2 s): protons above ``proton_energy_mev``, electrons above ``electron_energy_mev``.
 
-Model summary (physics.md, Radiation):
+Model summary (docs/physics.md#radiation):
 
 * Dose: solid-sphere shield of ``shield_thickness_mm_al`` aluminium, dose point in silicon.
   Protons: continuous-slowing-down through the shield with a Bragg-Kleeman range law
@@ -60,7 +60,7 @@ class MemoryParams:
 
 
 DEFAULT_MEMORIES: tuple[MemoryParams, ...] = (
-    # Alsat-1 commercial SRAM, 4.04e-7 upsets/bit/day at 686 km SSO (physics.md). Size: estimate
+    # Alsat-1 commercial SRAM, 4.04e-7 upsets/bit/day at 686 km SSO (docs/physics.md#radiation). Size: estimate
     # (on-chip SRAM/caches of an AI accelerator, 32 MiB); modern FinFET SRAM is likely less sensitive.
     MemoryParams("sram", 2.68e8, 4.04e-7, True, 0.014),
     # HBM (96 GB): per-bit rate UNCONFIRMED, estimate 1e-10 /bit/day (modern DRAM is far less
@@ -74,11 +74,11 @@ class RadiationParams:
     """``[radiation]`` section: environment model, shielding, dose, SEU and SEL parameters."""
 
     solar_phase_protons: str = param(
-        "", "AP8 phase 'min'|'max'; AP8-MIN gives the higher LEO flux and is the physics.md dose reference", default="min")
+        "", "AP8 phase 'min'|'max'; AP8-MIN gives the higher LEO flux and is the docs/physics.md#radiation dose reference", default="min")
     solar_phase_electrons: str = param(
         "", "AE8 phase 'min'|'max'; AE8-MAX is the conservative pairing (SPENVIS/ECSS practice)", default="max")
     shield_thickness_mm_al: float = param(
-        "mm", "equivalent aluminium solid-sphere shield around the electronics; physics.md ~100 mil", min=0.0, max=100.0, default=2.5)
+        "mm", "equivalent aluminium solid-sphere shield around the electronics; docs/physics.md#radiation: ~100 mil", min=0.0, max=100.0, default=2.5)
     al_density_g_cm3: float = param("g/cm^3", "aluminium density", min=1.0, max=5.0, default=2.70)
     grid_lat_step_deg: float = param("deg", "flux grid latitude step (estimate: SAA spans ~40 deg)", min=0.25, max=10.0, default=2.0)
     grid_lon_step_deg: float = param("deg", "flux grid longitude step (estimate: SAA spans ~100 deg)", min=0.25, max=20.0, default=4.0)

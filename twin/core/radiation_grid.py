@@ -13,6 +13,7 @@ key = parameters + aep8 version), else a fresh build (~25 s) that is then cached
 ``astropy`` are imported lazily, only to build; astropy is kept from downloading IERS data.
 
 Regenerate the shipped grid: ``python -m twin.core.radiation --out twin/data/radiation_grid_default.npz``.
+Sources and accuracy: docs/physics.md#radiation-grid.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ P = S * illumination * eta(T) * max(cos_incidence, 0) * area * packing * (1 - de
 
 with eta(T) = eta_ref (1 + beta (T - T_ref)) (beta < 0, relative per kelvin) and the usual
 semi-log radiation-degradation form deg = C log10(1 + D / D_x) driven by the ionising dose D
-[rad(Si)] the radiation model accumulates (physics.md gives the form's fluence counterpart:
-XTJ keeps 0.89 of its power after 5e14 e/cm^2; the dose calibration is an estimate).
+[rad(Si)] the radiation model accumulates. docs/physics.md#solar-array gives the form's fluence
+counterpart (XTJ keeps 0.89 of its power after 5e14 e/cm^2); the dose calibration is an estimate.
 """
 
 from __future__ import annotations

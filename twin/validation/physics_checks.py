@@ -54,7 +54,7 @@ def eclipse_checks() -> list[Check]:
         closed = cylindrical_eclipse_fraction(550e3, np.radians(beta)) * period_min
         sim = eclipse_minutes_conical(550e3, beta)
         out.append(_check(f"eclipse 550 km beta {beta:g} deg", sim, closed, 0.01 * closed, "min",
-                          f"(physics.md {ref} min)"))
+                          f"(docs/physics.md#eclipse: {ref} min)"))
     return out
 
 
@@ -120,7 +120,7 @@ def positions_vs_skyfield(sample: int = 200, hours: float = 6.0) -> Check:
     return _check("fleet positions vs skyfield EarthSatellite", worst, 0.0, 1.0, "m", f"(worst of {sample} sats x 4 times)")
 
 
-# --- thermal closed forms (physics.md), integrated by the fleet's own solver ---------------------
+# --- thermal closed forms (docs/physics.md#validation-thermal), integrated by the fleet's own solver
 def _steady(network, temp0: float, heat_w: float, dt: float = 200.0, steps: int = 3000) -> float:  # type: ignore[no-untyped-def]
     t = np.array([[temp0]])
     for _ in range(steps):
@@ -217,7 +217,7 @@ def radiation_checks(days: float = 1.0, dt_s: float = 10.0) -> list[Check]:
     ok = 1.0e3 / 2 <= yearly <= 1.3e3 * 2
     out.append(Check("dose 550 km / 53 deg behind shielding", yearly, 1150.0, 0.0, "rad(Si)/yr", ok,
                      f"{yearly:.0f} rad(Si)/yr behind {rp.shield_thickness_mm_al:g} mm Al "
-                     "(physics.md: 1.0-1.3 krad/yr behind 2.5 mm; pass within a factor of 2)"))
+                     "(docs/physics.md#validation-radiation: 1.0-1.3 krad/yr behind 2.5 mm; pass within a factor of 2)"))
     return out
 
 
