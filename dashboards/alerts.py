@@ -26,6 +26,24 @@ MIN_RULE_WINDOW_S = 30
 CONTACT_POINT = "orbitwin-grafana-bridge"
 WEBHOOK_URL = "http://grafana-bridge:8090/grafana/webhook"
 EXPR = {"type": "__expr__", "uid": "__expr__"}
+# the schema limits (twin.schema.telemetry.Limits names) that get a Grafana rule: comparison, threshold type, reducer
+_RULE_SIDES = {"red_high": (">", "gt", "max"), "red_low": ("<", "lt", "min")}
+RULE_LIMITS = tuple(_RULE_SIDES)
+UID_MAX = 40  # Grafana's longest rule uid
+
+
+def limit_rule_uid(field: str, limit: str) -> str:
+    """The alert rule uid of a field's limit: ``orbitwin-{field}-{red-high}`` (``limit`` a :class:`Limits` name).
+
+    Grafana has rules for :data:`RULE_LIMITS`; the alert-action table's conditions use the same
+    scheme for any limit, so a rule matches one uid whichever source raises the alert.
+    """
+    return f"orbitwin-{field}-{limit.replace('_', '-')}"[:UID_MAX]
+
+
+def limit_rule_title(field: str, limit: str) -> str:
+    """The alert rule title (Grafana's label ``alertname``) of a field's limit: ``payload_temp_k red high``."""
+    return f"{field} {limit.replace('_', ' ')}"
 
 
 def _data(query: str, window: int, reducer: str, op: str, value: float) -> list[dict[str, Any]]:
@@ -57,8 +75,8 @@ def limit_rules(f: Field) -> list[dict[str, Any]]:
     assert lim is not None
     window = max(MIN_RULE_WINDOW_S, window_s(f.packet))
     out = []
-    sides = [("high", lim.red_high, ">", "gt", "max"), ("low", lim.red_low, "<", "lt", "min")]
-    for side, value, cmp, op, agg in sides:
+    for limit, (cmp, op, agg) in _RULE_SIDES.items():
+        value = getattr(lim, limit)
         if value is None:
             continue
         if is_boolean(f):
@@ -68,10 +86,10 @@ def limit_rules(f: Field) -> list[dict[str, Any]]:
         q = (f'SELECT {select} AS "{f.name}" FROM "{f.packet}" WHERE {cond} AND time > now() - {window}s '
              f'GROUP BY "sat"')
         what = "true" if is_boolean(f) else f"{cmp} {value:g} {f.unit}".rstrip()
+        side = limit.removeprefix("red_")
         out.append(_rule(
-            f"orbitwin-{f.name}-red-{side}"[:40], f"{f.name} red {side}", _data(q, window, agg if agg != "count" else "max",
-                                                                             op, value),
-            severity="critical", scope="satellite",
+            limit_rule_uid(f.name, limit), limit_rule_title(f.name, limit),
+            _data(q, window, agg if agg != "count" else "max", op, value), severity="critical", scope="satellite",
             summary=f"{{{{ $labels.sat }}}}: {f.name} {what} (red {side} limit)",
             description=f"{f.description} ({f.packet} packet) crossed its red {side} limit {value:g} {f.unit}; "
                         f"value {{{{ $values.B }}}}."))

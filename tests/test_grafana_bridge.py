@@ -16,10 +16,13 @@ from typing import Any
 
 import pytest
 
+from bridges.alerts.limit_refs import LIMIT_NAMES
 from bridges.alerts.rules import DEFAULT_RULES, Alert, Planner, RuleError, load_table, parse_table
 from bridges.alerts.poller import InfluxPoller
 from bridges.alerts.webhook import GrafanaBridge, GrafanaBridgeSettings
+from dashboards.alerts import RULE_LIMITS, alert_rules, limit_rule_title, limit_rule_uid
 from mqtt_helpers import Recorder, start_twin, wait_for
+from twin.schema.telemetry import FIELD_BY_NAME, LIMITED_FIELDS
 
 P = "orbitwin/v1"
 SAT = "STARLINK-1008"
@@ -59,8 +62,11 @@ def test_shipped_table_is_valid():
 def test_shipped_table_matches_the_provisioned_grafana_rules():
     dashboards_alerts = pytest.importorskip("dashboards.alerts")
     grafana = {r["uid"]: r for g in dashboards_alerts.alert_rules()["groups"] for r in g["rules"]}
-    for c in load_table().conditions:
+    t = load_table()
+    for c in t.conditions:
         assert c["uid"] in grafana and grafana[c["uid"]]["title"] == c["alertname"], c["uid"]
+    for r in t.rules:  # every rule matches an alert Grafana raises (a uid written out must not go stale)
+        assert r.match["rule"][0] in grafana, r.name
 
 
 @pytest.mark.parametrize("text, where", [
@@ -84,11 +90,114 @@ def test_shipped_table_matches_the_provisioned_grafana_rules():
     ('[[condition]]\nuid="c"\nquery="DROP DATABASE x"\nthreshold=1', "condition 'c'.query: must be one InfluxQL"),
     ('[[condition]]\nuid="c"\nquery="SELECT 1"\nop="~"\nthreshold=1', "condition 'c'.op: must be one of"),
     ('[[condition]]\nuid="c"\nquery="SELECT 1"', "condition 'c'.threshold: must be a number"),
+    # schema limits by field and limit
+    ('[[rule]]\nname="r"\nfield="nope"\nlimit="red_high"', "rule 'r'.field: unknown telemetry field 'nope'"),
+    ('[[rule]]\nname="r"\nfield="lat_deg"\nlimit="red_high"', "rule 'r'.field: lat_deg has no limits"),
+    ('[[rule]]\nname="r"\nlimit="red_high"', "rule 'r'.field: a telemetry field name is required with limit"),
+    ('[[rule]]\nname="r"\nfield="battery_soc"', "rule 'r'.limit: must name one of battery_soc's limits "
+                                                 "(red_low, yellow_low), not None"),
+    ('[[rule]]\nname="r"\nfield="battery_soc"\nlimit="red"', "rule 'r'.limit: must name one of"),
+    ('[[rule]]\nname="r"\nfield="battery_soc"\nlimit="red_high"',
+     "rule 'r'.limit: battery_soc has no red_high limit (it has red_low, yellow_low)"),
+    ('[[rule]]\nname="r"\nfield="battery_soc"\nlimit="red_low"\nmatch={rule="x"}',
+     "rule 'r'.match.rule: field and limit already match rule uid 'orbitwin-battery_soc-red-low'"),
+    ('[[rule]]\nname="r"\nfield="battery_soc"\nlimit="yellow_low"',
+     "rule 'r'.limit: Grafana has alert rules for red limits only: add a [[condition]] with field = 'battery_soc'"),
+    ('[[condition]]\nfield="battery_soc"\nlimit="red_low"\nthreshold=0.4',
+     "condition[0].threshold: comes from field and limit (battery_soc red_low: uid 'orbitwin-battery_soc-red-low', "
+     "< 0.45)"),
+    ('[[condition]]\nfield="battery_soc"\nlimit="red_low"\nuid="mine"', "condition[0].uid: comes from field and limit"),
+    ('[[condition]]\nfield="battery_sox"\nlimit="red_low"', "condition[0].field: unknown telemetry field 'battery_sox'"),
+    ('[[condition]]\nfield="payload_temp_k"\nlimit="red_high"\n[[condition]]\nuid="orbitwin-payload_temp_k-red-high"'
+     '\nquery="SELECT 1"\nthreshold=1', "condition 'orbitwin-payload_temp_k-red-high'.uid: duplicate condition uid"),
+    ('[[condition]]\nquery="SELECT 1"\nthreshold=1', "condition[0].uid: a non-empty string is required"),
 ])
 def test_table_validation_errors_name_rule_and_key(text, where):
     with pytest.raises(RuleError) as exc:
         _table(text)
     assert where in str(exc.value)
+
+
+def test_rules_and_conditions_take_limits_and_uids_from_the_schema():
+    t = _table("""
+[[rule]]
+name = "soc"
+field = "battery_soc"
+limit = "yellow_low"
+match = { severity = "warning" }
+firing = { command = "throttle", args = { factor = 0.9 } }
+[[condition]]
+field = "battery_soc"
+limit = "yellow_low"
+query = 'SELECT last("battery_soc") FROM "hk" WHERE time > now() - 5m GROUP BY "sat"'
+labels = { severity = "warning" }
+[[condition]]
+field = "payload_temp_k"
+limit = "red_high"
+""")
+    soc = FIELD_BY_NAME["battery_soc"].limits
+    [r] = t.rules
+    assert r.match == {"severity": ("warning",), "rule": ("orbitwin-battery_soc-yellow-low",)}
+    c, hot = t.conditions
+    assert (c["uid"], c["alertname"], c["op"], c["threshold"]) == \
+        ("orbitwin-battery_soc-yellow-low", "battery_soc yellow low", "<", soc.yellow_low)
+    assert "now() - 5m" in c["query"]  # a query of one's own is kept
+    assert (hot["uid"], hot["op"], hot["threshold"], hot["query"]) == (
+        limit_rule_uid("payload_temp_k", "red_high"), ">", FIELD_BY_NAME["payload_temp_k"].limits.red_high,
+        'SELECT last("payload_temp_k") FROM "hk" GROUP BY "sat"')
+    [a] = Planner(t).plan(Alert("firing", {"sat": SAT, "severity": "warning", "rule_uid": c["uid"]}, "f"), 0)
+    assert (a.rule, a.args) == ("soc", {"factor": 0.9})
+
+
+def test_limit_rule_uids_are_the_provisioned_grafana_uids():
+    assert limit_rule_uid("payload_temp_k", "red_high") == PTEMP_UID  # Grafana keeps alert state by uid
+    grafana = {r["uid"]: r["title"] for g in alert_rules()["groups"] for r in g["rules"]}
+    refs = [(f, n) for f in LIMITED_FIELDS for n in RULE_LIMITS if getattr(f.limits, n) is not None]
+    assert {limit_rule_uid(f.name, n): limit_rule_title(f.name, n) for f, n in refs}.items() <= grafana.items()
+    assert len({limit_rule_uid(f.name, n) for f in LIMITED_FIELDS for n in LIMIT_NAMES}) == \
+        len(LIMITED_FIELDS) * len(LIMIT_NAMES)  # no two limits share a uid
+
+
+def _numbers(node: Any, path: str = "") -> Any:
+    """(path, number) of every number in a decoded table, except command arguments (firing/resolved)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k not in ("firing", "resolved"):
+                yield from _numbers(v, f"{path}.{k}" if path else k)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _numbers(v, f"{path}[{i}]")
+    elif isinstance(node, (int, float)) and not isinstance(node, bool):
+        yield path, node
+
+
+def test_shipped_table_copies_no_schema_limit_and_no_limit_rule_uid():
+    """Drift: the table names limits (field + limit) and never repeats their values or uids."""
+    import re
+    import tomllib
+
+    text = DEFAULT_RULES.read_text()
+    doc = tomllib.loads(text)
+    limits = {v: f"{f.name}.{n}" for f in LIMITED_FIELDS for n in LIMIT_NAMES
+              if (v := getattr(f.limits, n)) is not None}
+    for path, v in _numbers(doc):
+        assert v not in limits, f"{path} = {v} is {limits[v]}: name it with field and limit instead"
+    # comments: a number of two or more significant digits equal to a limit is a stale copy
+    for line in text.splitlines():
+        for tok in re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?:e-?\d+)?", line.partition("#")[2]):
+            digits = tok.split("e")[0].replace(".", "").strip("0")
+            assert not (len(digits) >= 2 and float(tok) in limits), f"comment quotes {limits[float(tok)]}: {line!r}"
+    for f in LIMITED_FIELDS:
+        for n in LIMIT_NAMES:
+            assert limit_rule_uid(f.name, n) not in text, f"write field = {f.name!r}, limit = {n!r} instead of the uid"
+    # every named field and limit exists (load_table checks it) and the limit rules are all named so
+    t = load_table()
+    named = [(r.ref.field.name, r.ref.limit) for r in t.rules if r.ref is not None]
+    assert named == [("payload_temp_k", "red_high"), ("battery_soc", "red_low"), ("devices_latched", "red_high")]
+    for section in ("rule", "condition"):
+        for i, d in enumerate(doc[section]):
+            if "field" in d:
+                assert getattr(FIELD_BY_NAME[d["field"]].limits, d["limit"]) is not None, (section, i)
 
 
 def test_load_table_errors_name_the_file(tmp_path):
@@ -289,6 +398,22 @@ def test_webhook_end_to_end_with_the_twin(mosquitto, tmp_path):
         twin.terminate()
         twin.wait(10)
         rec.close()
+
+
+def test_poller_conditions_on_schema_limits(influxd):
+    """Conditions naming limits read each satellite's latest value: floats, integers and booleans (as 1/0)."""
+    db = f"g{uuid.uuid4().hex[:10]}"
+    influxd.create_database(db)
+    ts = 1_770_000_000_000_000_000
+    influxd.write([f"payload,sat=A payload_hung=true,devices_latched=0i {ts}",
+                   f"payload,sat=B payload_hung=false,devices_latched=2i {ts}",
+                   f"hk,sat=A battery_soc=0.5 {ts}", f"hk,sat=B battery_soc=0.9 {ts}"], db)
+    t = _table("".join(f'[[condition]]\nfield="{f}"\nlimit="{n}"\n' for f, n in
+                       (("payload_hung", "red_high"), ("devices_latched", "red_high"), ("battery_soc", "yellow_low"))))
+    fired = {(a.labels["alertname"], a.labels["sat"], a.values["A"]) for a in
+             InfluxPoller(influxd.url, db, t.conditions).evaluate(now=0.0)}
+    assert fired == {("payload_hung red high", "A", 1.0), ("devices_latched red high", "B", 2.0),
+                     ("battery_soc yellow low", "A", 0.5)}
 
 
 def test_influx_poller_end_to_end(mosquitto, influxd, tmp_path):

@@ -1,23 +1,36 @@
 """Alerts without Grafana: evaluate the rule table's ``[[condition]]`` tables against InfluxDB 1.x.
 
 Each condition is one InfluxQL query through the v1 ``/query`` endpoint (urllib3), a comparison
-and a pending period, like a Grafana alert rule::
+and a pending period, like a Grafana alert rule. Most name a limit of the telemetry schema, and
+the rest follows from it (:mod:`bridges.alerts.limit_refs`)::
 
     [[condition]]
-    uid = "payload-temp-red"          # becomes label rule_uid (match it with `rule = "..."`)
-    alertname = "PayloadTempRed"      # label alertname
+    field = "payload_temp_k"          # a telemetry field with limits (twin/schema/telemetry.py)
+    limit = "red_high"                # red_low | yellow_low | yellow_high | red_high
+    for_s = 30
+    labels = { severity = "critical" }
+    # derived: uid = "orbitwin-payload_temp_k-red-high" (the Grafana rule's), alertname =
+    # "payload_temp_k red high", query = 'SELECT last("payload_temp_k") FROM "hk" GROUP BY "sat"',
+    # op = ">" (a *_high limit; "<" for *_low), threshold = the schema's red_high
+    # query = '...'                   # optional: another query (e.g. with a time bound)
+
+A condition of your own spells everything out::
+
+    [[condition]]
+    uid = "payload-warm"              # becomes label rule_uid (match it with `rule = "..."`)
+    alertname = "PayloadWarm"         # label alertname (default: the uid)
     query = 'SELECT last("payload_temp_k") FROM "hk" WHERE time > now() - 10m GROUP BY "sat"'
     op = ">"                          # > >= < <= == !=
-    threshold = 363.15
+    threshold = 340.0
     for_s = 0                         # the condition must hold this long (wall seconds) before firing
-    labels = { severity = "critical" }
-    annotations = { summary = "payload node above its red limit" }
+    labels = { severity = "warning" }
+    annotations = { summary = "payload node above 340 K" }
 
 Every series of the result is one alert instance: its labels are ``alertname``, ``rule_uid``, the
 condition's ``labels`` and the series' tags (``GROUP BY "sat"`` gives label ``sat``); its value
-is the first non-null column of the series' last row. A series that was firing and no longer
-satisfies the condition (or is no longer returned) is resolved. Fingerprints are a hash of the
-labels, so they are stable across polls and restarts.
+is the first non-null column of the series' last row (a boolean reads as 1 or 0). A series that
+was firing and no longer satisfies the condition (or is no longer returned) is resolved.
+Fingerprints are a hash of the labels, so they are stable across polls and restarts.
 """
 
 from __future__ import annotations
@@ -33,11 +46,13 @@ from typing import Any
 
 import urllib3
 
+from bridges.alerts.limit_refs import limit_ref
 from bridges.alerts.types import Alert, RuleError, fingerprint
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
-_COND_KEYS = {"uid", "alertname", "query", "op", "threshold", "for_s", "labels", "annotations"}
+_FROM_LIMIT = {"uid", "alertname", "op", "threshold"}  # what a condition naming a schema limit takes from it
+_COND_KEYS = _FROM_LIMIT | {"field", "limit", "query", "for_s", "labels", "annotations"}
 
 
 class PollError(RuntimeError):
@@ -45,16 +60,30 @@ class PollError(RuntimeError):
 
 
 def validate_condition(d: Any, i: int, names: set[str]) -> dict[str, Any]:
-    """Check one ``[[condition]]`` table; raise RuleError naming the condition and key."""
+    """Check one ``[[condition]]`` table; raise RuleError naming the condition and key.
+
+    A condition names a schema limit (``field`` and ``limit``: uid, alertname, query, op and
+    threshold follow from it; ``query`` may still be given, e.g. with a time bound) or spells out
+    ``uid``, ``query``, ``op`` and ``threshold`` itself.
+    """
     if not isinstance(d, dict):
         raise RuleError(f"condition[{i}]: must be a table")
+    extra = sorted(set(d) - _COND_KEYS)
+    ref = limit_ref(d, f"condition[{i}]")
+    if ref is not None:
+        given = sorted(set(d) & _FROM_LIMIT)
+        if given:
+            raise RuleError(f"condition[{i}].{given[0]}: comes from field and limit ({ref.field.name} {ref.limit}: "
+                            f"uid {ref.uid!r}, {ref.op} {ref.threshold:g}); remove it, or drop field and limit "
+                            f"to write your own condition")
+        d = {"uid": ref.uid, "alertname": ref.alertname, "query": ref.query, "op": ref.op,
+             "threshold": ref.threshold} | d
     uid = d.get("uid")
     if not isinstance(uid, str) or not uid:
-        raise RuleError(f"condition[{i}].uid: a non-empty string is required")
+        raise RuleError(f"condition[{i}].uid: a non-empty string is required (or field and limit)")
     where = f"condition {uid!r}"
     if uid in names:
         raise RuleError(f"{where}.uid: duplicate condition uid")
-    extra = sorted(set(d) - _COND_KEYS)
     if extra:
         raise RuleError(f"{where}.{extra[0]}: unknown key (allowed: {', '.join(sorted(_COND_KEYS))})")
     q = d.get("query")
@@ -111,7 +140,7 @@ class InfluxPoller:
         self.state: dict[str, _Instance] = {}
 
     def query(self, q: str) -> list[tuple[dict[str, str], float]]:
-        """Run one SELECT; return (tags, value) per series (series without a numeric value are left out)."""
+        """Run one SELECT; return (tags, value) per series (booleans are 1 and 0; series without a value are left out)."""
         fields = {"db": self.db, "q": q, "epoch": "ms"}
         if self.username:
             fields |= {"u": self.username, "p": self.password or ""}
@@ -132,8 +161,7 @@ class InfluxPoller:
                 if not s.get("values"):
                     continue
                 row = s["values"][-1]
-                vals = [v for c, v in zip(s["columns"], row) if c != "time" and isinstance(v, (int, float))
-                        and not isinstance(v, bool)]
+                vals = [v for c, v in zip(s["columns"], row) if c != "time" and isinstance(v, (int, float))]
                 if vals:
                     out.append(({str(k): str(v) for k, v in (s.get("tags") or {}).items() if v != ""}, float(vals[0])))
         return out

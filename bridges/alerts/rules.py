@@ -9,7 +9,9 @@ The table is TOML (default: ``dashboards/alert-actions.toml``)::
 
     [[rule]]
     name = "payload-temp-red"     # unique; named in errors and events
-    match = { alertname = "PayloadTempRed", severity = ["critical", "red"] }  # label == value (a list: any of)
+    field = "payload_temp_k"      # the alert of a schema limit: a telemetry field with limits ...
+    limit = "red_high"            # ... and one of its limits (red_low, yellow_low, yellow_high, red_high)
+    match = { severity = ["critical", "red"] }   # optional with field/limit: label == value (a list: any of)
     match_re = { sat = "STARLINK-.*" }   # optional: label fully matches the regex
     target = "sat"                # "sat": the satellite named by label `sat_label`; "fleet": fleet/cmd + `select`
     sat_label = "sat"             # default "sat"
@@ -21,7 +23,12 @@ The table is TOML (default: ``dashboards/alert-actions.toml``)::
     # args_from_labels = { device = "device" } inside firing/resolved: an argument from a label
 
 Matcher key ``rule`` compares the Grafana alert rule uid: label ``__alert_rule_uid__`` or
-``rule_uid``, else the uid in ``generatorURL`` (``.../alerting/grafana/<uid>/view``).
+``rule_uid``, else the uid in ``generatorURL`` (``.../alerting/grafana/<uid>/view``). ``field`` and
+``limit`` stand for ``match = { rule = <uid> }`` with the uid that :mod:`dashboards.alerts` gives
+the Grafana rule of that limit and the poller its condition (:mod:`bridges.alerts.limit_refs`),
+so no uid or limit value is copied into the table. Grafana has rules for red limits only; a rule
+on a yellow limit needs a ``[[condition]]`` on it. Rules for alerts of your own (your Grafana
+rules, your conditions) match on labels or a uid written out.
 
 ``[[condition]]`` tables (see :mod:`bridges.alerts.poller`) evaluate alerts from InfluxDB without
 Grafana; they are validated here too. Commands and arguments are checked against
@@ -40,14 +47,15 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
+from bridges.alerts.limit_refs import LimitRef, limit_ref
 from bridges.alerts.poller import validate_condition
 from bridges.alerts.types import STATUSES, Alert, RuleError
 from twin.schema.commands import COMMANDS, CommandError, validate
 
 # the shipped table: package data of the `dashboards` package (in a checkout, dashboards/alert-actions.toml)
 DEFAULT_RULES: Traversable = resources.files("dashboards") / "alert-actions.toml"
-_RULE_KEYS = {"name", "match", "match_re", "target", "sat_label", "select", "min_interval_s", "continue",
-              "firing", "resolved"}
+_RULE_KEYS = {"name", "field", "limit", "match", "match_re", "target", "sat_label", "select", "min_interval_s",
+              "continue", "firing", "resolved"}
 _ACTION_KEYS = {"command", "args", "args_from_labels"}
 _LIMIT_KEYS = {"max_actions", "window_s", "dedup_ttl_s"}
 
@@ -70,6 +78,7 @@ class Rule:
     min_interval_s: float
     cont: bool
     actions: dict[str, ActionSpec | None]
+    ref: LimitRef | None = None  # the schema limit the rule names (its uid is in match["rule"])
 
     def matches(self, alert: Alert) -> bool:
         def get(key: str) -> str | None:
@@ -154,15 +163,21 @@ def _rule(d: Any, i: int, names: set[str]) -> Rule:
     extra = sorted(set(d) - _RULE_KEYS)
     if extra:
         raise _err(f"{where}.{extra[0]}", f"unknown key (allowed: {', '.join(sorted(_RULE_KEYS))})")
+    ref = limit_ref(d, where)
     match, match_re = d.get("match", {}), d.get("match_re", {})
-    if not isinstance(match, dict) or not isinstance(match_re, dict) or not (match or match_re):
-        raise _err(f"{where}.match", "a table of label matchers is required (match and/or match_re)")
+    if not isinstance(match, dict) or not isinstance(match_re, dict) or not (match or match_re or ref):
+        raise _err(f"{where}.match", "a table of label matchers is required (match and/or match_re, "
+                                     "or field and limit)")
+    if ref is not None and "rule" in match:
+        raise _err(f"{where}.match.rule", f"field and limit already match rule uid {ref.uid!r}: remove one")
     m: dict[str, tuple[str, ...]] = {}
     for k, v in match.items():
         vs = tuple(v) if isinstance(v, list) else (v,)
         if not vs or not all(isinstance(x, str) for x in vs):
             raise _err(f"{where}.match.{k}", "must be a string or a list of strings")
         m[k] = vs
+    if ref is not None:
+        m["rule"] = (ref.uid,)
     mre: dict[str, re.Pattern[str]] = {}
     for k, v in match_re.items():
         if not isinstance(v, str):
@@ -188,7 +203,7 @@ def _rule(d: Any, i: int, names: set[str]) -> Rule:
     actions = {s: _action(d.get(s), f"{where}.{s}") for s in STATUSES}
     names.add(name)
     return Rule(name, m, mre, target, sat_label, select, _number(d.get("min_interval_s", 0), f"{where}.min_interval_s"),
-                cont, actions)
+                cont, actions, ref)
 
 
 def parse_table(doc: Mapping[str, Any]) -> RuleTable:
@@ -211,9 +226,13 @@ def parse_table(doc: Mapping[str, Any]) -> RuleTable:
     if not float(max_actions).is_integer():
         raise _err("limits.max_actions", "must be an integer")
     cnames: set[str] = set()
+    conditions = [validate_condition(c, i, cnames) for i, c in enumerate(conds)]
+    for r in rules:
+        if r.ref is not None and not r.ref.in_grafana and r.ref.uid not in cnames:
+            raise _err(f"rule {r.name!r}.limit", f"Grafana has alert rules for red limits only: add a [[condition]] "
+                                                 f"with field = {r.ref.field.name!r} and limit = {r.ref.limit!r}")
     return RuleTable(rules, int(max_actions), _number(limits.get("window_s", 60), "limits.window_s", 0.001),
-                     _number(limits.get("dedup_ttl_s", 86400), "limits.dedup_ttl_s"),
-                     [validate_condition(c, i, cnames) for i, c in enumerate(conds)])
+                     _number(limits.get("dedup_ttl_s", 86400), "limits.dedup_ttl_s"), conditions)
 
 
 def load_table(path: str | Path | None = None) -> RuleTable:
