@@ -1,4 +1,4 @@
-"""Thermal network: closed-form cases (physics.md), stability, conservation, default design."""
+"""Thermal network: closed-form cases (docs/physics.md#validation-thermal), stability, conservation, default design."""
 
 import dataclasses
 import re
@@ -12,12 +12,13 @@ import pytest
 from twin.core import environment as env
 from twin.core import thermal as th
 from twin.core.constants import AU_M, SIGMA_W_M2_K4
+from twin.core.design import load_design
 from twin.core.params import DesignError, build
 
 S = float(env.solar_flux_w_m2(AU_M))  # 1361 W/m^2
 ALT = 550e3
 TOML = Path(__file__).resolve().parents[1] / "twin" / "data" / "v3_compute_sat.toml"
-P = th.ThermalParams()
+P = load_design().thermal  # the array area comes from solar_array.area_m2
 
 
 def _steady(net: th.NodeNetwork, heat_w: np.ndarray, t0_k: float, dt_s: float = 10.0, steps: int = 6000) -> np.ndarray:
@@ -109,7 +110,8 @@ def test_fleet_step_matches_dense_solve() -> None:
 
 def test_energy_conservation_conduction_only() -> None:
     rng = np.random.default_rng(2)
-    no_rad = dataclasses.replace(P, **{f"{nm}_radiating_area_m2": 0.0 for nm in th.NODE_NAMES})
+    no_rad = dataclasses.replace(P, **{f"{nm}_radiating_area_m2": 0.0 for nm in th.NODE_NAMES if nm != "array"},
+                                 array_radiating_faces=0.0)
     n = 50
     temp = rng.uniform(100, 400, (n, 5))
     c = P.heat_capacity_j_k
@@ -187,7 +189,7 @@ def test_default_design_full_sun_orbit_average() -> None:
     assert 280.0 <= avg[th.PAYLOAD] <= 360.0
     assert 273.0 <= avg[th.BATTERY] <= 313.0
     assert avg[th.RADIATOR] < avg[th.PAYLOAD]
-    assert 293.0 <= avg[th.ARRAY] <= 358.0  # LEO arrays run 20-85 C in sun (physics.md)
+    assert 293.0 <= avg[th.ARRAY] <= 358.0  # LEO arrays run 20-85 C in sun (docs/physics.md#thermal)
 
 
 def test_default_design_eclipse_orbit_battery_held_by_heater() -> None:
@@ -238,7 +240,7 @@ def test_heater_power() -> None:
 def test_absorbed_environment() -> None:
     ab = th.absorbed_environment_w(P, np.full(2, S), np.array([1.0, 0.5]), np.array([0.8, -0.3]), np.zeros(2), np.zeros(2))
     assert ab.shape == (2, 5)
-    assert ab[0, th.ARRAY] == pytest.approx(P.array_absorptivity * 105.0 * S * 0.8)
+    assert ab[0, th.ARRAY] == pytest.approx(P.array_absorptivity * P.array_area_m2 * S * 0.8)
     assert ab[1, th.ARRAY] == 0.0  # back-lit array gets no direct sun
     assert ab[0, th.RADIATOR] == 0.0  # edge-on to the sun
     assert ab[1, th.AVIONICS] == pytest.approx(0.5 * ab[0, th.AVIONICS])
@@ -248,14 +250,19 @@ def test_absorbed_environment() -> None:
 
 def test_toml_section_round_trips_with_sources() -> None:
     full = TOML.read_text()
-    assert build(th.ThermalParams, tomllib.loads(full)["thermal"], "thermal") == P
+    doc = tomllib.loads(full)
+    area = doc["solar_array"]["area_m2"]
+    assert th.ThermalParams.from_table(doc["thermal"], "thermal", array_area_m2=area) == P
+    assert th.ThermalParams(array_area_m2=area) == P  # the defaults are the shipped design
     text = full.split("[thermal]", 1)[1].split("\n[", 1)[0]
     keys = [ln for ln in text.splitlines() if re.match(r"^\w+\s*=", ln)]
-    assert len(keys) == len(dataclasses.fields(th.ThermalParams))
+    assert len(keys) == len(dataclasses.fields(th.ThermalParams)) - 1  # array_area_m2 is solar_array.area_m2
     assert all(re.search(r"#.*(estimate|physics\.md)", ln) for ln in keys)
     assert all(re.search(r"estimate|physics\.md", f.metadata["description"]) for f in dataclasses.fields(th.ThermalParams))
     with pytest.raises(DesignError, match="thermal.battery_heat_capacity_j_k"):
         build(th.ThermalParams, {"battery_heat_capacity_j_k": -1.0}, "thermal")
+    with pytest.raises(DesignError, match="thermal.array_area_m2"):
+        th.ThermalParams.from_table({**doc["thermal"], "array_area_m2": 105.0}, "thermal", array_area_m2=area)
 
 
 def test_radiator_sized_like_starcloud() -> None:

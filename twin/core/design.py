@@ -46,6 +46,9 @@ def design_from_dict(data: dict[str, Any], source: str = "<design>") -> Design:
         if name not in data:
             raise DesignError(name, f"missing section [{name}] in {source}")
         cls = globals()[hints[name]] if isinstance(hints[name], str) else hints[name]
+        if cls is ThermalParams:  # the array area is defined once, in [solar_array]
+            kwargs[name] = ThermalParams.from_table(data[name], name, array_area_m2=kwargs["solar_array"].area_m2)
+            continue
         from_table = getattr(cls, "from_table", None)
         kwargs[name] = from_table(data[name], name) if callable(from_table) else build(cls, data[name], name)
     if "name" in data:

@@ -16,6 +16,7 @@ tests), so the tests validate the very integrator the fleet uses.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
@@ -23,7 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from twin.core.constants import SIGMA_W_M2_K4, T_SPACE_K
-from twin.core.params import DesignError, param
+from twin.core.params import DesignError, build, param
 
 FloatArray = NDArray[np.float64]
 
@@ -160,7 +161,9 @@ class ThermalParams:
     radiator_heat_capacity_j_k: float = _p("J/K", "deployable radiator + loop fluid ~6 kg/m^2 x 26 m^2 x 900 J/kg/K; estimate", 1.4e5, 1.0)
     battery_heat_capacity_j_k: float = _p("J/K", "Li-ion pack ~200 kg x 1000 J/kg/K; estimate", 2.0e5, 1.0)
     avionics_heat_capacity_j_k: float = _p("J/K", "bus structure, avionics, comms ~150 kg x 900 J/kg/K; estimate", 1.35e5, 1.0)
-    array_heat_capacity_j_k: float = _p("J/K", "105 m^2 array at ~1.8 kg/m^2 x 900 J/kg/K (LEO arrays swing ~20-85 C, physics.md); estimate", 1.7e5, 1.0)
+    array_heat_capacity_j_k_m2: float = _p(
+        "J/(K m^2)", "wings at ~1.8 kg/m^2 x 900 J/kg/K, per m^2 of array (LEO arrays swing ~20-85 C, "
+        "docs/physics.md#thermal); estimate", 1620.0, 1.0)
     g_payload_radiator_w_k: float = _p("W/K", "pumped two-phase loop / heat pipes, ~20 K drop at 15 kW; estimate", 750.0)
     g_payload_avionics_w_k: float = _p("W/K", "structural mounts and harness; estimate", 5.0)
     g_radiator_avionics_w_k: float = _p("W/K", "radiator root hinge and bus loop branch; estimate", 20.0)
@@ -170,7 +173,8 @@ class ThermalParams:
     radiator_radiating_area_m2: float = _p("m^2", "two faces of a 26 m^2 panel: Starcloud net ~633 W/m^2 at 20 C sizes ~24 m^2 per 15 kW (physics.md)", 52.0)
     battery_radiating_area_m2: float = _p("m^2", "dedicated battery radiator patch; estimate", 0.5)
     avionics_radiating_area_m2: float = _p("m^2", "bus side panels 4.1 x 2.7 m class body (physics.md) partly blanketed; estimate", 14.0)
-    array_radiating_area_m2: float = _p("m^2", "front + back of 105 m^2 of wings (physics.md)", 210.0)
+    array_radiating_faces: float = _p(
+        "-", "faces of the wings that radiate to space: front and back, x the array area (docs/physics.md#array-area)", 2.0, 0.0, 2.0)
     payload_emissivity: float = _p("-", "black cold-plate surfaces (unused while area is 0); estimate", 0.85, 0.0, 1.0)
     radiator_emissivity: float = _p("-", "white paint / OSR, typical 0.85-0.92; estimate", 0.90, 0.0, 1.0)
     battery_emissivity: float = _p("-", "OSR radiator patch; estimate", 0.80, 0.0, 1.0)
@@ -185,12 +189,12 @@ class ThermalParams:
     radiator_sun_area_m2: float = _p("m^2", "radiator edge-on to the sun by attitude design; estimate", 0.0)
     battery_sun_area_m2: float = _p("m^2", "battery radiator on the anti-sun side; estimate", 0.0)
     avionics_sun_area_m2: float = _p("m^2", "sunlit bus face (x illumination, attitude-averaged); estimate", 4.0)
-    array_sun_area_m2: float = _p("m^2", "two wings of ~52.5 m^2 (physics.md), multiplied by cos(incidence)", 105.0)
     payload_earth_area_m2: float = _p("m^2", "enclosed; estimate", 0.0)
     radiator_earth_area_m2: float = _p("m^2", "nadir-plate equivalent: 2 faces x 26 m^2 x F_vertical 0.258 / F_plate 0.8475 at 550 km; estimate", 15.8)
     battery_earth_area_m2: float = _p("m^2", "partial Earth view of the battery radiator; estimate", 0.4)
     avionics_earth_area_m2: float = _p("m^2", "nadir face of the bus (phased arrays); estimate", 8.0)
-    array_earth_area_m2: float = _p("m^2", "back of the wings, nadir-plate equivalent ~0.3 x 105 m^2 averaged over orbit; estimate", 30.0)
+    array_earth_view_fraction: float = _p(
+        "-", "back of the wings as a nadir-plate equivalent, orbit-averaged, per m^2 of array; estimate", 0.3, 0.0, 1.0)
     payload_heater_w: float = _p("W", "survival heater on the accelerator cold plates; estimate", 1000.0)
     battery_heater_w: float = _p("W", "Li-ion pack heater; estimate", 300.0)
     avionics_heater_w: float = _p("W", "bus survival heaters; estimate", 200.0)
@@ -203,6 +207,37 @@ class ThermalParams:
     battery_initial_k: float = _p("K", "initial temperature; estimate", 293.15, 1.0)
     avionics_initial_k: float = _p("K", "initial temperature; estimate", 293.15, 1.0)
     array_initial_k: float = _p("K", "initial temperature; estimate", 300.0, 1.0)
+    # not a [thermal] key: the design sets it from solar_array.area_m2, the one array area of both models
+    array_area_m2: float = dataclasses.field(kw_only=True, metadata={
+        "unit": "m^2", "description": "area of both wings, from solar_array.area_m2 (docs/physics.md#array-area)",
+        "min": 0.0, "max": None})
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], section: str = "thermal", *, array_area_m2: float) -> ThermalParams:
+        """Build from the ``[thermal]`` TOML table; ``array_area_m2`` is the design's ``solar_array.area_m2``."""
+        if "array_area_m2" in table:
+            raise DesignError(f"{section}.array_area_m2", "not a thermal key: the array area is solar_array.area_m2")
+        return build(cls, {**table, "array_area_m2": array_area_m2}, section)
+
+    @property
+    def array_sun_area_m2(self) -> float:
+        """Sunlit area of the array node [m^2] (times cos(incidence) in the solar term): the array area."""
+        return self.array_area_m2
+
+    @property
+    def array_radiating_area_m2(self) -> float:
+        """Radiating area of the array node [m^2]: ``array_radiating_faces`` x the array area."""
+        return self.array_radiating_faces * self.array_area_m2
+
+    @property
+    def array_earth_area_m2(self) -> float:
+        """Earth-viewing (nadir-plate equivalent) area of the array node [m^2]."""
+        return self.array_earth_view_fraction * self.array_area_m2
+
+    @property
+    def array_heat_capacity_j_k(self) -> float:
+        """Heat capacity of the array node [J/K]."""
+        return self.array_heat_capacity_j_k_m2 * self.array_area_m2
 
     def _vec(self, suffix: str) -> FloatArray:
         return np.array([getattr(self, f"{name}_{suffix}") for name in NODE_NAMES], dtype=float)
