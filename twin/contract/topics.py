@@ -22,6 +22,7 @@ Everything under one prefix (default ``orbitwin/v1``)::
     {prefix}/board/{board}/event            link up/down, board resets, detected upsets
     {prefix}/board/{board}/cmd | /fault     requests to the board (same request/reply rules)
     {prefix}/board/{board}/reply            replies of the serial bridge
+    {prefix}/bridge/{id}/status | /event    a bridge's own status and events
 """
 
 from __future__ import annotations
@@ -85,6 +86,27 @@ class Topics:
 
     def board(self, board: str, leaf: str) -> str:
         return f"{self.prefix}/board/{board}/{leaf}"
+
+    def bridge(self, bridge_id: str, leaf: str) -> str:
+        """``{prefix}/bridge/{id}/{leaf}``: a bridge's ``status`` and ``event`` topics."""
+        return f"{self.prefix}/bridge/{bridge_id}/{leaf}"
+
+    def request(self, sat: str | None, leaf: str) -> str:
+        """Where a request goes: ``sat/{sat}/{leaf}``, or ``fleet/{leaf}`` when ``sat`` is None."""
+        return self.fleet(leaf) if sat is None else self.sat(sat, leaf)
+
+    def private_reply(self, *owner: str) -> str:
+        """A client's own reply topic, ``{prefix}/{owner...}/reply`` (the twin replies under its prefix only
+        to topics ending in ``/reply``)."""
+        return "/".join((self.prefix, *owner, "reply"))
+
+    @property
+    def archive_subscriptions(self) -> tuple[str, ...]:
+        """Everything an archive of the twin keeps (the InfluxDB bridge): telemetry frames and replays,
+        events of satellites, fleet and bridges, replies, errors, fleet summary and twin status."""
+        return (self.fleet_tm("+"), self.replayed("+", "+"), self.sat("+", "event"), self.fleet("event"),
+                self.bridge("+", "event"), self.sat("+", "reply"), self.fleet("reply"), self.errors, self.summary,
+                self.status)
 
     @property
     def request_subscriptions(self) -> tuple[str, ...]:
