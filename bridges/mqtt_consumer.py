@@ -79,9 +79,9 @@ class SequenceTracker:
             miss.update(span)
             self.expected[sat] = seq + 1
             return "new"
-        miss = self.missing.get(sat)
-        if miss and seq in miss:
-            miss.discard(seq)
+        pending = self.missing.get(sat)
+        if pending and seq in pending:
+            pending.discard(seq)
             self.filled += 1
             return "filled"
         self.duplicates += 1

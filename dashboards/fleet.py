@@ -55,7 +55,7 @@ def fleet_overview() -> dict[str, Any]:
                        field_config(overrides=overrides), stack=True), w=24, h=7)
 
     lay.row("Where they are")
-    state_steps = [{"color": "green", "value": None}, {"color": "yellow", "value": LIMIT_YELLOW},
+    state_steps: list[dict[str, Any]] = [{"color": "green", "value": None}, {"color": "yellow", "value": LIMIT_YELLOW},
                    {"color": "red", "value": LIMIT_RED}]
     assert LIMIT_GREEN < LIMIT_YELLOW < LIMIT_RED
     pos = latest_per_sat_query("orbit", {"lat_deg": "lat", "lon_deg": "lon", "alt_m": "alt_m"})

@@ -159,10 +159,11 @@ def override(name: str, **props: Any) -> dict[str, Any]:
 
 def timeseries(title: str, targets: list[dict[str, Any]], fc: dict[str, Any], description: str = "",
                stack: bool = False) -> dict[str, Any]:
-    p = {"type": "timeseries", "title": title, "description": description, "datasource": DS, "targets": targets,
-         "fieldConfig": fc,
-         "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-                     "tooltip": {"mode": "multi", "sort": "none"}}}
+    p: dict[str, Any] = {
+        "type": "timeseries", "title": title, "description": description, "datasource": DS, "targets": targets,
+        "fieldConfig": fc,
+        "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+                    "tooltip": {"mode": "multi", "sort": "none"}}}
     if stack:
         p["fieldConfig"]["defaults"].setdefault("custom", {})["stacking"] = {"mode": "normal", "group": "A"}
     return p

@@ -16,10 +16,12 @@ class BoardCommands:
     _ser: Any
     url: str
 
-    def command(self, code: int, value: float = 0.0, **kw: Any) -> Ack:  # pragma: no cover
+    def command(self, code: int, value: float = 0.0, *, timeout: float | None = None,
+                retries: int | None = None) -> Ack:  # pragma: no cover
         raise NotImplementedError
 
-    def inject_fault(self, kind: int, arg: int = 0, flags: int = 0, **kw: Any) -> Ack:  # pragma: no cover
+    def inject_fault(self, kind: int, arg: int = 0, flags: int = 0, *,
+                     timeout: float | None = None) -> Ack:  # pragma: no cover
         raise NotImplementedError
 
     def ping(self) -> Ack:

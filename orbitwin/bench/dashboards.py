@@ -122,7 +122,7 @@ def bench_dashboards(ticks: int = 330, count: int | None = None, repeats: int = 
                     w.query(sql)
                     times.append((time.perf_counter() - t0) * 1e3)
                 panels[title] = round(min(times), 2) if title not in panels else max(panels[title], round(min(times), 2))
-        slowest = max(panels, key=panels.get)
+        slowest = max(panels, key=lambda title: panels[title])
         # baseline: the simplest query on the same data (one satellite's last point)
         t0 = time.perf_counter()
         w.query(f"SELECT last(\"battery_soc\") FROM hk WHERE \"sat\" = '{filled['names'][0]}'")

@@ -210,7 +210,7 @@ def parse_replay(obj: dict[str, Any]) -> ReplayRequest:
         for k, r in enumerate(rs):
             if not isinstance(r, list) or len(r) != 3:
                 raise CommandError(Reason.BAD_ARGUMENT, f"ranges[{k}] must be [sat, from_seq, to_seq]", "ranges")
-            ranges.append(_replay_range(*r, where=f"ranges[{k}]: "))
+            ranges.append(_replay_range(r[0], r[1], r[2], where=f"ranges[{k}]: "))
     else:
         ranges = [_replay_range(obj.get("sat"), obj.get("from_seq"), obj.get("to_seq"), "")]
     return ReplayRequest(tuple(ranges), _opt_str(obj, "id"), _opt_str(obj, "reply_to", 1024))

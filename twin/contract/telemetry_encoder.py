@@ -86,7 +86,8 @@ class PacketSchedule:
 class PacketEncoder:
     """Renders one packet's JSON payload for many satellites at once."""
 
-    def __init__(self, packet: str, names: Sequence[str], norad_ids: Sequence[int], topics: Topics) -> None:
+    def __init__(self, packet: str, names: Sequence[str], norad_ids: Sequence[int] | np.ndarray,
+                 topics: Topics) -> None:
         self.packet = packet
         self.fields = PACKET_FIELDS[packet]
         self.codecs = [FIELD_CODECS[f] for f in self.fields]
@@ -121,7 +122,8 @@ class FrameEncoder:
     frames: a handful of messages per tick instead of thousands.
     """
 
-    def __init__(self, packet: str, names: Sequence[str], norad_ids: Sequence[int], topics: Topics) -> None:
+    def __init__(self, packet: str, names: Sequence[str], norad_ids: Sequence[int] | np.ndarray,
+                 topics: Topics) -> None:
         self.packet = packet
         self.fields = PACKET_FIELDS[packet]
         self.topic = topics.fleet_tm(packet)

@@ -132,7 +132,7 @@ def healthy_strings(strings_failed: ArrayLike, params: BatteryParams) -> NDArray
 
 def capacity_c(params: BatteryParams, strings_failed: ArrayLike = 0) -> F64:
     """Pack charge capacity [C] (A s) of the working strings."""
-    return healthy_strings(strings_failed, params) * params.cell_capacity_ah * _AS_PER_AH
+    return np.multiply(healthy_strings(strings_failed, params), params.cell_capacity_ah * _AS_PER_AH, dtype=np.float64)
 
 
 def stored_energy_j(
@@ -250,4 +250,4 @@ def battery_step(
 
 def _rows(x: F64 | float, idx: NDArray[np.intp]) -> F64 | float:
     """``x[idx]`` for per-row arrays, ``x`` for scalars."""
-    return x[idx] if np.ndim(x) else x
+    return x[idx] if isinstance(x, np.ndarray) and x.ndim else x

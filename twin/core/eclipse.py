@@ -42,7 +42,8 @@ def illumination_fraction(r_sat_m: np.ndarray, r_sun_m: np.ndarray) -> np.ndarra
         annular = ~partial & (bs < a)  # Earth's disc inside the Sun's (never in LEO, kept for completeness)
         fs[annular] = 1.0 - (bs[annular] / a) ** 2
         frac[shadow] = fs
-    return np.clip(frac, 0.0, 1.0)
+    lit: np.ndarray = np.clip(frac, 0.0, 1.0)
+    return lit
 
 
 def cylindrical_eclipse_fraction(alt_m: float, beta_rad: float) -> float:

@@ -50,7 +50,8 @@ def albedo_flux_w_m2(
     """
     cos_z = np.clip(np.asarray(cos_sun_zenith_subsat, dtype=float), 0.0, 1.0)
     s = np.asarray(solar_flux_w_m2, dtype=float)
-    return s * np.asarray(albedo, dtype=float) * earth_view_factor_plate(alt_m) * cos_z
+    flux: FloatArray = s * np.asarray(albedo, dtype=float) * earth_view_factor_plate(alt_m) * cos_z
+    return flux
 
 
 def earth_ir_flux_w_m2(alt_m: ArrayLike, olr_w_m2: ArrayLike = EARTH_IR_W_M2) -> FloatArray:

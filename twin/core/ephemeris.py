@@ -13,6 +13,7 @@ import datetime as dt
 import functools
 
 import numpy as np
+from numpy.typing import NDArray
 
 from twin.core.constants import DAYS_PER_JULIAN_YEAR, JD_J2000, SECONDS_PER_DAY
 
@@ -79,7 +80,10 @@ class SunEphemeris:
         return sun, float(dut1)
 
 
-def jd_to_utc_tuple(jd_utc: np.ndarray) -> tuple:
+UtcTuple = tuple[NDArray[np.int_], NDArray[np.int_], NDArray[np.int_], int, int, NDArray[np.float64]]
+
+
+def jd_to_utc_tuple(jd_utc: np.ndarray) -> UtcTuple:
     """Split UTC Julian dates into skyfield's ``ts.utc(year, month, day, hour, minute, second)`` form."""
     jd = np.asarray(jd_utc, dtype=float)
     z = np.floor(jd + 0.5)

@@ -122,4 +122,5 @@ def beta_angle_rad(r_m: np.ndarray, v_m_s: np.ndarray, sun_unit: np.ndarray) -> 
     vx, vy, vz = v_m_s[:, 0], v_m_s[:, 1], v_m_s[:, 2]
     hx, hy, hz = ry * vz - rz * vy, rz * vx - rx * vz, rx * vy - ry * vx  # np.cross is ~5x slower here
     h_norm = np.sqrt(hx * hx + hy * hy + hz * hz)
-    return np.arcsin(np.clip((hx * sun_unit[0] + hy * sun_unit[1] + hz * sun_unit[2]) / h_norm, -1.0, 1.0))
+    beta: np.ndarray = np.arcsin(np.clip((hx * sun_unit[0] + hy * sun_unit[1] + hz * sun_unit[2]) / h_norm, -1.0, 1.0))
+    return beta

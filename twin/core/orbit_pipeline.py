@@ -30,12 +30,20 @@ def _layout(n: int, buf: memoryview, slot: int) -> OrbitState:
     return OrbitState(f[:, 0:3], f[:, 3:6], f[:, 6:9], f[:, 9], f[:, 10], f[:, 11], err)
 
 
+def _buffer(shm: shared_memory.SharedMemory) -> memoryview:
+    """The shared block's memory (None only after close)."""
+    buf = shm.buf
+    if buf is None:
+        raise ValueError(f"shared memory {shm.name} is closed")
+    return buf
+
+
 def _worker(conn: Connection, tle_text: str, shm_name: str) -> None:  # pragma: no cover - runs in the child
     shm = shared_memory.SharedMemory(name=shm_name)
     try:
         prop = FleetPropagator(parse_tle_text(tle_text, "<worker>"))
         n = len(prop)
-        slots = [_layout(n, shm.buf, k) for k in (0, 1)]
+        slots = [_layout(n, _buffer(shm), k) for k in (0, 1)]
         while True:
             msg = conn.recv()
             if msg is None:
@@ -67,7 +75,7 @@ class PipelinedPropagator:
         self.fallback_reason: str | None = None
         size = 2 * n * (_FLOATS_PER_SAT * 8 + 1)
         self._shm = shared_memory.SharedMemory(create=True, size=size)
-        self._slots = [_layout(n, self._shm.buf, k) for k in (0, 1)]
+        self._slots = [_layout(n, _buffer(self._shm), k) for k in (0, 1)]
         text = "\n".join(f"{a}\n{b}\n{c}" for a, b, c in zip(catalogue.names, catalogue.line1, catalogue.line2))
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()

@@ -8,7 +8,9 @@ key (``section.key``) and what is wrong with it.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import math
 import typing
 from collections.abc import Mapping
@@ -39,7 +41,7 @@ def param(
     if default is dataclasses.MISSING:
         return dataclasses.field(metadata=meta)
     if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+        return dataclasses.field(default_factory=functools.partial(copy.copy, default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -81,7 +83,7 @@ def _convert(key: str, value: Any, tp: Any, meta: Mapping[str, Any]) -> Any:
         if len(value) != len(args):
             raise DesignError(key, f"expected a list of {len(args)} items, got {len(value)}")
         return tuple(_convert(f"{key}[{i}]", v, a, meta) for i, (v, a) in enumerate(zip(value, args)))
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise DesignError(key, f"expected a table, got {type(value).__name__}")
         return build(tp, value, key)

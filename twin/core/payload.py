@@ -126,12 +126,14 @@ def latched_mask(latched: np.ndarray) -> np.ndarray:
 
 def row_count(mask: np.ndarray) -> np.ndarray:
     """True values per row of an (n, d) bool array, as int64 (n,) (einsum: ~6x numpy's sum here)."""
-    return np.einsum("ij->i", mask.view(np.int8)).astype(np.int64)
+    counts: np.ndarray = np.einsum("ij->i", mask.view(np.int8)).astype(np.int64)
+    return counts
 
 
 def row_sum(values: np.ndarray) -> np.ndarray:
     """Sum per row of an (n, d) numeric array."""
-    return np.einsum("ij->i", values)
+    sums: np.ndarray = np.einsum("ij->i", values)
+    return sums
 
 
 def plan(state: PayloadState, p: PayloadParams, node_temp_k: np.ndarray, safe_mode: np.ndarray) -> PayloadOutput:

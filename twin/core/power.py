@@ -157,7 +157,7 @@ def power_step(
         for full, part in zip(fields, sub):
             full[idx] = part
         fields[-1][idx] = True  # the original request was limited
-        bat = BatteryStep(*fields)
+        bat = BatteryStep._make(fields)
     shunt = np.maximum(gen + bat.power_w - _total(load), 0.0)
     brownout = (bat.power_w > 0.0) & (bat.terminal_v < power_params.bus_undervoltage_v)
     return PowerStep(

@@ -291,7 +291,8 @@ def sel_rate_per_device_s(proton_flux: np.ndarray, temp_k: np.ndarray, params: R
     f = params.sel_proton_fraction
     env = (1.0 - f) + f * np.maximum(flux, 0.0) / params.seu_reference_proton_flux_cm2_s
     temp = np.exp2((np.asarray(temp_k, float) - params.sel_reference_temp_k) / params.sel_doubling_k)
-    return (params.sel_rate_per_device_day / SECONDS_PER_DAY) * env[:, None] * temp
+    rate: np.ndarray = (params.sel_rate_per_device_day / SECONDS_PER_DAY) * env[:, None] * temp
+    return rate
 
 
 def sel_hits(

@@ -24,7 +24,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -71,7 +71,10 @@ def aep8_integral_flux(
     lat_deg: Any, lon_deg: Any, alt_km: Any, energy_mev: float, particle: str, solar: str,
     time_iso: str = _BUILD_TIME_ISO,
 ) -> np.ndarray:
-    """Direct AE8/AP8 integral flux [1/(cm^2 s)] above ``energy_mev`` via aep8 (slow; NaN kept)."""
+    """Direct AE8/AP8 integral flux [1/(cm^2 s)] above ``energy_mev`` via aep8 (slow; NaN kept).
+
+    ``particle``: ``"p"`` (AP8) or ``"e"`` (AE8); ``solar``: solar phase ``"min"`` or ``"max"``.
+    """
     import warnings
 
     import aep8
@@ -86,8 +89,24 @@ def aep8_integral_flux(
             np.asarray(lon_deg, float) * u.deg, np.asarray(lat_deg, float) * u.deg,
             np.asarray(alt_km, float) * u.km)
         t = Time(time_iso, scale="utc")
-        flux = aep8.model(particle, solar).integral_flux(loc, t, energy_mev * u.MeV)
+        flux = aep8.model(_particle(particle), _solar_phase(solar)).integral_flux(loc, t, energy_mev * u.MeV)
     return np.asarray(flux.to_value(u.cm**-2 * u.s**-1), dtype=float)
+
+
+_PARTICLES: dict[str, Literal["e", "p"]] = {"e": "e", "p": "p"}
+_SOLAR_PHASES: dict[str, Literal["min", "max"]] = {"min": "min", "max": "max"}
+
+
+def _particle(name: str) -> Literal["e", "p"]:
+    if name not in _PARTICLES:
+        raise ValueError(f"particle must be 'e' or 'p', got {name!r}")
+    return _PARTICLES[name]
+
+
+def _solar_phase(name: str) -> Literal["min", "max"]:
+    if name not in _SOLAR_PHASES:
+        raise ValueError(f"solar phase must be 'min' or 'max', got {name!r}")
+    return _SOLAR_PHASES[name]
 
 
 def _to_log10(flux: np.ndarray) -> np.ndarray:

@@ -43,7 +43,8 @@ def efficiency(array_temp_k: ArrayLike, params: SolarArrayParams) -> F64:
 def degradation(dose_rad: ArrayLike, params: SolarArrayParams) -> F64:
     """Fractional power loss [1] after an ionising dose [rad(Si)], within [0, 1]."""
     d = np.maximum(np.asarray(dose_rad, dtype=float), 0.0)
-    return np.clip(params.degradation_c * np.log10(1.0 + d / params.degradation_dose_x_rad), 0.0, 1.0)
+    loss: F64 = np.clip(params.degradation_c * np.log10(1.0 + d / params.degradation_dose_x_rad), 0.0, 1.0)
+    return loss
 
 
 def array_power_w(
@@ -68,4 +69,5 @@ def array_power_w(
     )
     area_eff_m2 = params.area_m2 * params.packing_factor
     eta = efficiency(array_temp_k, params) * (1.0 - degradation(dose_rad, params))
-    return irradiance_w_m2 * eta * area_eff_m2 * ok
+    power_w: F64 = irradiance_w_m2 * eta * area_eff_m2 * ok
+    return power_w

@@ -195,6 +195,8 @@ class MosquittoProcess(ChildServer):
         raise BrokerError(f"mosquitto did not accept connections on {self.url}:\n{self.log_tail()}")
 
     def _spawn(self) -> bool:
+        if not self.binary:
+            raise BrokerError("mosquitto not found")
         self.config_path.write_text(self.render_config())
         t0 = time.monotonic()
         self.proc = subprocess.Popen(
