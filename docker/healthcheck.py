@@ -1,11 +1,14 @@
 """Container health checks (exit 0 healthy, 1 not), for docker-compose.yml.
 
     healthcheck.py mqtt-state                 the twin's retained birth on {prefix}/state is "online"
-    healthcheck.py mqtt-message TOPIC         a message arrives on TOPIC (e.g. a bridge's status)
+    healthcheck.py mqtt-bridge-status ID      bridge ID publishes its status ({prefix}/bridge/ID/status)
+    healthcheck.py mqtt-message TOPIC         a message arrives on TOPIC
     healthcheck.py tcp HOST:PORT              something listens there
 
-MQTT checks read MQTT_URL (mqtt://host:port), MQTT_USER_ENV/MQTT_PASSWORD_ENV (names of the
-variables holding this container's credentials) and MQTT_PREFIX (default orbitwin/v1).
+MQTT checks read MQTT_URL (mqtt://host:port or mqtts://...), MQTT_USER_ENV/MQTT_PASSWORD_ENV
+(names of the variables holding this container's credentials), MQTT_CA (CA file for mqtts://)
+and MQTT_PREFIX (default: the contract's prefix, orbitwin/v1). They connect through the same
+MQTT door as the twin and the bridges.
 """
 
 from __future__ import annotations
@@ -15,37 +18,44 @@ import os
 import socket
 import sys
 import threading
-import urllib.parse
 import uuid
 
 TIMEOUT_S = float(os.environ.get("HEALTH_TIMEOUT_S", "15"))
 
 
 def _message(topic: str) -> bytes | None:
-    import paho.mqtt.client as mqtt
+    from twin.mqtt import MqttConnection, MqttSettings
 
-    url = urllib.parse.urlsplit(os.environ.get("MQTT_URL", "mqtt://mosquitto:1883"))
+    user = os.environ.get(os.environ.get("MQTT_USER_ENV", ""), "") or None
+    password = os.environ.get(os.environ.get("MQTT_PASSWORD_ENV", ""), "") if user else None
+    settings = MqttSettings(os.environ.get("MQTT_URL", "mqtt://mosquitto:1883"), username=user, password=password,
+                            ca_file=os.environ.get("MQTT_CA") or None)
     got: list[bytes] = []
     done = threading.Event()
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"health-{uuid.uuid4().hex[:8]}")
-    user = os.environ.get(os.environ.get("MQTT_USER_ENV", ""), "")
-    if user:
-        c.username_pw_set(user, os.environ.get(os.environ.get("MQTT_PASSWORD_ENV", ""), ""))
-    c.on_connect = lambda cl, *_: cl.subscribe(topic, qos=0)
-    c.on_message = lambda cl, ud, m: (got.append(m.payload), done.set())
-    c.connect(url.hostname or "localhost", url.port or 1883, keepalive=10)
-    c.loop_start()
-    done.wait(TIMEOUT_S)
-    c.loop_stop()
-    c.disconnect()
+
+    def on_message(msg: object) -> None:
+        got.append(msg.payload)  # type: ignore[attr-defined]
+        done.set()
+
+    conn = MqttConnection(settings, client_id=f"health-{uuid.uuid4().hex[:8]}", on_message=on_message,
+                          on_connect=lambda c: c.subscribe([topic], qos=0))
+    conn.start(TIMEOUT_S)
+    try:
+        done.wait(TIMEOUT_S)
+    finally:
+        conn.stop()
     return got[0] if got else None
 
 
 def main(argv: list[str]) -> int:
-    prefix = os.environ.get("MQTT_PREFIX", "orbitwin/v1")
+    from twin.contract.topics import DEFAULT_PREFIX, Topics
+
+    topics = Topics(os.environ.get("MQTT_PREFIX", DEFAULT_PREFIX))
     if argv[:1] == ["mqtt-state"]:
-        payload = _message(f"{prefix}/state")
+        payload = _message(topics.state)
         return 0 if payload and json.loads(payload).get("state") == "online" else 1
+    if argv[:1] == ["mqtt-bridge-status"] and len(argv) == 2:
+        return 0 if _message(topics.bridge(argv[1], "status")) is not None else 1
     if argv[:1] == ["mqtt-message"] and len(argv) == 2:
         return 0 if _message(argv[1]) is not None else 1
     if argv[:1] == ["tcp"] and len(argv) == 2:

@@ -221,12 +221,13 @@ def channel_of(topic: str, response_topic: str) -> str | None:
 
 
 def test_live_messages_validate(mosquitto: Any, tmp_path: Path) -> None:
-    from twin.runtime.mqtt_link import MqttLink, MqttSettings
+    from twin.mqtt import MqttSettings
+    from twin.runtime.mqtt_link import LinkSettings, MqttLink
     from twin.runtime.run_loop import FleetOptions, build_twin
     from twin.runtime.mqtt_service import TwinService
 
     twin = build_twin(FleetOptions(count=3, dt_s=1.0, seed=3))
-    link = MqttLink(MqttSettings(mosquitto.url, state_dir=str(tmp_path)))
+    link = MqttLink(MqttSettings(mosquitto.url), LinkSettings(state_dir=str(tmp_path)))
     service = TwinService(twin, link, status_every_s=2.0)
     rec = Recorder(mosquitto.host, mosquitto.port, ("orbitwin/v1/#", "me/replies"))
     link.start()

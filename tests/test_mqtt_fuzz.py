@@ -39,12 +39,13 @@ class Twin:
     """A TwinService ticking every 10 ms in a thread; an exception stops it and is kept."""
 
     def __init__(self, url: str, state_dir: str) -> None:
-        from twin.runtime.mqtt_link import MqttLink, MqttSettings
+        from twin.mqtt import MqttSettings
+        from twin.runtime.mqtt_link import LinkSettings, MqttLink
         from twin.runtime.run_loop import FleetOptions, build_twin
         from twin.runtime.mqtt_service import TwinService
 
         self.twin = build_twin(FleetOptions(count=3, dt_s=1.0, seed=2))
-        self.link = MqttLink(MqttSettings(url, state_dir=state_dir))
+        self.link = MqttLink(MqttSettings(url), LinkSettings(state_dir=state_dir))
         self.service = TwinService(self.twin, self.link)
         self.error: BaseException | None = None
         self._stop = threading.Event()

@@ -56,12 +56,13 @@ class RunningTwin:
 
 @pytest.fixture
 def running_twin(mosquitto: Any, tmp_path: Path) -> Iterator[RunningTwin]:
-    from twin.runtime.mqtt_link import MqttLink, MqttSettings
+    from twin.mqtt import MqttSettings
+    from twin.runtime.mqtt_link import LinkSettings, MqttLink
     from twin.runtime.run_loop import FleetOptions, build_twin
     from twin.runtime.mqtt_service import TwinService
 
     twin = build_twin(FleetOptions(count=5, dt_s=1.0, seed=1))
-    link = MqttLink(MqttSettings(mosquitto.url, state_dir=str(tmp_path)))
+    link = MqttLink(MqttSettings(mosquitto.url), LinkSettings(state_dir=str(tmp_path)))
     service = TwinService(twin, link)
     link.start()
     stop = threading.Event()

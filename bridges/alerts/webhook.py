@@ -7,8 +7,9 @@ Grafana's webhook notification (``receiver``, ``status``,
 ignored). It is authenticated by HTTP basic auth and/or ``Authorization: Bearer <secret>``. Each
 alert goes through the rule table (:mod:`bridges.alerts.rules`: dedup by fingerprint + status,
 rate limits); each resulting command is published to ``{prefix}/sat/{sat}/cmd`` (or
-``{prefix}/fleet/cmd`` with ``select``) with MQTT 5 response topic + correlation data, and the
-twin's replies are awaited asynchronously (the HTTP answer does not wait for them).
+``{prefix}/fleet/cmd`` with ``select``) with MQTT 5 response topic + correlation data (over MQTT
+3.1.1: ``reply_to`` in the request), and the twin's replies are awaited asynchronously (the HTTP
+answer does not wait for them).
 
 Every action, suppressed action, reply and reply timeout is an event on
 ``{prefix}/bridge/{bridge_id}/event``, shaped like the twin's events (``v``, ``t`` (wall time),
@@ -37,19 +38,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+
+from twin.contract.topics import DEFAULT_PREFIX, Topics
+from twin.mqtt import MqttConnection, MqttSettings, reply_properties
 
 from bridges.alerts.rules import Action, Alert, Planner, RuleTable
 
 
 @dataclass
 class GrafanaBridgeSettings:
-    mqtt_url: str
-    prefix: str = "orbitwin/v1"
+    """The broker (:class:`~twin.mqtt.MqttSettings` or a URL), identity, webhook server and its credentials."""
+
+    mqtt: MqttSettings
+    prefix: str = DEFAULT_PREFIX
     client_id: str = "orbitwin-grafana-bridge"
-    mqtt_username: str | None = None
-    mqtt_password: str | None = None
     listen_host: str = "127.0.0.1"
     listen_port: int | None = 8090  # None: no HTTP server (poller only)
     basic_user: str | None = None
@@ -58,7 +60,9 @@ class GrafanaBridgeSettings:
     max_body_bytes: int = 1 << 20
     reply_timeout_s: float = 30.0
     bridge_id: str = "grafana"
-    keepalive_s: int = 10
+
+    def __post_init__(self) -> None:
+        self.mqtt = MqttSettings.coerce(self.mqtt)
 
 
 class BadRequest(Exception):
@@ -112,46 +116,35 @@ class GrafanaBridge:
         self.seq = 0
         self.n_requests = 0
         self.token = uuid.uuid4().hex[:6]
-        base = f"{settings.prefix}/bridge/{settings.bridge_id}"
-        self.event_topic = f"{base}/event"
-        # the twin only replies under its prefix to topics ending in /reply (twin.requests.valid_reply_topic)
-        self.reply_topic = f"{base}/{re.sub(r'[^A-Za-z0-9_.-]', '_', settings.client_id)}/reply"
-        self.connected = threading.Event()
+        self.topics = Topics(settings.prefix)
+        self.event_topic = self.topics.bridge(settings.bridge_id, "event")
+        # the twin only replies under its prefix to topics ending in /reply (request_parser.valid_reply_topic)
+        self.reply_topic = self.topics.private_reply(
+            "bridge", settings.bridge_id, re.sub(r"[^A-Za-z0-9_.-]", "_", settings.client_id))
         self._stop = threading.Event()
         self.httpd: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=mqtt.MQTTv5)
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
-        self.client.on_disconnect = lambda *a: self.connected.clear()
-        self.client.reconnect_delay_set(1, 5)
+        self.conn = MqttConnection(settings.mqtt, client_id=settings.client_id, on_connect=self._on_connect,
+                                   on_message=self._on_message)
+        self.client = self.conn.client
+        self.connected = self.conn.connected
 
     # --- lifecycle -------------------------------------------------------------------
     def start(self, wait_s: float = 10.0) -> None:
-        """Connect to the broker, start the reply-timeout sweeper and the HTTP server."""
-        from twin.runtime.mqtt_link import MqttSettings
-
-        host, port, tls, user, pw = MqttSettings(self.s.mqtt_url, self.s.mqtt_username, self.s.mqtt_password).endpoint()
-        if user or self.s.mqtt_username:
-            self.client.username_pw_set(self.s.mqtt_username or user, self.s.mqtt_password or pw)
-        if tls:
-            self.client.tls_set()
-        self.client.connect_async(host, port, keepalive=self.s.keepalive_s, clean_start=True)
-        self.client.loop_start()
+        """Connect to the broker (:class:`~twin.mqtt.MqttConnectError` with a one-line reason on failure),
+        then start the reply-timeout sweeper and the HTTP server."""
+        self.conn.start(wait_s)
         self._spawn(self._sweep, "grafana-bridge-sweeper")
         if self.s.listen_port is not None:
             self.httpd = ThreadingHTTPServer((self.s.listen_host, self.s.listen_port), _make_handler(self))
             self.httpd.daemon_threads = True
             self._spawn(self.httpd.serve_forever, "grafana-bridge-http")
-        if wait_s and not self.connected.wait(wait_s):
-            self.stop()
-            raise ConnectionError(f"grafana bridge could not connect to {self.s.mqtt_url} within {wait_s} s")
 
     @property
     def url(self) -> str:
         assert self.httpd is not None
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
 
     def stop(self) -> None:
         self._stop.set()
@@ -160,8 +153,7 @@ class GrafanaBridge:
             self.httpd.server_close()
         for t in self._threads:
             t.join(5)
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.conn.stop()
 
     def _spawn(self, target: Any, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -196,13 +188,13 @@ class GrafanaBridge:
         body: dict[str, Any] = {"command": a.command, "args": a.args, "id": rid}
         if a.select is not None:
             body["select"] = a.select
-        topic = f"{self.s.prefix}/sat/{a.sat}/cmd" if a.sat else f"{self.s.prefix}/fleet/cmd"
-        props = Properties(PacketTypes.PUBLISH)
-        props.ResponseTopic = self.reply_topic
-        props.CorrelationData = rid.encode()
+        if not self.conn.v5:  # MQTT 3.1.1 has no response topic: the request names it
+            body["reply_to"] = self.reply_topic
+        topic = self.topics.request(a.sat or None, "cmd")
         with self.lock:
             self.pending[rid] = {"sent": time.monotonic(), "sat": a.sat, "detail": detail}
-        info = self.client.publish(topic, json.dumps(body, separators=(",", ":")), qos=1, properties=props)
+        info = self.conn.publish(topic, json.dumps(body, separators=(",", ":")), qos=1,
+                                 properties=reply_properties(self.reply_topic, rid.encode()))
         self.counters["commands_published"] += 1
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             self.counters["publish_queued_offline"] += 1  # paho keeps QoS 1 messages and sends them on reconnect
@@ -210,15 +202,11 @@ class GrafanaBridge:
         return {"rule": a.rule, "command": a.command, "args": a.args, "sat": a.sat, "request_id": rid}
 
     # --- MQTT callbacks --------------------------------------------------------------
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
-        if rc.is_failure:
-            self.counters["connect_refused"] += 1
-            return
+    def _on_connect(self, conn: MqttConnection) -> None:
         self.counters["connects"] += 1
-        client.subscribe(self.reply_topic, qos=1)
-        self.connected.set()
+        conn.subscribe([self.reply_topic], qos=1)
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, msg: mqtt.MQTTMessage) -> None:
         try:
             reply = json.loads(msg.payload)
             if not isinstance(reply, dict):
@@ -266,7 +254,7 @@ class GrafanaBridge:
             ev["detail"] = detail
             self.events.append(ev)
         self.counters["events"] += 1
-        self.client.publish(self.event_topic, json.dumps(ev, separators=(",", ":"), default=str), qos=1)
+        self.conn.publish(self.event_topic, json.dumps(ev, separators=(",", ":"), default=str), qos=1)
         return ev
 
     def status(self) -> dict[str, Any]:

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from orbitwin_fw import messages as m
+from twin.contract.topics import DEFAULT_PREFIX, Topics
+from twin.mqtt import Message as MqttMessage
+from twin.mqtt import MqttConnection, MqttSettings, reply_properties
 
 from bridges.board.link import LinkError, Message, SerialLink
 
@@ -42,14 +43,20 @@ BOARD_FAULTS = ("seu", "seu_double", "latchup", "hang")
 
 @dataclass
 class SerialBridgeSettings:
+    """The board's port, the satellite it becomes, the broker (:class:`~twin.mqtt.MqttSettings` or a URL)."""
+
     port: str
     sat: str
-    mqtt_url: str
+    mqtt: MqttSettings
     board: str | None = None
-    prefix: str = "orbitwin/v1"
+    prefix: str = DEFAULT_PREFIX
     baudrate: int = 115200
     tm_hz: float = 5.0  # board measurements forwarded to MQTT per second (the board sends ~10)
     weights_bits: int = 8 * 8192
+    client_id: str | None = None  # default orbitwin-serial-{board}
+
+    def __post_init__(self) -> None:
+        self.mqtt = MqttSettings.coerce(self.mqtt)
 
 
 class SerialBridge:
@@ -58,7 +65,7 @@ class SerialBridge:
     def __init__(self, s: SerialBridgeSettings) -> None:
         self.s = s
         self.board = s.board or s.sat
-        self.base = f"{s.prefix}/board/{self.board}"
+        self.topics = Topics(s.prefix)
         self.counters: dict[str, int] = {"tm": 0, "requests": 0, "rejected": 0, "events": 0}
         self.seq = 0
         self._last_tm = 0.0
@@ -67,26 +74,20 @@ class SerialBridge:
         self._jobs: queue.SimpleQueue[tuple[str, dict[str, Any], Any] | None] = queue.SimpleQueue()
         self._rng_bits = uuid.uuid4().int
         self.link = SerialLink(s.port, s.baudrate, on_message=self._on_board, on_event=self._on_link_event)
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"orbitwin-serial-{self.board}",
-                                  protocol=mqtt.MQTTv5)
-        self.client.will_set(f"{self.base}/state", json.dumps({"v": 1, "board": self.board, "sat": s.sat,
-                                                               "state": "offline"}), qos=1, retain=True)
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(1, 2)
+        will = MqttMessage(self.topics.board(self.board, "state"),
+                           json.dumps({"v": 1, "board": self.board, "sat": s.sat, "state": "offline"}), qos=1,
+                           retain=True)
+        self.conn = MqttConnection(s.mqtt, client_id=s.client_id or f"orbitwin-serial-{self.board}", will=will,
+                                   birth=lambda: [self._state("online")], on_connect=self._on_connect,
+                                   on_message=self._on_message)
+        self.client = self.conn.client
         self._worker = threading.Thread(target=self._work, name=f"serial-bridge-{self.board}", daemon=True)
 
     # --- lifecycle ------------------------------------------------------------------
-    def start(self, wait_s: float = 10.0) -> SerialBridge:
-        from twin.runtime.mqtt_link import MqttSettings
-
-        host, port, tls, user, pw = MqttSettings(self.s.mqtt_url).endpoint()
-        if user:
-            self.client.username_pw_set(user, pw)
-        if tls:
-            self.client.tls_set()
-        self.client.connect_async(host, port, keepalive=10)
-        self.client.loop_start()
+    def start(self, wait_s: float | None = 10.0) -> SerialBridge:
+        """Connect to the broker (waiting up to ``wait_s`` s; :class:`~twin.mqtt.MqttConnectError` on failure),
+        then open the board's port (the link retries by itself until the board answers)."""
+        self.conn.start(wait_s)
         self._worker.start()
         self.link.start()
         return self
@@ -94,29 +95,30 @@ class SerialBridge:
     def stop(self) -> None:
         self._jobs.put(None)
         self.link.stop()
-        self._publish_state("offline")
-        time.sleep(0.05)
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.conn.stop(self._state("offline"))
 
     # --- MQTT -------------------------------------------------------------------------
-    def _publish_state(self, state: str) -> None:
+    def _state(self, state: str) -> MqttMessage:
         caps = self.link.capabilities or {}
         body = {"v": 1, "board": self.board, "sat": self.s.sat, "state": state, "linked": self.link.connected,
                 "silent": self.link.silent, "port": self.s.port, "wall_time": time.time(),
                 "capabilities": {k: (v.decode(errors="replace").strip("\x00") if isinstance(v, bytes) else v)
                                  for k, v in caps.items()}}
-        self.client.publish(f"{self.base}/state", json.dumps(body), qos=1, retain=True)
+        return MqttMessage(self.topics.board(self.board, "state"), json.dumps(body), qos=1, retain=True)
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
-        client.subscribe([(f"{self.base}/cmd", 1), (f"{self.base}/fault", 1)])
-        self._publish_state("online")
+    def _publish_state(self, state: str) -> None:
+        m = self._state(state)
+        self.conn.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_connect(self, conn: MqttConnection) -> None:
+        conn.subscribe([self.topics.board(self.board, "cmd"), self.topics.board(self.board, "fault")], qos=1)
+
+    def _on_message(self, msg: mqtt.MQTTMessage) -> None:
         self.counters["requests"] += 1
         leaf = msg.topic.rsplit("/", 1)[-1]
         props = msg.properties
-        route = (getattr(props, "ResponseTopic", None) or f"{self.base}/reply", getattr(props, "CorrelationData", None))
+        route = (getattr(props, "ResponseTopic", None) or self.topics.board(self.board, "reply"),
+                 getattr(props, "CorrelationData", None))
         try:
             req = json.loads(msg.payload)
             if not isinstance(req, dict):
@@ -157,21 +159,17 @@ class SerialBridge:
     def _reply(self, route: tuple[str, bytes | None], status: str, rid: str | None, request: str | None,
                **extra: Any) -> None:
         topic, corr = route
-        props = None
-        if corr is not None:
-            props = Properties(PacketTypes.PUBLISH)
-            props.CorrelationData = corr
         if status == "rejected":
             self.counters["rejected"] += 1
         body = {"v": 1, "status": status, "id": rid, "request": request, "board": self.board, "sat": self.s.sat,
                 "wall_time": time.time(), **extra}
-        self.client.publish(topic, json.dumps(body), qos=1, properties=props)
+        self.conn.publish(topic, json.dumps(body), qos=1, properties=reply_properties(correlation=corr))
 
     def _event(self, name: str, severity: str = "info", **detail: Any) -> None:
         self.counters["events"] += 1
         body = {"v": 1, "board": self.board, "sat": self.s.sat, "name": name, "severity": severity,
                 "wall_time": time.time(), "detail": detail}
-        self.client.publish(f"{self.base}/event", json.dumps(body, default=str), qos=1)
+        self.conn.publish(self.topics.board(self.board, "event"), json.dumps(body, default=str), qos=1)
 
     # --- the board ----------------------------------------------------------------------
     def _on_board(self, msg: Message) -> None:
@@ -196,7 +194,7 @@ class SerialBridge:
         self.counters["tm"] += 1
         body = {"v": 1, "board": self.board, "sat": self.s.sat, "seq": self.seq, "wall_time": time.time(),
                 "linked": True, "raw": dict(msg.fields)}
-        self.client.publish(f"{self.base}/tm", json.dumps(body, default=str), qos=0)
+        self.conn.publish(self.topics.board(self.board, "tm"), json.dumps(body, default=str), qos=0)
 
     def _on_link_event(self, name: str, detail: dict[str, Any]) -> None:
         severity = "warning" if name in ("disconnected", "silent", "board_reset") else "info"

@@ -32,10 +32,9 @@ from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
-from twin.contract.topics import Topics
+from twin.contract.topics import DEFAULT_PREFIX, Topics
+from twin.mqtt import MqttConnection, MqttSettings
 
 from bridges.influx.dead_letter import DeadLetters
 from bridges.influx.writer import write_isolating
@@ -54,13 +53,16 @@ def _is_telemetry(line: bytes) -> bool:
 
 @dataclass
 class BridgeSettings:
-    mqtt_url: str
+    """The bridge's broker (:class:`~twin.mqtt.MqttSettings`, or a bare URL), identity and batching.
+
+    ``client_id`` names the persistent session: the broker keeps it ``session_expiry_s`` seconds
+    (unless the broker settings say otherwise) and queues what arrives while the bridge is away.
+    """
+
+    mqtt: MqttSettings
     client_id: str = "orbitwin-influx-bridge"
-    prefix: str = "orbitwin/v1"
-    username: str | None = None
-    password: str | None = None
+    prefix: str = DEFAULT_PREFIX
     session_expiry_s: int = 86_400
-    keepalive_s: int = 10
     receive_maximum: int = 1000
     batch_messages: int = 5_000
     batch_bytes: int = 8 << 20
@@ -73,6 +75,9 @@ class BridgeSettings:
     replay_interval_s: float = 2.0
     report_every_s: float = 5.0
     bridge_id: str = "influx"
+
+    def __post_init__(self) -> None:
+        self.mqtt = MqttSettings.coerce(self.mqtt)
 
 
 @dataclass
@@ -110,58 +115,37 @@ class InfluxBridge:
         self.lag_s = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.connected = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id,
-                                  protocol=mqtt.MQTTv5, manual_ack=True)
-        if settings.username:
-            self.client.username_pw_set(settings.username, settings.password)
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
-        self.client.on_disconnect = lambda *a: self.connected.clear()
-        self.client.reconnect_delay_set(1, 2)
+        self.conn = MqttConnection(settings.mqtt, client_id=settings.client_id, persistent=True,
+                                   session_expiry_s=settings.session_expiry_s,
+                                   receive_maximum=settings.receive_maximum, manual_ack=True,
+                                   on_connect=self._on_connect, on_message=self._on_message)
+        self.client = self.conn.client
+        self.connected = self.conn.connected
+        self._fleet_tm_head = self.topics.fleet_tm("")
 
     # --- MQTT -----------------------------------------------------------------------
     @property
     def subscriptions(self) -> list[str]:
-        p = self.s.prefix
-        return [f"{p}/fleet/tm/+", f"{p}/replay/+/tm/+", f"{p}/sat/+/event", f"{p}/fleet/event", f"{p}/bridge/+/event",
-                f"{p}/sat/+/reply", f"{p}/fleet/reply", f"{p}/errors", f"{p}/fleet/summary", f"{p}/fleet/status"]
+        return list(self.topics.archive_subscriptions)
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
-        if rc.is_failure:
-            self.counters["connect_refused"] += 1
-            return
+    def _on_connect(self, conn: MqttConnection) -> None:
         self.counters["connects"] += 1
-        client.subscribe([(t, 1) for t in self.subscriptions])
-        self.connected.set()
+        conn.subscribe(self.subscriptions, qos=1)
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self.inbox.put(_Msg(msg.mid, msg.qos, msg.topic, msg.payload, time.monotonic()))
+    def _on_message(self, msg: mqtt.MQTTMessage) -> None:
+        self.inbox.put(_Msg(msg.mid, msg.qos, msg.topic, bytes(msg.payload), time.monotonic()))
 
     def start(self, wait_s: float = 10.0) -> None:
-        from twin.runtime.mqtt_link import MqttSettings
-
-        host, port, tls, user, pw = MqttSettings(self.s.mqtt_url, self.s.username, self.s.password).endpoint()
-        if user and not self.s.username:
-            self.client.username_pw_set(user, pw)
-        if tls:
-            self.client.tls_set()
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.s.session_expiry_s
-        props.ReceiveMaximum = self.s.receive_maximum
-        self.client.connect_async(host, port, keepalive=self.s.keepalive_s, clean_start=False, properties=props)
-        self.client.loop_start()
+        """Connect (raising :class:`~twin.mqtt.MqttConnectError` with a one-line reason) and start the loop."""
+        self.conn.start(wait_s)
         self._thread = threading.Thread(target=self._run, name="influx-bridge", daemon=True)
         self._thread.start()
-        if wait_s and not self.connected.wait(wait_s):
-            raise ConnectionError(f"bridge could not connect to {self.s.mqtt_url} within {wait_s} s")
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(30)
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.conn.stop()
         self.dead.flush()
 
     # --- the loop -------------------------------------------------------------------
@@ -205,9 +189,8 @@ class InfluxBridge:
         if not isinstance(obj, dict):
             raise MappingError("payload must be a JSON object")
         leaf = m.topic.rsplit("/", 1)[-1]
-        p = self.s.prefix
         if "/tm/" in m.topic:  # fleet frames and replayed single messages
-            rows = frame_lines(obj) if m.topic.startswith(f"{p}/fleet/tm/") else message_lines(obj)
+            rows = frame_lines(obj) if m.topic.startswith(self._fleet_tm_head) else message_lines(obj)
             run = obj["run"]
             for sat, seq, _ in rows:
                 self.tracker.observe(sat, run, seq)
@@ -216,9 +199,8 @@ class InfluxBridge:
         if leaf == "event":
             return [event_line(obj)]
         if leaf in ("reply", "errors"):
-            parts = m.topic.split("/")
-            sat = parts[-2] if m.topic.startswith(f"{p}/sat/") else None
-            return [reply_line(obj, sat)]
+            route = self.topics.parse_request_topic(m.topic)  # ("sat", sat, "reply") for a satellite's replies
+            return [reply_line(obj, route[1] if route else None)]
         if leaf == "summary":
             return [flat_line("fleet", obj, time_ns(obj.get("t")), skip=("v", "t", "t_s", "bseq"))]
         if leaf == "status":
@@ -314,7 +296,7 @@ class InfluxBridge:
 
     def _close_gaps(self) -> None:
         now = time.monotonic()
-        ranges = []
+        ranges: list[list[Any]] = []
         for sat, miss in self.tracker.missing.items():
             if not miss:
                 continue
@@ -333,7 +315,7 @@ class InfluxBridge:
         if ranges:
             for k in range(0, len(ranges), 10_000):
                 body = {"ranges": ranges[k:k + 10_000], "id": f"{self.s.bridge_id}-replay-{uuid.uuid4().hex[:8]}"}
-                self.client.publish(self.topics.replay, json.dumps(body), qos=1)
+                self.conn.publish(self.topics.replay, json.dumps(body), qos=1)
             self.counters["replay_requests"] += 1
 
     def status(self) -> dict[str, Any]:
@@ -355,8 +337,8 @@ class InfluxBridge:
 
     def _report(self) -> None:
         st = self.status()
-        self.client.publish(f"{self.s.prefix}/bridge/{self.s.bridge_id}/status",
-                            json.dumps({"v": 1, "bridge": self.s.bridge_id, "wall_time": time.time(), **st}), qos=0)
+        self.conn.publish(self.topics.bridge(self.s.bridge_id, "status"),
+                          json.dumps({"v": 1, "bridge": self.s.bridge_id, "wall_time": time.time(), **st}), qos=0)
         line = flat_line("bridge", st, time.time_ns(), tags={"bridge": self.s.bridge_id}, skip=())
         if self.db_ok and not self.spool.segments:
             res = write_isolating(self.writer, [line])

@@ -87,7 +87,7 @@ def _status_reader(proc: subprocess.Popen, state: dict[str, Any]) -> threading.T
 
 
 def throughput(broker, influxd, tmp: Path, ticks: int = 20) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    import paho.mqtt.client as mqtt
+    from twin.mqtt import MqttConnection, MqttSettings
 
     frames, rows = _frames(None, ticks)
     lines = [ln for _, payload in frames for _, _, ln in frame_lines(json.loads(payload))]
@@ -116,10 +116,9 @@ def throughput(broker, influxd, tmp: Path, ticks: int = 20) -> dict[str, Any]:  
     deadline = time.time() + 30
     while not state.get("connected") and time.time() < deadline:
         time.sleep(0.05)
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    c.max_queued_messages_set(0)
-    c.connect(broker.host, broker.port)
-    c.loop_start()
+    conn = MqttConnection(MqttSettings(broker.url), client_id=f"bench-frames-{uuid.uuid4().hex[:6]}")
+    conn.start()
+    c = conn.client
     t0 = time.perf_counter()
     for topic, payload in frames:
         c.publish(topic, payload, qos=1)
@@ -128,8 +127,7 @@ def throughput(broker, influxd, tmp: Path, ticks: int = 20) -> dict[str, Any]:  
     while state.get("points_written", 0) < len(lines) and time.perf_counter() - t0 < 300:
         time.sleep(0.02)
     bridge_s = time.perf_counter() - t0
-    c.disconnect()
-    c.loop_stop()
+    conn.stop()
     proc.terminate()
     proc.wait(30)
     fields_per_row = np.mean([len(PACKET_FIELDS[json.loads(p)["packet"]]) for _, p in frames])
@@ -154,24 +152,22 @@ def end_to_end(broker, influxd, tmp: Path, duration_s: float, count: int | None)
     deadline = time.time() + 30
     while not state.get("connected") and time.time() < deadline:
         time.sleep(0.05)
-    import paho.mqtt.client as mqtt
-
     from bridges.influx.line_protocol import time_ns
+    from twin.contract.topics import Topics
+    from twin.mqtt import MqttConnection, MqttSettings
 
     ticks_seen: dict[float, float] = {}  # sim t_s -> wall time its fleet summary arrived
     start_ns: list[int] = []
 
-    def on_summary(client: Any, userdata: Any, msg: Any) -> None:
+    def on_summary(msg: Any) -> None:
         d = json.loads(msg.payload)
         ticks_seen[d["t_s"]] = time.time()
         if not start_ns:
             start_ns.append(time_ns(d["t"]) - int(round(d["t_s"] * 1e9)))
 
-    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    sub.on_message = on_summary
-    sub.on_connect = lambda c, u, f, rc, p: c.subscribe("orbitwin/v1/fleet/summary", qos=0)
-    sub.connect(broker.host, broker.port)
-    sub.loop_start()
+    sub = MqttConnection(MqttSettings(broker.url), client_id=f"bench-summary-{uuid.uuid4().hex[:6]}",
+                         on_message=on_summary, on_connect=lambda c: c.subscribe([Topics().summary], qos=0))
+    sub.start()
     twin = twin_proc(tmp, broker.url, n, "--duration", str(duration_s), "--speed", "real").start()
     probe_sats = names[:: max(1, n // 5)][:5]
     w = InfluxV1Writer(influxd.url, db)
@@ -188,8 +184,7 @@ def end_to_end(broker, influxd, tmp: Path, duration_s: float, count: int | None)
                         visible.append((time.time(), t_ns))
                     last_seen[sat] = t_ns
         time.sleep(0.05)
-    sub.disconnect()
-    sub.loop_stop()
+    sub.stop()
     # the tick schedule: tick t_s was due at wall0 + t_s, wall0 from the earliest summary
     wall0 = min(wall - t for t, wall in ticks_seen.items()) if ticks_seen else float("nan")
     lags = [seen - (wall0 + (t_ns - start_ns[0]) / 1e9) for seen, t_ns in visible] if start_ns else []

@@ -95,16 +95,15 @@ def _with_subscriber(host: str, port: int, topic: str, speed: float, body: Any) 
     return result, sub
 
 
-def _bare_paho(host: str, port: int, messages: list[tuple[str, bytes]], rate_per_s: float, wall0: Any,
+def _bare_paho(url: str, messages: list[tuple[str, bytes]], rate_per_s: float, wall0: Any,
                duration_s: float) -> dict[str, Any]:
     """Publish pre-encoded messages at the twin's rate with a plain paho loop (no twin work)."""
-    import paho.mqtt.client as mqtt
+    from twin.mqtt import MqttConnection, MqttSettings
 
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-bare-{time.time_ns()}", protocol=mqtt.MQTTv5)
-    c.max_inflight_messages_set(20)
-    c.max_queued_messages_set(60_000)
-    c.connect(host, port, keepalive=30)
-    c.loop_start()
+    conn = MqttConnection(MqttSettings(url, keepalive_s=30), client_id=f"bench-bare-{time.time_ns()}",
+                          max_inflight=20, max_queued=60_000)
+    conn.start()
+    c = conn.client  # the bare paho client: publish in a loop, nothing else
     per_tick = int(round(rate_per_s))
     t0 = time.time()
     wall0.value = t0
@@ -126,8 +125,7 @@ def _bare_paho(host: str, port: int, messages: list[tuple[str, bytes]], rate_per
     elapsed = time.time() - t0
     while c._out_messages and time.time() - t0 < elapsed + 30:  # noqa: SLF001 - wait for acks
         time.sleep(0.05)
-    c.disconnect()
-    c.loop_stop()
+    conn.stop()
     return {"published": sent, "elapsed_s": elapsed}
 
 
@@ -138,7 +136,8 @@ def bench_mqtt(duration_s: float = 60.0, count: int | None = None, baseline_s: f
     from twin.core.design import load_design
     from twin.runtime.embedded_broker import MosquittoProcess
     from twin.core.engine import FleetTwin
-    from twin.runtime.mqtt_link import MqttLink, MqttSettings
+    from twin.mqtt import MqttSettings
+    from twin.runtime.mqtt_link import LinkSettings, MqttLink
     from twin.schema.telemetry import PACKET_FIELDS
     from twin.runtime.mqtt_service import TwinService
     from twin.contract.telemetry_encoder import PacketSchedule
@@ -152,10 +151,10 @@ def bench_mqtt(duration_s: float = 60.0, count: int | None = None, baseline_s: f
     try:
         twin = FleetTwin(cat, load_design(), dt_s=1.0, seed=0)
         schedule = PacketSchedule(twin.n, twin.dt_s)
-        link = MqttLink(MqttSettings(broker.url, keepalive_s=30, session_expiry_s=0))
+        link = MqttLink(MqttSettings(broker.url, keepalive_s=30, session_expiry_s=0), LinkSettings())
         service = TwinService(twin, link, schedule, replay_bytes=64 * 2**20)
         link.start()
-        topic = f"{service.topics.prefix}/sat/+/tm/+"
+        topic = service.topics.tm("+", "+")
 
         def run_twin(wall0: Any) -> dict[str, Any]:
             pacer = Pacer(1.0)
@@ -201,10 +200,10 @@ def bench_mqtt(duration_s: float = 60.0, count: int | None = None, baseline_s: f
         link.stop()
         twin.close()
         rate = published / max(duration_s, 1.0)
-        bare_topic = f"{service.topics.prefix}/sat/+/tm/+/bare"
+        bare_topic = service.topics.tm("+", "+") + "/bare"
         bare, bare_sub = _with_subscriber(
             broker.host, broker.port, bare_topic, 1.0,
-            lambda wall0: _bare_paho(broker.host, broker.port, sample, rate, wall0, baseline_s))
+            lambda wall0: _bare_paho(broker.url, sample, rate, wall0, baseline_s))
         result["baseline_bare_paho"] = {
             "duration_s": baseline_s,
             "published": bare["published"],

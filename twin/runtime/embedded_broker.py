@@ -1,11 +1,13 @@
-"""Run a real mosquitto broker as a child process on a free loopback port.
+"""A private MQTT broker for ``orbitwin run`` and the tests: mosquitto, else in-process amqtt.
 
-Every broker gets its own temp dir holding a generated ``mosquitto.conf``, the
-persistence database and the log file; nothing touches a system service.
+:class:`MosquittoProcess` runs a real mosquitto as a child process on a free loopback port; every
+broker gets its own temp dir holding a generated ``mosquitto.conf``, the persistence database and
+the log file; nothing touches a system service.
 
-The pure-Python ``amqtt`` broker was evaluated as a fallback and rejected: it
-speaks MQTT 3.1.1 only and refuses MQTT 5 CONNECTs, which the twin relies on
-(session expiry). :func:`start_embedded_broker` therefore needs mosquitto.
+:func:`start_embedded_broker` prefers mosquitto and falls back to :class:`AmqttBroker`, the
+pure-Python ``amqtt`` broker in a thread, when mosquitto is not installed. amqtt speaks MQTT 3.1.1
+only (no session expiry, response topics or no-local), so the twin then connects with
+``--mqtt-protocol 3.1.1`` (the broker's ``protocol``): good for a small fleet, not for the full one.
 """
 
 from __future__ import annotations

@@ -28,9 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from twin.schema.commands import CommandError
-from twin.core.engine import FleetTwin, Request
 from twin.contract.request_parser import parse_request
+from twin.contract.topics import DEFAULT_PREFIX, Topics
+from twin.core.engine import FleetTwin, Request
+from twin.mqtt import MqttSettings
+from twin.schema.commands import CommandError
 
 
 class ScenarioError(ValueError):
@@ -109,52 +111,52 @@ def apply_scenario(twin: FleetTwin, scenario: Scenario) -> list[Request]:
     return queued
 
 
-def publish_scenario(scenario: Scenario, mqtt_url: str, prefix: str = "orbitwin/v1", wait_s: float = 10.0,
-                     username: str | None = None, password: str | None = None) -> list[dict[str, Any]]:
-    """Send every step to a running twin as MQTT 5 requests; returns the first reply of each."""
+def publish_scenario(scenario: Scenario, broker: MqttSettings, prefix: str = DEFAULT_PREFIX, wait_s: float = 10.0,
+                     *, connect_timeout_s: float = 10.0, client_id: str | None = None) -> list[dict[str, Any]]:
+    """Send every step to a running twin as requests; returns the first reply of each (by request id).
+
+    ``wait_s``: seconds to wait for the replies; ``connect_timeout_s``: for the broker at start.
+
+    Replies come to this client's own reply topic: named as the MQTT 5 response topic (with the
+    request id as correlation data), or, over MQTT 3.1.1, in the payload's ``reply_to``.
+    """
     import threading
     import uuid
 
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
+    from twin.mqtt import MqttConnection, reply_properties
 
-    from twin.runtime.mqtt_link import MqttSettings
-
-    host, port, tls, user, pw = MqttSettings(mqtt_url, username, password).endpoint()
+    topics = Topics(prefix)
     me = uuid.uuid4().hex[:8]
-    reply_topic = f"{prefix}/scenario/{me}/reply"
+    reply_topic = topics.private_reply("scenario", me)
     replies: dict[str, dict[str, Any]] = {}
     done = threading.Event()
     subscribed = threading.Event()
 
-    def on_message(client: Any, userdata: Any, msg: Any) -> None:
-        body = json.loads(msg.payload)
-        replies.setdefault(body.get("id"), body)
+    def on_message(msg: Any) -> None:
+        try:
+            body = json.loads(msg.payload)
+        except ValueError:
+            return
+        if isinstance(body, dict):
+            replies.setdefault(str(body.get("id")), body)
         if len(replies) >= len(scenario.steps):
             done.set()
 
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"orbitwin-scenario-{me}", protocol=mqtt.MQTTv5)
-    if user:
-        c.username_pw_set(user, pw)
-    if tls:
-        c.tls_set()
-    c.on_message = on_message
-    c.on_subscribe = lambda *a: subscribed.set()
-    c.connect(host, port)
-    c.loop_start()
-    c.subscribe(reply_topic, qos=1)
-    subscribed.wait(wait_s)
-    ids = []
-    for k, step in enumerate(scenario.steps):
-        rid = step.payload.get("id") or f"{Path(scenario.source).stem}-{k}"
-        ids.append(rid)
-        topic = f"{prefix}/sat/{step.sat}/{step.leaf}" if step.sat else f"{prefix}/fleet/{step.leaf}"
-        props = Properties(PacketTypes.PUBLISH)
-        props.ResponseTopic = reply_topic
-        props.CorrelationData = rid.encode()
-        c.publish(topic, json.dumps({**step.payload, "id": rid}), qos=1, properties=props).wait_for_publish(wait_s)
-    done.wait(wait_s)
-    c.disconnect()
-    c.loop_stop()
+    conn = MqttConnection(broker, client_id=client_id or f"orbitwin-scenario-{me}", on_message=on_message,
+                          on_connect=lambda c: c.subscribe([reply_topic], qos=1))
+    conn.client.on_subscribe = lambda *a: subscribed.set()
+    conn.start(connect_timeout_s)
+    try:
+        subscribed.wait(wait_s)
+        ids = []
+        for k, step in enumerate(scenario.steps):
+            rid = step.payload.get("id") or f"{Path(scenario.source).stem}-{k}"
+            ids.append(rid)
+            topic = topics.sat(step.sat, step.leaf) if step.sat else topics.fleet(step.leaf)
+            body = {**step.payload, "id": rid} | ({} if conn.v5 else {"reply_to": reply_topic})
+            conn.publish(topic, json.dumps(body), qos=1,
+                         properties=reply_properties(reply_topic, rid.encode())).wait_for_publish(wait_s)
+        done.wait(wait_s)
+    finally:
+        conn.stop()
     return [replies.get(rid, {"id": rid, "status": "no reply"}) for rid in ids]

@@ -1,0 +1,57 @@
+"""``orbitwin bench {fleet,mqtt,serial,influx,dashboards}``: benchmarks printing JSON.
+
+The MQTT and InfluxDB benchmarks start their own local Mosquitto and influxd (they measure this
+machine, not a remote broker), so they take no broker options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("bench", help="benchmarks printing JSON")
+    p.add_argument("what", choices=("fleet", "mqtt", "serial", "influx", "dashboards"))
+    p.add_argument("--window", type=int, default=330, help="dashboards: seconds of fleet data to fill (default 330)")
+    p.add_argument("--duration", type=float, default=60.0, help="mqtt: sim = wall seconds to run (default 60)")
+    p.add_argument("--baseline-duration", type=float, default=20.0, help="mqtt: seconds of the bare paho baseline")
+    p.add_argument("--count", type=int, help="satellites (default: all)")
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--dt", type=float, default=1.0)
+    p.add_argument("--naive-sample", type=int, default=200, help="satellites in the naive skyfield baseline")
+    p.set_defaults(func=cmd_bench)
+
+
+def _serial() -> dict[str, Any]:
+    from orbitwin.bench.serial import run_serial_bench
+
+    result = run_serial_bench()
+    rows = result["by_baud"].values()
+    return {"benchmark": "serial", "round_trip_p50_ms": max(r["round_trip_p50_ms"] for r in rows),
+            "round_trip_p99_ms": max(r["round_trip_p99_ms"] for r in rows),
+            "frames_per_s": min(r["frames_per_s"] for r in rows), **result}
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    if a.what == "fleet":
+        from orbitwin.bench.fleet import bench_fleet
+
+        result = bench_fleet(count=a.count, steps=a.steps, dt_s=a.dt, naive_sample=a.naive_sample)
+    elif a.what == "mqtt":
+        from orbitwin.bench.mqtt import bench_mqtt
+
+        result = bench_mqtt(duration_s=a.duration, count=a.count, baseline_s=a.baseline_duration)
+    elif a.what == "serial":
+        result = _serial()
+    elif a.what == "dashboards":
+        from orbitwin.bench.dashboards import bench_dashboards
+
+        result = bench_dashboards(ticks=a.window, count=a.count)
+    else:
+        from orbitwin.bench.influx import bench_influx
+
+        result = bench_influx(duration_s=a.duration, count=a.count)
+    print(json.dumps(result, indent=2))
+    return 0

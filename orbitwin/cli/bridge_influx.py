@@ -1,0 +1,59 @@
+"""``orbitwin bridge influx``: store the twin's telemetry, events and replies in InfluxDB (v1 or v2 API)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from orbitwin.cli.lifecycle import report_until_stopped, stop_on_signals
+from orbitwin.cli.mqtt_options import add_mqtt_options, mqtt_settings_from_args
+
+
+def add_parser(bsub: Any) -> None:
+    b = bsub.add_parser("influx", help="store telemetry, events and replies in InfluxDB")
+    add_mqtt_options(b, client_id="orbitwin-influx-bridge")
+    g = b.add_argument_group("InfluxDB")
+    g.add_argument("--influx", required=True, help="InfluxDB URL, e.g. http://localhost:8086")
+    g.add_argument("--api", choices=("v1", "v2"), default="v1", help="v1 /write (InfluxDB 1.x) or v2 (2.x/3.x)")
+    g.add_argument("--db", default="orbitwin", help="v1: database (default orbitwin)")
+    g.add_argument("--rp", help="v1: retention policy")
+    g.add_argument("--influx-user", help="v1: user")
+    g.add_argument("--influx-password", default=os.environ.get("ORBITWIN_INFLUX_PASSWORD"),
+                   help="v1: password (or $ORBITWIN_INFLUX_PASSWORD)")
+    g.add_argument("--org", help="v2: organisation")
+    g.add_argument("--bucket", help="v2: bucket")
+    g.add_argument("--token", default=os.environ.get("ORBITWIN_INFLUX_TOKEN"),
+                   help="v2: API token (or $ORBITWIN_INFLUX_TOKEN, which keeps it out of ps)")
+    b.add_argument("--bridge-id", default="influx", help="name in the bridge's own status")
+    b.add_argument("--spool-dir", default="orbitwin-spool", help="on-disk spool for InfluxDB outages")
+    b.add_argument("--spool-max-mb", type=float, default=1024.0, help="spool size limit (oldest dropped beyond)")
+    b.add_argument("--dead-letter", default="orbitwin-dead-letters.jsonl", help="JSONL file of what cannot be stored")
+    b.add_argument("--report-every", type=float, default=10.0, help="seconds between status lines")
+    b.set_defaults(func=cmd_bridge_influx)
+
+
+def cmd_bridge_influx(a: argparse.Namespace) -> int:
+    from bridges.influx.bridge import BridgeSettings, InfluxBridge
+    from bridges.influx.writer import InfluxV1Writer, InfluxV2Writer
+
+    broker = mqtt_settings_from_args(a)
+    if a.api == "v2":
+        if not (a.org and a.bucket and a.token):
+            raise ValueError("--api v2 needs --org, --bucket and --token")
+        writer: Any = InfluxV2Writer(a.influx, a.org, a.bucket, a.token)
+    else:
+        writer = InfluxV1Writer(a.influx, a.db, a.rp, a.influx_user, a.influx_password)
+    settings = BridgeSettings(broker, a.client_id, a.prefix, spool_dir=a.spool_dir,
+                              spool_max_bytes=int(a.spool_max_mb * 2**20), dead_letter_path=a.dead_letter,
+                              bridge_id=a.bridge_id, report_every_s=min(a.report_every, 5.0))
+    bridge = InfluxBridge(settings, writer)
+    stopping = stop_on_signals()
+    bridge.start(wait_s=a.connect_timeout)
+    print(f"orbitwin bridge influx: {broker.redacted_url} -> {a.influx} ({a.api}); spool {a.spool_dir}; "
+          f"dead letters {a.dead_letter}", flush=True)
+    try:
+        report_until_stopped(stopping, a.report_every, bridge.status)
+    finally:
+        bridge.stop()
+    return 0

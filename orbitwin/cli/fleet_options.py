@@ -1,0 +1,31 @@
+"""The fleet-selection options shared by ``run`` and ``catalogue``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the runtime (and the numerical core behind it) loads only when a command runs
+    from twin.runtime.run_loop import FleetOptions
+
+
+def add_fleet_options(p: argparse.ArgumentParser) -> None:
+    """TLE and design files, satellite selection, start time, step and seed."""
+    g = p.add_argument_group("fleet")
+    g.add_argument("--tle", help="TLE file (default: the shipped Starlink catalogue, 9,543 satellites)")
+    g.add_argument("--design", help="design TOML (default: the shipped V3 compute satellite)")
+    g.add_argument("--names", help="name patterns, comma-separated globs (e.g. 'STARLINK-3*')")
+    g.add_argument("--alt-km", help="shell altitude band LO:HI in km (mean altitude)")
+    g.add_argument("--inc-deg", help="shell inclination band LO:HI in degrees")
+    g.add_argument("--count", type=int, help="keep the first N selected satellites")
+    g.add_argument("--start", help="start time, ISO 8601 UTC (default: the catalogue's median epoch)")
+    g.add_argument("--dt", type=float, default=1.0, help="time step in seconds (default 1)")
+    g.add_argument("--seed", type=int, default=None, help="random seed (default 0, or the scenario's)")
+
+
+def fleet_options(a: argparse.Namespace) -> FleetOptions:
+    """The parsed fleet options as the runtime's :class:`FleetOptions`."""
+    from twin.runtime.run_loop import FleetOptions
+
+    return FleetOptions(a.tle, a.design, a.names, a.alt_km, a.inc_deg, a.count, a.start, a.dt,
+                        0 if a.seed is None else a.seed)
