@@ -209,34 +209,21 @@ def test_in_process_amqtt_fallback_broker_over_mqtt_311(state_dir):
 
 def test_twin_over_tls_with_username_and_password(tmp_path):
     """``--mqtt mqtts://user:pass@host:port --mqtt-ca CA``: a broker that requires TLS and a password."""
-    from twin.runtime.embedded_broker import MosquittoProcess, free_port
+    from private_ca import secure_mosquitto
 
-    def run(*cmd: str) -> None:
-        subprocess.run(cmd, check=True, capture_output=True, cwd=tmp_path)
-
-    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
-        "-keyout", "ca.key", "-out", "ca.pem")
-    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
-        "-out", "server.csr")
-    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-days", "2", "-extfile", "san.ext", "-out", "server.pem")
-    run("mosquitto_passwd", "-b", "-c", str(tmp_path / "passwd"), "twin", "s3cret-pw")
-    tls_port = free_port()
-    broker = MosquittoProcess(password_file=tmp_path / "passwd", extra_config=(
-        f"listener {tls_port} 127.0.0.1\ncafile {tmp_path / 'ca.pem'}\ncertfile {tmp_path / 'server.pem'}\n"
-        f"keyfile {tmp_path / 'server.key'}\n")).start()
+    secure = secure_mosquitto(tmp_path, {"twin": "s3cret-pw"})
+    broker, tls_port, ca = secure.broker, secure.tls_port, secure.ca.ca
     twin = start_twin(f"mqtts://twin:s3cret-pw@127.0.0.1:{tls_port}", "--count", "2", "--mqtt-ca",
-                      str(tmp_path / "ca.pem"), state_dir=str(tmp_path))
+                      str(ca), state_dir=str(tmp_path))
     bad = start_twin(f"mqtts://twin:wrong@127.0.0.1:{tls_port}", "--count", "2", "--mqtt-ca",
-                     str(tmp_path / "ca.pem"), "--connect-timeout", "3", state_dir=str(tmp_path))
+                     str(ca), "--connect-timeout", "3", state_dir=str(tmp_path))
     try:
         import paho.mqtt.client as mqtt
 
         got: list = []
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         c.username_pw_set("twin", "s3cret-pw")
-        c.tls_set(ca_certs=str(tmp_path / "ca.pem"))
+        c.tls_set(ca_certs=str(ca))
         c.on_message = lambda cl, u, m: got.append((m.topic, json.loads(m.payload)))
         c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(f"{P}/#", 1)
         c.connect("127.0.0.1", tls_port)
