@@ -10,7 +10,8 @@ to avoid fill-in. It is unconditionally stable: as ``dt -> inf`` a step becomes 
 towards the radiative equilibrium, which converges from any positive start.
 
 :class:`NodeNetwork` exposes the same solver for an arbitrary network (used by the closed-form
-tests), so the tests validate the very integrator the fleet uses.
+tests), so the tests validate the very integrator the fleet uses. Figures and sources:
+docs/physics.md#thermal; closed-form cases: docs/physics.md#validation-thermal.
 """
 
 from __future__ import annotations
@@ -170,9 +171,9 @@ class ThermalParams:
     g_avionics_battery_w_k: float = _p("W/K", "battery isolated mounts (kept cool by its own radiator); estimate", 2.0)
     g_avionics_array_w_k: float = _p("W/K", "solar array drive / hinge, thin harness; estimate", 0.5)
     payload_radiating_area_m2: float = _p("m^2", "payload radiates to space only through the radiator; estimate", 0.0)
-    radiator_radiating_area_m2: float = _p("m^2", "two faces of a 26 m^2 panel: Starcloud net ~633 W/m^2 at 20 C sizes ~24 m^2 per 15 kW (physics.md)", 52.0)
+    radiator_radiating_area_m2: float = _p("m^2", "two faces of a 26 m^2 panel: Starcloud net ~633 W/m^2 at 20 C sizes ~24 m^2 per 15 kW (docs/physics.md#thermal)", 52.0)
     battery_radiating_area_m2: float = _p("m^2", "dedicated battery radiator patch; estimate", 0.5)
-    avionics_radiating_area_m2: float = _p("m^2", "bus side panels 4.1 x 2.7 m class body (physics.md) partly blanketed; estimate", 14.0)
+    avionics_radiating_area_m2: float = _p("m^2", "bus side panels 4.1 x 2.7 m class body (docs/physics.md#reference-spacecraft) partly blanketed; estimate", 14.0)
     array_radiating_faces: float = _p(
         "-", "faces of the wings that radiate to space: front and back, x the array area (docs/physics.md#array-area)", 2.0, 0.0, 2.0)
     payload_emissivity: float = _p("-", "black cold-plate surfaces (unused while area is 0); estimate", 0.85, 0.0, 1.0)
