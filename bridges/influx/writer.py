@@ -246,8 +246,9 @@ class InfluxV2Writer(_HttpQuery):
         if not lines:
             return WriteOutcome("ok", None)
         try:
+            # the client's stubs want a WritePrecision, its constants are plain str
             self._write_api.write(bucket=self.bucket, org=self.org, record=b"\n".join(lines),
-                                  write_precision=WritePrecision.NS)
+                                  write_precision=WritePrecision.NS)  # type: ignore[arg-type]
         except ApiException as e:
             if not e.status:
                 return _connection_error(e)

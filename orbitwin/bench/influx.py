@@ -174,7 +174,9 @@ def end_to_end(broker, influxd, tmp: Path, duration_s: float, count: int | None)
     visible: list[tuple[float, int]] = []  # (wall time a query first saw it, point time ns)
     last_seen: dict[str, int] = {}
     t_start = time.time()
-    while twin.popen.poll() is None and time.time() - t_start < duration_s + 120:
+    popen = twin.popen
+    assert popen is not None  # started above
+    while popen.poll() is None and time.time() - t_start < duration_s + 120:
         for sat in probe_sats:
             rows = w.query(f"SELECT last(\"seq\") FROM hk WHERE sat='{sat}'")
             if rows:

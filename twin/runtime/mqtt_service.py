@@ -23,7 +23,8 @@ from twin.core.catalogue import shell_label
 from twin.runtime.clock import Pacer
 from twin.schema.commands import CommandError, Reason
 from twin.contract.topics import Topics, dumps, header, iso_utc, reply
-from twin.core.engine import Event, FleetTwin
+from twin.core.engine import FleetTwin
+from twin.core.events import Event
 from twin.runtime.mqtt_link import MqttLink
 from twin.runtime.replay_buffer import ReplayBuffer
 from twin.contract.request_parser import ParsedRequest, Selector, decode_json, parse_replay, parse_request, valid_reply_topic

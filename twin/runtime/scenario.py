@@ -30,7 +30,8 @@ from typing import Any
 
 from twin.contract.request_parser import parse_request
 from twin.contract.topics import DEFAULT_PREFIX, Topics
-from twin.core.engine import FleetTwin, Request
+from twin.core.engine import FleetTwin
+from twin.core.events import Request
 from twin.mqtt import MqttSettings
 from twin.schema.commands import CommandError
 
