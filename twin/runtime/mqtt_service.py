@@ -23,6 +23,7 @@ from twin.core.catalogue import shell_label
 from twin.runtime.clock import Pacer
 from twin.schema.commands import CommandError, Reason
 from twin.contract.topics import Topics, dumps, header, iso_utc, reply
+from twin.core.constants import SECONDS_PER_DAY
 from twin.core.engine import FleetTwin
 from twin.core.events import Event
 from twin.runtime.mqtt_link import MqttLink
@@ -389,4 +390,4 @@ def sim_seconds(twin: FleetTwin, at: float | str | None) -> float | None:
         jd = iso_to_jd(at)
     except ValueError:
         raise CommandError(Reason.BAD_ARGUMENT, f"at {at!r} is not an ISO 8601 time", "at") from None
-    return max((jd - twin.jd0 - twin.fr0) * 86400.0, 0.0)
+    return max((jd - twin.jd0 - twin.fr0) * SECONDS_PER_DAY, 0.0)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from twin.core.catalogue import Catalogue, load_catalogue
+from twin.core.constants import JD_J2000, SECONDS_PER_DAY
 from twin.runtime.clock import Pacer
 from twin.core.design import load_design
 from twin.core.engine import FleetTwin
@@ -19,7 +20,7 @@ def iso_to_jd(text: str) -> float:
     if t.tzinfo is None:
         t = t.replace(tzinfo=dt.timezone.utc)
     j2000 = dt.datetime(2000, 1, 1, 12, tzinfo=dt.timezone.utc)
-    return 2451545.0 + (t - j2000).total_seconds() / 86400.0
+    return JD_J2000 + (t - j2000).total_seconds() / SECONDS_PER_DAY
 
 
 def parse_band(text: str | None) -> tuple[float, float] | None:

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twin.core.constants import MU_EARTH_M3_S2, R_EARTH_M, SIGMA_W_M2_K4, SOLAR_CONSTANT_W_M2
+from twin.core.constants import (
+    MU_EARTH_M3_S2, R_EARTH_M, SECONDS_PER_DAY, SECONDS_PER_YEAR, SIGMA_W_M2_K4, SOLAR_CONSTANT_W_M2,
+)
 from twin.core.eclipse import cylindrical_eclipse_fraction, illumination_fraction
 
 
@@ -211,9 +213,10 @@ def radiation_checks(days: float = 1.0, dt_s: float = 10.0) -> list[Check]:
                      f"inside {dose[0] * 3600:.3g} rad/h vs outside {max(dose[1], dose[2]) * 3600:.3g} rad/h"))
     contrast = float(min(seu[0] / max(seu[1], 1e-30), seu[0] / max(seu[2], 1e-30)))
     out.append(Check("SAA SEU-rate contrast at 550 km", contrast, 10.0, 0.0, "x", contrast > 10.0,
-                     f"inside {seu[0] * 86400:.3g} vs outside {max(seu[1], seu[2]) * 86400:.3g} upsets/device/day"))
-    p_avg, e_avg = orbit_average_flux(grid, 550e3, 53.0, days * 86400.0)
-    yearly = float(dose_rate_rad_s(np.array([p_avg]), np.array([e_avg]), rp)[0] * 365.25 * 86400)
+                     f"inside {seu[0] * SECONDS_PER_DAY:.3g} vs outside "
+                     f"{max(seu[1], seu[2]) * SECONDS_PER_DAY:.3g} upsets/device/day"))
+    p_avg, e_avg = orbit_average_flux(grid, 550e3, 53.0, days * SECONDS_PER_DAY)
+    yearly = float(dose_rate_rad_s(np.array([p_avg]), np.array([e_avg]), rp)[0] * SECONDS_PER_YEAR)
     ok = 1.0e3 / 2 <= yearly <= 1.3e3 * 2
     out.append(Check("dose 550 km / 53 deg behind shielding", yearly, 1150.0, 0.0, "rad(Si)/yr", ok,
                      f"{yearly:.0f} rad(Si)/yr behind {rp.shield_thickness_mm_al:g} mm Al "
