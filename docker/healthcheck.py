@@ -7,8 +7,8 @@
 
 MQTT checks read MQTT_URL (mqtt://host:port or mqtts://...), MQTT_USER_ENV/MQTT_PASSWORD_ENV
 (names of the variables holding this container's credentials), MQTT_CA (CA file for mqtts://)
-and MQTT_PREFIX (default: the contract's prefix, orbitwin/v1). They connect through the same
-MQTT door as the twin and the bridges.
+and MQTT_PREFIX (default: the contract's DEFAULT_PREFIX). They connect through the same MQTT door
+as the twin and the bridges.
 """
 
 from __future__ import annotations

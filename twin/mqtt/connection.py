@@ -96,6 +96,7 @@ class MqttConnection:
         self._on_connect_hook = on_connect
         self._on_disconnect_hook = on_disconnect
         self._fatal: str | None = None
+        self._refused_just_now = False  # paho reports a refused CONNACK again as a disconnection
         self._settled = threading.Event()
         self.client = self._new_client(manual_ack)
         self.client.max_inflight_messages_set(max_inflight)
@@ -138,6 +139,7 @@ class MqttConnection:
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
             self.refusals += 1
+            self._refused_just_now = True
             self.last_error = f"refused: {reason_code}"
             if reason_code.value not in _TRANSIENT_REFUSALS:
                 self._fatal = f"{self.settings.redacted_url} refused the connection: {reason_code}"
@@ -154,9 +156,9 @@ class MqttConnection:
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
-        was_connected = self.connected.is_set()
         self.connected.clear()
-        if not was_connected and reason_code.is_failure and self.refusals:
+        if self._refused_just_now:
+            self._refused_just_now = False
             return  # the refused CONNACK already told the story
         self.disconnects += 1
         self.last_error = f"disconnected: {reason_code}"
