@@ -155,3 +155,50 @@ def test_no_package_imports_tests() -> None:
             if _edits_sys_path(node):
                 offences.append(f"{where}:{line}: edits sys.path")
     assert not offences, "\n".join(offences)
+
+
+def _paho_client_calls(tree: ast.AST) -> list[int]:
+    """Lines that construct a paho ``Client`` or import paho's one-shot ``publish``/``subscribe`` helpers."""
+    modules: set[str] = set()  # names bound to paho.mqtt.client
+    classes: set[str] = set()  # names bound to paho.mqtt.client.Client
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "paho.mqtt.client":
+                    modules.add(alias.asname or "paho")
+                if alias.name in ("paho.mqtt.publish", "paho.mqtt.subscribe"):
+                    lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module in ("paho.mqtt", "paho.mqtt.client"):
+            for alias in node.names:
+                if node.module == "paho.mqtt" and alias.name == "client":
+                    modules.add(alias.asname or "client")
+                elif node.module == "paho.mqtt" and alias.name in ("publish", "subscribe"):
+                    lines.append(node.lineno)
+                elif alias.name == "Client":
+                    classes.add(alias.asname or "Client")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            if isinstance(f, ast.Name) and f.id in classes:
+                lines.append(node.lineno)
+            elif isinstance(f, ast.Attribute) and f.attr == "Client" and (
+                    (isinstance(f.value, ast.Name) and f.value.id in modules)
+                    or ast.unparse(f.value) == "paho.mqtt.client"):
+                lines.append(node.lineno)
+    return sorted(lines)
+
+
+def test_paho_client_calls_finds_every_form() -> None:
+    src = ("import paho.mqtt.client as mqtt\nfrom paho.mqtt.client import Client as C\nimport paho.mqtt.publish\n"
+           "a = mqtt.Client()\nb = C()\nc = other.Client()\n")
+    assert _paho_client_calls(ast.parse(src)) == [3, 4, 5]
+
+
+def test_only_the_mqtt_door_opens_mqtt_connections() -> None:
+    """One MQTT door: outside ``twin/mqtt/`` nothing constructs a paho client (the door's ``MqttConnection`` does)."""
+    door = ROOT / "twin" / "mqtt"
+    offences = [f"{path.relative_to(ROOT)}:{line}: opens its own MQTT client"
+                for path in [*_sources(), *sorted((ROOT / "docker").rglob("*.py"))] if door not in path.parents
+                for line in _paho_client_calls(ast.parse(path.read_text(), filename=str(path)))]
+    assert not offences, "\n".join(offences)
