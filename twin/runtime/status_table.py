@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any, TextIO
+
 import numpy as np
 
 from twin.core.ephemeris import jd_to_datetime
@@ -54,3 +57,39 @@ def render(twin, step_ms: float, speed_achieved: float, lag_s: float, rows: int 
             f"{tm['payload_util'][i]:6.2f}{tm['dose_rate_rad_s'][i] * 3600:8.4f}"
         )
     return "\n".join(lines)
+
+
+class StatusPrinter:
+    """Prints :func:`render` to ``out`` every ``refresh_s`` wall seconds, as a run loop's ``on_tick``.
+
+    Without an MQTT service it drains the engine's events itself (counting them); with one
+    (``service``, set once it exists) it shows the service's event count and its MQTT counters.
+    ``tty`` clears the screen before each table; otherwise tables follow each other.
+    """
+
+    def __init__(self, out: TextIO, *, rows: int = 12, refresh_s: float = 1.0, tty: bool = False) -> None:
+        self.out, self.rows, self.refresh_s, self.tty = out, rows, refresh_s, tty
+        self.service: Any = None
+        self.events = 0
+        self._last_wall_s = 0.0
+        self._last_sim_s = 0.0
+
+    def on_tick(self, twin: Any, stats: Any) -> None:
+        """Count events; print the table when ``refresh_s`` has passed (never when it is <= 0)."""
+        if self.service is None:
+            self.events += len(twin.drain_events())
+        now = time.monotonic()
+        if self.refresh_s <= 0 or now - self._last_wall_s < self.refresh_s:
+            return
+        speed = (twin.t_s - self._last_sim_s) / (now - self._last_wall_s) if self._last_wall_s else 0.0
+        self._last_wall_s, self._last_sim_s = now, twin.t_s
+        svc = self.service
+        events = svc.counters["events"] if svc is not None else self.events
+        text = render(twin, stats.last_step_s * 1e3, speed, stats.lag_s, self.rows, events)
+        if svc is not None:
+            st = svc.status()["mqtt"]
+            text += (f"\nmqtt {svc.link.broker.redacted_url}  connected {st['connected']}  bseq {st['bseq']}  "
+                     f"published {st['published']}  outstanding {st['outstanding']}  "
+                     f"refused {st['refused_queue_full']}  requests {svc.counters['requests']}  "
+                     f"rejected {svc.counters['rejected']}")
+        print(("\x1b[H\x1b[2J" if self.tty else "") + text + ("" if self.tty else "\n"), file=self.out, flush=True)

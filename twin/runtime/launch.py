@@ -1,0 +1,132 @@
+"""``orbitwin run`` as one library call: build the fleet, apply a scenario, connect and run.
+
+:func:`run_twin` builds the twin from :class:`RunSpec`, applies its scenario, starts an embedded
+broker when no broker is given, connects through the MQTT door, and steps the fleet on the paced
+sim clock until the duration has passed or ``should_stop()`` says so, printing the live status
+table to ``out``. Everything it started is stopped on the way out, whatever happened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from twin.core.engine import FleetTwin
+from twin.mqtt import MqttSettings
+from twin.runtime.clock import Pacer, parse_speed
+from twin.runtime.mqtt_link import LinkSettings
+from twin.runtime.run_loop import FleetOptions, RunStats, build_twin, run_loop
+from twin.runtime.scenario import apply_scenario, load_scenario
+from twin.runtime.status_table import StatusPrinter, render
+
+EMBEDDED_PLACEHOLDER_URL = "mqtt://127.0.0.1"
+
+
+@dataclass
+class RunSpec:
+    """Everything ``orbitwin run`` needs, as plain values.
+
+    ``mqtt`` None with ``use_mqtt`` starts an embedded broker; its other settings (keepalive,
+    session expiry) then come from ``embedded_template``. ``rates`` and ``sat_rates`` are the
+    CLI's rate strings (``hk=1,orbit=0.2`` and ``SAT:hk=10;SAT2:hk=0``), in Hz.
+    """
+
+    fleet: FleetOptions = field(default_factory=FleetOptions)
+    seed_given: bool = False
+    speed: str = "real"
+    duration_s: float | None = None
+    scenario_path: str | None = None
+    use_mqtt: bool = True
+    mqtt: MqttSettings | None = None
+    embedded_template: MqttSettings | None = None
+    link: LinkSettings = field(default_factory=LinkSettings)
+    rates: str | None = None
+    sat_rates: str | None = None
+    replay_bytes: int = 256 * 2**20
+    connect_timeout_s: float = 10.0
+    rows: int = 12
+    refresh_s: float = 1.0
+    tty: bool = False
+
+
+def parse_sat_rates(text: str | None, names: dict[str, int]) -> dict[int, dict[str, float]]:
+    """``"STARLINK-1008:hk=10,orbit=1;STARLINK-1012:hk=0"`` -> per-satellite packet rates (Hz)."""
+    from twin.contract.telemetry_encoder import RateError, parse_rates
+
+    out: dict[int, dict[str, float]] = {}
+    for part in (text or "").split(";"):
+        if not part.strip():
+            continue
+        sat, sep, rates = part.partition(":")
+        if not sep or sat.strip() not in names:
+            raise RateError(f"bad --sat-rates entry {part!r}: expected SAT:PACKET=HZ with a selected satellite")
+        out[names[sat.strip()]] = parse_rates(rates)
+    return out
+
+
+def build_from_spec(spec: RunSpec) -> FleetTwin:
+    """The twin of ``spec.fleet`` with its scenario applied (the scenario's seed unless one was given)."""
+    scenario = load_scenario(spec.scenario_path) if spec.scenario_path else None
+    opts = spec.fleet
+    if scenario is not None and scenario.seed is not None and not spec.seed_given:
+        opts = dataclasses.replace(opts, seed=scenario.seed)
+    twin = build_twin(opts)
+    if scenario is not None:
+        apply_scenario(twin, scenario)
+    return twin
+
+
+def run_twin(spec: RunSpec, *, out: TextIO = sys.stdout,
+             should_stop: Callable[[], bool] = lambda: False) -> RunStats:
+    """Run the twin as ``orbitwin run`` does; returns the run's statistics."""
+    twin = build_from_spec(spec)
+    pacer = Pacer(parse_speed(spec.speed))
+    printer = StatusPrinter(out, rows=spec.rows, refresh_s=spec.refresh_s, tty=spec.tty)
+    print(f"orbitwin: {twin.n} satellites, dt {twin.dt_s:g} s, seed {twin.seed}, speed {spec.speed}",
+          file=out, flush=True)
+    broker = link = None
+    stats = RunStats()
+    try:
+        if not spec.use_mqtt:
+            stats = run_loop(twin, pacer, duration_s=spec.duration_s, on_tick=printer.on_tick,
+                             should_stop=should_stop)
+        else:
+            from twin.contract.telemetry_encoder import PacketSchedule, parse_rates
+            from twin.runtime.embedded_broker import start_embedded_broker
+            from twin.runtime.mqtt_link import MqttLink
+            from twin.runtime.mqtt_service import TwinService
+
+            schedule = PacketSchedule(twin.n, twin.dt_s, parse_rates(spec.rates),
+                                      parse_sat_rates(spec.sat_rates, twin.index))
+            settings = spec.mqtt
+            if settings is None:
+                broker = start_embedded_broker()
+                template = spec.embedded_template or MqttSettings(EMBEDDED_PLACEHOLDER_URL)
+                settings = dataclasses.replace(template, url=broker.url, protocol=getattr(broker, "protocol", "5"))
+                prefix = spec.link.prefix
+                print(f"orbitwin: embedded MQTT broker ({broker.kind}) at {broker.url}\n"
+                      f"  watch:   mosquitto_sub -h {broker.host} -p {broker.port} -t '{prefix}/#' -v\n"
+                      f"  command: mosquitto_pub -h {broker.host} -p {broker.port} -t '{prefix}/sat/{twin.names[0]}/cmd'"
+                      f" -m '{{\"command\":\"throttle\",\"args\":{{\"factor\":0.5}}}}'", file=out, flush=True)
+            link = MqttLink(settings, spec.link)
+            service = TwinService(twin, link, schedule, replay_bytes=spec.replay_bytes)
+            printer.service = service
+            link.start(wait_s=spec.connect_timeout_s)
+            print(f"orbitwin: connected to {settings.redacted_url} as bseq {link.bseq}; "
+                  f"{schedule.messages_per_s():.0f} telemetry messages/s", file=out, flush=True)
+            stats = service.run(pacer, duration_s=spec.duration_s, on_tick=printer.on_tick, should_stop=should_stop)
+    except KeyboardInterrupt:
+        return stats
+    finally:
+        if link is not None:
+            link.stop(graceful=True)
+        if broker is not None:
+            broker.stop()
+        twin.close()
+    print(render(twin, stats.last_step_s * 1e3, 0.0, stats.lag_s, spec.rows, printer.events), file=out)
+    print(f"done: {stats.ticks} ticks, mean step {stats.step_s_total / max(stats.ticks, 1) * 1e3:.2f} ms, "
+          f"max lag {stats.max_lag_s:.3f} s", file=out)
+    return stats
