@@ -18,7 +18,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from twin.runtime.embedded_broker import ChildServer, free_port
@@ -202,27 +201,6 @@ bind-address = "{self.host}:{self.rpc_port}"
             return []
         cols = series[0]["columns"]
         return [dict(zip(cols, v)) for v in series[0]["values"]]
-
-    def log_tail(self, n: int = 40) -> str:
-        """Last ``n`` lines of influxd's output."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def cleanup(self) -> None:
-        """Stop influxd and remove its temp dir if we created it."""
-        self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> InfluxdProcess:
-        return self.start()
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.cleanup()
 
     def __repr__(self) -> str:
         return f"InfluxdProcess(url={self.url!r}, running={self.running})"

@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 __all__ = [
     "BrokerError",
@@ -75,9 +75,16 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[b
 
 
 class ChildServer:
-    """A server child process (``self.proc``) that stops with a signal and a deadline."""
+    """A server child process (``self.proc``) that stops with a signal and a deadline.
+
+    Subclasses set ``dir`` (their working directory, removed by :meth:`cleanup` when
+    ``_own_dir``), ``log_path`` and implement :meth:`start`.
+    """
 
     proc: subprocess.Popen[bytes] | None = None
+    dir: Path
+    log_path: Path
+    _own_dir: bool = False
     stop_timeout_s: float = 10.0
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float | None = None) -> int | None:
@@ -97,6 +104,30 @@ class ChildServer:
     def kill(self) -> int | None:
         """Hard kill (SIGKILL): whatever the server had not made durable is lost."""
         return self.stop(signal.SIGKILL)
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def log_tail(self, n: int = 40) -> str:
+        """Last ``n`` lines of the server's log (empty if none yet)."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def cleanup(self) -> None:
+        """Stop the server and remove its temp dir if we created it."""
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.cleanup()
 
 
 class MosquittoProcess(ChildServer):
@@ -220,27 +251,6 @@ class MosquittoProcess(ChildServer):
         self.stop(sig)
         self._fixed_port = True
         return self.start()
-
-    def log_tail(self, n: int = 40) -> str:
-        """Last ``n`` lines of the broker log (empty if none yet)."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def cleanup(self) -> None:
-        """Stop the broker and remove its temp dir if we created it."""
-        self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> MosquittoProcess:
-        return self.start()
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.cleanup()
 
     def __repr__(self) -> str:
         return f"MosquittoProcess(url={self.url!r}, running={self.running})"
