@@ -28,7 +28,7 @@ def _alive_at_start(count: int, start: dt.datetime) -> list[str]:
     """Satellites SGP4 still propagates at the start (months after the TLE epoch some have decayed)."""
     from twin.core.engine import julian_split
     from twin.core.orbit import FleetPropagator
-    from twin.runtime.run_loop import iso_to_jd
+    from twin.core.ephemeris import iso_to_jd
 
     cat = load_catalogue().select(count=4 * count)
     jd, fr = julian_split(iso_to_jd(start.isoformat()))

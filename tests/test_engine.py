@@ -7,7 +7,7 @@ from twin.core.catalogue import load_catalogue
 from twin.schema.commands import COMMANDS, FAULTS, CommandError, Reason
 from twin.core.design import load_design
 from twin.core.engine import FleetTwin
-from twin.runtime.run_loop import iso_to_jd
+from twin.core.ephemeris import iso_to_jd
 from twin.schema.telemetry import FIELDS, MODE_LOST, MODE_SAFE, PACKET_FIELDS
 
 CAT = load_catalogue()

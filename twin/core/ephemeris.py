@@ -107,3 +107,11 @@ def jd_to_datetime(jd_utc: float) -> dt.datetime:
     """The UTC datetime of a UTC Julian date, rounded to the millisecond."""
     t = _J2000_UTC + dt.timedelta(days=jd_utc - JD_J2000)
     return t + dt.timedelta(microseconds=500) - dt.timedelta(microseconds=(t.microsecond + 500) % 1000)
+
+
+def iso_to_jd(text: str) -> float:
+    """UTC Julian date of an ISO 8601 time (``2026-02-23T12:00:00Z``; a naive time is UTC)."""
+    t = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return JD_J2000 + (t - _J2000_UTC).total_seconds() / SECONDS_PER_DAY

@@ -29,7 +29,8 @@ from twin.core.events import Event
 from twin.runtime.mqtt_link import MqttLink
 from twin.runtime.replay_buffer import ReplayBuffer
 from twin.contract.request_parser import ParsedRequest, Selector, decode_json, parse_replay, parse_request, valid_reply_topic
-from twin.runtime.run_loop import RunStats, iso_to_jd, run_loop
+from twin.core.ephemeris import iso_to_jd
+from twin.runtime.run_loop import RunStats, run_loop
 from twin.core.ephemeris import jd_to_datetime
 from twin.runtime.status_table import fleet_summary
 from twin.contract.telemetry_encoder import FrameEncoder, PacketEncoder, PacketSchedule

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from twin.core.catalogue import Catalogue, load_catalogue
-from twin.core.constants import JD_J2000, SECONDS_PER_DAY
 from twin.runtime.clock import Pacer
 from twin.core.design import load_design
 from twin.core.engine import FleetTwin
-
-
-def iso_to_jd(text: str) -> float:
-    """UTC Julian date of an ISO 8601 time (``2026-02-23T12:00:00Z``; a naive time is UTC)."""
-    t = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone.utc)
-    j2000 = dt.datetime(2000, 1, 1, 12, tzinfo=dt.timezone.utc)
-    return JD_J2000 + (t - j2000).total_seconds() / SECONDS_PER_DAY
+from twin.core.ephemeris import iso_to_jd
 
 
 def parse_band(text: str | None) -> tuple[float, float] | None:
