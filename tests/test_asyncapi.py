@@ -258,6 +258,8 @@ def test_live_messages_validate(mosquitto: Any, tmp_path: Path) -> None:
         client.publish("orbitwin/v1/fleet/replay", json.dumps({"sat": sat, "from_seq": 0, "to_seq": 3}), qos=1)
         wait_for(lambda: link.stats.received > len(requests))
         service.process_requests()
+        twin.step()
+        service.publish_tick()  # replays are served after the tick's live telemetry
         wait_for(lambda: sum(1 for t, *_ in rec.snapshot() if t == "orbitwin/v1/fleet/reply") >= 5)
         wait_for(lambda: link.outstanding == 0)
         msgs = rec.snapshot()

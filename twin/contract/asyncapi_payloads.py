@@ -252,8 +252,9 @@ def replay_schema() -> JSON:
                    "id": _ref("RequestId"), "reply_to": _ref("ReplyTo")}
     out: JSON = {"type": "object", "title": "Replay request", "additionalProperties": False,
                  "description": f"Publish a satellite's buffered telemetry with seq from_seq..to_seq again "
-                                f"(to_seq - from_seq <= {MAX_REPLAY_SPAN} per range); the reply says how many "
-                                f"were found and how many are no longer held (evicted).",
+                                f"(to_seq - from_seq <= {MAX_REPLAY_SPAN} per range), after live telemetry and "
+                                f"at a bounded rate; the reply, when the last one has been sent, says how many "
+                                f"were held, how many were sent (found) and how many are no longer held (evicted).",
                  "x-max-span": MAX_REPLAY_SPAN, "properties": props, "required": ["sat", "from_seq", "to_seq"]}
     if MAX_REPLAY_RANGES is not None:
         props["ranges"] = {"type": "array", "minItems": 1, "maxItems": MAX_REPLAY_RANGES,
@@ -294,6 +295,10 @@ def reply_schemas() -> dict[str, JSON]:
         "result": {"type": ["object", "null"], "description": "What the command or fault did (per request)"},
         "found": count | {"description": "Replay: messages published again"},
         "evicted": count | {"description": "Replay: requested messages no longer in the buffer"},
+        "held": count | {"description": "Replay: requested messages the buffer holds (found < held: truncated)"},
+        "truncated": {"const": True, "description": "Replay: more were held than one request publishes again; "
+                                                   "found are the earliest, ask again for the rest"},
+        "limit": count | {"description": "Replay: messages one request publishes again at most"},
         "from_seq": count, "to_seq": count, "ranges": count | {"description": "Replay: ranges served"},
     }, [])
     rejected = _reply_variant("rejected", {
@@ -392,7 +397,12 @@ def board_schemas() -> dict[str, JSON]:
     """Payloads of ``{prefix}/board/{board}/...`` (``orbitwin bridge serial``); board fields from the serial protocol."""
     from orbitwin_fw import messages as fw
 
-    raw = {name: {"type": "number"} for name in fw.LAYOUTS[fw.PAYLOAD_TELEMETRY][1]}
+    from twin.contract.board_messages import BOARD_MEASUREMENT
+
+    raw: JSON = {name: {"type": "number"} for name in fw.LAYOUTS[fw.PAYLOAD_TELEMETRY][1]}
+    for a in BOARD_MEASUREMENT.args:  # what the twin reads, checked on arrival (a bad one is rejected)
+        raw[a.name] = {"type": "integer" if a.type == "int" else "number", "minimum": a.min, "maximum": a.max,
+                       "description": a.description}
     base = {"v": {"type": "integer"}, "board": {"type": "string"}, "sat": {"type": "string"},
             "wall_time": {"type": "number", "description": "Unix time at the bridge (s)"}}
     return {
@@ -403,6 +413,7 @@ def board_schemas() -> dict[str, JSON]:
         "BoardTelemetry": {"title": "BoardTelemetry", "type": "object", "required": ["board", "sat", "seq", "raw"],
                            "properties": base | {"seq": {"type": "integer"}, "linked": {"type": "boolean"},
                                                  "raw": {"type": "object", "properties": raw,
+                                                         "required": [a.name for a in BOARD_MEASUREMENT.args],
                                                          "description": "PAYLOAD_TELEMETRY of the serial protocol"}}},
         "BoardRequest": {"title": "BoardRequest", "type": "object",
                          "description": "A command (set_load, set_throttle, power_cycle, reset, hardware_reset, "

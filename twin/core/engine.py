@@ -8,6 +8,7 @@ Figures of the step itself: docs/physics.md#engine.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import os
@@ -29,7 +30,8 @@ from twin.core.orbit import SGP4_ERROR_MESSAGES, FleetPropagator, beta_angle_rad
 from twin.core.orbit_pipeline import PipelinedPropagator
 from twin.core.power import HEATERS, ISL, LOAD_NAMES, PAYLOAD, RADIO, nominal_demand_w, power_step
 from twin.core.events import Event, Request
-from twin.core.faults import FaultBook, FaultTarget
+from twin.core.faults import IMPULSE_FAULTS, FaultBook, FaultTarget
+from twin.core.request_limits import RequestLimits
 from twin.core.solar_array import array_power_w
 from twin.core.telemetry_assembly import build_telemetry
 from twin.schema.commands import COMMANDS, FAULTS, CommandError, Reason, validate
@@ -65,9 +67,11 @@ class FleetTwin:
         dt_s: float = 1.0,
         seed: int = 0,
         orbit_worker: bool | None = None,
+        limits: RequestLimits | None = None,
     ) -> None:
         """``orbit_worker``: propagate the next tick in a child process (default: for >= 2,000
-        satellites on a machine with two or more cores)."""
+        satellites on a machine with two or more cores). ``limits``: bounds on queued requests and
+        active faults (:class:`RequestLimits` defaults when None)."""
         if not dt_s > 0:
             raise ValueError(f"dt_s must be > 0, got {dt_s}")
         self.catalogue = catalogue
@@ -77,6 +81,7 @@ class FleetTwin:
         self.n = n = len(catalogue)
         self.dt_s = float(dt_s)
         self.seed = seed
+        self.limits = limits or RequestLimits()
         self.rng = np.random.default_rng(seed)
         self.jd0, self.fr0 = julian_split(catalogue.median_epoch_jd() if start_jd is None else start_jd)
         self.t_s = 0.0
@@ -102,15 +107,19 @@ class FleetTwin:
         self.tumble_phase = self.rng.uniform(0.0, 2 * np.pi, n)
         self.payload = pl.PayloadState.initial(n, design.payload)
         self.fdir = fdir_mod.FdirState.initial(n, d)
-        self.faults = FaultBook(n, radiation.uncorrectable_fraction(design.radiation))
+        self.faults = FaultBook(n, radiation.uncorrectable_fraction(design.radiation), self.limits.faults_per_sat)
         self.limit_state: dict[str, np.ndarray] | None = None
-        self._queue: list[Request] = []
+        self._queue: list[Request] = []  # waiting requests, their targets stored compactly (_stored_targets)
+        self._queued_faults = np.zeros(n, dtype=np.int64)  # persistent faults waiting, per satellite
+        self._all = np.arange(n)
+        self._all.flags.writeable = False  # shared by every queued request that targets the whole fleet
         self._seq = itertools.count()
         self._events: list[Event] = []
         self.tm: dict[str, np.ndarray] = {}
         self._r_last = np.tile([R_EARTH_M + _PLACEHOLDER_ALT_M, 0.0, 0.0], (n, 1))
         self.payload_source = np.zeros(n, dtype=np.int8)
         self.hil_divergence = np.zeros(n, dtype=bool)
+        self.board_samples_rejected = 0  # hardware samples refused inside the step (not finite, out of range)
         self.step(advance=False)
 
     def close(self) -> None:
@@ -178,10 +187,41 @@ class FleetTwin:
             raise CommandError(Reason.OUT_OF_RANGE, "duration must be > 0 s", "duration_s")
         if "device" in clean and clean["device"] is not None and clean["device"] >= self.design.payload.n_devices:
             raise CommandError(Reason.OUT_OF_RANGE, f"device must be < {self.design.payload.n_devices}", "device")
+        if len(self._queue) >= self.limits.queued_total:
+            raise CommandError(Reason.QUEUE_FULL, f"{len(self._queue)} requests already wait (the most allowed); "
+                               "try again after some have run", None)
+        persistent = kind == "fault" and name not in IMPULSE_FAULTS
+        if persistent and not self.faults.room(sats, self._queued_faults):
+            raise CommandError(Reason.TOO_MANY_FAULTS, f"a satellite already has {self.limits.faults_per_sat} "
+                               "persistent faults active or waiting (the most allowed); clear one first", "sat")
         req = Request(self.t_s if at_s is None else max(float(at_s), self.t_s), next(self._seq), kind, name,
                       clean, sats, duration_s, request_id)
-        heapq.heappush(self._queue, req)
+        if persistent:
+            self._queued_faults[np.unique(sats)] += 1
+        heapq.heappush(self._queue, dataclasses.replace(req, sats=self._stored_targets(sats)))
         return req
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for their execution time."""
+        return len(self._queue)
+
+    def _stored_targets(self, sats: np.ndarray) -> np.ndarray:
+        """A waiting request's targets in little memory: the whole fleet is one shared array, a
+        large sorted selection a bit mask (n/8 bytes), anything else int32 indices."""
+        if sats.size == self.n and np.array_equal(sats, self._all):
+            return self._all
+        if sats.size * 4 > self.n // 8 and sats.size > 1 and bool(np.all(np.diff(sats) > 0)):
+            mask = np.zeros(self.n, dtype=bool)
+            mask[sats] = True
+            return np.packbits(mask)  # uint8: told apart from indices by its dtype
+        return sats.astype(np.int32)
+
+    def _targets(self, stored: np.ndarray) -> np.ndarray:
+        """Fleet indices of a waiting request (inverse of :meth:`_stored_targets`)."""
+        if stored.dtype == np.uint8:
+            return np.flatnonzero(np.unpackbits(stored, count=self.n))
+        return stored.astype(np.int64)
 
     def drain_events(self) -> list[Event]:
         ev, self._events = self._events, []
@@ -196,6 +236,9 @@ class FleetTwin:
     def _run_due_requests(self) -> None:
         while self._queue and self._queue[0].at_s <= self.t_s + 1e-9:
             req = heapq.heappop(self._queue)
+            req.sats = self._targets(req.sats)
+            if req.kind == "fault" and req.name not in IMPULSE_FAULTS:
+                self._queued_faults[np.unique(req.sats)] -= 1
             try:
                 if req.kind == "command":
                     result = self._execute_command(req)
@@ -374,7 +417,19 @@ class FleetTwin:
                 self.hil_divergence[:] = False
             return plan
         for i, backend in self.payload.backends.items():
-            sample = backend.sample()
+            why: str | None = None
+            try:
+                sample = backend.sample()
+            except Exception as exc:  # noqa: BLE001 - a board's bad data must never stop the step
+                sample, why = None, f"{type(exc).__name__}: {str(exc)[:120]}"
+            else:
+                why = None if sample is None else pl.sample_problem(sample, self.design.payload)
+                if why is not None:
+                    sample = None
+            if why is not None:
+                self.board_samples_rejected += 1
+                self._emit(i, "hil", "board_sample_rejected", "warning", board=getattr(backend, "board", None),
+                           why=why)
             old_src = int(self.payload_source[i])
             if sample is None:
                 src = 2

@@ -11,6 +11,7 @@ return the events they cause; they know nothing of the engine. See docs/physics.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,22 +50,31 @@ class ActiveFault:
     end_s: float | None
 
 
+IMPULSE_FAULTS = frozenset({"seu_burst", "latchup"})  # act once; every other fault stays active
+
+
 class FaultBook:
     """Active faults and the per-satellite degradations they cause.
 
     ``uncorrectable_fraction``: share of an injected SEU burst's upsets that ECC cannot correct
     (the design's memories, :func:`twin.core.radiation.uncorrectable_fraction`).
+    ``max_per_sat``: persistent faults one satellite may have active at once.
+
+    Bookkeeping costs what the faults touch, never the square of their number: a fault's start
+    adds its effect on its satellites, its end recomputes only those satellites from the faults
+    still on them, and ends are found in a heap keyed by end time (nothing to scan per tick).
     """
 
-    def __init__(self, n: int, uncorrectable_fraction: float) -> None:
+    def __init__(self, n: int, uncorrectable_fraction: float, max_per_sat: int = 64) -> None:
         self.n = n
         self.uncorrectable_fraction = uncorrectable_fraction
+        self.max_per_sat = max_per_sat
         self.active: dict[int, ActiveFault] = {}
+        self.per_sat = np.zeros(n, dtype=np.int64)  # persistent faults active per satellite
+        self._on_sat: dict[int, set[int]] = {}  # satellite -> ids of the faults active on it
+        self._ends: list[tuple[float, int]] = []  # (end_s, fault_id), a heap; cleared faults stay until popped
+        self._sensor: dict[int, ActiveFault] = {}  # sensor faults in start order (= fault id order)
         self._next_id = 1
-        self._recompute()
-
-    def _recompute(self) -> None:
-        n = self.n
         self.array_strings_failed = np.zeros(n, dtype=np.int64)
         self.battery_strings_failed = np.zeros(n, dtype=np.int64)
         self.radiator_eff = np.ones(n)
@@ -73,26 +83,57 @@ class FaultBook:
         self.tumbling = np.zeros(n, dtype=bool)
         self.hung = np.zeros(n, dtype=bool)
         self.flags = np.zeros(n, dtype=np.int64)
-        self.sensor: list[ActiveFault] = []
-        for f in self.active.values():
-            s, a = f.sats, f.args
-            self.flags[s] |= 1 << FAULT_BITS[f.kind]
-            if f.kind == "solar_array_string_loss":
-                self.array_strings_failed[s] += a["strings"]
-            elif f.kind == "battery_cell_failure":
-                self.battery_strings_failed[s] += a["strings"]
-            elif f.kind == "radiator_degradation":
-                self.radiator_eff[s] *= a["efficiency"]
-            elif f.kind == "heatpipe_degradation":
-                self.heatpipe_eff[s] *= a["efficiency"]
-            elif f.kind == "laser_terminal_failure":
-                self.isl_failed[s] += a["terminals"]
-            elif f.kind == "sun_pointing_loss":
-                self.tumbling[s] = True
-            elif f.kind == "payload_hang":
-                self.hung[s] = True
-            elif f.kind.startswith("sensor_"):
-                self.sensor.append(f)
+
+    @property
+    def sensor(self) -> list[ActiveFault]:
+        """Active sensor faults, in the order they started."""
+        return list(self._sensor.values())
+
+    def _apply(self, f: ActiveFault, s: np.ndarray) -> None:
+        """Add fault ``f``'s degradation to satellites ``s`` (unique indices, a subset of ``f.sats``)."""
+        a = f.args
+        self.flags[s] |= 1 << FAULT_BITS[f.kind]
+        if f.kind == "solar_array_string_loss":
+            self.array_strings_failed[s] += a["strings"]
+        elif f.kind == "battery_cell_failure":
+            self.battery_strings_failed[s] += a["strings"]
+        elif f.kind == "radiator_degradation":
+            self.radiator_eff[s] *= a["efficiency"]
+        elif f.kind == "heatpipe_degradation":
+            self.heatpipe_eff[s] *= a["efficiency"]
+        elif f.kind == "laser_terminal_failure":
+            self.isl_failed[s] += a["terminals"]
+        elif f.kind == "sun_pointing_loss":
+            self.tumbling[s] = True
+        elif f.kind == "payload_hang":
+            self.hung[s] = True
+
+    def _recompute(self, s: np.ndarray) -> None:
+        """Degradations of satellites ``s`` (unique) from the faults still active on them."""
+        self.array_strings_failed[s] = 0
+        self.battery_strings_failed[s] = 0
+        self.radiator_eff[s] = 1.0
+        self.heatpipe_eff[s] = 1.0
+        self.isl_failed[s] = 0
+        self.tumbling[s] = False
+        self.hung[s] = False
+        self.flags[s] = 0
+        fids: set[int] = set()
+        for i in s.tolist():
+            fids |= self._on_sat.get(i, set())
+        if not fids:
+            return
+        mask = np.zeros(self.n, dtype=bool)
+        mask[s] = True
+        for fid in sorted(fids):  # start order, as the faults were first applied
+            g = self.active[fid]
+            self._apply(g, g.sats[mask[g.sats]])
+
+    def room(self, sats: np.ndarray, pending: np.ndarray | None = None) -> bool:
+        """Whether every satellite of ``sats`` can take one more persistent fault (``pending``: (n,)
+        faults already waiting to start, counted as active)."""
+        held = self.per_sat[sats] if pending is None else self.per_sat[sats] + pending[sats]
+        return bool(np.all(held < self.max_per_sat))
 
     def isl_fraction(self, power: PowerParams) -> np.ndarray:
         """Fraction of laser terminals still working (their power follows)."""
@@ -105,6 +146,9 @@ class FaultBook:
         s = s[fleet.mode[s] != MODE_LOST]
         if s.size == 0:
             raise CommandError(Reason.NOT_NOW, "satellite is lost (no valid orbit)", "sat")
+        if kind not in IMPULSE_FAULTS and not self.room(s):
+            raise CommandError(Reason.TOO_MANY_FAULTS, f"a satellite already has {self.max_per_sat} active faults "
+                               "(the most allowed); clear one first", "sat")
         fid = self._next_id
         self._next_id += 1
         p, t = fleet.payload, fleet.t_s
@@ -132,8 +176,16 @@ class FaultBook:
                     _forward(p, int(i), "sel", dev, 1)
             return {"fault_id": fid, "devices": list(devs), "applied": int(s.size)}, events
         end = None if req.duration_s is None else t + req.duration_s
-        self.active[fid] = ActiveFault(fid, kind, s, dict(a), t, end)
-        self._recompute()
+        f = ActiveFault(fid, kind, np.unique(s), dict(a), t, end)
+        self.active[fid] = f
+        for i in f.sats.tolist():
+            self._on_sat.setdefault(i, set()).add(fid)
+        self.per_sat[f.sats] += 1
+        if kind.startswith("sensor_"):
+            self._sensor[fid] = f
+        if end is not None:
+            heapq.heappush(self._ends, (end, fid))
+        self._apply(f, f.sats)
         if kind == "payload_hang":
             p.hung[s] = True
             for i in s:
@@ -147,8 +199,15 @@ class FaultBook:
 
     def _end(self, f: ActiveFault, why: str, fleet: FaultTarget) -> list[Event]:
         del self.active[f.fault_id]
-        self._recompute()
+        self._sensor.pop(f.fault_id, None)
         s = f.sats
+        for i in s.tolist():
+            on = self._on_sat[i]
+            on.discard(f.fault_id)
+            if not on:
+                del self._on_sat[i]
+        self.per_sat[s] -= 1
+        self._recompute(s)
         if f.kind == "payload_hang":
             fleet.payload.hung[s] &= self.hung[s]
         if f.kind == "sun_pointing_loss":
@@ -161,8 +220,11 @@ class FaultBook:
     def expire(self, fleet: FaultTarget) -> list[Event]:
         """End every fault whose duration is over at ``fleet.t_s``; the events that caused."""
         events: list[Event] = []
-        for f in [f for f in self.active.values() if f.end_s is not None and f.end_s <= fleet.t_s + 1e-9]:
-            events += self._end(f, "duration", fleet)
+        while self._ends and self._ends[0][0] <= fleet.t_s + 1e-9:
+            _, fid = heapq.heappop(self._ends)
+            f = self.active.get(fid)
+            if f is not None:  # else cleared before its end
+                events += self._end(f, "duration", fleet)
         return events
 
     def clear(self, fault_id: int, fleet: FaultTarget) -> tuple[dict[str, Any], list[Event]]:
@@ -177,10 +239,12 @@ class FaultBook:
 
         A field keeps its schema type: integer readings are rounded, boolean ones read true above 0.5.
         """
-        for f in self.sensor:
+        readings: dict[str, np.ndarray] = {}  # each touched field copied once, whatever its number of faults
+        for f in self._sensor.values():
             name, s = f.args["field"], f.sats
-            dtype = tm[name].dtype
-            values = tm[name].astype(float, copy=True)
+            values = readings.get(name)
+            if values is None:
+                values = readings[name] = tm[name].astype(float, copy=True)
             if f.kind == "sensor_stuck":
                 stuck = f.args.get("_stuck")
                 if stuck is None:
@@ -191,6 +255,8 @@ class FaultBook:
                 values[s] += f.args["bias"]
             else:
                 values[s] += rng.normal(0.0, f.args["sigma"], s.size)
+        for name, values in readings.items():
+            dtype = tm[name].dtype
             if dtype.kind == "b":
                 tm[name] = values > 0.5
             elif dtype.kind in "iu":

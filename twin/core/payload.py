@@ -13,6 +13,7 @@ Figures and sources: docs/physics.md#payload.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -57,6 +58,30 @@ class HardwareSample(NamedTuple):
     latched_mask: int
     hung: bool
     held: bool = False  # faster than real time: the board's last measurement, held
+
+
+def sample_problem(s: HardwareSample, p: PayloadParams) -> str | None:
+    """Why a hardware sample cannot enter the state (not finite, or outside what the design's payload
+    can do), or None when it is sound. The bounds come from ``p``: utilisation 0..1, power up to every
+    device at peak plus latch-up current, throughput up to every device at peak, counts >= 0, a
+    latch mask of ``n_devices`` bits."""
+    for name in ("util", "power_w", "throughput_tops"):
+        v = getattr(s, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return f"{name} is not a finite number"
+    bounds = {"util": 1.0, "power_w": p.n_devices * (p.device_peak_w + p.latch_extra_w),
+              "throughput_tops": p.n_devices * p.device_peak_tops}
+    for name, high in bounds.items():
+        if not 0.0 <= getattr(s, name) <= high:
+            return f"{name}={getattr(s, name)!r} outside [0, {high:g}]"
+    for name in ("ecc_corrected_total", "ecc_uncorrectable_total"):
+        v = getattr(s, name)
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**63:
+            return f"{name} is not a count"
+    if isinstance(s.latched_mask, bool) or not isinstance(s.latched_mask, int) \
+            or not 0 <= s.latched_mask < 1 << p.n_devices:
+        return f"latched_mask is not a mask of {p.n_devices} devices"
+    return None
 
 
 class PayloadBackend(Protocol):

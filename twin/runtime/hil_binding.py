@@ -15,6 +15,9 @@ on ``{prefix}/board/{board}/cmd`` and ``/fault``. When the board's data is older
 ``stale_s`` the twin falls back to the simulated payload (``payload_source`` 2) and says so in
 events. Faster than real time, the board cannot keep up: the twin holds its last measurement
 (``payload_source`` 3) rather than pretending the board ran faster.
+
+Measurements arrive already checked (:func:`twin.contract.board_messages.parse_board_measurement`:
+types, finiteness, ranges); the engine checks the scaled sample again before it enters the state.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from twin.contract.board_messages import BoardMeasurement
 from twin.core.payload import HardwareSample, PayloadParams
 
 SOURCE_SIM, SOURCE_BOARD, SOURCE_BOARD_LOST, SOURCE_BOARD_HELD = 0, 1, 2, 3
@@ -44,25 +48,28 @@ class BoardBackend:
         self.stale_s = stale_s
         self.realtime = realtime
         self.clock = clock
-        self.last: dict[str, Any] | None = None
+        self.last: BoardMeasurement | None = None
         self.last_at = -1e18
         self.latched_device = 0
         self.linked = True
         self._ids = itertools.count()
         self.sent: list[tuple[str, dict[str, Any]]] = []
 
-    def update(self, tm: dict[str, Any]) -> None:
-        """A board telemetry message (``board/{board}/tm``) arrived."""
+    def update(self, tm: BoardMeasurement) -> None:
+        """A checked board telemetry message (``board/{board}/tm``) arrived."""
         self.last = tm
         self.last_at = self.clock()
+        self.linked = tm.linked
 
     def sample(self) -> HardwareSample | None:
+        """The latest measurement scaled to the flight payload; None when there is none, the link is
+        down or (in real time) it is older than ``stale_s``."""
         age = self.clock() - self.last_at
         if self.last is None or not self.linked or (self.realtime and age > self.stale_s):
             return None
-        raw = self.last.get("raw", {})
-        util = float(min(max(raw.get("utilisation", 0.0), 0.0), 1.0))
-        latched = bool(raw.get("latched", 0))
+        m = self.last
+        util = min(max(m.utilisation, 0.0), 1.0)
+        latched = m.latched
         p = self.p
         working = p.n_devices - (1 if latched else 0)
         power = p.n_devices * p.device_idle_w + working * (p.device_peak_w - p.device_idle_w) * util
@@ -71,8 +78,8 @@ class BoardBackend:
             util=util * working / p.n_devices,
             power_w=power,
             throughput_tops=util * working * p.device_peak_tops,
-            ecc_corrected_total=int(raw.get("seu_corrected", 0)),
-            ecc_uncorrectable_total=int(raw.get("seu_uncorrectable", 0)),
+            ecc_corrected_total=m.seu_corrected,
+            ecc_uncorrectable_total=m.seu_uncorrectable,
             latched_mask=(1 << self.latched_device) if latched else 0,
             hung=False,
             held=not self.realtime,

@@ -28,6 +28,7 @@ from twin.core.engine import FleetTwin
 from twin.core.events import Event
 from twin.runtime.mqtt_link import MqttLink
 from twin.runtime.replay_buffer import ReplayBuffer
+from twin.runtime.replay_queue import ReplayJob, ReplayQueue
 from twin.contract.request_parser import ParsedRequest, Selector, decode_json, parse_replay, parse_request, valid_reply_topic
 from twin.core.ephemeris import iso_to_jd
 from twin.runtime.run_loop import RunStats, run_loop
@@ -75,6 +76,9 @@ class TwinService:
         self.seq = np.zeros(twin.n, dtype=np.int64)
         self.run_id = link.bseq  # the first birth sequence of this process
         self.replay = ReplayBuffer(twin.n, replay_bytes)
+        self.limits = twin.limits  # the one place every request bound is set (twin.core.request_limits)
+        self.replays = ReplayQueue(self.replay, self.limits)
+        self.waiting: Counter[str] = Counter()  # requests waiting per client (reply topic)
         self.counters: Counter[str] = Counter()
         self.routes: dict[str, Route] = {}
         self._next_key = 0
@@ -194,43 +198,55 @@ class TwinService:
             self._reject(route, exc)
 
     def _board_message(self, board: str, leaf: str, payload: bytes) -> None:
-        """A board's state (bind/unbind) or measurement from ``orbitwin bridge serial``."""
+        """A board's state (bind/unbind) or measurement from ``orbitwin bridge serial``, checked at the
+        boundary: a bad one is counted (``board_rejected_<reason>``) and answered on the board's event topic."""
+        from twin.contract.board_messages import parse_board_measurement, parse_board_state
+
+        self.counters["board_messages"] += 1
+        try:
+            if leaf == "state":
+                self._board_state(board, parse_board_state(payload))
+            elif leaf == "tm":
+                if board not in self.boards:
+                    self.counters["board_tm_unbound"] += 1  # a board bound elsewhere, or not yet
+                    return
+                self.boards[board].update(parse_board_measurement(payload))
+                self.counters["board_tm"] += 1
+        except CommandError as exc:
+            self.counters["board_rejected"] += 1
+            self.counters[f"board_rejected_{exc.reason.value}"] += 1
+            body = {"v": 1, "board": board, "source": "twin", "name": f"{leaf}_rejected", "severity": "warning",
+                    "t": self.now_iso(), "t_s": self.twin.t_s, "run": self.run_id, "detail": exc.as_dict()}
+            self.link.publish(self.topics.board(board, "event"), dumps(body), qos=1)
+
+    def _board_state(self, board: str, st: Any) -> None:
+        """Bind, rebind, relink or unbind a board (``st``: a checked :class:`~twin.contract.board_messages.BoardState`)."""
         from twin.runtime.hil_binding import BoardBackend
 
-        try:
-            msg = json.loads(payload) if payload else None
-        except ValueError:
-            self.counters["board_malformed"] += 1
+        current = self.boards.get(board)
+        if current is not None and st.state == "online" and st.sat == current.sat:
+            current.linked = st.linked  # link up/down of a bound board
             return
-        if leaf == "state":
-            sat = msg.get("sat") if isinstance(msg, dict) else None
-            current = self.boards.get(board)
-            if current is not None and isinstance(msg, dict) and msg.get("state") == "online" and sat == current.sat:
-                current.linked = bool(msg.get("linked", True))  # link up/down of a bound board
-                return
-            old = self.boards.pop(board, None)
-            if old is not None:
-                self.twin.detach_backend(self.twin.index[old.sat])
-            if not isinstance(msg, dict) or msg.get("state") == "offline" or sat not in self.twin.index:
-                if isinstance(msg, dict) and sat is not None and sat not in self.twin.index:
-                    self.counters["board_unknown_sat"] += 1
-                return
-            backend = BoardBackend(board, sat, self.twin.design.payload,
-                                   lambda t, p: self.link.publish(t, p, qos=1), self.topics.prefix,
-                                   realtime=self.realtime)
-            backend.linked = bool(msg.get("linked", True))
-            self.boards[board] = backend
-            i = self.twin.index[sat]
-            self.twin.attach_backend(i, backend)
-            # the board starts from what the twin has commanded so far
-            backend.command("set_payload_load", {"load": float(self.twin.payload.load_setpoint[i])})
-            backend.command("throttle", {"factor": float(min(self.twin.payload.cmd_throttle[i],
-                                                             self.twin.payload.fdir_throttle[i]))})
-            self.counters["boards_bound"] += 1
-        elif leaf == "tm" and board in self.boards and isinstance(msg, dict):
-            backend = self.boards[board]
-            backend.update(msg)
-            backend.linked = bool(msg.get("linked", True))
+        old = self.boards.pop(board, None)
+        if old is not None:
+            self.twin.detach_backend(self.twin.index[old.sat])
+        if st.state == "offline":
+            return
+        if st.sat not in self.twin.index:
+            self.counters["board_unknown_sat"] += 1
+            raise CommandError(Reason.UNKNOWN_SATELLITE, f"this twin has no satellite {st.sat!r}", "sat")
+        backend = BoardBackend(board, st.sat, self.twin.design.payload,
+                               lambda t, p: self.link.publish(t, p, qos=1), self.topics.prefix,
+                               realtime=self.realtime)
+        backend.linked = st.linked
+        self.boards[board] = backend
+        i = self.twin.index[st.sat]
+        self.twin.attach_backend(i, backend)
+        # the board starts from what the twin has commanded so far
+        backend.command("set_payload_load", {"load": float(self.twin.payload.load_setpoint[i])})
+        backend.command("throttle", {"factor": float(min(self.twin.payload.cmd_throttle[i],
+                                                         self.twin.payload.fdir_throttle[i]))})
+        self.counters["boards_bound"] += 1
 
     def _resolve(self, req: ParsedRequest, sat: str | None) -> Any:
         if req.selector is None:
@@ -242,31 +258,70 @@ class TwinService:
     def _select(self, s: Selector) -> np.ndarray:
         return select_sats(self.twin, s)
 
+    def _admit(self, route: Route) -> None:
+        """Raise ``queue_full`` when this client (its reply topic) or all clients together have the most
+        requests waiting that :class:`~twin.core.request_limits.RequestLimits` allows."""
+        lim = self.limits
+        if self.waiting[route.topic] >= lim.queued_per_client:
+            raise CommandError(Reason.QUEUE_FULL, f"{self.waiting[route.topic]} of your requests already wait (at most "
+                               f"{lim.queued_per_client} per client); try again after some have run", None)
+        if len(self.routes) + len(self.replays) >= lim.queued_total:
+            raise CommandError(Reason.QUEUE_FULL, f"{lim.queued_total} requests already wait (the most allowed); "
+                               "try again after some have run", None)
+
     def _submit(self, route: Route, req: ParsedRequest, target: Any) -> None:
+        self._admit(route)
         key = f"k{self._next_key}"
         self._next_key += 1
         at_s = self._sim_seconds(req.at)
         queued = self.twin.submit(req.kind, req.name, req.args, target, at_s=at_s, duration_s=req.duration_s,
                                   request_id=key)
         self.routes[key] = route
+        self.waiting[route.topic] += 1
         self.counters["accepted"] += 1
         self._send_reply(route, "accepted", execute_t_s=queued.at_s, sats=int(queued.sats.size))
 
     def _replay(self, route: Route, obj: dict[str, Any]) -> None:
+        """Queue a replay request; it is served after live telemetry, on the replay budget."""
         rq = parse_replay(obj)
-        found_total = evicted_total = 0
         for sat, lo, hi in rq.ranges:
             if sat not in self.twin.index:
                 raise CommandError(Reason.UNKNOWN_SATELLITE, f"unknown satellite {sat!r}", "sat")
-        for sat, lo, hi in rq.ranges:
-            found, evicted = self.replay.find(self.twin.index[sat], lo, hi)
-            for topic, payload in found:
-                packet = topic.rsplit("/", 1)[1]
-                self.link.publish(self.topics.replayed(sat, packet), payload, qos=1)
-            found_total += len(found)
-            evicted_total += evicted
-        self.counters["replayed"] += found_total
-        self._send_reply(route, "completed", found=found_total, evicted=evicted_total, ranges=len(rq.ranges))
+        self._admit(route)
+        if len(self.replays) >= self.limits.replay_queued_requests:
+            raise CommandError(Reason.QUEUE_FULL, f"{len(self.replays)} replay requests already wait (the most "
+                               "allowed); try again later", None)
+        sats = np.array([self.twin.index[sat] for sat, _, _ in rq.ranges], dtype=np.int64)
+        first = np.array([r[1] for r in rq.ranges], dtype=np.int64)
+        last = np.array([r[2] for r in rq.ranges], dtype=np.int64)
+        self.replays.add(ReplayJob(route, sats, first, last, extra={"ranges": len(rq.ranges)}))
+        self.waiting[route.topic] += 1
+
+    def _serve_replays(self) -> None:
+        """Replayed messages with what live telemetry left this tick; replies of the replays that finished."""
+        topics = self.topics
+
+        def publish(topic: str, payload: bytes) -> bool:
+            head, sat, _, packet = topic.rsplit("/", 3)  # {prefix}/sat/{sat}/tm/{packet}
+            return self.link.publish(topics.replayed(sat, packet), payload, qos=1)
+
+        room = self.link.settings.max_queued // 2 - self.link.outstanding
+        for job in self.replays.serve(publish, room):
+            self._release(job.route)
+            found = job.found
+            assert found is not None
+            self.counters["replayed"] += job.sent
+            extra: dict[str, Any] = {"found": job.sent, "held": found.held, "evicted": found.evicted, **job.extra}
+            if found.held > job.sent:
+                self.counters["replays_truncated"] += 1
+                extra |= {"truncated": True, "limit": self.limits.replay_messages_per_request}
+            self._send_reply(job.route, "completed", **extra)
+
+    def _release(self, route: Route) -> None:
+        """A waiting request of this client ran (or finished)."""
+        self.waiting[route.topic] -= 1
+        if self.waiting[route.topic] <= 0:
+            del self.waiting[route.topic]
 
     # --- output ------------------------------------------------------------------------
     def publish_tick(self) -> None:
@@ -291,6 +346,7 @@ class TwinService:
             self._publish_event(ev, t_iso, bseq)
         summary = fleet_summary(twin)
         link.publish(self.topics.summary, dumps(header(None, t_iso, t_s, bseq, tick=twin.tick, **summary)), qos=1)
+        self._serve_replays()  # after this tick's live messages, with what they left
         if t_s - self._last_status_t >= self.status_every_s:
             self._last_status_t = t_s
             link.publish(self.topics.status, dumps(header(None, t_iso, t_s, bseq, **self.status())), qos=1)
@@ -301,6 +357,7 @@ class TwinService:
         key = detail.get("request_id")
         if isinstance(key, str) and key in self.routes:
             route = self.routes.pop(key)
+            self._release(route)
             detail["request_id"] = route.request_id
         sat = self.twin.names[ev.sat] if ev.sat >= 0 else None
         slot = ev.sat if ev.sat >= 0 else self.twin.n
@@ -333,6 +390,9 @@ class TwinService:
                      "refused_queue_full": self.link.stats.refused_queue_full, "rebirths": self.link.stats.rebirths},
             "counters": dict(self.counters),
             "replay_buffer_bytes": self.replay.nbytes,
+            "queued_requests": self.twin.queued,
+            "replays_waiting": len(self.replays),
+            "board_samples_rejected": self.twin.board_samples_rejected,
         }
 
     # --- loop ----------------------------------------------------------------------------

@@ -25,6 +25,8 @@ class Reason(StrEnum):
     OUT_OF_RANGE = "out_of_range"
     NOT_NOW = "not_now"
     MALFORMED = "malformed"
+    QUEUE_FULL = "queue_full"  # too many requests wait (per client or in total), or a replay queue is full
+    TOO_MANY_FAULTS = "too_many_faults"  # the satellite already has the most persistent faults allowed
 
 
 class CommandError(ValueError):
