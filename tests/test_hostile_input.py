@@ -261,3 +261,226 @@ def test_ten_thousand_time_tagged_fleet_requests_stay_small() -> None:
     twin.step()
     done = [e for e in twin.drain_events() if e.name == "command_completed"]
     assert [e.detail["sats"] for e in done[:2]] == [1000, 2000]
+
+
+# --- on real Mosquitto -------------------------------------------------------------------------
+class ThreadedTwin:
+    """A TwinService stepping every ``period_s`` of wall time in a thread; an exception stops it and is kept."""
+
+    def __init__(self, url: str, state_dir: str, count: int = 3, limits: RequestLimits | None = None,
+                 period_s: float = 0.01) -> None:
+        from twin.mqtt import MqttSettings
+        from twin.runtime.mqtt_link import LinkSettings, MqttLink
+        from twin.runtime.mqtt_service import TwinService
+
+        self.twin = FleetTwin(CAT.select(count=count), DESIGN, limits=limits)
+        self.link = MqttLink(MqttSettings(url), LinkSettings(state_dir=state_dir))
+        self.service = TwinService(self.twin, self.link)
+        self.error: BaseException | None = None
+        self.step_ms: list[float] = []
+        self.period_s = period_s
+        self._stop = threading.Event()
+        self.link.start()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self.service.process_requests()
+                t0 = time.perf_counter()
+                self.twin.step()
+                self.step_ms.append((time.perf_counter() - t0) * 1e3)
+                self.service.publish_tick()
+                time.sleep(self.period_s)
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            self.error = exc
+
+    def running(self, ticks: int = 5, timeout: float = 20.0) -> None:
+        """Wait until it has stepped ``ticks`` more ticks (and has not failed)."""
+        tick = self.twin.tick
+        wait_for(lambda: self.twin.tick >= tick + ticks or self.error, timeout, what="twin stepping")
+        assert self.error is None, f"the twin stopped stepping: {self.error!r}"
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.link.stop()
+        self.twin.close()
+
+
+@pytest.fixture
+def twin_on(mosquitto: Any, tmp_path: Path) -> Iterator[Any]:
+    """A factory of threaded twins on the test's broker; all are closed at the end."""
+    made: list[ThreadedTwin] = []
+
+    def make(**kw: Any) -> ThreadedTwin:
+        made.append(ThreadedTwin(mosquitto.url, str(tmp_path), **kw))
+        return made[-1]
+
+    yield make
+    for t in made:
+        t.close()
+
+
+def _events(rec: Recorder, board: str) -> list[dict[str, Any]]:
+    return [p for _, p in rec.find(lambda t, p: t == f"{P}/board/{board}/event" and isinstance(p, dict))]
+
+
+def test_forged_board_messages_are_refused_retained_or_not_and_across_a_restart(mosquitto: Any, twin_on: Any) -> None:
+    rec = Recorder(mosquitto.host, mosquitto.port, [f"{P}/board/+/event", f"{P}/board/+/cmd"])
+    tw = twin_on()
+    sat = tw.twin.names[0]
+    tw.running()
+    rec.publish(f"{P}/board/B1/state", {"v": 1, "board": "B1", "sat": sat, "state": "online"}, qos=1)
+    rec.client.publish(f"{P}/board/B1/state", json.dumps({"v": 1, "board": "B1", "sat": sat, "state": "online"}),
+                       qos=1, retain=True).wait_for_publish(5)
+    wait_for(lambda: rec.find(lambda t, p: t == f"{P}/board/B1/cmd"), 10, what="board bound")
+    for case, (payload, _) in BAD_TM.items():
+        retain = case in ("raw_null", "util_nan")  # the worst ones also retained
+        rec.client.publish(f"{P}/board/B1/tm", payload, qos=1, retain=retain).wait_for_publish(5)
+    wait_for(lambda: len(_events(rec, "B1")) >= len(BAD_TM), 10, what="a rejection event per bad message")
+    ev = _events(rec, "B1")
+    assert all(e["name"] == "tm_rejected" and e["source"] == "twin" and e["detail"]["reason"] for e in ev)
+    c = tw.service.counters
+    assert c["board_rejected"] == len(BAD_TM) and c["board_tm"] == 0
+    # a garbage retained state on another board: rejected too; the bound board keeps working
+    rec.client.publish(f"{P}/board/B2/state", b'{"state":"online","sat":null}', qos=1, retain=True).wait_for_publish(5)
+    rec.client.publish(f"{P}/board/B1/tm", board_tm(GOOD_RAW), qos=1).wait_for_publish(5)
+    wait_for(lambda: tw.service.counters["board_tm"] == 1, 10, what="a good measurement taken")
+    tw.running()
+    assert tw.twin.tm["payload_source"][0] == 1 and finite_state(tw.twin)
+    assert tw.service.status()["counters"]["board_rejected_bad_argument"] >= 1
+    tw.close()
+    # a restart meets the retained garbage again: refused again, the twin keeps stepping
+    tw2 = twin_on()
+    c2 = tw2.service.counters  # retained: B1's state (binds), its last tm (NaN), B2's garbage state
+    wait_for(lambda: c2["board_rejected"] + c2["board_tm_unbound"] >= 2 or tw2.error, 15, what="retained garbage refused")
+    assert c2["board_rejected_bad_argument"] >= 1 and c2["board_tm"] == 0
+    tw2.running(20)
+    assert finite_state(tw2.twin)
+    rec.close()
+
+
+def test_a_65_kb_replay_request_never_silences_live_telemetry(mosquitto: Any, twin_on: Any) -> None:
+    limits = RequestLimits(replay_messages_per_request=3000, replay_messages_per_s=1500.0)
+    tw = twin_on(count=20, limits=limits)
+    live_sat = tw.twin.names[0]
+    rec = Recorder(mosquitto.host, mosquitto.port, [f"{P}/sat/{live_sat}/tm/hk", f"{P}/replay/+/tm/+",
+                                                     f"{P}/fleet/reply"])
+    tw.running(250, timeout=60)  # 20 satellites x 250 ticks: ~6,000 messages held
+    held = tw.service.replay.held
+    ranges = [[name, 0, 100_000] for name in tw.twin.names] * 105
+    body = json.dumps({"ranges": ranges, "id": "big"}).encode()
+    assert 60_000 < len(body) < 64 * 1024
+    t_request = time.monotonic()
+    rec.publish(f"{P}/fleet/replay", body)
+    reply = wait_for(lambda: [p for _, p in rec.find(lambda t, p: t == f"{P}/fleet/reply" and p.get("id") == "big")],
+                     30, what="the replay's reply")[0]
+    tw.running(5)
+    assert reply["status"] == "completed" and reply["truncated"] is True and reply["limit"] == 3000
+    assert reply["found"] == 3000 and reply["held"] >= held and reply["ranges"] == len(ranges)
+    replayed = rec.find(lambda t, p: t.startswith(f"{P}/replay/"))
+    assert len(replayed) == 3000  # each message once, though every range was asked for 105 times
+    assert len({(p["sat"], p["seq"]) for _, p in replayed}) == 3000
+    # live telemetry went on at its rate while the replay was served: no gap in sim time, no silence in wall time
+    with rec.lock:
+        live = [(p["t_s"], at) for t, p, _, at in rec.messages if t == f"{P}/sat/{live_sat}/tm/hk" and at >= t_request]
+    sim_gaps = np.diff([t for t, _ in live])
+    wall_gaps = np.diff([at for _, at in live])
+    assert sim_gaps.max() <= 2.0 and wall_gaps.max() < 2.0, (sim_gaps.max(), wall_gaps.max())
+    served_s = max(at for t, _, _, at in rec.messages if t.startswith(f"{P}/replay/")) - t_request
+    assert served_s >= (3000 - 1500) / 1500 * 0.8  # at the budget's rate, not all at once
+    assert tw.link.stats.refused_queue_full == 0
+    rec.close()
+
+
+def test_five_thousand_eternal_faults_over_mqtt(mosquitto: Any, twin_on: Any) -> None:
+    tw = twin_on()
+    sat = tw.twin.names[0]
+    rec = Recorder(mosquitto.host, mosquitto.port, [f"{P}/sat/{sat}/reply", f"{P}/sat/{sat}/tm/hk"])
+    tw.running(20)
+    base = float(np.median(tw.step_ms[-20:]))
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    pub.max_inflight_messages_set(1000)
+    pub.connect(mosquitto.host, mosquitto.port)
+    pub.loop_start()
+    t0 = time.monotonic()
+    for k in range(5000):
+        info = pub.publish(f"{P}/sat/{sat}/fault", json.dumps(
+            {"fault": "radiator_degradation", "args": {"efficiency": 0.999}, "duration_s": 1e308, "id": f"f{k}"}),
+            qos=1)
+    info.wait_for_publish(30)
+
+    def final() -> Counter[str]:
+        return Counter(p["status"] for _, p in rec.find(lambda t, p: t.endswith("/reply") and p["status"] != "accepted"))
+    cap = tw.twin.limits.faults_per_sat
+    wait_for(lambda: sum(final().values()) >= 5000, 60, what="every fault answered")
+    answered_s = time.monotonic() - t0
+    assert final() == {"completed": cap, "rejected": 5000 - cap}
+    reasons = Counter(p["reason"] for _, p in rec.find(lambda t, p: t.endswith("/reply") and p["status"] == "rejected"))
+    assert reasons == {"too_many_faults": 5000 - cap}
+    tw.running(30)
+    after = float(np.median(tw.step_ms[-30:]))
+    assert after < 3 * base + 2.0, (base, after)
+    with rec.lock:
+        live = [at for t, p, _, at in rec.messages if t == f"{P}/sat/{sat}/tm/hk" and at >= t0]
+    assert np.diff(live).max() < 2.0
+    print(f"\n5,000 faults answered in {answered_s:.1f} s; tick {base:.2f} -> {after:.2f} ms")
+    pub.loop_stop()
+    pub.disconnect()
+    rec.close()
+
+
+def test_a_full_queue_is_rejected_with_queue_full(mosquitto: Any, twin_on: Any) -> None:
+    tw = twin_on(limits=RequestLimits(queued_per_client=20, queued_total=50))
+    sat = tw.twin.names[0]
+    rec = Recorder(mosquitto.host, mosquitto.port, ["me/+/replies"])
+    tw.running()
+
+    def send(client: str, n: int) -> None:
+        for k in range(n):
+            props = Properties(PacketTypes.PUBLISH)
+            props.ResponseTopic, props.CorrelationData = f"me/{client}/replies", f"{client}-{k}".encode()
+            rec.publish(f"{P}/sat/{sat}/cmd", {"command": "throttle", "args": {"factor": 0.5}, "at": 1e7,
+                                               "id": f"{client}-{k}"}, properties=props)
+
+    def statuses(client: str) -> list[tuple[str, str | None]]:
+        return [(p["status"], p.get("reason")) for t, p in rec.find(lambda t, p: t == f"me/{client}/replies")]
+
+    send("a", 25)
+    wait_for(lambda: len(statuses("a")) >= 25, 15, what="25 replies")
+    assert Counter(statuses("a")) == {("accepted", None): 20, ("rejected", "queue_full"): 5}
+    full = [p for _, p in rec.find(lambda t, p: t == "me/a/replies" and p["status"] == "rejected")]
+    assert all("20 of your requests already wait" in p["message"] for p in full)
+    send("b", 40)  # another client has its own 20, until the total (50) is reached
+    wait_for(lambda: len(statuses("b")) >= 40, 15, what="40 replies")
+    assert Counter(statuses("b")) == {("accepted", None): 20, ("rejected", "queue_full"): 20}
+    send("c", 15)
+    wait_for(lambda: len(statuses("c")) >= 15, 15, what="15 replies")
+    assert Counter(statuses("c")) == {("accepted", None): 10, ("rejected", "queue_full"): 5}
+    assert "50 requests already wait" in [p for _, p in rec.find(lambda t, p: t == "me/c/replies")][-1]["message"]
+    assert tw.service.counters["rejected_queue_full"] == 30 and tw.twin.queued == 50
+    rec.close()
+
+
+def test_a_death_carrying_the_twins_own_bseq_is_answered_with_its_birth(mosquitto: Any, twin_on: Any) -> None:
+    tw = twin_on()
+    rec = Recorder(mosquitto.host, mosquitto.port, [f"{P}/state"])
+    tw.running()
+    bseq = tw.link.bseq
+    forged = {"v": 1, "state": "offline", "bseq": bseq, "wall_time": time.time()}
+    rec.client.publish(f"{P}/state", json.dumps(forged), qos=1, retain=True).wait_for_publish(5)
+    wait_for(lambda: tw.link.stats.rebirths >= 1, 10, what="birth re-asserted")
+    late = Recorder(mosquitto.host, mosquitto.port, [f"{P}/state"])  # a late subscriber sees the retained state
+    state = wait_for(lambda: [p for _, p in late.find(lambda t, p: isinstance(p, dict))], 10)[-1]
+    assert state["state"] == "online" and state["bseq"] == bseq
+    late.close()
+    # the twin's own graceful death is not answered with a birth
+    tw.close()
+    time.sleep(0.5)
+    late = Recorder(mosquitto.host, mosquitto.port, [f"{P}/state"])
+    state = wait_for(lambda: [p for _, p in late.find(lambda t, p: isinstance(p, dict))], 10)[-1]
+    assert state["state"] == "offline" and state["bseq"] == bseq
+    late.close()
+    rec.close()
