@@ -484,3 +484,86 @@ def test_a_death_carrying_the_twins_own_bseq_is_answered_with_its_birth(mosquitt
     assert state["state"] == "offline" and state["bseq"] == bseq
     late.close()
     rec.close()
+
+
+# --- property: arbitrary input on every topic the twin reads -------------------------------------
+json_scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=12)
+                | st.floats(allow_nan=True, allow_infinity=True))
+json_values = st.recursive(json_scalars, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c,
+                                                                                              max_size=4),
+                           max_leaves=8)
+hostile_numbers = (st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**70), 2**70) | st.none()
+                   | st.text(max_size=4) | st.lists(st.integers(), max_size=2) | st.booleans())
+board_raw = st.fixed_dictionaries({}, optional={a.name: hostile_numbers for a in BOARD_MEASUREMENT.args})
+BOARDS = ("B1", "B2")
+
+
+def test_arbitrary_input_on_every_topic_never_stops_or_poisons_the_twin(mosquitto: Any, twin_on: Any) -> None:
+    tw = twin_on()
+    sats = list(tw.twin.names)
+    topics = ([f"{P}/sat/{sats[0]}/cmd", f"{P}/sat/{sats[0]}/fault", f"{P}/fleet/cmd", f"{P}/fleet/fault",
+               f"{P}/fleet/replay"] + [f"{P}/board/{b}/{leaf}" for b in BOARDS for leaf in ("state", "tm")])
+    rec = Recorder(mosquitto.host, mosquitto.port, [f"{P}/board/+/event"])
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    pub.max_inflight_messages_set(1000)
+    pub.connect(mosquitto.host, mosquitto.port)
+    pub.loop_start()
+    sent: Counter[str] = Counter()
+    last: list[mqtt.MQTTMessageInfo] = []
+    tw.running()
+    # a bound board, so that measurements reach the engine
+    rec.publish(f"{P}/board/B1/state", {"state": "online", "sat": sats[0]})
+    wait_for(lambda: "B1" in tw.service.boards, 10, what="board bound")
+
+    def send(topic: str, payload: bytes, retain: bool) -> None:
+        info = pub.publish(topic, payload, qos=1, retain=retain)
+        assert info.rc == mqtt.MQTT_ERR_SUCCESS
+        last[:] = [info]
+        sent["board" if "/board/" in topic else "request"] += 1
+
+    @settings(max_examples=1500, deadline=None, database=None)
+    @given(topic=st.sampled_from(topics), retain=st.booleans(), data=st.data(),
+           kind=st.sampled_from(["json", "bytes", "board_tm", "board_state"]))
+    def anything(topic: str, retain: bool, data: st.DataObject, kind: str) -> None:
+        if kind == "bytes":
+            payload = data.draw(st.binary(max_size=200))
+        elif kind == "board_tm":
+            body = {"v": 1, "seq": 1, "raw": data.draw(board_raw)} | data.draw(st.dictionaries(
+                st.sampled_from(["linked", "raw"]), json_values, max_size=1))
+            payload = json.dumps(body).encode()  # NaN and Infinity: Python's JSON extension, as a hostile sender may
+        elif kind == "board_state":
+            body = {"state": data.draw(st.sampled_from(["online", "offline", "x"]) | json_values),
+                    "sat": data.draw(st.sampled_from(sats) | json_values)} | data.draw(st.dictionaries(
+                        st.sampled_from(["linked"]), json_values, max_size=1))
+            payload = json.dumps(body).encode()
+        else:
+            value = data.draw(json_values)
+            if isinstance(value, dict):
+                value.pop("reply_to", None)
+            payload = json.dumps(value).encode()
+        send(topic, payload, retain and "/board/" in topic or (retain and kind == "bytes"))
+
+    anything()
+    last[0].wait_for_publish(30)
+    total = sum(sent.values())
+    svc = tw.service
+    wait_for(lambda: svc.counters["requests"] >= total + 1 or tw.error, 60, what="every message handled")
+    tw.running(10)
+    c = svc.counters
+    assert c["requests"] == total + 1  # and the binding state
+    assert c["board_messages"] == sent["board"] + 1
+    requests = c["requests"] - c["board_messages"]
+    assert c["accepted"] + c["rejected"] + len(svc.replays) + c["replies_completed"] >= requests
+    wait_for(lambda: len(_events(rec, "B1")) + len(_events(rec, "B2")) >= c["board_rejected"], 20,
+             what="a rejection event per refused board message")
+    assert finite_state(tw.twin)
+    assert tw.link.stats.disconnects == 0
+    tw.close()
+    # a restart meets whatever was left retained: it keeps stepping, its state finite
+    tw2 = twin_on()
+    tw2.running(30)
+    assert finite_state(tw2.twin)
+    print(f"\nhostile: {dict(sent)}; counters {dict(c)}")
+    pub.loop_stop()
+    pub.disconnect()
+    rec.close()
