@@ -68,6 +68,30 @@ def test_single_batch_larger_than_max_keeps_its_newest_part(tmp_path: Path) -> N
     assert Spool(tmp_path / "tiny", 10).append(big) == 200  # nothing fits at all
 
 
+def test_on_drop_sees_each_dropped_segment_while_it_can_still_be_read(tmp_path: Path) -> None:
+    size = len(encode_segment(_batch(0), {"i": 0}))
+    s = Spool(tmp_path, 2 * size + size // 2)  # room for 2 segments
+    seen: list[tuple[int, list[bytes], dict]] = []
+
+    def on_drop(seg_id: int) -> None:
+        seg = s.read(seg_id)
+        seen.append((seg_id, seg.lines, seg.meta))
+
+    ids = []
+    for i in range(4):
+        assert s.append(_batch(i), {"i": i}, on_drop=on_drop) == (3 if i >= 2 else 0)
+        ids.append(s.last_append[0])
+        assert s.last_append == (s.segment_ids()[-1], 3)
+    assert seen == [(ids[0], _batch(0), {"i": 0}), (ids[1], _batch(1), {"i": 1})]
+    with pytest.raises(FileNotFoundError):
+        s.read(ids[0])
+    assert s.read(ids[3]).lines == _batch(3)
+    assert Spool(tmp_path / "tiny", 10).append(_batch(0)) == 3
+    tiny = Spool(tmp_path / "tiny2", 10)
+    tiny.append(_batch(0))
+    assert tiny.last_append == (0, 0)  # nothing of the batch was kept
+
+
 def test_reopen_resumes_same_content_and_order(tmp_path: Path) -> None:
     s = Spool(tmp_path, 1 << 20)
     for i in range(4):
@@ -153,11 +177,16 @@ def test_matches_in_memory_model(ops: list, max_bytes: int) -> None:
                 while keep and len(encode_segment(keep)) > max_bytes:
                     keep = keep[1:]
                 dropped = len(arg) - len(keep)
+                gone: list[tuple[int, list[bytes]]] = []
                 if keep:
                     size = len(encode_segment(keep))
                     while model and sum(len(encode_segment(b)) for _, b in model) + size > max_bytes:
-                        dropped += len(model.pop(0)[1])
-                assert s.append(arg) == dropped
+                        gone.append(model.pop(0))
+                        dropped += len(gone[-1][1])
+                heard: list[tuple[int, list[bytes]]] = []
+                assert s.append(arg, on_drop=lambda i: heard.append((i, s.read(i).lines))) == dropped
+                assert heard == gone
+                assert s.last_append == ((s.segment_ids()[-1], len(keep)) if keep else (0, 0))
                 if keep:
                     model.append((s.segment_ids()[-1], keep))
             elif op == "remove_oldest":

@@ -16,7 +16,12 @@ Delivery, step by step:
 
 What is not guaranteed (said in the bridge's status): messages a broker killed with SIGKILL had
 acknowledged to the twin but not persisted are only recoverable while the twin's replay buffer
-still holds them; when the spool is full its oldest batches are dropped (counted).
+still holds them; when the spool is full its oldest batches are dropped. Those drops are counted
+as points *missing*, not lines deleted (:mod:`bridges.influx.drop_ledger`): a dropped line whose
+point may be in InfluxDB anyway (its write failed ambiguously, or it is a redelivered or replayed
+copy) is looked up in the database once it answers again, and a counted point that arrives again
+and is stored is taken off the count. ``spool_dropped_telemetry_points`` is exact once
+``spool_dropped_unverified_points`` is 0.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,18 +43,14 @@ from twin.contract.topics import DEFAULT_PREFIX, Topics
 from twin.mqtt import MqttConnection, MqttSettings
 
 from bridges.influx.dead_letter import DeadLetters
-from bridges.influx.writer import write_isolating
-from bridges.influx.line_protocol import (TELEMETRY_MEASUREMENTS, MappingError, event_line, flat_line, frame_lines, message_lines,
-                            reply_line, time_ns)
+from bridges.influx.drop_ledger import DropLedger
+from bridges.influx.writer import IsolationResult, write_isolating
+from bridges.influx.line_protocol import (MappingError, event_line, flat_line, frame_lines, message_lines, reply_line,
+                                          time_ns)
 from bridges.mqtt_consumer import SequenceTracker
-from bridges.influx.spool import Spool
+from bridges.influx.spool import Segment, Spool
 
 MAX_PAYLOAD_BYTES = 64 * 2**20
-_TM_PREFIXES = tuple(f"{m},".encode() for m in TELEMETRY_MEASUREMENTS)
-
-
-def _is_telemetry(line: bytes) -> bool:
-    return line.startswith(_TM_PREFIXES)
 
 
 @dataclass
@@ -75,6 +77,8 @@ class BridgeSettings:
     replay_interval_s: float = 2.0
     report_every_s: float = 5.0
     bridge_id: str = "influx"
+    drop_audit_max_points: int = 200_000  # dropped points that may be stored, kept for a database look-up
+    drop_audit_delay_s: float = 5.0  # after InfluxDB answers again: time for writes that timed out to land
 
     def __post_init__(self) -> None:
         self.mqtt = MqttSettings.coerce(self.mqtt)
@@ -87,6 +91,23 @@ class _Msg:
     topic: str
     payload: bytes
     arrived: float
+
+
+@dataclass
+class _Lines:
+    """A batch's points, with what the drop ledger needs to know of its telemetry lines."""
+
+    lines: list[bytes] = field(default_factory=list)
+    runs: dict[int, int] = field(default_factory=dict)  # index of a telemetry line -> its twin run
+    copies: set[int] = field(default_factory=set)  # telemetry lines whose (sat, run, seq) was seen before
+
+    def add(self, lines: list[bytes], run: int | None = None, copies: tuple[int, ...] = ()) -> None:
+        """Append one message's lines; ``run`` marks them telemetry, ``copies`` indexes into ``lines``."""
+        base = len(self.lines)
+        self.lines.extend(lines)
+        if run is not None:
+            self.runs.update(dict.fromkeys(range(base, base + len(lines)), run))
+            self.copies.update(base + k for k in copies)
 
 
 class InfluxBridge:
@@ -105,13 +126,21 @@ class InfluxBridge:
         self.gap_since: dict[tuple[str, int], float] = {}
         self.replay_tries: dict[tuple[str, int], int] = {}
         self.db_ok = True
+        self.db_ok_since = float("-inf")  # monotonic time of the last failed -> ok transition
         self.db_error = ""
         self.retry_at = 0.0
-        # telemetry points per spool segment, so that what an overflow drops is counted exactly
+        self.ledger = DropLedger(settings.drop_audit_max_points)
+        # telemetry lines per spool segment (they are its last lines), and the segments a failed
+        # drain attempt may have stored: what an overflow drops is accounted for exactly
         self.seg_telemetry: dict[int, int] = {}
-        for seg_id in self.spool.segment_ids():
-            seg = self.spool._read(seg_id)  # noqa: SLF001 - once at start: segments left by a previous run
-            self.seg_telemetry[seg_id] = int((seg.meta or {}).get("telemetry", 0))
+        self.seg_maybe_stored: set[int] = set()
+        for seg_id in self.spool.segment_ids():  # segments left by a previous run
+            try:
+                seg = self.spool.read(seg_id)
+            except (OSError, ValueError):
+                continue  # draining moves it aside as corrupt
+            self.seg_telemetry[seg_id] = min(int(seg.meta.get("telemetry", 0)), len(seg.lines))
+        self._corrupt_seen = self.spool.corrupt_segments_total
         self.lag_s = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -156,6 +185,8 @@ class InfluxBridge:
             if batch:
                 self._process(batch)
             self._drain_spool()
+            if self.ledger.unverified and self._may_verify():
+                self._verify_drops()
             self._close_gaps()
             if time.monotonic() >= next_report:
                 next_report = time.monotonic() + self.s.report_every_s
@@ -178,8 +209,8 @@ class InfluxBridge:
             nbytes += len(m.payload)
         return out
 
-    def _map(self, m: _Msg) -> list[bytes]:
-        """Points of one message; problems raise MappingError."""
+    def _map(self, m: _Msg, out: _Lines) -> None:
+        """Append the points of one message to ``out``; problems raise MappingError (nothing appended)."""
         if len(m.payload) > MAX_PAYLOAD_BYTES:
             raise MappingError(f"payload of {len(m.payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
         try:
@@ -192,40 +223,47 @@ class InfluxBridge:
         if "/tm/" in m.topic:  # fleet frames and replayed single messages
             rows = frame_lines(obj) if m.topic.startswith(self._fleet_tm_head) else message_lines(obj)
             run = obj["run"]
-            for sat, seq, _ in rows:
-                self.tracker.observe(sat, run, seq)
+            # a row seen before (a redelivery or a replay) is a copy: the ledger must not count it twice
+            copies = tuple(k for k, (sat, seq, _) in enumerate(rows)
+                           if self.tracker.observe(sat, run, seq) == "duplicate")
             self.counters["telemetry_rows"] += len(rows)
-            return [line for _, _, line in rows]
+            out.add([line for _, _, line in rows], run, copies)
+            return
         if leaf == "event":
-            return [event_line(obj)]
-        if leaf in ("reply", "errors"):
+            line = event_line(obj)
+        elif leaf in ("reply", "errors"):
             route = self.topics.parse_request_topic(m.topic)  # ("sat", sat, "reply") for a satellite's replies
-            return [reply_line(obj, route[1] if route else None)]
-        if leaf == "summary":
-            return [flat_line("fleet", obj, time_ns(obj.get("t")), skip=("v", "t", "t_s", "bseq"))]
-        if leaf == "status":
-            return [flat_line("twin", obj, time_ns(obj.get("t")), skip=("v", "t", "t_s"))]
-        raise MappingError(f"no mapping for topic {m.topic}")
+            line = reply_line(obj, route[1] if route else None)
+        elif leaf == "summary":
+            line = flat_line("fleet", obj, time_ns(obj.get("t")), skip=("v", "t", "t_s", "bseq"))
+        elif leaf == "status":
+            line = flat_line("twin", obj, time_ns(obj.get("t")), skip=("v", "t", "t_s"))
+        else:
+            raise MappingError(f"no mapping for topic {m.topic}")
+        out.add([line])
 
     def _process(self, batch: list[_Msg]) -> None:
-        lines: list[bytes] = []
+        out = _Lines()
         for m in batch:
             self.counters["messages"] += 1
             try:
-                lines.extend(self._map(m))
+                self._map(m, out)
             except (MappingError, KeyError, TypeError) as exc:
                 self.counters["dead_letter_messages"] += 1
                 self.dead.add("unmappable", topic=m.topic, payload=m.payload, detail=str(exc)[:500])
         self.dead.flush()
-        if lines:
+        if out.lines:
             if self.spool.segments or not self.db_ok:
-                self._to_spool(lines)
+                self._to_spool(out)
             else:
                 t0 = time.perf_counter()
-                res = write_isolating(self.writer, lines)
+                res = write_isolating(self.writer, out.lines)
                 self._account(res, t0)
+                written_below = len(out.lines) - len(res.pending)  # the pending lines are a suffix
+                self._copies_stored(res, ((i, out.lines[i], out.runs.get(i)) for i in out.copies
+                                          if i < written_below))
                 if res.pending:
-                    self._to_spool(res.pending)
+                    self._to_spool(out, written_below, maybe_stored=res.pending_maybe_stored)
         for m in batch:  # every point is now in InfluxDB, the spool or the dead letters
             if m.qos > 0:
                 self.client.ack(m.mid, m.qos)
@@ -256,43 +294,112 @@ class InfluxBridge:
                 print(f"orbitwin bridge influx: {msg}", file=sys.stderr, flush=True)
             self.db_error = msg
         else:
+            if not self.db_ok:
+                self.db_ok_since = time.monotonic()
             self.db_ok = True
             self.db_error = ""
 
-    def _to_spool(self, lines: list[bytes]) -> None:
-        """Spool a batch; count exactly how many telemetry points an overflow drops."""
-        other = [ln for ln in lines if not _is_telemetry(ln)]
-        tele = [ln for ln in lines if _is_telemetry(ln)]
-        before = set(self.spool.segment_ids())
-        dropped = self.spool.append(other + tele, {"telemetry": len(tele)})  # telemetry last: kept longest
-        after = self.spool.segment_ids()
-        dropped_tele = sum(self.seg_telemetry.pop(i, 0) for i in before - set(after))
-        new = [i for i in after if i not in before]
-        kept = self.spool._index[new[0]][1] if new else 0  # noqa: SLF001 - lines kept of this batch
+    def _copies_stored(self, res: IsolationResult, copies: Iterable[tuple[int, bytes, int | None]]) -> None:
+        """Tell the ledger which copy lines (``(index, line, run)``) a write stored (not the rejected ones)."""
+        bad = {line for line, _ in res.bad}
+        for _, line, run in copies:
+            if line not in bad:
+                self.ledger.stored(line, run)
+
+    def _to_spool(self, out: _Lines, start: int = 0, *, maybe_stored: bool = False) -> None:
+        """Spool ``out.lines[start:]`` as one segment; the ledger hears of every telemetry line an overflow drops.
+
+        Telemetry goes last (the spool keeps the newest lines of an oversized batch); the segment's
+        meta says how many lines are telemetry, their run (``run``, and ``runs`` for lines of another
+        run), which are copies (``copies``) and whether a failed write may have stored them
+        (``maybe_stored``), with line indices counted from the end (negative).
+        """
+        idx = range(start, len(out.lines))
+        other = [i for i in idx if i not in out.runs]
+        tele = [i for i in idx if i in out.runs]
+        runs = [out.runs[i] for i in tele]
+        meta: dict[str, Any] = {"telemetry": len(tele)}
+        if runs:
+            meta["run"] = main = Counter(runs).most_common(1)[0][0]
+            if odd := {str(k - len(tele)): r for k, r in enumerate(runs) if r != main}:
+                meta["runs"] = odd
+        if copies := [k - len(tele) for k, i in enumerate(tele) if i in out.copies]:
+            meta["copies"] = copies
+        if maybe_stored:
+            meta["maybe_stored"] = True
+        lines = [out.lines[i] for i in other + tele]
+        dropped = self.spool.append(lines, meta, on_drop=self._segment_dropped)
+        seg_id, kept = self.spool.last_append
         kept_tele = min(len(tele), kept)
-        dropped_tele += len(tele) - kept_tele
-        if new:
-            self.seg_telemetry[new[0]] = kept_tele
+        if seg_id:
+            self.seg_telemetry[seg_id] = kept_tele
+        for i in tele[:len(tele) - kept_tele]:  # an oversized batch loses its oldest lines
+            self.ledger.drop(out.lines[i], out.runs[i], copy=i in out.copies, maybe_stored=maybe_stored)
         self.counters["spooled_points"] += len(lines)
         if dropped:
             self.counters["spool_dropped_points"] += dropped
-            self.counters["spool_dropped_telemetry_points"] += dropped_tele
+
+    def _segment_dropped(self, seg_id: int) -> None:
+        """The spool is about to delete segment ``seg_id`` to make room: its telemetry lines go to the ledger."""
+        n_tele = self.seg_telemetry.pop(seg_id, 0)
+        maybe_stored = seg_id in self.seg_maybe_stored
+        self.seg_maybe_stored.discard(seg_id)
+        try:
+            seg = self.spool.read(seg_id)
+        except (OSError, ValueError):
+            self.ledger.drop_unreadable(n_tele)
+            return
+        maybe_stored = maybe_stored or bool(seg.meta.get("maybe_stored"))
+        copies = set(seg.meta.get("copies", ()))
+        for k, line, run in _telemetry_of(seg):
+            self.ledger.drop(line, run, copy=k in copies, maybe_stored=maybe_stored)
 
     def _drain_spool(self) -> None:
         while self.spool.segments and time.monotonic() >= self.retry_at and not self._stop.is_set():
             seg = self.spool.oldest()
+            self._forget_corrupt()
             if seg is None:
                 return
             t0 = time.perf_counter()
             res = write_isolating(self.writer, seg.lines)
             self._account(res, t0)
             if res.pending:
+                if res.pending_maybe_stored:  # if an overflow drops it now, its points may be stored
+                    self.seg_maybe_stored.add(seg.id)
                 return  # the segment stays; rewriting its written part later is idempotent
+            if copies := set(seg.meta.get("copies", ())):
+                self._copies_stored(res, (t for t in _telemetry_of(seg) if t[0] in copies))
             self.spool.remove(seg.id)
             self.seg_telemetry.pop(seg.id, None)
+            self.seg_maybe_stored.discard(seg.id)
             self.counters["spool_drained_points"] += len(seg.lines)
             if not self.inbox.empty():
                 return  # interleave with live traffic; the order of a satellite's points does not matter
+
+    def _forget_corrupt(self) -> None:
+        """Segments the spool moved aside as corrupt lost their telemetry: the ledger counts it."""
+        if self.spool.corrupt_segments_total == self._corrupt_seen:
+            return
+        self._corrupt_seen = self.spool.corrupt_segments_total
+        present = set(self.spool.segment_ids())
+        for seg_id in [i for i in self.seg_telemetry if i not in present]:
+            self.ledger.drop_unreadable(self.seg_telemetry.pop(seg_id))
+            self.seg_maybe_stored.discard(seg_id)
+
+    def _may_verify(self) -> bool:
+        """InfluxDB answers, the spool is empty, and requests that timed out have had time to land."""
+        now = time.monotonic()
+        return (self.db_ok and not self.spool.segments and now >= self.retry_at
+                and now - self.db_ok_since >= self.s.drop_audit_delay_s)
+
+    def _verify_drops(self) -> None:
+        """Look dropped points that may be stored up in InfluxDB (once it answers and the spool is empty)."""
+        try:
+            self.ledger.verify(lambda q: list(self.writer.query(q, epoch="ns")))
+        except Exception as exc:  # noqa: BLE001 - any query failure: the audit stays, try again later
+            self.counters["drop_audit_errors"] += 1
+            self.db_error = f"drop audit query failed: {str(exc)[:200]}"
+            self.retry_at = time.monotonic() + 5.0
 
     def _close_gaps(self) -> None:
         now = time.monotonic()
@@ -324,7 +431,7 @@ class InfluxBridge:
             "messages": self.counters["messages"], "acked": self.counters["acked"],
             "telemetry_rows": self.counters["telemetry_rows"], "points_written": self.counters["points_written"],
             "batches": self.counters["batches"], "write_latency_p50_ms": float(np.percentile(lat, 50)),
-            "spool_dropped_telemetry_points": self.counters["spool_dropped_telemetry_points"],
+            **self.ledger.status(),
             "db_error": self.db_error,
             "write_latency_p99_ms": float(np.percentile(lat, 99)), "spool_bytes": self.spool.depth_bytes,
             "spool_points": self.spool.depth_lines, "spool_dropped_points": self.counters["spool_dropped_points"],
@@ -344,6 +451,13 @@ class InfluxBridge:
             res = write_isolating(self.writer, [line])
             if res.pending:
                 self.db_ok = False
+
+
+def _telemetry_of(seg: Segment) -> list[tuple[int, bytes, int | None]]:
+    """``(index from the end, line, twin run)`` of a spooled segment's telemetry lines (see ``_to_spool``)."""
+    n = min(int(seg.meta.get("telemetry", 0)), len(seg.lines))
+    run, odd = seg.meta.get("run"), seg.meta.get("runs", {})
+    return [(k, seg.lines[k], odd.get(str(k), run)) for k in range(-n, 0)]
 
 
 def _ranges(seqs: list[int]) -> list[tuple[int, int]]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from twin.schema.codec import FIELD_CODECS, CodecError, line_literal
 from twin.schema.telemetry import PACKET_FIELDS
@@ -37,7 +37,6 @@ class MappingError(ValueError):
     """A message that cannot become points; the message says why (it goes to the dead letters)."""
 
 
-TELEMETRY_MEASUREMENTS = tuple(PACKET_FIELDS)
 _TAG_ESCAPE = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _MEAS_ESCAPE = str.maketrans({",": r"\,", " ": r"\ "})
 
@@ -136,6 +135,35 @@ def message_lines(msg: dict[str, Any]) -> list[tuple[str, int, bytes]]:
                                time_ns(msg["t"]), {k: [v] for k, v in fields.items()})
     except KeyError as exc:
         raise MappingError(f"message lacks {exc.args[0]!r}") from None
+
+
+class TelemetryPoint(NamedTuple):
+    """Who a telemetry line is: its InfluxDB identity (measurement, ``sat`` tag, time) and its ``seq`` field."""
+
+    measurement: str
+    sat: str  # the tag value, unescaped
+    seq: int
+    t_ns: int
+
+
+def telemetry_point(line: bytes) -> TelemetryPoint:
+    """Parse a line made by :func:`telemetry_lines` (``{packet},sat={sat} {fields},seq={seq}i {t_ns}``).
+
+    Raises ValueError for any other line.
+    """
+    head, sep, t_text = line.rpartition(b" ")
+    comma = head.find(b",sat=")
+    at = head.rfind(b"seq=")
+    if not sep or comma < 1 or at < 0 or not head.endswith(b"i"):
+        raise ValueError(f"not a telemetry line: {line[:80]!r}")
+    end = comma + 5
+    while True:  # the tag set ends at the first space that is not escaped
+        end = head.index(b" ", end)
+        if head[end - 1:end] != b"\\":
+            break
+        end += 1
+    sat = head[comma + 5:end].decode().replace("\\", "")  # tag() escapes with a backslash and forbids one
+    return TelemetryPoint(head[:comma].decode(), sat, int(head[at + 4:-1]), int(t_text))
 
 
 def _json_field(v: Any) -> str:

@@ -11,8 +11,9 @@ Leftover ``*.tmp`` files are deleted on open. A segment that fails validation (h
 CRC-32 of the payload, line count) is renamed ``*.corrupt`` and counted, never raised.
 
 Size budget: ``max_bytes`` bounds the sum of segment file sizes. When a new batch does not fit,
-the oldest whole segments are deleted first; a batch larger than ``max_bytes`` alone keeps its
-newest lines that fit. Lines must not contain ``\\n`` (line protocol cannot carry one).
+the oldest whole segments are deleted first (``append``'s ``on_drop`` hears of each one before
+its file goes, so a caller can account for what it held); a batch larger than ``max_bytes`` alone
+keeps its newest lines that fit. Lines must not contain ``\\n`` (line protocol cannot carry one).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import os
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,7 @@ class Spool:
         self.corrupt_segments_total = 0
         self.temp_files_removed = 0
         self.last_corruption: str | None = None
+        self.last_append: tuple[int, int] = (0, 0)  # (segment id, lines kept) of the last append; id 0: none
         self._next_id = 1
         self._bytes = self._lines = 0  # totals over _index
         self._scan()
@@ -105,9 +108,15 @@ class Spool:
             return list(self._index)
 
     # ---- operations ------------------------------------------------------------------------
-    def append(self, lines: list[bytes], meta: dict[str, Any] | None = None) -> int:
-        """Store ``lines`` as one segment (durably); returns how many lines were dropped."""
+    def append(self, lines: list[bytes], meta: dict[str, Any] | None = None,
+               on_drop: Callable[[int], None] | None = None) -> int:
+        """Store ``lines`` as one segment (durably); returns how many lines were dropped.
+
+        Dropped are whole oldest segments (``on_drop(id)`` is called for each while it can still
+        be :meth:`read`), then, for a batch larger than ``max_bytes`` alone, its oldest lines.
+        """
         if not lines:
+            self.last_append = (0, 0)
             return 0
         with self._lock:
             self.appended_lines_total += len(lines)
@@ -117,12 +126,17 @@ class Spool:
                 data = encode_segment(lines[-keep:], meta) if keep else b""
             dropped = len(lines) - keep
             while self._index and self.depth_bytes + len(data) > self.max_bytes:
-                dropped += self._delete(next(iter(self._index)))
+                oldest = next(iter(self._index))
+                if on_drop is not None:
+                    on_drop(oldest)
+                dropped += self._delete(oldest)
+            self.last_append = (0, 0)
             if keep:
                 seg_id = self._next_id
                 self._next_id += 1
                 self._write_atomic(seg_id, data)
                 self._add_index(seg_id, len(data), keep)
+                self.last_append = (seg_id, keep)
             self.dropped_lines_total += dropped
             return dropped
 
@@ -136,6 +150,13 @@ class Spool:
                 except (OSError, ValueError) as e:
                     self._quarantine(seg_id, e)
             return None
+
+    def read(self, segment_id: int) -> Segment:
+        """A stored segment by id; OSError/ValueError if it is gone or fails validation."""
+        with self._lock:
+            if segment_id not in self._index:
+                raise FileNotFoundError(f"no segment {segment_id} in {self.dir}")
+            return self._read(segment_id)
 
     def remove(self, segment_id: int) -> bool:
         """Delete a segment (after its lines were stored); False if it is already gone."""

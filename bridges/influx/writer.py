@@ -10,6 +10,13 @@ Every write is one HTTP request whose result is classified into a :class:`WriteO
 - ``fatal``: 401/403/404 and other 4xx, and the 1.x 500 ``retention policy not found``
   (configuration errors: retrying cannot help).
 
+A failed request is not proof that nothing was stored. ``WriteOutcome.maybe_stored`` says whether
+the server may hold some of the lines anyway: false only when the connection was never made
+(refused, unresolvable, connect timeout) or the server refused before writing (401/403/404, 413,
+429); true for a timeout or a connection lost after the request was sent, for a partial write,
+and for retried 5xx answers (influxd 1.x answers ``500 write failed`` while it shuts down and
+still has the batch in its WAL).
+
 InfluxDB overwrites a point with the same measurement, tag set and timestamp, so sending a
 line again is harmless; :func:`write_isolating` relies on that when it bisects a batch.
 """
@@ -43,6 +50,7 @@ class WriteOutcome:
     retry_after_s: float | None = None
     message: str = ""
     dropped: int | None = None  # points the server says it dropped (1.x/2.x "dropped=N")
+    maybe_stored: bool = False  # not ok, yet the server may have stored some of the lines
 
     @property
     def ok(self) -> bool:
@@ -52,13 +60,16 @@ class WriteOutcome:
 @dataclass
 class IsolationResult:
     """What :func:`write_isolating` did. ``pending``: lines not known to be written; ``outcome``:
-    the stopping retry/fatal outcome, else the first request's (ok, partial or bad_request)."""
+    the stopping retry/fatal outcome, else the first request's (ok, partial or bad_request);
+    ``pending_maybe_stored``: some pending lines may be in the database already (a request that
+    carried them failed ambiguously, or an earlier partial write of the batch stored some)."""
 
     written: int
     bad: list[tuple[bytes, str]]
     pending: list[bytes]
     outcome: WriteOutcome
     requests: int = 0
+    pending_maybe_stored: bool = False
 
 
 class InfluxQueryError(RuntimeError):
@@ -120,11 +131,16 @@ def classify(http_status: int, body: bytes | str | None = None,
         status = "retry"
     else:
         status = "fatal"
-    return WriteOutcome(status, http_status, retry_after, msg, dropped)
+    # a 5xx (and a 408: the server had started reading) may come after the points reached the WAL
+    maybe_stored = status == "partial" or http_status == 408 or (status == "retry" and http_status >= 500)
+    return WriteOutcome(status, http_status, retry_after, msg, dropped, maybe_stored)
 
 
 def _connection_error(exc: BaseException) -> WriteOutcome:
-    return WriteOutcome("retry", None, None, f"{type(exc).__name__}: {exc}"[:MESSAGE_LIMIT])
+    """A request that got no HTTP answer: it may have been stored unless no connection was made."""
+    never_sent = isinstance(exc, (urllib3.exceptions.ConnectTimeoutError, ConnectionRefusedError))
+    return WriteOutcome("retry", None, None, f"{type(exc).__name__}: {exc}"[:MESSAGE_LIMIT],
+                        maybe_stored=not never_sent)
 
 
 def _rows(doc: dict[str, Any], q: str) -> list[dict[str, Any]]:
@@ -287,6 +303,8 @@ def write_isolating(writer: Writer, lines: list[bytes]) -> IsolationResult:
             return None
         if out.status in ("retry", "fatal"):
             res.pending = lines[lo:]
+            # after a first partial/bad answer the whole batch may be partly stored (1.x partial writes)
+            res.pending_maybe_stored = out.maybe_stored or res.requests > 1
             return out
         if hi - lo == 1:
             res.bad.append((lines[lo], out.message))
