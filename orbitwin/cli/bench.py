@@ -17,6 +17,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--window", type=int, default=330, help="dashboards: seconds of fleet data to fill (default 330)")
     p.add_argument("--duration", type=float, default=60.0, help="mqtt: sim = wall seconds to run (default 60)")
     p.add_argument("--baseline-duration", type=float, default=20.0, help="mqtt: seconds of the bare paho baseline")
+    p.add_argument("--contention", type=int, default=0,
+                   help="mqtt: CPU-burning neighbour processes during the run (default 0)")
+    p.add_argument("--overload", choices=("wait", "shed"), default="wait", help="mqtt: the twin's overload mode")
+    p.add_argument("--speed", default="real", help="mqtt: real, xN or max (default real)")
+    p.add_argument("--sim-duration", type=float, help="mqtt: sim seconds to run (default: --duration x speed)")
+    p.add_argument("--qos", type=int, choices=(0, 1), default=1, help="mqtt: telemetry QoS (default 1)")
     p.add_argument("--count", type=int, help="satellites (default: all)")
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--dt", type=float, default=1.0)
@@ -42,7 +48,9 @@ def cmd_bench(a: argparse.Namespace) -> int:
     elif a.what == "mqtt":
         from orbitwin.bench.mqtt import bench_mqtt
 
-        result = bench_mqtt(duration_s=a.duration, count=a.count, baseline_s=a.baseline_duration)
+        result = bench_mqtt(duration_s=a.duration, count=a.count, baseline_s=a.baseline_duration,
+                            contention=a.contention, overload=a.overload, speed=a.speed,
+                            sim_duration_s=a.sim_duration, qos=a.qos)
     elif a.what == "serial":
         result = _serial()
     elif a.what == "dashboards":

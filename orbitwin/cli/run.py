@@ -25,10 +25,17 @@ def add_parser(sub: Any) -> None:
     t = p.add_argument_group("twin on MQTT")
     t.add_argument("--no-mqtt", action="store_true", help="run without MQTT (status table only)")
     t.add_argument("--qos", type=int, default=1, choices=(0, 1), help="telemetry QoS (default 1)")
-    t.add_argument("--rates", help="packet rates, e.g. hk=1,orbit=0.2,thermal=0.1 (Hz)")
+    t.add_argument("--rates", help="rates of the periodic topics in Hz: telemetry packets, summary (default every "
+                   "tick) and status (default 0.2), e.g. hk=1,orbit=0.2,summary=0.2")
     t.add_argument("--sat-rates", help="per-satellite rates, e.g. 'STARLINK-1008:hk=10,orbit=1;STARLINK-1012:hk=0'")
     t.add_argument("--replay-mb", type=float, default=256.0, help="telemetry kept for replay requests (MiB)")
     t.add_argument("--state-dir", help="where the birth sequence counter is kept")
+    t.add_argument("--overload", default="wait", choices=("wait", "shed"),
+                   help="when the broker link cannot keep up: wait (the sim clock waits, nothing is dropped; "
+                        "default) or shed (keep pace, shed per-satellite packets lowest priority first, counted)")
+    t.add_argument("--max-backlog", type=int,
+                   help="messages the broker has not taken yet that the twin allows before it waits or sheds "
+                        "(default: two ticks of telemetry)")
     p.set_defaults(func=cmd_run)
 
 
@@ -44,7 +51,8 @@ def cmd_run(a: argparse.Namespace) -> int:
         mqtt=mqtt_settings_from_args(a) if a.mqtt and use_mqtt else None,
         embedded_template=(mqtt_settings_from_args(a, EMBEDDED_PLACEHOLDER_URL)
                            if use_mqtt and not a.mqtt else None),
-        link=LinkSettings(prefix=a.prefix, client_id=a.client_id, qos=a.qos, state_dir=a.state_dir),
+        link=LinkSettings(prefix=a.prefix, client_id=a.client_id, qos=a.qos, state_dir=a.state_dir,
+                          overload=a.overload, max_backlog=a.max_backlog),
         rates=a.rates, sat_rates=a.sat_rates, replay_bytes=int(a.replay_mb * 2**20),
         connect_timeout_s=a.connect_timeout, rows=a.rows, refresh_s=a.refresh,
         tty=sys.stdout.isatty() and not a.plain)

@@ -158,7 +158,7 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
     messages |= {
         "state": _message("state", "Twin birth/death", "State", "Retained birth (online) and death (offline)"),
         "catalogue": _message("catalogue", "Fleet catalogue", "Catalogue", "Retained list of satellites"),
-        "summary": _message("summary", "Fleet summary", "Summary", "Fleet aggregates, every tick"),
+        "summary": _message("summary", "Fleet summary", "Summary", "Fleet aggregates, every tick by default"),
         "status": _message("status", "Twin status", "Status", "Runtime status and request counters"),
         "event": _message("event", "Event", "Event", "Limits, FDIR, SEU/SEL, faults, commands"),
         "command": _message("command", "Command request", "CommandRequest", "A command for the topic's satellite",
@@ -227,8 +227,9 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
 
     operation("publishState", "send", "state", "Birth on connect, death as last will or on stop", 1, True)
     operation("publishCatalogue", "send", "catalogue", "On every connection", 1, True)
-    operation("publishSummary", "send", "summary", "Every tick", 1)
-    operation("publishStatus", "send", "status", "Every few seconds of sim time", 1)
+    operation("publishSummary", "send", "summary", "Every tick by default (orbitwin run --rates summary=HZ)", 1)
+    operation("publishStatus", "send", "status", "Every 5 s of sim time by default (--rates status=HZ), and at "
+              "the end of a run", 1)
     operation("publishSatEvent", "send", "satEvent", "As events happen", 1)
     operation("publishFleetEvent", "send", "fleetEvent", "As fleet request events happen", 1)
     operation("replySatellite", "send", "satReply", "Replies to satellite requests", 1)

@@ -352,6 +352,11 @@ def state_schema() -> JSON:
                 "prefix": {"type": "string", "description": "Topic prefix (online only)"},
                 "packets": {"type": "object", "additionalProperties": {"type": "number"},
                             "description": "Default packet rates in Hz (online only)"},
+                "rates": {"type": "object", "additionalProperties": {"type": ["number", "null"]},
+                          "description": "Rates of the summary and status topics in Hz, null = every tick "
+                                         "(online only)"},
+                "overload": {"type": "string", "enum": ["wait", "shed"],
+                             "description": "What the twin does when the broker link cannot keep up (online only)"},
             }, "required": ["v", "state", "bseq"]}
 
 
@@ -371,7 +376,7 @@ def summary_schema() -> JSON:
               "lost": count, "sunlit": count, "in_saa": count, "latched": count,
               "array_power_mw": num | {"x-unit": "MW"}, "payload_power_mw": num | {"x-unit": "MW"},
               "throughput_eops": num | {"x-unit": "EOPS"}, "mean_soc": num | {"x-unit": "1"}}
-    return {"title": "Fleet summary (every tick)", "type": "object", "properties": props,
+    return {"title": "Fleet summary (every tick by default)", "type": "object", "properties": props,
             "required": required + ["tick", "sats"]}
 
 
@@ -379,9 +384,23 @@ def status_schema() -> JSON:
     props, required = _header_props(False)
     ms = {"type": ["number", "null"]}
     props |= {"tick": {"type": "integer"}, "step_ms": ms | {"x-unit": "ms"}, "lag_s": ms | {"x-unit": "s"},
-              "max_lag_s": ms | {"x-unit": "s"},
+              "max_lag_s": ms | {"x-unit": "s", "description": "Largest lag_s: how late a tick started, slow "
+                                                              "ticks and backpressure waits included"},
+              "publish_lag_s": ms | {"x-unit": "s", "description": "Last tick's messages at the broker minus the "
+                                                                  "wall time the tick was due"},
+              "max_publish_lag_s": ms | {"x-unit": "s"},
+              "overload": {"type": "string", "enum": ["wait", "shed"]},
+              "max_backlog": {"type": "integer", "description": "Messages the broker has not taken that the twin "
+                                                                "allows before it waits or sheds"},
+              "backpressure_waits": {"type": "integer"}, "backpressure_wait_s": ms | {"x-unit": "s"},
+              "shed": {"type": "object", "additionalProperties": {"type": "integer"},
+                       "description": "Per-satellite telemetry messages shed per packet (overload shed); each "
+                                      "one is a gap in its satellite's seq"},
+              "shed_ticks": {"type": "integer"},
+              "link_rate_msgs_s": ms | {"description": "Delivery rate measured while the link was saturated"},
               "mqtt": {"type": "object", "description": "connected, bseq, connects, published, acked, outstanding, "
-                                                        "refused_queue_full, rebirths"},
+                                                        "refused_queue_full, rebirths, lost_qos0_disconnected, "
+                                                        "queue_full_waits"},
               "counters": {"type": "object", "additionalProperties": {"type": "integer"},
                            "description": "requests, malformed, unknown_topic, accepted, rejected, rejected_<reason>, "
                                           "replies_<status>, telemetry, events, replayed"},

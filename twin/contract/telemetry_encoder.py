@@ -2,7 +2,8 @@
 
 Each packet has a rate (Hz) per satellite; a satellite publishes a packet on the ticks where
 ``(tick + phase) % period == 0`` with its phase spread over the period, so slow packets load
-every tick evenly. Payloads are rendered from one %-template per packet (several times faster
+every tick evenly. The fleet summary and the twin status have rates too (:data:`TOPIC_RATES`,
+the same ``--rates NAME=HZ`` option). Payloads are rendered from one %-template per packet (several times faster
 than ``json.dumps`` per message); the field list comes from the schema, each field's JSON type and
 null for non-finite values from :mod:`twin.schema.codec`.
 """
@@ -24,16 +25,25 @@ class RateError(ValueError):
     """A bad packet rate specification."""
 
 
-def parse_rates(text: str | None) -> dict[str, float]:
-    """``"hk=1,orbit=0.2"`` -> {"hk": 1.0, "orbit": 0.2}; packet names are checked."""
+# Periodic topics that are not telemetry packets, with their default rate in Hz (None: every tick).
+# ``summary`` is ``{prefix}/fleet/summary``; ``status`` is ``{prefix}/fleet/status``.
+TOPIC_RATES: dict[str, float | None] = {"summary": None, "status": 0.2}
+
+
+def parse_rates(text: str | None, *, topics: bool = True) -> dict[str, float]:
+    """``"hk=1,orbit=0.2,summary=0.2"`` -> {"hk": 1.0, "orbit": 0.2, "summary": 0.2}; names are checked.
+
+    Names are telemetry packets and (with ``topics``) the periodic topics of :data:`TOPIC_RATES`.
+    """
+    names = list(PACKET_FIELDS) + (list(TOPIC_RATES) if topics else [])
     out: dict[str, float] = {}
     if not text:
         return out
     for item in text.split(","):
         name, sep, value = item.partition("=")
         name = name.strip()
-        if not sep or name not in PACKET_BY_NAME:
-            raise RateError(f"bad rate {item!r}: expected PACKET=HZ with PACKET one of {', '.join(PACKET_FIELDS)}")
+        if not sep or name not in names:
+            raise RateError(f"bad rate {item!r}: expected NAME=HZ with NAME one of {', '.join(names)}")
         try:
             hz = float(value)
         except ValueError:
@@ -51,7 +61,10 @@ class PacketSchedule:
                  per_sat: Mapping[int, Mapping[str, float]] | None = None) -> None:
         self.n = n
         self.dt_s = dt_s
-        self.rates = {p.name: p.rate_hz for p in PACKETS} | dict(rates or {})
+        given = dict(rates or {})
+        self.rates = {p.name: p.rate_hz for p in PACKETS} | {k: v for k, v in given.items() if k in PACKET_BY_NAME}
+        # periodic topics other than packets (Hz; None = every tick)
+        self.topic_rates: dict[str, float | None] = TOPIC_RATES | {k: v for k, v in given.items() if k in TOPIC_RATES}
         self.period: dict[str, np.ndarray] = {}
         idx = np.arange(n)
         for packet, hz in self.rates.items():
@@ -73,6 +86,18 @@ class PacketSchedule:
             if rows.size:
                 out[packet] = rows
         return out
+
+    def topic_period(self, name: str) -> int:
+        """Ticks between two messages on periodic topic ``name`` (1 = every tick, 0 = never)."""
+        hz = self.topic_rates[name]
+        if hz is None:
+            return 1
+        return 0 if hz <= 0 else max(1, int(np.rint(1.0 / (hz * self.dt_s))))
+
+    def topic_due(self, name: str, tick: int) -> bool:
+        """Whether periodic topic ``name`` (``summary``, ``status``) is published at ``tick``."""
+        period = self.topic_period(name)
+        return period > 0 and tick % period == 0
 
     def messages_per_s(self) -> float:
         """Average telemetry messages per second of sim time."""

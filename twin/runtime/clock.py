@@ -43,6 +43,21 @@ class Pacer:
         self._wall0 = self.wall()
         self._sim0 = sim_t_s
 
+    def due_wall(self, sim_t_s: float) -> float:
+        """The wall time (``wall()`` clock, s) at which ``sim_t_s`` is due; now when unpaced."""
+        if self._wall0 is None:
+            self.start(sim_t_s)
+        assert self._wall0 is not None
+        if self.speed is None:
+            return self.wall()
+        return self._wall0 + (sim_t_s - self._sim0) / self.speed
+
+    def lag_at(self, sim_t_s: float) -> float:
+        """How far (s, >= 0) the wall clock is now past the time ``sim_t_s`` was due (0 when unpaced)."""
+        if self.speed is None:
+            return 0.0
+        return max(self.wall() - self.due_wall(sim_t_s), 0.0)
+
     def wait_until(self, sim_t_s: float) -> float:
         """Sleep until ``sim_t_s`` is due; return the lag (s of wall time behind schedule, >= 0)."""
         if self._wall0 is None:

@@ -63,7 +63,7 @@ def parse_sat_rates(text: str | None, names: dict[str, int]) -> dict[int, dict[s
         sat, sep, rates = part.partition(":")
         if not sep or sat.strip() not in names:
             raise RateError(f"bad --sat-rates entry {part!r}: expected SAT:PACKET=HZ with a selected satellite")
-        out[names[sat.strip()]] = parse_rates(rates)
+        out[names[sat.strip()]] = parse_rates(rates, topics=False)
     return out
 
 

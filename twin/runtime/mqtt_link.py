@@ -8,8 +8,15 @@ reconnect; this module adds what only the twin has:
   stale death. If a stale death overwrites the retained state, the twin publishes its birth again.
 * MQTT 5 with ``clean_start=False`` and a session expiry: the broker keeps our subscriptions and
   queues requests while we are away; paho resends our unacknowledged QoS 1 messages after a
-  reconnect. Outgoing messages are queued in memory up to ``max_queued``; beyond that a publish
-  is refused and counted (never silently dropped).
+  reconnect. Outgoing messages are queued in memory up to ``max_queued``.
+* Backpressure, not loss: :meth:`MqttLink.publish` blocks (in bounded waits, giving up only when
+  the twin stops) while paho's queue is full instead of refusing; :attr:`MqttLink.backlog` is
+  what the broker has not taken yet and :meth:`MqttLink.wait_for_room` lets the tick loop wait
+  for it to fall (:mod:`twin.runtime.backpressure`). While the broker is away, QoS 1 messages
+  wait in paho's queue (sent again on reconnect) until the backlog limit, then the tick loop
+  waits; paho cannot queue QoS 0 messages without a connection, so at QoS 0 the tick loop waits
+  for the connection before publishing, and QoS 0 messages paho had not yet written when the
+  connection dropped are lost (at most once) and counted as ``lost_qos0_disconnected``.
 """
 
 from __future__ import annotations
@@ -17,7 +24,9 @@ from __future__ import annotations
 import json
 import os
 import queue
+import threading
 import time
+from collections.abc import Callable
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +36,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 
 from twin.contract.topics import DEFAULT_PREFIX, Topics, dumps
+from twin.runtime.backpressure import DeliveryLag
 from twin.mqtt import Message, MqttConfigError, MqttConnection, MqttSettings
 
 
@@ -49,10 +59,18 @@ class LinkSettings:
     max_queued: int = 60_000
     max_inflight: int = 20
     state_dir: str | None = None
+    # messages the broker has not taken yet that the tick loop allows (None: the twin derives it
+    # from its packet schedule); the overload mode says what happens beyond: wait or shed
+    max_backlog: int | None = None
+    overload: str = "wait"
 
     def __post_init__(self) -> None:
         if self.qos not in (0, 1):
             raise MqttConfigError("qos must be 0 or 1")
+        if self.overload not in ("wait", "shed"):
+            raise MqttConfigError("overload must be wait or shed")
+        if self.max_backlog is not None and not 0 < self.max_backlog < self.max_queued:
+            raise MqttConfigError(f"max_backlog must be within 1..{self.max_queued - 1} (below max_queued)")
 
 
 def _next_bseq(state_dir: str | None) -> int:
@@ -77,7 +95,9 @@ class LinkStats:
     disconnects: int = 0
     published: int = 0
     acked: int = 0
-    refused_queue_full: int = 0  # publishes refused because the outgoing queue was full
+    refused_queue_full: int = 0  # non-blocking publishes refused because the outgoing queue was full
+    lost_qos0_disconnected: int = 0  # QoS 0 messages paho dropped because the connection was down
+    queue_full_waits: int = 0  # blocking publishes that had to wait for paho's queue
     received: int = 0
     rebirths: int = 0
     last_error: str = ""
@@ -98,6 +118,10 @@ class MqttLink:
         self.retained_on_connect: list[tuple[str, bytes]] = []
         self._stopping = False
         self.bseq = _next_bseq(self.settings.state_dir) - 1
+        self.delivery = DeliveryLag()
+        self._room = threading.Event()  # set by the network thread when the backlog fell to _wake_at
+        self._wake_at = -1  # backlog a waiter waits for (-1: nobody waits)
+        self._network_thread: int | None = None
         self.conn = MqttConnection(
             broker, client_id=self.settings.client_id or f"orbitwin-twin-{uuid.uuid4().hex[:8]}", persistent=True,
             session_expiry_s=self.settings.session_expiry_s, max_inflight=self.settings.max_inflight,
@@ -121,14 +145,23 @@ class MqttLink:
 
     def _on_connect(self, conn: MqttConnection) -> None:
         """Subscribe, then the birth and the retained catalogue (counted like every publish)."""
+        self._network_thread = threading.get_ident()
         self.stats.connects += 1
+        # QoS 0 packets paho had not written when the connection dropped are gone: whatever is not
+        # in its queue now was either delivered or lost, so acked + lost = published - queued
+        gone = self.stats.published - len(self.client._out_messages) - self.stats.acked  # noqa: SLF001
+        if gone > 0:
+            self.stats.lost_qos0_disconnected += gone
+            self.stats.acked += gone
+            self.delivery.delivered(self.stats.acked)
         # MQTT 3.1.1 has no no-local: there the twin's own events come back and are ignored
         conn.subscribe(self.topics.request_subscriptions, qos=1, no_local=True)
         conn.subscribe([self.topics.state], qos=1)
         birth = self._state("online")
-        self.publish(birth.topic, birth.payload, qos=1, retain=True)
+        self.publish(birth.topic, birth.payload, qos=1, retain=True, block=False)
         for topic, payload in self.retained_on_connect:
-            self.publish(topic, payload, qos=1, retain=True)
+            self.publish(topic, payload, qos=1, retain=True, block=False)
+        self._room.set()  # a QoS 0 waiter waits for the connection
 
     def _on_disconnect(self, reason: str) -> None:
         self.stats.disconnects += 1
@@ -152,10 +185,13 @@ class MqttLink:
         if dead and self.connected.is_set() and not self._stopping:
             self.stats.rebirths += 1
             m = self._state("online")
-            self.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
+            self.publish(m.topic, m.payload, qos=m.qos, retain=m.retain, block=False)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
         self.stats.acked += 1
+        self.delivery.delivered(self.stats.acked)
+        if self._wake_at >= 0 and self.stats.published - self.stats.acked <= self._wake_at:
+            self._room.set()
 
     # --- use ------------------------------------------------------------------------
     def start(self, wait_s: float | None = 10.0) -> None:
@@ -166,20 +202,94 @@ class MqttLink:
         self.conn.start(wait_s)
 
     def publish(self, topic: str, payload: bytes | str, qos: int | None = None, retain: bool = False,
-                properties: Properties | None = None) -> bool:
-        """Queue a message; False (and counted) when the outgoing queue is full."""
-        info = self.conn.publish(topic, payload, qos=self.settings.qos if qos is None else qos, retain=retain,
-                                 properties=properties)
-        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
-            self.stats.refused_queue_full += 1
+                properties: Properties | None = None, *, block: bool = True) -> bool:
+        """Queue a message; while paho's queue is full wait for room (``block``) or refuse it (counted).
+
+        Returns False when the message was refused (``block=False`` and the queue full) or, at
+        QoS 0, dropped because the connection is down (counted as ``lost_qos0_disconnected``).
+        Publishing from paho's own network thread never blocks (acknowledgements arrive there).
+        """
+        qos = self.settings.qos if qos is None else qos
+        while True:
+            info = self.conn.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+            if info.rc != mqtt.MQTT_ERR_QUEUE_SIZE:
+                break
+            if not block or threading.get_ident() == self._network_thread:
+                self.stats.refused_queue_full += 1
+                return False
+            self.stats.queue_full_waits += 1
+            self.wait_for_room(self.settings.max_queued - 1, timeout_s=0.5)
+        if qos == 0 and info.rc == mqtt.MQTT_ERR_NO_CONN:
+            self.stats.lost_qos0_disconnected += 1
             return False
         self.stats.published += 1
         return True
 
+    def publisher(self, qos: int | None = None) -> Callable[[str, bytes], Any]:
+        """A fast ``publish(topic, payload)`` for a tick's telemetry, to call right after :meth:`wait_for_room`.
+
+        It skips the per-call checks of :meth:`publish` (it calls paho directly); the caller must
+        have made room for what it publishes and must count what it published with
+        :meth:`count_published` (the return values are paho's message infos).
+        """
+        client_publish = self.client.publish
+        q = self.settings.qos if qos is None else qos
+
+        def publish(topic: str, payload: bytes) -> Any:
+            return client_publish(topic, payload, q)
+        return publish
+
+    def count_published(self, infos: list[Any]) -> None:
+        """Account for messages sent with :meth:`publisher`: published, refused or lost (QoS 0, no connection)."""
+        bad = [i.rc for i in infos if i.rc != mqtt.MQTT_ERR_SUCCESS]
+        refused = bad.count(mqtt.MQTT_ERR_QUEUE_SIZE)
+        lost = bad.count(mqtt.MQTT_ERR_NO_CONN) if self.settings.qos == 0 else 0
+        self.stats.refused_queue_full += refused
+        self.stats.lost_qos0_disconnected += lost
+        self.stats.published += len(infos) - refused - lost
+
     @property
     def outstanding(self) -> int:
-        """Messages published but not yet acknowledged by the broker (QoS 1)."""
+        """Messages published but not yet acknowledged by the broker (QoS 1) or written (QoS 0)."""
         return self.stats.published - self.stats.acked
+
+    @property
+    def backlog(self) -> int:
+        """Messages the broker has not taken yet: paho's queue (in flight and waiting) plus unwritten packets."""
+        c = self.client
+        return len(c._out_messages) + len(c._out_packet)  # noqa: SLF001 - paho keeps no public count
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a caller is blocked in :meth:`wait_for_room` right now."""
+        return self._wake_at >= 0
+
+    def can_send(self) -> bool:
+        """Whether a publish now reaches paho's queue: always at QoS 1 (it queues while away), QoS 0 only when connected."""
+        return self.settings.qos != 0 or self.connected.is_set()
+
+    def wait_for_room(self, backlog: int, *, timeout_s: float | None = None,
+                      should_stop: Callable[[], bool] = lambda: False) -> float:
+        """Block until at most ``backlog`` messages are outstanding (and a QoS 0 link is connected).
+
+        Waits in steps of at most 0.1 s, so ``should_stop`` is checked while the broker is away;
+        returns after ``timeout_s`` (None: no limit) or when ``should_stop()`` is true. Returns
+        the seconds waited.
+        """
+        if self.outstanding <= backlog and self.can_send():
+            return 0.0
+        t0 = time.monotonic()
+        while not should_stop():
+            self._room.clear()
+            self._wake_at = max(backlog, 0)
+            if self.outstanding <= backlog and self.can_send():
+                break
+            waited = time.monotonic() - t0
+            if timeout_s is not None and waited >= timeout_s:
+                break
+            self._room.wait(0.1 if timeout_s is None else min(0.1, timeout_s - waited))
+        self._wake_at = -1
+        return time.monotonic() - t0
 
     def stop(self, graceful: bool = True, timeout_s: float = 5.0) -> None:
         """Publish death (graceful) and disconnect; with ``graceful=False`` just drop the socket."""

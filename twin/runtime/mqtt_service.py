@@ -34,6 +34,7 @@ from twin.core.ephemeris import iso_to_jd
 from twin.runtime.run_loop import RunStats, run_loop
 from twin.core.ephemeris import jd_to_datetime
 from twin.runtime.status_table import fleet_summary
+from twin.runtime.telemetry_out import TelemetryOut
 from twin.contract.telemetry_encoder import FrameEncoder, PacketEncoder, PacketSchedule
 
 
@@ -58,7 +59,7 @@ class TwinService:
         schedule: PacketSchedule | None = None,
         *,
         replay_bytes: int = 256 * 2**20,
-        status_every_s: float = 5.0,
+        status_every_s: float | None = None,
         max_requests_per_tick: int = 5000,
         frames: bool = True,
     ) -> None:
@@ -82,14 +83,20 @@ class TwinService:
         self.counters: Counter[str] = Counter()
         self.routes: dict[str, Route] = {}
         self._next_key = 0
-        self.status_every_s = status_every_s
+        status_hz = self.schedule.topic_rates["status"]
+        # sim seconds between status messages: the argument, else the schedule's status rate (0 Hz: never)
+        self.status_every_s = status_every_s if status_every_s is not None else (
+            float("inf") if not status_hz else 1.0 / status_hz)
         self.max_requests_per_tick = max_requests_per_tick
+        self.out = TelemetryOut(link, self.schedule, self.encoders, self.frames, self.seq, self.replay, self.counters,
+                                overload=link.settings.overload, max_backlog=link.settings.max_backlog)
         self.last_stats: RunStats | None = None
         self._last_status_t = -1e18
         shells = shell_label(twin.catalogue.mean_altitude_m, twin.catalogue.inclination_deg)
         self.shells = shells
         link.birth_extra = {"run": self.run_id, "sats": twin.n, "dt_s": twin.dt_s, "seed": twin.seed, "prefix": self.topics.prefix,
-                            "packets": {p: hz for p, hz in self.schedule.rates.items()}}
+                            "packets": {p: hz for p, hz in self.schedule.rates.items()},
+                            "rates": dict(self.schedule.topic_rates), "overload": self.out.overload}
         catalogue = {"v": 1, "sats": [{"sat": name, "norad": int(i), "shell": sh}
                                        for name, i, sh in zip(twin.names, ids, shells)]}
         link.retained_on_connect = [(self.topics.catalogue, dumps(catalogue))]
@@ -329,27 +336,21 @@ class TwinService:
         twin, link = self.twin, self.link
         t_iso, t_s = self.now_iso(), twin.t_s
         bseq = link.bseq
-        for packet, rows in self.schedule.due(twin.tick).items():
-            seqs = self.seq[rows].copy()
-            self.seq[rows] += 1
-            msgs = self.encoders[packet].encode(twin.tm, rows, seqs, bseq, t_iso, t_s, self.run_id)
-            publish = link.publish
-            for topic, payload in msgs:
-                publish(topic, payload)
-            self.replay.add(rows, seqs, msgs)
-            self.counters["telemetry"] += len(msgs)
-            if packet in self.frames:
-                topic, frame = self.frames[packet].encode(twin.tm, rows, seqs, bseq, t_iso, t_s, self.run_id)
-                publish(topic, frame, qos=1)
-                self.counters["frames"] += 1
+        self.out.publish(twin, t_iso, t_s, bseq, self.run_id)  # waits or sheds under backpressure
         for ev in twin.drain_events():
             self._publish_event(ev, t_iso, bseq)
-        summary = fleet_summary(twin)
-        link.publish(self.topics.summary, dumps(header(None, t_iso, t_s, bseq, tick=twin.tick, **summary)), qos=1)
+        if self.schedule.topic_due("summary", twin.tick):
+            summary = fleet_summary(twin)
+            link.publish(self.topics.summary, dumps(header(None, t_iso, t_s, bseq, tick=twin.tick, **summary)), qos=1)
         self._serve_replays()  # after this tick's live messages, with what they left
         if t_s - self._last_status_t >= self.status_every_s:
-            self._last_status_t = t_s
-            link.publish(self.topics.status, dumps(header(None, t_iso, t_s, bseq, **self.status())), qos=1)
+            self.publish_status()
+
+    def publish_status(self) -> None:
+        """The twin's status on ``{prefix}/fleet/status`` now (also at the end of a run)."""
+        self._last_status_t = self.twin.t_s
+        body = header(None, self.now_iso(), self.twin.t_s, self.link.bseq, **self.status())
+        self.link.publish(self.topics.status, dumps(body), qos=1)
 
     def _publish_event(self, ev: Event, t_iso: str, bseq: int) -> None:
         detail = dict(ev.detail)
@@ -384,10 +385,16 @@ class TwinService:
             "step_ms": None if st is None else round(st.last_step_s * 1e3, 3),
             "lag_s": None if st is None else round(st.lag_s, 3),
             "max_lag_s": None if st is None else round(st.max_lag_s, 3),
+            # when each tick's messages reached the broker, against when the tick was due (s)
+            "publish_lag_s": round(max(self.link.delivery.last_s, self.link.delivery.pending_s()), 3),
+            "max_publish_lag_s": round(max(self.link.delivery.max_s, self.link.delivery.pending_s()), 3),
+            **self.out.status(),
             "mqtt": {"connected": self.link.connected.is_set(), "bseq": self.link.bseq,
                      "connects": self.link.stats.connects, "published": self.link.stats.published,
                      "acked": self.link.stats.acked, "outstanding": self.link.outstanding,
-                     "refused_queue_full": self.link.stats.refused_queue_full, "rebirths": self.link.stats.rebirths},
+                     "refused_queue_full": self.link.stats.refused_queue_full, "rebirths": self.link.stats.rebirths,
+                     "lost_qos0_disconnected": self.link.stats.lost_qos0_disconnected,
+                     "queue_full_waits": self.link.stats.queue_full_waits},
             "counters": dict(self.counters),
             "replay_buffer_bytes": self.replay.nbytes,
             "queued_requests": self.twin.queued,
@@ -411,13 +418,23 @@ class TwinService:
         for b in self.boards.values():
             b.realtime = self.realtime
 
+        self.link.delivery.clock = pacer.wall
+
+        def gate() -> float:
+            return self.out.gate(self.twin.tick + 1, should_stop)
+
         def tick() -> None:
+            due = pacer.due_wall(self.twin.t_s + self.twin.dt_s)
             self.process_requests()
             self.twin.step()
             self.publish_tick()
+            self.link.delivery.mark(self.link.stats.published, due)
 
-        return run_loop(self.twin, pacer, duration_s=duration_s, on_tick=on_tick, should_stop=should_stop,
-                        tick=tick, stats=stats)
+        stats = run_loop(self.twin, pacer, duration_s=duration_s, on_tick=on_tick, should_stop=should_stop,
+                         tick=tick, stats=stats, gate=gate)
+        if self.link.connected.is_set() and self.status_every_s != float("inf"):
+            self.publish_status()  # the final counters (shed, lag) of the run
+        return stats
 
 
 def select_sats(twin: FleetTwin, s: Selector) -> np.ndarray:

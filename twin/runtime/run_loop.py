@@ -61,8 +61,9 @@ class RunStats:
     ticks: int = 0
     step_s_total: float = 0.0
     last_step_s: float = 0.0
-    lag_s: float = 0.0
+    lag_s: float = 0.0  # s the tick started behind its schedule (slow ticks and backpressure waits)
     max_lag_s: float = 0.0
+    gate_s_total: float = 0.0  # s spent waiting for the output link (backpressure)
 
 
 def run_loop(
@@ -74,10 +75,13 @@ def run_loop(
     should_stop: Callable[[], bool] = lambda: False,
     tick: Callable[[], None] | None = None,
     stats: RunStats | None = None,
+    gate: Callable[[], float] | None = None,
 ) -> RunStats:
     """Step until ``duration_s`` of sim time has passed (forever when None), paced by ``pacer``.
 
     ``tick`` is one tick's work (default ``twin.step``; the MQTT runtime adds its I/O around it).
+    ``gate`` runs before each tick once it is due and may block (the MQTT link's backpressure);
+    it returns the seconds it waited, which count as lag like a slow tick.
     """
     stats = RunStats() if stats is None else stats
     tick = twin.step if tick is None else tick
@@ -85,6 +89,13 @@ def run_loop(
     pacer.start(twin.t_s)
     while (end is None or twin.t_s < end - 1e-9) and not should_stop():
         stats.lag_s = pacer.wait_until(twin.t_s + twin.dt_s)
+        if gate is not None:
+            waited = gate()
+            if waited > 0:
+                stats.gate_s_total += waited
+                stats.lag_s = pacer.lag_at(twin.t_s + twin.dt_s)
+            if should_stop():
+                break
         stats.max_lag_s = max(stats.max_lag_s, stats.lag_s)
         t0 = time.perf_counter()
         tick()

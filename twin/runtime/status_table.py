@@ -88,8 +88,12 @@ class StatusPrinter:
         text = render(twin, stats.last_step_s * 1e3, speed, stats.lag_s, self.rows, events)
         if svc is not None:
             st = svc.status()["mqtt"]
+            out = svc.out
             text += (f"\nmqtt {svc.link.broker.redacted_url}  connected {st['connected']}  bseq {st['bseq']}  "
                      f"published {st['published']}  outstanding {st['outstanding']}  "
                      f"refused {st['refused_queue_full']}  requests {svc.counters['requests']}  "
-                     f"rejected {svc.counters['rejected']}")
+                     f"rejected {svc.counters['rejected']}"
+                     f"\nlink  overload {out.overload}  max backlog {out.max_backlog}  "
+                     f"publish lag {svc.link.delivery.last_s:5.2f} s  waited {out.wait_s_total:.1f} s  "
+                     f"shed {sum(out.shed.values())}")
         print(("\x1b[H\x1b[2J" if self.tty else "") + text + ("" if self.tty else "\n"), file=self.out, flush=True)

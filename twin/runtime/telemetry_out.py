@@ -1,0 +1,128 @@
+"""One tick's telemetry onto the MQTT link, under backpressure (:mod:`twin.runtime.backpressure`).
+
+Per-satellite messages (``sat/{sat}/tm/{packet}``) and fleet frames (``fleet/tm/{packet}``) of
+every packet due this tick. In ``wait`` mode :meth:`TelemetryOut.gate` holds the tick until the
+link has room for it, so every message goes out; in ``shed`` mode the tick keeps its pace and
+per-satellite messages beyond the link's room are shed lowest priority first, each consuming its
+sequence number and counted per packet (fleet frames still carry every row, so an archive
+reading frames loses nothing).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from twin.contract.telemetry_encoder import FrameEncoder, PacketEncoder, PacketSchedule
+from twin.core.engine import FleetTwin
+from twin.runtime.backpressure import ShedBudget, plan_shed
+from twin.runtime.mqtt_link import MqttLink
+from twin.runtime.replay_buffer import ReplayBuffer
+
+# messages a tick publishes besides telemetry and frames (summary, status, a few events): room kept for them
+_TICK_EXTRA = 16
+
+
+def default_max_backlog(schedule: PacketSchedule, max_queued: int, frames: bool = True) -> int:
+    """Two ticks of nominal telemetry (at least 1,000 messages), below half of paho's queue.
+
+    Two ticks let the link send one tick while the next is computed; half the queue leaves room
+    for replays, replies and the birth after a reconnection.
+    """
+    per_tick = schedule.messages_per_s() * schedule.dt_s + (len(schedule.period) if frames else 0) + _TICK_EXTRA
+    return int(min(max(2 * per_tick, 1000), max_queued // 2))
+
+
+class TelemetryOut:
+    """Encodes and publishes each tick's telemetry; waits (``wait``) or sheds (``shed``) when the link is full."""
+
+    def __init__(self, link: MqttLink, schedule: PacketSchedule, encoders: Mapping[str, PacketEncoder],
+                 frames: Mapping[str, FrameEncoder], seq: np.ndarray, replay: ReplayBuffer,
+                 counters: Counter[str], *, overload: str = "wait", max_backlog: int | None = None,
+                 shed_budget_s: float = 0.5) -> None:
+        self.link = link
+        self.schedule = schedule
+        self.encoders = encoders
+        self.frames = frames
+        self.seq = seq
+        self.replay = replay
+        self.counters = counters
+        self.overload = overload
+        self.max_backlog = max_backlog or default_max_backlog(schedule, link.settings.max_queued, bool(frames))
+        self.budget = ShedBudget(self.max_backlog, shed_budget_s)
+        self.shed: Counter[str] = Counter()  # per-satellite messages shed, per packet
+        self.shed_ticks = 0
+        self.wait_s_total = 0.0
+        self.waits = 0
+        self._due: tuple[int, dict[str, np.ndarray]] | None = None
+
+    def due(self, tick: int) -> dict[str, np.ndarray]:
+        """Rows due per packet at ``tick`` (computed once per tick)."""
+        if self._due is None or self._due[0] != tick:
+            self._due = (tick, self.schedule.due(tick))
+        return self._due[1]
+
+    def need(self, tick: int) -> int:
+        """Messages the tick will publish: per-satellite telemetry, frames and the tick's other messages."""
+        due = self.due(tick)
+        return sum(int(r.size) for r in due.values()) + sum(1 for p in due if p in self.frames) + _TICK_EXTRA
+
+    def gate(self, tick: int, should_stop: Callable[[], bool] = lambda: False) -> float:
+        """Before tick ``tick``: wait for room (``wait`` mode); returns the seconds waited (lag)."""
+        if self.overload != "wait":
+            return 0.0
+        waited = self.link.wait_for_room(max(self.max_backlog - self.need(tick), 0), should_stop=should_stop)
+        if waited > 0:
+            self.waits += 1
+            self.wait_s_total += waited
+        return waited
+
+    def publish(self, twin: FleetTwin, t_iso: str, t_s: float, bseq: int, run_id: int) -> None:
+        """Encode and publish the telemetry due at ``twin.tick`` (after :meth:`gate`)."""
+        link = self.link
+        due = self.due(twin.tick)
+        kept: Mapping[str, np.ndarray] = due
+        if self.overload == "shed":
+            total = sum(int(r.size) for r in due.values())
+            allowed = self.budget.allowed(link.outstanding, link.stats.acked) if link.can_send() else 0
+            if allowed < total:
+                kept, shed = plan_shed(due, allowed, twin.tick)
+                self.shed.update(shed)
+                self.counters["telemetry_shed"] += sum(shed.values())
+                self.shed_ticks += 1
+        for packet, rows in due.items():
+            seqs = self.seq[rows].copy()
+            self.seq[rows] += 1  # shed messages consume their sequence numbers: the gap is visible
+            send = kept[packet]
+            if send.size:
+                send_seqs = seqs if send.size == rows.size else self.seq[send] - 1
+                msgs = self.encoders[packet].encode(twin.tm, send, send_seqs, bseq, t_iso, t_s, run_id)
+                self._send(msgs)
+                self.replay.add(send, send_seqs, msgs)
+                self.counters["telemetry"] += len(msgs)
+            if packet in self.frames:
+                topic, frame = self.frames[packet].encode(twin.tm, rows, seqs, bseq, t_iso, t_s, run_id)
+                link.publish(topic, frame, qos=1)
+                self.counters["frames"] += 1
+        if self.overload == "shed":
+            self.budget.published(link.outstanding, link.stats.acked)
+
+    def _send(self, msgs: list[tuple[str, bytes]]) -> None:
+        """Publish per-satellite messages: paho directly when its queue has room for all, else one by one (blocking)."""
+        link = self.link
+        if link.backlog + len(msgs) < link.settings.max_queued:
+            publish = link.publisher()
+            link.count_published([publish(topic, payload) for topic, payload in msgs])
+        else:
+            for topic, payload in msgs:
+                link.publish(topic, payload)
+
+    def status(self) -> dict[str, Any]:
+        """Backpressure figures for the twin's status: mode, backlog limit, waits, shed counts per packet."""
+        return {"overload": self.overload, "max_backlog": self.max_backlog, "backpressure_waits": self.waits,
+                "backpressure_wait_s": round(self.wait_s_total, 3), "shed": dict(self.shed),
+                "shed_ticks": self.shed_ticks,
+                "link_rate_msgs_s": None if self.budget.rate is None else round(self.budget.rate, 1)}
