@@ -54,7 +54,7 @@ def _subscriber(host: str, port: int, topic: str, ready: Any, stop: Any, wall0: 
             now = time.time()
             state["received"] += 1
             state["last"] = now
-            topic_b, _, p = line.partition(b" ")
+            topic_b, _, p = line.partition(b" {")  # satellite names may hold spaces ("... [DTC]"); payloads start with {
             m_t, m_s = _T_S.search(p), _SEQ.search(p)
             if m_t is None or m_s is None:
                 continue
