@@ -256,7 +256,10 @@ def test_live_messages_validate(mosquitto: Any, tmp_path: Path) -> None:
             twin.step()
             service.publish_tick()
         client.publish("orbitwin/v1/fleet/replay", json.dumps({"sat": sat, "from_seq": 0, "to_seq": 3}), qos=1)
-        wait_for(lambda: link.stats.received > len(requests))
+        # a time-tagged request whose time has passed: executes at once and says how late
+        client.publish(f"orbitwin/v1/sat/{sat}/cmd", json.dumps(
+            {"command": "throttle", "args": {"factor": 0.8}, "at": 5, "id": "late"}), qos=1)
+        wait_for(lambda: link.stats.received >= len(requests) + 2)
         service.process_requests()
         twin.step()
         service.publish_tick()  # replays are served after the tick's live telemetry
@@ -295,5 +298,8 @@ def test_live_messages_validate(mosquitto: Any, tmp_path: Path) -> None:
     assert corr and all(c == b"corr-7" for c in corr)
     # the request that violates the schema is the one the twin rejected
     assert not payload_validator("command").is_valid({"command": "throttle", "args": {"factor": 2}, "id": "bad"})
+    (late,) = [b for t, p, _ in msgs if t.endswith("/reply") and (b := json.loads(p)).get("id") == "late"
+               and b["status"] == "accepted"]
+    assert late["execute_t_s"] == twin.t_s - twin.dt_s and late["late_s"] == late["execute_t_s"] - 5.0 > 0
     events = [json.loads(p) for t, p, _ in msgs if t.endswith("/event")]
     assert any(e["kind"] == "sel" and e["name"] == "latchup" for e in events)

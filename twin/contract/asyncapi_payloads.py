@@ -289,6 +289,9 @@ def reply_schemas() -> dict[str, JSON]:
     accepted = _reply_variant("accepted", {
         "execute_t_s": {"type": "number", "x-unit": "s", "description": "Sim time the request will execute"},
         "sats": {"type": "integer", "minimum": 1, "description": "Satellites targeted"},
+        "late_s": {"type": "number", "exclusiveMinimum": 0, "x-unit": "s",
+                   "description": "Only when the request's time had passed on arrival: how far past it the request "
+                                  "executes (it runs at once, at execute_t_s)"},
     }, ["execute_t_s", "sats"])
     count = {"type": "integer", "minimum": 0}
     completed = _reply_variant("completed", {

@@ -286,7 +286,8 @@ class TwinService:
         self.routes[key] = route
         self.waiting[route.topic] += 1
         self.counters["accepted"] += 1
-        self._send_reply(route, "accepted", execute_t_s=queued.at_s, sats=int(queued.sats.size))
+        late = {} if at_s is None or at_s >= queued.at_s else {"late_s": round(queued.at_s - at_s, 6)}
+        self._send_reply(route, "accepted", execute_t_s=queued.at_s, sats=int(queued.sats.size), **late)
 
     def _replay(self, route: Route, obj: dict[str, Any]) -> None:
         """Queue a replay request; it is served after live telemetry, on the replay budget."""
