@@ -9,6 +9,8 @@ This is not InfluxDB. It speaks enough of the 2.x wire protocol to test clients:
   dropped=N``). Points are keyed by (measurement, tag set, timestamp in ns): a duplicate
   merges its fields into the stored point (same field: new value wins), like InfluxDB.
 - ``GET /ping`` (204) and ``GET /health`` (200 JSON).
+- ``GET /api/v2/buckets?org=&name=``: 404 for an unknown org, else ``{"buckets": [...]}`` (empty
+  when the name is unknown), as 2.x answers.
 - ``GET|POST /query?db=BUCKET`` (v1 compatibility): only ``SELECT * FROM <measurement>``.
 - A script of canned write responses (``script_write``), e.g. the next 2 writes answer 503 with
   ``Retry-After: 1``; scripted writes store nothing.
@@ -172,6 +174,12 @@ class FakeInfluxDB2:
             return len(self.points[bucket])
 
     # ---- protocol --------------------------------------------------------------------------
+    def handle_buckets(self, q: dict[str, str]) -> tuple[int, dict | None, dict[str, str]]:
+        if q.get("org") != self.org:
+            return 404, {"code": "not found", "message": f'organization name "{q.get("org")}" not found'}, {}
+        names = [b for b in self.points if q.get("name") in (None, b)]
+        return 200, {"buckets": [{"name": b, "orgID": "fake-org-id", "type": "user"} for b in names]}, {}
+
     def handle_write(self, q: dict[str, str], body: bytes) -> tuple[int, dict | None, dict[str, str]]:
         with self._lock:
             if self._script:
@@ -275,6 +283,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(200, {"name": "influxdb", "status": "pass", "version": "v2-fake"}, {})
         if self.headers.get("Authorization") != f"Token {fake.token}":
             return self._reply(401, {"code": "unauthorized", "message": "unauthorized access"}, {})
+        if url.path == "/api/v2/buckets" and self.command == "GET":
+            return self._reply(*fake.handle_buckets(q))
         if url.path == "/api/v2/write" and self.command == "POST":
             return self._reply(*fake.handle_write(q, body))
         if url.path == "/query":

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bridges.influx.writer import (InfluxQueryError, InfluxV1Writer, InfluxV2Writer, WriteOutcome, classify,
-                                   parse_retry_after, write_isolating)
+from bridges.influx.writer import (InfluxQueryError, InfluxTargetError, InfluxV1Writer, InfluxV2Writer,
+                                   WriteOutcome, classify, parse_retry_after, write_isolating)
 from influx2_fake import FakeInfluxDB2
 from servers import InfluxdProcess
 
@@ -85,12 +85,30 @@ def test_v1_field_type_conflict_is_partial_with_dropped(v1: InfluxV1Writer) -> N
     assert len(v1.query("SELECT * FROM tm")) == 2
 
 
-def test_v1_unknown_database_and_rp_are_fatal(influxd: InfluxdProcess) -> None:
-    with InfluxV1Writer(influxd.url, "no_such_db") as w:
-        out = w.write([_line(0)])
-        assert (out.status, out.http_status) == ("fatal", 404) and "database not found" in out.message
+def test_v1_unknown_database_is_created_and_unknown_rp_is_fatal(influxd: InfluxdProcess) -> None:
+    db = f"created_{time.monotonic_ns()}"
+    with InfluxV1Writer(influxd.url, db) as w:
+        assert not any(r["name"] == db for r in w.query("SHOW DATABASES"))
+        assert w.write([_line(0)]).ok and w.databases_created == 1
+        assert [r["v"] for r in w.query("SELECT v FROM tm")] == [1.5]
+        assert w.write([_line(1)]).ok and w.databases_created == 1
     with InfluxV1Writer(influxd.url, "_internal", retention_policy="nope") as w:
         assert w.write([_line(0)]).status == "fatal"
+
+
+def test_v1_database_a_user_may_not_create_is_fatal_naming_the_fix() -> None:
+    with InfluxdProcess(auth=True) as server:
+        with InfluxV1Writer(server.url, "_internal") as admin:  # the first user of an auth-enabled server
+            admin.query("CREATE USER boss WITH PASSWORD 'boss-pw' WITH ALL PRIVILEGES")
+        with InfluxV1Writer(server.url, "_internal", username="boss", password="boss-pw") as admin:
+            admin.query("CREATE USER writer WITH PASSWORD 'writer-pw'")
+        with InfluxV1Writer(server.url, "missing", username="writer", password="writer-pw") as w:
+            out = w.write([_line(0)])
+            assert out.status == "fatal" and not out.maybe_stored and w.databases_created == 0
+            assert "'missing' does not exist and could not be created" in out.message
+            assert 'CREATE DATABASE "missing"' in out.message and "--db" in out.message
+            with pytest.raises(InfluxTargetError, match="as an admin"):
+                w.ensure_database()
 
 
 def test_v1_query_statement_error_raises(v1: InfluxV1Writer) -> None:
@@ -180,6 +198,20 @@ def test_v2_outcomes(fake: FakeInfluxDB2) -> None:
     with InfluxV2Writer(fake.url, "orbit", "nope", "tok") as w:
         out = w.write([_line(0)])
         assert (out.status, out.http_status) == ("fatal", 404) and "bucket" in out.message
+
+
+def test_v2_check_bucket_names_the_fix(fake: FakeInfluxDB2) -> None:
+    with InfluxV2Writer(fake.url, "orbit", "tm", "tok") as w:
+        w.check_bucket()
+    with InfluxV2Writer(fake.url, "orbit", "nope", "tok") as w, \
+            pytest.raises(InfluxTargetError, match="bucket 'nope' not found in org 'orbit'.*influx bucket create"):
+        w.check_bucket()
+    with InfluxV2Writer(fake.url, "other-org", "tm", "tok") as w, \
+            pytest.raises(InfluxTargetError, match="not found in org 'other-org'"):
+        w.check_bucket()
+    with InfluxV2Writer(fake.url, "orbit", "tm", "wrong") as w, \
+            pytest.raises(InfluxTargetError, match="refused the token"):
+        w.check_bucket()
 
 
 def test_v2_connection_refused_is_retry(fake: FakeInfluxDB2) -> None:

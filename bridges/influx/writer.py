@@ -17,12 +17,18 @@ the server may hold some of the lines anyway: false only when the connection was
 and for retried 5xx answers (influxd 1.x answers ``500 write failed`` while it shuts down and
 still has the batch in its WAL).
 
+A missing database is created: the 1.x writer answers ``database not found`` with ``CREATE
+DATABASE`` and sends the batch again (:meth:`InfluxV1Writer.ensure_database`); if this user may
+not create it, the outcome stays ``fatal`` with a message naming the fix. 2.x buckets are not
+created (that needs an all-access token): :meth:`InfluxV2Writer.check_bucket` says what is wrong.
+
 InfluxDB overwrites a point with the same measurement, tag set and timestamp, so sending a
 line again is harmless; :func:`write_isolating` relies on that when it bisects a batch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import json
 import re
@@ -33,7 +39,7 @@ from typing import Any, Mapping, Protocol, Self
 
 import urllib3
 
-__all__ = ["WriteOutcome", "IsolationResult", "InfluxQueryError", "InfluxV1Writer", "InfluxV2Writer",
+__all__ = ["WriteOutcome", "IsolationResult", "InfluxQueryError", "InfluxTargetError", "InfluxV1Writer", "InfluxV2Writer",
            "Writer", "classify", "parse_retry_after", "write_isolating"]
 
 MESSAGE_LIMIT = 4000  # characters of server body kept in WriteOutcome.message
@@ -74,6 +80,10 @@ class IsolationResult:
 
 class InfluxQueryError(RuntimeError):
     """An InfluxQL query failed (HTTP error or statement error)."""
+
+
+class InfluxTargetError(RuntimeError):
+    """The database (1.x) or bucket (2.x) is missing or unusable; the message names the fix."""
 
 
 class Writer(Protocol):
@@ -211,16 +221,44 @@ class InfluxV1Writer(_HttpQuery):
         self._query_params = {"rp": retention_policy} if retention_policy else {}
         params = {"db": database, "precision": "ns", **self._query_params}
         self._write_url = f"{self.url}/write?{urllib.parse.urlencode(params)}"
+        self.databases_created = 0
 
     def write(self, lines: list[bytes]) -> WriteOutcome:
-        """Send ``lines`` (no trailing newlines) in one request."""
+        """Send ``lines`` (no trailing newlines) in one request; a missing database is created first."""
         if not lines:
             return WriteOutcome("ok", None)
+        outcome = self._post(b"\n".join(lines))
+        if outcome.status == "fatal" and "database not found" in outcome.message:
+            try:
+                self.ensure_database()
+            except (InfluxTargetError, InfluxQueryError) as e:
+                return dataclasses.replace(outcome, message=str(e)[:MESSAGE_LIMIT])
+            outcome = self._post(b"\n".join(lines))
+        return outcome
+
+    def _post(self, body: bytes) -> WriteOutcome:
         try:
-            r = self._http.request("POST", self._write_url, body=b"\n".join(lines), headers=self._write_headers)
+            r = self._http.request("POST", self._write_url, body=body, headers=self._write_headers)
         except (urllib3.exceptions.HTTPError, OSError) as e:
             return _connection_error(e)
         return classify(r.status, r.data, r.headers)
+
+    def ensure_database(self) -> bool:
+        """Create the database if it is missing; True if this call created it.
+
+        Raises :class:`InfluxTargetError` when it is missing and cannot be created (e.g. the user
+        is not an admin), :class:`InfluxQueryError` when InfluxDB cannot be reached.
+        """
+        if any(r.get("name") == self.database for r in self.query("SHOW DATABASES")):
+            return False
+        try:
+            self.create_database()
+        except InfluxQueryError as e:
+            raise InfluxTargetError(
+                f"InfluxDB database {self.database!r} does not exist and could not be created ({e}): create it "
+                f"as an admin (CREATE DATABASE \"{self.database}\") or pass --db with an existing database") from e
+        self.databases_created += 1
+        return True
 
     def ping(self) -> bool:
         """True if ``/ping`` answers 204."""
@@ -276,6 +314,24 @@ class InfluxV2Writer(_HttpQuery):
     def ping(self) -> bool:
         """True if ``/ping`` answers 2xx."""
         return bool(self._client.ping())
+
+    def check_bucket(self) -> None:
+        """Raise :class:`InfluxTargetError` naming the fix unless the org has the bucket and the token may use it.
+
+        Raises :class:`InfluxQueryError` when InfluxDB cannot be reached.
+        """
+        try:
+            r = self._http.request("GET", f"{self.url}/api/v2/buckets", fields={"org": self.org, "name": self.bucket})
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise InfluxQueryError(f"bucket check: {e}") from e
+        if r.status in (401, 403):
+            raise InfluxTargetError(f"InfluxDB refused the token ({r.status} {_message(r.data, r.headers)}): "
+                                    "pass a token with write access to the bucket (ORBITWIN_INFLUX_TOKEN)")
+        if r.status == 404 or (r.status == 200 and not json.loads(r.data or b"{}").get("buckets")):
+            raise InfluxTargetError(f"InfluxDB bucket {self.bucket!r} not found in org {self.org!r}: create it "
+                                    f"(influx bucket create --name {self.bucket} --org {self.org}) or pass --bucket")
+        if r.status != 200:
+            raise InfluxQueryError(f"bucket check: HTTP {r.status} {_message(r.data, r.headers)}")
 
     def close(self) -> None:
         self._write_api.close()

@@ -46,8 +46,11 @@ class InfluxdProcess(ChildServer):
         workdir: str | os.PathLike[str] | None = None,
         log_level: str = "warn",
         start_timeout: float = 20.0,
+        auth: bool = False,
     ) -> None:
+        """``auth``: HTTP authentication on (create the first user, an admin, before anything else)."""
         self.host = host
+        self.auth = auth
         self.binary = binary or find_influxd()
         self.log_level = log_level
         self.start_timeout = start_timeout
@@ -97,7 +100,7 @@ bind-address = "{self.host}:{self.rpc_port}"
 [http]
   enabled = true
   bind-address = "{self.host}:{self.http_port}"
-  auth-enabled = false
+  auth-enabled = {"true" if self.auth else "false"}
   log-enabled = false
   pprof-enabled = false
 
