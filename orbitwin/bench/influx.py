@@ -138,8 +138,10 @@ def throughput(broker, influxd, tmp: Path, ticks: int = 20) -> dict[str, Any]:  
     }
 
 
-def end_to_end(broker, influxd, tmp: Path, duration_s: float, count: int | None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def end_to_end(broker, influxd, tmp: Path, duration_s: float, count: int | None,  # type: ignore[no-untyped-def]
+               contention: int = 0) -> dict[str, Any]:
     from twin.core.catalogue import load_catalogue
+    from orbitwin.bench.mqtt import start_contention, stop_contention
     from orbitwin.bench.pipeline import expected_counts, ticks_done, twin_proc
 
     db = f"e2e{uuid.uuid4().hex[:6]}"
@@ -158,16 +160,23 @@ def end_to_end(broker, influxd, tmp: Path, duration_s: float, count: int | None)
 
     ticks_seen: dict[float, float] = {}  # sim t_s -> wall time its fleet summary arrived
     start_ns: list[int] = []
+    twin_status: dict[str, Any] = {}  # the twin's last fleet/status: what it says about its own lag
+    topics = Topics()
 
-    def on_summary(msg: Any) -> None:
+    def on_message(msg: Any) -> None:
         d = json.loads(msg.payload)
+        if msg.topic == topics.status:
+            twin_status.update(d)
+            return
         ticks_seen[d["t_s"]] = time.time()
         if not start_ns:
             start_ns.append(time_ns(d["t"]) - int(round(d["t_s"] * 1e9)))
 
     sub = MqttConnection(MqttSettings(broker.url), client_id=f"bench-summary-{uuid.uuid4().hex[:6]}",
-                         on_message=on_summary, on_connect=lambda c: c.subscribe([Topics().summary], qos=0))
+                         on_message=on_message,
+                         on_connect=lambda c: c.subscribe([topics.summary, topics.status], qos=0))
     sub.start()
+    neighbours = start_contention(contention, duration_s + 600)
     twin = twin_proc(tmp, broker.url, n, "--duration", str(duration_s), "--speed", "real").start()
     probe_sats = names[:: max(1, n // 5)][:5]
     w = InfluxV1Writer(influxd.url, db)
@@ -186,6 +195,7 @@ def end_to_end(broker, influxd, tmp: Path, duration_s: float, count: int | None)
                         visible.append((time.time(), t_ns))
                     last_seen[sat] = t_ns
         time.sleep(0.05)
+    stop_contention(neighbours)
     sub.stop()
     # the tick schedule: tick t_s was due at wall0 + t_s, wall0 from the earliest summary
     wall0 = min(wall - t for t, wall in ticks_seen.items()) if ticks_seen else float("nan")
@@ -224,6 +234,11 @@ def end_to_end(broker, influxd, tmp: Path, duration_s: float, count: int | None)
         "field_values_per_s": round(sched_fields / max(ticks, 1)),
         "queryable_lag_p50_s": round(float(np.nanpercentile(lag, 50)), 3),
         "queryable_lag_p99_s": round(float(np.nanpercentile(lag, 99)), 3), "lag_samples": int(np.isfinite(lag).sum()),
+        "contention_procs": contention,
+        # the twin's own account: ticks it held back (lag) and when its messages reached the broker;
+        # refused must be 0 (it waits instead of refusing)
+        "twin_reported": {k: twin_status.get(k) for k in ("max_lag_s", "max_publish_lag_s", "backpressure_wait_s")}
+        | {"refused": (twin_status.get("mqtt") or {}).get("refused_queue_full")},
         "bridge_status": {k: state.get(k) for k in ("points_written", "dead_letters", "gaps_detected", "gaps_filled",
                                                     "gaps_unrecoverable", "spool_dropped_points",
                                                     "write_latency_p99_ms")},
@@ -237,7 +252,10 @@ def _field_values(n: int, ticks: int) -> int:
     return sum(rows.size * (len(PACKET_FIELDS[p]) + 3) for k in range(1, ticks + 1) for p, rows in sched.due(k).items())
 
 
-def bench_influx(duration_s: float = 60.0, count: int | None = None, throughput_ticks: int = 20) -> dict[str, Any]:
+def bench_influx(duration_s: float = 60.0, count: int | None = None, throughput_ticks: int = 20,
+                 contention: int = 0) -> dict[str, Any]:
+    """Bridge throughput vs raw /write, then the fleet end to end (``contention`` CPU-burning neighbours
+    run beside the end-to-end part)."""
     from twin.runtime.embedded_broker import MosquittoProcess
 
     with tempfile.TemporaryDirectory() as d:
@@ -250,7 +268,7 @@ def bench_influx(duration_s: float = 60.0, count: int | None = None, throughput_
             result["bridge_points_per_s"] = result["throughput"]["bridge_points_per_s"]
             result["raw_points_per_s"] = result["throughput"]["raw_points_per_s"]
             result["ratio"] = result["throughput"]["ratio"]
-            result["end_to_end"] = end_to_end(broker, influxd, tmp, duration_s, count)
+            result["end_to_end"] = end_to_end(broker, influxd, tmp, duration_s, count, contention)
             return result
         finally:
             broker.stop()
