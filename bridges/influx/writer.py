@@ -82,8 +82,8 @@ class InfluxQueryError(RuntimeError):
     """An InfluxQL query failed (HTTP error or statement error)."""
 
 
-class InfluxTargetError(RuntimeError):
-    """The database (1.x) or bucket (2.x) is missing or unusable; the message names the fix."""
+class InfluxTargetError(ValueError):
+    """The database (1.x) or bucket (2.x) is missing or unusable: a configuration error; the message names the fix."""
 
 
 class Writer(Protocol):

@@ -47,6 +47,7 @@ def cmd_bridge_influx(a: argparse.Namespace) -> int:
     settings = BridgeSettings(broker, a.client_id, a.prefix, spool_dir=a.spool_dir,
                               spool_max_bytes=int(a.spool_max_mb * 2**20), dead_letter_path=a.dead_letter,
                               bridge_id=a.bridge_id, report_every_s=min(a.report_every, 5.0))
+    _check_target(writer)
     bridge = InfluxBridge(settings, writer)
     stopping = stop_on_signals()
     bridge.start(wait_s=a.connect_timeout)
@@ -57,3 +58,20 @@ def cmd_bridge_influx(a: argparse.Namespace) -> int:
     finally:
         bridge.stop()
     return 0
+
+
+def _check_target(writer: Any) -> None:
+    """Create a missing 1.x database, check a 2.x bucket; a target that cannot work is an error now.
+
+    InfluxDB being down is not: the bridge spools until it answers (and creates the database then).
+    """
+    from bridges.influx.writer import InfluxQueryError, InfluxV1Writer
+
+    try:
+        if isinstance(writer, InfluxV1Writer):
+            if writer.ensure_database():
+                print(f"orbitwin bridge influx: created database {writer.database!r}", flush=True)
+        else:
+            writer.check_bucket()
+    except InfluxQueryError as exc:
+        print(f"orbitwin bridge influx: InfluxDB not reachable yet ({exc}); spooling until it is", flush=True)
