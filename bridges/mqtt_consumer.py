@@ -45,6 +45,7 @@ class SequenceTracker:
 
     max_missing_per_sat: int = 100_000
     start_at_first_seen: bool = False  # True: a consumer that joins late does not ask for older history
+    from_zero_runs: set[int] = field(default_factory=set)  # runs whose birth was seen: expect seq 0 anyway
     runs: dict[str, int] = field(default_factory=dict)
     expected: dict[str, int] = field(default_factory=dict)
     missing: dict[str, set[int]] = field(default_factory=dict)
@@ -62,7 +63,7 @@ class SequenceTracker:
                 self.duplicates += 1  # a late message of an older run
                 return "duplicate"
             self.runs[sat] = run
-            self.expected[sat] = seq if self.start_at_first_seen else 0
+            self.expected[sat] = seq if self.start_at_first_seen and run not in self.from_zero_runs else 0
             self.abandoned += len(self.missing.pop(sat, ()))
         exp = self.expected.get(sat, 0)
         if seq == exp:
@@ -87,6 +88,19 @@ class SequenceTracker:
         self.duplicates += 1
         return "duplicate"
 
+    def to_state(self) -> dict[str, Any]:
+        """The per-satellite position (run, next expected seq, missing seqs as ``[lo, hi]`` ranges) as JSON."""
+        return {"runs": self.runs, "expected": self.expected, "from_zero_runs": sorted(self.from_zero_runs),
+                "missing": {sat: [list(r) for r in seq_ranges(sorted(m))] for sat, m in self.missing.items() if m}}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Resume from :meth:`to_state`'s output (the counters start again at 0)."""
+        self.runs = {str(k): int(v) for k, v in state.get("runs", {}).items()}
+        self.expected = {str(k): int(v) for k, v in state.get("expected", {}).items()}
+        self.from_zero_runs = {int(r) for r in state.get("from_zero_runs", ())}
+        self.missing = {str(sat): {s for lo, hi in ranges for s in range(int(lo), int(hi) + 1)}
+                        for sat, ranges in state.get("missing", {}).items()}
+
     @property
     def missing_count(self) -> int:
         return sum(len(m) for m in self.missing.values())
@@ -109,3 +123,18 @@ class SequenceTracker:
                 if s is not None:
                     lo = prev = s
         return out
+
+
+def seq_ranges(seqs: list[int]) -> list[tuple[int, int]]:
+    """Sorted sequence numbers as contiguous inclusive ``(lo, hi)`` ranges."""
+    out: list[tuple[int, int]] = []
+    if not seqs:
+        return out
+    lo = prev = seqs[0]
+    for s in seqs[1:]:
+        if s != prev + 1:
+            out.append((lo, prev))
+            lo = s
+        prev = s
+    out.append((lo, prev))
+    return out

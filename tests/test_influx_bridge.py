@@ -231,7 +231,7 @@ def test_spool_overflow_with_redelivered_copies_counts_each_missing_point_once(t
             group = seqs[k:k + 4]
             for seq in group:
                 msg = {"v": 1, "sat": "SAT-A", "norad": 1, "packet": "hk", "t": f"2026-02-23T00:00:{seq:02d}.000Z",
-                       "t_s": float(seq), "seq": seq, "run": 7, "bseq": 1, "fields": fields}
+                       "t_s": float(seq), "seq": seq, "run": 7, "bseq": 7, "fields": fields}
                 rec.publish("orbitwin/v1/replay/SAT-A/tm/hk", json.dumps(msg))
             wait_for(lambda: bridge.counters["messages"] >= before + len(group), 10, 0.02)
             wait_for(lambda: bridge.inbox.empty(), 10, 0.02)
@@ -239,6 +239,8 @@ def test_spool_overflow_with_redelivered_copies_counts_each_missing_point_once(t
 
     try:
         wait_for(lambda: bridge.connected.is_set(), 30, 0.1)
+        _announce(rec, "orbitwin/v1", run=7, bseq=7, sats=["SAT-A"])  # the bridge stores only a born run's
+        wait_for(lambda: bridge.guard.run == 7, 10, 0.05)
         send(range(0, 1))
         wait_for(lambda: bridge.status()["points_written"] >= 1, 10, 0.1)
         own_influxd.stop()
@@ -260,20 +262,32 @@ def test_spool_overflow_with_redelivered_copies_counts_each_missing_point_once(t
         bridge.stop()
 
 
+def _announce(rec: Recorder, prefix: str, run: int, bseq: int, sats: list[str]) -> None:
+    """Publish a twin's retained birth and catalogue (what a twin announces on every connection)."""
+    birth = {"v": 1, "state": "online", "bseq": bseq, "run": run, "sats": len(sats), "dt_s": 1.0}
+    catalogue = {"v": 1, "sats": [{"sat": s, "norad": k, "shell": "x"} for k, s in enumerate(sats)]}
+    for topic, body in ((f"{prefix}/state", birth), (f"{prefix}/fleet/catalogue", catalogue)):
+        rec.client.publish(topic, json.dumps(body), qos=1, retain=True).wait_for_publish(5)
+
+
 def test_malformed_input_is_dead_lettered_and_good_lines_land(tmp_path, mosquitto, influxd, db):
     bridge = bridge_proc(tmp_path, mosquitto.url, influxd.url, db).start()
     rec = Recorder(mosquitto.host, mosquitto.port, ["orbitwin/v1/bridge/#"])
     try:
         wait_for(lambda: last_status(bridge).get("connected"), 30, 0.2)
         P = "orbitwin/v1"
+        _announce(rec, P, run=1, bseq=1, sats=["SAT-A"])
+        wait_for(lambda: last_status(bridge).get("birth_run") == 1, 30, 0.2)
         good = {"v": 1, "sat": "SAT-A", "norad": 1, "packet": "hk", "t": "2026-02-23T00:00:00.000Z", "t_s": 0.0,
                 "seq": 0, "run": 1, "bseq": 1,
                 "fields": {"mode": 0, "limit_state": 0, "fault_flags": 0, "battery_soc": 0.9,
                            "payload_util": 0.5, "payload_temp_k": 300.0, "illumination": 1.0}}
         # time outside InfluxDB's range: valid JSON and line protocol, rejected by the server (HTTP 400)
-        bad_time = dict(good, seq=1, t="2300-01-01T00:00:00.000Z")
+        # (the first message of a new run: the bridge's birth guard has no clock for that run yet)
+        bad_time = dict(good, seq=1, t="2300-01-01T00:00:00.000Z", run=2, bseq=2)
         msgs = [
             (f"{P}/replay/SAT-A/tm/hk", good),
+            (f"{P}/state", {"v": 1, "state": "online", "bseq": 2, "run": 2, "sats": 1, "dt_s": 1.0}),
             (f"{P}/replay/SAT-A/tm/hk", bad_time),
             (f"{P}/replay/SAT-A/tm/hk", dict(good, seq=2, t="2026-02-23T00:00:01.000Z")),
             (f"{P}/replay/SAT-A/tm/hk", b"not json"),

@@ -13,6 +13,20 @@ Delivery, step by step:
 4. Telemetry sequence numbers (per satellite, per twin run) are tracked; a gap still open after
    a grace period becomes a replay request to the twin's replay buffer, retried a few times.
    What the twin no longer holds is counted as unrecoverable.
+5. The sequence position (per satellite: run, next expected seq, open gaps) and the births
+   followed are saved atomically beside the spool after batches are durable and acknowledged
+   (:mod:`bridges.influx.sequence_state`). A restarted bridge resumes from it, so messages a
+   broker lost while the bridge was down or restarting (any crash order) are gaps against the
+   saved high-water marks and are replayed; the position may lag the acknowledgements by
+   ``state_every_s``, which only costs a replay of what is already stored (idempotent). The
+   sequences of a run whose birth the bridge saw start at 0; a bridge with no saved state joining
+   a running twin starts at the first message it sees.
+6. Only telemetry consistent with the twin's births is stored (:mod:`bridges.influx.birth_guard`:
+   a born run and bseq — earlier connections of a run included, so replays are stored — a
+   satellite of the run's catalogue, a sim time on the run's clock). Anything else is
+   dead-lettered as ``inconsistent`` with the reason and counted (``refused_telemetry``,
+   ``refused`` by reason). A refused message is not taken as seen: a real one refused by mistake
+   is a gap, and replayed.
 
 What is not guaranteed (said in the bridge's status): messages a broker killed with SIGKILL had
 acknowledged to the twin but not persisted are only recoverable while the twin's replay buffer
@@ -42,12 +56,14 @@ import paho.mqtt.client as mqtt
 from twin.contract.topics import DEFAULT_PREFIX, Topics
 from twin.mqtt import MqttConnection, MqttSettings
 
+from bridges.influx.birth_guard import BirthGuard
 from bridges.influx.dead_letter import DeadLetters
 from bridges.influx.drop_ledger import DropLedger
 from bridges.influx.writer import IsolationResult, write_isolating
 from bridges.influx.line_protocol import (MappingError, event_line, flat_line, frame_lines, message_lines, reply_line,
                                           time_ns)
-from bridges.mqtt_consumer import SequenceTracker
+from bridges.mqtt_consumer import SequenceTracker, seq_ranges
+from bridges.influx.sequence_state import StateFile
 from bridges.influx.spool import Segment, Spool
 
 MAX_PAYLOAD_BYTES = 64 * 2**20
@@ -79,6 +95,9 @@ class BridgeSettings:
     bridge_id: str = "influx"
     drop_audit_max_points: int = 200_000  # dropped points that may be stored, kept for a database look-up
     drop_audit_delay_s: float = 5.0  # after InfluxDB answers again: time for writes that timed out to land
+    state_path: str = ""  # the durable sequence state; "" = bridge-state.json in spool_dir
+    state_every_s: float = 0.5  # at most this often (wall s) the sequence state is saved
+    sim_window_s: float = 3600.0  # sim seconds telemetry may be ahead of the run's clock (see BirthGuard)
 
     def __post_init__(self) -> None:
         self.mqtt = MqttSettings.coerce(self.mqtt)
@@ -91,6 +110,11 @@ class _Msg:
     topic: str
     payload: bytes
     arrived: float
+    retain: bool = False
+
+
+class _Refused(Exception):
+    """Telemetry inconsistent with the twin's births (:class:`BirthGuard`); the text says why."""
 
 
 @dataclass
@@ -121,6 +145,12 @@ class InfluxBridge:
         self.spool = Spool(settings.spool_dir, settings.spool_max_bytes)
         self.dead = DeadLetters(settings.dead_letter_path)
         self.tracker = SequenceTracker(start_at_first_seen=True)
+        self.guard = BirthGuard(window_s=settings.sim_window_s)
+        self.state = StateFile(settings.state_path or f"{settings.spool_dir}/bridge-state.json")
+        self.resumed = self._load_state()
+        self._following = self.resumed  # a birth has been followed (before this start, or since)
+        self._state_dirty = False
+        self._state_saved_at = float("-inf")
         self.counters: Counter[str] = Counter()
         self.latency_ms: list[float] = []
         self.gap_since: dict[tuple[str, int], float] = {}
@@ -155,14 +185,15 @@ class InfluxBridge:
     # --- MQTT -----------------------------------------------------------------------
     @property
     def subscriptions(self) -> list[str]:
-        return list(self.topics.archive_subscriptions)
+        """The archive's topics, and the twin's state and catalogue (the births telemetry must match)."""
+        return [*self.topics.archive_subscriptions, self.topics.state, self.topics.catalogue]
 
     def _on_connect(self, conn: MqttConnection) -> None:
         self.counters["connects"] += 1
         conn.subscribe(self.subscriptions, qos=1)
 
     def _on_message(self, msg: mqtt.MQTTMessage) -> None:
-        self.inbox.put(_Msg(msg.mid, msg.qos, msg.topic, bytes(msg.payload), time.monotonic()))
+        self.inbox.put(_Msg(msg.mid, msg.qos, msg.topic, bytes(msg.payload), time.monotonic(), bool(msg.retain)))
 
     def start(self, wait_s: float = 10.0) -> None:
         """Connect (raising :class:`~twin.mqtt.MqttConnectError` with a one-line reason) and start the loop."""
@@ -176,6 +207,7 @@ class InfluxBridge:
             self._thread.join(30)
         self.conn.stop()
         self.dead.flush()
+        self._save_state(force=True)
 
     # --- the loop -------------------------------------------------------------------
     def _run(self) -> None:
@@ -188,6 +220,7 @@ class InfluxBridge:
             if self.ledger.unverified and self._may_verify():
                 self._verify_drops()
             self._close_gaps()
+            self._save_state()
             if time.monotonic() >= next_report:
                 next_report = time.monotonic() + self.s.report_every_s
                 self._report()
@@ -211,6 +244,12 @@ class InfluxBridge:
 
     def _map(self, m: _Msg, out: _Lines) -> None:
         """Append the points of one message to ``out``; problems raise MappingError (nothing appended)."""
+        if m.topic == self.topics.state:  # births and deaths: anything else there is ignored
+            self._on_state(m)
+            return
+        if m.topic == self.topics.catalogue:
+            self.guard.on_catalogue(m.payload)
+            return
         if len(m.payload) > MAX_PAYLOAD_BYTES:
             raise MappingError(f"payload of {len(m.payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
         try:
@@ -223,6 +262,13 @@ class InfluxBridge:
         if "/tm/" in m.topic:  # fleet frames and replayed single messages
             rows = frame_lines(obj) if m.topic.startswith(self._fleet_tm_head) else message_lines(obj)
             run = obj["run"]
+            t_s: Any = obj.get("t_s")
+            t_ns, wall = time_ns(obj["t"]), time.time()
+            why = self.guard.check(run, obj["bseq"], [sat for sat, _, _ in rows], t_ns, t_s, wall)
+            if why is not None:
+                raise _Refused(why)
+            self.guard.accept(run, t_ns, float(t_s), wall)  # check() made sure t_s is a number
+            self._state_dirty = True
             # a row seen before (a redelivery or a replay) is a copy: the ledger must not count it twice
             copies = tuple(k for k, (sat, seq, _) in enumerate(rows)
                            if self.tracker.observe(sat, run, seq) == "duplicate")
@@ -248,6 +294,9 @@ class InfluxBridge:
             self.counters["messages"] += 1
             try:
                 self._map(m, out)
+            except _Refused as exc:
+                self.counters["dead_letter_messages"] += 1
+                self.dead.add("inconsistent", topic=m.topic, payload=m.payload, detail=str(exc)[:500])
             except (MappingError, KeyError, TypeError) as exc:
                 self.counters["dead_letter_messages"] += 1
                 self.dead.add("unmappable", topic=m.topic, payload=m.payload, detail=str(exc)[:500])
@@ -269,6 +318,49 @@ class InfluxBridge:
                 self.client.ack(m.mid, m.qos)
         self.counters["acked"] += len(batch)
         self.lag_s = time.monotonic() - batch[0].arrived  # how long the oldest message waited for its ack
+
+    def _on_state(self, m: _Msg) -> None:
+        """A birth or death on ``{prefix}/state``: the guard follows the births.
+
+        The sequences of a run whose start the bridge witnessed begin at 0 (what the broker lost of
+        its first messages is a gap): a run new to a bridge that already followed one, or a birth
+        delivered live (not retained) that is the run's first connection.
+        """
+        run = self.guard.on_state(m.payload)
+        if run is not None and (self._following or (not m.retain and self.guard.births[run] == run)):
+            self.tracker.from_zero_runs.add(run)
+        self._following = self._following or self.guard.run is not None
+        self._state_dirty = True
+
+    def _load_state(self) -> bool:
+        """Resume the sequence position and births saved by a previous run of the bridge; False if none."""
+        doc = self.state.load()
+        if doc is None:
+            return False
+        try:
+            self.tracker.load_state(doc["tracker"])
+            self.guard.load_state(doc["guard"])
+        except (KeyError, TypeError, ValueError) as exc:
+            self.state.load_error = f"unusable state: {str(exc)[:200]}"
+            self.tracker = SequenceTracker(start_at_first_seen=True)
+            self.guard = BirthGuard(window_s=self.s.sim_window_s)
+            return False
+        self.tracker.from_zero_runs &= set(self.guard.births)
+        return True
+
+    def _save_state(self, force: bool = False) -> None:
+        """Save the sequence position (only what is durable and acknowledged: call between batches)."""
+        now = time.monotonic()
+        if not self._state_dirty or (not force and now - self._state_saved_at < self.s.state_every_s):
+            return
+        try:
+            self.state.save({"tracker": self.tracker.to_state(), "guard": self.guard.to_state()})
+        except OSError as exc:
+            self.counters["state_save_errors"] += 1
+            self.db_error = f"state save failed: {str(exc)[:200]}"
+            return
+        self._state_dirty = False
+        self._state_saved_at = now
 
     def _account(self, res: Any, t0: float) -> None:
         self.counters["points_written"] += res.written
@@ -418,7 +510,7 @@ class InfluxBridge:
                 miss.clear()
                 continue
             self.replay_tries[key] = tries + 1
-            ranges.extend([sat, a, b] for a, b in _ranges(sorted(miss)))
+            ranges.extend([sat, a, b] for a, b in seq_ranges(sorted(miss)))
         if ranges:
             for k in range(0, len(ranges), 10_000):
                 body = {"ranges": ranges[k:k + 10_000], "id": f"{self.s.bridge_id}-replay-{uuid.uuid4().hex[:8]}"}
@@ -438,6 +530,7 @@ class InfluxBridge:
             "dead_letters": self.dead.count, "gaps_detected": self.tracker.gaps_detected,
             "missing_now": self.tracker.missing_count, "gaps_filled": self.tracker.filled,
             "gaps_unrecoverable": self.counters["gaps_unrecoverable"], "duplicates_seen": self.tracker.duplicates,
+            **self.guard.status(), "resumed": self.resumed, "state_saves": self.state.saves,
             "inbox": self.inbox.qsize(), "lag_s": round(self.lag_s, 3), "db_ok": self.db_ok,
             "connected": self.connected.is_set(),
         }
@@ -459,14 +552,3 @@ def _telemetry_of(seg: Segment) -> list[tuple[int, bytes, int | None]]:
     run, odd = seg.meta.get("run"), seg.meta.get("runs", {})
     return [(k, seg.lines[k], odd.get(str(k), run)) for k in range(-n, 0)]
 
-
-def _ranges(seqs: list[int]) -> list[tuple[int, int]]:
-    out = []
-    lo = prev = seqs[0]
-    for s in seqs[1:]:
-        if s != prev + 1:
-            out.append((lo, prev))
-            lo = s
-        prev = s
-    out.append((lo, prev))
-    return out

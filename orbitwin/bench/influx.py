@@ -119,6 +119,10 @@ def throughput(broker, influxd, tmp: Path, ticks: int = 20) -> dict[str, Any]:  
     conn = MqttConnection(MqttSettings(broker.url), client_id=f"bench-frames-{uuid.uuid4().hex[:6]}")
     conn.start()
     c = conn.client
+    # the bridge stores only telemetry of a born run: the birth the frames' run and bseq (1) belong to
+    from twin.contract.topics import Topics
+
+    c.publish(Topics().state, json.dumps({"v": 1, "state": "online", "bseq": 1, "run": 1}), qos=1)
     t0 = time.perf_counter()
     for topic, payload in frames:
         c.publish(topic, payload, qos=1)
