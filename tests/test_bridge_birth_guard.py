@@ -149,3 +149,40 @@ def test_forged_frames_and_messages_are_refused_and_stored_values_unchanged(tmp_
         rec.close()
         twin.stop()
         bridge.stop()
+
+
+def test_known_satellite_follows_the_catalogue():
+    g = _born(sats=("A", "B"))
+    assert g.known_satellite("A") is True and g.known_satellite("NOPE") is False
+    assert BirthGuard().known_satellite("A") is None  # no catalogue yet: cannot tell
+
+
+def test_unknown_satellite_topics_add_no_series(tmp_path, mosquitto, influxd, db):
+    """Requests on 2,000 made-up sat/{name}/cmd topics are answered unknown_satellite; their replies are
+    stored under the one tag value ``unknown`` (the name kept in ``sat_given``), never as new series."""
+    bridge = bridge_proc(tmp_path, mosquitto.url, influxd.url, db).start()
+    twin = twin_proc(tmp_path, mosquitto.url, SATS, "--speed", "x5", "--duration", "3000").start()
+    rec = Recorder(mosquitto.host, mosquitto.port, [f"{P}/sat/+/reply"])
+    n = 2000
+    try:
+        wait_for(lambda: last_status(bridge).get("points_written", 0) > SATS, 30, 0.2, what="live data")
+        for k in range(n):
+            rec.publish(f"{P}/sat/MADE-UP-{uuid.uuid4().hex[:10]}/cmd", {"command": "throttle", "args": {"factor": 0.5},
+                                                                      "id": f"r{k}"})
+        wait_for(lambda: len(rec.find(lambda t, p: "MADE-UP" in t)) >= n, 60, 0.2, what="every reply")
+        assert all(p["reason"] == "unknown_satellite" for t, p in rec.find(lambda t, p: "MADE-UP" in t))
+
+        def stored() -> int:
+            rows = influxd.query("SELECT count(seq) FROM replies WHERE sat='unknown'", db=db)
+            series = rows["results"][0].get("series")
+            return int(series[0]["values"][0][1]) if series else 0
+        wait_for(lambda: stored() >= n, 60, 0.5, what="the replies stored")
+        tags = influxd.query('SHOW TAG VALUES FROM replies WITH KEY = "sat"', db=db)
+        values = {v[1] for s in tags["results"][0].get("series", []) for v in s["values"]}
+        assert values <= set(load_catalogue().select(count=SATS).names) | {"unknown", "fleet"}, sorted(values)[:5]
+        given = influxd.query("SELECT sat_given FROM replies WHERE sat='unknown' LIMIT 1", db=db)
+        assert given["results"][0]["series"][0]["values"][0][1].startswith("MADE-UP-")
+    finally:
+        rec.close()
+        twin.stop()
+        bridge.stop()

@@ -102,6 +102,11 @@ class BirthGuard:
             self.sats[self.run] = names
             self._sorted[self.run] = sorted(names)
 
+    def known_satellite(self, name: str) -> bool | None:
+        """Whether ``name`` is in the current run's catalogue (None while no catalogue is known)."""
+        names = self.sats.get(self.run) if self.run is not None else None
+        return None if names is None else name in names
+
     # --- telemetry ------------------------------------------------------------------------
     def check(self, run: Any, bseq: Any, sats: list[str], t_ns: int, t_s: Any, wall: float) -> str | None:
         """None if the message is consistent with a birth, else ``(code)``: why not (counted in ``refused``)."""

@@ -276,10 +276,10 @@ class InfluxBridge:
             out.add([line for _, _, line in rows], run, copies)
             return
         if leaf == "event":
-            line = event_line(obj)
+            line = event_line(obj, self.guard.known_satellite)
         elif leaf in ("reply", "errors"):
             route = self.topics.parse_request_topic(m.topic)  # ("sat", sat, "reply") for a satellite's replies
-            line = reply_line(obj, route[1] if route else None)
+            line = reply_line(obj, route[1] if route else None, self.guard.known_satellite)
         elif leaf == "summary":
             line = flat_line("fleet", obj, time_ns(obj.get("t")), skip=("v", "t", "t_s", "bseq"))
         elif leaf == "status":

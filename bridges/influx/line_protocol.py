@@ -18,7 +18,10 @@ Measurements (tags; fields; timestamp):
 
 Only ``sat`` is a per-satellite tag: a 10,000-satellite fleet makes 10,000 series per telemetry
 measurement (60,000 in all) plus events; anything else per satellite (shell, NORAD id) stays out
-of tags. Timestamps come from the message itself, so a message stored twice is one point
+of tags. Events and replies naming a satellite outside the twin's catalogue (a request on a
+made-up ``sat/{name}/cmd`` topic is answered on ``sat/{name}/reply``) get the tag ``unknown`` and
+keep the name in a ``sat_given`` field, so no client can grow the series count.
+Timestamps come from the message itself, so a message stored twice is one point
 (InfluxDB overwrites same series + timestamp): writes are idempotent.
 """
 
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from twin.schema.codec import FIELD_CODECS, CodecError, line_literal
@@ -170,25 +173,38 @@ def _json_field(v: Any) -> str:
     return field_str(json.dumps(v, separators=(",", ":"), sort_keys=True, default=str))
 
 
-def event_line(ev: dict[str, Any]) -> bytes:
-    """One event (``sat/{sat}/event`` or ``fleet/event``)."""
+UNKNOWN_SAT = "unknown"  # the ``sat`` tag of events and replies naming no satellite of the catalogue
+
+
+def _sat_tag(sat: str, known: Callable[[str], bool | None] | None) -> tuple[str, str]:
+    """(tag value, extra field) for a satellite name: a name ``known`` rejects is stored as the tag
+    :data:`UNKNOWN_SAT` with the name in a ``sat_given`` field, so made-up names in topics cannot
+    create series (``fleet`` and names while no catalogue is known pass)."""
+    if sat == "fleet" or known is None or known(sat) is not False:
+        return sat, ""
+    return UNKNOWN_SAT, f",sat_given={field_str(sat[:200])}"
+
+
+def event_line(ev: dict[str, Any], known: Callable[[str], bool | None] | None = None) -> bytes:
+    """One event (``sat/{sat}/event`` or ``fleet/event``); ``known`` bounds the ``sat`` tag (see :func:`_sat_tag`)."""
     try:
         seq = _int(ev["seq"], "seq")
-        sat = ev.get("sat") or "fleet"
+        sat, given = _sat_tag(str(ev.get("sat") or "fleet"), known)
         fields = (f"name={field_str(str(ev['name']))},detail={_json_field(ev.get('detail', {}))},seq={seq}i,"
-                  f"run={_int(ev['run'], 'run')}i")
+                  f"run={_int(ev['run'], 'run')}i{given}")
         return (f"events,sat={tag(str(sat))},kind={tag(str(ev['kind']))},severity={tag(str(ev['severity']))} "
                 f"{fields} {time_ns(ev['t']) + seq % 1_000_000}").encode()
     except KeyError as exc:
         raise MappingError(f"event lacks {exc.args[0]!r}") from None
 
 
-def reply_line(r: dict[str, Any], sat_from_topic: str | None) -> bytes:
-    """One request reply (``sat/{sat}/reply``, ``fleet/reply`` or ``errors``)."""
+def reply_line(r: dict[str, Any], sat_from_topic: str | None,
+               known: Callable[[str], bool | None] | None = None) -> bytes:
+    """One request reply (``sat/{sat}/reply``, ``fleet/reply`` or ``errors``); ``known`` bounds the ``sat`` tag."""
     try:
         seq = _int(r["seq"], "seq")
-        sat = r.get("sat") or sat_from_topic or "fleet"
-        fields = [f"id={field_str(str(r['id']))}", f"seq={seq}i"]
+        sat, given = _sat_tag(str(r.get("sat") or sat_from_topic or "fleet"), known)
+        fields = [f"id={field_str(str(r['id']))}", f"seq={seq}i" + given]
         for key in ("reason", "field", "message"):
             if isinstance(r.get(key), str):
                 fields.append(f"{key}={field_str(r[key])}")
