@@ -83,3 +83,48 @@ class Recorder:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class SteppingTwin:
+    """A TwinService around ``twin`` stepping every ``period_s`` of wall time in a thread on the broker at
+    ``url``; an exception stops it and is kept in ``error``. ``step_ms`` holds each step's duration."""
+
+    def __init__(self, twin: Any, url: str, state_dir: str, period_s: float = 0.01) -> None:
+        from twin.mqtt import MqttSettings
+        from twin.runtime.mqtt_link import LinkSettings, MqttLink
+        from twin.runtime.mqtt_service import TwinService
+
+        self.twin = twin
+        self.link = MqttLink(MqttSettings(url), LinkSettings(state_dir=state_dir))
+        self.service = TwinService(self.twin, self.link)
+        self.error: BaseException | None = None
+        self.step_ms: list[float] = []
+        self.period_s = period_s
+        self._stop = threading.Event()
+        self.link.start()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self.service.process_requests()
+                t0 = time.perf_counter()
+                self.twin.step()
+                self.step_ms.append((time.perf_counter() - t0) * 1e3)
+                self.service.publish_tick()
+                time.sleep(self.period_s)
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            self.error = exc
+
+    def running(self, ticks: int = 5, timeout: float = 20.0) -> None:
+        """Wait until it has stepped ``ticks`` more ticks (and has not failed)."""
+        tick = self.twin.tick
+        wait_for(lambda: self.twin.tick >= tick + ticks or self.error, timeout, what="twin stepping")
+        assert self.error is None, f"the twin stopped stepping: {self.error!r}"
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.link.stop()
+        self.twin.close()

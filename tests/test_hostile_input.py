@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import time
 import tracemalloc
 from collections import Counter
@@ -27,7 +26,7 @@ from hypothesis import strategies as st
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from mqtt_helpers import Recorder, wait_for
+from mqtt_helpers import Recorder, SteppingTwin, wait_for
 from twin.contract.board_messages import BOARD_MEASUREMENT, parse_board_measurement, parse_board_state
 from twin.core.catalogue import load_catalogue
 from twin.core.design import load_design
@@ -264,57 +263,18 @@ def test_ten_thousand_time_tagged_fleet_requests_stay_small() -> None:
 
 
 # --- on real Mosquitto -------------------------------------------------------------------------
-class ThreadedTwin:
-    """A TwinService stepping every ``period_s`` of wall time in a thread; an exception stops it and is kept."""
-
-    def __init__(self, url: str, state_dir: str, count: int = 3, limits: RequestLimits | None = None,
-                 period_s: float = 0.01) -> None:
-        from twin.mqtt import MqttSettings
-        from twin.runtime.mqtt_link import LinkSettings, MqttLink
-        from twin.runtime.mqtt_service import TwinService
-
-        self.twin = FleetTwin(CAT.select(count=count), DESIGN, limits=limits)
-        self.link = MqttLink(MqttSettings(url), LinkSettings(state_dir=state_dir))
-        self.service = TwinService(self.twin, self.link)
-        self.error: BaseException | None = None
-        self.step_ms: list[float] = []
-        self.period_s = period_s
-        self._stop = threading.Event()
-        self.link.start()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self.service.process_requests()
-                t0 = time.perf_counter()
-                self.twin.step()
-                self.step_ms.append((time.perf_counter() - t0) * 1e3)
-                self.service.publish_tick()
-                time.sleep(self.period_s)
-        except BaseException as exc:  # noqa: BLE001 - the test reports it
-            self.error = exc
-
-    def running(self, ticks: int = 5, timeout: float = 20.0) -> None:
-        """Wait until it has stepped ``ticks`` more ticks (and has not failed)."""
-        tick = self.twin.tick
-        wait_for(lambda: self.twin.tick >= tick + ticks or self.error, timeout, what="twin stepping")
-        assert self.error is None, f"the twin stopped stepping: {self.error!r}"
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self.link.stop()
-        self.twin.close()
+def ThreadedTwin(url: str, state_dir: str, count: int = 3, limits: RequestLimits | None = None,
+                 period_s: float = 0.01) -> SteppingTwin:
+    """A twin of ``count`` satellites stepping on the broker at ``url`` (see :class:`SteppingTwin`)."""
+    return SteppingTwin(FleetTwin(CAT.select(count=count), DESIGN, limits=limits), url, state_dir, period_s)
 
 
 @pytest.fixture
 def twin_on(mosquitto: Any, tmp_path: Path) -> Iterator[Any]:
     """A factory of threaded twins on the test's broker; all are closed at the end."""
-    made: list[ThreadedTwin] = []
+    made: list[SteppingTwin] = []
 
-    def make(**kw: Any) -> ThreadedTwin:
+    def make(**kw: Any) -> SteppingTwin:
         made.append(ThreadedTwin(mosquitto.url, str(tmp_path), **kw))
         return made[-1]
 

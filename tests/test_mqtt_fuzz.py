@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from twin.schema.commands import COMMANDS, FAULTS, Spec
 from twin.contract.request_parser import MAX_REPLAY_SPAN, MAX_REQUEST_BYTES
-from mqtt_helpers import wait_for
+from mqtt_helpers import SteppingTwin, wait_for
 
 P = "orbitwin/v1"
 SAT = "STARLINK-1008"
@@ -35,39 +35,11 @@ def fuzz_settings(n: int) -> settings:
                     suppress_health_check=list(HealthCheck))
 
 
-class Twin:
-    """A TwinService ticking every 10 ms in a thread; an exception stops it and is kept."""
+def Twin(url: str, state_dir: str) -> SteppingTwin:
+    """Three satellites ticking every 10 ms in a thread (see :class:`SteppingTwin`)."""
+    from twin.runtime.run_loop import FleetOptions, build_twin
 
-    def __init__(self, url: str, state_dir: str) -> None:
-        from twin.mqtt import MqttSettings
-        from twin.runtime.mqtt_link import LinkSettings, MqttLink
-        from twin.runtime.run_loop import FleetOptions, build_twin
-        from twin.runtime.mqtt_service import TwinService
-
-        self.twin = build_twin(FleetOptions(count=3, dt_s=1.0, seed=2))
-        self.link = MqttLink(MqttSettings(url), LinkSettings(state_dir=state_dir))
-        self.service = TwinService(self.twin, self.link)
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self.link.start()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self.service.process_requests()
-                self.twin.step()
-                self.service.publish_tick()
-                time.sleep(0.01)
-        except BaseException as exc:  # noqa: BLE001 - the test reports it
-            self.error = exc
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self.link.stop()
-        self.twin.close()
+    return SteppingTwin(build_twin(FleetOptions(count=3, dt_s=1.0, seed=2)), url, state_dir)
 
 
 class Replies:
@@ -127,7 +99,7 @@ class Publisher:
 
 
 @pytest.fixture
-def rig(mosquitto: Any, tmp_path: Path) -> Iterator[tuple[Twin, Replies, Publisher]]:
+def rig(mosquitto: Any, tmp_path: Path) -> Iterator[tuple[SteppingTwin, Replies, Publisher]]:
     twin = Twin(mosquitto.url, str(tmp_path))
     replies = Replies(mosquitto.host, mosquitto.port)
     pub = Publisher(mosquitto.host, mosquitto.port)
@@ -175,7 +147,7 @@ def _envelope(kind: str, spec: Spec, args: Any, fleet: bool, n: int) -> dict[str
 
 
 # --- the test ----------------------------------------------------------------------------------
-def test_ten_thousand_malformed_requests(rig: tuple[Twin, Replies, Publisher]) -> None:
+def test_ten_thousand_malformed_requests(rig: tuple[SteppingTwin, Replies, Publisher]) -> None:
     twin, replies, pub = rig
     n = iter(range(10**9))
     wait_for(lambda: twin.twin.tick > 2 and replies.hk_ticks, 10, what="twin running")
@@ -332,7 +304,7 @@ CRASHERS = {
 
 
 @pytest.mark.parametrize("case", list(CRASHERS))
-def test_known_crashers(case: str, rig: tuple[Twin, Replies, Publisher]) -> None:
+def test_known_crashers(case: str, rig: tuple[SteppingTwin, Replies, Publisher]) -> None:
     """Regressions found by fuzzing: integers beyond float range (OverflowError in float()/isfinite),
     and a reply_to that is not a valid MQTT topic (lone surrogate: UnicodeEncodeError in paho; NUL:
     the broker drops the connection). Each must get a rejected reply on the default topic while
