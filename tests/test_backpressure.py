@@ -26,6 +26,12 @@ P = "orbitwin/v1"
 
 
 # --- pure parts ---------------------------------------------------------------------------
+def test_shed_order_names_every_schema_packet_once():
+    from twin.schema.telemetry import PACKETS
+
+    assert sorted(SHED_ORDER) == sorted(p.name for p in PACKETS) and len(set(SHED_ORDER)) == len(SHED_ORDER)
+
+
 def test_plan_shed_keeps_high_priority_packets_first():
     due = {p: np.arange(10) for p in SHED_ORDER}
     kept, shed = plan_shed(due, 25, tick=3)
