@@ -37,6 +37,7 @@ from paho.mqtt.properties import Properties
 
 from twin.contract.topics import DEFAULT_PREFIX, Topics, dumps
 from twin.runtime.backpressure import DeliveryLag
+from twin.runtime.clock import new_run_id
 from twin.mqtt import Message, MqttConfigError, MqttConnection, MqttSettings
 
 
@@ -74,7 +75,9 @@ class LinkSettings:
 
 
 def _next_bseq(state_dir: str | None) -> int:
-    """A birth sequence larger than any this machine used before (persisted counter)."""
+    """A birth sequence larger than any this machine used before (persisted counter) and than the
+    wall-clock run id (:func:`~twin.runtime.clock.new_run_id`), so that a run (its first birth
+    sequence) is unique across restarts, fresh state directories and machines."""
     state_home = os.environ.get("XDG_STATE_HOME")
     base = (Path(state_dir) if state_dir else Path(state_home) if state_home else Path.home() / ".local" / "state") \
         / "orbitwin"
@@ -82,11 +85,11 @@ def _next_bseq(state_dir: str | None) -> int:
     try:
         base.mkdir(parents=True, exist_ok=True)
         last = int(path.read_text().strip()) if path.exists() else 0
-        value = max(last + 1, 1)
+        value = max(last + 1, new_run_id())
         path.write_text(str(value))
         return value
     except (OSError, ValueError):
-        return int(time.time() * 1000)  # unwritable state dir: wall-clock milliseconds still increase
+        return new_run_id()  # unwritable state dir: the wall-clock run id still increases
 
 
 @dataclass
