@@ -4,9 +4,11 @@
     healthcheck.py mqtt-bridge-status ID      bridge ID publishes its status ({prefix}/bridge/ID/status)
     healthcheck.py mqtt-message TOPIC         a message arrives on TOPIC
     healthcheck.py tcp HOST:PORT              something listens there
+    healthcheck.py http URL                   URL answers 200 (the grafana bridge's /healthz: MQTT connected)
 
 MQTT checks read MQTT_URL (mqtt://host:port or mqtts://...), MQTT_USER_ENV/MQTT_PASSWORD_ENV
-(names of the variables holding this container's credentials), MQTT_CA (CA file for mqtts://)
+(names of the variables holding this container's credentials: no secret on the check's command
+line), MQTT_CA (CA file for mqtts://)
 and MQTT_PREFIX (default: the contract's DEFAULT_PREFIX). They connect through the same MQTT door
 as the twin and the bridges.
 """
@@ -18,6 +20,7 @@ import os
 import socket
 import sys
 import threading
+import urllib.request
 import uuid
 
 TIMEOUT_S = float(os.environ.get("HEALTH_TIMEOUT_S", "15"))
@@ -58,6 +61,9 @@ def main(argv: list[str]) -> int:
         return 0 if _message(topics.bridge(argv[1], "status")) is not None else 1
     if argv[:1] == ["mqtt-message"] and len(argv) == 2:
         return 0 if _message(argv[1]) is not None else 1
+    if argv[:1] == ["http"] and len(argv) == 2:
+        with urllib.request.urlopen(argv[1], timeout=TIMEOUT_S) as r:  # noqa: S310 - the container's own URL
+            return 0 if r.status == 200 else 1
     if argv[:1] == ["tcp"] and len(argv) == 2:
         host, _, port = argv[1].rpartition(":")
         with socket.create_connection((host, int(port)), timeout=TIMEOUT_S):

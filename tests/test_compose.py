@@ -1,56 +1,65 @@
-"""The deployment files: docker-compose.yml, the Mosquitto config and entrypoint, scripts/gen-env.sh.
+"""The deployment files: docker-compose.yml, the Dockerfile, docker/ (Mosquitto config, entrypoint, ACL, health
+checks) and scripts/gen-env.sh.
 
-There is no Docker engine here, so: the compose file is validated against the Compose
-Specification schema (vendored by check-jsonschema) before and after interpolation with a
-generated .env; the broker config runs in the real ``mosquitto`` binary, started through the
-container's own entrypoint (which builds the password file from the environment), and
-authentication is checked with real clients.
+There is no Docker engine here, so the stack is checked without one:
+
+- the compose file against the Compose Specification schema (vendored by check-jsonschema), before and
+  after interpolation with a generated ``.env``;
+- every orbitwin service's command through the real CLI parser (a shell command runs in the real ``sh``
+  with a stand-in ``orbitwin`` that records its arguments), its credentials resolved from its
+  environment as the CLI resolves them;
+- every file a service names (command, health check, Mosquitto config) resolved to where the image puts
+  it (Dockerfile ``COPY``, ``RUN mkdir``) or a mount, and found in the repository or in what gen-env writes;
+- no secret of ``.env`` on any command line, entrypoint or health check;
+- the broker: the real mosquitto through the container's entrypoint with the generated files, and its
+  health check command run against it;
+- the twin and the grafana bridge run from their compose command and environment (container paths and
+  host names mapped to the test's) against that broker, and the alert loop closes: a webhook with the
+  basic auth Grafana's contact point sends becomes a command the twin completes.
 """
 
 from __future__ import annotations
 
+import base64
+import importlib.util
 import json
 import os
 import re
-import shutil
-import socket
+import shlex
+import signal
 import subprocess
-import time
+import sys
+import urllib.error
+import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
-from servers import find_mosquitto, free_port
+from mqtt_helpers import wait_for
+from servers import free_port
+from stack_broker import ACL, REPO, Client, StackBroker, gen_env, parse_env, start_stack_broker
+from twin.contract.roles import roles
 
-REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yml"
-GEN_ENV = REPO / "scripts" / "gen-env.sh"
 SECRET_KEYS = ("PASSWORD", "TOKEN", "SECRET")
 VAR = re.compile(r"(?<!\$)\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+ORBITWIN_IMAGE = "orbitwin:local"
+# Executables of the third-party images the health checks call (no Docker here to look inside them):
+# eclipse-mosquitto:2 ships the mosquitto clients, influxdb:2.7 the influx CLI, grafana/grafana 11 (Alpine
+# based) busybox wget. The orbitwin image's are checked against its Dockerfile instead.
+IMAGE_EXECUTABLES = {"eclipse-mosquitto:2": {"mosquitto_sub", "mosquitto_pub", "mosquitto_passwd", "sh"},
+                     "influxdb:2.7": {"influx"}, "grafana/grafana:11.6.0": {"wget"}}
 
 
 def compose_text() -> str:
     return COMPOSE.read_text()
-
-
-def gen_env(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(GEN_ENV), "--out", str(path), *args], capture_output=True, text=True,
-                          timeout=30)
-
-
-def parse_env(path: Path) -> dict[str, str]:
-    out = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            k, _, v = line.partition("=")
-            out[k] = v
-    return out
 
 
 def interpolate(text: str, env: dict[str, str]) -> str:
@@ -64,12 +73,147 @@ def interpolate(text: str, env: dict[str, str]) -> str:
     return VAR.sub(sub, text).replace("$$", "$")
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    assert gen_env(tmp_path / ".env").returncode == 0
-    return parse_env(tmp_path / ".env")
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding what gen-env writes: .env and tls/."""
+    d = tmp_path_factory.mktemp("gen-env")
+    r = gen_env(d / ".env")
+    assert r.returncode == 0, r.stderr
+    return d
 
 
+@pytest.fixture(scope="module")
+def env(generated: Path) -> dict[str, str]:
+    return parse_env(generated / ".env")
+
+
+@pytest.fixture(scope="module")
+def services(env: dict[str, str]) -> dict[str, Any]:
+    """The interpolated services."""
+    return yaml.safe_load(interpolate(compose_text(), env))["services"]
+
+
+def secrets_of(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if any(s in k for s in SECRET_KEYS)}
+
+
+# --- the image: where the Dockerfile puts things ------------------------------------------------------
+def dockerfile_layout() -> tuple[dict[str, Path], set[str], list[str]]:
+    """(image path -> repository path for every COPY, directories RUN mkdir makes, the ENTRYPOINT)."""
+    workdir, copies, dirs, entrypoint = "/", {}, set(), []
+    for line in (REPO / "Dockerfile").read_text().splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "WORKDIR":
+            workdir = words[1]
+        elif words[0] == "COPY":
+            *sources, dest = words[1:]
+            dest = dest if dest.startswith("/") else f"{workdir.rstrip('/')}/{dest.removeprefix('./')}"
+            for src in sources:
+                target = dest.rstrip("/") + "/" + Path(src).name if dest.endswith("/") else dest
+                copies[target.rstrip("/")] = REPO / src
+        elif words[0] == "ENTRYPOINT":
+            entrypoint = json.loads(line.partition(" ")[2])
+        for m in re.finditer(r"mkdir -p ((?:/[\w./-]+\s*)+)", line):
+            dirs.update(m.group(1).split())
+    return copies, dirs, entrypoint
+
+
+def resolve(path: str, svc: dict[str, Any], generated: Path) -> Path | None:
+    """Where a container path of ``svc`` comes from on this machine: a bind mount's source (``./tls`` being
+    what gen-env wrote), a file the Dockerfile copies, or None (named volume, directory the image makes)."""
+    for vol in svc.get("volumes") or []:
+        src, _, rest = vol.partition(":")
+        target = rest.split(":")[0]
+        if path == target or path.startswith(target.rstrip("/") + "/"):
+            if not src.startswith("."):
+                return None  # a named volume
+            base = generated / src[2:] if src.startswith("./tls") else REPO / src[2:]
+            return base / path[len(target):].lstrip("/") if path != target else base
+    if (path.rstrip("/") + "/").startswith(entrypoint_dirs(svc, generated)):
+        return None  # the service's entrypoint writes it at start
+    if svc.get("image") == ORBITWIN_IMAGE:
+        copies, dirs, _ = dockerfile_layout()
+        for target, src in copies.items():
+            if path == target or path.startswith(target + "/"):
+                return src / path[len(target):].lstrip("/") if path != target else src
+        if any(path == d or path.startswith(d.rstrip("/") + "/") for d in dirs):
+            return None
+    raise AssertionError(f"{path}: neither mounted nor in the image")
+
+
+def entrypoint_dirs(svc: dict[str, Any], generated: Path) -> tuple[str, ...]:
+    """The directories a mounted entrypoint script makes (``mkdir -p "$x"`` of ``x="${VAR:-/default}"``)."""
+    entry = (svc.get("entrypoint") or [None, None])[1:2]
+    if not entry or not str(entry[0]).endswith(".sh"):
+        return ()
+    script = resolve(str(entry[0]), {"volumes": svc.get("volumes")}, generated)
+    text = script.read_text() if script else ""
+    made = set(re.findall(r'mkdir -p ((?:"\$\w+"\s*)+)', text)[0].replace('"', "").replace("$", "").split()) \
+        if "mkdir -p" in text else set()
+    return tuple(d + "/" for var, d in re.findall(r'^(\w+)="\$\{\w+:-(/[^}]+)\}"', text, re.M) if var in made)
+
+
+def container_paths(words: list[str]) -> list[str]:
+    return [w for word in words for w in re.findall(r"(?<![\w$/:])(/(?:app|orbitwin|var|etc|mosquitto)[\w./-]*)", word)]
+
+
+# --- running a service's command: argv through sh, parsed by the real CLI ---------------------------------
+def service_argv(svc: dict[str, Any], tmp: Path, extra_env: dict[str, str] | None = None) -> list[str]:
+    """The argv the orbitwin executable gets: the image's entrypoint + command, or (``sh -c``) what the
+    real shell runs, recorded by a stand-in ``orbitwin``."""
+    _, _, image_entry = dockerfile_layout()
+    entry = svc.get("entrypoint") or image_entry
+    command = svc.get("command") or []
+    if entry[:2] != ["/bin/sh", "-c"]:
+        argv = [*entry, *command]
+        assert argv[0] == "orbitwin", argv
+        return argv[1:]
+    fake = tmp / "bin"
+    fake.mkdir(exist_ok=True)
+    (fake / "orbitwin").write_text(f'#!{sys.executable}\nimport json, sys\n'
+                                   f'open({str(tmp / "argv.json")!r}, "w").write(json.dumps(sys.argv[1:]))\n')
+    (fake / "orbitwin").chmod(0o755)
+    env = {**container_env(svc), **(extra_env or {}),
+           "PATH": f"{fake}:/usr/bin:/bin"}
+    r = subprocess.run(["/bin/sh", "-c", *command], env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return json.loads((tmp / "argv.json").read_text())
+
+
+def container_env(svc: dict[str, Any]) -> dict[str, str]:
+    """A service's environment as its container sees it (a null value, e.g. an empty ${X:-}, is unset)."""
+    return {k: str(v) for k, v in (svc.get("environment") or {}).items() if v is not None}
+
+
+@contextmanager
+def environment(env: dict[str, Any]) -> Iterator[None]:
+    """os.environ replaced by ``env`` (a container's environment) for the block."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update({k: str(v) for k, v in env.items() if v is not None})
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def healthcheck_module() -> Any:
+    """docker/healthcheck.py, loaded from its file (the image runs it as /app/docker/healthcheck.py)."""
+    spec = importlib.util.spec_from_file_location("orbitwin_healthcheck", REPO / "docker" / "healthcheck.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def orbitwin_services(services: dict[str, Any]) -> dict[str, Any]:
+    return {n: s for n, s in services.items() if s.get("image") == ORBITWIN_IMAGE}
+
+
+# --- the compose file ---------------------------------------------------------------------------------
 def compose_schema() -> dict[str, Any]:
     ref = resources.files("check_jsonschema") / "builtin_schemas" / "vendor" / "compose-spec.json"
     return json.loads(ref.read_text())
@@ -78,8 +222,7 @@ def compose_schema() -> dict[str, Any]:
 def test_compose_file_matches_the_compose_specification(env: dict[str, str]) -> None:
     schema = compose_schema()
     cls = jsonschema.validators.validator_for(schema)
-    raw = yaml.safe_load(compose_text())
-    cls(schema).validate(raw)
+    cls(schema).validate(yaml.safe_load(compose_text()))
     done = yaml.safe_load(interpolate(compose_text(), env))
     cls(schema).validate(done)
     assert set(done["services"]) == {"mosquitto", "influxdb", "grafana", "twin", "influx-bridge", "grafana-bridge"}
@@ -94,128 +237,413 @@ def test_every_service_is_health_checked_and_waits_for_healthy_dependencies() ->
     assert services["mosquitto"]["image"] == "eclipse-mosquitto:2"
     assert services["influxdb"]["image"] == "influxdb:2.7"
     assert services["grafana"]["image"].startswith("grafana/grafana:11.")
-    assert {s for s, v in services.items() if v.get("image") == "orbitwin:local"} == {"twin", "influx-bridge",
-                                                                                       "grafana-bridge"}
-    graf = services["grafana"]["volumes"]
-    assert "./dashboards/provisioning:/etc/grafana/provisioning:ro" in graf
-    assert "./dashboards/json:/var/lib/grafana/dashboards:ro" in graf
-    assert "--api" in services["influx-bridge"]["command"] and "v2" in services["influx-bridge"]["command"]
+    assert set(orbitwin_services(services)) == {"twin", "influx-bridge", "grafana-bridge"}
+    # only loopback ports are published: the broker's TLS port, InfluxDB and Grafana
+    ports = {n: s.get("ports") for n, s in services.items() if s.get("ports")}
+    assert ports == {"mosquitto": ["127.0.0.1:8883:8883"], "influxdb": ["127.0.0.1:8086:8086"],
+                     "grafana": ["127.0.0.1:3000:3000"]}
+
+
+def test_every_orbitwin_command_parses_with_the_real_cli(services: dict[str, Any], env: dict[str, str],
+                                                          generated: Path, tmp_path: Path) -> None:
+    from orbitwin.cli.bridge_grafana import _webhook_auth
+    from orbitwin.cli.main import build_parser
+    from orbitwin.cli.mqtt_options import mqtt_settings_from_args
+
+    users = {"twin": "twin", "influx-bridge": "influx-bridge", "grafana-bridge": "grafana-bridge"}
+    for name, svc in orbitwin_services(services).items():
+        argv = service_argv(svc, tmp_path)
+        with environment(container_env(svc)):
+            args = build_parser().parse_args(argv)  # SystemExit (exit 2) on any option the CLI rejects
+            settings = mqtt_settings_from_args(args)
+            assert settings.tls and settings.host == "mosquitto" and settings.port == 8883, (name, settings)
+            assert settings.credentials == (users[name], env[roles_env(users[name])]), name
+            assert resolve(settings.ca_file or "", svc, generated) == generated / "tls" / "ca.pem", name
+            if name == "grafana-bridge":
+                assert args.func.__name__ == "cmd_bridge_grafana"
+                assert _webhook_auth(args) == (env["GRAFANA_WEBHOOK_USER"], env["GRAFANA_WEBHOOK_PASSWORD"], None)
+                assert resolve(args.rules, svc, generated) == REPO / "dashboards" / "alert-actions.toml"
+            if name == "influx-bridge":
+                assert (args.api, args.token, args.org, args.bucket) == ("v2", env["INFLUXDB_TOKEN"],
+                                                                         env["INFLUXDB_ORG"], env["INFLUXDB_BUCKET"])
+            if name == "twin":
+                assert args.command == "run" and args.speed == "real" and args.start
+    # the webhook Grafana's provisioned contact point calls is the one the grafana bridge listens on
+    contact = yaml.safe_load((REPO / "dashboards/provisioning/alerting/contact-points.yaml").read_text())
+    url = contact["contactPoints"][0]["receivers"][0]["settings"]["url"]
     gb = services["grafana-bridge"]["command"]
-    for flag in ("--mqtt", "--listen", "--user", "--password", "--rules"):
-        assert flag in gb
-    assert gb[gb.index("--listen") + 1] == "0.0.0.0:8090"
+    assert url.startswith(f"http://grafana-bridge:{gb[gb.index('--listen') + 1].rpartition(':')[2]}/")
+    assert gb[gb.index("--listen") + 1].startswith("0.0.0.0:")
 
 
-def test_no_secret_literal_and_no_default_for_credentials(env: dict[str, str]) -> None:
-    text = compose_text()
-    for m in VAR.finditer(text):
+def roles_env(role: str) -> str:
+    return f"MQTT_{role.upper().replace('-', '_')}_PASSWORD"
+
+
+def test_no_secret_on_any_command_line(services: dict[str, Any], env: dict[str, str], tmp_path: Path) -> None:
+    secrets = secrets_of(env)
+    assert len(secrets) >= 10
+    for name, svc in services.items():
+        lines = [json.dumps(svc.get("command")), json.dumps(svc.get("entrypoint")),
+                 json.dumps(svc.get("healthcheck", {}).get("test"))]
+        if svc.get("image") == ORBITWIN_IMAGE:
+            lines.append(json.dumps(service_argv(svc, tmp_path)))  # after the shell expanded it
+        text = "\n".join(lines)
+        for key, value in secrets.items():
+            assert value not in text, f"{name}: ${key} is on a command line"
+        assert not re.search(r"(^|[\s\"'])(-P|--password|--token|--mqtt-password|--basic-auth|--influx-password)"
+                             r"([\s\"'=]|$)", text), f"{name}: a secret option on a command line"
+        assert not re.search(r"\w+://[^/\s\"'@]+:[^/\s\"'@]+@", text), f"{name}: credentials in a URL"
+    # and no secret written into the compose file itself, nor a default for one
+    raw = compose_text()
+    for m in VAR.finditer(raw):
         name, op = m.group(1), m.group(2)
         if any(k in name for k in SECRET_KEYS) or name.endswith("_USER"):
             assert op == ":?", f"${{{name}}} must be required (:?), not defaulted"
-    services = yaml.safe_load(text)["services"]
-    for name, svc in services.items():
+    for name, svc in yaml.safe_load(raw)["services"].items():
         for key, value in (svc.get("environment") or {}).items():
             if any(k in key for k in SECRET_KEYS) and not key.endswith("_ENV"):  # *_ENV name a variable
                 assert VAR.fullmatch(str(value)), f"{name}.{key} is a literal"
-    for key, value in env.items():
-        if any(k in key for k in SECRET_KEYS):
-            assert value not in text
-    assert not re.search(r"(?i)(password|token)[\"']?\s*[:=]\s*[\"']?(?!\$)[A-Za-z0-9]{6,}", text)
+    assert not re.search(r"(?i)(password|token)[\"']?\s*[:=]\s*[\"']?(?!\$)[A-Za-z0-9]{6,}", raw)
+
+
+def test_every_file_a_service_names_is_where_its_image_or_a_mount_puts_it(services: dict[str, Any],
+                                                                           generated: Path,
+                                                                           tmp_path: Path) -> None:
+    checked = 0
+    for name, svc in services.items():
+        for vol in svc.get("volumes") or []:
+            src = vol.partition(":")[0]
+            if src.startswith("."):
+                path = generated / src[2:] if src.startswith("./tls") else REPO / src[2:]
+                assert path.exists(), f"{name}: mount source {src} missing"
+                checked += 1
+        words: list[str] = list(svc.get("healthcheck", {}).get("test") or [])
+        if svc.get("image") == ORBITWIN_IMAGE:
+            words += service_argv(svc, tmp_path)
+        words += [str(v) for k, v in (svc.get("environment") or {}).items() if k.endswith(("_PATH", "_CA"))]
+        for path in container_paths(words):
+            where = resolve(path, svc, generated)
+            if where is not None and not path.startswith("/var/lib/"):
+                assert where.exists(), f"{name}: {path} -> {where} missing"
+                checked += 1
+    # the broker's config names files the entrypoint writes (/mosquitto/auth) or mounts provide
+    mosq = services["mosquitto"]
+    conf = (REPO / "docker/mosquitto/mosquitto.conf").read_text()
+    for key in ("cafile", "certfile", "keyfile", "password_file", "acl_file"):
+        path = re.search(rf"^{key} (\S+)$", conf, re.M)
+        assert path, f"mosquitto.conf has no {key}"
+        if path.group(1).startswith("/mosquitto/auth/"):
+            assert path.group(1).rpartition("/")[2] in ("server.pem", "server.key", "passwd")  # the entrypoint's
+        else:
+            where = resolve(path.group(1), mosq, generated)
+            assert where is not None and where.exists(), (key, path.group(1))
+            checked += 1
+    assert resolve("/mosquitto/config/acl", mosq, generated) == ACL
+    assert checked >= 20
+
+
+def test_health_check_commands_exist_in_their_images(services: dict[str, Any], generated: Path) -> None:
+    assert healthcheck_module().main(["no-such-mode"]) == 2  # the script runs; unknown modes are refused
+
+    for name, svc in services.items():
+        test = svc["healthcheck"]["test"]
+        kind, *rest = test
+        if kind == "CMD-SHELL":
+            words = shlex.split(rest[0])
+            exe = next(w for w in words if "=" not in w)
+        else:
+            assert kind == "CMD", name
+            exe, words = rest[0], rest
+        if svc.get("image") == ORBITWIN_IMAGE:
+            assert exe == "python", name  # the python:3.11-slim base image's
+            script = resolve(words[1], svc, generated)
+            assert script == REPO / "docker" / "healthcheck.py", name
+            mode = words[2]
+            assert mode in ("mqtt-state", "mqtt-bridge-status", "mqtt-message", "tcp", "http"), name
+            assert f"healthcheck.py {mode}" in (REPO / "docker" / "healthcheck.py").read_text(), name
+        else:
+            assert exe in IMAGE_EXECUTABLES[svc["image"]], (name, exe)
+    from_line = re.search(r"^FROM (\S+)", (REPO / "Dockerfile").read_text(), re.M)
+    assert from_line and from_line.group(1).startswith("python:3.")
 
 
 def test_gen_env_covers_every_compose_variable_with_distinct_secrets(tmp_path: Path) -> None:
     out = tmp_path / ".env"
     assert gen_env(out).returncode == 0
     assert out.stat().st_mode & 0o777 == 0o600
+    tls = tmp_path / "tls"
+    assert tls.stat().st_mode & 0o777 == 0o700
+    assert {p.name: p.stat().st_mode & 0o777 for p in tls.iterdir()} == {
+        "ca.pem": 0o644, "server.pem": 0o644, "ca.key": 0o600, "server.key": 0o600}
     first = parse_env(out)
     referenced = {m.group(1) for m in VAR.finditer(compose_text())}
     assert referenced <= set(first), referenced - set(first)
     required = {m.group(1) for m in VAR.finditer(compose_text()) if m.group(2) == ":?"}
     assert all(first[k] for k in required)
-    secrets = [v for k, v in first.items() if any(s in k for s in SECRET_KEYS)]
-    assert len(secrets) >= 6 and len(set(secrets)) == len(secrets) and all(len(s) >= 32 for s in secrets)
-    # refuses to overwrite, then --force makes all-new secrets
+    # one MQTT password per role of the ACL, every one given to the broker
+    assert {roles_env(r.name) for r in roles()} == {k for k in first if k.startswith("MQTT_")}
+    broker_env = yaml.safe_load(compose_text())["services"]["mosquitto"]["environment"]
+    assert set(broker_env) == {roles_env(r.name) for r in roles()}
+    secrets = list(secrets_of(first).values())
+    assert len(secrets) >= 10 and len(set(secrets)) == len(secrets) and all(len(s) >= 32 for s in secrets)
+    # the certificate: signed by the CA, for the broker's service name and loopback
+    ok = subprocess.run(["openssl", "verify", "-CAfile", str(tls / "ca.pem"), str(tls / "server.pem")],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    text = subprocess.run(["openssl", "x509", "-in", str(tls / "server.pem"), "-noout", "-text"],
+                          capture_output=True, text=True).stdout
+    assert "DNS:mosquitto" in text and "DNS:localhost" in text and "IP Address:127.0.0.1" in text
+    # refuses to overwrite, then --force makes all-new secrets and a new CA
+    ca = (tls / "ca.pem").read_text()
     again = gen_env(out)
     assert again.returncode != 0 and "--force" in again.stderr and parse_env(out) == first
-    assert gen_env(out, "--force").returncode == 0
+    assert gen_env(out, "--force", "--tls-name", "bench.example").returncode == 0
     second = parse_env(out)
-    assert not {v for k, v in second.items() if any(s in k for s in SECRET_KEYS)} & set(secrets)
+    assert not set(secrets_of(second).values()) & set(secrets)
+    assert (tls / "ca.pem").read_text() != ca
+    assert "DNS:bench.example" in subprocess.run(["openssl", "x509", "-in", str(tls / "server.pem"), "-noout",
+                                                  "-ext", "subjectAltName"], capture_output=True, text=True).stdout
     example = parse_env(REPO / ".env.example")
     assert set(example) == set(first) and not any(example.values())
+    for ignore in (".gitignore", ".dockerignore"):
+        assert re.search(r"^/?tls/?$", (REPO / ignore).read_text(), re.M), f"{ignore} must list tls/"
 
 
 def test_dockerfile_builds_one_orbitwin_image() -> None:
     text = (REPO / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim$", text, re.M)
     assert re.search(r"^RUN pip install \.", text, re.M)
-    assert 'ENTRYPOINT ["orbitwin"]' in text
-    assert "COPY docker/healthcheck.py" in text and "COPY dashboards" in text
+    copies, dirs, entrypoint = dockerfile_layout()
+    assert entrypoint == ["orbitwin"]
+    assert copies["/app/docker/healthcheck.py"] == REPO / "docker" / "healthcheck.py"
+    assert copies["/app/dashboards"] == REPO / "dashboards" and "/var/lib/orbitwin" in dirs
+    assert re.search(r"^USER orbitwin$", text, re.M)
 
 
-# --- the broker config in the real mosquitto -----------------------------------------------------------
-def _connect(port: int, user: str | None, password: str | None) -> int | None:
-    """CONNACK reason code (0 accepted), None when nothing answered."""
-    rc: list[int] = []
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv311)
-    if user is not None:
-        c.username_pw_set(user, password)
-    c.on_connect = lambda cl, ud, flags, reason, props: rc.append(reason.value)
-    c.connect("127.0.0.1", port, keepalive=5)
-    deadline = time.monotonic() + 5
-    while not rc and time.monotonic() < deadline:
-        c.loop(0.1)
-    c.disconnect()
-    return rc[0] if rc else None
+# --- the broker, for real -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def broker(generated: Path, env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackBroker]:
+    d = tmp_path_factory.mktemp("broker")
+    (d / "tls").symlink_to(generated / "tls")
+    b = start_stack_broker(d, env)
+    yield b
+    b.stop()
 
 
-def test_mosquitto_config_runs_in_the_real_broker_and_enforces_auth(tmp_path: Path, env: dict[str, str]) -> None:
-    if not find_mosquitto() or not shutil.which("mosquitto_passwd"):
-        if os.environ.get("ORBITWIN_REQUIRE_SERVERS") == "1":
-            pytest.fail("mosquitto / mosquitto_passwd not found")
-        pytest.skip("mosquitto / mosquitto_passwd not found (apt-get install mosquitto)")
-    conf = (REPO / "docker" / "mosquitto" / "mosquitto.conf").read_text()
-    port = free_port("127.0.0.1")
-    passwd = tmp_path / "auth" / "passwd"
-    data = tmp_path / "data"
-    data.mkdir()
-    rewritten, n = re.subn(r"^listener 1883$", f"listener {port} 127.0.0.1", conf, flags=re.M)
-    rewritten, m = re.subn(r"^password_file .*$", f"password_file {passwd}", rewritten, flags=re.M)
-    rewritten, k = re.subn(r"^persistence_location .*$", f"persistence_location {data}/", rewritten, flags=re.M)
-    assert (n, m, k) == (1, 1, 1), "mosquitto.conf lost its listener, password_file or persistence_location"
-    for line in ("allow_anonymous false", "persistence true"):
-        assert re.search(rf"^{line}$", conf, re.M)
-    rewritten += f"\nuser {os.environ.get('USER') or 'root'}\n"  # no privilege drop: the temp dir stays readable
-    (tmp_path / "mosquitto.conf").write_text(rewritten)
-    run_env = {**os.environ, **env, "MOSQUITTO_PASSWD_FILE": str(passwd), "MOSQUITTO_CONF": str(tmp_path / "mosquitto.conf"),
-               "PATH": f"{Path(find_mosquitto() or '').parent}:{os.environ.get('PATH', '')}"}
-    log = open(tmp_path / "mosquitto.log", "w")
-    proc = subprocess.Popen(["sh", str(REPO / "docker" / "mosquitto" / "entrypoint.sh")], env=run_env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+def test_the_broker_starts_from_the_generated_files_and_its_health_check_passes(broker: StackBroker,
+                                                                                services: dict[str, Any]) -> None:
+    passwd = broker.dir / "auth" / "passwd"
+    assert passwd.stat().st_mode & 0o077 == 0 and (broker.dir / "auth" / "server.key").stat().st_mode & 0o077 == 0
+    hashed = dict(line.split(":", 1) for line in passwd.read_text().splitlines())
+    assert set(hashed) == {r.name for r in roles()}
+    assert all(h.startswith("$7$") for h in hashed.values())  # PBKDF2-SHA512, no password in clear
+    assert not any(broker.password(r) in passwd.read_text() for r in hashed)
+    health_opts = broker.health_dir / "mosquitto_sub"
+    assert health_opts.stat().st_mode & 0o077 == 0
+    [cmd] = services["mosquitto"]["healthcheck"]["test"][1:]
+    cmd = cmd.replace("/mosquitto/health", str(broker.health_dir))
+    r = subprocess.run(["sh", "-c", cmd], env=broker.run_env, capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    # the same check fails when the broker refuses its credentials
+    opts = health_opts.read_text()
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        assert proc.poll() is None, f"mosquitto exited ({proc.returncode}):\n{(tmp_path / 'mosquitto.log').read_text()}"
-        assert passwd.stat().st_mode & 0o077 == 0
-        assert _connect(port, None, None) not in (0, None), "anonymous client accepted"
-        assert _connect(port, env["MQTT_TWIN_USER"], "wrong-password") not in (0, None)
-        for who in ("TWIN", "BRIDGE", "GRAFANA_BRIDGE"):
-            assert _connect(port, env[f"MQTT_{who}_USER"], env[f"MQTT_{who}_PASSWORD"]) == 0, who
+        health_opts.write_text(opts.replace(broker.password("observer"), "wrong"))
+        r = subprocess.run(["sh", "-c", cmd], env=broker.run_env, capture_output=True, text=True, timeout=20)
+        assert r.returncode != 0
     finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
-    # persistence on: the broker saved its database where the config says
-    assert (data / "mosquitto.db").exists()
+        health_opts.write_text(opts)
 
 
-def test_entrypoint_refuses_missing_credentials(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MQTT_")}
-    env["MOSQUITTO_PASSWD_FILE"] = str(tmp_path / "passwd")
-    r = subprocess.run(["sh", str(REPO / "docker" / "mosquitto" / "entrypoint.sh")], env=env, capture_output=True,
+def test_entrypoint_refuses_a_missing_password(tmp_path: Path, broker: StackBroker) -> None:
+    env = {k: v for k, v in broker.run_env.items() if k != "MQTT_SERIAL_BRIDGE_PASSWORD"}
+    env |= {"MOSQUITTO_AUTH_DIR": str(tmp_path / "auth"), "MOSQUITTO_HEALTH_DIR": str(tmp_path / "health")}
+    r = subprocess.run(["sh", str(REPO / "docker/mosquitto/entrypoint.sh")], env=env, capture_output=True,
                        text=True, timeout=10)
-    assert r.returncode != 0 and "MQTT_TWIN_USER" in r.stderr
+    assert r.returncode != 0 and "MQTT_SERIAL_BRIDGE_PASSWORD must be set" in r.stderr
+    assert not (tmp_path / "auth" / "passwd").exists()
+    env = {**broker.run_env, "ORBITWIN_TLS_DIR": str(tmp_path / "no-tls"), "MOSQUITTO_AUTH_DIR": str(tmp_path / "a")}
+    r = subprocess.run(["sh", str(REPO / "docker/mosquitto/entrypoint.sh")], env=env, capture_output=True,
+                       text=True, timeout=10)
+    assert r.returncode != 0 and "gen-env.sh" in r.stderr
+
+
+# --- the twin and the grafana bridge from their compose commands ----------------------------------------
+def _local(svc: dict[str, Any], argv: list[str], broker: StackBroker, generated: Path, state: Path,
+           listen_port: int) -> list[str]:
+    """A compose argv with container paths and host names mapped to this machine."""
+    out = []
+    for word in argv:
+        word = word.replace("mqtts://mosquitto:8883", f"mqtts://localhost:{broker.port}")
+        word = word.replace("0.0.0.0:8090", f"127.0.0.1:{listen_port}")
+        if word.startswith("/var/lib/orbitwin"):
+            word = str(state) + word[len("/var/lib/orbitwin"):]
+        elif word.startswith("/"):
+            word = str(resolve(word, svc, generated))
+        out.append(word)
+    return out
+
+
+def _spawn(argv: list[str], env: dict[str, Any], log: Path) -> subprocess.Popen[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ORBITWIN_", "GRAFANA_", "MQTT_"))}
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "orbitwin.cli", *argv], stdout=out, stderr=subprocess.STDOUT,
+                                text=True, env=base | {k: str(v) for k, v in env.items() if v is not None})
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def test_the_twin_and_grafana_bridge_services_close_the_alert_loop(broker: StackBroker, services: dict[str, Any],
+                                                                   env: dict[str, str], generated: Path,
+                                                                   tmp_path: Path) -> None:
+    twin_svc, gb_svc = services["twin"], services["grafana-bridge"]
+    twin_env = {**container_env(twin_svc), "ORBITWIN_TWIN_ARGS": "--count 3 --dt 0.5"}
+    twin_argv = _local(twin_svc, service_argv(twin_svc, tmp_path, twin_env), broker, generated, tmp_path, 0)
+    port = free_port()
+    gb_argv = _local(gb_svc, service_argv(gb_svc, tmp_path), broker, generated, tmp_path, port)
+    gb_argv += ["--report-every", "1"]
+    observer = Client(broker, "observer", ("orbitwin/v1/state", "orbitwin/v1/bridge/grafana/event",
+                                           "orbitwin/v1/sat/+/reply"))
+    twin = _spawn(twin_argv, twin_env, tmp_path / "twin.log")
+    bridge = None
+    try:
+        wait_for(lambda: any(t == "orbitwin/v1/state" and b'"online"' in p for t, p in observer.received)
+                 or twin.poll() is not None, 90, 0.1, what="twin birth")
+        assert twin.poll() is None, (tmp_path / "twin.log").read_text()
+        # the twin's own health check, as the container runs it
+        hc_env = {**container_env(twin_svc), "MQTT_URL": f"mqtts://localhost:{broker.port}",
+                  "MQTT_CA": str(broker.ca)}
+        with environment({**os.environ, **hc_env}):
+            assert healthcheck_module().main(twin_svc["healthcheck"]["test"][3:]) == 0
+        bridge = _spawn(gb_argv, container_env(gb_svc), tmp_path / "grafana.log")
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    return bool(json.loads(r.read())["ok"])
+            except OSError:
+                return bridge is None or bridge.poll() is not None
+
+        wait_for(healthy, 60, 0.1, what="grafana bridge up")
+        assert bridge.poll() is None, (tmp_path / "grafana.log").read_text()
+        sat = "STARLINK-1008"
+        uid = "orbitwin-payload_temp_k-red-high"
+        alert = {"status": "firing", "fingerprint": uuid.uuid4().hex, "startsAt": "2026-02-22T19:00:00Z",
+                 "endsAt": "0001-01-01T00:00:00Z", "values": {"A": 365.2},
+                 "labels": {"alertname": "payload_temp_k red high", "sat": sat, "severity": "critical"},
+                 "annotations": {}, "generatorURL": f"http://grafana:3000/alerting/grafana/{uid}/view?orgId=1"}
+        body = json.dumps({"receiver": "orbitwin", "status": "firing", "alerts": [alert]}).encode()
+        basic = base64.b64encode(f"{env['GRAFANA_WEBHOOK_USER']}:{env['GRAFANA_WEBHOOK_PASSWORD']}".encode())
+        wrong = base64.b64encode(f"{env['GRAFANA_WEBHOOK_USER']}:nope".encode())
+        url = f"http://127.0.0.1:{port}/grafana/webhook"
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(urllib.request.Request(url, body, {"Content-Type": "application/json",
+                                                                      "Authorization": f"Basic {wrong.decode()}"}),
+                                   timeout=10)
+        assert denied.value.code == 401
+        req = urllib.request.Request(url, body, {"Content-Type": "application/json",
+                                                 "Authorization": f"Basic {basic.decode()}"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            [action] = json.loads(r.read())["actions"]
+        assert action["command"] == "throttle"
+
+        def completed() -> bool:
+            for t, p in list(observer.received):
+                if t.endswith("/bridge/grafana/event"):
+                    ev = json.loads(p)
+                    if ev["name"] == "command_completed" and ev["detail"]["request_id"] == action["request_id"]:
+                        return True
+            return False
+
+        wait_for(completed, 30, 0.1, what="the twin completing the alert's command")
+        for log in ("twin.log", "grafana.log"):
+            text = (tmp_path / log).read_text()
+            assert not any(v in text for v in secrets_of(env).values()), f"a secret in {log}"
+    finally:
+        if bridge is not None:
+            _stop(bridge)
+        _stop(twin)
+        observer.close()
+
+
+# --- secrets in the CLI and the webhook ------------------------------------------------------------------
+@pytest.mark.parametrize("argv", [
+    ["bridge", "grafana", "--mqtt", "mqtt://h:1883", "--user", "grafana", "--password", "hunter2-secret"],
+    ["bridge", "grafana", "--mqtt", "mqtt://h:1883", "--token=hunter2-secret"],
+    ["bridge", "grafana", "--mqtt", "mqtt://h:1883", "--basic-auth", "grafana:hunter2-secret"],
+    ["bridge", "grafana", "--poll-influx", "http://h:8086", "--influx-password", "hunter2-secret"],
+])
+def test_a_secret_option_is_refused_without_echoing_the_secret(argv: list[str]) -> None:
+    r = subprocess.run([sys.executable, "-m", "orbitwin.cli", *argv], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "visible to every user" in r.stderr, r.stderr
+    assert "hunter2" not in r.stdout + r.stderr
+
+
+def test_webhook_credentials_come_from_the_environment_or_files(tmp_path: Path) -> None:
+    from orbitwin.cli.bridge_grafana import _webhook_auth
+    from orbitwin.cli.main import build_parser
+    from orbitwin.cli.mqtt_options import secret_from_sources
+
+    base = ["bridge", "grafana", "--mqtt", "mqtts://h:8883"]
+    pw, token = tmp_path / "pw", tmp_path / "token"
+    pw.write_text("file-password\n")
+    token.write_text("file-token")
+    with environment({"GRAFANA_WEBHOOK_USER": "g", "GRAFANA_WEBHOOK_PASSWORD": "env-password"}):
+        assert _webhook_auth(build_parser().parse_args(base)) == ("g", "env-password", None)
+    with environment({"ORBITWIN_GRAFANA_TOKEN_FILE": str(token)}):
+        assert _webhook_auth(build_parser().parse_args(
+            [*base, "--user", "u", "--password-file", str(pw)])) == ("u", "file-password", "file-token")
+    with environment({"GRAFANA_WEBHOOK_USER": "g"}), pytest.raises(ValueError, match="has no password"):
+        _webhook_auth(build_parser().parse_args(base))
+    with environment({"GRAFANA_WEBHOOK_PASSWORD": "x"}), pytest.raises(ValueError, match="needs a user"):
+        _webhook_auth(build_parser().parse_args(base))
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    with pytest.raises(ValueError, match="is empty") as e:
+        secret_from_sources(str(empty), "X_SECRET", "webhook password", environ={})
+    with pytest.raises(ValueError, match="only one of"):
+        secret_from_sources(None, "X_SECRET", "x", environ={"X_SECRET": "a", "X_SECRET_FILE": str(pw)})
+    assert "file-password" not in str(e.value)
+    assert secret_from_sources(None, "X_SECRET", "x", environ={}) is None
+
+
+def test_the_webhook_compares_credentials_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bridges.alerts.webhook as webhook
+    from bridges.alerts.rules import load_table
+
+    calls: list[tuple[bytes, bytes]] = []
+    real = webhook.hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(webhook.hmac, "compare_digest", spy)
+
+    def basic(cred: bytes) -> str:
+        return "Basic " + base64.b64encode(cred).decode()
+
+    b = webhook.GrafanaBridge(webhook.GrafanaBridgeSettings("mqtt://127.0.0.1:1", listen_port=0, basic_user="grafana",
+                                                            basic_password="pw:with-colon"), load_table())
+    assert b.authorised(basic(b"grafana:pw:with-colon"))
+    assert calls == [(b"grafana", b"grafana"), (b"pw:with-colon", b"pw:with-colon")]
+    calls.clear()
+    assert not b.authorised(basic(b"wrong:pw:with-colon"))
+    assert len(calls) == 2, "the password is compared even when the user is wrong (no early exit)"
+    for bad in (basic(b"grafana:pw"), basic(b"grafana"), "Basic %%%", "Basic " + "A" * 5000, basic(b"\xff:\xfe"),
+                "Bearer pw:with-colon", None, ""):
+        assert not b.authorised(bad), bad
+    with pytest.raises(ValueError, match="has no password"):
+        webhook.GrafanaBridge(webhook.GrafanaBridgeSettings("mqtt://127.0.0.1:1", basic_user="grafana"), load_table())
+    t = webhook.GrafanaBridge(webhook.GrafanaBridgeSettings("mqtt://127.0.0.1:1", token="tok"), load_table())
+    calls.clear()
+    assert t.authorised("Bearer tok") and not t.authorised("Bearer tok2") and not t.authorised("Basic tok")
+    assert calls == [(b"tok", b"tok"), (b"tok2", b"tok")]

@@ -4,7 +4,8 @@
 Grafana's webhook notification (``receiver``, ``status``,
 ``alerts[]`` with ``status``, ``labels``, ``annotations``, ``values``, ``startsAt``, ``endsAt``,
 ``fingerprint``, ``generatorURL``; ``groupLabels``, ``commonLabels``, ... are accepted and
-ignored). It is authenticated by HTTP basic auth and/or ``Authorization: Bearer <secret>``. Each
+ignored). It is authenticated by HTTP basic auth and/or ``Authorization: Bearer <secret>``, compared in
+constant time (the CLI reads them from the environment or files, never the command line). Each
 alert goes through the rule table (:mod:`bridges.alerts.rules`: dedup by fingerprint + status,
 rate limits); each resulting command is published to ``{prefix}/sat/{sat}/cmd`` (or
 ``{prefix}/fleet/cmd`` with ``select``) with MQTT 5 response topic + correlation data (over MQTT
@@ -104,8 +105,12 @@ class GrafanaBridge:
     def __init__(self, settings: GrafanaBridgeSettings, table: RuleTable) -> None:
         self.s = settings
         if settings.listen_port is not None and not (settings.token or settings.basic_user):
-            raise ValueError("the webhook server needs a token or a basic auth user "
-                             "(CLI: --token, --basic-auth or --no-http)")
+            raise ValueError("the webhook server needs a token or a basic auth user (CLI: $ORBITWIN_GRAFANA_TOKEN, "
+                             "$GRAFANA_WEBHOOK_USER with $GRAFANA_WEBHOOK_PASSWORD, or --no-http)")
+        if settings.basic_user and not settings.basic_password:
+            raise ValueError(f"webhook basic auth user {settings.basic_user!r} has no password")
+        if settings.max_body_bytes < 1:
+            raise ValueError("the webhook body limit must be at least 1 byte")
         self.planner = Planner(table)
         self.lock = threading.Lock()
         self.counters: Counter[str] = Counter()
@@ -266,19 +271,31 @@ class GrafanaBridge:
 
     # --- HTTP ------------------------------------------------------------------------
     def authorised(self, header: str | None) -> bool:
-        if not header:
+        """Whether ``Authorization`` carries the configured bearer token or basic credentials.
+
+        Every comparison is constant-time (:func:`hmac.compare_digest` on UTF-8 bytes), user and password
+        both compared whatever the first gives, so the answer's timing says nothing about how much of a
+        guess was right.
+        """
+        if not header or len(header) > _MAX_AUTH_HEADER:
             return False
         scheme, _, cred = header.partition(" ")
         cred = cred.strip()
         if scheme.lower() == "bearer" and self.s.token:
-            return hmac.compare_digest(cred.encode(), self.s.token.encode())
-        if scheme.lower() == "basic" and self.s.basic_user:
-            want = base64.b64encode(f"{self.s.basic_user}:{self.s.basic_password or ''}".encode())
-            return hmac.compare_digest(cred.encode(), want)
+            return hmac.compare_digest(cred.encode("utf-8", "replace"), self.s.token.encode())
+        if scheme.lower() == "basic" and self.s.basic_user and self.s.basic_password:
+            try:
+                user, sep, password = base64.b64decode(cred, validate=True).decode("utf-8").partition(":")
+            except (ValueError, UnicodeDecodeError):
+                return False
+            user_ok = hmac.compare_digest(user.encode(), self.s.basic_user.encode())
+            password_ok = hmac.compare_digest(password.encode(), self.s.basic_password.encode())
+            return bool(sep) and user_ok & password_ok
         return False
 
 
 WEBHOOK_PATHS = ("/", "/webhook", "/grafana/webhook")
+_MAX_AUTH_HEADER = 4096  # longer Authorization headers are refused without being decoded
 _DRAIN_LIMIT = 8 << 20  # an oversize body up to this is read and dropped so that the client sees the 413
 
 

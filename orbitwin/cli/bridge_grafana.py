@@ -10,7 +10,12 @@ import time
 from typing import Any
 
 from orbitwin.cli.lifecycle import report_until_stopped, stop_on_signals
-from orbitwin.cli.mqtt_options import add_mqtt_options, mqtt_settings_from_args
+from orbitwin.cli.mqtt_options import SecretOnCommandLine, add_mqtt_options, mqtt_settings_from_args, secret_from_sources
+
+ENV_WEBHOOK_USER = "GRAFANA_WEBHOOK_USER"  # the names Grafana's provisioned contact point reads too
+ENV_WEBHOOK_PASSWORD = "GRAFANA_WEBHOOK_PASSWORD"
+ENV_TOKEN = "ORBITWIN_GRAFANA_TOKEN"
+ENV_INFLUX_PASSWORD = "ORBITWIN_INFLUX_PASSWORD"
 
 
 def add_parser(bsub: Any) -> None:
@@ -20,22 +25,31 @@ def add_parser(bsub: Any) -> None:
     g.add_argument("--bridge-id", default="grafana", help="events go to {prefix}/bridge/{id}/event")
     g.add_argument("--rules", help="rule table TOML (default: the shipped dashboards/alert-actions.toml)")
     g.add_argument("--check", action="store_true", help="validate the rule table, print its rules and exit")
-    w = g.add_argument_group("webhook")
+    w = g.add_argument_group(
+        "webhook", "Credentials the webhook expects (what Grafana's contact point sends) come from the "
+                   "environment or files, never the command line (ps shows it to every user): basic auth "
+                   f"${ENV_WEBHOOK_USER} (or --user) and ${ENV_WEBHOOK_PASSWORD} (or --password-file, "
+                   f"${ENV_WEBHOOK_PASSWORD}_FILE); a bearer token ${ENV_TOKEN} (or --token-file, ${ENV_TOKEN}_FILE).")
     w.add_argument("--listen", default="127.0.0.1:8090", help="webhook HOST:PORT (default 127.0.0.1:8090)")
     w.add_argument("--no-http", action="store_true", help="no webhook server (poller only)")
-    w.add_argument("--token", help="shared secret for Authorization: Bearer (or $ORBITWIN_GRAFANA_TOKEN)")
-    w.add_argument("--basic-auth", help="USER:PASS for HTTP basic auth (or $ORBITWIN_GRAFANA_BASIC_AUTH, "
-                                        "or $GRAFANA_WEBHOOK_USER and $GRAFANA_WEBHOOK_PASSWORD)")
-    w.add_argument("--user", help="HTTP basic auth user the webhook expects (Grafana's contact point)")
-    w.add_argument("--password", help="HTTP basic auth password the webhook expects (prefer "
-                                      "$GRAFANA_WEBHOOK_PASSWORD: visible in ps)")
-    w.add_argument("--max-body-kb", type=float, default=1024.0, help="largest webhook body (default 1024 KiB)")
+    w.add_argument("--user", help=f"HTTP basic auth user the webhook expects (default ${ENV_WEBHOOK_USER})")
+    w.add_argument("--password-file", metavar="FILE", help="file holding the basic auth password")
+    w.add_argument("--token-file", metavar="FILE", help="file holding the shared secret for Authorization: Bearer")
+    for flag, instead in (("--password", f"${ENV_WEBHOOK_PASSWORD} or --password-file"),
+                          ("--token", f"${ENV_TOKEN} or --token-file"),
+                          ("--basic-auth", f"${ENV_WEBHOOK_USER} with ${ENV_WEBHOOK_PASSWORD} or --password-file")):
+        w.add_argument(flag, action=SecretOnCommandLine, instead=instead, help=argparse.SUPPRESS)
+    w.add_argument("--max-body-kb", type=float, default=1024.0,
+                   help="largest webhook body; larger ones get 413 (default 1024 KiB)")
     g.add_argument("--reply-timeout", type=float, default=30.0, help="seconds to wait for the twin's reply")
     p = g.add_argument_group("InfluxDB poller")
     p.add_argument("--poll-influx", help="evaluate the [[condition]] tables against this InfluxDB 1.x URL")
     p.add_argument("--db", default="orbitwin", help="InfluxDB database for --poll-influx (default orbitwin)")
     p.add_argument("--influx-user")
-    p.add_argument("--influx-password")
+    p.add_argument("--influx-password-file", metavar="FILE",
+                   help=f"file holding the InfluxDB password (or ${ENV_INFLUX_PASSWORD})")
+    p.add_argument("--influx-password", action=SecretOnCommandLine, instead=f"${ENV_INFLUX_PASSWORD} or "
+                   "--influx-password-file", help=argparse.SUPPRESS)
     p.add_argument("--poll-interval", type=float, default=10.0, help="seconds between polls (default 10)")
     p.add_argument("--poll-once", action="store_true", help="poll once, act, wait for the replies, print JSON, exit")
     g.add_argument("--report-every", type=float, default=10.0, help="seconds between status lines")
@@ -43,15 +57,15 @@ def add_parser(bsub: Any) -> None:
 
 
 def _webhook_auth(a: argparse.Namespace) -> tuple[str | None, str | None, str | None]:
-    """(basic user, basic password, bearer token) from the options, else the environment."""
-    token = a.token or os.environ.get("ORBITWIN_GRAFANA_TOKEN")
-    if a.user:
-        user, password = a.user, a.password if a.password is not None else os.environ.get("GRAFANA_WEBHOOK_PASSWORD", "")
-    else:
-        user, _, password = (a.basic_auth or os.environ.get("ORBITWIN_GRAFANA_BASIC_AUTH") or "").partition(":")
-    if not user and os.environ.get("GRAFANA_WEBHOOK_USER"):  # what the provisioned contact point sends
-        user, password = os.environ["GRAFANA_WEBHOOK_USER"], os.environ.get("GRAFANA_WEBHOOK_PASSWORD", "")
-    return user or None, password or None, token
+    """(basic user, basic password, bearer token) from the options' files and the environment."""
+    user = a.user or os.environ.get(ENV_WEBHOOK_USER) or None
+    password = secret_from_sources(a.password_file, ENV_WEBHOOK_PASSWORD, "webhook password")
+    token = secret_from_sources(a.token_file, ENV_TOKEN, "webhook token")
+    if password is not None and user is None:
+        raise ValueError(f"a webhook password needs a user (--user or ${ENV_WEBHOOK_USER})")
+    if user is not None and password is None:
+        raise ValueError(f"webhook user {user!r} has no password: set ${ENV_WEBHOOK_PASSWORD} or --password-file")
+    return user, password, token
 
 
 def cmd_bridge_grafana(a: argparse.Namespace) -> int:
@@ -69,8 +83,6 @@ def cmd_bridge_grafana(a: argparse.Namespace) -> int:
         raise ValueError("--poll-once needs --poll-influx")
     if a.poll_influx and not table.conditions:
         raise ValueError("--poll-influx: the rule table has no [[condition]] tables")
-    if a.password is not None and not a.user:
-        raise ValueError("--password needs --user")
     user, password, token = _webhook_auth(a)
     http = not (a.no_http or a.poll_once)
     host, _, port = a.listen.rpartition(":")
@@ -79,7 +91,8 @@ def cmd_bridge_grafana(a: argparse.Namespace) -> int:
                                      basic_password=password, token=token, max_body_bytes=int(a.max_body_kb * 1024),
                                      reply_timeout_s=a.reply_timeout, bridge_id=a.bridge_id)
     bridge = GrafanaBridge(settings, table)
-    poller = (InfluxPoller(a.poll_influx, a.db, table.conditions, a.influx_user, a.influx_password)
+    influx_password = secret_from_sources(a.influx_password_file, ENV_INFLUX_PASSWORD, "InfluxDB password")
+    poller = (InfluxPoller(a.poll_influx, a.db, table.conditions, a.influx_user, influx_password)
               if a.poll_influx else None)
     stopping = stop_on_signals()
     bridge.start(wait_s=a.connect_timeout)

@@ -4,11 +4,21 @@
 door's :class:`~twin.mqtt.MqttSettings`, resolving credentials from the options, the URL, the
 environment (``$ORBITWIN_MQTT_USERNAME``, ``$ORBITWIN_MQTT_PASSWORD``,
 ``$ORBITWIN_MQTT_PASSWORD_FILE``) or a password file, in that order.
+
+Secrets other subcommands take (tokens, webhook passwords) follow one rule, :func:`secret_from_sources`:
+a file named by an option, else ``$NAME``, else the file named by ``$NAME_FILE``; an option that would
+put the secret itself on the command line is refused by :class:`SecretOnCommandLine` without
+echoing it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from twin.contract.topics import DEFAULT_PREFIX
 from twin.mqtt import ENV_PASSWORD, ENV_PASSWORD_FILE, ENV_USERNAME, MqttSettings
@@ -56,7 +66,54 @@ def mqtt_settings_from_args(args: argparse.Namespace, url: str | None = None,
     broker = url or args.mqtt
     if not broker:
         raise ValueError("--mqtt is required")
+    warn_secret_on_command_line(args)
     return MqttSettings.from_sources(
         broker, username=args.mqtt_username, password=args.mqtt_password, password_file=args.mqtt_password_file,
         ca_file=args.mqtt_ca, cert_file=args.mqtt_cert, key_file=args.mqtt_key, insecure=args.mqtt_insecure,
         protocol=protocol or args.mqtt_protocol, keepalive_s=args.keepalive, session_expiry_s=args.session_expiry)
+
+
+class SecretOnCommandLine(argparse.Action):
+    """An option that would carry a secret on the command line: refused (exit 2) naming what to use instead.
+
+    The value is consumed but never printed, so a mistyped secret does not end up in a log either.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, instead: str, **kwargs: Any) -> None:
+        self.instead = instead
+        super().__init__(option_strings, dest, nargs=1, default=None, metavar="SECRET", **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        parser.error(f"{option_string}: a secret on the command line is visible to every user of the machine "
+                     f"(ps); use {self.instead}")
+
+
+def secret_from_sources(path: str | None, env_name: str, what: str,
+                        environ: Mapping[str, str] | None = None) -> str | None:
+    """A secret from the file ``path`` (an option), else ``$env_name``, else the file ``$env_name_FILE``; None if
+    none is set. The file's trailing newline is dropped; an empty or unreadable file is a ValueError naming
+    the file, never its content."""
+    env = os.environ if environ is None else environ
+    if path is None and env.get(env_name):
+        if env.get(f"{env_name}_FILE"):
+            raise ValueError(f"set only one of ${env_name} and ${env_name}_FILE")
+        return env[env_name]
+    path = path or env.get(f"{env_name}_FILE") or None
+    if path is None:
+        return None
+    try:
+        value = Path(path).read_text().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ValueError(f"cannot read the {what} file {path}: {reason}") from None
+    if not value:
+        raise ValueError(f"the {what} file {path} is empty")
+    return value
+
+
+def warn_secret_on_command_line(args: argparse.Namespace) -> None:
+    """One line on stderr when --mqtt-password carried the MQTT password on the command line."""
+    if getattr(args, "mqtt_password", None) is not None:
+        print(f"orbitwin: warning: --mqtt-password puts the password where every user of the machine sees it (ps); "
+              f"prefer ${ENV_PASSWORD} or --mqtt-password-file", file=sys.stderr)

@@ -1,0 +1,213 @@
+"""Roles and ACLs on the real broker: the Docker stack's Mosquitto (docker/mosquitto: config, entrypoint, ACL)
+started with the files scripts/gen-env.sh generates (passwords, CA, broker certificate), TLS only.
+
+The expected rights below are written out by hand, topic by topic, from each role's job (issue 14): they
+are not read from ``twin/contract/roles.py``, so a role that gains or loses a topic there fails here.
+Denied publishes are seen two ways: the MQTT 5 PUBACK reason of a QoS 1 publish (0x87 not authorised)
+and what a subscriber with read rights on everything (the observer) receives (Mosquitto drops a denied
+QoS 0 publish silently).
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from mqtt_helpers import wait_for
+from stack_broker import ACL, Client, StackBroker, connack, start_stack_broker
+from twin.contract.roles import acl_text, roles
+from twin.contract.topics import DEFAULT_PREFIX, Topics
+
+P = DEFAULT_PREFIX
+SAT, BOARD, PACKET = "STARLINK-1008", "bench0", "hk"
+ROLES = ("twin", "influx-bridge", "grafana-bridge", "serial-bridge", "operator", "observer")
+NOT_AUTHORISED = 0x87
+
+# concrete topic -> roles that may publish on it (hand-written from the roles' jobs)
+PUBLISH: dict[str, set[str]] = {
+    f"{P}/sat/{SAT}/cmd": {"grafana-bridge", "operator"},
+    f"{P}/fleet/cmd": {"grafana-bridge", "operator"},
+    f"{P}/sat/{SAT}/fault": {"operator"},
+    f"{P}/fleet/fault": {"operator"},
+    f"{P}/board/{BOARD}/cmd": {"twin", "operator"},
+    f"{P}/board/{BOARD}/fault": {"twin", "operator"},
+    f"{P}/fleet/replay": {"influx-bridge", "operator"},
+    f"{P}/state": {"twin"},
+    f"{P}/fleet/catalogue": {"twin"},
+    f"{P}/fleet/status": {"twin"},
+    f"{P}/fleet/summary": {"twin"},
+    f"{P}/sat/{SAT}/tm/{PACKET}": {"twin"},
+    f"{P}/fleet/tm/{PACKET}": {"twin"},
+    f"{P}/replay/{SAT}/tm/{PACKET}": {"twin"},
+    f"{P}/sat/{SAT}/event": {"twin"},
+    f"{P}/fleet/event": {"twin"},
+    f"{P}/sat/{SAT}/reply": {"twin"},
+    f"{P}/fleet/reply": {"twin"},
+    f"{P}/errors": {"twin"},
+    f"{P}/scenario/op-1/reply": {"twin"},
+    f"{P}/bridge/grafana/orbitwin-grafana-bridge/reply": {"twin"},
+    f"{P}/board/{BOARD}/state": {"serial-bridge"},
+    f"{P}/board/{BOARD}/tm": {"serial-bridge"},
+    f"{P}/board/{BOARD}/event": {"twin", "serial-bridge"},
+    f"{P}/board/{BOARD}/reply": {"twin", "serial-bridge"},
+    f"{P}/bridge/influx/status": {"influx-bridge"},
+    f"{P}/bridge/influx/event": {"influx-bridge"},
+    f"{P}/bridge/grafana/event": {"grafana-bridge"},
+    f"{P}/bridge/other/event": set(),
+    f"{P}/sat/{SAT}/tm/{PACKET}/extra": set(),
+    f"{P}/anything": set(),
+    "elsewhere/sat/x/cmd": set(),
+}
+if hasattr(Topics, "audit"):  # the request audit trail (issue 14 item 2): the twin writes it, the archive keeps it
+    PUBLISH[f"{P}/audit"] = {"twin"}
+# role -> the topics of PUBLISH it receives when subscribed to everything (besides operator and observer: all)
+READ: dict[str, set[str]] = {
+    "twin": {f"{P}/sat/{SAT}/cmd", f"{P}/fleet/cmd", f"{P}/sat/{SAT}/fault", f"{P}/fleet/fault", f"{P}/fleet/replay",
+             f"{P}/state", f"{P}/board/{BOARD}/state", f"{P}/board/{BOARD}/tm"},
+    "influx-bridge": {f"{P}/fleet/tm/{PACKET}", f"{P}/replay/{SAT}/tm/{PACKET}", f"{P}/sat/{SAT}/event",
+                      f"{P}/fleet/event", f"{P}/bridge/influx/event", f"{P}/bridge/grafana/event",
+                      f"{P}/sat/{SAT}/reply", f"{P}/fleet/reply", f"{P}/errors", f"{P}/fleet/summary",
+                      f"{P}/fleet/status", f"{P}/state", f"{P}/fleet/catalogue", f"{P}/bridge/influx/status",
+                      *([f"{P}/audit"] if hasattr(Topics, "audit") else [])},
+    "grafana-bridge": {f"{P}/bridge/grafana/orbitwin-grafana-bridge/reply"},
+    "serial-bridge": {f"{P}/board/{BOARD}/cmd", f"{P}/board/{BOARD}/fault"},
+}
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackBroker]:
+    b = start_stack_broker(tmp_path_factory.mktemp("stack-broker"))
+    yield b
+    b.stop()
+
+
+def test_the_acl_is_generated_from_the_contract_and_covers_every_role() -> None:
+    assert ACL.read_text() == acl_text(), "stale: python -m twin.contract.roles > docker/mosquitto/acl"
+    assert [r.name for r in roles()] == list(ROLES)
+    users = [line.split()[1] for line in ACL.read_text().splitlines() if line.startswith("user ")]
+    assert users == list(ROLES)
+    # nothing is granted outside a user section (such lines would apply to every client)
+    before_first_user = ACL.read_text().split("\nuser ", 1)[0]
+    assert "topic" not in before_first_user.replace("twin/contract/topics.py", "")
+
+
+def test_anonymous_clients_and_wrong_passwords_are_refused(broker: StackBroker) -> None:
+    for protocol in (mqtt.MQTTv5, mqtt.MQTTv311):
+        assert connack(broker, None, None, protocol) not in (0, None), "anonymous client accepted"
+        assert connack(broker, "twin", "wrong-password", protocol) not in (0, None)
+        assert connack(broker, "nobody", broker.password("operator"), protocol) not in (0, None)
+    assert connack(broker, "operator", broker.password("observer")) not in (0, None), "a password of another role"
+    for role in ROLES:
+        assert connack(broker, role, broker.password(role)) == 0, role
+
+
+def test_the_broker_speaks_tls_only(broker: StackBroker) -> None:
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="plain", protocol=mqtt.MQTTv5)
+    c.username_pw_set("operator", broker.password("operator"))
+    rc: list[int] = []
+    c.on_connect = lambda cl, ud, flags, reason, props: rc.append(reason.value)
+    try:
+        c.connect("127.0.0.1", broker.port, keepalive=5)
+        deadline = time.monotonic() + 3
+        while not rc and time.monotonic() < deadline:
+            c.loop(0.05)
+    except OSError:
+        pass
+    assert rc != [0], "a plain-text MQTT client was accepted on the stack's listener"
+    # and a client that does not trust the stack's CA does not get through the handshake
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="untrusting", protocol=mqtt.MQTTv5)
+    c.tls_set(cert_reqs=ssl.CERT_REQUIRED)  # the system's CA store only
+    with pytest.raises(ssl.SSLError, match="certificate verify failed"):
+        c.connect("127.0.0.1", broker.port, keepalive=5)
+
+
+def test_each_role_publishes_exactly_its_topics(broker: StackBroker) -> None:
+    watcher = Client(broker, "observer", (f"{P}/#", "elsewhere/#"))
+    try:
+        for role in ROLES:
+            pub = Client(broker, role)
+            try:
+                sent = {}
+                for topic in PUBLISH:
+                    payload = f"{role} {topic} {uuid.uuid4().hex}".encode()
+                    sent[topic] = (pub.publish(topic, payload), payload)
+                wait_for(lambda: len(pub.acks) == len(sent), 10, what=f"PUBACKs for {role}")
+                for topic, (mid, payload) in sent.items():
+                    allowed = role in PUBLISH[topic]
+                    reason = pub.acks[mid]
+                    if allowed:
+                        assert reason in (0x00, 0x10), (role, topic, hex(reason))  # 0x10: no subscriber (outside P)
+                        if topic.startswith(P + "/"):
+                            wait_for(lambda: watcher.got(payload), 5, what=f"{role} -> {topic} delivered")
+                    else:
+                        assert reason == NOT_AUTHORISED, (role, topic, hex(reason))
+                # a denied publish reaches nobody
+                time.sleep(0.3)
+                for topic, (mid, payload) in sent.items():
+                    if role not in PUBLISH[topic]:
+                        assert not watcher.got(payload), (role, topic, "delivered although denied")
+            finally:
+                pub.close()
+    finally:
+        watcher.close()
+
+
+def test_a_denied_qos0_publish_is_dropped_silently(broker: StackBroker) -> None:
+    watcher = Client(broker, "operator", (f"{P}/#",))
+    observer = Client(broker, "observer")
+    bridge = Client(broker, "influx-bridge")
+    try:
+        marks = []
+        for c, topic in ((observer, f"{P}/fleet/cmd"), (observer, f"{P}/sat/{SAT}/fault"),
+                         (bridge, f"{P}/sat/{SAT}/cmd"), (bridge, f"{P}/fleet/fault")):
+            payload = f"qos0 {c.role} {uuid.uuid4().hex}".encode()
+            c.publish(topic, payload, qos=0)
+            marks.append(payload)
+        ok = f"qos0 operator {uuid.uuid4().hex}".encode()
+        watcher.publish(f"{P}/fleet/cmd", ok, qos=0)  # sent after the denied ones: when it arrives, they would have
+        wait_for(lambda: watcher.got(ok), 5, what="the operator's own QoS 0 command")
+        time.sleep(0.2)
+        assert not any(watcher.got(m) for m in marks)
+    finally:
+        for c in (watcher, observer, bridge):
+            c.close()
+
+
+def test_each_role_reads_exactly_its_topics(broker: StackBroker) -> None:
+    readers = {role: Client(broker, role, (f"{P}/#",)) for role in ROLES}
+    publishers = {role: Client(broker, role) for role in ROLES if role != "observer"}
+    try:
+        payloads = {}
+        for topic, allowed in PUBLISH.items():
+            if not allowed or not topic.startswith(P + "/"):
+                continue
+            payload = f"read {topic} {uuid.uuid4().hex}".encode()
+            publishers[sorted(allowed)[0]].publish(topic, payload)
+            payloads[topic] = payload
+        for topic, payload in payloads.items():
+            wait_for(lambda: readers["observer"].got(payload), 5, what=f"{topic} delivered")
+        time.sleep(0.3)
+        for role, reader in readers.items():
+            got = {t for t, p in payloads.items() if reader.got(p)}
+            want = set(payloads) if role in ("operator", "observer") else READ[role]
+            assert got == want, (role, sorted(got ^ want))
+    finally:
+        for c in (*readers.values(), *publishers.values()):
+            c.close()
+
+
+def test_the_observer_may_read_the_brokers_own_topics(broker: StackBroker) -> None:
+    obs = Client(broker, "observer", ("$SYS/broker/uptime",))
+    twin = Client(broker, "twin", ("$SYS/broker/uptime",))
+    try:
+        wait_for(lambda: any(t == "$SYS/broker/uptime" for t, _ in obs.received), 15, what="$SYS for the observer")
+        assert not twin.received
+    finally:
+        obs.close()
+        twin.close()

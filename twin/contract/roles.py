@@ -1,0 +1,120 @@
+"""Who may publish and read which topics: the roles of a deployment and their Mosquitto ACL (pure: no network).
+
+Six roles, each one MQTT user in the Docker stack (the user name is the role name):
+
+============== ================================================================================
+twin           publishes telemetry, events, replies, status; reads requests (cmd, fault,
+               replay) and the serial bridges' board state and measurements
+influx-bridge  reads what an archive keeps (:attr:`Topics.archive_subscriptions`, birth,
+               catalogue); publishes replay requests and its own status and events
+grafana-bridge publishes commands (not faults) from alerts; reads its own reply topic
+serial-bridge  publishes a bench board's state, measurements, events and replies; reads the
+               board's requests
+operator       publishes commands, faults and replay requests (satellite, fleet, board);
+               reads everything under the prefix
+observer       reads everything under the prefix and ``$SYS``; publishes nothing
+============== ================================================================================
+
+Every topic filter is built by :class:`~twin.contract.topics.Topics` (one topic tree), with
+``+`` for a satellite, packet, board or client. :func:`acl_text` renders the rights as a
+Mosquitto ``acl_file``; ``python -m twin.contract.roles > docker/mosquitto/acl`` regenerates the
+Docker stack's copy (``tests/test_acl.py`` fails when it is stale). A topic right is not a command
+right: which commands and faults a key may sign is the request authenticator's business.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from twin.contract.topics import DEFAULT_PREFIX, Topics
+
+#: The InfluxDB and Grafana bridges' ``--bridge-id`` in the stack (their CLI defaults).
+INFLUX_BRIDGE_ID = "influx"
+GRAFANA_BRIDGE_ID = "grafana"
+#: How deep a private reply topic may be under the prefix: ``{prefix}/a/b/c/d/reply`` at most
+#: (``scenario/{me}/reply``, ``bridge/{id}/{client}/reply`` and the per-satellite replies fit).
+REPLY_DEPTH_MAX = 4
+SYS_TOPICS = "$SYS/#"
+
+
+@dataclass(frozen=True)
+class Role:
+    """One role: its name (the MQTT user in the stack), its job, and the topic filters it may use."""
+
+    name: str
+    job: str
+    publish: tuple[str, ...]
+    read: tuple[str, ...]
+
+    @property
+    def env_password(self) -> str:
+        """The variable of ``.env`` holding this role's password, e.g. ``MQTT_INFLUX_BRIDGE_PASSWORD``."""
+        return f"MQTT_{self.name.upper().replace('-', '_')}_PASSWORD"
+
+
+def reply_topics(topics: Topics) -> tuple[str, ...]:
+    """Every reply topic under the prefix the twin may answer on (depth 1..:data:`REPLY_DEPTH_MAX`), and errors."""
+    return tuple(topics.private_reply(*["+"] * k) for k in range(1, REPLY_DEPTH_MAX + 1)) + (topics.errors,)
+
+
+def roles(topics: Topics | None = None) -> tuple[Role, ...]:
+    """The six roles for one prefix (default :data:`~twin.contract.topics.DEFAULT_PREFIX`)."""
+    t = topics or Topics(DEFAULT_PREFIX)
+    everything = f"{t.prefix}/#"
+    requests = (t.sat("+", "cmd"), t.sat("+", "fault"), t.fleet("cmd"), t.fleet("fault"))
+    board_requests = (t.board("+", "cmd"), t.board("+", "fault"))
+    # the request audit trail (issue 14 item 2; the archive reads it through archive_subscriptions)
+    audit = tuple(a for a in (getattr(t, "audit", None),) if isinstance(a, str))
+    return (
+        Role("twin", "steps the fleet: publishes telemetry, events, replies and status; takes requests",
+             publish=(t.state, t.catalogue, t.status, t.summary, t.fleet_tm("+"), t.tm("+", "+"),
+                      t.replayed("+", "+"), t.sat("+", "event"), t.fleet("event"), *board_requests,
+                      t.board("+", "event"), *audit, *reply_topics(t)),
+             read=(*requests, t.replay, t.state, t.board("+", "state"), t.board("+", "tm"))),
+        Role("influx-bridge", "stores telemetry, events and replies in InfluxDB; asks the twin for replays",
+             publish=(t.replay, t.bridge(INFLUX_BRIDGE_ID, "status"), t.bridge(INFLUX_BRIDGE_ID, "event")),
+             # its own status too: the container's health check reads it with the bridge's credentials
+             read=(*t.archive_subscriptions, t.state, t.catalogue, t.bridge(INFLUX_BRIDGE_ID, "status"))),
+        Role("grafana-bridge", "turns Grafana alerts into commands (not faults) and awaits the replies",
+             publish=(t.sat("+", "cmd"), t.fleet("cmd"), t.bridge(GRAFANA_BRIDGE_ID, "event")),
+             read=(t.private_reply("bridge", GRAFANA_BRIDGE_ID, "+"),)),
+        Role("serial-bridge", "binds a bench board to a satellite's payload",
+             publish=(t.board("+", "state"), t.board("+", "tm"), t.board("+", "event"), t.board("+", "reply")),
+             read=board_requests),
+        Role("operator", "sends commands, faults and replay requests; reads everything",
+             publish=(*requests, *board_requests, t.replay), read=(everything,)),
+        Role("observer", "reads everything (dashboards, debugging, health checks); publishes nothing",
+             publish=(), read=(everything, SYS_TOPICS)),
+    )
+
+
+def role(name: str, topics: Topics | None = None) -> Role:
+    """The role called ``name``; KeyError naming the known roles otherwise."""
+    for r in roles(topics):
+        if r.name == name:
+            return r
+    raise KeyError(f"no role {name!r}; roles: {', '.join(r.name for r in roles(topics))}")
+
+
+def acl_text(topics: Topics | None = None, users: Mapping[str, str] | None = None) -> str:
+    """A Mosquitto ``acl_file``: one ``user`` section per role granting exactly its topics.
+
+    ``users`` maps a role to its MQTT user name (default: the role's name). Nothing is granted
+    outside the sections, so a client that is not one of these users may do nothing.
+    """
+    t = topics or Topics(DEFAULT_PREFIX)
+    lines = ["# Generated by `python -m twin.contract.roles` from twin/contract/topics.py: do not edit by hand.",
+             f"# Topic prefix {t.prefix}. One section per role; anything not granted here is denied."]
+    for r in roles(t):
+        lines += ["", f"# {r.name}: {r.job}", f"user {(users or {}).get(r.name, r.name)}"]
+        both = [f for f in r.publish if f in r.read]
+        lines += [f"topic readwrite {f}" for f in both]
+        lines += [f"topic write {f}" for f in r.publish if f not in both]
+        lines += [f"topic read {f}" for f in r.read if f not in both]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m twin.contract.roles [PREFIX] > docker/mosquitto/acl
+    sys.stdout.write(acl_text(Topics(sys.argv[1]) if len(sys.argv) > 1 else None))
