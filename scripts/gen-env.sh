@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Write .env and tls/ for docker-compose.yml: fresh random secrets (every password and token distinct),
 # one MQTT password per role of docker/mosquitto/acl, and a private CA with the broker's TLS certificate.
-#   bash scripts/gen-env.sh [--force] [--out FILE] [--tls-dir DIR] [--tls-name NAME]...
+#   bash scripts/gen-env.sh [--force] [--tls-only] [--out FILE] [--tls-dir DIR] [--tls-name NAME]...
 #     --out FILE       the env file (default: .env beside docker-compose.yml)
 #     --tls-dir DIR    CA and broker certificate (default: tls/ beside FILE)
 #     --tls-name NAME  another host name or IP address the broker is reached by (repeatable)
+#     --tls-only       a new CA and certificate only; FILE and its secrets stay as they are
 # Refuses to overwrite without --force (which replaces every secret, the CA and the certificate).
 # Files holding secrets are mode 600. Needs bash and openssl; nothing else on the host.
 set -euo pipefail
@@ -14,6 +15,7 @@ acl="$repo/docker/mosquitto/acl"
 out="$repo/.env"
 tls=""
 force=0
+tls_only=0
 names=(mosquitto localhost 127.0.0.1 ::1)
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -21,13 +23,15 @@ while [ $# -gt 0 ]; do
         --out) out="$2"; shift ;;
         --tls-dir) tls="$2"; shift ;;
         --tls-name) names+=("$2"); shift ;;
-        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        --tls-only) tls_only=1 ;;
+        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
         *) echo "gen-env.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
 tls="${tls:-$(dirname "$out")/tls}"
 for f in "$out" "$tls/ca.pem"; do
+    [ "$tls_only" = 1 ] && [ "$f" = "$out" ] && continue
     if [ -e "$f" ] && [ "$force" != 1 ]; then
         echo "gen-env.sh: $f exists; use --force to replace it (its secrets are lost)" >&2
         exit 1
@@ -47,6 +51,7 @@ secret() {  # 32 random letters and digits: safe in URLs, YAML and shell words
 roles="$(awk '$1 == "user" {print $2}' "$acl")"
 [ -n "$roles" ] || { echo "gen-env.sh: no user in $acl" >&2; exit 1; }
 
+mkdir -p "$(dirname "$out")"
 tmp="$(mktemp "$out.XXXXXX")"
 work="$(mktemp -d)"
 trap 'rm -rf "$tmp" "$work"' EXIT
@@ -95,6 +100,9 @@ chmod 700 "$tls"
 chmod 644 "$work/ca.pem" "$work/server.pem"
 chmod 600 "$work/ca.key" "$work/server.key"
 for f in ca.key ca.pem server.key server.pem; do mv -f "$work/$f" "$tls/$f"; done
-mv "$tmp" "$out"
-trap 'rm -rf "$work"' EXIT
-echo "gen-env.sh: wrote $out and $tls/ (CA and broker certificate for ${names[*]})"
+if [ "$tls_only" = 1 ]; then
+    echo "gen-env.sh: wrote $tls/ (CA and broker certificate for ${names[*]}); $out unchanged"
+else
+    mv "$tmp" "$out"
+    echo "gen-env.sh: wrote $out and $tls/ (CA and broker certificate for ${names[*]})"
+fi

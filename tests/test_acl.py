@@ -211,3 +211,12 @@ def test_the_observer_may_read_the_brokers_own_topics(broker: StackBroker) -> No
     finally:
         obs.close()
         twin.close()
+
+
+def test_the_roles_table_of_the_security_guide_is_current() -> None:
+    from twin.contract.roles import markdown_table
+
+    doc = (ACL.parents[2] / "docs" / "security.md").read_text()
+    table = doc.split("<!-- roles table: python -m twin.contract.roles --markdown -->\n", 1)[1]
+    assert table.split("<!-- end roles table -->", 1)[0] == markdown_table(), \
+        "stale: python -m twin.contract.roles --markdown, into docs/security.md"

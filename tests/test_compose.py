@@ -404,6 +404,11 @@ def test_gen_env_covers_every_compose_variable_with_distinct_secrets(tmp_path: P
     assert (tls / "ca.pem").read_text() != ca
     assert "DNS:bench.example" in subprocess.run(["openssl", "x509", "-in", str(tls / "server.pem"), "-noout",
                                                   "-ext", "subjectAltName"], capture_output=True, text=True).stdout
+    # --tls-only: a new CA and certificate, the secrets kept
+    ca = (tls / "ca.pem").read_text()
+    assert gen_env(out, "--tls-only").returncode != 0 and (tls / "ca.pem").read_text() == ca
+    assert gen_env(out, "--tls-only", "--force").returncode == 0
+    assert parse_env(out) == second and (tls / "ca.pem").read_text() != ca
     example = parse_env(REPO / ".env.example")
     assert set(example) == set(first) and not any(example.values())
     for ignore in (".gitignore", ".dockerignore"):

@@ -18,7 +18,8 @@ observer       reads everything under the prefix and ``$SYS``; publishes nothing
 Every topic filter is built by :class:`~twin.contract.topics.Topics` (one topic tree), with
 ``+`` for a satellite, packet, board or client. :func:`acl_text` renders the rights as a
 Mosquitto ``acl_file``; ``python -m twin.contract.roles > docker/mosquitto/acl`` regenerates the
-Docker stack's copy (``tests/test_acl.py`` fails when it is stale). A topic right is not a command
+Docker stack's copy and ``--markdown`` the table of docs/security.md (``tests/test_acl.py`` fails
+when either is stale). A topic right is not a command
 right: which commands and faults a key may sign is the request authenticator's business.
 """
 
@@ -116,5 +117,19 @@ def acl_text(topics: Topics | None = None, users: Mapping[str, str] | None = Non
     return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__":  # python -m twin.contract.roles [PREFIX] > docker/mosquitto/acl
-    sys.stdout.write(acl_text(Topics(sys.argv[1]) if len(sys.argv) > 1 else None))
+def markdown_table(topics: Topics | None = None) -> str:
+    """The roles as a Markdown table (docs/security.md), topic filters relative to the prefix."""
+    t = topics or Topics(DEFAULT_PREFIX)
+
+    def filters(fs: tuple[str, ...]) -> str:
+        return ", ".join(f"`{f.removeprefix(t.prefix + '/')}`" for f in fs) or "nothing"
+
+    rows = ["| Role (MQTT user) | Job | Publishes | Reads |", "|---|---|---|---|"]
+    rows += [f"| `{r.name}` | {r.job} | {filters(r.publish)} | {filters(r.read)} |" for r in roles(t)]
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":  # python -m twin.contract.roles [--markdown] [PREFIX] > docker/mosquitto/acl
+    args = [a for a in sys.argv[1:] if a != "--markdown"]
+    render = markdown_table if "--markdown" in sys.argv[1:] else acl_text
+    sys.stdout.write(render(Topics(args[0]) if args else None))
