@@ -10,17 +10,24 @@ QoS 0 publish silently).
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+import signal
 import ssl
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 
 from mqtt_helpers import wait_for
-from stack_broker import ACL, Client, StackBroker, connack, start_stack_broker
+from stack_broker import ACL, REPO, Client, StackBroker, connack, start_stack_broker
 from twin.contract.roles import acl_text, roles
 from twin.contract.topics import DEFAULT_PREFIX, Topics
 
@@ -220,3 +227,130 @@ def test_the_roles_table_of_the_security_guide_is_current() -> None:
     table = doc.split("<!-- roles table: python -m twin.contract.roles --markdown -->\n", 1)[1]
     assert table.split("<!-- end roles table -->", 1)[0] == markdown_table(), \
         "stale: python -m twin.contract.roles --markdown, into docs/security.md"
+
+
+# --- each role's real component at its job, on the stack's broker -----------------------------------------
+def _cli(log: Path, *args: str, role: str, broker: StackBroker, extra_env: dict[str, str] | None = None
+         ) -> subprocess.Popen[str]:
+    """``orbitwin ARGS`` as ``role`` over TLS (credentials in the environment, as in the compose stack)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORBITWIN_", "MQTT_", "GRAFANA_"))}
+    env |= {"ORBITWIN_MQTT_USERNAME": role, "ORBITWIN_MQTT_PASSWORD": broker.password(role), **(extra_env or {})}
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "orbitwin.cli", *args, "--mqtt", broker.url.replace(
+            "127.0.0.1", "localhost"), "--mqtt-ca", str(broker.ca)], stdout=out, stderr=subprocess.STDOUT, text=True,
+            env=env)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def twin(broker: StackBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    d = tmp_path_factory.mktemp("twin")
+    watcher = Client(broker, "observer", (f"{P}/#",))
+    proc = _cli(d / "twin.log", "run", "--count", "3", "--dt", "0.25", "--sat-rates", f"{SAT}:payload=4,hk=4",
+                "--plain", "--refresh", "0", "--state-dir", str(d), "--client-id", "orbitwin-twin", role="twin",
+                broker=broker)
+    try:
+        wait_for(lambda: any(t == f"{P}/state" and b'"online"' in p for t, p in watcher.received)
+                 or proc.poll() is not None, 90, 0.1, what="twin birth")
+        assert proc.poll() is None, (d / "twin.log").read_text()
+        yield {"watcher": watcher, "dir": d}
+    finally:
+        _stop(proc)
+        watcher.close()
+
+
+def _json(c: Client, topic: str) -> list[dict[str, Any]]:
+    with c.lock:
+        return [json.loads(p) for t, p in c.received if t == topic]
+
+
+def test_the_operator_commands_and_injects_faults_the_observer_cannot(broker: StackBroker, twin: dict[str, Any],
+                                                                      tmp_path: Path) -> None:
+    scenario = tmp_path / "ops.toml"
+    scenario.write_text(f'[[request]]\nsat = "{SAT}"\ncommand = "throttle"\nargs = {{ factor = 0.75 }}\n\n'
+                        f'[[request]]\nsat = "{SAT}"\nfault = "seu_burst"\nargs = {{ count = 3 }}\n')
+    op = _cli(tmp_path / "op.log", "scenario", "publish", str(scenario), role="operator", broker=broker)
+    assert op.wait(60) == 0, (tmp_path / "op.log").read_text()
+    statuses = [json.loads(line)["status"] for line in (tmp_path / "op.log").read_text().splitlines()
+                if line.startswith("{")]
+    assert statuses == ["accepted", "accepted"]
+    # the observer (and a bridge) sending the same: refused by the broker, so the twin never answers
+    for role in ("observer", "influx-bridge", "serial-bridge"):
+        c = Client(broker, role, ())
+        try:
+            rid = f"{role}-{uuid.uuid4().hex[:6]}"
+            mid = c.publish(f"{P}/sat/{SAT}/cmd", json.dumps({"command": "enter_safe_mode", "id": rid}).encode())
+            wait_for(lambda: mid in c.acks, 5, what="PUBACK")
+            assert c.acks[mid] == NOT_AUTHORISED, role
+        finally:
+            c.close()
+    time.sleep(1.0)
+    replies = _json(twin["watcher"], f"{P}/sat/{SAT}/reply") + [
+        json.loads(p) for t, p in list(twin["watcher"].received) if t.endswith("/reply")]
+    assert not any(str(r.get("id", "")).startswith(("observer-", "influx-bridge-", "serial-bridge-")) for r in replies)
+
+
+def test_the_serial_bridge_binds_a_board_to_the_twin(broker: StackBroker, twin: dict[str, Any],
+                                                     tmp_path: Path) -> None:
+    from orbitwin_fw_host import start_sims, stop_sims
+
+    watcher = twin["watcher"]
+    sims = start_sims(1, seed=7, mode="thread")
+    bridge = _cli(tmp_path / "serial.log", "bridge", "serial", "--port", sims[0].port_path, "--sat", SAT,
+                  "--report-every", "1", role="serial-bridge", broker=broker)
+    try:
+        wait_for(lambda: any(s.get("linked") for s in _json(watcher, f"{P}/board/{SAT}/state"))
+                 or bridge.poll() is not None, 30, 0.1, what="board online")
+        assert bridge.poll() is None, (tmp_path / "serial.log").read_text()
+        # the twin read the board's state and measurements: its payload is the board's
+        wait_for(lambda: any(m["fields"]["payload_source"] == 1 for m in _json(watcher, f"{P}/sat/{SAT}/tm/payload")),
+                 30, 0.1, what="payload from the board")
+    finally:
+        _stop(bridge)
+        stop_sims(sims)
+
+
+def test_the_influx_bridge_stores_and_its_health_check_passes(broker: StackBroker, twin: dict[str, Any],
+                                                              influxd: Any, tmp_path: Path) -> None:
+    db = f"acl{uuid.uuid4().hex[:6]}"
+    influxd.create_database(db)
+    bridge = _cli(tmp_path / "influx.log", "bridge", "influx", "--influx", influxd.url, "--db", db,
+                  "--spool-dir", str(tmp_path / "spool"), "--dead-letter", str(tmp_path / "dead.jsonl"),
+                  "--report-every", "0.5", role="influx-bridge", broker=broker)
+    try:
+        def stored() -> int:
+            rows = influxd.points(f"SELECT count(\"seq\") AS n FROM hk WHERE sat='{SAT}'", db)
+            return int(rows[0]["n"]) if rows else 0
+
+        wait_for(lambda: stored() >= 5 or bridge.poll() is not None, 60, 0.2, what="points stored")
+        assert bridge.poll() is None, (tmp_path / "influx.log").read_text()
+        # the compose health check of the influx bridge, with the bridge's own credentials
+        spec = importlib.util.spec_from_file_location("orbitwin_healthcheck", REPO / "docker" / "healthcheck.py")
+        assert spec and spec.loader
+        hc = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(hc)
+        env = {"MQTT_URL": broker.url.replace("127.0.0.1", "localhost"), "MQTT_CA": str(broker.ca),
+               "ORBITWIN_MQTT_USERNAME": "influx-bridge", "ORBITWIN_MQTT_PASSWORD": broker.password("influx-bridge"),
+               "MQTT_USER_ENV": "ORBITWIN_MQTT_USERNAME", "MQTT_PASSWORD_ENV": "ORBITWIN_MQTT_PASSWORD"}
+        saved = dict(os.environ)
+        os.environ.update(env)
+        try:
+            assert hc.main(["mqtt-bridge-status", "influx"]) == 0
+            os.environ["ORBITWIN_MQTT_USERNAME"] = "grafana-bridge"  # may not read it: unhealthy
+            os.environ["ORBITWIN_MQTT_PASSWORD"] = broker.password("grafana-bridge")
+            hc.TIMEOUT_S = 3.0
+            assert hc.main(["mqtt-bridge-status", "influx"]) == 1
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    finally:
+        _stop(bridge)

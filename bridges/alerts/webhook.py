@@ -8,7 +8,8 @@ ignored). It is authenticated by HTTP basic auth and/or ``Authorization: Bearer 
 constant time (the CLI reads them from the environment or files, never the command line). Each
 alert goes through the rule table (:mod:`bridges.alerts.rules`: dedup by fingerprint + status,
 rate limits); each resulting command is published to ``{prefix}/sat/{sat}/cmd`` (or
-``{prefix}/fleet/cmd`` with ``select``) with MQTT 5 response topic + correlation data (over MQTT
+``{prefix}/fleet/cmd`` with ``select``), signed when the settings hold a signer (a twin started with
+``--keys`` takes only signed requests), with MQTT 5 response topic + correlation data (over MQTT
 3.1.1: ``reply_to`` in the request), and the twin's replies are awaited asynchronously (the HTTP
 answer does not wait for them).
 
@@ -34,7 +35,8 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -61,6 +63,8 @@ class GrafanaBridgeSettings:
     max_body_bytes: int = 1 << 20
     reply_timeout_s: float = 30.0
     bridge_id: str = "grafana"
+    # signs each command: (topic, request) -> payload bytes (twin.contract.request_auth.Signer); None: unsigned
+    signer: Callable[[str, Mapping[str, Any]], bytes] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.mqtt = MqttSettings.coerce(self.mqtt)
@@ -198,8 +202,8 @@ class GrafanaBridge:
         topic = self.topics.request(a.sat or None, "cmd")
         with self.lock:
             self.pending[rid] = {"sent": time.monotonic(), "sat": a.sat, "detail": detail}
-        info = self.conn.publish(topic, json.dumps(body, separators=(",", ":")), qos=1,
-                                 properties=reply_properties(self.reply_topic, rid.encode()))
+        payload = self.s.signer(topic, body) if self.s.signer else json.dumps(body, separators=(",", ":")).encode()
+        info = self.conn.publish(topic, payload, qos=1, properties=reply_properties(self.reply_topic, rid.encode()))
         self.counters["commands_published"] += 1
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             self.counters["publish_queued_offline"] += 1  # paho keeps QoS 1 messages and sends them on reconnect
