@@ -1,13 +1,25 @@
 """Grafana 11 alert rules (file provisioning), contact point and notification policy, from the schema.
 
-Per-satellite rules: one per red limit side of every limited field. Their InfluxQL keeps only
-points beyond the limit (``WHERE field > red_high``) over a short window and groups by ``sat``,
-so Grafana gets a series (an alert instance, labelled ``sat``) only for satellites in alarm,
-not 10,000 instances per rule. The query still reads every satellite's points in the window:
-``satellites x packet rate x window`` (10,000 x 1 Hz x 30 s = 300k points for an ``hk`` rule
-every 30 s; 30k for a 0.1 Hz ``thermal`` one). No alarm means no series: ``noDataState: OK``.
+Per-satellite rules: one per red limit side of every limited field. Their InfluxQL takes each
+satellite's latest sample per run (``last()`` grouped by ``sat`` and ``run``) and keeps it only
+when it is beyond the limit (``WHERE field > red_high`` around that subquery), so Grafana gets a
+series (an alert instance, labelled ``sat`` and ``run``) only for satellites in alarm now, not
+10,000 instances per rule. No alarm means no series: ``noDataState: OK``.
 
-Fleet rules read the ``fleet`` aggregates the twin writes every tick (one series, a few points).
+Sim time and the window. Points carry sim time; Grafana evaluates ``now()`` on the wall clock.
+A paced run starts its sim clock at the wall clock (``orbitwin run`` without ``--start``), so
+at ``xN`` its sim time runs ahead of the wall clock. InfluxDB 1.x gives a query with only a
+lower time bound and no ``GROUP BY time()`` no upper bound (checked on influxd 1.6.7:
+``time > now() - 60s`` returns points an hour in the future), so ``time > now() - Ns`` holds
+the latest samples of every run whose sim clock is at or ahead of the wall clock, whatever its
+speed, and ``last()`` picks them. A run whose sim time lies in the past (``--speed max`` at
+the catalogue epoch, or ``--start`` in the past) is not evaluated. Cost: the rule reads each
+satellite's points from ``now() - N`` on, ``satellites x packet rate x window`` at real time
+(10,000 x 1 Hz x 30 s = 300k points for an ``hk`` rule) and the run's points ahead of the wall
+clock at ``xN``. A run that ended ahead of the wall clock keeps its last samples in the window
+until the wall clock passes them: its alerts carry its ``run`` label.
+
+Fleet rules read the ``fleet`` aggregates the twin writes every tick (one series per run).
 Queries carry their own ``time > now() - Ns`` and no ``$`` at all: Grafana interpolates
 environment variables in provisioned alerting files (labels, queries), and annotations use
 ``{{ $labels.sat }}``, which it leaves alone.
@@ -83,14 +95,15 @@ def limit_rules(f: Field) -> list[dict[str, Any]]:
             select, cond, agg, op = f'count("{f.name}")', f'"{f.name}" = true', "count", "gt"
         else:
             select, cond = f'{agg}("{f.name}")', f'"{f.name}" {cmp} {value!r}'
-        q = (f'SELECT {select} AS "{f.name}" FROM "{f.packet}" WHERE {cond} AND time > now() - {window}s '
-             f'GROUP BY "sat"')
+        latest = (f'SELECT last("{f.name}") AS "{f.name}" FROM "{f.packet}" WHERE time > now() - {window}s '
+                  f'GROUP BY "sat", "run"')
+        q = f'SELECT {select} AS "{f.name}" FROM ({latest}) WHERE {cond} GROUP BY "sat", "run"'
         what = "true" if is_boolean(f) else f"{cmp} {value:g} {f.unit}".rstrip()
         side = limit.removeprefix("red_")
         out.append(_rule(
             limit_rule_uid(f.name, limit), limit_rule_title(f.name, limit),
             _data(q, window, agg if agg != "count" else "max", op, value), severity="critical", scope="satellite",
-            summary=f"{{{{ $labels.sat }}}}: {f.name} {what} (red {side} limit)",
+            summary=f"{{{{ $labels.sat }}}}: {f.name} {what} (red {side} limit, run {{{{ $labels.run }}}})",
             description=f"{f.description} ({f.packet} packet) crossed its red {side} limit {value:g} {f.unit}; "
                         f"value {{{{ $values.B }}}}."))
     return out
@@ -98,12 +111,12 @@ def limit_rules(f: Field) -> list[dict[str, Any]]:
 
 def fleet_rules() -> list[dict[str, Any]]:
     """Rules on the fleet aggregates and the pipeline's own counters (one series each)."""
-    def last(meas: str, fld: str, window: int = 60, agg: str = "last", group: str = "") -> str:
+    def last(meas: str, fld: str, window: int = 60, agg: str = "last", group: str = ' GROUP BY "run"') -> str:
         return f'SELECT {agg}("{fld}") AS "{fld}" FROM "{meas}" WHERE time > now() - {window}s{group}'
 
     return [
         _rule("orbitwin-fleet-red", "Fleet: satellites at a red limit", _data(last("fleet", "red"), 60, "last", "gt", 0),
-              severity="critical", scope="fleet", summary="{{ $values.B }} satellites at a red limit",
+              severity="critical", scope="fleet", summary="Run {{ $labels.run }}: {{ $values.B }} satellites at a red limit",
               description="fleet.red > 0: see the per-satellite limit alerts and the fleet overview.", no_data="NoData"),
         _rule("orbitwin-fleet-latched", "Fleet: satellites with latched devices",
               _data(last("fleet", "latched"), 60, "last", "gt", 0), severity="warning", scope="fleet",
@@ -112,7 +125,7 @@ def fleet_rules() -> list[dict[str, Any]]:
               severity="warning", scope="fleet", summary="{{ $values.B }} satellites in safe mode",
               description="fleet.safe > 0: FDIR put satellites in safe mode."),
         _rule("orbitwin-fleet-silent", "Fleet telemetry silent",
-              _data(last("fleet", "sats", 60, "count"), 60, "last", "lt", 1), severity="critical", scope="pipeline",
+              _data(last("fleet", "sats", 60, "count", ""), 60, "last", "lt", 1), severity="critical", scope="pipeline",
               summary="No fleet summary stored for 60 s", no_data="Alerting", for_="1m",
               description="Twin, broker, bridge or InfluxDB down: no fleet point in the last minute."),
         _rule("orbitwin-bridge-spool", "Bridge spooling (InfluxDB writes failing)",

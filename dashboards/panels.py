@@ -2,7 +2,14 @@
 
 Everything about a telemetry field (unit, limits, enum labels) comes from :mod:`twin.schema.telemetry`;
 the queries follow the InfluxDB schema of :mod:`bridges.influx.line_protocol` (a measurement per
-packet with the ``sat`` tag; ``events``; ``fleet``; ``twin``; ``bridge``).
+packet with the ``sat`` tag; ``events``; ``fleet``; ``twin``; ``bridge``; ``runs``; every point
+tagged ``run``).
+
+Runs: every dashboard has the variable ``$run`` (the runs in the ``runs`` measurement, newest
+first, so it defaults to the latest run) and :func:`dashboard` scopes every panel and annotation
+query to it (:func:`run_scoped`). Every dashboard opens with a "Runs" table whose rows link to
+the same dashboard on that run and its sim window (sim time is not wall time at ``xN`` or with
+``--start``).
 """
 
 from __future__ import annotations
@@ -127,6 +134,52 @@ def latest_per_sat_query(measurement: str, fields: dict[str, str], where: str = 
     cond = f"{where} AND " if where else ""
     return (f'SELECT {cols} FROM "{measurement}" WHERE {cond}time > ${{__to}}ms - {window_s(measurement)}s '
             f'AND time <= ${{__to}}ms GROUP BY "sat"')
+
+
+RUN_VAR = "run"
+RUN_WHERE = "\"run\" = '$run'"
+RUNS_TABLE_QUERY = ('SELECT last("sim_start_ms") AS "sim_start_ms", last("sim_latest_ms") AS "sim_latest_ms", '
+                    'last("wall_start_ms") AS "wall_start_ms", last("sats") AS "sats", last("speed") AS "speed" '
+                    'FROM "runs" GROUP BY "run"')
+RUN_VAR_QUERY = 'SHOW TAG VALUES FROM "runs" WITH KEY = "run"'
+RUNS_TABLE_H = 5
+
+
+def run_scoped(query: str) -> str:
+    """``query`` restricted to the dashboard's run (``"run" = '$run'`` first in its WHERE clause).
+
+    The ``runs`` table lists every run and stays unscoped; any other query must have a WHERE clause.
+    """
+    if query == RUNS_TABLE_QUERY or RUN_WHERE in query:
+        return query
+    head, sep, tail = query.partition(" WHERE ")
+    if not sep:
+        raise ValueError(f"a dashboard query without a WHERE clause cannot be scoped to the run: {query}")
+    return f"{head} WHERE {RUN_WHERE} AND {tail}"
+
+
+def run_variable() -> dict[str, Any]:
+    """``$run``: the runs stored, numerically descending (run ids grow with their start), so the latest is the default."""
+    return {"name": RUN_VAR, "label": "Run", "type": "query", "datasource": DS, "query": RUN_VAR_QUERY,
+            "definition": RUN_VAR_QUERY, "refresh": 2, "sort": 4, "multi": False, "includeAll": False, "regex": "",
+            "hide": 0, "current": {}, "options": [],
+            "description": "Twin run (newest first); the Runs table opens a run on its sim window"}
+
+
+def runs_table(uid: str) -> dict[str, Any]:
+    """Every run with its sim window; a row's link opens dashboard ``uid`` on that run and window."""
+    link = (f"/d/{uid}/?var-run=${{__data.fields.run}}&from=${{__data.fields.sim_start_ms}}"
+            f"&to=${{__data.fields.sim_latest_ms}}")
+    times = [override(name, unit="dateTimeAsIso") for name in ("sim_start_ms", "sim_latest_ms", "wall_start_ms")]
+    fc = field_config(overrides=[*times, override("run", links=[{"title": "Open this run on its sim window",
+                                                                 "url": link}])])
+    t = table("Runs (newest first): click a run to open it on its sim window", [target(RUNS_TABLE_QUERY, fmt="table")],
+              fc, description="One row per twin run (the runs measurement the InfluxDB bridge writes): sim start, "
+                              "latest sim time, wall-clock start, satellites, measured speed (sim s per wall s). "
+                              "The dashboard's time range is wall-clock time; a run paced faster than real time, or "
+                              "started with --start, lies elsewhere in time: open it from here.")
+    t["options"]["sortBy"] = [{"displayName": "run", "desc": True}]
+    return t
 
 
 def field_config(unit: str = "none", thr: dict[str, Any] | None = None, *, style: str | None = None,
@@ -272,14 +325,27 @@ def event_annotations(where: str = "") -> list[dict[str, Any]]:
 def dashboard(uid: str, title: str, layout: Layout, *, tags: list[str], annotations: list[dict[str, Any]],
               variables: list[dict[str, Any]] | None = None, refresh: str = "10s", time_from: str = "now-1h",
               description: str = "") -> dict[str, Any]:
+    """The dashboard JSON: a "Runs" table on top, ``$run`` first among the variables, every query scoped to it."""
+    runs = runs_table(uid)
+    runs["id"] = layout.next_id
+    runs["gridPos"] = {"h": RUNS_TABLE_H, "w": 24, "x": 0, "y": 0}
+    panels = [runs]
+    for p in layout.panels:
+        p["gridPos"] = {**p["gridPos"], "y": p["gridPos"]["y"] + RUNS_TABLE_H}
+        for t in p.get("targets", []):
+            t["query"] = run_scoped(t["query"])
+        panels.append(p)
+    for a in annotations:
+        a["query"] = a["target"]["query"] = run_scoped(a["query"])
     builtin = {"builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True, "hide": True,
                "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts", "type": "dashboard"}
     return {"uid": uid, "title": title, "description": description, "tags": ["orbitwin", *tags],
             "timezone": "utc", "editable": True, "graphTooltip": 1, "refresh": refresh,
             "schemaVersion": SCHEMA_VERSION_GRAFANA, "version": 1, "time": {"from": time_from, "to": "now"},
-            "annotations": {"list": [builtin, *annotations]}, "templating": {"list": variables or []},
-            "links": [{"type": "dashboards", "tags": ["orbitwin"], "asDropdown": True, "title": "Orbitwin"}],
-            "panels": layout.panels}
+            "annotations": {"list": [builtin, *annotations]}, "templating": {"list": [run_variable(), *(variables or [])]},
+            "links": [{"type": "dashboards", "tags": ["orbitwin"], "asDropdown": True, "title": "Orbitwin",
+                       "includeVars": True, "keepTime": True}],
+            "panels": panels}
 
 
 def field(name: str) -> Field:

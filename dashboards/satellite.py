@@ -33,8 +33,8 @@ from dashboards.panels import (
 )
 from twin.schema.telemetry import FIELD_BY_NAME, FIELDS, LIMITED_FIELDS, PACKETS, Field
 
-SAT_VAR_QUERY = 'SHOW TAG VALUES FROM "hk" WITH KEY = "sat"'
-HIL_VAR_QUERY = 'SHOW TAG VALUES FROM "events" WITH KEY = "sat" WHERE "kind" = \'hil\''
+SAT_VAR_QUERY = 'SHOW TAG VALUES FROM "hk" WITH KEY = "sat" WHERE "run" = \'$run\''  # the run's satellites
+HIL_VAR_QUERY = 'SHOW TAG VALUES FROM "events" WITH KEY = "sat" WHERE "kind" = \'hil\' AND "run" = \'$run\''
 
 
 def query_variable(name: str, label: str, query: str, multi: bool = False) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bridges.influx.line_protocol import event_line, flat_line, frame_lines
+from bridges.influx.line_protocol import event_line, flat_line, frame_lines, runs_line
 from twin.contract.topics import Topics, header, iso_utc
 from twin.core.payload import HardwareSample
 from twin.runtime.run_loop import FleetOptions, build_twin
@@ -131,15 +131,17 @@ def fill(influxd: Any, db: str, count: int = 50, duration_s: float = 300.0, dt_s
         summary = header(None, t_iso, twin.t_s, BSEQ, tick=twin.tick, **fleet_summary(twin))
         fleet_fields |= {k for k, v in summary.items() if k not in ("v", "t", "t_s", "bseq")
                          and isinstance(v, (int, float)) and v == v}
-        lines.append(flat_line("fleet", summary, _ns(t), skip=("v", "t", "t_s", "bseq")))
+        lines.append(flat_line("fleet", summary, _ns(t), {"run": str(RUN)}, skip=("v", "t", "t_s", "bseq")))
         if tick % 2 == 0:
             lines.append(flat_line("twin", header(None, t_iso, twin.t_s, BSEQ, **_twin_status(twin.tick, counters)),
-                                   _ns(t), skip=("v", "t", "t_s")))
-            lines.append(flat_line("bridge", _bridge_status(tick, len(lines)), _ns(t), tags={"bridge": "influx"},
+                                   _ns(t), {"run": str(RUN)}, skip=("v", "t", "t_s")))
+            lines.append(flat_line("bridge", _bridge_status(tick, len(lines)), _ns(t), tags={"bridge": "influx", "run": str(RUN)},
                                    skip=()))
+    end = jd_to_datetime(twin.now_jd)
+    lines.append(runs_line(RUN, {"sim_start_ms": _ns(start) // 10**6, "sim_latest_ms": _ns(end) // 10**6,
+                                 "wall_start_ms": _ns(now) // 10**6, "sats": count, "dt_s": dt_s}, _ns(now)))
     for k in range(0, len(lines), 5000):
         influxd.write(b"\n".join(lines[k:k + 5000]).decode(), db)
-    end = jd_to_datetime(twin.now_jd)
     twin.close()
     return Filled(_ns(start), _ns(end), names, subject, board_sat, red, fleet_fields, len(lines))
 

@@ -58,3 +58,25 @@ def test_parse_speed(text, value):
 def test_parse_speed_rejects(text):
     with pytest.raises(ValueError):
         parse_speed(text)
+
+
+def test_run_ids_are_unique_per_start_sortable_and_exact_in_a_double():
+    from twin.runtime.clock import new_run_id, run_start_ms
+
+    t = 1796219054.7149  # 2026-12-02T13:44:14.7149Z
+    ids = {new_run_id(t) for _ in range(200)}
+    assert len(ids) > 150  # random suffix: 200 starts in the same millisecond mostly differ
+    assert all(run_start_ms(r) == 1796219054714 and len(str(r)) == 16 and r < 2**53 for r in ids)
+    assert min(new_run_id(t + 0.001) for _ in range(20)) > max(ids)  # a later start sorts after
+
+
+def test_paced_runs_start_at_the_wall_clock_and_max_at_the_catalogue_epoch():
+    from twin.runtime.launch import RunSpec, with_default_start
+    from twin.runtime.run_loop import FleetOptions
+
+    now = 1796219054.7  # 2026-12-02T13:44:14.7Z
+    assert with_default_start(RunSpec(speed="real"), now).fleet.start == "2026-12-02T13:44:14Z"
+    assert with_default_start(RunSpec(speed="x10"), now).fleet.start == "2026-12-02T13:44:14Z"
+    assert with_default_start(RunSpec(speed="max"), now).fleet.start is None  # the catalogue's median epoch
+    given = RunSpec(fleet=FleetOptions(start="2026-06-21T00:00:00Z"), speed="x10")
+    assert with_default_start(given, now).fleet.start == "2026-06-21T00:00:00Z"

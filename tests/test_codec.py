@@ -194,7 +194,7 @@ def test_round_trip_through_encoders_and_line_protocol(case: tuple[str, dict[str
     assert lines == [ln for _, _, ln in frame_lines(frame)]  # one message per satellite == one frame
     for k, line in enumerate(lines):
         head, got, t_ns = parse_line(line)
-        assert head == f"{packet},sat={names[k]}" and t_ns == T_NS and got.pop("seq") == 10 + k
+        assert head == f"{packet},sat={names[k]},run={frame['run']}" and t_ns == T_NS and got.pop("seq") == 10 + k
         for f, col in values.items():
             dtype = FIELD_BY_NAME[f].dtype
             want = expected_json(dtype, col[k])

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 import yaml
 
-from dashboard_data import Filled, fill
+from dashboard_data import RUN, Filled, fill
 from dashboards import build as gen
 from orbitwin.cli.main import main
-from dashboards.panels import DS_UID, UNITS, threshold_steps
+from dashboards.panels import DS_UID, RUN_WHERE, RUNS_TABLE_QUERY, UNITS, threshold_steps
 from twin.schema.telemetry import FIELD_BY_NAME, LIMITED_FIELDS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,10 +171,39 @@ def test_alert_rules_have_grafana_11_fields_and_schema_limits() -> None:
                 continue
             r = by_uid[f"orbitwin-{f.name}-red-{side}"]
             assert r["data"][2]["model"]["conditions"][0]["evaluator"]["params"] == [value]
-            assert r["data"][0]["model"]["query"].endswith('GROUP BY "sat"') and r["labels"]["scope"] == "satellite"
+            assert r["data"][0]["model"]["query"].endswith('GROUP BY "sat", "run"') and r["labels"]["scope"] == "satellite"
             wanted = [w for w in wanted if w != (f.name, side)]
     assert not wanted
     assert "orbitwin-fleet-red" in by_uid
+
+
+def test_every_dashboard_has_the_run_variable_and_every_query_is_scoped_to_it() -> None:
+    """``$run`` first, newest run first (the default), every panel and annotation query filtered on it."""
+    for name, d in DASHBOARDS.items():
+        var = d["templating"]["list"][0]
+        assert (var["name"], var["sort"], var["multi"], var["includeAll"], var["current"]) == ("run", 4, False, False, {})
+        assert var["query"] == 'SHOW TAG VALUES FROM "runs" WITH KEY = "run"', name
+        for v in d["templating"]["list"][1:]:
+            assert RUN_WHERE in v["query"], (name, v["name"])  # chained: the run's satellites only
+        runs = d["panels"][0]
+        assert runs["type"] == "table" and runs["targets"][0]["query"] == RUNS_TABLE_QUERY, name
+        links = [prop["value"] for o in runs["fieldConfig"]["overrides"] for prop in o["properties"]
+                 if prop["id"] == "links"]
+        assert links and links[0][0]["url"].startswith(f"/d/{d['uid']}/?var-run=${{__data.fields.run}}&from="), name
+        for title, q in dashboard_queries(d):
+            if q != RUNS_TABLE_QUERY:
+                assert RUN_WHERE in q.split(" WHERE ", 1)[1], (name, title, q)
+
+
+def test_no_alert_rule_is_bounded_above_by_the_wall_clock() -> None:
+    """Sim time runs ahead of the wall clock at xN: rules have a lower bound only (no upper one, no
+    GROUP BY time(), which would cap the window at now()), and per-satellite and fleet rules label the run."""
+    for r in all_rules():
+        q = r["data"][0]["model"]["query"]
+        assert "time > now() - " in q and "time <" not in q and "GROUP BY time" not in q, r["uid"]
+        if r["labels"]["scope"] == "satellite" or r["uid"] in ("orbitwin-fleet-red", "orbitwin-fleet-latched",
+                                                                "orbitwin-fleet-safe", "orbitwin-twin-lag"):
+            assert q.endswith('"run"'), r["uid"]
 
 
 # --- (c) every query against a real influxd -------------------------------------------------------
@@ -190,8 +219,9 @@ def _regex_escape(s: str) -> str:
     return re.sub(r"([-\[\]{}()*+?.,\\^$|#\s/])", r"\\\1", s)
 
 
-def substitute(q: str, f: Filled, sats: dict[str, str]) -> str:
+def substitute(q: str, f: Filled, sats: dict[str, str], run: str = str(RUN)) -> str:
     start_ms, end_ms = f.start_ns // 10**6, f.end_ns // 10**6
+    q = q.replace("$run", run)
     q = q.replace("$timeFilter", f"time >= {start_ms}ms and time <= {end_ms}ms").replace("$__interval", "20s")
     q = q.replace("${__to}", str(end_ms)).replace("${__from}", str(start_ms))
     for var, value in sats.items():
@@ -220,12 +250,12 @@ def series_of(influxd: Any, db: str, q: str) -> list[dict[str, Any]]:
     return influxd.query(q, db)["results"][0].get("series", [])
 
 
-def _run_panel_query(influxd: Any, db: str, f: Filled, q: str) -> list[dict[str, Any]]:
-    """Series of a query; for per-satellite variables, the first satellite that has data."""
+def _run_panel_query(influxd: Any, db: str, f: Filled, q: str, run: str = str(RUN)) -> list[dict[str, Any]]:
+    """Series of a query (``$run`` = ``run``); for per-satellite variables, the first satellite that has data."""
     candidates = [f.subject, f.board_sat, *f.red_sats.values(), *f.names] if "$sat" in q or "$hil_sat" in q else [None]
     for sat in candidates:
         subst = {} if sat is None else {"hil_sat": f"({_regex_escape(sat)})", "sat": _regex_escape(sat)}
-        series = series_of(influxd, db, substitute(q, f, subst))
+        series = series_of(influxd, db, substitute(q, f, subst, run))
         if series:
             return series
     return []
@@ -256,10 +286,14 @@ def test_template_variables_list_the_satellites(filled: tuple[Any, str, Filled])
     influxd, db, f = filled
     for d in DASHBOARDS.values():
         for v in d["templating"]["list"]:
-            series = series_of(influxd, db, v["query"])
+            series = series_of(influxd, db, v["query"].replace("$run", str(RUN)))
             assert series and series[0]["columns"] == ["key", "value"]
             values = {row[1] for row in series[0]["values"]}
+            if v["name"] == "run":
+                assert str(RUN) in values
+                continue
             assert (f.board_sat in values) if v["name"] == "hil_sat" else (set(f.names) - values == set()), v["name"]
+            assert not series_of(influxd, db, v["query"].replace("$run", "1")), v["name"]  # another run: none
 
 
 def test_geomaps_join_positions_and_state_by_sat(filled: tuple[Any, str, Filled]) -> None:

@@ -353,3 +353,68 @@ def test_v2_path_through_the_bridge_against_a_protocol_level_fake(tmp_path, mosq
         twin.stop()
         bridge.stop()
         fake.stop()
+
+
+def _per_run(influxd, db: str, q: str) -> dict[str, list[list]]:  # type: ignore[no-untyped-def]
+    """Rows of ``q`` (which groups by ``run`` among others) per run tag value."""
+    out: dict[str, list[list]] = {}
+    for s in influxd.query(q, db=db)["results"][0].get("series", []):
+        out.setdefault(s["tags"]["run"], []).extend(s["values"])
+    return out
+
+
+def test_two_runs_with_identical_inputs_are_both_retrievable(tmp_path, mosquitto, influxd, db):
+    """Issue 12: the second run used to overwrite the first (same sim timestamps, no run in storage).
+
+    Two twin processes with identical inputs (start, seed, selection, scenario) and each a fresh
+    state directory (a persisted birth counter alone would give both run 1): every point carries
+    its run, both runs' telemetry, events, fleet summaries, twin status and ``runs`` rows are stored
+    and each run's sequences are complete and stored once.
+    """
+    scenario = tmp_path / "scenario.toml"
+    scenario.write_text(f'seed = 5\n[[request]]\nat = 10\nsat = "{NAMES[0]}"\nfault = "latchup"\nargs = {{ device = 2 }}\n')
+    args = ("--speed", "max", "--duration", "40", "--start", "2026-02-23T00:00:00Z", "--scenario", str(scenario),
+            "--rates", "status=1")
+    bridge = bridge_proc(tmp_path, mosquitto.url, influxd.url, db).start()
+    try:
+        wait_for(lambda: last_status(bridge).get("connected"), 30, 0.2)
+        runs_seen = []
+        for k in range(2):
+            state = tmp_path / f"state{k}"
+            state.mkdir()
+            twin = twin_proc(state, mosquitto.url, SATS, *args).start()
+            assert twin.popen.wait(120) == 0, twin.text()[-2000:]
+            runs_seen.append(int((state / "orbitwin" / "bseq").read_text()))
+            wait_settled(bridge)
+        assert runs_seen[0] != runs_seen[1] and runs_seen[1] > runs_seen[0]
+        counts = expected_counts(SATS, ticks_done(twin))
+        per_run = _per_run(influxd, db, 'SELECT "seq" FROM hk, orbit, power, thermal, payload, radiation '
+                                        'GROUP BY "sat", "run"')
+        assert sorted(per_run) == sorted(map(str, runs_seen))
+        for run in per_run:
+            got: dict[str, list[int]] = {}
+            for s in influxd.query(f'SELECT "seq" FROM hk, orbit, power, thermal, payload, radiation '
+                                   f'WHERE "run" = \'{run}\' GROUP BY "sat"', db=db)["results"][0]["series"]:
+                got.setdefault(s["tags"]["sat"], []).extend(v[1] for v in s["values"])
+            for name, count in zip(NAMES, counts):
+                assert sorted(got[name]) == list(range(int(count))), (run, name)  # complete, once
+        # the same sim timestamps and values in both runs, kept apart by the tag
+        soc = {run: [(t, v) for t, v in rows] for run, rows in _per_run(
+            influxd, db, f'SELECT "battery_soc" FROM hk WHERE "sat" = \'{NAMES[0]}\' GROUP BY "run"').items()}
+        a, b = (soc[str(r)] for r in runs_seen)
+        assert a == b and len(a) == ticks_done(twin)  # hk at 1 Hz
+        for meas, q in (("events", 'SELECT "name" FROM events WHERE "kind" = \'sel\' GROUP BY "run"'),
+                        ("fleet", 'SELECT "sats" FROM fleet GROUP BY "run"'),
+                        ("twin", 'SELECT "tick" FROM twin GROUP BY "run"')):
+            rows = _per_run(influxd, db, q)
+            assert set(rows) == set(map(str, runs_seen)), meas
+            assert len(rows[str(runs_seen[0])]) == len(rows[str(runs_seen[1])]) > 0, meas
+        runs = _per_run(influxd, db, 'SELECT "sim_start_ms", "sim_latest_ms", "sats" FROM runs GROUP BY "run"')
+        start_ms = 1771804800000  # 2026-02-23T00:00:00Z
+        for run in runs_seen:
+            (row,) = runs[str(run)]
+            assert row[1] == start_ms and row[2] == start_ms + (ticks_done(twin)) * 1000 and row[3] == SATS, row
+        assert influxd.query('SELECT count("seq") FROM hk WHERE "run" = \'none\'', db=db)["results"][0].get(
+            "series") is None
+    finally:
+        bridge.stop()

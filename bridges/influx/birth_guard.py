@@ -19,6 +19,11 @@ A telemetry message (a fleet frame or one satellite's message, live or replayed)
   the sim clock can have advanced since at twice the fastest rate measured (``default_rate``
   sim seconds per wall second before one is measured).
 
+The guard also keeps what the ``runs`` measurement stores of each run (:meth:`run_info`): the
+birth's wall time, satellite count, step and seed, and the run's sim window from its clock; and
+it says which run a message that carries only a ``bseq`` belongs to (:meth:`run_of`: the fleet
+summary and the twin status).
+
 Anything else is refused with a reason code (``no_birth``, ``run``, ``bseq``, ``satellite``,
 ``sim_window``). A refused message is not taken as seen, so a real message refused by mistake
 (its birth not arrived yet) is a gap that the twin's replay buffer fills. What the guard cannot
@@ -59,6 +64,7 @@ class BirthGuard:
         self.window_s = window_s
         self.default_rate = default_rate
         self.births: dict[int, int] = {}  # run -> highest bseq born
+        self.birth_info: dict[int, dict[str, float]] = {}  # run -> wall_start_ms, sats, dt_s, seed of its birth
         self.run: int | None = None  # the current birth's run
         self.bseq: int | None = None
         self.sats: dict[int, frozenset[str]] = {}  # run -> catalogue names
@@ -82,10 +88,18 @@ class BirthGuard:
         self.births_seen += 1
         new = run not in self.births
         self.births[run] = max(self.births.get(run, bseq), bseq)
+        if new or run not in self.birth_info:
+            wall = msg.get("wall_time")
+            info = {"wall_start_ms": float(wall) * 1000.0} if isinstance(wall, (int, float)) and math.isfinite(wall) else {}
+            for key in ("sats", "dt_s", "seed"):
+                if isinstance(msg.get(key), (int, float)) and not isinstance(msg.get(key), bool):
+                    info[key] = msg[key]
+            self.birth_info[run] = info
         if self.run is None or run >= self.run:
             self.run, self.bseq = run, self.births[run]
         for old in sorted(self.births)[:-MAX_RUNS]:
             del self.births[old]
+            self.birth_info.pop(old, None)
             self.sats.pop(old, None)
             self._sorted.pop(old, None)
             self.clocks.pop(old, None)
@@ -106,6 +120,26 @@ class BirthGuard:
         """Whether ``name`` is in the current run's catalogue (None while no catalogue is known)."""
         names = self.sats.get(self.run) if self.run is not None else None
         return None if names is None else name in names
+
+    def run_of(self, bseq: Any) -> int | None:
+        """The run a connection's ``bseq`` belongs to (``run <= bseq <=`` its highest birth); None if unknown."""
+        if type(bseq) is not int:
+            return None
+        for run, hi in self.births.items():
+            if run <= bseq <= hi:
+                return run
+        return None
+
+    def run_info(self, run: int) -> dict[str, float]:
+        """What the ``runs`` measurement stores of a run: its birth (wall start, sats, dt, seed) and sim window (ms)."""
+        info: dict[str, float] = dict(self.birth_info.get(run, {}))
+        clock = self.clocks.get(run)
+        if clock is not None:
+            info["sim_start_ms"] = clock.epoch_ns // 1_000_000
+            info["sim_latest_ms"] = clock.epoch_ns // 1_000_000 + int(clock.t_s_hi * 1000)
+            if clock.rate > 0:
+                info["speed"] = round(clock.rate, 3)
+        return info
 
     # --- telemetry ------------------------------------------------------------------------
     def check(self, run: Any, bseq: Any, sats: list[str], t_ns: int, t_s: Any, wall: float) -> str | None:
@@ -157,6 +191,7 @@ class BirthGuard:
     def to_state(self) -> dict[str, Any]:
         """JSON-ready state (births, catalogues, clocks)."""
         return {"births": {str(r): b for r, b in self.births.items()}, "run": self.run, "bseq": self.bseq,
+                "birth_info": {str(r): i for r, i in self.birth_info.items()},
                 "sats": {str(r): n for r, n in self._sorted.items()},
                 "clocks": {str(r): [c.epoch_ns, c.t_s_hi, c.wall_hi, c.rate, c.sample_t_s, c.sample_wall]
                            for r, c in self.clocks.items()}}
@@ -164,6 +199,8 @@ class BirthGuard:
     def load_state(self, state: dict[str, Any]) -> None:
         """Resume from :meth:`to_state`'s output."""
         self.births = {int(r): int(b) for r, b in state.get("births", {}).items()}
+        self.birth_info = {int(r): {str(k): float(v) for k, v in i.items()}
+                           for r, i in state.get("birth_info", {}).items()}
         self.run, self.bseq = state.get("run"), state.get("bseq")
         self._sorted = {int(r): sorted(map(str, n)) for r, n in state.get("sats", {}).items()}
         self.sats = {r: frozenset(n) for r, n in self._sorted.items()}

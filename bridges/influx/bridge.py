@@ -21,7 +21,12 @@ Delivery, step by step:
    ``state_every_s``, which only costs a replay of what is already stored (idempotent). The
    sequences of a run whose birth the bridge saw start at 0; a bridge with no saved state joining
    a running twin starts at the first message it sees.
-6. Only telemetry consistent with the twin's births is stored (:mod:`bridges.influx.birth_guard`:
+6. Every point carries the twin run it came from (tag ``run``; the fleet summary and twin
+   status, which carry only a ``bseq``, get the run that ``bseq`` belongs to): a restart of the
+   twin never overwrites an earlier run's points. Sequences, gaps, replays and duplicates are per
+   run. Each run's sim window is kept in the ``runs`` measurement (one point per run, rewritten
+   with every report) for the dashboards' run variable and "Runs" table.
+7. Only telemetry consistent with the twin's births is stored (:mod:`bridges.influx.birth_guard`:
    a born run and bseq — earlier connections of a run included, so replays are stored — a
    satellite of the run's catalogue, a sim time on the run's clock). Anything else is
    dead-lettered as ``inconsistent`` with the reason and counted (``refused_telemetry``,
@@ -60,7 +65,7 @@ from bridges.influx.birth_guard import BirthGuard
 from bridges.influx.dead_letter import DeadLetters
 from bridges.influx.drop_ledger import DropLedger
 from bridges.influx.writer import IsolationResult, write_isolating
-from bridges.influx.line_protocol import (MappingError, event_line, flat_line, frame_lines, message_lines, reply_line,
+from bridges.influx.line_protocol import (MappingError, event_line, flat_line, frame_lines, run_tag, runs_line, message_lines, reply_line,
                                           time_ns)
 from bridges.mqtt_consumer import SequenceTracker, seq_ranges
 from bridges.influx.sequence_state import StateFile
@@ -151,6 +156,7 @@ class InfluxBridge:
         self._following = self.resumed  # a birth has been followed (before this start, or since)
         self._state_dirty = False
         self._state_saved_at = float("-inf")
+        self._runs_dirty: set[int] = set()  # runs whose ``runs`` point is to be (re)written
         self.counters: Counter[str] = Counter()
         self.latency_ms: list[float] = []
         self.gap_since: dict[tuple[str, int], float] = {}
@@ -269,6 +275,7 @@ class InfluxBridge:
                 raise _Refused(why)
             self.guard.accept(run, t_ns, float(t_s), wall)  # check() made sure t_s is a number
             self._state_dirty = True
+            self._runs_dirty.add(run)
             # a row seen before (a redelivery or a replay) is a copy: the ledger must not count it twice
             copies = tuple(k for k, (sat, seq, _) in enumerate(rows)
                            if self.tracker.observe(sat, run, seq) == "duplicate")
@@ -279,11 +286,13 @@ class InfluxBridge:
             line = event_line(obj, self.guard.known_satellite)
         elif leaf in ("reply", "errors"):
             route = self.topics.parse_request_topic(m.topic)  # ("sat", sat, "reply") for a satellite's replies
-            line = reply_line(obj, route[1] if route else None, self.guard.known_satellite)
+            line = reply_line(obj, route[1] if route else None, self.guard.known_satellite, self._run_of(obj))
         elif leaf == "summary":
-            line = flat_line("fleet", obj, time_ns(obj.get("t")), skip=("v", "t", "t_s", "bseq"))
+            line = flat_line("fleet", obj, time_ns(obj.get("t")), {"run": run_tag(self._run_of(obj))},
+                             skip=("v", "t", "t_s", "bseq"))
         elif leaf == "status":
-            line = flat_line("twin", obj, time_ns(obj.get("t")), skip=("v", "t", "t_s"))
+            line = flat_line("twin", obj, time_ns(obj.get("t")), {"run": run_tag(self._run_of(obj))},
+                             skip=("v", "t", "t_s"))
         else:
             raise MappingError(f"no mapping for topic {m.topic}")
         out.add([line])
@@ -319,6 +328,14 @@ class InfluxBridge:
         self.counters["acked"] += len(batch)
         self.lag_s = time.monotonic() - batch[0].arrived  # how long the oldest message waited for its ack
 
+    def _run_of(self, obj: dict[str, Any]) -> int | None:
+        """The run of a message: its own ``run``, else the run of its ``bseq``, else the run followed now."""
+        run = obj.get("run")
+        if type(run) is int:
+            return run
+        found = self.guard.run_of(obj.get("bseq"))
+        return found if found is not None else self.guard.run
+
     def _on_state(self, m: _Msg) -> None:
         """A birth or death on ``{prefix}/state``: the guard follows the births.
 
@@ -327,6 +344,8 @@ class InfluxBridge:
         delivered live (not retained) that is the run's first connection.
         """
         run = self.guard.on_state(m.payload)
+        if run is not None:
+            self._runs_dirty.add(run)
         if run is not None and (self._following or (not m.retain and self.guard.births[run] == run)):
             self.tracker.from_zero_runs.add(run)
         self._following = self._following or self.guard.run is not None
@@ -539,11 +558,21 @@ class InfluxBridge:
         st = self.status()
         self.conn.publish(self.topics.bridge(self.s.bridge_id, "status"),
                           json.dumps({"v": 1, "bridge": self.s.bridge_id, "wall_time": time.time(), **st}), qos=0)
-        line = flat_line("bridge", st, time.time_ns(), tags={"bridge": self.s.bridge_id}, skip=())
+        lines = [flat_line("bridge", st, time.time_ns(), tags={"bridge": self.s.bridge_id, "run": run_tag(self.guard.run)},
+                           skip=())]
+        runs = sorted(r for r in self._runs_dirty if r in self.guard.births)
+        lines += [runs_line(r, self.guard.run_info(r), self._run_start_ns(r)) for r in runs]
         if self.db_ok and not self.spool.segments:
-            res = write_isolating(self.writer, [line])
+            res = write_isolating(self.writer, lines)
             if res.pending:
                 self.db_ok = False
+            else:
+                self._runs_dirty.clear()  # a failed write keeps them dirty: the next report writes them again
+
+    def _run_start_ns(self, run: int) -> int:
+        """The timestamp of a run's ``runs`` point: its birth's wall time (else its id's), fixed for the run."""
+        ms = self.guard.birth_info.get(run, {}).get("wall_start_ms")
+        return int(ms) * 1_000_000 if ms is not None else (run // 1000) * 1_000_000  # ids: Unix ms x 1000 + suffix
 
 
 def _telemetry_of(seg: Segment) -> list[tuple[int, bytes, int | None]]:

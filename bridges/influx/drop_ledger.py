@@ -24,7 +24,7 @@ import bisect
 from collections.abc import Callable
 from typing import Any
 
-from bridges.influx.line_protocol import TelemetryPoint, telemetry_point
+from bridges.influx.line_protocol import TelemetryPoint, run_tag, telemetry_point
 
 __all__ = ["DropLedger", "SeqIntervals"]
 
@@ -101,7 +101,8 @@ class DropLedger:
     def __init__(self, audit_max_points: int = 200_000) -> None:
         self.audit_max_points = audit_max_points
         self._counted: dict[tuple[str, int], SeqIntervals] = {}
-        self._audit: dict[tuple[str, str, int], tuple[int | None, int]] = {}  # identity -> (run, seq)
+        # identity (measurement, sat, time, run tag) -> (run, seq)
+        self._audit: dict[tuple[str, str, int, str], tuple[int | None, int]] = {}
         self.counted = 0  # points counted as dropped (some may be restored later)
         self.restored = 0  # counted, then a copy was stored
         self.found_stored = 0  # audited and found in the database
@@ -154,7 +155,7 @@ class DropLedger:
             p = telemetry_point(line)
         except ValueError:
             return
-        if self._audit.pop((p.measurement, p.sat, p.t_ns), None) is not None:
+        if self._audit.pop((p.measurement, p.sat, p.t_ns, run_tag(run)), None) is not None:
             self.found_stored += 1
         elif run is not None and (ivs := self._counted.get((p.sat, run))) is not None and ivs.discard(p.seq):
             self.restored += 1
@@ -166,14 +167,14 @@ class DropLedger:
         """
         if not self._audit:
             return
-        statements = sorted({(m, t) for m, _, t in self._audit})
-        found: set[tuple[str, str, int]] = set()
+        statements = sorted({(m, t) for m, _, t, _ in self._audit})
+        found: set[tuple[str, str, int, str]] = set()
         for k in range(0, len(statements), _STATEMENTS_PER_QUERY):
             chunk = statements[k:k + _STATEMENTS_PER_QUERY]
-            q = ";".join(f'SELECT "seq" FROM "{_ident(m)}" WHERE time = {t} GROUP BY "sat"' for m, t in chunk)
+            q = ";".join(f'SELECT "seq" FROM "{_ident(m)}" WHERE time = {t} GROUP BY "sat", "run"' for m, t in chunk)
             for row in query(q):
                 if row.get("seq") is not None and row.get("sat") is not None:
-                    found.add((str(row["_measurement"]), str(row["sat"]), int(row["time"])))
+                    found.add((str(row["_measurement"]), str(row["sat"]), int(row["time"]), str(row.get("run"))))
         for key, (run, seq) in list(self._audit.items()):
             del self._audit[key]
             if key in found:
@@ -195,7 +196,7 @@ class DropLedger:
         self.counted += 1
 
     def _to_audit(self, p: TelemetryPoint, run: int | None) -> None:
-        key = (p.measurement, p.sat, p.t_ns)
+        key = (p.measurement, p.sat, p.t_ns, run_tag(run))
         if key in self._audit:
             return  # the same point is already waiting
         if len(self._audit) >= self.audit_max_points:

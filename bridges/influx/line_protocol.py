@@ -3,18 +3,27 @@
 Measurements (tags; fields; timestamp):
 
 * ``hk``, ``orbit``, ``power``, ``thermal``, ``payload``, ``radiation`` — one per telemetry
-  packet (``sat``; the packet's schema fields, typed as the schema says, plus the message's
-  ``seq`` integer; the packet's sim time). Null and non-finite values are left out (InfluxDB has
-  no null; field types and non-finite handling are :mod:`twin.schema.codec`'s). The twin run and
-  birth sequence are not stored per point: they identify MQTT sessions, not data, and every
-  extra field costs ingest (the whole fleet writes ~17,000 points/s).
-* ``events`` (``sat`` or ``fleet``, ``kind``, ``severity``; ``name``, ``detail`` (JSON), ``seq``,
-  ``run``; sim time + ``seq mod 10^6`` ns so that events of one tick never overwrite each other).
-* ``replies`` (``sat`` or ``fleet``, ``status``, ``request``; ``id``, ``reason``, ``field``,
+  packet (``sat``, ``run``; the packet's schema fields, typed as the schema says, plus the
+  message's ``seq`` integer; the packet's sim time). Null and non-finite values are left out
+  (InfluxDB has no null; field types and non-finite handling are :mod:`twin.schema.codec`'s).
+  The birth sequence is not stored: it identifies an MQTT session, not data.
+* ``events`` (``sat`` or ``fleet``, ``kind``, ``severity``, ``run``; ``name``, ``detail`` (JSON),
+  ``seq``; sim time + ``seq mod 10^6`` ns so that events of one tick never overwrite each other).
+* ``replies`` (``sat`` or ``fleet``, ``status``, ``request``, ``run``; ``id``, ``reason``, ``field``,
   ``message``, ``result`` (JSON), ``seq``; sim time + ``seq mod 10^6`` ns).
-* ``fleet`` (no tags; the fleet summary: counts per state, power, compute; sim time).
-* ``twin`` (no tags; the twin's runtime status counters; sim time).
-* ``bridge`` (``bridge``; the bridge's own counters; wall time).
+* ``fleet`` (``run``; the fleet summary: counts per state, power, compute; sim time).
+* ``twin`` (``run``; the twin's runtime status counters; sim time).
+* ``bridge`` (``bridge``, ``run``: the run the bridge follows; the bridge's own counters; wall time).
+* ``runs`` (``run``; the run's sim window ``sim_start_ms`` .. ``sim_latest_ms``, its wall-clock
+  start ``wall_start_ms``, ``sats``, ``dt_s``, ``seed``, the measured ``speed``; one point per
+  run at its wall-clock start, rewritten as the run advances): what the dashboards' run variable
+  and "Runs" table read.
+
+``run`` (every point has it) is the twin run (:func:`twin.runtime.clock.new_run_id`: unique per
+process start, 16 digits, sortable by start time). Two runs with the same inputs write the same
+sim timestamps; the tag keeps the second from overwriting the first. It multiplies the series by
+the runs kept (a full-fleet run adds ~60,000), so the retention policy, or ``DROP SERIES WHERE
+"run" = '...'``, bounds the total (dashboards/README.md, "Runs and the sim clock").
 
 Only ``sat`` is a per-satellite tag: a 10,000-satellite fleet makes 10,000 series per telemetry
 measurement (60,000 in all) plus events; anything else per satellite (shell, NORAD id) stays out
@@ -101,7 +110,7 @@ def telemetry_lines(packet: str, sats: list[Any], seqs: list[Any], run: Any, bse
     n = len(sats)
     if len(seqs) != n or any(not isinstance(c, list) or len(c) != n for c in fields.values()):
         raise MappingError("sats, seq and every field column must have the same length")
-    _int(run, "run")
+    run_text = f",run={_int(run, 'run')}"
     _int(bseq, "bseq")
     tail = f" {t_ns}"
     cols = [_column(f, fields[f]) for f in expected]
@@ -112,7 +121,7 @@ def telemetry_lines(packet: str, sats: list[Any], seqs: list[Any], run: Any, bse
             raise MappingError("sat must be a string")
         seq = _int(seqs[k], "seq")
         body = ",".join(f"{f}={c[k]}" for f, c in zip(expected, cols) if c[k] is not None)
-        line = f"{packet},sat={tag(sat)} {body}{',' if body else ''}seq={seq}i{tail}"
+        line = f"{packet},sat={tag(sat)}{run_text} {body}{',' if body else ''}seq={seq}i{tail}"
         out.append((sat, seq, line.encode()))
     return out
 
@@ -150,7 +159,7 @@ class TelemetryPoint(NamedTuple):
 
 
 def telemetry_point(line: bytes) -> TelemetryPoint:
-    """Parse a line made by :func:`telemetry_lines` (``{packet},sat={sat} {fields},seq={seq}i {t_ns}``).
+    """Parse a line made by :func:`telemetry_lines` (``{packet},sat={sat},run={run} {fields},seq={seq}i {t_ns}``).
 
     Raises ValueError for any other line.
     """
@@ -160,8 +169,10 @@ def telemetry_point(line: bytes) -> TelemetryPoint:
     if not sep or comma < 1 or at < 0 or not head.endswith(b"i"):
         raise ValueError(f"not a telemetry line: {line[:80]!r}")
     end = comma + 5
-    while True:  # the tag set ends at the first space that is not escaped
-        end = head.index(b" ", end)
+    while True:  # the sat tag ends at the first comma (the run tag) or space that is not escaped
+        end = min((i for i in (head.find(b" ", end), head.find(b",", end)) if i >= 0), default=-1)
+        if end < 0:
+            raise ValueError(f"not a telemetry line: {line[:80]!r}")
         if head[end - 1:end] != b"\\":
             break
         end += 1
@@ -174,6 +185,12 @@ def _json_field(v: Any) -> str:
 
 
 UNKNOWN_SAT = "unknown"  # the ``sat`` tag of events and replies naming no satellite of the catalogue
+NO_RUN = "none"  # the ``run`` tag of a point whose run is not known (no birth seen yet)
+
+
+def run_tag(run: Any) -> str:
+    """The ``run`` tag value of a twin run id (an integer); :data:`NO_RUN` for anything else."""
+    return str(run) if type(run) is int else NO_RUN
 
 
 def _sat_tag(sat: str, known: Callable[[str], bool | None] | None) -> tuple[str, str]:
@@ -189,18 +206,21 @@ def event_line(ev: dict[str, Any], known: Callable[[str], bool | None] | None = 
     """One event (``sat/{sat}/event`` or ``fleet/event``); ``known`` bounds the ``sat`` tag (see :func:`_sat_tag`)."""
     try:
         seq = _int(ev["seq"], "seq")
+        run = _int(ev["run"], "run")
         sat, given = _sat_tag(str(ev.get("sat") or "fleet"), known)
-        fields = (f"name={field_str(str(ev['name']))},detail={_json_field(ev.get('detail', {}))},seq={seq}i,"
-                  f"run={_int(ev['run'], 'run')}i{given}")
-        return (f"events,sat={tag(str(sat))},kind={tag(str(ev['kind']))},severity={tag(str(ev['severity']))} "
-                f"{fields} {time_ns(ev['t']) + seq % 1_000_000}").encode()
+        fields = f"name={field_str(str(ev['name']))},detail={_json_field(ev.get('detail', {}))},seq={seq}i{given}"
+        return (f"events,sat={tag(str(sat))},kind={tag(str(ev['kind']))},severity={tag(str(ev['severity']))},"
+                f"run={run} {fields} {time_ns(ev['t']) + seq % 1_000_000}").encode()
     except KeyError as exc:
         raise MappingError(f"event lacks {exc.args[0]!r}") from None
 
 
 def reply_line(r: dict[str, Any], sat_from_topic: str | None,
-               known: Callable[[str], bool | None] | None = None) -> bytes:
-    """One request reply (``sat/{sat}/reply``, ``fleet/reply`` or ``errors``); ``known`` bounds the ``sat`` tag."""
+               known: Callable[[str], bool | None] | None = None, run: int | None = None) -> bytes:
+    """One request reply (``sat/{sat}/reply``, ``fleet/reply`` or ``errors``); ``known`` bounds the ``sat`` tag.
+
+    Its ``run`` tag is the reply's own ``run``, else ``run`` (the run the bridge follows), else :data:`NO_RUN`.
+    """
     try:
         seq = _int(r["seq"], "seq")
         sat, given = _sat_tag(str(r.get("sat") or sat_from_topic or "fleet"), known)
@@ -210,8 +230,9 @@ def reply_line(r: dict[str, Any], sat_from_topic: str | None,
                 fields.append(f"{key}={field_str(r[key])}")
         if "result" in r:
             fields.append(f"result={_json_field(r['result'])}")
-        return (f"replies,sat={tag(str(sat))},status={tag(str(r['status']))},request={tag(str(r.get('request') or 'none'))} "
-                f"{','.join(fields)} {time_ns(r['t']) + seq % 1_000_000}").encode()
+        rtag = run_tag(r.get("run") if type(r.get("run")) is int else run)
+        return (f"replies,sat={tag(str(sat))},status={tag(str(r['status']))},request={tag(str(r.get('request') or 'none'))},"
+                f"run={rtag} {','.join(fields)} {time_ns(r['t']) + seq % 1_000_000}").encode()
     except KeyError as exc:
         raise MappingError(f"reply lacks {exc.args[0]!r}") from None
 
@@ -229,9 +250,17 @@ def numeric_fields(d: dict[str, Any], prefix: str = "") -> Iterable[str]:
 
 def flat_line(measurement: str, d: dict[str, Any], t_ns: int, tags: dict[str, str] | None = None,
               skip: tuple[str, ...] = ("v", "t", "t_s")) -> bytes:
-    """A tag-less (or lightly tagged) point of every number in ``d`` (fleet summary, twin and bridge status)."""
-    fields = ",".join(numeric_fields({k: v for k, v in d.items() if k not in skip}))
+    """A lightly tagged point of every number in ``d`` (fleet summary, twin and bridge status, runs).
+
+    A key that is also a tag (``run``) is not repeated as a field.
+    """
+    fields = ",".join(numeric_fields({k: v for k, v in d.items() if k not in skip and k not in (tags or {})}))
     if not fields:
         raise MappingError(f"{measurement}: no numeric fields")
     tagtext = "".join(f",{tag(k)}={tag(v)}" for k, v in (tags or {}).items())
     return f"{measurement.translate(_MEAS_ESCAPE)}{tagtext} {fields} {t_ns}".encode()
+
+
+def runs_line(run: int, info: dict[str, Any], t_ns: int) -> bytes:
+    """The ``runs`` point of one twin run (its sim window and identity; see the module docstring)."""
+    return flat_line("runs", info, t_ns, tags={"run": run_tag(run)}, skip=())

@@ -1,6 +1,7 @@
 """``orbitwin run`` as one library call: build the fleet, apply a scenario, connect and run.
 
-:func:`run_twin` builds the twin from :class:`RunSpec`, applies its scenario, starts an embedded
+:func:`run_twin` builds the twin from :class:`RunSpec` (a paced run without ``--start`` starts its
+sim clock at the wall clock: :func:`with_default_start`), applies its scenario, starts an embedded
 broker when no broker is given, connects through the MQTT door, and steps the fleet on the paced
 sim clock until the duration has passed or ``should_stop()`` says so, printing the live status
 table to ``out``. Everything it started is stopped on the way out, whatever happened.
@@ -14,9 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from twin.contract.topics import iso_utc
 from twin.core.engine import FleetTwin
+from twin.core.ephemeris import jd_to_datetime
 from twin.mqtt import MqttSettings
-from twin.runtime.clock import Pacer, parse_speed
+from twin.runtime.clock import Pacer, parse_speed, wall_clock_start
 from twin.runtime.mqtt_link import LinkSettings
 from twin.runtime.run_loop import FleetOptions, RunStats, build_twin, run_loop
 from twin.runtime.scenario import apply_scenario, load_scenario
@@ -67,6 +70,16 @@ def parse_sat_rates(text: str | None, names: dict[str, int]) -> dict[int, dict[s
     return out
 
 
+def with_default_start(spec: RunSpec, now_s: float | None = None) -> RunSpec:
+    """``spec`` with its sim start decided: a paced run (``real`` or ``xN``) without a start begins
+    at the wall clock ``now_s`` (default: now), so sim time and wall time meet and Grafana's
+    wall-clock windows and alert rules see it; ``max`` keeps the catalogue's median epoch (the
+    TLEs' own time: reproducible, and SGP4 at its most accurate)."""
+    if spec.fleet.start is not None or parse_speed(spec.speed) is None:
+        return spec
+    return dataclasses.replace(spec, fleet=dataclasses.replace(spec.fleet, start=wall_clock_start(now_s)))
+
+
 def build_from_spec(spec: RunSpec) -> FleetTwin:
     """The twin of ``spec.fleet`` with its scenario applied (the scenario's seed unless one was given)."""
     scenario = load_scenario(spec.scenario_path) if spec.scenario_path else None
@@ -82,11 +95,14 @@ def build_from_spec(spec: RunSpec) -> FleetTwin:
 def run_twin(spec: RunSpec, *, out: TextIO = sys.stdout,
              should_stop: Callable[[], bool] = lambda: False) -> RunStats:
     """Run the twin as ``orbitwin run`` does; returns the run's statistics."""
+    given = spec.fleet.start is not None
+    spec = with_default_start(spec)
     twin = build_from_spec(spec)
     pacer = Pacer(parse_speed(spec.speed))
     printer = StatusPrinter(out, rows=spec.rows, refresh_s=spec.refresh_s, tty=spec.tty)
-    print(f"orbitwin: {twin.n} satellites, dt {twin.dt_s:g} s, seed {twin.seed}, speed {spec.speed}",
-          file=out, flush=True)
+    origin = "--start" if given else "the wall clock" if spec.fleet.start is not None else "the catalogue epoch"
+    print(f"orbitwin: {twin.n} satellites, dt {twin.dt_s:g} s, seed {twin.seed}, speed {spec.speed}, "
+          f"sim start {iso_utc(jd_to_datetime(twin.now_jd))} ({origin})", file=out, flush=True)
     broker = link = None
     stats = RunStats()
     try:
