@@ -18,7 +18,8 @@ def add_fleet_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--alt-km", help="shell altitude band LO:HI in km (mean altitude)")
     g.add_argument("--inc-deg", help="shell inclination band LO:HI in degrees")
     g.add_argument("--count", type=int, help="keep the first N selected satellites")
-    g.add_argument("--start", help="start time, ISO 8601 UTC (default: the catalogue's median epoch)")
+    g.add_argument("--start", help="start time, ISO 8601 UTC (default: orbitwin run at real or xN speed: the wall clock; "
+                                   "otherwise the catalogue's median epoch)")
     g.add_argument("--dt", type=float, default=1.0, help="time step in seconds (default 1)")
     g.add_argument("--seed", type=int, default=None, help="random seed (default 0, or the scenario's)")
 
