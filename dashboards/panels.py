@@ -168,8 +168,9 @@ def run_variable() -> dict[str, Any]:
 
 def runs_table(uid: str) -> dict[str, Any]:
     """Every run with its sim window; a row's link opens dashboard ``uid`` on that run and window."""
-    link = (f"/d/{uid}/?var-run=${{__data.fields.run}}&from=${{__data.fields.sim_start_ms}}"
-            f"&to=${{__data.fields.sim_latest_ms}}")
+    # .numeric: the number behind the formatted (ISO time) cell
+    link = (f"/d/{uid}/?var-run=${{__data.fields.run}}&from=${{__data.fields.sim_start_ms.numeric}}"
+            f"&to=${{__data.fields.sim_latest_ms.numeric}}")
     times = [override(name, unit="dateTimeAsIso") for name in ("sim_start_ms", "sim_latest_ms", "wall_start_ms")]
     fc = field_config(overrides=[*times, override("run", links=[{"title": "Open this run on its sim window",
                                                                  "url": link}])])
