@@ -652,3 +652,28 @@ def test_the_webhook_compares_credentials_in_constant_time(monkeypatch: pytest.M
     calls.clear()
     assert t.authorised("Bearer tok") and not t.authorised("Bearer tok2") and not t.authorised("Basic tok")
     assert calls == [(b"tok", b"tok"), (b"tok2", b"tok")]
+
+
+def test_the_influx_bridge_takes_its_token_from_a_file_or_the_environment(tmp_path: Path) -> None:
+    base = ["bridge", "influx", "--mqtt", f"mqtt://127.0.0.1:{free_port()}", "--influx", "http://127.0.0.1:1",
+            "--api", "v2", "--org", "o", "--bucket", "b", "--connect-timeout", "1",
+            "--spool-dir", str(tmp_path / "spool"), "--dead-letter", str(tmp_path / "dead.jsonl")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORBITWIN_")}
+
+    def run(*extra: str, **more: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "orbitwin.cli", *base, *extra], capture_output=True, text=True,
+                              timeout=60, env=env | more)
+
+    r = run()
+    assert r.returncode == 2 and "$ORBITWIN_INFLUX_TOKEN or --token-file" in r.stderr, r.stderr
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    r = run("--token-file", str(empty))
+    assert r.returncode == 2 and f"the InfluxDB token file {empty} is empty" in r.stderr, r.stderr
+    token = tmp_path / "token"
+    token.write_text("tok-from-a-file-123\n")
+    for r in (run("--token-file", str(token)), run(ORBITWIN_INFLUX_TOKEN_FILE=str(token)),
+              run(ORBITWIN_INFLUX_TOKEN="tok-from-the-env-456")):
+        # past the token: it fails on the (absent) InfluxDB or broker, never naming the token
+        assert r.returncode == 2 and "token" not in r.stderr.lower(), r.stderr
+        assert "tok-from" not in r.stdout + r.stderr

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from orbitwin.cli.lifecycle import report_until_stopped, stop_on_signals
-from orbitwin.cli.mqtt_options import add_mqtt_options, mqtt_settings_from_args
+from orbitwin.cli.mqtt_options import add_mqtt_options, mqtt_settings_from_args, secret_from_sources
 
 
 def add_parser(bsub: Any) -> None:
@@ -20,11 +20,14 @@ def add_parser(bsub: Any) -> None:
     g.add_argument("--rp", help="v1: retention policy")
     g.add_argument("--influx-user", help="v1: user")
     g.add_argument("--influx-password", default=os.environ.get("ORBITWIN_INFLUX_PASSWORD"),
-                   help="v1: password (or $ORBITWIN_INFLUX_PASSWORD)")
+                   help="v1: password (visible in ps: prefer $ORBITWIN_INFLUX_PASSWORD or --influx-password-file)")
+    g.add_argument("--influx-password-file", metavar="FILE",
+                   help="v1: file holding the password (or $ORBITWIN_INFLUX_PASSWORD_FILE)")
     g.add_argument("--org", help="v2: organisation")
     g.add_argument("--bucket", help="v2: bucket")
     g.add_argument("--token", default=os.environ.get("ORBITWIN_INFLUX_TOKEN"),
-                   help="v2: API token (or $ORBITWIN_INFLUX_TOKEN, which keeps it out of ps)")
+                   help="v2: API token (visible in ps: prefer $ORBITWIN_INFLUX_TOKEN or --token-file)")
+    g.add_argument("--token-file", metavar="FILE", help="v2: file holding the API token (or $ORBITWIN_INFLUX_TOKEN_FILE)")
     b.add_argument("--bridge-id", default="influx", help="name in the bridge's own status")
     b.add_argument("--spool-dir", default="orbitwin-spool", help="on-disk spool for InfluxDB outages")
     b.add_argument("--spool-max-mb", type=float, default=1024.0, help="spool size limit (oldest dropped beyond)")
@@ -38,9 +41,13 @@ def cmd_bridge_influx(a: argparse.Namespace) -> int:
     from bridges.influx.writer import InfluxV1Writer, InfluxV2Writer
 
     broker = mqtt_settings_from_args(a)
+    if a.token_file or not a.token:
+        a.token = secret_from_sources(a.token_file, "ORBITWIN_INFLUX_TOKEN", "InfluxDB token")
+    if a.influx_password_file or not a.influx_password:
+        a.influx_password = secret_from_sources(a.influx_password_file, "ORBITWIN_INFLUX_PASSWORD", "InfluxDB password")
     if a.api == "v2":
         if not (a.org and a.bucket and a.token):
-            raise ValueError("--api v2 needs --org, --bucket and --token")
+            raise ValueError("--api v2 needs --org, --bucket and a token ($ORBITWIN_INFLUX_TOKEN or --token-file)")
         writer: Any = InfluxV2Writer(a.influx, a.org, a.bucket, a.token)
     else:
         writer = InfluxV1Writer(a.influx, a.db, a.rp, a.influx_user, a.influx_password)
