@@ -1,8 +1,9 @@
 """The fleet overview and pipeline health dashboards.
 
 The fleet overview reads the ``fleet`` measurement (aggregates the twin computes every tick)
-for counts, power and compute: never a GROUP BY over every satellite's series. Only the maps
-read per-satellite series, over a window of a couple of packet periods ending at ``$__to``.
+for counts, power and compute, and the ``fleet_grid`` measurement (the same summary binned on
+fixed latitude/longitude cells, :mod:`twin.schema.fleet_grid`) for its maps: never a GROUP BY over
+every satellite's series (10,000 series take InfluxDB about a second; the grid's few hundred do not).
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from dashboards.panels import (
     field_config,
     geomap,
     grafana_unit,
-    join_by_sat,
-    latest_per_sat_query,
     override,
     series_query,
     stat,
@@ -30,7 +29,12 @@ from dashboards.panels import (
     timeseries,
     value_mappings,
 )
-from twin.schema.telemetry import LIMIT_GREEN, LIMIT_RED, LIMIT_STATES, LIMIT_YELLOW, MODES
+from twin.schema import fleet_grid as grid
+from twin.schema.telemetry import LIMIT_GREEN, LIMIT_RED, LIMIT_STATES, LIMIT_YELLOW
+
+# The maps read each cell's latest grid point in this window before the end of the time range: it
+# holds two grids or more while the twin publishes summaries at least every PERIOD_S (default: every tick).
+GRID_WINDOW_S = int(3 * grid.PERIOD_S)
 
 
 def _count_steps(color: str) -> list[dict[str, Any]]:
@@ -39,6 +43,32 @@ def _count_steps(color: str) -> list[dict[str, Any]]:
 
 def _fleet_last(name: str) -> str:
     return f'SELECT last("{name}") AS "{name}" FROM "fleet" WHERE $timeFilter'
+
+
+def grid_latest_query(fields: list[str], where: str = "") -> str:
+    """Latest value of each grid cell (``lat``, ``lon`` = its centre, then ``fields``) before ``$__to``.
+
+    One series per cell (a fixed few hundred) instead of one per satellite; ``where`` adds conditions
+    on tags (e.g. the run).
+    """
+    cols = ", ".join(['last("lat_deg") AS "lat"', 'last("lon_deg") AS "lon"',
+                      *(f'last("{f}") AS "{f}"' for f in fields)])
+    cond = f"{where} AND " if where else ""
+    return (f'SELECT {cols} FROM "{grid.MEASUREMENT}" WHERE {cond}time > ${{__to}}ms - {GRID_WINDOW_S}s '
+            f'AND time <= ${{__to}}ms GROUP BY "{grid.TAG}"')
+
+
+def _grid_map(title: str, fields: list[str], color_field: str, fc: dict[str, Any], description: str) -> dict[str, Any]:
+    """A geomap of grid cells: one marker per occupied cell at its centre, sized by its satellites."""
+    assert set(fields) <= set(grid.GRID_FIELD_BY_NAME), fields
+    p = geomap(title, [target(grid_latest_query(fields), "A", "table")], color_field, fc,
+               description=description + f" Cells of {grid.CELL_DEG} deg (fleet summary grid), the latest summary "
+                                         f"in the last {GRID_WINDOW_S} s before the end of the time range.",
+               transformations=[{"id": "filterByValue", "options": {
+                   "type": "include", "match": "any",
+                   "filters": [{"fieldName": "sats", "config": {"id": "greater", "options": {"value": 0}}}]}}])
+    p["options"]["layers"][0]["config"]["style"]["size"] = {"field": "sats", "fixed": 5, "min": 3, "max": 14}
+    return p
 
 
 def fleet_overview() -> dict[str, Any]:
@@ -56,28 +86,20 @@ def fleet_overview() -> dict[str, Any]:
 
     lay.row("Where they are")
     state_steps: list[dict[str, Any]] = [{"color": "green", "value": None}, {"color": "yellow", "value": LIMIT_YELLOW},
-                   {"color": "red", "value": LIMIT_RED}]
+                                         {"color": "red", "value": LIMIT_RED}]
     assert LIMIT_GREEN < LIMIT_YELLOW < LIMIT_RED
-    pos = latest_per_sat_query("orbit", {"lat_deg": "lat", "lon_deg": "lon", "alt_m": "alt_m"})
-    state_q = latest_per_sat_query("hk", {"limit_state": "limit_state", "mode": "mode"})
-    lay.add(geomap("Satellites by limit state",
-                   [target(pos, "A", "table"), target(state_q, "B", "table")], "limit_state",
-                   field_config(thr=thresholds(steps=state_steps), color="thresholds",
-                                overrides=[override("limit_state", mappings=value_mappings(LIMIT_STATES)),
-                                           override("mode", mappings=value_mappings(MODES)),
-                                           override("alt_m", unit="lengthm")]),
-                   description="Last position (orbit) and limit state (hk) of each satellite in the last "
-                               "packet periods before the end of the time range; joined on sat.",
-                   transformations=join_by_sat()), w=12, h=12)
+    lay.add(_grid_map("Satellites by limit state", ["sats", "yellow", "red", "safe", "limit_state"], "limit_state",
+                      field_config(thr=thresholds(steps=state_steps), color="thresholds",
+                                   overrides=[override("limit_state", mappings=value_mappings(LIMIT_STATES))]),
+                      "Where the fleet is and where its yellow and red satellites are: each cell coloured by its "
+                      "worst limit state, sized by its satellites."), w=12, h=12)
     dose = field("dose_rate_rad_s")
-    rad_q = latest_per_sat_query("radiation", {"dose_rate_rad_s": "dose_rate_rad_s", "seu_total": "seu_total"})
-    lay.add(geomap("Dose rate (the South Atlantic Anomaly)", [target(pos, "A", "table"), target(rad_q, "B", "table")],
-                   "dose_rate_rad_s",
-                   field_config(grafana_unit(dose), thresholds(dose), color="thresholds",
-                                overrides=[override("alt_m", unit="lengthm")]),
-                   description="Latest radiation packet of each satellite at its latest position: the SAA "
-                               "shows as the high dose-rate patch over South America and the South Atlantic.",
-                   transformations=join_by_sat()), w=12, h=12)
+    lay.add(_grid_map("Dose rate (the South Atlantic Anomaly)", ["sats", "dose_rate_max_rad_s", "dose_rate_mean_rad_s"],
+                      "dose_rate_max_rad_s", field_config(grafana_unit(dose), thresholds(dose), color="thresholds",
+                                                          overrides=[override("sats", unit="none")]),
+                      "Dose rate of the satellites in each cell, coloured by the largest against the dose-rate "
+                      "limits: the SAA shows as the high dose-rate patch over South America and the South "
+                      "Atlantic."), w=12, h=12)
 
     lay.row("Radiation and single-event effects")
     lay.add(timeseries("Satellites in the SAA", [target(series_query("fleet", ["in_saa"], agg="last"))],
@@ -87,7 +109,10 @@ def fleet_overview() -> dict[str, Any]:
     lay.add(timeseries("SEU / SEL events", [target(seu.format(k="seu"), "A"), target(seu.format(k="sel"), "B")],
                        field_config(), description="Single-event upsets and latch-ups reported per interval"), w=8)
     lay.add(stat("Satellites with latched devices", [target(_fleet_last("latched"))],
-                 field_config(thr=thresholds(steps=_count_steps("red")), color="thresholds")), w=8)
+                 field_config(thr=thresholds(steps=_count_steps("red")), color="thresholds")), w=4)
+    lay.add(stat("Satellites with a board", [target(_fleet_last("boards"))], field_config(color="fixed"),
+                 description="Payloads that are a hardware board now (fleet.boards; see the HIL bench dashboard)"),
+            w=4)
 
     lay.row("Power and compute")
     lay.add(timeseries("Fleet power", [target(series_query("fleet", ["array_power_mw", "payload_power_mw"]))],

@@ -115,9 +115,11 @@ def hil_bench() -> dict[str, Any]:
     lay.row("Boards now")
     now_q = latest_per_sat_query("payload", {"payload_source": "payload_source",
                                              "payload_throughput_tops": "payload_throughput_tops",
-                                             "devices_latched": "devices_latched"}, '"payload_source" > 0')
+                                             "devices_latched": "devices_latched"}, f'{where} AND "payload_source" > 0')
     lay.add(table("Satellites with a board (latest payload packet)", [target(now_q, fmt="table")],
-                  field_config(overrides=[override("payload_source", mappings=value_mappings(src.enum or {}))])),
+                  field_config(overrides=[override("payload_source", mappings=value_mappings(src.enum or {}))]),
+                  description="Among the satellites with HIL events ($hil_sat): the tag index narrows the query to "
+                              "their series instead of every satellite's (the fleet count is fleet.boards)"),
             w=12, h=8)
     hil_ev = ('SELECT "sat", "name", "severity", "detail" FROM "events" WHERE "kind" = \'hil\' AND $timeFilter '
               "ORDER BY time DESC LIMIT 500")

@@ -3,7 +3,7 @@
 50 satellites, 300 s at dt 5, ending 60 s in the future (so alert rules' ``now() - 30s`` windows
 still hold data a minute after filling). Telemetry goes through the fleet-frame encoder and
 ``bridges.influx.line_protocol.frame_lines``; events like ``twin/runtime/mqtt_service.py`` publishes them, through
-``event_line``; the fleet summary through ``flat_line("fleet", ...)``; ``twin`` and ``bridge``
+``event_line``; the fleet summary (and its grid) through ``summary_lines``; ``twin`` and ``bridge``
 status points with the fields ``TwinService.status()`` and ``InfluxBridge.status()`` carry.
 Injected: a latch-up, a hang and a throttle command on one satellite, a stuck sensor beyond each
 red limit of every float field on its own satellite (so every per-satellite alert has a satellite
@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from bridges.influx.line_protocol import event_line, flat_line, frame_lines, runs_line
+from bridges.influx.line_protocol import event_line, flat_line, frame_lines, runs_line, summary_lines
 from twin.contract.topics import Topics, header, iso_utc
 from twin.core.payload import HardwareSample
 from twin.runtime.run_loop import FleetOptions, build_twin
-from twin.schema.telemetry import LIMITED_FIELDS, MODE_NOMINAL
+from twin.schema.telemetry import LIMITED_FIELDS, MODE_LOST, MODE_NOMINAL
 from twin.core.ephemeris import jd_to_datetime
-from twin.runtime.status_table import fleet_summary
+from twin.runtime.status_table import GridPacer, fleet_summary
 from twin.contract.telemetry_encoder import FrameEncoder, PacketSchedule
 
 RUN, BSEQ = 7, 7
@@ -67,6 +67,7 @@ class Filled:
     red_sats: dict[tuple[str, str], str] = field(default_factory=dict)
     fleet_fields: set[str] = field(default_factory=set)
     points: int = 0
+    live_at_grid: int = 0  # satellites with a position when the last fleet grid was made (what it counts)
 
 
 def _ns(t: dt.datetime) -> int:
@@ -107,6 +108,8 @@ def fill(influxd: Any, db: str, count: int = 50, duration_s: float = 300.0, dt_s
     ev_seq = np.zeros(twin.n + 1, dtype=np.int64)
     lines: list[bytes] = []
     fleet_fields: set[str] = set()
+    pacer = GridPacer()
+    live_at_grid = 0
     counters = {"telemetry": 0, "frames": 0, "events": 0}
     t_iso = iso_utc(start)
     for tick in range(int(duration_s / dt_s)):
@@ -128,10 +131,14 @@ def fill(influxd: Any, db: str, count: int = 50, duration_s: float = 300.0, dt_s
             ev_seq[slot] += 1
             lines.append(event_line(json.loads(json.dumps(body, default=str))))
             counters["events"] += 1
-        summary = header(None, t_iso, twin.t_s, BSEQ, tick=twin.tick, **fleet_summary(twin))
+        with_grid = pacer.due(twin.t_s)
+        summary = header(None, t_iso, twin.t_s, BSEQ, tick=twin.tick, **fleet_summary(twin, with_grid=with_grid))
+        if with_grid:  # satellites with a position, counted here (what the latest grid must add up to)
+            live_at_grid = int(np.sum((twin.mode != MODE_LOST) & np.isfinite(twin.tm["lat_deg"])
+                                      & np.isfinite(twin.tm["lon_deg"])))
         fleet_fields |= {k for k, v in summary.items() if k not in ("v", "t", "t_s", "bseq")
                          and isinstance(v, (int, float)) and v == v}
-        lines.append(flat_line("fleet", summary, _ns(t), {"run": str(RUN)}, skip=("v", "t", "t_s", "bseq")))
+        lines += summary_lines(summary, _ns(t), {"run": str(RUN)})
         if tick % 2 == 0:
             lines.append(flat_line("twin", header(None, t_iso, twin.t_s, BSEQ, **_twin_status(twin.tick, counters)),
                                    _ns(t), {"run": str(RUN)}, skip=("v", "t", "t_s")))
@@ -143,7 +150,7 @@ def fill(influxd: Any, db: str, count: int = 50, duration_s: float = 300.0, dt_s
     for k in range(0, len(lines), 5000):
         influxd.write(b"\n".join(lines[k:k + 5000]).decode(), db)
     twin.close()
-    return Filled(_ns(start), _ns(end), names, subject, board_sat, red, fleet_fields, len(lines))
+    return Filled(_ns(start), _ns(end), names, subject, board_sat, red, fleet_fields, len(lines), live_at_grid)
 
 
 def _twin_status(tick: int, counters: dict[str, int]) -> dict[str, Any]:

@@ -296,18 +296,32 @@ def test_template_variables_list_the_satellites(filled: tuple[Any, str, Filled])
             assert not series_of(influxd, db, v["query"].replace("$run", "1")), v["name"]  # another run: none
 
 
-def test_geomaps_join_positions_and_state_by_sat(filled: tuple[Any, str, Filled]) -> None:
+def test_geomaps_read_the_fleet_grid_and_count_every_satellite(filled: tuple[Any, str, Filled]) -> None:
+    """The maps read one series per grid cell (not per satellite): the latest cells hold every live satellite."""
+    from twin.schema import fleet_grid
+
     influxd, db, f = filled
     maps = [p for d in DASHBOARDS.values() for p in panels(d) if p["type"] == "geomap"]
     assert len(maps) == 2
     for p in maps:
-        assert p["transformations"][0]["options"]["byField"] == "sat"
-        tables = [{s["tags"]["sat"]: dict(zip(s["columns"], s["values"][-1])) for s in
-                   series_of(influxd, db, substitute(t["query"], f, {}))} for t in p["targets"]]
-        joined = set(tables[0]) & set(tables[1])
-        assert len(joined) >= len(f.names) // 2, p["title"]
-        assert all(-90 <= tables[0][s]["lat"] <= 90 and -180 <= tables[0][s]["lon"] <= 180 for s in joined)
-        assert p["options"]["layers"][0]["config"]["style"]["color"]["field"] in tables[1][next(iter(joined))]
+        (t,) = p["targets"]
+        assert f'FROM "{fleet_grid.MEASUREMENT}"' in t["query"] and "GROUP BY \"cell\"" in t["query"], p["title"]
+        cells = {s["tags"]["cell"]: dict(zip(s["columns"], s["values"][-1]))
+                 for s in series_of(influxd, db, substitute(t["query"], f, {}))}
+        assert len(cells) == fleet_grid.N_CELLS, p["title"]  # dense: empty cells too, filtered in Grafana
+        occupied = {c: row for c, row in cells.items() if row["sats"] > 0}
+        assert sum(row["sats"] for row in occupied.values()) == f.live_at_grid, p["title"]
+        for c, row in occupied.items():
+            k = [fleet_grid.cell_name(i) for i in range(fleet_grid.N_CELLS)].index(c)
+            assert (row["lat"], row["lon"]) == fleet_grid.cell_centre_deg(k)
+        color = p["options"]["layers"][0]["config"]["style"]["color"]["field"]
+        assert all(row[color] is not None for row in occupied.values()), (p["title"], color)
+        if "red" in color or "limit_state" in color:  # the satellites stuck beyond a red limit show
+            assert sum(row["red"] for row in occupied.values()) >= 1 and max(r["limit_state"] for r in occupied.values()) == 2
+        if "dose_rate_mean_rad_s" in next(iter(occupied.values())):
+            assert all(r["dose_rate_max_rad_s"] >= r["dose_rate_mean_rad_s"] >= 0 for r in occupied.values())
+            assert max(r["dose_rate_max_rad_s"] for r in occupied.values()) > 0
+        assert p["transformations"][0]["id"] == "filterByValue"
 
 
 def _reduce(values: list[float], reducer: str) -> float:

@@ -12,6 +12,9 @@ Measurements (tags; fields; timestamp):
 * ``replies`` (``sat`` or ``fleet``, ``status``, ``request``, ``run``; ``id``, ``reason``, ``field``,
   ``message``, ``result`` (JSON), ``seq``; sim time + ``seq mod 10^6`` ns).
 * ``fleet`` (``run``; the fleet summary: counts per state, power, compute; sim time).
+* ``fleet_grid`` (``cell``: one of a fixed grid's cells; the summary's per-cell counts, worst limit
+  state and dose rates, and the cell's centre; sim time): what the fleet maps read, a few hundred
+  series instead of one per satellite (:mod:`twin.schema.fleet_grid`).
 * ``twin`` (``run``; the twin's runtime status counters; sim time).
 * ``bridge`` (``bridge``, ``run``: the run the bridge follows; the bridge's own counters; wall time).
 * ``runs`` (``run``; the run's sim window ``sim_start_ms`` .. ``sim_latest_ms``, its wall-clock
@@ -41,7 +44,8 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
-from twin.schema.codec import FIELD_CODECS, CodecError, line_literal
+from twin.schema import fleet_grid
+from twin.schema.codec import CODECS, FIELD_CODECS, CodecError, line_literal
 from twin.schema.telemetry import PACKET_FIELDS
 
 
@@ -246,6 +250,41 @@ def numeric_fields(d: dict[str, Any], prefix: str = "") -> Iterable[str]:
             yield f"{key}={text}"
         elif isinstance(v, dict):
             yield from numeric_fields(v, f"{prefix}{k}_")
+
+
+def summary_lines(summary: dict[str, Any], t_ns: int, tags: dict[str, str] | None = None) -> list[bytes]:
+    """A fleet summary (``{prefix}/fleet/summary``): the ``fleet`` point of its numbers, then its grid's points."""
+    return [flat_line("fleet", summary, t_ns, tags, skip=("v", "t", "t_s", "bseq", "grid")),
+            *grid_lines(summary, t_ns, tags)]
+
+
+def grid_lines(summary: dict[str, Any], t_ns: int, tags: dict[str, str] | None = None) -> list[bytes]:
+    """One ``fleet_grid`` point per cell of a fleet summary's ``grid`` (:mod:`twin.schema.fleet_grid`); none without one.
+
+    Tag ``cell`` (one of the grid's fixed ``N_CELLS`` names, so a message cannot add series), the
+    cell's centre (``lat_deg``, ``lon_deg``) and each grid field typed by its dtype's codec.
+    """
+    g = summary.get("grid")
+    if g is None:
+        return []
+    if not isinstance(g, dict) or g.get("cell_deg") != fleet_grid.CELL_DEG:
+        raise MappingError(f"grid must be an object with cell_deg {fleet_grid.CELL_DEG}")
+    cols = []
+    for f in fleet_grid.GRID_FIELDS:
+        col = g.get(f.name)
+        if not isinstance(col, list) or len(col) != fleet_grid.N_CELLS:
+            raise MappingError(f"grid.{f.name} must be a list of {fleet_grid.N_CELLS} values")
+        try:
+            cols.append((f.name, CODECS[f.dtype].line_values(col)))
+        except CodecError as exc:
+            raise MappingError(f"grid.{f.name} {exc}") from None
+    tagtext = "".join(f",{tag(k)}={tag(v)}" for k, v in (tags or {}).items())
+    out = []
+    for k in range(fleet_grid.N_CELLS):
+        lat, lon = fleet_grid.cell_centre_deg(k)
+        body = ",".join([f"lat_deg={lat!r},lon_deg={lon!r}", *(f"{n}={c[k]}" for n, c in cols if c[k] is not None)])
+        out.append(f"{fleet_grid.MEASUREMENT},{fleet_grid.TAG}={fleet_grid.cell_name(k)}{tagtext} {body} {t_ns}".encode())
+    return out
 
 
 def flat_line(measurement: str, d: dict[str, Any], t_ns: int, tags: dict[str, str] | None = None,

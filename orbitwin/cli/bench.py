@@ -18,7 +18,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--duration", type=float, default=60.0, help="mqtt: sim = wall seconds to run (default 60)")
     p.add_argument("--baseline-duration", type=float, default=20.0, help="mqtt: seconds of the bare paho baseline")
     p.add_argument("--contention", type=int, default=0,
-                   help="mqtt, influx: CPU-burning neighbour processes during the run (default 0)")
+                   help="mqtt, influx: CPU-burning neighbour processes during the run; dashboards: time every "
+                        "query again beside that many (default 0)")
     p.add_argument("--overload", choices=("wait", "shed"), default="wait", help="mqtt: the twin's overload mode")
     p.add_argument("--speed", default="real", help="mqtt: real, xN or max (default real)")
     p.add_argument("--sim-duration", type=float, help="mqtt: sim seconds to run (default: --duration x speed)")
@@ -56,7 +57,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
     elif a.what == "dashboards":
         from orbitwin.bench.dashboards import bench_dashboards
 
-        result = bench_dashboards(ticks=a.window, count=a.count)
+        result = bench_dashboards(ticks=a.window, count=a.count, contention=a.contention)
     else:
         from orbitwin.bench.influx import bench_influx
 

@@ -13,7 +13,8 @@ from twin.schema.commands import SENSOR_FAULTS, Arg, Reason, Spec
 from twin.contract.topics import CONTRACT_VERSION, Topics, header
 from twin.contract import request_parser as _requests
 from twin.contract.request_parser import MAX_REPLAY_SPAN, MAX_REQUEST_BYTES
-from twin.schema.codec import codec
+from twin.schema import fleet_grid
+from twin.schema.codec import CODECS, codec
 from twin.schema.telemetry import FIELD_BY_NAME, FIELDS, PACKET_FIELDS, SCHEMA_VERSION, Field
 
 ASYNCAPI_VERSION = "3.0.0"
@@ -377,10 +378,30 @@ def summary_schema() -> JSON:
     count = {"type": "integer", "minimum": 0}
     props |= {"tick": count, "sats": count, "nominal": count, "yellow": count, "red": count, "safe": count,
               "lost": count, "sunlit": count, "in_saa": count, "latched": count,
+              "boards": count | {"description": "Live satellites whose payload is a hardware board (payload_source > 0)"},
               "array_power_mw": num | {"x-unit": "MW"}, "payload_power_mw": num | {"x-unit": "MW"},
-              "throughput_eops": num | {"x-unit": "EOPS"}, "mean_soc": num | {"x-unit": "1"}}
+              "throughput_eops": num | {"x-unit": "EOPS"}, "mean_soc": num | {"x-unit": "1"},
+              "grid": grid_schema()}
     return {"title": "Fleet summary (every tick by default)", "type": "object", "properties": props,
             "required": required + ["tick", "sats"]}
+
+
+def grid_schema() -> JSON:
+    """The summary's ``grid``: one array of every cell per field (twin.schema.fleet_grid)."""
+    props: JSON = {"cell_deg": {"const": fleet_grid.CELL_DEG, "x-unit": "deg",
+                                "description": "Cell size in latitude and longitude"}}
+    for f in fleet_grid.GRID_FIELDS:
+        item = CODECS[f.dtype].json_schema() | ({"minimum": 0} if f.dtype == "int" else {})
+        props[f.name] = {"type": "array", "items": item, "minItems": fleet_grid.N_CELLS,
+                         "maxItems": fleet_grid.N_CELLS, "description": f.description} | (
+                             {"x-unit": f.unit} if f.unit else {})
+    return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False,
+            "description": f"The fleet binned on {fleet_grid.ROWS} x {fleet_grid.COLS} cells of "
+                           f"{fleet_grid.CELL_DEG} deg, row-major from latitude -90, longitude -180 deg "
+                           f"(cell k: latitude -90 + {fleet_grid.CELL_DEG} * (k // {fleet_grid.COLS}), longitude "
+                           f"-180 + {fleet_grid.CELL_DEG} * (k % {fleet_grid.COLS}), south-west corner); live "
+                           "satellites with a position only; empty cells included. Only in the first summary at or "
+                           f"after every {fleet_grid.PERIOD_S:g} s of sim time"}
 
 
 def status_schema() -> JSON:

@@ -33,7 +33,7 @@ from twin.contract.request_parser import ParsedRequest, Selector, decode_json, p
 from twin.core.ephemeris import iso_to_jd
 from twin.runtime.run_loop import RunStats, run_loop
 from twin.core.ephemeris import jd_to_datetime
-from twin.runtime.status_table import fleet_summary
+from twin.runtime.status_table import GridPacer, fleet_summary
 from twin.runtime.telemetry_out import TelemetryOut
 from twin.contract.telemetry_encoder import FrameEncoder, PacketEncoder, PacketSchedule
 
@@ -92,6 +92,7 @@ class TwinService:
                                 overload=link.settings.overload, max_backlog=link.settings.max_backlog)
         self.last_stats: RunStats | None = None
         self._last_status_t = -1e18
+        self.grid_pacer = GridPacer()  # which summaries carry the fleet grid (the fleet maps' data)
         shells = shell_label(twin.catalogue.mean_altitude_m, twin.catalogue.inclination_deg)
         self.shells = shells
         link.birth_extra = {"run": self.run_id, "sats": twin.n, "dt_s": twin.dt_s, "seed": twin.seed, "prefix": self.topics.prefix,
@@ -341,7 +342,7 @@ class TwinService:
         for ev in twin.drain_events():
             self._publish_event(ev, t_iso, bseq)
         if self.schedule.topic_due("summary", twin.tick):
-            summary = fleet_summary(twin)
+            summary = fleet_summary(twin, with_grid=self.grid_pacer.due(t_s))
             link.publish(self.topics.summary, dumps(header(None, t_iso, t_s, bseq, tick=twin.tick, **summary)), qos=1)
         self._serve_replays()  # after this tick's live messages, with what they left
         if t_s - self._last_status_t >= self.status_every_s:

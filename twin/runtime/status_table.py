@@ -8,11 +8,17 @@ from typing import Any, TextIO
 import numpy as np
 
 from twin.core.ephemeris import jd_to_datetime
+from twin.schema import fleet_grid as grid
 from twin.schema.telemetry import LIMIT_RED, LIMIT_YELLOW, MODE_LOST, MODE_NOMINAL, MODE_SAFE
 
 
-def fleet_summary(twin) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    """Fleet-wide counts and totals from the current telemetry."""
+def fleet_summary(twin, *, with_grid: bool = True) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Fleet-wide counts and totals from the current telemetry, and (``with_grid``) the per-cell ``grid``.
+
+    ``grid``: :func:`fleet_grid`; publishers include it as :class:`GridPacer` says.
+    ``boards``: live satellites whose payload is a hardware board (``payload_source`` > 0: bound,
+    held or fallen back after losing the link).
+    """
     tm = twin.tm
     live = twin.mode != MODE_LOST
     return {
@@ -29,12 +35,72 @@ def fleet_summary(twin) -> dict[str, float]:  # type: ignore[no-untyped-def]
         "throughput_eops": float(np.nansum(tm["payload_throughput_tops"][live]) / 1e6),
         "mean_soc": float(np.nanmean(tm["battery_soc"][live])) if np.any(live) else float("nan"),
         "latched": int(np.sum(tm["devices_latched"][live] != 0)),
+        "boards": int(np.sum(live & (tm["payload_source"] > 0))),
+    } | ({"grid": fleet_grid(twin)} if with_grid else {})
+
+
+class GridPacer:
+    """Which summaries carry the grid: the first at or after every ``PERIOD_S`` sim seconds (:mod:`twin.schema.fleet_grid`)."""
+
+    def __init__(self, period_s: float = grid.PERIOD_S) -> None:
+        self.period_s = period_s
+        self.last_t_s = -np.inf
+
+    def due(self, t_s: float) -> bool:
+        """True (and remembered) when ``t_s`` is at least a period after the last grid."""
+        if t_s - self.last_t_s < self.period_s - 1e-9:
+            return False
+        self.last_t_s = t_s
+        return True
+
+
+def _sig(values: np.ndarray, digits: int = 4) -> list[float | None]:
+    """Floats rounded to ``digits`` significant digits for the message (None where not finite)."""
+    return [float(f"{v:.{digits}g}") if v == v and abs(v) != np.inf else None for v in values.tolist()]
+
+
+def fleet_grid(twin) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """The fleet binned on the grid of :mod:`twin.schema.fleet_grid`: one list of ``N_CELLS`` values per field.
+
+    Only live satellites with a finite position count. Dose rates in rad(Si)/s (mean and maximum of
+    the satellites with a finite ``dose_rate_rad_s``; None for a cell without any).
+    """
+    tm = twin.tm
+    lat, lon = np.asarray(tm["lat_deg"], dtype=float), np.asarray(tm["lon_deg"], dtype=float)
+    here = (twin.mode != MODE_LOST) & np.isfinite(lat) & np.isfinite(lon)
+    cell = grid.cell_of(lat[here], lon[here])
+    state = np.asarray(tm["limit_state"])[here]
+
+    def count(mask: np.ndarray | None = None) -> list[int]:
+        return np.bincount(cell if mask is None else cell[mask], minlength=grid.N_CELLS).tolist()  # type: ignore[no-any-return]
+
+    worst = np.zeros(grid.N_CELLS, dtype=np.int64)
+    np.maximum.at(worst, cell, state.astype(np.int64))
+    dose = np.asarray(tm["dose_rate_rad_s"], dtype=float)[here]
+    ok = np.isfinite(dose)
+    n_dose = np.bincount(cell[ok], minlength=grid.N_CELLS)
+    total = np.bincount(cell[ok], weights=dose[ok], minlength=grid.N_CELLS)
+    peak = np.full(grid.N_CELLS, -np.inf)
+    np.maximum.at(peak, cell[ok], dose[ok])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n_dose > 0, total / np.maximum(n_dose, 1), np.nan)
+    out: dict[str, Any] = {
+        "cell_deg": grid.CELL_DEG,
+        "sats": count(),
+        "yellow": count(state == LIMIT_YELLOW),
+        "red": count(state == LIMIT_RED),
+        "safe": count(twin.mode[here] == MODE_SAFE),
+        "limit_state": worst.tolist(),
+        "dose_rate_mean_rad_s": _sig(mean),
+        "dose_rate_max_rad_s": _sig(np.where(n_dose > 0, peak, np.nan)),
     }
+    assert set(out) == {"cell_deg", *grid.GRID_FIELD_BY_NAME}, "twin.schema.fleet_grid.GRID_FIELDS drifted"
+    return out
 
 
 def render(twin, step_ms: float, speed_achieved: float, lag_s: float, rows: int = 12, events: int = 0) -> str:  # type: ignore[no-untyped-def]
     """The table as text: fleet summary, then the first ``rows`` satellites."""
-    s = fleet_summary(twin)
+    s = fleet_summary(twin, with_grid=False)
     when = jd_to_datetime(twin.now_jd).strftime("%Y-%m-%d %H:%M:%S UTC")
     lines = [
         f"Orbitwin  sim {when}  t={twin.t_s:9.1f} s  tick {twin.tick}  dt {twin.dt_s:g} s  "
