@@ -18,7 +18,7 @@ from twin.core.design import load_design
 from twin.core.power import (
     AVIONICS, HEATERS, ISL, LOAD_NAMES, PAYLOAD, RADIO, PowerParams, nominal_demand_w, power_step,
 )
-from twin.core.solar_array import SolarArrayParams, array_power_w
+from twin.core.solar_array import SolarArrayParams, array_power_w, efficiency
 
 _DESIGN = load_design()
 SA, BP, PP = _DESIGN.solar_array, _DESIGN.battery, _DESIGN.power
@@ -78,12 +78,36 @@ def test_array_temperature_coefficient() -> None:
     assert p_hot < 0.85 * p_ref  # -0.45 %/K over 40 K is -18 %
 
 
+def test_array_efficiency_bounded_from_160_to_370_k() -> None:
+    # docs/physics.md#solar-array: linear coefficient from temp_coeff_min_temp_k (-40 C) up, constant below.
+    temps = np.array([160.0, 200.0, SA.temp_coeff_min_temp_k, 300.0, SA.ref_temp_k, 370.0])
+    eta = efficiency(temps, SA)
+    cold = SA.cell_efficiency_bol * (1.0 + SA.temp_coeff_per_k * (SA.temp_coeff_min_temp_k - SA.ref_temp_k))
+    np.testing.assert_allclose(eta[:3], cold, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(eta[3:], SA.cell_efficiency_bol * (1.0 + SA.temp_coeff_per_k * (temps[3:] - SA.ref_temp_k)),
+                               rtol=0, atol=1e-15)
+    # the cold array gains at most ~31 % over the rating (the unbounded line gave +63 % at 161 K)
+    assert 1.25 < eta[0] / SA.cell_efficiency_bol < 1.35
+    assert 0.65 < eta[-1] / SA.cell_efficiency_bol < 0.72  # 370 K: -0.45 %/K over 69 K
+    fine = np.linspace(160.0, 370.0, 2101)
+    assert np.all(np.diff(efficiency(fine, SA)) <= 0.0) and np.all(efficiency(fine, SA) > 0.0)
+
+
 def test_array_dose_degradation() -> None:
-    dose_rad = np.array([0.0, 1000.0, 6000.0])
+    # dose behind the cover glass [rad(Si)]: 0, ~5 years at 550 km/53 deg behind 100 um (~2e5), and the
+    # ionising dose of 5e14 1-MeV e/cm^2 in Si (1.49 MeV cm^2/g), after which XTJ keeps 0.89 [Fetzer2008]
+    xtj_dose_rad = 5e14 * 1.49 * 1.602176634e-8
+    dose_rad = np.array([0.0, 2.0e5, xtj_dose_rad])
     p = array_power_w(1361.0, 1.0, 1.0, SA.ref_temp_k, dose_rad, 0, SA)
     expected = 1.0 - SA.degradation_c * np.log10(1.0 + dose_rad / SA.degradation_dose_x_rad)
     np.testing.assert_allclose(p / p[0], expected, rtol=0, atol=1e-12)
-    assert 0.88 < p[2] / p[0] < 0.95  # ~5 years at 550 km/53 deg behind 2.5 mm Al: ~8 % loss
+    assert p[2] / p[0] == pytest.approx(0.89, abs=0.005)
+    assert 0.97 < p[1] / p[0] < 0.99  # 5 years at 550 km: ~2 % loss
+
+
+def test_array_cover_glass_areal_density() -> None:
+    assert SA.cover_glass_g_cm2 == pytest.approx(SA.cover_glass_thickness_mm * 0.1 * SA.cover_glass_density_g_cm3)
+    assert 0.01 < SA.cover_glass_g_cm2 < 0.1  # 50-300 um of glass
 
 
 def test_array_geometry_strings_and_eclipse() -> None:

@@ -15,9 +15,17 @@ from twin.core import radiation_grid as rg
 from twin.core.constants import MU_EARTH_M3_S2, R_EARTH_M, SECONDS_PER_YEAR
 from twin.core.params import DesignError
 from twin.core.radiation import (
+    RadiationEnvironment,
     RadiationParams,
-    dose_rate_rad_s,
+    _Csda,
+    bendel_shape,
+    electron_range_g_cm2,
+    fine_edges,
+    fold_spectra,
+    kernels,
+    load_environment,
     load_grid,
+    proton_range_g_cm2,
     sel_events,
     sel_hits,
     sel_rate_per_device_s,
@@ -27,11 +35,17 @@ from twin.core.radiation import (
 
 DATA = Path(__file__).resolve().parents[1] / "twin" / "data"
 P = RadiationParams()
+COVER_G_CM2 = 0.0254  # 100 um of cover glass at 2.54 g/cm^3 (the shipped design)
 
 
 @pytest.fixture(scope="module")
 def grid() -> rg.RadiationGrid:
     return load_grid(P)
+
+
+@pytest.fixture(scope="module")
+def env() -> RadiationEnvironment:
+    return load_environment(P, COVER_G_CM2)
 
 
 def _orbit_track(alt_m: float, inc_deg: float, days: float = 1.0, dt_s: float = 10.0) -> tuple[np.ndarray, ...]:
@@ -44,9 +58,9 @@ def _orbit_track(alt_m: float, inc_deg: float, days: float = 1.0, dt_s: float = 
     return lat, np.mod(lon + np.pi, 2 * np.pi) - np.pi, np.full_like(t, alt_m)
 
 
-def _orbit_dose_rad_per_year(grid: rg.RadiationGrid, params: RadiationParams, alt_m: float = 550e3, inc_deg: float = 53.0) -> float:
-    p, e = grid.lookup(*_orbit_track(alt_m, inc_deg))
-    return float(dose_rate_rad_s(p, e, params).mean() * SECONDS_PER_YEAR)
+def _orbit_dose_rad_per_year(params: RadiationParams, alt_m: float = 550e3, inc_deg: float = 53.0) -> float:
+    local = load_environment(params, COVER_G_CM2).sample(*_orbit_track(alt_m, inc_deg))
+    return float(local.dose_rate_rad_s.mean() * SECONDS_PER_YEAR)
 
 
 def test_aep8_readme_checkpoint_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,72 +73,180 @@ def test_aep8_readme_checkpoint_without_network(monkeypatch: pytest.MonkeyPatch)
     assert float(f) == pytest.approx(3.04495297, rel=1e-6)
 
 
-def test_shipped_grid_is_default_small_float32(grid: rg.RadiationGrid) -> None:
+def test_shipped_grid_is_default_small_spectral_grid(grid: rg.RadiationGrid) -> None:
     path = DATA / "radiation_grid_default.npz"
     assert path.stat().st_size < 3e6
     shipped = rg.RadiationGrid.load(path)
     assert shipped.spec == P.grid_spec() and shipped.log10_flux.dtype == np.float32
+    assert shipped.log10_flux.shape[-1] == len(P.proton_spectrum_energies_mev) + len(P.electron_spectrum_energies_mev)
     assert grid.alt_km[0] <= 300.0 and grid.alt_km[-1] >= 1300.0
+    # integral spectra fall with energy; AE8/AP8 break this only at a few faint belt-edge nodes
+    # (~60 of 2.5 million steps per particle, all below ~300 /cm^2/s), which the fold floors at zero
+    npr = shipped.n_protons
+    for part in (shipped.log10_flux[..., :npr], shipped.log10_flux[..., npr:]):
+        rising = np.diff(part, axis=-1) > 1.5e-3  # the int16 storage step is 1e-3 decade
+        assert rising.mean() < 1e-4
+        assert np.all(part[..., 1:][rising] < 2.5)
 
 
 def test_grid_agrees_with_direct_aep8(grid: rg.RadiationGrid) -> None:
     # Grid: 2 deg lat x 4 deg lon x 50 km, trilinear in log10 flux. Where the flux is significant
-    # (> 1% of the sample maximum) the log-linear error is set by curvature over one cell:
-    # median < 10%, 95th percentile < 30%, worst < factor 2 (belt edges fall steeply).
+    # (> 1% of the sample maximum) the log-linear error is set by curvature over one cell.
+    # Measured over the 27 channels: median 1.01-1.05, 95th percentile 1.10-1.33, worst 1.13-2.06,
+    # except at the steep belt edges of the two hardest electron channels kept (3 and 4 MeV, worst 6-9x,
+    # a small share of any dose); the 5 and 6 MeV channels are almost everywhere zero at these altitudes.
     rng = np.random.default_rng(42)
     n = 600
     lat = rng.uniform(-60.0, 60.0, n)
     lon = rng.uniform(-180.0, 180.0, n)
     alt = rng.uniform(300.0, 1300.0, n)
-    gp, ge = grid.lookup(np.radians(lat), np.radians(lon), alt * 1e3)
-    for direct, looked in (
-        (rg.aep8_integral_flux(lat, lon, alt, P.proton_energy_mev, "p", P.solar_phase_protons), gp),
-        (rg.aep8_integral_flux(lat, lon, alt, P.electron_energy_mev, "e", P.solar_phase_electrons), ge),
-    ):
+    looked = grid.lookup(np.radians(lat), np.radians(lon), alt * 1e3)
+    direct_p = rg.aep8_spectra(lat, lon, alt, P.proton_spectrum_energies_mev, "p", P.solar_phase_protons)
+    direct_e = rg.aep8_spectra(lat, lon, alt, P.electron_spectrum_energies_mev, "e", P.solar_phase_electrons)
+    energies = [("p", e) for e in P.proton_spectrum_energies_mev] + [("e", e) for e in P.electron_spectrum_energies_mev]
+    checked = 0
+    for c, direct in enumerate(np.concatenate([direct_p, direct_e], axis=1).T):
         direct = np.nan_to_num(direct)
         sig = direct > 0.01 * direct.max()
-        assert sig.sum() > 50
-        ratio = 10 ** np.abs(np.log10(looked[sig] / direct[sig]))
-        assert np.median(ratio) < 1.1
-        assert np.percentile(ratio, 95) < 1.3
-        assert ratio.max() < 2.0
+        if sig.sum() < 50:
+            continue
+        ratio = 10 ** np.abs(np.log10(looked[c][sig] / direct[sig]))
+        assert np.median(ratio) < 1.1, energies[c]
+        if sig.sum() >= 80:
+            assert np.percentile(ratio, 95) < 1.35, energies[c]
+        if energies[c][0] == "p" or energies[c][1] <= 2.5:
+            assert ratio.max() < 2.1, energies[c]
+        checked += 1
+    assert checked == grid.n_channels - 2
 
 
-def test_saa_emerges_from_ap8(grid: rg.RadiationGrid) -> None:
+def test_saa_emerges_from_ap8(env: RadiationEnvironment) -> None:
     lat = np.radians([-30.0, 30.0, -30.0])
     lon = np.radians([-45.0, -45.0, 135.0])
-    p, e = grid.lookup(lat, lon, np.full(3, 550e3))
-    dose = dose_rate_rad_s(p, e, P)
-    corr, unc = seu_rate_per_device_s(p, P)
-    for q in (p, dose, corr + unc):
+    local = env.sample(lat, lon, np.full(3, 550e3))
+    corr, unc = seu_rate_per_device_s(local.seu_scale, P)
+    for q in (local.proton_flux_cm2_s, local.dose_rate_rad_s, corr + unc):
         assert q[0] > 0
         assert q[0] > 10 * q[1] and q[0] > 10 * q[2]
-    assert 300.0 < p[0] < 5000.0  # AP8-MIN > 10 MeV at the SAA core, 550 km, is ~1.5e3 /cm^2/s
+    assert 300.0 < local.proton_flux_cm2_s[0] < 5000.0  # AP8-MIN > 10 MeV at the SAA core, 550 km, is ~1.5e3 /cm^2/s
 
 
-def test_orbit_dose_550km_53deg(grid: rg.RadiationGrid) -> None:
-    # docs/physics.md#radiation: ~1.0-1.3 krad(Si)/yr behind 2.5 mm Al, ~160 rad/yr behind 10 mm (SHIELDOSE-2, AP8-MIN).
-    d25 = _orbit_dose_rad_per_year(grid, P)
-    d10 = _orbit_dose_rad_per_year(grid, dataclasses.replace(P, shield_thickness_mm_al=10.0))
-    assert 1000.0 / 2 < d25 < 1300.0 * 2
-    assert d10 < d25 / 3
-    assert 160.0 / 2 < d10 < 160.0 * 2
-    thicker = [_orbit_dose_rad_per_year(grid, dataclasses.replace(P, shield_thickness_mm_al=t)) for t in (1.0, 2.5, 5.0, 10.0, 20.0)]
-    assert np.all(np.diff(thicker) < 0)
+# SPENVIS SHIELDOSE-2, 550 km, 5 years, AP8-MIN + AE8-MAX, centre of Al spheres [SPENVIS-leo]
+# (leo-edge-failure-models compute-failure/cleaned/<inclination>.csv): (inclination, mm Al) -> rad(Si) in 5 years
+SPENVIS_TOTAL_5YR = {(50.0, 2.5): 4935.5, (50.0, 10.0): 883.02, (55.0, 2.5): 6535.2, (55.0, 10.0): 764.84}
+# 55 deg: mm Al -> (trapped electrons + bremsstrahlung, trapped protons), rad(Si) in 5 years
+SPENVIS_55_BY_PARTICLE = {0.1: (9.1727e5 + 1.9022e3, 1.6068e4), 0.5: (7.6406e4 + 300.04, 3.3428e3),
+                          1.0: (2.4114e4 + 134.2, 1.9933e3), 2.5: (5240.7 + 52.765, 1241.7),
+                          5.0: (621.87 + 26.109, 950.67), 10.0: (3.8668 + 13.916, 747.05), 20.0: (8.2789, 543.65)}
 
 
-def test_seu_reference_flux_is_alsat1_orbit_average(grid: rg.RadiationGrid) -> None:
-    p_avg, _ = rg.orbit_average_flux(grid, 686e3, 98.2)
+def test_dose_5yr_550km_two_depths_within_factor_2_of_shieldose() -> None:
+    # docs/physics.md#validation-radiation: the engine's per-node fold (local spectra) on circular
+    # 550 km orbits, 5 days averaged, against both depths of the physics reference at 50 and 55 deg.
+    ratios = {}
+    for (inc, mm), ref in SPENVIS_TOTAL_5YR.items():
+        dose = _orbit_dose_rad_per_year(dataclasses.replace(P, shield_thickness_mm_al=mm), inc_deg=inc) * 5.0
+        ratios[(inc, mm)] = dose / ref
+    assert all(0.5 <= r <= 2.0 for r in ratios.values()), ratios
+    # measured: 0.97, 0.80, 1.02, 0.79: within 25 %
+    assert all(0.75 <= r <= 1.25 for r in ratios.values()), ratios
+
+
+def test_dose_depth_curve_and_particle_split_follow_shieldose() -> None:
+    # Orbit-average spectrum at 55 deg folded through 0.1-20 mm: total within 25 % of SHIELDOSE-2 at
+    # every depth, electrons dominate behind thin shields and protons behind thick ones, as there.
+    from twin.validation.dose_split import dose_by_particle_5yr_rad
+
+    totals = []
+    for mm, (ref_e, ref_p) in SPENVIS_55_BY_PARTICLE.items():
+        p, e = dose_by_particle_5yr_rad(dataclasses.replace(P, shield_thickness_mm_al=mm), 55.0, days=1.0)
+        assert 0.75 < (p + e) / (ref_e + ref_p) < 1.25, mm
+        assert 0.6 < p / ref_p < 1.25, mm  # Bragg-Kleeman fit: protons ~20 % low
+        assert (e > p) == (ref_e > ref_p), mm
+        totals.append(p + e)
+    assert np.all(np.diff(totals) < 0)
+
+
+def test_csda_kernel_closed_forms() -> None:
+    a, b = P.proton_range_a_g_cm2, P.proton_range_b
+    csda = _Csda(lambda e: proton_range_g_cm2(e, P))
+    edges = np.array([20.0, 30.0, 50.0])
+    # no shield: mean stopping power over a bin = [E^(2-b) / ((2-b) a b)] / dE for R = a E^b
+    exact = np.diff(edges ** (2 - b) / ((2 - b) * a * b)) / np.diff(edges)
+    np.testing.assert_allclose(csda.bin_dose(edges, 0.0), exact, rtol=2e-3)
+    # behind 0.675 g/cm^2 (2.5 mm Al): residual energy from R(E') = R(E) - t, mean of S(E') by brute force
+    t = 0.675
+    e = np.linspace(30.0, 50.0, 200001)  # above the 22.1 MeV cutoff of 2.5 mm
+    e_res = ((a * e**b - t) / a) ** (1 / b)
+    brute = np.trapezoid(e_res ** (1 - b) / (a * b), e) / 20.0
+    assert csda.bin_dose(edges[1:], t)[0] == pytest.approx(brute, rel=2e-3)
+    # protons below the cutoff E_c = (t / a)^(1/b) deposit nothing; the bin across it stays finite
+    e_c = (t / a) ** (1 / b)
+    k = csda.bin_dose(np.array([e_c * 0.5, e_c * 0.99, e_c * 1.01, e_c * 1.5]), t)
+    assert k[0] == 0.0 and np.all(np.isfinite(k)) and k[1] > 0  # 0.99 E_c..1.01 E_c holds the Bragg peak
+    # Katz-Penfold: 0.412 g/cm^2 at 1 MeV; 2.5 mm of Al stops electrons below ~1.50 MeV (docs/physics.md#radiation)
+    assert float(electron_range_g_cm2(np.array(1.0))) == pytest.approx(0.412)
+    ecsda = _Csda(electron_range_g_cm2)
+    assert float(ecsda.residual(np.array([1.45]), 0.675)[0]) == 0.0 and float(ecsda.residual(np.array([1.6]), 0.675)[0]) > 0.0
+
+
+def test_fold_telescopes_and_slab_is_half_the_sphere_without_shield() -> None:
+    thresholds = P.proton_spectrum_energies_mev
+    edges = fine_edges(thresholds)
+    log10_f = np.log10(1e4 * np.asarray(thresholds) ** -1.5)[None, :]
+    # a response of 1 in every bin and the tail counts every particle once: F(> first threshold)
+    ones = np.ones((edges.size, 1))
+    assert fold_spectra(log10_f, thresholds, edges, ones)[0, 0] == pytest.approx(1e4, rel=1e-5)
+    # log-log interpolation is exact for a power law: the flux in [10, 20] MeV
+    inside = ((edges[:-1] > 10.0 * (1 - 1e-9)) & (edges[:-1] < 20.0 * (1 - 1e-9))).astype(float)[:, None]
+    inside = np.vstack([inside, [[0.0]]])
+    assert fold_spectra(log10_f, thresholds, edges, inside)[0, 0] == pytest.approx(1e4 * (10**-1.5 - 20**-1.5), rel=1e-4)
+    bare = kernels(dataclasses.replace(P, shield_thickness_mm_al=0.0), 0.0)
+    np.testing.assert_allclose(bare.proton_cover_dose, 0.5 * bare.proton_dose, rtol=1e-9)
+    np.testing.assert_allclose(bare.electron_cover_dose, 0.5 * bare.electron_dose, rtol=1e-9)
+
+
+def test_bendel_shape() -> None:
+    a = P.seu_bendel_a_mev
+    e = np.array([0.5 * a, a, 2 * a, 1e4])
+    y = np.sqrt(18.0 / a) * a
+    np.testing.assert_allclose(bendel_shape(e, a)[:3], [0.0, 0.0, (1 - np.exp(-0.18 * np.sqrt(y))) ** 4], atol=1e-15)
+    assert 0.99 < bendel_shape(e, a)[3] <= 1.0
+
+
+def test_seu_follows_the_spectrum_behind_the_shield(env: RadiationEnvironment) -> None:
+    # The SEU scale averages to 1 on the Alsat-1 orbit (its per-bit rate's reference) and rises
+    # with shielding less than the dose does: upsets come from the hard protons that pass the shield.
+    lat, lon, alt = _orbit_track(686e3, 98.2)
+    assert env.sample(lat, lon, alt).seu_scale.mean() == pytest.approx(1.0, rel=1e-6)
+    thick = load_environment(dataclasses.replace(P, shield_thickness_mm_al=10.0), COVER_G_CM2)
+    assert 0.5 * env.seu_reference_flux_cm2_s < thick.seu_reference_flux_cm2_s < env.seu_reference_flux_cm2_s
+    saa = (np.radians([-30.0]), np.radians([-45.0]), np.array([550e3]))
+    assert env.sample(*saa).seu_scale[0] > 10.0
+
+
+def test_cover_glass_dose_is_far_above_the_shielded_dose(env: RadiationEnvironment) -> None:
+    # Behind 100 um of cover glass (0.0254 g/cm^2, front only) the cells see ~30-40x the dose behind 2.5 mm Al;
+    # SHIELDOSE-2 gives 1.87e5 rad/yr at the centre of a 0.1 mm Al sphere at 55 deg, and a front-only slab
+    # sees between a quarter and a half of the sphere's dose at that depth.
+    local = env.sample(*_orbit_track(550e3, 55.0))
+    cover_yr = local.cover_dose_rate_rad_s.mean() * SECONDS_PER_YEAR
+    assert 10.0 < cover_yr / (local.dose_rate_rad_s.mean() * SECONDS_PER_YEAR) < 100.0
+    assert 0.1 * 1.87e5 < cover_yr < 0.5 * 1.87e5
+
+
+def test_seu_reference_flux_is_alsat1_orbit_average(env: RadiationEnvironment) -> None:
+    p_avg = rg.orbit_average(env.grid, 686e3, 98.2)[0]
     assert p_avg == pytest.approx(P.seu_reference_proton_flux_cm2_s, rel=0.02)
     # Direct AE8/AP8 along the same track agrees (grid consistency).
     lat, lon, alt = _orbit_track(686e3, 98.2, days=0.25, dt_s=20.0)
     direct = np.nan_to_num(rg.aep8_integral_flux(np.degrees(lat), np.degrees(lon), alt / 1e3, 10.0, "p", "min"))
-    assert direct.mean() == pytest.approx(grid.lookup(lat, lon, alt)[0].mean(), rel=0.1)
+    assert direct.mean() == pytest.approx(env.sample(lat, lon, alt).proton_flux_cm2_s.mean(), rel=0.1)
 
 
 def test_seu_rates_reproduce_alsat1_at_reference_flux() -> None:
     sram = dataclasses.replace(P, memories=(P.memories[0],))
-    corr, unc = seu_rate_per_device_s(np.array([P.seu_reference_proton_flux_cm2_s]), sram)
+    corr, unc = seu_rate_per_device_s(np.array([1.0]), sram)
     per_bit_day = (corr + unc)[0] * 86_400.0 / P.memories[0].bits
     assert per_bit_day == pytest.approx(4.04e-7, rel=1e-12)
     assert unc[0] / (corr + unc)[0] == pytest.approx(0.014)
@@ -133,17 +255,17 @@ def test_seu_rates_reproduce_alsat1_at_reference_flux() -> None:
 def test_seu_poisson_statistics() -> None:
     rng = np.random.default_rng(7)
     n, n_dev, dt = 20_000, 4, 10.0
-    flux = np.where(np.arange(n) % 2 == 0, 1500.0, 80.0)
-    corr, unc = seu_events(rng, flux, dt, P, n_dev)
+    scale = np.where(np.arange(n) % 2 == 0, 1500.0 / 80.0, 1.0)  # SEU rate over its Alsat-1 orbit average
+    corr, unc = seu_events(rng, scale, dt, P, n_dev)
     assert corr.shape == unc.shape == (n, n_dev) and corr.dtype.kind == "i"
-    rc, ru = seu_rate_per_device_s(flux, P)
+    rc, ru = seu_rate_per_device_s(scale, P)
     for counts, rate in ((corr, rc), (unc, ru)):
         expected = rate.sum() * dt * n_dev
         assert abs(counts.sum() - expected) < 3 * np.sqrt(expected)
         for dev in range(n_dev):  # devices are equally likely
             e_dev = rate.sum() * dt
             assert abs(counts[:, dev].sum() - e_dev) < 3 * np.sqrt(e_dev) + 3
-    # Per-satellite mean follows the local flux (SAA satellites see ~19x more).
+    # Per-satellite mean follows the local rate (SAA satellites see ~19x more).
     hi, lo = corr[0::2].mean(), corr[1::2].mean()
     assert hi / lo == pytest.approx(1500.0 / 80.0, rel=0.1)
 
@@ -196,19 +318,20 @@ def test_sel_hits_devices_independent_with_the_per_device_probability() -> None:
     assert 1 not in set(d4.tolist()) and d4.size > 0
 
 
-def test_lookup_invalid_and_out_of_range_inputs(grid: rg.RadiationGrid) -> None:
+def test_lookup_invalid_and_out_of_range_inputs(grid: rg.RadiationGrid, env: RadiationEnvironment) -> None:
     lat = np.radians(np.array([-30.0, np.nan, -30.0, -30.0, -30.0, -30.0, 95.0, -30.0]))
     lon = np.array([np.radians(-45.0), 0.0, np.nan, np.radians(-45.0), np.radians(-45.0), np.radians(-45.0) + 4 * np.pi, 0.0, np.radians(-45.0)])
     alt = np.array([550e3, 550e3, 550e3, np.nan, -1e6, 550e3, 550e3, 1e9])
-    p, e = grid.lookup(lat, lon, alt)
-    assert np.all(np.isfinite(p)) and np.all(np.isfinite(e)) and np.all(p >= 0) and np.all(e >= 0)
-    assert p[1] == p[2] == p[3] == 0.0 and e[1] == e[2] == e[3] == 0.0
-    assert p[5] == pytest.approx(p[0], rel=1e-9)  # longitude wraps
-    edge_lo = grid.lookup(lat[:1], lon[:1], np.array([grid.alt_km[0] * 1e3]))[0]
-    edge_hi = grid.lookup(lat[:1], lon[:1], np.array([grid.alt_km[-1] * 1e3]))[0]
+    for values in (grid.lookup(lat, lon, alt), np.stack(list(dataclasses.astuple(env.sample(lat, lon, alt))))):
+        assert np.all(np.isfinite(values)) and np.all(values >= 0)
+        assert np.all(values[:, 1:4] == 0.0)
+        np.testing.assert_allclose(values[:, 5], values[:, 0], rtol=1e-9)  # longitude wraps
+    p = env.sample(lat, lon, alt).proton_flux_cm2_s
+    edge_lo = env.sample(lat[:1], lon[:1], np.array([grid.alt_km[0] * 1e3])).proton_flux_cm2_s
+    edge_hi = env.sample(lat[:1], lon[:1], np.array([grid.alt_km[-1] * 1e3])).proton_flux_cm2_s
     assert p[4] == pytest.approx(edge_lo[0]) and p[7] == pytest.approx(edge_hi[0])  # clamped
     # Outside the belts (AP8 NaN/0 at the magnetic equator far from the SAA) -> exactly 0.
-    assert grid.lookup(np.radians([0.0]), np.radians([120.0]), np.array([400e3]))[0][0] == 0.0
+    assert env.sample(np.radians([0.0]), np.radians([120.0]), np.array([400e3])).proton_flux_cm2_s[0] == 0.0
 
 
 def test_grid_cache_roundtrip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -233,9 +356,13 @@ def test_toml_section_matches_defaults_and_validates() -> None:
         RadiationParams.from_table({**table, "memories": [{**table["memories"][0], "ecc_bits": 8}]})
     with pytest.raises(DesignError, match="multi_bit_fraction"):
         RadiationParams.from_table({**table, "memories": [{**table["memories"][0], "multi_bit_fraction": 1.5}]})
+    with pytest.raises(DesignError, match="radiation.proton_energy_mev"):
+        RadiationParams.from_table({**table, "proton_energy_mev": 12.0})  # not a stored threshold
+    with pytest.raises(DesignError, match="radiation.electron_spectrum_energies_mev"):
+        RadiationParams.from_table({**table, "electron_spectrum_energies_mev": [1.0, 0.5]})
 
 
-def test_performance_n9543(grid: rg.RadiationGrid) -> None:
+def test_performance_n9543(env: RadiationEnvironment) -> None:
     rng = np.random.default_rng(0)
     n, n_dev = 9543, 4
     lat, lon = np.radians(rng.uniform(-70, 70, n)), np.radians(rng.uniform(-180, 180, n))
@@ -243,9 +370,8 @@ def test_performance_n9543(grid: rg.RadiationGrid) -> None:
     best = np.inf
     for _ in range(30):
         t0 = time.perf_counter()
-        p, e = grid.lookup(lat, lon, alt)
-        dose_rate_rad_s(p, e, P)
-        seu_events(rng, p, 10.0, P, n_dev)
-        sel_events(rng, p, temp, 10.0, P, n_dev)
+        local = env.sample(lat, lon, alt)
+        seu_events(rng, local.seu_scale, 10.0, P, n_dev)
+        sel_events(rng, local.proton_flux_cm2_s, temp, 10.0, P, n_dev)
         best = min(best, time.perf_counter() - t0)
     assert best < 0.010  # typically ~1.4 ms; generous bound for loaded CI machines

@@ -13,10 +13,14 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_validate(a: argparse.Namespace) -> int:
+    from twin.validation.dose_split import dose_report
     from twin.validation.physics_checks import run_validation
 
     results = run_validation(quick=a.quick)
+    dose_checks, dose_lines = dose_report(quick=a.quick)
+    results += dose_checks
     width = max(len(r.name) for r in results)
     for r in results:
         print(f"{'PASS' if r.passed else 'FAIL'}  {r.name:<{width}}  {r.detail}")
+    print("\n".join(dose_lines))
     return 0 if all(r.passed for r in results) else 1

@@ -91,7 +91,7 @@ class FleetTwin:
         self.propagator: FleetPropagator | PipelinedPropagator = (
             PipelinedPropagator(catalogue) if orbit_worker else FleetPropagator(catalogue))
         self.sun = SunEphemeris()
-        self.grid = radiation.load_grid(design.radiation)
+        self.radiation_env = radiation.load_environment(design.radiation, design.solar_array.cover_glass_g_cm2)
         d = design.payload.n_devices
 
         th = design.thermal
@@ -101,6 +101,7 @@ class FleetTwin:
         self.v_rc_v = np.zeros(n)
         self.shed_state = np.zeros((n, len(LOAD_NAMES)), dtype=bool)
         self.dose_rad = np.zeros(n)
+        self.cover_dose_rad = np.zeros(n)  # behind the solar cells' cover glass: drives array degradation
         self.seu_total = np.zeros(n, dtype=np.int64)
         self.mode = np.full(n, MODE_NOMINAL, dtype=np.int8)
         self.attitude = np.full(n, ATT_SUN_TRACK, dtype=np.int8)
@@ -362,13 +363,14 @@ class FleetTwin:
         # radiation environment first: SEL onsets this tick affect the payload's draw
         lat_rad = np.where(bad, 0.0, orb.lat_rad)
         lon_rad = np.where(bad, 0.0, orb.lon_rad)
-        p_flux, e_flux = self.grid.lookup(lat_rad, lon_rad, np.where(bad, _PLACEHOLDER_ALT_M, orb.alt_m))
-        p_flux = np.where(bad, 0.0, p_flux)
-        e_flux = np.where(bad, 0.0, e_flux)
-        dose_rate = radiation.dose_rate_rad_s(p_flux, e_flux, des.radiation)
+        local = self.radiation_env.sample(lat_rad, lon_rad, np.where(bad, _PLACEHOLDER_ALT_M, orb.alt_m))
+        p_flux = np.where(bad, 0.0, local.proton_flux_cm2_s)
+        e_flux = np.where(bad, 0.0, local.electron_flux_cm2_s)
+        dose_rate = np.where(bad, 0.0, local.dose_rate_rad_s)
         if advance:
             self.dose_rad += dose_rate * dt
-            self._radiation_effects(p_flux, dt)
+            self.cover_dose_rad += np.where(bad, 0.0, local.cover_dose_rate_rad_s) * dt
+            self._radiation_effects(p_flux, np.where(bad, 0.0, local.seu_scale), dt)
 
         # payload, heaters and power
         safe = self.mode != MODE_NOMINAL
@@ -380,7 +382,7 @@ class FleetTwin:
         demand[:, HEATERS] = heater_w.sum(axis=1)
         demand[:, ISL] *= np.where(safe, 0.0, self.faults.isl_fraction(des.power))
         demand[:, RADIO] *= np.where(safe, 0.25, 1.0)
-        gen_w = array_power_w(flux_w_m2, illum, cos_array, self.temp_k[:, thermal.ARRAY], self.dose_rad,
+        gen_w = array_power_w(flux_w_m2, illum, cos_array, self.temp_k[:, thermal.ARRAY], self.cover_dose_rad,
                               self.faults.array_strings_failed, des.solar_array)
         ps = power_step(gen_w, demand, self.soc, self.v_rc_v, self.shed_state, dt,
                         des.battery, des.power, self.faults.battery_strings_failed)
@@ -469,10 +471,10 @@ class FleetTwin:
             self.hil_divergence[sat] = False
             self._emit(sat, "hil", "board_unbound", "info")
 
-    def _radiation_effects(self, p_flux: np.ndarray, dt: float) -> None:
+    def _radiation_effects(self, p_flux: np.ndarray, seu_scale: np.ndarray, dt: float) -> None:
         des, p = self.design, self.payload
         nd = des.payload.n_devices
-        hit, corr, unc = radiation.seu_hits(self.rng, p_flux, dt, des.radiation, nd)
+        hit, corr, unc = radiation.seu_hits(self.rng, seu_scale, dt, des.radiation, nd)
         if hit.size:
             p.ecc_corrected[hit] += corr
             p.ecc_uncorrectable[hit] += unc

@@ -1,24 +1,25 @@
-"""Radiation environment and effects: trapped-particle flux, total ionising dose, SEU and SEL.
+"""Radiation environment and effects: trapped-particle spectra, total ionising dose, SEU and SEL.
 
-Pure numpy over satellites. Fluxes come from a precomputed AE8/AP8 grid
+Pure numpy over satellites. The AE8/AP8 integral spectra come from a precomputed grid
 (:mod:`twin.core.radiation_grid`; aep8/astropy are imported only to build a grid), so the South
-Atlantic Anomaly emerges from AP8. All fluxes are omnidirectional integral fluxes in
-1/(cm^2 s): protons above ``proton_energy_mev``, electrons above ``electron_energy_mev``.
+Atlantic Anomaly and the outer-belt electron horns emerge from the models with their local spectra.
+At load, :class:`RadiationEnvironment` folds the spectrum of every grid node once into a few
+channels on the same axes, so that the engine's per-tick cost stays one trilinear lookup:
 
-Model summary (docs/physics.md#radiation):
-
-* Dose: solid-sphere shield of ``shield_thickness_mm_al`` aluminium, dose point in silicon.
-  Protons: continuous-slowing-down through the shield with a Bragg-Kleeman range law
-  R = a E^b, spectrum shape from an AP8 orbit-average table; D = integral of phi(E) S_Si(E').
-  Electrons: transmitted if the Katz-Penfold CSDA range exceeds the shield (AE8 spectrum table),
-  depositing an effective stopping power; bremsstrahlung from the shield is a small added term.
-  Result at 550 km / 53 deg: ~0.9 krad(Si)/yr behind 2.5 mm Al, ~0.13 krad/yr behind 10 mm
-  (reference SHIELDOSE-2: ~1.0-1.3 and ~0.16 krad/yr).
-* SEU: per-bit rate measured on Alsat-1 (686 km SSO) scaled by the local proton flux over the
-  Alsat-1 orbit-average flux from the same grid; ECC splits single-bit (corrected) from
-  multi-bit (uncorrectable) upsets. GCR upsets outside the SAA are not modelled.
+* fluxes: omnidirectional integral fluxes [1/(cm^2 s)] of protons above ``proton_energy_mev`` and
+  electrons above ``electron_energy_mev`` (telemetry, SAA flag, SEL);
+* dose rate [rad(Si)/s] at the centre of a solid aluminium sphere of ``shield_thickness_mm_al``
+  (the electronics), and behind a front-only slab of cover glass (the solar cells): straight-ahead
+  continuous slowing down of each energy of the local spectrum through the shield (Bragg-Kleeman
+  proton range fitted to NIST PSTAR, Katz-Penfold electron range), energy deposited at the residual
+  energy's stopping power, plus the electrons' bremsstrahlung (radiation yield after Koch-Motz);
+* SEU: the local proton spectrum behind the shield weighted with a Bendel one-parameter
+  cross-section shape, relative to its Alsat-1 orbit average, times the per-bit rate measured on
+  Alsat-1; ECC splits single-bit (corrected) from multi-bit (uncorrectable) upsets;
 * SEL: per-device rate, part proton-driven (SAA) and part flux-independent (heavy ions),
   doubling every ``sel_doubling_k`` above ``sel_reference_temp_k``.
+
+Figures and sources: docs/physics.md#radiation.
 """
 
 from __future__ import annotations
@@ -34,7 +35,16 @@ import numpy as np
 
 from twin.core.constants import SECONDS_PER_DAY
 from twin.core.params import DesignError, build, param
-from twin.core.radiation_grid import DEFAULT_GRID_PATH, GridSpec, RadiationGrid, build_grid, get_grid, orbit_average_flux
+from twin.core.radiation_grid import (
+    DEFAULT_GRID_PATH,
+    GridSpec,
+    LogGrid,
+    RadiationGrid,
+    build_grid,
+    get_grid,
+    orbit_average,
+    to_log10,
+)
 
 RAD_PER_MEV_PER_G = 1.602176634e-8  # 1 MeV/g = 1.602e-13 J / 1e-3 kg = 1.602e-10 Gy = 1.602e-8 rad
 _SOLAR_PHASES = ("min", "max")
@@ -85,35 +95,29 @@ class RadiationParams:
     grid_alt_min_km: float = param("km", "lowest grid altitude (below: clamped)", min=100.0, max=2000.0, default=250.0)
     grid_alt_max_km: float = param("km", "highest grid altitude (above: clamped)", min=200.0, max=5000.0, default=1350.0)
     grid_alt_step_km: float = param("km", "grid altitude step; log-linear interpolation", min=5.0, max=500.0, default=50.0)
-    proton_energy_mev: float = param("MeV", "proton integral-flux threshold of the grid (SEU-relevant)", min=0.1, max=400.0, default=10.0)
-    electron_energy_mev: float = param("MeV", "electron integral-flux threshold of the grid", min=0.04, max=7.0, default=1.0)
-    proton_spectrum_energy_mev: tuple[float, ...] = param(
-        "MeV", "energies of the proton integral-spectrum shape table",
-        default=(1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 50.0, 70.0, 100.0, 150.0, 200.0, 300.0, 400.0))
-    proton_spectrum_fraction: tuple[float, ...] = param(
-        "", "F(>E)/F(>proton_energy_mev): AP8-MIN orbit average at 550 km/53 deg (aep8; same within ~15% at 550-1200 km)",
-        default=(5.359, 2.959, 1.459, 1.0, 0.8686, 0.7924, 0.7023, 0.569, 0.4569, 0.3264, 0.1828, 0.1051, 0.03627, 0.0))
-    electron_spectrum_energy_mev: tuple[float, ...] = param(
-        "MeV", "energies of the electron integral-spectrum shape table",
-        default=(0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0, 7.0))
-    electron_spectrum_fraction: tuple[float, ...] = param(
-        "", "F(>E)/F(>electron_energy_mev): AE8-MAX orbit average at 550 km/53 deg (aep8)",
-        default=(3.497, 1.643, 1.0, 0.4507, 0.2018, 0.09344, 0.03673, 0.01436, 0.005034, 0.001565,
-                 0.0004709, 0.0001069, 1.579e-05, 0.0))
+    proton_energy_mev: float = param(
+        "MeV", "proton integral-flux threshold of telemetry, SAA flag and SEL; one of proton_spectrum_energies_mev", min=0.1, max=400.0, default=10.0)
+    electron_energy_mev: float = param(
+        "MeV", "electron integral-flux threshold of telemetry; one of electron_spectrum_energies_mev", min=0.04, max=7.0, default=1.0)
+    proton_spectrum_energies_mev: tuple[float, ...] = param(
+        "MeV", "AP8 integral-flux thresholds stored at every grid node (AP8 range 0.1-400 MeV; aep8 gives NaN at 400)",
+        default=(1.0, 2.0, 4.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0, 70.0, 100.0, 150.0, 200.0, 300.0))
+    electron_spectrum_energies_mev: tuple[float, ...] = param(
+        "MeV", "AE8 integral-flux thresholds stored at every grid node (AE8 range 0.04-7 MeV; 0 everywhere above 6 MeV at LEO)",
+        default=(0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0))
     proton_range_a_g_cm2: float = param(
         "g/cm^2", "Bragg-Kleeman R = a E^b (E in MeV) fit to NIST PSTAR Al CSDA range 10-100 MeV (0.170, 9.4 g/cm^2); also used for Si",
         min=1e-4, max=1.0, default=0.0031)
     proton_range_b: float = param("", "Bragg-Kleeman exponent (PSTAR fit, see proton_range_a_g_cm2)", min=1.0, max=2.0, default=1.74)
-    electron_stopping_power_mev_cm2_g: float = param(
-        "MeV cm^2/g", "effective electron stopping power in Si behind the shield: NIST ESTAR 1.6 at 1 MeV, ~2 for degraded electrons (estimate)",
-        min=0.5, max=10.0, default=1.8)
-    bremsstrahlung_yield: float = param(
-        "", "fraction of electron energy radiated as bremsstrahlung in Al, ~1 MeV (NIST ESTAR radiation yield; estimate)", min=0.0, max=0.2, default=0.005)
     photon_energy_absorption_cm2_g: float = param(
         "cm^2/g", "Si mass energy-absorption coefficient at ~0.3 MeV (NIST Hubbell-Seltzer)", min=0.0, max=1.0, default=0.0288)
     seu_reference_proton_flux_cm2_s: float = param(
-        "1/(cm^2 s)", "orbit-average proton flux > proton_energy_mev on the Alsat-1 orbit (686 km, 98.2 deg) from the default grid; "
-        "recompute with twin.core.radiation_grid.orbit_average_flux if the grid model changes", min=1e-6, default=79.27)
+        "1/(cm^2 s)", "orbit-average proton flux > proton_energy_mev on the Alsat-1 orbit (686 km, 98.2 deg) from the default grid "
+        "(reference of the SEL proton term); recompute with twin.core.radiation_grid.orbit_average if the grid model changes",
+        min=1e-6, default=79.27)
+    seu_bendel_a_mev: float = param(
+        "MeV", "Bendel one-parameter proton upset cross-section: threshold-like parameter A (estimate; typical 5-30 MeV for SRAM)",
+        min=1.0, max=100.0, default=10.0)
     memories: tuple[MemoryParams, ...] = param("", "memories per device ([[radiation.memories]])", default=DEFAULT_MEMORIES)
     saa_proton_flux_cm2_s: float = param(
         "1/(cm^2 s)", "proton flux > proton_energy_mev above which telemetry flags the satellite as inside the SAA "
@@ -136,12 +140,11 @@ class RadiationParams:
         if self.grid_alt_max_km <= self.grid_alt_min_km + self.grid_alt_step_km / 2:
             raise DesignError(f"{section}.grid_alt_max_km", "must exceed grid_alt_min_km by at least one step")
         for kind in ("proton", "electron"):
-            e = np.asarray(getattr(self, f"{kind}_spectrum_energy_mev"))
-            f = np.asarray(getattr(self, f"{kind}_spectrum_fraction"))
-            if e.size != f.size or e.size < 2:
-                raise DesignError(f"{section}.{kind}_spectrum_fraction", "needs >= 2 values, as many as the energies")
-            if np.any(np.diff(e) <= 0) or np.any(np.diff(f) > 0) or np.any(f < 0):
-                raise DesignError(f"{section}.{kind}_spectrum_fraction", "energies must increase and fractions not increase")
+            e = np.asarray(getattr(self, f"{kind}_spectrum_energies_mev"), float)
+            if e.size < 2 or np.any(np.diff(e) <= 0):
+                raise DesignError(f"{section}.{kind}_spectrum_energies_mev", "needs >= 2 increasing energies")
+            if getattr(self, f"{kind}_energy_mev") not in getattr(self, f"{kind}_spectrum_energies_mev"):
+                raise DesignError(f"{section}.{kind}_energy_mev", f"must be one of {kind}_spectrum_energies_mev")
         names = [m.name for m in self.memories]
         if len(set(names)) != len(names):
             raise DesignError(f"{section}.memories", f"duplicate memory names {names}")
@@ -154,7 +157,7 @@ class RadiationParams:
     def grid_spec(self) -> GridSpec:
         """The flux-grid description these parameters ask for."""
         return GridSpec(self.grid_lat_step_deg, self.grid_lon_step_deg, self.grid_alt_min_km, self.grid_alt_max_km,
-                        self.grid_alt_step_km, self.proton_energy_mev, self.electron_energy_mev,
+                        self.grid_alt_step_km, tuple(self.proton_spectrum_energies_mev), tuple(self.electron_spectrum_energies_mev),
                         self.solar_phase_protons, self.solar_phase_electrons)
 
 
@@ -164,68 +167,280 @@ def load_grid(params: RadiationParams | None = None) -> RadiationGrid:
 
 
 # ----------------------------------------------------------------------------------------- dose
-def _spectrum_log_interp(e_tab: np.ndarray, f_tab: np.ndarray, e: np.ndarray) -> np.ndarray:
-    """F(>E) from a shape table, log F linear in log E, 0 above the last nonzero energy."""
-    lf = np.log(np.maximum(f_tab, 1e-30))
-    out = np.exp(np.interp(np.log(e), np.log(e_tab), lf))
-    return np.where(e > e_tab[-1], 0.0, np.where(out < 1e-25, 0.0, out))
+AL_Z = 13.0  # atomic number of aluminium (bremsstrahlung yield)
+SAA_KINDS = ("saa", "horns", "elsewhere")
+_SUB_BINS = 12  # fine energy bins per interval between two stored thresholds
+_MU_NODES, _MU_WEIGHTS = np.polynomial.legendre.leggauss(24)
+_MU_NODES, _MU_WEIGHTS = 0.5 * (_MU_NODES + 1.0), 0.5 * _MU_WEIGHTS  # Gauss-Legendre on cos(angle) in (0, 1)
+
+
+def proton_range_g_cm2(energy_mev: np.ndarray, params: RadiationParams) -> np.ndarray:
+    """CSDA range of protons in Al [g/cm^2]: Bragg-Kleeman R = a E^b (also used for Si)."""
+    out: np.ndarray = params.proton_range_a_g_cm2 * np.asarray(energy_mev, float) ** params.proton_range_b
+    return out
+
+
+def electron_range_g_cm2(energy_mev: np.ndarray) -> np.ndarray:
+    """Katz-Penfold electron range in Al [g/cm^2]: 0.412 E^(1.265 - 0.0954 ln E) below 2.5 MeV, 0.530 E - 0.106 above."""
+    e = np.asarray(energy_mev, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        low = 0.412 * e ** (1.265 - 0.0954 * np.log(e))
+    out: np.ndarray = np.where(e < 2.5, low, 0.530 * e - 0.106)
+    return out
 
 
 def electron_cutoff_energy_mev(areal_density_g_cm2: float) -> float:
-    """Electron energy [MeV] whose Katz-Penfold CSDA range in Al equals the shield areal density."""
+    """Electron energy [MeV] whose Katz-Penfold range in Al equals the shield areal density."""
     e = np.geomspace(0.01, 50.0, 4000)
-    r = np.where(e < 2.5, 0.412 * e ** (1.265 - 0.0954 * np.log(e)), 0.530 * e - 0.106)
-    return float(np.interp(areal_density_g_cm2, r, e))
+    return float(np.interp(areal_density_g_cm2, electron_range_g_cm2(e), e))
 
 
-@functools.lru_cache(maxsize=64)
-def dose_coefficients(params: RadiationParams) -> tuple[float, float]:
-    """(k_p, k_e) [rad cm^2]: dose rate [rad/s] = k_p F_p + k_e F_e for the configured shield.
+def radiation_yield(energy_mev: np.ndarray, z: float = AL_Z) -> np.ndarray:
+    """Fraction of an electron's kinetic energy [MeV] radiated as bremsstrahlung while stopping: 6e-4 Z E / (1 + 6e-4 Z E)."""
+    x = 6e-4 * z * np.asarray(energy_mev, float)
+    out: np.ndarray = x / (1.0 + x)
+    return out
 
-    Protons: with E' the energy after the shield, R(E') = R(E) - t, and dE/S(E) = dE'/S(E'),
-    D/F_p = int phi(E) S_Si(E') dE = int phi(E(E')) S(E(E')) dE' (no Bragg-peak singularity),
-    phi = -dF/dE from the AP8 shape table. Electrons: S_eff * F(>E_cut)/F(>E_ref) plus
-    bremsstrahlung 0.5 * yield * (energy flux above E_ref) * mu_en (inward half, unattenuated).
+
+class _Csda:
+    """Straight-ahead continuous slowing down through a shield, from a range-energy table R(E)."""
+
+    def __init__(self, range_fn: Any) -> None:
+        self.e = np.geomspace(1e-5, 1e4, 30000)
+        self.r = np.asarray(range_fn(self.e), float)
+        self.log_e, self.log_r = np.log(self.e), np.log(self.r)
+        self.s = 1.0 / np.gradient(self.r, self.e)  # stopping power dE/dx [MeV cm^2/g]
+
+    def residual(self, energy_mev: np.ndarray, t_g_cm2: float) -> np.ndarray:
+        """Energy [MeV] left after ``t_g_cm2``; 0 if the particle stops in the shield."""
+        r_left = np.interp(np.log(np.maximum(energy_mev, 1e-5)), self.log_e, self.r) - t_g_cm2
+        out: np.ndarray = np.where(r_left > self.r[0], np.exp(np.interp(np.log(np.maximum(r_left, self.r[0])), self.log_r, self.log_e)), 0.0)
+        return out
+
+    def stopping(self, energy_mev: np.ndarray) -> np.ndarray:
+        """Stopping power [MeV cm^2/g] at ``energy_mev`` (0 at 0)."""
+        out: np.ndarray = np.where(energy_mev > 0, np.interp(np.log(np.maximum(energy_mev, 1e-5)), self.log_e, self.s), 0.0)
+        return out
+
+    def bin_dose(self, edges_mev: np.ndarray, t_g_cm2: float) -> np.ndarray:
+        """Mean deposited stopping power [MeV cm^2/g] over each energy bin, for particles entering with E in the bin.
+
+        The dose per particle is S(E') at the residual energy E'. Over a bin, the integral of
+        S(E') dE equals the integral of S(E) dE' (CSDA: dE/S(E) = dE'/S(E')), which has no
+        Bragg-peak singularity; it is taken on a fine grid of E'.
+        """
+        e_hi = float(edges_mev[-1])
+        y = np.concatenate([[0.0], np.geomspace(1e-5, max(e_hi, 2e-5), 4000)])  # residual energies
+        r_in = np.interp(np.log(np.maximum(y, 1e-5)), self.log_e, self.r) * (y > 0) + t_g_cm2
+        r_in = np.maximum(r_in, self.r[0])
+        e_in = np.exp(np.interp(np.log(r_in), self.log_r, self.log_e))
+        g = np.concatenate([[0.0], np.cumsum(0.5 * (self.stopping(e_in[1:]) + self.stopping(e_in[:-1])) * np.diff(y))])
+        g_edges = np.interp(self.residual(edges_mev, t_g_cm2), y, g)
+        out: np.ndarray = np.diff(g_edges) / np.diff(edges_mev)
+        return out
+
+
+def _bin_mean(edges_mev: np.ndarray, kernel: Any, n_sub: int = 16) -> np.ndarray:
+    """Mean of ``kernel(E)`` over each bin (trapezoid on ``n_sub`` log-spaced points)."""
+    frac = np.linspace(0.0, 1.0, n_sub)
+    e = np.exp(np.log(edges_mev[:-1, None]) + frac * np.diff(np.log(edges_mev))[:, None])
+    k = kernel(e)
+    out: np.ndarray = np.trapezoid(k, e, axis=1) / np.diff(edges_mev)
+    return out
+
+
+def _slab(kernel_at_depth: Any, t_g_cm2: float) -> np.ndarray:
+    """Front-only slab: 0.5 x the mean over mu in (0, 1) of the sphere kernel at depth t / mu (isotropic flux)."""
+    out: np.ndarray = 0.5 * sum(w * kernel_at_depth(t_g_cm2 / mu) for mu, w in zip(_MU_NODES, _MU_WEIGHTS))
+    return out
+
+
+def fine_edges(thresholds_mev: tuple[float, ...]) -> np.ndarray:
+    """Energy bin edges [MeV]: each interval between stored thresholds cut in ``_SUB_BINS`` log-equal bins."""
+    t = np.log(np.asarray(thresholds_mev, float))
+    frac = np.arange(_SUB_BINS) / _SUB_BINS
+    inner = (t[:-1, None] + frac * np.diff(t)[:, None]).ravel()
+    edges: np.ndarray = np.exp(np.concatenate([inner, t[-1:]]))
+    return edges
+
+
+@dataclasses.dataclass(frozen=True)
+class Kernels:
+    """Per-particle response per unit integral flux, on the fine bins of :func:`fine_edges` plus one for above the last edge.
+
+    Each array has ``len(edges)`` entries: bins then the tail above the last stored threshold
+    (evaluated at that threshold). Dose entries are [MeV cm^2/g], SEU entries are the
+    dimensionless cross-section shape.
     """
-    t = params.shield_thickness_mm_al * 0.1 * params.al_density_g_cm3  # g/cm^2
-    a, b = params.proton_range_a_g_cm2, params.proton_range_b
-    e_tab = np.asarray(params.proton_spectrum_energy_mev, float)
-    f_tab = np.asarray(params.proton_spectrum_fraction, float)
-    f_tab = f_tab / _spectrum_log_interp(e_tab, f_tab, np.array([params.proton_energy_mev]))[0]
-    e_out = np.geomspace(1e-4, e_tab[-1], 6000)  # energy after the shield [MeV]
-    e_in = ((a * e_out**b + t) / a) ** (1.0 / b)
-    f_in = _spectrum_log_interp(e_tab, f_tab, e_in)
-    slope = np.gradient(np.log(np.maximum(f_in, 1e-300)), np.log(e_in))
-    phi = np.where(f_in > 0, -f_in * slope / e_in, 0.0)  # per MeV per unit F(>E_ref)
-    s_in = e_in ** (1.0 - b) / (a * b)  # MeV cm^2/g
-    k_p = float(np.trapezoid(phi * s_in, e_out)) * RAD_PER_MEV_PER_G
 
-    ee = np.asarray(params.electron_spectrum_energy_mev, float)
-    fe = np.asarray(params.electron_spectrum_fraction, float)
-    fe = fe / _spectrum_log_interp(ee, fe, np.array([params.electron_energy_mev]))[0]
-    e_cut = max(electron_cutoff_energy_mev(t), 1e-3)
-    trans = float(_spectrum_log_interp(ee, fe, np.array([max(e_cut, ee[0])]))[0])
-    grid = np.geomspace(params.electron_energy_mev, ee[-1], 2000)
-    energy_flux = params.electron_energy_mev + float(np.trapezoid(_spectrum_log_interp(ee, fe, grid), grid))  # MeV per electron > E_ref
-    brems = 0.5 * params.bremsstrahlung_yield * energy_flux * params.photon_energy_absorption_cm2_g
-    k_e = (params.electron_stopping_power_mev_cm2_g * trans + brems) * RAD_PER_MEV_PER_G
-    return k_p, k_e
+    proton_edges_mev: np.ndarray
+    electron_edges_mev: np.ndarray
+    proton_dose: np.ndarray
+    proton_cover_dose: np.ndarray
+    proton_seu: np.ndarray
+    electron_dose: np.ndarray
+    electron_cover_dose: np.ndarray
 
 
-def dose_rate_rad_s(proton_flux: np.ndarray, electron_flux: np.ndarray, params: RadiationParams) -> np.ndarray:
-    """Total ionising dose rate [rad(Si)/s] behind the configured Al shield, shape (n,).
+def bendel_shape(energy_mev: np.ndarray, a_mev: float) -> np.ndarray:
+    """Bendel one-parameter upset cross-section over its saturation: [1 - exp(-0.18 sqrt(Y))]^4, Y = sqrt(18/A) (E - A)."""
+    y = np.sqrt(18.0 / a_mev) * np.maximum(np.asarray(energy_mev, float) - a_mev, 0.0)
+    out: np.ndarray = (1.0 - np.exp(-0.18 * np.sqrt(y))) ** 4
+    return out
 
-    ``proton_flux`` / ``electron_flux``: integral fluxes [1/(cm^2 s)] above the grid energies.
+
+def kernels(params: RadiationParams, cover_glass_g_cm2: float) -> Kernels:
+    """Dose and SEU responses of the configured shield (solid sphere) and cover glass (front-only slab)."""
+    t = params.shield_thickness_mm_al * 0.1 * params.al_density_g_cm3
+    pe, ee = fine_edges(params.proton_spectrum_energies_mev), fine_edges(params.electron_spectrum_energies_mev)
+    prot = _Csda(lambda e: proton_range_g_cm2(e, params))
+    elec = _Csda(electron_range_g_cm2)
+    mu_en = params.photon_energy_absorption_cm2_g
+
+    def p_dose(depth: float) -> np.ndarray:
+        tail = prot.stopping(prot.residual(pe[-1:], depth))
+        return np.concatenate([prot.bin_dose(pe, depth), tail])
+
+    def e_dose(depth: float) -> np.ndarray:
+        def brems(e: np.ndarray) -> np.ndarray:  # inward half of the photons made in the shield, unattenuated
+            res = elec.residual(e, depth)
+            out: np.ndarray = 0.5 * mu_en * (radiation_yield(e) * e - radiation_yield(res) * res)
+            return out
+        bins = elec.bin_dose(ee, depth) + _bin_mean(ee, brems)
+        tail = elec.stopping(elec.residual(ee[-1:], depth)) + brems(ee[-1:])
+        return np.concatenate([bins, tail])
+
+    def p_seu(e: np.ndarray) -> np.ndarray:
+        return bendel_shape(prot.residual(e, t), params.seu_bendel_a_mev)
+
+    return Kernels(
+        proton_edges_mev=pe, electron_edges_mev=ee,
+        proton_dose=p_dose(t), proton_cover_dose=_slab(p_dose, cover_glass_g_cm2),
+        proton_seu=np.concatenate([_bin_mean(pe, p_seu, 32), p_seu(pe[-1:])]),
+        electron_dose=e_dose(t), electron_cover_dose=_slab(e_dose, cover_glass_g_cm2),
+    )
+
+
+def _interp_matrix(thresholds_mev: tuple[float, ...], edges_mev: np.ndarray) -> np.ndarray:
+    """(len(edges), len(thresholds)) weights: log10 F at the edges, linear in log E between thresholds."""
+    x = np.log(np.asarray(thresholds_mev, float))
+    eye = np.eye(x.size)
+    return np.stack([np.interp(np.log(edges_mev), x, eye[c]) for c in range(x.size)], axis=1)
+
+
+def fold_spectra(log10_flux: np.ndarray, thresholds_mev: tuple[float, ...], edges_mev: np.ndarray,
+                 responses: np.ndarray, chunk: int = 20000) -> np.ndarray:
+    """Sum over energy of (flux in each fine bin) x response: shape (n, responses.shape[1]).
+
+    ``log10_flux``: (n, thresholds) log10 integral flux [1/(cm^2 s)], ``FLOOR_LOG10`` where zero;
+    ``responses``: (len(edges), k), one row per fine bin and a last row for the tail above the last edge.
+    Between thresholds, log F is linear in log E; the per-bin flux F(E_j) - F(E_j+1) is floored at 0.
     """
-    k_p, k_e = dose_coefficients(params)
-    return k_p * np.asarray(proton_flux, float) + k_e * np.asarray(electron_flux, float)
+    from twin.core.radiation_grid import FLOOR_LOG10
+
+    w = (_interp_matrix(thresholds_mev, edges_mev).T * np.log(10.0)).astype(np.float32)  # (thresholds, edges), to ln F
+    resp = responses.astype(np.float32)
+    out = np.zeros((log10_flux.shape[0], responses.shape[1]))
+    live = np.flatnonzero(np.any(log10_flux > FLOOR_LOG10 + 1e-3, axis=1))
+    for s in range(0, live.size, chunk):
+        rows = live[s:s + chunk]
+        f = np.exp(log10_flux[rows].astype(np.float32) @ w)  # float32: 1e-7 relative, far below the model's accuracy
+        f *= f > np.float32(10.0 ** (FLOOR_LOG10 + 1e-3))
+        d = np.maximum(f[:, :-1] - f[:, 1:], 0.0)
+        out[rows] = d @ resp[:-1] + f[:, -1:] * resp[-1:]
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalRadiation:
+    """Radiation at each satellite, shape (n,) each."""
+
+    proton_flux_cm2_s: np.ndarray  # integral flux above proton_energy_mev
+    electron_flux_cm2_s: np.ndarray  # integral flux above electron_energy_mev
+    dose_rate_rad_s: np.ndarray  # rad(Si)/s behind the shield (solid sphere)
+    cover_dose_rate_rad_s: np.ndarray  # rad(Si)/s behind the solar cells' cover glass (front-only slab)
+    seu_scale: np.ndarray  # SEU rate over its Alsat-1 orbit average
+
+
+class RadiationEnvironment:
+    """The spectral grid folded, once, into per-node channels for the configured shield and cover glass.
+
+    Channels: proton flux, electron flux, shield dose rate, cover-glass dose rate, Bendel-weighted
+    proton flux behind the shield (SEU). ``sample`` is one trilinear lookup of all five.
+    """
+
+    CHANNELS = ("proton_flux_cm2_s", "electron_flux_cm2_s", "dose_rate_rad_s", "cover_dose_rate_rad_s", "seu_flux_cm2_s")
+    _SCALES = np.array([1.0, 1.0, 1e8, 1e8, 1.0])  # dose rates stored as 1e-8 rad/s, well above the floor
+    ALSAT1_ALT_M, ALSAT1_INC_DEG = 686e3, 98.2  # docs/physics.md#radiation: Alsat-1, the SEU reference orbit
+
+    def __init__(self, grid: RadiationGrid, params: RadiationParams, cover_glass_g_cm2: float) -> None:
+        self.params, self.cover_glass_g_cm2 = params, float(cover_glass_g_cm2)
+        self.kernels = k = kernels(params, self.cover_glass_g_cm2)
+        spec, npr = grid.spec, grid.n_protons
+        flat = grid.log10_flux.reshape(-1, spec.n_channels)
+        lp, le = flat[:, :npr], flat[:, npr:]
+        rad = RAD_PER_MEV_PER_G
+        pr = fold_spectra(lp, spec.proton_energies_mev, k.proton_edges_mev,
+                          np.stack([k.proton_dose * rad, k.proton_cover_dose * rad, k.proton_seu], axis=1))
+        el = fold_spectra(le, spec.electron_energies_mev, k.electron_edges_mev,
+                          np.stack([k.electron_dose * rad, k.electron_cover_dose * rad], axis=1))
+        ip = spec.proton_energies_mev.index(params.proton_energy_mev)
+        ie = spec.electron_energies_mev.index(params.electron_energy_mev)
+        values = np.stack([10.0 ** lp[:, ip].astype(np.float64) * (lp[:, ip] > -2.999),
+                           10.0 ** le[:, ie].astype(np.float64) * (le[:, ie] > -2.999),
+                           pr[:, 0] + el[:, 0], pr[:, 1] + el[:, 1], pr[:, 2]], axis=1)
+        self.grid = LogGrid(spec, to_log10(values * self._SCALES).reshape(grid.log10_flux.shape[:3] + (5,)), self._SCALES)
+        self.seu_reference_flux_cm2_s = float(orbit_average(self.grid, self.ALSAT1_ALT_M, self.ALSAT1_INC_DEG)[4])
+
+    def sample(self, lat_rad: Any, lon_rad: Any, alt_m: Any) -> LocalRadiation:
+        """Radiation at (lat [rad], lon [rad], alt [m]); NaN positions give zeros."""
+        v = self.grid.lookup(lat_rad, lon_rad, alt_m)
+        return LocalRadiation(v[0], v[1], v[2], v[3], v[4] * (1.0 / self.seu_reference_flux_cm2_s))
+
+
+_ENVIRONMENTS: dict[tuple[RadiationParams, float], RadiationEnvironment] = {}
+
+
+def load_environment(params: RadiationParams | None = None, cover_glass_g_cm2: float = 0.0254) -> RadiationEnvironment:
+    """The folded radiation environment for ``params`` and a cover glass [g/cm^2] (memoised)."""
+    p = params or RadiationParams()
+    key = (p, float(cover_glass_g_cm2))
+    if key not in _ENVIRONMENTS:
+        _ENVIRONMENTS[key] = RadiationEnvironment(load_grid(p), p, cover_glass_g_cm2)
+    return _ENVIRONMENTS[key]
+
+
+def magnetic_l_dipole(lat_rad: np.ndarray, lon_rad: np.ndarray, alt_m: np.ndarray) -> np.ndarray:
+    """McIlwain L of a centred dipole [Earth radii]: r / cos^2(magnetic latitude), IGRF-13 2020 dipole pole."""
+    from twin.core.constants import R_EARTH_M
+
+    pole_lat, pole_lon = np.radians(DIPOLE_POLE_LAT_DEG), np.radians(DIPOLE_POLE_LON_DEG)
+    sin_mlat = (np.sin(lat_rad) * np.sin(pole_lat)
+                + np.cos(lat_rad) * np.cos(pole_lat) * np.cos(np.asarray(lon_rad) - pole_lon))
+    out: np.ndarray = (1.0 + np.asarray(alt_m) / R_EARTH_M) / np.maximum(1.0 - sin_mlat**2, 1e-12)
+    return out
+
+
+DIPOLE_POLE_LAT_DEG, DIPOLE_POLE_LON_DEG = 80.65, -72.68  # IGRF-13 geomagnetic north pole, 2020 (Alken et al. 2021)
+HORN_MIN_L = 3.0  # outer electron belt: L >= 3 (the slot region lies near L 2-3)
+
+
+def region_of(local: LocalRadiation, lat_rad: np.ndarray, lon_rad: np.ndarray, alt_m: np.ndarray, params: RadiationParams) -> np.ndarray:
+    """0 = SAA (proton flux above ``saa_proton_flux_cm2_s``), 1 = outer-belt horns (dipole L >= 3), 2 = elsewhere."""
+    saa = local.proton_flux_cm2_s > params.saa_proton_flux_cm2_s
+    horns = ~saa & (magnetic_l_dipole(lat_rad, lon_rad, alt_m) >= HORN_MIN_L)
+    out: np.ndarray = np.where(saa, 0, np.where(horns, 1, 2))
+    return out
 
 
 # ------------------------------------------------------------------------------------------ SEU
-def seu_rate_per_device_s(proton_flux: np.ndarray, params: RadiationParams) -> tuple[np.ndarray, np.ndarray]:
-    """Expected (corrected, uncorrectable) upset rates [1/s] per device, each shape (n,)."""
+def seu_rate_per_device_s(seu_scale: np.ndarray, params: RadiationParams) -> tuple[np.ndarray, np.ndarray]:
+    """Expected (corrected, uncorrectable) upset rates [1/s] per device, each shape (n,).
+
+    ``seu_scale``: the local SEU rate over its Alsat-1 orbit average (:attr:`LocalRadiation.seu_scale`).
+    """
     corr, unc = _seu_rates_at_reference(params)
-    scale = np.asarray(proton_flux, float) / params.seu_reference_proton_flux_cm2_s
+    scale = np.asarray(seu_scale, float)
     return corr * scale, unc * scale
 
 
@@ -247,21 +462,22 @@ def uncorrectable_fraction(params: RadiationParams) -> float:
 
 
 def seu_hits(
-    rng: np.random.Generator, proton_flux: np.ndarray, dt_s: float, params: RadiationParams, n_devices: int,
+    rng: np.random.Generator, seu_scale: np.ndarray, dt_s: float, params: RadiationParams, n_devices: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sparse Poisson upsets in ``dt_s``: (rows hit (k,), corrected (k, n_devices), uncorrectable (k, n_devices)).
 
+    ``seu_scale``: local SEU rate over its Alsat-1 orbit average (:attr:`LocalRadiation.seu_scale`).
     Exact and fast: one Poisson draw per satellite for all devices and both classes, then the
     (rare) nonzero totals are split uniformly over devices (multinomial) and into
     uncorrectable ones (binomial thinning). Same generator state -> identical events.
     """
-    flux = np.nan_to_num(np.asarray(proton_flux, float), nan=0.0, posinf=0.0)
+    scale = np.nan_to_num(np.asarray(seu_scale, float), nan=0.0, posinf=0.0)
     corr_ref, unc_ref = _seu_rates_at_reference(params)
     total_ref = corr_ref + unc_ref
     empty = np.zeros((0, max(n_devices, 0)), dtype=np.int64)
     if total_ref <= 0.0 or n_devices <= 0:
         return np.zeros(0, dtype=np.intp), empty, empty
-    lam = np.maximum(flux, 0.0) * (total_ref * dt_s * n_devices / params.seu_reference_proton_flux_cm2_s)
+    lam = np.maximum(scale, 0.0) * (total_ref * dt_s * n_devices)
     counts = rng.poisson(lam)
     hit = np.flatnonzero(counts)
     if not hit.size:
@@ -272,13 +488,13 @@ def seu_hits(
 
 
 def seu_events(
-    rng: np.random.Generator, proton_flux: np.ndarray, dt_s: float, params: RadiationParams, n_devices: int,
+    rng: np.random.Generator, seu_scale: np.ndarray, dt_s: float, params: RadiationParams, n_devices: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Poisson upset counts in ``dt_s``: (corrected, uncorrectable), each (n, n_devices) int64 (see :func:`seu_hits`)."""
-    n = np.size(proton_flux)
+    n = np.size(seu_scale)
     corrected = np.zeros((n, max(n_devices, 0)), dtype=np.int64)
     uncorrectable = np.zeros((n, max(n_devices, 0)), dtype=np.int64)
-    hit, corr, unc = seu_hits(rng, proton_flux, dt_s, params, n_devices)
+    hit, corr, unc = seu_hits(rng, seu_scale, dt_s, params, n_devices)
     corrected[hit] = corr
     uncorrectable[hit] = unc
     return corrected, uncorrectable
@@ -343,15 +559,17 @@ def sel_events(
 
 # ---------------------------------------------------------------------------------- grid build
 def main(argv: list[str] | None = None) -> None:
-    """CLI: build the flux grid for the default ``[radiation]`` parameters and write it to ``--out``."""
-    ap = argparse.ArgumentParser(description="Build the AE8/AP8 flux grid for the default [radiation] parameters.")
+    """CLI: build the spectral grid for the default ``[radiation]`` parameters and write it to ``--out``."""
+    ap = argparse.ArgumentParser(description="Build the AE8/AP8 spectral grid for the default [radiation] parameters.")
     ap.add_argument("--out", type=Path, default=DEFAULT_GRID_PATH)
     args = ap.parse_args(argv)
-    grid = build_grid(RadiationParams().grid_spec())
+    params = RadiationParams()
+    grid = build_grid(params.grid_spec())
     grid.save(args.out)
-    p, _ = orbit_average_flux(grid, 686e3, 98.2)
+    env = RadiationEnvironment(grid, params, 0.0254)
+    p = orbit_average(env.grid, 686e3, 98.2)[0]
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, key {grid.spec.key()}); "
-          f"Alsat-1 (686 km, 98.2 deg) orbit-average proton flux {p:.4g} /cm^2/s")
+          f"Alsat-1 (686 km, 98.2 deg) orbit-average proton flux > {params.proton_energy_mev:g} MeV {p:.4g} /cm^2/s")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,21 @@
-"""Precomputed AE8/AP8 trapped-particle flux grid (lat x lon x alt) with fast trilinear lookup.
+"""Precomputed AE8/AP8 trapped-particle spectra on a (lat x lon x alt) grid, with trilinear lookup.
 
-The grid holds log10 of the omnidirectional integral flux [1/(cm^2 s)] of trapped protons above
-``proton_energy_mev`` (AP8) and electrons above ``electron_energy_mev`` (AE8), evaluated with the
-``aep8`` package (IRBEM). AE8/AP8 use fixed internal geomagnetic field models (Jensen-Cain 1960 /
-GSFC 12/66), so the flux does not depend on the epoch and the South Atlantic Anomaly emerges from
-the model itself (no polygon). Where AE8/AP8 return NaN or zero (outside the belts), the grid holds
-``FLOOR_LOG10`` and :meth:`RadiationGrid.lookup` returns 0.
+The spectral grid holds log10 of the omnidirectional integral flux [1/(cm^2 s)] of trapped protons
+(AP8) above each of ``proton_energies_mev`` and of electrons (AE8) above each of
+``electron_energies_mev``, evaluated with the ``aep8`` package (IRBEM). AE8/AP8 use fixed internal
+geomagnetic field models (Jensen-Cain 1960 / GSFC 12/66), so the flux does not depend on the epoch
+and the South Atlantic Anomaly emerges from the model itself (no polygon). Where AE8/AP8 return NaN
+or zero (outside the belts), the grid holds ``FLOOR_LOG10`` and lookups return 0.
 
-Sources of a grid, in order: the shipped ``twin/data/radiation_grid_default.npz`` (when its
+The engine does not interpolate spectra per tick: :mod:`twin.core.radiation` folds the spectra
+once, at load, into a few derived channels (fluxes, dose rates, SEU rate) on the same axes, held in
+a :class:`LogGrid` whose lookup is one gather of the 8 cell corners.
+
+Sources of a spectral grid, in order: the shipped ``twin/data/radiation_grid_default.npz`` (when its
 parameter key matches), the user cache ``$XDG_CACHE_HOME/orbitwin`` (or ``~/.cache/orbitwin``,
-key = parameters + aep8 version), else a fresh build (~25 s) that is then cached. ``aep8`` and
-``astropy`` are imported lazily, only to build; astropy is kept from downloading IERS data.
+key = parameters + aep8 version), else a fresh build (one geomagnetic-coordinate pass per field
+model, ~3 min on a loaded machine; every energy after that is a table lookup) that is then cached.
+``aep8`` and ``astropy`` are imported lazily, only to build; astropy is kept from downloading IERS data.
 
 Regenerate the shipped grid: ``python -m twin.core.radiation --out twin/data/radiation_grid_default.npz``.
 Sources and accuracy: docs/physics.md#radiation-grid.
@@ -30,15 +35,17 @@ import numpy as np
 
 from twin.core.constants import MU_EARTH_M3_S2, OMEGA_EARTH_RAD_S, R_EARTH_M, SECONDS_PER_DAY
 
-FORMAT_VERSION = 1
-FLOOR_LOG10 = -3.0  # log10 flux [1/(cm^2 s)] stored where AE8/AP8 give 0 or NaN; read back as 0
+FORMAT_VERSION = 2
+FLOOR_LOG10 = -3.0  # log10 of a channel value stored where AE8/AP8 give 0 or NaN; read back as 0
+_CELL_TABLE_MAX_CHANNELS = 8  # up to this many channels, lookups use a per-cell corner table (8 x C floats per cell)
+_MILLIDEX = 1000.0  # the file stores log10 values as int16 thousandths of a decade (0.23 % steps)
 DEFAULT_GRID_PATH = Path(__file__).resolve().parents[1] / "data" / "radiation_grid_default.npz"
 _BUILD_TIME_ISO = "2025-01-01T00:00:00"  # AE8/AP8 fields are epoch-fixed; any UTC time gives the same flux
 
 
 @dataclasses.dataclass(frozen=True)
 class GridSpec:
-    """What a grid contains: axes (deg, km), energy thresholds (MeV) and AE8/AP8 solar phases.
+    """What a spectral grid contains: axes (deg, km), energy thresholds (MeV) and AE8/AP8 solar phases.
 
     No defaults here: the values come from ``RadiationParams.grid_spec()`` (the design's ``[radiation]``).
     """
@@ -48,8 +55,8 @@ class GridSpec:
     alt_min_km: float
     alt_max_km: float
     alt_step_km: float
-    proton_energy_mev: float
-    electron_energy_mev: float
+    proton_energies_mev: tuple[float, ...]
+    electron_energies_mev: tuple[float, ...]
     solar_phase_protons: str
     solar_phase_electrons: str
 
@@ -60,6 +67,11 @@ class GridSpec:
         n_alt = int(round((self.alt_max_km - self.alt_min_km) / self.alt_step_km)) + 1
         alt = np.linspace(self.alt_min_km, self.alt_max_km, n_alt)
         return lat, lon, alt
+
+    @property
+    def n_channels(self) -> int:
+        """Proton channels first, then electron channels."""
+        return len(self.proton_energies_mev) + len(self.electron_energies_mev)
 
     def key(self) -> str:
         """Stable hash of the grid contents (format version + spec), independent of aep8 version."""
@@ -75,6 +87,17 @@ def aep8_integral_flux(
 
     ``particle``: ``"p"`` (AP8) or ``"e"`` (AE8); ``solar``: solar phase ``"min"`` or ``"max"``.
     """
+    return aep8_spectra(lat_deg, lon_deg, alt_km, (energy_mev,), particle, solar, time_iso)[..., 0]
+
+
+def aep8_spectra(
+    lat_deg: Any, lon_deg: Any, alt_km: Any, energies_mev: tuple[float, ...], particle: str, solar: str,
+    time_iso: str = _BUILD_TIME_ISO,
+) -> np.ndarray:
+    """AE8/AP8 integral fluxes [1/(cm^2 s)] above each energy, shape (..., len(energies_mev)), NaN kept.
+
+    The geomagnetic coordinates (McIlwain L, B/B0) are computed once; each energy is then a table lookup.
+    """
     import warnings
 
     import aep8
@@ -88,9 +111,11 @@ def aep8_integral_flux(
         loc = EarthLocation.from_geodetic(
             np.asarray(lon_deg, float) * u.deg, np.asarray(lat_deg, float) * u.deg,
             np.asarray(alt_km, float) * u.km)
-        t = Time(time_iso, scale="utc")
-        flux = aep8.model(_particle(particle), _solar_phase(solar)).integral_flux(loc, t, energy_mev * u.MeV)
-    return np.asarray(flux.to_value(u.cm**-2 * u.s**-1), dtype=float)
+        model = aep8.model(_particle(particle), _solar_phase(solar))
+        big_l, b_b0 = model.geomagnetic_coordinates(loc, Time(time_iso, scale="utc"))
+        out = [model.integral_flux_for_geomagnetic_coordinates(big_l, b_b0, e * u.MeV).to_value(u.cm**-2 * u.s**-1)
+               for e in energies_mev]
+    return np.stack([np.asarray(f, dtype=float) for f in out], axis=-1)
 
 
 _PARTICLES: dict[str, Literal["e", "p"]] = {"e": "e", "p": "p"}
@@ -109,35 +134,46 @@ def _solar_phase(name: str) -> Literal["min", "max"]:
     return _SOLAR_PHASES[name]
 
 
-def _to_log10(flux: np.ndarray) -> np.ndarray:
+def to_log10(values: np.ndarray) -> np.ndarray:
+    """log10 of non-negative values as float32, ``FLOOR_LOG10`` where the value is 0, NaN or below the floor."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.log10(flux)
+        out = np.log10(values)
     return np.where(np.isfinite(out) & (out > FLOOR_LOG10), out, FLOOR_LOG10).astype(np.float32)
 
 
-class RadiationGrid:
-    """log10 integral flux on a regular (lat, lon, alt) grid; channel 0 protons, 1 electrons."""
+class LogGrid:
+    """Channels of log10 values on the (lat, lon, alt) axes of a :class:`GridSpec`; trilinear lookup.
 
-    def __init__(self, spec: GridSpec, log10_flux: np.ndarray, meta: dict[str, Any] | None = None) -> None:
+    Channel ``c`` holds log10(value x ``scales[c]``): the scale lifts small quantities (dose rates in
+    rad/s) clear of ``FLOOR_LOG10``; :meth:`lookup` divides it out again.
+    """
+
+    def __init__(self, spec: GridSpec, log10_values: np.ndarray, scales: np.ndarray | None = None) -> None:
         self.spec = spec
         self.lat_deg, self.lon_deg, self.alt_km = spec.axes()
-        shape = (self.lat_deg.size, self.lon_deg.size, self.alt_km.size, 2)
-        if log10_flux.shape != shape:
-            raise ValueError(f"grid shape {log10_flux.shape} != {shape} for {spec}")
-        self.log10_flux = np.asarray(log10_flux, dtype=np.float32)
-        self.meta = dict(meta or {})
-        nla, nlo, nal = shape[:3]
-        # Per-cell table of the 8 corners x 2 channels (float32) -> one contiguous 16-float gather per point.
-        g = self.log10_flux
-        corners = [g[i:nla - 1 + i, j:nlo - 1 + j, k:nal - 1 + k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]
-        self._cells = np.ascontiguousarray(np.stack(corners, axis=3).reshape(-1, 16))  # col = (di*4+dj*2+dk)*2+ch
+        nla, nlo, nal = self.lat_deg.size, self.lon_deg.size, self.alt_km.size
+        if log10_values.ndim != 4 or log10_values.shape[:3] != (nla, nlo, nal):
+            raise ValueError(f"grid shape {log10_values.shape} != {(nla, nlo, nal)} + (channels,) for {spec}")
+        self.n_channels = int(log10_values.shape[3])
+        self.log10_values = np.asarray(log10_values, dtype=np.float32)
+        self.scales = np.ones(self.n_channels) if scales is None else np.asarray(scales, dtype=float)
+        self._cells: np.ndarray | None = None
         self._n_cells = (nla - 1, nlo - 1, nal - 1)
         self._lat0_rad, self._inv_dlat = np.radians(self.lat_deg[0]), 1.0 / np.radians(spec.lat_step_deg)
         self._inv_dlon = (nlo - 1) / (2.0 * np.pi)
         self._alt0_m, self._inv_dalt = self.alt_km[0] * 1e3, 1.0 / ((self.alt_km[1] - self.alt_km[0]) * 1e3)
 
-    def lookup(self, lat_rad: np.ndarray, lon_rad: np.ndarray, alt_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Trilinear (log-space) integral flux [1/(cm^2 s)]: (protons > E_p, electrons > E_e).
+    def _cell_table(self) -> np.ndarray:
+        """Per-cell table of the 8 corners x C channels (float32): one contiguous gather per point."""
+        if self._cells is None:
+            g = self.log10_values
+            nla, nlo, nal = (n + 1 for n in self._n_cells)
+            corners = [g[i:nla - 1 + i, j:nlo - 1 + j, k:nal - 1 + k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]
+            self._cells = np.ascontiguousarray(np.stack(corners, axis=3).reshape(-1, 8 * self.n_channels))
+        return self._cells
+
+    def lookup(self, lat_rad: Any, lon_rad: Any, alt_m: Any) -> np.ndarray:
+        """Trilinear (log-space) values, shape (channels, *lat.shape).
 
         Longitude wraps; latitude and altitude are clamped to the grid (altitude outside
         ``alt_min_km..alt_max_km`` returns the edge value). NaN inputs and belt-free cells give 0.
@@ -145,6 +181,7 @@ class RadiationGrid:
         lat = np.asarray(lat_rad, dtype=np.float64)
         shape = lat.shape
         nla, nlo, nal = self._n_cells
+        nc = self.n_channels
         fi = (lat.ravel() - self._lat0_rad) * self._inv_dlat
         fj = (np.asarray(lon_rad, dtype=np.float64).ravel() + np.pi) * self._inv_dlon
         fk = (np.asarray(alt_m, dtype=np.float64).ravel() - self._alt0_m) * self._inv_dalt
@@ -159,50 +196,97 @@ class RadiationGrid:
         j = np.minimum(fj.astype(np.intp), nlo - 1)
         k = np.minimum(fk.astype(np.intp), nal - 1)
         wi, wj, wk = ((f - n).astype(np.float32) for f, n in ((fi, i), (fj, j), (fk, k)))
-        c = np.take(self._cells, (i * nlo + j) * nal + k, axis=0).T.copy()  # (16, n), contiguous rows
-        a = c[8:] - c[:8]  # along latitude: rows (dj*2+dk)*2+ch
+        if nc <= _CELL_TABLE_MAX_CHANNELS:
+            c = np.take(self._cell_table(), (i * nlo + j) * nal + k, axis=0).T.copy()  # (8C, n), rows (corner, ch)
+        else:  # many channels (spectra): gather the 8 corners from the node array, no per-cell table
+            flat = self.log10_values.reshape(-1, nc)
+            base = (i * (nlo + 1) + j) * (nal + 1) + k
+            offsets = [(di * (nlo + 1) + dj) * (nal + 1) + dk for di in (0, 1) for dj in (0, 1) for dk in (0, 1)]
+            c = np.concatenate([np.take(flat, base + o, axis=0).T for o in offsets], axis=0)
+        h = 4 * nc
+        a = c[h:] - c[:h]  # along latitude: rows (dj*2+dk)*C+ch
         a *= wi
-        a += c[:8]
-        b = a[4:] - a[:4]  # along longitude: rows dk*2+ch
+        a += c[:h]
+        h = 2 * nc
+        b = a[h:] - a[:h]  # along longitude: rows dk*C+ch
         b *= wj
-        b += a[:4]
-        v = b[2:] - b[:2]  # along altitude: rows ch
+        b += a[:h]
+        v = b[nc:] - b[:nc]  # along altitude: rows ch
         v *= wk
-        v += b[:2]
-        flux = np.power(10.0, v.astype(np.float64))
-        flux *= v > FLOOR_LOG10 + 1e-3
+        v += b[:nc]
+        out = np.power(10.0, v.astype(np.float64))
+        out *= v > FLOOR_LOG10 + 1e-3
+        out /= self.scales[:, None]
         if any_bad:
-            flux[:, bad] = 0.0
-        return flux[0].reshape(shape), flux[1].reshape(shape)
+            out[:, bad] = 0.0
+        values: np.ndarray = out.reshape((nc, *shape))
+        return values
+
+
+class RadiationGrid(LogGrid):
+    """AE8/AP8 integral spectra: channels = ``spec.proton_energies_mev`` then ``spec.electron_energies_mev``."""
+
+    def __init__(self, spec: GridSpec, log10_flux: np.ndarray, meta: dict[str, Any] | None = None) -> None:
+        if log10_flux.ndim != 4 or log10_flux.shape[3] != spec.n_channels:
+            raise ValueError(f"grid has {log10_flux.shape[-1]} channels, spec asks for {spec.n_channels}")
+        super().__init__(spec, log10_flux)
+        self.meta = dict(meta or {})
+
+    @property
+    def log10_flux(self) -> np.ndarray:
+        """log10 integral flux [1/(cm^2 s)], shape (lat, lon, alt, channels), float32."""
+        return self.log10_values
+
+    @property
+    def n_protons(self) -> int:
+        """Number of proton channels (they come first)."""
+        return len(self.spec.proton_energies_mev)
 
     def save(self, path: Path) -> None:
-        """Write the grid (float32 log10 flux + spec + metadata) atomically to ``path``."""
+        """Write the grid (int16 thousandths of a decade + spec + metadata) atomically to ``path``."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {**self.meta, "spec": dataclasses.asdict(self.spec), "key": self.spec.key(), "format": FORMAT_VERSION}
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
         os.close(fd)
-        np.savez_compressed(tmp, log10_flux=self.log10_flux, meta=np.array(json.dumps(meta)))
+        np.savez_compressed(tmp, log10_flux_millidex=_to_millidex(self.log10_values), meta=np.array(json.dumps(meta)))
         os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: Path) -> RadiationGrid:
-        """Read a grid written by :meth:`save`."""
+        """Read a grid written by :meth:`save`; raises ``ValueError`` for another format version."""
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            return cls(GridSpec(**meta["spec"]), z["log10_flux"], meta)
+            if meta.get("format") != FORMAT_VERSION or "log10_flux_millidex" not in z:
+                raise ValueError(f"{path}: radiation grid format {meta.get('format')}, expected {FORMAT_VERSION}")
+            spec = meta["spec"]
+            spec = GridSpec(**{**spec, "proton_energies_mev": tuple(spec["proton_energies_mev"]),
+                               "electron_energies_mev": tuple(spec["electron_energies_mev"])})
+            return cls(spec, _from_millidex(z["log10_flux_millidex"]), meta)
 
 
 def build_grid(spec: GridSpec) -> RadiationGrid:
-    """Evaluate AE8/AP8 on every grid node (lazy aep8 import; ~25 s for the default spec)."""
+    """Evaluate AE8/AP8 spectra on every grid node (lazy aep8 import; ~3 min on a loaded machine)."""
     from importlib.metadata import version
 
     lat, lon, alt = spec.axes()
-    la, lo, al = np.meshgrid(lat, lon, alt, indexing="ij")
-    p = aep8_integral_flux(la.ravel(), lo.ravel(), al.ravel(), spec.proton_energy_mev, "p", spec.solar_phase_protons)
-    e = aep8_integral_flux(la.ravel(), lo.ravel(), al.ravel(), spec.electron_energy_mev, "e", spec.solar_phase_electrons)
-    log10_flux = np.stack([_to_log10(p), _to_log10(e)], axis=-1).reshape(la.shape + (2,))
+    la, lo, al = (x.ravel() for x in np.meshgrid(lat, lon, alt, indexing="ij"))
+    p = aep8_spectra(la, lo, al, spec.proton_energies_mev, "p", spec.solar_phase_protons)
+    e = aep8_spectra(la, lo, al, spec.electron_energies_mev, "e", spec.solar_phase_electrons)
+    log10_flux = to_log10(np.concatenate([p, e], axis=-1)).reshape(lat.size, lon.size, alt.size, spec.n_channels)
+    # quantise as the file stores it, so a fresh build and a loaded one give bit-identical results
+    log10_flux = _from_millidex(_to_millidex(log10_flux))
     return RadiationGrid(spec, log10_flux, {"aep8_version": version("aep8"), "source": "aep8 (IRBEM AE8/AP8)"})
+
+
+def _to_millidex(log10_values: np.ndarray) -> np.ndarray:
+    out: np.ndarray = np.round(log10_values.astype(np.float64) * _MILLIDEX).astype(np.int16)
+    return out
+
+
+def _from_millidex(millidex: np.ndarray) -> np.ndarray:
+    out: np.ndarray = millidex.astype(np.float32) / np.float32(_MILLIDEX)
+    return out
 
 
 def cache_dir() -> Path:
@@ -215,13 +299,16 @@ _LOADED: dict[GridSpec, RadiationGrid] = {}
 
 
 def get_grid(spec: GridSpec) -> RadiationGrid:
-    """The grid for ``spec``: memory, shipped default, disk cache, or a fresh (cached) build."""
+    """The spectral grid for ``spec``: memory, shipped default, disk cache, or a fresh (cached) build."""
     if spec in _LOADED:
         return _LOADED[spec]
     grid = None
     if DEFAULT_GRID_PATH.exists():
-        g = RadiationGrid.load(DEFAULT_GRID_PATH)
-        grid = g if g.spec == spec else None
+        try:
+            g = RadiationGrid.load(DEFAULT_GRID_PATH)
+        except ValueError:
+            g = None
+        grid = g if g is not None and g.spec == spec else None
     if grid is None:
         from importlib.metadata import version
 
@@ -250,7 +337,7 @@ def circular_ground_track(
     return lat, np.mod(lon + np.pi, 2.0 * np.pi) - np.pi, np.full_like(t, alt_m)
 
 
-def orbit_average_flux(grid: RadiationGrid, alt_m: float, inclination_deg: float, duration_s: float = SECONDS_PER_DAY) -> tuple[float, float]:
-    """Time-averaged (protons, electrons) integral flux [1/(cm^2 s)] along a circular orbit."""
-    p, e = grid.lookup(*circular_ground_track(alt_m, inclination_deg, duration_s))
-    return float(p.mean()), float(e.mean())
+def orbit_average(grid: LogGrid, alt_m: float, inclination_deg: float, duration_s: float = SECONDS_PER_DAY) -> np.ndarray:
+    """Time average of every channel along a circular orbit, shape (channels,)."""
+    out: np.ndarray = grid.lookup(*circular_ground_track(alt_m, inclination_deg, duration_s)).mean(axis=1)
+    return out

@@ -196,16 +196,17 @@ def orbit_energy_balance(dt_s: float = 1.0, count: int = 20) -> Check:
 def radiation_checks(days: float = 1.0, dt_s: float = 10.0) -> list[Check]:
     """SAA dose/SEU contrast at one altitude, and the yearly dose of a 550 km / 53 deg orbit."""
     from twin.core.design import load_design
-    from twin.core.radiation import dose_rate_rad_s, load_grid, seu_rate_per_device_s
-    from twin.core.radiation_grid import orbit_average_flux
+    from twin.core.radiation import load_environment, seu_rate_per_device_s
+    from twin.core.radiation_grid import orbit_average
 
-    rp = load_design().radiation
-    grid = load_grid(rp)
+    design = load_design()
+    rp = design.radiation
+    env = load_environment(rp, design.solar_array.cover_glass_g_cm2)
     lat = np.radians(np.array([-30.0, 30.0, -30.0]))
     lon = np.radians(np.array([-45.0, -45.0, 135.0]))
-    pf, ef = grid.lookup(lat, lon, np.full(3, 550e3))
-    dose = dose_rate_rad_s(pf, ef, rp)
-    seu_c, seu_u = seu_rate_per_device_s(pf, rp)
+    local = env.sample(lat, lon, np.full(3, 550e3))
+    dose = local.dose_rate_rad_s
+    seu_c, seu_u = seu_rate_per_device_s(local.seu_scale, rp)
     seu = seu_c + seu_u
     out = []
     contrast = float(min(dose[0] / max(dose[1], 1e-30), dose[0] / max(dose[2], 1e-30)))
@@ -215,8 +216,7 @@ def radiation_checks(days: float = 1.0, dt_s: float = 10.0) -> list[Check]:
     out.append(Check("SAA SEU-rate contrast at 550 km", contrast, 10.0, 0.0, "x", contrast > 10.0,
                      f"inside {seu[0] * SECONDS_PER_DAY:.3g} vs outside "
                      f"{max(seu[1], seu[2]) * SECONDS_PER_DAY:.3g} upsets/device/day"))
-    p_avg, e_avg = orbit_average_flux(grid, 550e3, 53.0, days * SECONDS_PER_DAY)
-    yearly = float(dose_rate_rad_s(np.array([p_avg]), np.array([e_avg]), rp)[0] * SECONDS_PER_YEAR)
+    yearly = float(orbit_average(env.grid, 550e3, 53.0, days * SECONDS_PER_DAY)[2] * SECONDS_PER_YEAR)
     ok = 1.0e3 / 2 <= yearly <= 1.3e3 * 2
     out.append(Check("dose 550 km / 53 deg behind shielding", yearly, 1150.0, 0.0, "rad(Si)/yr", ok,
                      f"{yearly:.0f} rad(Si)/yr behind {rp.shield_thickness_mm_al:g} mm Al "
