@@ -65,8 +65,8 @@ from bridges.influx.birth_guard import BirthGuard
 from bridges.influx.dead_letter import DeadLetters
 from bridges.influx.drop_ledger import DropLedger
 from bridges.influx.writer import IsolationResult, write_isolating
-from bridges.influx.line_protocol import (MappingError, event_line, flat_line, frame_lines, run_tag, runs_line, message_lines, reply_line,
-                                          time_ns)
+from bridges.influx.line_protocol import (MappingError, event_line, flat_line, frame_lines, message_lines, reply_line,
+                                          run_tag, runs_line, summary_lines, time_ns)
 from bridges.mqtt_consumer import SequenceTracker, seq_ranges
 from bridges.influx.sequence_state import StateFile
 from bridges.influx.spool import Segment, Spool
@@ -288,9 +288,9 @@ class InfluxBridge:
         elif leaf in ("reply", "errors"):
             route = self.topics.parse_request_topic(m.topic)  # ("sat", sat, "reply") for a satellite's replies
             line = reply_line(obj, route[1] if route else None, self.guard.known_satellite, self._run_of(obj))
-        elif leaf == "summary":
-            line = flat_line("fleet", obj, time_ns(obj.get("t")), {"run": run_tag(self._run_of(obj))},
-                             skip=("v", "t", "t_s", "bseq"))
+        elif leaf == "summary":  # the fleet point, and one point per grid cell (what the fleet maps read)
+            out.add(summary_lines(obj, time_ns(obj.get("t")), {"run": run_tag(self._run_of(obj))}))
+            return
         elif leaf == "status":
             line = flat_line("twin", obj, time_ns(obj.get("t")), {"run": run_tag(self._run_of(obj))},
                              skip=("v", "t", "t_s"))
