@@ -304,7 +304,8 @@ def test_recipe(name: str, running_twin: RunningTwin) -> None:
 
 def test_recipes_in_document_order_on_one_real_time_twin(mosquitto: Any, tmp_path: Path) -> None:
     """A user copying the guide: every recipe, in the order the guide gives them, against one twin at
-    ``--speed x1``. Each is bounded by its own ``-W`` waits (RECIPE_TIMEOUT_S at most) and checked as
+    ``--speed x1`` (started at the catalogue's epoch, so all five satellites propagate whatever the
+    date; ``orbitwin run`` at x1 starts at the wall clock, see the guide). Each is bounded by its own ``-W`` waits (RECIPE_TIMEOUT_S at most) and checked as
     alone; a recipe that left the fleet where the next cannot work (safe mode before a payload command)
     or waits for something a real-time twin does not make fails here."""
     took: dict[str, float] = {}
