@@ -131,7 +131,8 @@ def run_twin(spec: RunSpec, *, out: TextIO = sys.stdout,
             service = TwinService(twin, link, schedule, replay_bytes=spec.replay_bytes)
             printer.service = service
             link.start(wait_s=spec.connect_timeout_s)
-            print(f"orbitwin: connected to {settings.redacted_url} as bseq {link.bseq}; "
+            print(f"orbitwin: connected to {settings.redacted_url} as run {service.run_id} (bseq {link.bseq}; "
+                  f"the run tag in InfluxDB); "
                   f"{schedule.messages_per_s():.0f} telemetry messages/s", file=out, flush=True)
             stats = service.run(pacer, duration_s=spec.duration_s, on_tick=printer.on_tick, should_stop=should_stop)
     except KeyboardInterrupt:
