@@ -38,6 +38,7 @@ from twin.core.constants import MU_EARTH_M3_S2, OMEGA_EARTH_RAD_S, R_EARTH_M, SE
 FORMAT_VERSION = 2
 FLOOR_LOG10 = -3.0  # log10 of a channel value stored where AE8/AP8 give 0 or NaN; read back as 0
 _CELL_TABLE_MAX_CHANNELS = 8  # up to this many channels, lookups use a per-cell corner table (8 x C floats per cell)
+_LN10 = float(np.log(10.0))
 _MILLIDEX = 1000.0  # the file stores log10 values as int16 thousandths of a decade (0.23 % steps)
 DEFAULT_GRID_PATH = Path(__file__).resolve().parents[1] / "data" / "radiation_grid_default.npz"
 _BUILD_TIME_ISO = "2025-01-01T00:00:00"  # AE8/AP8 fields are epoch-fixed; any UTC time gives the same flux
@@ -214,7 +215,7 @@ class LogGrid:
         v = b[nc:] - b[:nc]  # along altitude: rows ch
         v *= wk
         v += b[:nc]
-        out = np.power(10.0, v.astype(np.float64))
+        out = np.exp(v.astype(np.float64) * _LN10)
         out *= v > FLOOR_LOG10 + 1e-3
         out /= self.scales[:, None]
         if any_bad:
