@@ -345,6 +345,11 @@ def test_grid_cache_roundtrip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(rg, "build_grid", lambda s: (_ for _ in ()).throw(AssertionError("rebuilt")))
     again = rg.get_grid(spec)
     assert np.array_equal(again.log10_flux, built.log10_flux)
+    # the build (one geomagnetic pass shared by AP8-MIN and AE8-MAX) equals direct per-particle aep8 calls
+    lat, lon, alt = (x.ravel() for x in np.meshgrid(*spec.axes(), indexing="ij"))
+    direct = np.concatenate([rg.aep8_spectra(lat, lon, alt, spec.proton_energies_mev, "p", spec.solar_phase_protons),
+                             rg.aep8_spectra(lat, lon, alt, spec.electron_energies_mev, "e", spec.solar_phase_electrons)], axis=1)
+    np.testing.assert_allclose(built.log10_flux.reshape(direct.shape), rg.to_log10(direct), rtol=0, atol=5.1e-4)
 
 
 def test_toml_section_matches_defaults_and_validates() -> None:

@@ -399,6 +399,7 @@ class RadiationEnvironment:
 
 
 _ENVIRONMENTS: dict[tuple[RadiationParams, float], RadiationEnvironment] = {}
+_MAX_ENVIRONMENTS = 8
 
 
 def load_environment(params: RadiationParams | None = None, cover_glass_g_cm2: float = 0.0254) -> RadiationEnvironment:
@@ -406,6 +407,8 @@ def load_environment(params: RadiationParams | None = None, cover_glass_g_cm2: f
     p = params or RadiationParams()
     key = (p, float(cover_glass_g_cm2))
     if key not in _ENVIRONMENTS:
+        while len(_ENVIRONMENTS) >= _MAX_ENVIRONMENTS:  # ~35 MB each: keep the most recent few
+            del _ENVIRONMENTS[next(iter(_ENVIRONMENTS))]
         _ENVIRONMENTS[key] = RadiationEnvironment(load_grid(p), p, cover_glass_g_cm2)
     return _ENVIRONMENTS[key]
 

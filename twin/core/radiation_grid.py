@@ -272,12 +272,40 @@ def build_grid(spec: GridSpec) -> RadiationGrid:
 
     lat, lon, alt = spec.axes()
     la, lo, al = (x.ravel() for x in np.meshgrid(lat, lon, alt, indexing="ij"))
-    p = aep8_spectra(la, lo, al, spec.proton_energies_mev, "p", spec.solar_phase_protons)
-    e = aep8_spectra(la, lo, al, spec.electron_energies_mev, "e", spec.solar_phase_electrons)
+    p, e = _spectra_pair(la, lo, al, spec)
     log10_flux = to_log10(np.concatenate([p, e], axis=-1)).reshape(lat.size, lon.size, alt.size, spec.n_channels)
     # quantise as the file stores it, so a fresh build and a loaded one give bit-identical results
     log10_flux = _from_millidex(_to_millidex(log10_flux))
     return RadiationGrid(spec, log10_flux, {"aep8_version": version("aep8"), "source": "aep8 (IRBEM AE8/AP8)"})
+
+
+def _spectra_pair(la: np.ndarray, lo: np.ndarray, al: np.ndarray, spec: GridSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Proton and electron spectra at the nodes; one geomagnetic-coordinate pass when both models share a field model."""
+    import aep8
+
+    pm = aep8.model(_particle("p"), _solar_phase(spec.solar_phase_protons))
+    em = aep8.model(_particle("e"), _solar_phase(spec.solar_phase_electrons))
+    if getattr(pm, "_geomag", None) is None or getattr(pm, "_geomag", None) is not getattr(em, "_geomag", None):
+        return (aep8_spectra(la, lo, al, spec.proton_energies_mev, "p", spec.solar_phase_protons),
+                aep8_spectra(la, lo, al, spec.electron_energies_mev, "e", spec.solar_phase_electrons))
+    # AP8-MIN and AE8 use the same internal field (Jensen-Cain 1960) in aep8: L and B/B0 once, then table lookups
+    import warnings
+
+    from astropy import units as u
+    from astropy.coordinates import EarthLocation
+    from astropy.time import Time
+    from astropy.utils import iers
+
+    with iers.conf.set_temp("auto_download", False), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        loc = EarthLocation.from_geodetic(lo * u.deg, la * u.deg, al * u.km)
+        big_l, b_b0 = pm.geomagnetic_coordinates(loc, Time(_BUILD_TIME_ISO, scale="utc"))
+        out = []
+        for model, energies in ((pm, spec.proton_energies_mev), (em, spec.electron_energies_mev)):
+            fluxes = [model.integral_flux_for_geomagnetic_coordinates(big_l, b_b0, en * u.MeV).to_value(u.cm**-2 * u.s**-1)
+                      for en in energies]
+            out.append(np.stack([np.asarray(f, dtype=float) for f in fluxes], axis=-1))
+    return out[0], out[1]
 
 
 def _to_millidex(log10_values: np.ndarray) -> np.ndarray:
