@@ -13,11 +13,13 @@ lower time bound and no ``GROUP BY time()`` no upper bound (checked on influxd 1
 ``time > now() - 60s`` returns points an hour in the future), so ``time > now() - Ns`` holds
 the latest samples of every run whose sim clock is at or ahead of the wall clock, whatever its
 speed, and ``last()`` picks them. A run whose sim time lies in the past (``--speed max`` at
-the catalogue epoch, or ``--start`` in the past) is not evaluated. Cost: the rule reads each
-satellite's points from ``now() - N`` on, ``satellites x packet rate x window`` at real time
-(10,000 x 1 Hz x 30 s = 300k points for an ``hk`` rule) and the run's points ahead of the wall
-clock at ``xN``. A run that ended ahead of the wall clock keeps its last samples in the window
-until the wall clock passes them: its alerts carry its ``run`` label.
+the catalogue epoch, or ``--start`` in the past) is not evaluated. Cost: InfluxDB answers
+``last()`` without ``GROUP BY time()`` from each series' newest point, not from every point in
+the window, so the cost follows the series, not the run's speed (influxd 1.6.7 on the shared
+2-core machine, 10,000 series with 100 points each ahead of now: 1.5 s for ``last()``, 1.6 s as
+the rule's subquery, 4.2 s for ``count()`` over the same points). A run that ended ahead of the
+wall clock keeps its last samples in the window until the wall clock passes them: its alerts
+carry its ``run`` label.
 
 Fleet rules read the ``fleet`` aggregates the twin writes every tick (one series per run).
 Queries carry their own ``time > now() - Ns`` and no ``$`` at all: Grafana interpolates
