@@ -13,6 +13,7 @@ import pytest
 
 from twin.core import radiation_grid as rg
 from twin.core.constants import MU_EARTH_M3_S2, R_EARTH_M, SECONDS_PER_YEAR
+from twin.core.design import load_design
 from twin.core.params import DesignError
 from twin.core.radiation import (
     RadiationEnvironment,
@@ -35,7 +36,7 @@ from twin.core.radiation import (
 
 DATA = Path(__file__).resolve().parents[1] / "twin" / "data"
 P = RadiationParams()
-COVER_G_CM2 = 0.0254  # 100 um of cover glass at 2.54 g/cm^3 (the shipped design)
+COVER_G_CM2 = load_design().solar_array.cover_glass_g_cm2  # shipped design: 100 um at 2.54 g/cm^3
 
 
 @pytest.fixture(scope="module")

@@ -402,8 +402,8 @@ _ENVIRONMENTS: dict[tuple[RadiationParams, float], RadiationEnvironment] = {}
 _MAX_ENVIRONMENTS = 8
 
 
-def load_environment(params: RadiationParams | None = None, cover_glass_g_cm2: float = 0.0254) -> RadiationEnvironment:
-    """The folded radiation environment for ``params`` and a cover glass [g/cm^2] (memoised)."""
+def load_environment(params: RadiationParams | None, cover_glass_g_cm2: float) -> RadiationEnvironment:
+    """The folded radiation environment for ``params`` and the design's cover glass [g/cm^2] (memoised)."""
     p = params or RadiationParams()
     key = (p, float(cover_glass_g_cm2))
     if key not in _ENVIRONMENTS:
@@ -569,7 +569,7 @@ def main(argv: list[str] | None = None) -> None:
     params = RadiationParams()
     grid = build_grid(params.grid_spec())
     grid.save(args.out)
-    env = RadiationEnvironment(grid, params, 0.0254)
+    env = RadiationEnvironment(grid, params, 0.0)  # the flux channels do not depend on the cover glass
     p = orbit_average(env.grid, 686e3, 98.2)[0]
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, key {grid.spec.key()}); "
           f"Alsat-1 (686 km, 98.2 deg) orbit-average proton flux > {params.proton_energy_mev:g} MeV {p:.4g} /cm^2/s")

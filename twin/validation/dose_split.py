@@ -47,8 +47,17 @@ SPENVIS_5YR_RAD: dict[tuple[float, float], tuple[float, float, float, float]] = 
 REGIONS = ("SAA", "horns", "elsewhere")
 
 
-def _environment(params: RadiationParams, shield_mm: float, cover_glass_g_cm2: float) -> RadiationEnvironment:
-    return load_environment(dataclasses.replace(params, shield_thickness_mm_al=shield_mm), cover_glass_g_cm2)
+def _cover(cover_glass_g_cm2: float | None) -> float:
+    """The given cover glass [g/cm^2], else the default design's."""
+    if cover_glass_g_cm2 is not None:
+        return cover_glass_g_cm2
+    from twin.core.design import load_design
+
+    return load_design().solar_array.cover_glass_g_cm2
+
+
+def _environment(params: RadiationParams, shield_mm: float, cover_glass_g_cm2: float | None) -> RadiationEnvironment:
+    return load_environment(dataclasses.replace(params, shield_thickness_mm_al=shield_mm), _cover(cover_glass_g_cm2))
 
 
 def orbit_dose_5yr_rad(env: RadiationEnvironment, inclination_deg: float, days: float = 5.0, dt_s: float = 10.0) -> float:
@@ -70,7 +79,7 @@ def dose_by_particle_5yr_rad(params: RadiationParams, inclination_deg: float, da
     return float(p * scale), float(e * scale)
 
 
-def two_depth_checks(params: RadiationParams | None = None, cover_glass_g_cm2: float = 0.0254, days: float = 5.0) -> list[Check]:
+def two_depth_checks(params: RadiationParams | None = None, cover_glass_g_cm2: float | None = None, days: float = 5.0) -> list[Check]:
     """5-year dose at 550 km, 50 and 55 deg, behind 2.5 mm and 10 mm Al vs SHIELDOSE-2: pass within a factor of 2."""
     p = params or RadiationParams()
     out = []
@@ -99,12 +108,12 @@ class Split:
 
 
 def dose_split(params: RadiationParams | None = None, shield_mm: float | None = None, inclination_deg: float = 53.0,
-               cover_glass_g_cm2: float = 0.0254, days: float = 5.0, dt_s: float = 10.0) -> Split:
+               cover_glass_g_cm2: float | None = None, days: float = 5.0, dt_s: float = 10.0) -> Split:
     """Split the dose of a 550 km orbit into SAA, horns and elsewhere (see the module docstring)."""
     p = params or RadiationParams()
     mm = p.shield_thickness_mm_al if shield_mm is None else shield_mm
     pm = dataclasses.replace(p, shield_thickness_mm_al=mm)
-    env = load_environment(pm, cover_glass_g_cm2)
+    env = load_environment(pm, _cover(cover_glass_g_cm2))
     track = circular_ground_track(ALT_M, inclination_deg, days * SECONDS_PER_DAY, dt_s)
     local = env.sample(*track)
     region = region_of(local, *track, pm)
@@ -120,7 +129,7 @@ def dose_split(params: RadiationParams | None = None, shield_mm: float | None = 
                  ref[3] / ref[0], prot / (prot + elec) if prot + elec > 0 else 0.0)
 
 
-def split_table(params: RadiationParams | None = None, cover_glass_g_cm2: float = 0.0254, days: float = 5.0) -> list[str]:
+def split_table(params: RadiationParams | None = None, cover_glass_g_cm2: float | None = None, days: float = 5.0) -> list[str]:
     """Printable lines: dose split by region at 550 km / 53 deg behind the configured shield and 10 mm."""
     p = params or RadiationParams()
     lines = ["dose split, 550 km / 53 deg (twin, AP8-MIN + AE8-MAX local spectra; docs/physics.md#validation-radiation)",
