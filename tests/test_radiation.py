@@ -381,3 +381,20 @@ def test_performance_n9543(env: RadiationEnvironment) -> None:
         sel_events(rng, local.proton_flux_cm2_s, temp, 10.0, P, n_dev)
         best = min(best, time.perf_counter() - t0)
     assert best < 0.010  # typically ~1.4 ms; generous bound for loaded CI machines
+
+
+def test_dose_split_by_region_is_consistent_with_shieldose_particle_split() -> None:
+    # docs/physics.md#radiation: trapped protons reach 550 km only in the SAA, so the SAA share of the dose
+    # is at least SHIELDOSE-2's proton share; behind 2.5 mm the outer-belt horns give most of the dose
+    # (electrons, 81 % in SHIELDOSE-2), behind 10 mm the SAA gives nearly all of it.
+    from twin.validation.dose_split import dose_split
+
+    thin = dose_split(P, 2.5, 53.0, COVER_G_CM2, days=1.0)
+    thick = dose_split(P, 10.0, 53.0, COVER_G_CM2, days=1.0)
+    for s in (thin, thick):
+        assert sum(s.share.values()) == pytest.approx(1.0)
+        assert s.share["SAA"] >= s.protons_share_twin - 1e-9  # protons only in the SAA
+        assert abs(s.protons_share_twin - s.protons_share_spenvis) < 0.05
+    assert thin.share["horns"] > 0.5 and thin.share["horns"] > thin.share["SAA"]
+    assert thick.share["SAA"] > 0.95
+    assert 0.02 < thin.time_share["SAA"] < 0.15  # the SAA is crossed a few % of the time at 53 deg
