@@ -109,8 +109,9 @@ def _bare_paho(url: str, messages: list[tuple[str, bytes]], rate_per_s: float, w
     """Publish pre-encoded messages at the twin's rate with a plain paho loop (no twin work)."""
     from twin.mqtt import MqttConnection, MqttSettings
 
+    # paho's stock client (lean=False) with its default window, as the baseline has always been measured
     conn = MqttConnection(MqttSettings(url, keepalive_s=30), client_id=f"bench-bare-{time.time_ns()}",
-                          max_inflight=20, max_queued=60_000)
+                          max_inflight=20, max_queued=60_000, lean=False)
     conn.start()
     c = conn.client  # the bare paho client: publish in a loop, nothing else
     per_tick = int(round(rate_per_s))

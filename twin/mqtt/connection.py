@@ -18,13 +18,16 @@ from __future__ import annotations
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from twin.mqtt.settings import MqttConfigError, MqttSettings
@@ -61,6 +64,435 @@ def reply_properties(response_topic: str | None = None, correlation: bytes | Non
     return props
 
 
+
+# --- the lean client -------------------------------------------------------------------------
+# paho-mqtt 2.x spends most of a busy publisher's time on per-packet bookkeeping: up to three
+# recv() calls per incoming packet (the fixed header one byte at a time), one send() per
+# outgoing packet, one write to its wake-up socket pair for every packet queued (its own
+# network thread included), a scan of the in-flight window on every PUBACK, and a Condition,
+# a ReasonCode and a Properties object per message. _LeanClient keeps paho's protocol, state
+# (_out_messages, _out_packet, the in-flight count), reconnect and resend logic and callbacks,
+# and changes only those hot spots. Everything it does not special-case goes through paho.
+
+_READ_CHUNK = 1 << 16  # bytes asked of the socket per recv()
+_WRITE_CHUNK = 1 << 16  # queued packets gathered into one send() up to about this many bytes
+_PUBLISH, _PUBACK, _DISCONNECT = 0x30, 0x40, 0xE0
+_SUCCESS = mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+_LAZY_LOCK = threading.Lock()
+
+
+def _fresh_in_packet() -> Any:
+    return {"command": 0, "have_remaining": 0, "remaining_count": [], "remaining_mult": 1,
+            "remaining_length": 0, "packet": bytearray(), "to_process": 0, "pos": 0}
+
+
+def _remaining_length(n: int) -> bytes:
+    """MQTT variable byte integer (the fixed header's remaining length)."""
+    if n < 128:
+        return bytes((n,))
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | 0x80 if n else byte)
+        if not n:
+            return bytes(out)
+
+
+class _LazyInfo(mqtt.MQTTMessageInfo):
+    """paho's message info, with its Condition made only when somebody waits for the message."""
+
+    __slots__ = ()
+
+    def __init__(self, mid: int) -> None:  # noqa: D107 - no super().__init__: that builds the Condition
+        self.mid = mid
+        self._published = False
+        self._condition = None  # type: ignore[assignment]
+        self.rc = mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+        self._iterpos = 0
+
+    def _ensure_condition(self) -> None:
+        if self._condition is None:
+            with _LAZY_LOCK:
+                if self._condition is None:
+                    self._condition = threading.Condition()
+
+    def _set_as_published(self) -> None:
+        self._published = True  # before reading _condition: a waiter that made it after sees True
+        cond = self._condition
+        if cond is not None:
+            with cond:
+                cond.notify()
+
+    def wait_for_publish(self, timeout: float | None = None) -> None:
+        self._ensure_condition()
+        super().wait_for_publish(timeout)
+
+    def is_published(self) -> bool:
+        self._ensure_condition()
+        return super().is_published()
+
+
+class _LeanClient(mqtt.Client):
+    """A paho client with a leaner per-message path (the same protocol, state and callbacks).
+
+    * Reads: one ``recv()`` of up to 64 KiB, then every complete packet in the buffer is handled
+      (a plain PUBACK without paho's decoder objects); a partial packet waits in the buffer for
+      the next read. The buffer is always drained in the same call, since ``select()`` does not
+      wake for bytes already read.
+    * Writes: the packets queued are joined into one ``send()`` (up to ~64 KiB), partial writes
+      resumed where they stopped; packets queued by the network thread itself do not wake it
+      through the socket pair (it writes before it next waits), and a read ends with a write.
+    * In flight: messages waiting for a free in-flight slot are kept in arrival order in a deque,
+      so a PUBACK sends the next one in O(1) instead of scanning the whole queue (a large
+      ``max_inflight`` costs nothing per acknowledgement).
+    * QoS > 0 messages get a message info whose Condition is made only if somebody waits.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rbuf = bytearray()
+        self._queued: deque[mqtt.MQTTMessage] = deque()  # QoS > 0 messages in state queued, oldest first
+        self._puback_reasons: dict[int, ReasonCode] = {}
+        self._puback_props = Properties(PacketTypes.PUBACK)
+        self._topics: dict[str, bytes] = {}  # topics checked by publish_many, encoded
+        # set it to have acknowledgements counted in bulk: called once per read with the number of
+        # QoS > 0 messages a plain PUBACK completed, instead of on_publish for each of them
+        self.on_publish_count: Callable[[int], None] | None = None
+        self._acked_now = 0
+        self.recv_calls = 0
+        self.send_calls = 0
+        self.packets_sent = 0
+
+    # --- reading ---------------------------------------------------------------------
+    def reconnect(self) -> mqtt.MQTTErrorCode:
+        self._rbuf.clear()  # a partial packet of the old connection means nothing on the new one
+        return super().reconnect()
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        """Read what the socket holds (bulk ``recv``), handle every complete packet, then write."""
+        while True:
+            if self._sock is None:
+                return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
+            try:
+                data = self._sock_recv(_READ_CHUNK)
+            except BlockingIOError:
+                break
+            except OSError as err:  # timeouts and resets included
+                self._easy_log(mqtt.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+                return self._loop_rc_handle(mqtt.MQTTErrorCode.MQTT_ERR_CONN_LOST)
+            self.recv_calls += 1
+            if not data:
+                return self._loop_rc_handle(mqtt.MQTTErrorCode.MQTT_ERR_CONN_LOST)
+            with self._msgtime_mutex:
+                self._last_bytes_received = mqtt.time_func()
+            self._rbuf += data
+            rc = self._handle_buffered()
+            if self._acked_now:
+                self._report_acked()
+            if rc:
+                return self._loop_rc_handle(rc)
+            if self._sock is None:  # the broker's DISCONNECT (MQTT 5) closed the connection
+                return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
+            if len(data) < _READ_CHUNK:
+                break  # the kernel buffer is drained; select() wakes for what arrives next
+        if self._out_packet:  # acknowledgements freed in-flight slots: send at once
+            return self.loop_write()
+        return _SUCCESS
+
+    def _handle_buffered(self) -> mqtt.MQTTErrorCode:
+        """Handle every complete packet in the read buffer; keep the tail of an incomplete one."""
+        buf = self._rbuf
+        n = len(buf)
+        pos = 0
+        rc = _SUCCESS
+        fast = self.on_log is None and self._logger is None  # debug logging goes through paho
+        v5 = self._protocol == mqtt.MQTTv5
+        try:
+            while n - pos >= 2:
+                cmd = buf[pos]
+                i = pos + 1
+                length = shift = 0
+                complete = False
+                while i < n:
+                    byte = buf[i]
+                    i += 1
+                    length |= (byte & 0x7F) << shift
+                    if not byte & 0x80:
+                        complete = True
+                        break
+                    shift += 7
+                    if shift >= 28:
+                        return mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL  # more than 4 length bytes
+                end = i + length
+                if not complete or end > n:
+                    break
+                if (cmd == _PUBACK and fast
+                        and (length == 2 or (v5 and (length == 3 or (length == 4 and buf[i + 3] == 0))))):
+                    rc = self._fast_puback((buf[i] << 8) | buf[i + 1], buf[i + 2] if length > 2 else 0)
+                else:
+                    rc = self._handle_packet(cmd, buf[i:end])
+                pos = end
+                if rc or self._sock is None:
+                    break
+        finally:
+            del buf[:pos]
+        return rc
+
+    def _handle_packet(self, command: int, body: bytearray) -> mqtt.MQTTErrorCode:
+        """One complete packet through paho's own handlers."""
+        self._in_packet = {"command": command, "have_remaining": 1, "remaining_count": [], "remaining_mult": 1,
+                           "remaining_length": len(body), "packet": body, "to_process": 0, "pos": 0}
+        try:
+            rc = self._packet_handle()
+        except MalformedPacket as exc:
+            self._easy_log(mqtt.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
+            rc = mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._in_packet = _fresh_in_packet()
+        return rc
+
+    def _report_acked(self) -> None:
+        count, self._acked_now = self._acked_now, 0
+        callback = self.on_publish_count
+        if callback is not None:
+            with self._in_callback_mutex:
+                try:
+                    callback(count)
+                except Exception as err:  # noqa: BLE001 - as paho treats on_publish
+                    self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_publish_count: %s", err)
+                    if not self.suppress_exceptions:
+                        raise
+
+    def _fast_puback(self, mid: int, code: int) -> mqtt.MQTTErrorCode:
+        """A PUBACK with no properties: counted for ``on_publish_count`` if set, else ``on_publish`` with a
+        shared ReasonCode per code and shared empty Properties."""
+        if self.on_publish_count is not None:
+            with self._out_message_mutex:
+                m = self._out_messages.pop(mid, None)
+                if m is None:
+                    return _SUCCESS
+                m.info._set_as_published()  # noqa: SLF001
+                self._acked_now += 1
+                if m.qos > 0:
+                    self._inflight_messages -= 1
+                    if self._max_inflight_messages > 0:
+                        return self._update_inflight()
+            return _SUCCESS
+        reason = self._puback_reasons.get(code)
+        if reason is None:
+            try:
+                reason = ReasonCode(PacketTypes.PUBACK, identifier=code)
+            except (KeyError, ValueError, TypeError):
+                return mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL  # not a PUBACK reason code
+            self._puback_reasons[code] = reason
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, reason, self._puback_props)
+        return _SUCCESS
+
+    # --- in flight -------------------------------------------------------------------
+    def publish(self, topic: str, payload: mqtt.PayloadType = None, qos: int = 0, retain: bool = False,
+                properties: Properties | None = None) -> mqtt.MQTTMessageInfo:
+        """paho's ``publish``; QoS > 0 messages waiting for an in-flight slot join the send deque."""
+        if qos == 0:
+            return super().publish(topic, payload, qos, retain, properties)
+        if self._protocol != mqtt.MQTTv5 and not topic:
+            raise ValueError("Invalid topic.")
+        topic_bytes = topic.encode("utf-8")
+        self._raise_for_invalid_topic(topic_bytes)
+        if qos not in (1, 2):
+            raise ValueError("Invalid QoS level.")
+        local_payload = mqtt._encode_payload(payload)  # noqa: SLF001
+        if len(local_payload) > 268435455:
+            raise ValueError("Payload too large.")
+        with self._out_message_mutex:
+            return self._enqueue(topic_bytes, local_payload, qos, retain, properties)
+
+    def publish_many(self, messages: Iterable[tuple[str, bytes]], qos: int) -> list[mqtt.MQTTErrorCode]:
+        """Queue many QoS 1/2 ``(topic, payload)`` messages under one lock; paho's return code of each."""
+        if qos not in (1, 2):
+            raise ValueError("publish_many is for QoS 1 and 2")
+        topics = self._topics
+        if len(topics) > 200_000:
+            topics.clear()
+        enqueue = self._enqueue
+        if not isinstance(messages, Sequence):
+            messages = list(messages)
+        with self._mid_generate_mutex:  # the batch's message ids at once (1..65535, wrapping)
+            first = self._last_mid
+            self._last_mid = (first + len(messages) - 1) % 65535 + 1 if messages else first
+        rcs = []
+        with self._out_message_mutex:
+            for k, (topic, payload) in enumerate(messages):
+                topic_bytes = topics.get(topic)
+                if topic_bytes is None:
+                    topic_bytes = topic.encode("utf-8")
+                    self._raise_for_invalid_topic(topic_bytes)
+                    topics[topic] = topic_bytes
+                rcs.append(enqueue(topic_bytes, payload, qos, False, None, (first + k) % 65535 + 1).rc)
+        return rcs
+
+    def _enqueue(self, topic: bytes, payload: bytes | bytearray, qos: int, retain: bool,
+                 properties: Properties | None, mid: int = 0) -> mqtt.MQTTMessageInfo:
+        """paho's QoS > 0 branch of ``publish`` (caller holds ``_out_message_mutex``); ``mid`` 0: a new one."""
+        mid = mid or self._mid_generate()
+        info = _LazyInfo(mid)
+        message = mqtt.MQTTMessage.__new__(mqtt.MQTTMessage)
+        message.timestamp = mqtt.time_func()
+        message.mid = mid
+        message._topic = topic  # noqa: SLF001
+        message.payload = payload
+        message.qos = qos
+        message.retain = retain
+        message.dup = False
+        message.properties = properties
+        message.info = info
+        out = self._out_messages
+        if (self._max_queued_messages > 0 and len(out) >= self._max_queued_messages) or mid in out:
+            info.rc = mqtt.MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
+            return info
+        out[mid] = message
+        if self._max_inflight_messages == 0 or self._inflight_messages < self._max_inflight_messages:
+            self._inflight_messages += 1
+            message.state = mqtt.mqtt_ms_wait_for_puback if qos == 1 else mqtt.mqtt_ms_wait_for_pubrec
+            rc = self._send_publish(mid, topic, payload, qos, retain, False, info, properties)
+            if rc == mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN:  # sent after the next CONNACK
+                self._inflight_messages -= 1
+                message.state = mqtt.mqtt_ms_publish
+            info.rc = rc
+        else:
+            message.state = mqtt.mqtt_ms_queued
+            self._queued.append(message)
+        return info
+
+    def _update_inflight(self) -> mqtt.MQTTErrorCode:
+        """Fill free in-flight slots from the deque (oldest first); stale entries are skipped."""
+        queued, out = self._queued, self._out_messages
+        while queued and self._inflight_messages < self._max_inflight_messages:
+            m = queued.popleft()
+            if m.state != mqtt.mqtt_ms_queued or out.get(m.mid) is not m:
+                continue
+            self._inflight_messages += 1
+            m.state = mqtt.mqtt_ms_wait_for_puback if m.qos == 1 else mqtt.mqtt_ms_wait_for_pubrec
+            rc = self._send_publish(m.mid, m._topic, m.payload, m.qos, m.retain, m.dup,  # noqa: SLF001
+                                    properties=m.properties)
+            if rc != _SUCCESS:
+                return rc
+        return _SUCCESS
+
+    def _messages_reconnect_reset_out(self) -> None:
+        with self._out_message_mutex:
+            super()._messages_reconnect_reset_out()
+            self._queued = deque(m for m in self._out_messages.values() if m.state == mqtt.mqtt_ms_queued)
+
+    # --- writing ---------------------------------------------------------------------
+    def _send_publish(self, mid: int, topic: bytes, payload: bytes | bytearray = b"", qos: int = 0,
+                      retain: bool = False, dup: bool = False, info: mqtt.MQTTMessageInfo | None = None,
+                      properties: Properties | None = None) -> mqtt.MQTTErrorCode:
+        """The PUBLISH packet in one join (paho's builder when logging, or with MQTT 5 properties)."""
+        if (properties is not None or self.on_log is not None or self._logger is not None
+                or not isinstance(topic, bytes) or not isinstance(payload, (bytes, bytearray))):
+            return super()._send_publish(mid, topic, payload, qos, retain, dup, info, properties)
+        if self._sock is None:
+            return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
+        v5 = self._protocol == mqtt.MQTTv5
+        length = 2 + len(topic) + len(payload) + (2 if qos else 0) + (1 if v5 else 0)
+        if length > 268_435_455:
+            raise ValueError("Packet too large")
+        packet = b"".join((bytes((_PUBLISH | ((dup & 1) << 3) | (qos << 1) | int(retain),)), _remaining_length(length),
+                           len(topic).to_bytes(2, "big"), topic, mid.to_bytes(2, "big") if qos else b"",
+                           b"\x00" if v5 else b"", payload))
+        return self._packet_queue(_PUBLISH, packet, mid, qos, info)
+
+    def _packet_queue(self, command: int, packet: bytes | bytearray, mid: int, qos: int,
+                      info: mqtt.MQTTMessageInfo | None = None) -> mqtt.MQTTErrorCode:
+        thread = self._thread
+        if thread is not None and thread.ident == threading.get_ident():
+            # the network thread itself: it writes before it next waits (want_write), no wake-up needed
+            self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0,
+                                     "to_process": len(packet), "packet": packet, "info": info})
+            self._call_socket_register_write()
+            return _SUCCESS
+        return super()._packet_queue(command, packet, mid, qos, info)
+
+    def _packet_write(self) -> mqtt.MQTTErrorCode:
+        """Send the queued packets, many per ``send()``; a partial write resumes at its byte."""
+        out = self._out_packet
+        while out:
+            batch = []
+            size = 0
+            while out and size < _WRITE_CHUNK:
+                pkt = out.popleft()
+                batch.append(pkt)
+                size += pkt["to_process"]
+                if pkt["command"] & 0xF0 == _DISCONNECT:
+                    break  # nothing goes after a DISCONNECT
+            if len(batch) == 1:
+                data = batch[0]["packet"][batch[0]["pos"]:]
+            else:
+                data = b"".join(p["packet"][p["pos"]:] if p["pos"] else p["packet"] for p in batch)
+            try:
+                sent = self._sock_send(data)
+            except (AttributeError, ValueError):
+                out.extendleft(reversed(batch))
+                return _SUCCESS
+            except BlockingIOError:
+                out.extendleft(reversed(batch))
+                return mqtt.MQTTErrorCode.MQTT_ERR_AGAIN
+            except OSError as err:
+                out.extendleft(reversed(batch))
+                self._easy_log(mqtt.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+                return mqtt.MQTTErrorCode.MQTT_ERR_CONN_LOST
+            self.send_calls += 1
+            if sent <= 0:
+                out.extendleft(reversed(batch))
+                break
+            for k, pkt in enumerate(batch):
+                if sent < pkt["to_process"]:  # this one partly, the rest not at all: back in order
+                    pkt["pos"] += sent
+                    pkt["to_process"] -= sent
+                    out.extendleft(reversed(batch[k:]))
+                    break
+                sent -= pkt["to_process"]
+                pkt["pos"] += pkt["to_process"]
+                pkt["to_process"] = 0
+                self.packets_sent += 1
+                if self._packet_sent(pkt):
+                    return _SUCCESS  # a DISCONNECT went out: the socket is closed
+        with self._msgtime_mutex:
+            self._last_msg_out = mqtt.time_func()
+        return _SUCCESS
+
+    def _packet_sent(self, packet: Any) -> bool:
+        """paho's completion of a written packet: QoS 0 ``on_publish``; a DISCONNECT closes (returns True)."""
+        command = packet["command"] & 0xF0
+        if command == _PUBLISH and packet["qos"] == 0:
+            with self._callback_mutex:
+                on_publish = self.on_publish
+            if on_publish:
+                with self._in_callback_mutex:
+                    try:
+                        if self._callback_api_version == mqtt.CallbackAPIVersion.VERSION1:
+                            on_publish(self, self._userdata, packet["mid"])  # type: ignore[call-arg]
+                        else:
+                            on_publish(self, self._userdata, packet["mid"], ReasonCode(PacketTypes.PUBACK),
+                                       Properties(PacketTypes.PUBACK))
+                    except Exception as err:  # noqa: BLE001 - paho's contract: log, re-raise unless suppressed
+                        self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_publish: %s", err)
+                        if not self.suppress_exceptions:
+                            raise
+            if packet["info"] is not None:
+                packet["info"]._set_as_published()  # noqa: SLF001
+        elif command == _DISCONNECT:
+            with self._msgtime_mutex:
+                self._last_msg_out = mqtt.time_func()
+            self._do_on_disconnect(packet_from_broker=False, v1_rc=mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS)
+            self._sock_close()
+            if self._state == mqtt._ConnectionState.MQTT_CS_DISCONNECTING:  # noqa: SLF001
+                self._state = mqtt._ConnectionState.MQTT_CS_DISCONNECTED  # noqa: SLF001
+            return True
+        return False
+
+
 class MqttConnection:
     """A paho client configured from :class:`MqttSettings`, in its own network thread.
 
@@ -70,12 +502,15 @@ class MqttConnection:
     ``on_connect`` runs on every successful (re)connection, before the ``birth`` messages are
     published; ``on_disconnect`` gets the reason; ``on_message`` every received message.
     ``max_queued``: outgoing messages paho holds while waiting (0 = unlimited);
-    ``max_inflight``: QoS 1 messages sent but not yet acknowledged.
+    ``max_inflight``: QoS 1 messages sent but not yet acknowledged, at most the broker's MQTT 5
+    Receive Maximum (its CONNACK says it; Mosquitto's ``max_inflight_messages``, default 20).
+    ``lean`` (default): the client with the lean per-message path (:class:`_LeanClient`); False
+    gives paho's stock client (the benchmarks' baseline).
     """
 
     def __init__(self, settings: MqttSettings, *, client_id: str, persistent: bool = False,
                  session_expiry_s: int = 0, receive_maximum: int | None = None, manual_ack: bool = False,
-                 max_inflight: int = 20, max_queued: int = 0, will: Message | None = None,
+                 max_inflight: int = 20, max_queued: int = 0, will: Message | None = None, lean: bool = True,
                  birth: Callable[[], Iterable[Message]] | None = None,
                  on_connect: Callable[[MqttConnection], None] | None = None,
                  on_message: Callable[[mqtt.MQTTMessage], None] | None = None,
@@ -98,7 +533,8 @@ class MqttConnection:
         self._fatal: str | None = None
         self._refused_just_now = False  # paho reports a refused CONNACK again as a disconnection
         self._settled = threading.Event()
-        self.client = self._new_client(manual_ack)
+        self.max_inflight = max_inflight
+        self.client = self._new_client(manual_ack, lean)
         self.client.max_inflight_messages_set(max_inflight)
         self.client.max_queued_messages_set(max_queued)
         self.client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
@@ -109,13 +545,14 @@ class MqttConnection:
         if will is not None:
             self.set_will(will)
 
-    def _new_client(self, manual_ack: bool) -> mqtt.Client:
+    def _new_client(self, manual_ack: bool, lean: bool) -> mqtt.Client:
         s = self.settings
+        kind = _LeanClient if lean else mqtt.Client
         if self.v5:
-            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5,
+            client = kind(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5,
                                  manual_ack=manual_ack)
         else:
-            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+            client = kind(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
                                  protocol=mqtt.MQTTv311, clean_session=not self.persistent, manual_ack=manual_ack)
         user, password = s.credentials
         if user is not None:
@@ -147,6 +584,11 @@ class MqttConnection:
             return
         self.connects += 1
         self.last_error = ""
+        # MQTT 5: never more unacknowledged QoS 1 messages than the broker's Receive Maximum (paho ignores it)
+        receive_maximum = getattr(properties, "ReceiveMaximum", None) if self.v5 else None
+        window = self.max_inflight if receive_maximum is None else \
+            int(receive_maximum) if self.max_inflight == 0 else min(self.max_inflight, int(receive_maximum))
+        self.client._max_inflight_messages = window  # noqa: SLF001 - paho's setter refuses once connected
         if self._on_connect_hook is not None:
             self._on_connect_hook(self)
         for m in self._birth() if self._birth is not None else ():
@@ -248,6 +690,17 @@ class MqttConnection:
                 properties: Properties | None = None) -> mqtt.MQTTMessageInfo:
         """Queue one message (MQTT 5 properties are dropped on MQTT 3.1.1)."""
         return self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties if self.v5 else None)
+
+    def publish_many(self, messages: Sequence[tuple[str, bytes]], qos: int = 1) -> list[mqtt.MQTTErrorCode]:
+        """Queue many ``(topic, payload)`` messages (no retain, no properties); paho's return code of each.
+
+        On the lean client QoS 1 messages are queued under one lock, with no per-message checks
+        beyond the topic's.
+        """
+        client = self.client
+        if qos > 0 and isinstance(client, _LeanClient):
+            return client.publish_many(messages, qos)
+        return [client.publish(topic, payload, qos=qos).rc for topic, payload in messages]
 
     def status(self) -> dict[str, Any]:
         """Connection counters for a component's status report."""

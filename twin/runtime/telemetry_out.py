@@ -114,8 +114,7 @@ class TelemetryOut:
         """Publish per-satellite messages: paho directly when its queue has room for all, else one by one (blocking)."""
         link = self.link
         if link.backlog + len(msgs) < link.settings.max_queued:
-            publish = link.publisher()
-            link.count_published([publish(topic, payload) for topic, payload in msgs])
+            link.publish_many(msgs)
         else:
             for topic, payload in msgs:
                 link.publish(topic, payload)
