@@ -84,7 +84,7 @@ def twin_on(broker: Any, state_dir: Path, speed: float, *, in_order: bool = Fals
 
     twin = build_twin(FleetOptions(count=5, dt_s=1.0, seed=1))
     link = MqttLink(MqttSettings(broker.url), LinkSettings(state_dir=str(state_dir)))
-    service = TwinService(twin, link)
+    service = TwinService(twin, link, auth=recipe_verifier())
     link.start()
     stop = threading.Event()
     rt = RunningTwin(service, broker.host, broker.port, [], speed=speed, in_order=in_order)
@@ -108,6 +108,18 @@ def twin_on(broker: Any, state_dir: Path, speed: float, *, in_order: bool = Fals
     assert not rt.error, f"the twin died: {rt.error[0]!r}"
 
 
+# the key the "signed" recipe signs with (ORBITWIN_KEY_ID, ORBITWIN_KEY_SECRET_FILE); the twin takes unsigned
+# requests too (every other recipe), as a quick-start twin does
+RECIPE_KEY_ID, RECIPE_SECRET = "ops-1", "recipe-test-secret-0123456789abcdef"
+
+
+def recipe_verifier() -> Any:
+    from twin.contract.request_auth import Key, KeyRights, RequestVerifier
+
+    rights = KeyRights(frozenset({"*"}), frozenset({"*"}), fleet=True)
+    return RequestVerifier({RECIPE_KEY_ID: Key(RECIPE_KEY_ID, RECIPE_SECRET.encode(), rights)}, require=False)
+
+
 @pytest.fixture
 def running_twin(mosquitto: Any, tmp_path: Path) -> Iterator[RunningTwin]:
     with twin_on(mosquitto, tmp_path, SPEED) as rt:
@@ -116,7 +128,10 @@ def running_twin(mosquitto: Any, tmp_path: Path) -> Iterator[RunningTwin]:
 
 def run_recipe(block: str, rt: RunningTwin, timeout: float = RECIPE_TIMEOUT_S) -> list[tuple[str, dict[str, Any]]]:
     """Run the block with bash; (text before the JSON, JSON) for each output line that has JSON."""
-    env = dict(os.environ, MQTT_HOST=rt.host, MQTT_PORT=str(rt.port))
+    secret_file = Path(rt.service.link.settings.state_dir or ".") / "recipe-key.secret"
+    secret_file.write_text(RECIPE_SECRET + "\n")
+    env = dict(os.environ, MQTT_HOST=rt.host, MQTT_PORT=str(rt.port), ORBITWIN_KEY_ID=RECIPE_KEY_ID,
+               ORBITWIN_KEY_SECRET_FILE=str(secret_file))
     proc = subprocess.Popen(["bash", "-c", block], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:
@@ -268,12 +283,20 @@ def check_replay(rt: RunningTwin) -> None:
     assert all(t == f"orbitwin/v1/replay/{SAT}/tm/{b['packet']}" and b["sat"] == SAT for t, b in replayed)
 
 
+def check_signed(rt: RunningTwin) -> None:
+    lines = run_recipe(RECIPES["signed"], rt)
+    assert statuses(lines) == ["accepted", "completed"], lines
+    assert all(b["id"] == "thr-signed" and b["authenticated"] is True and b["kid"] == RECIPE_KEY_ID
+               for _, b in lines), lines
+    assert rt.service.counters["rejected_unauthenticated"] == 0
+
+
 CHECKS: dict[str, Callable[[RunningTwin], None]] = {
     "state": check_state, "watch-satellite": check_watch_satellite, "watch-events": check_watch_events,
     "summary": check_summary, "latchup": check_latchup, "throttle": check_throttle, "rejected": check_rejected,
     "fleet-select": check_fleet_select, "safe-mode": check_safe_mode, "leave-safe-mode": check_leave_safe_mode,
     "mqtt5": check_mqtt5, "mosquitto-rr": check_mosquitto_rr, "time-tagged": check_time_tagged,
-    "replay": check_replay,
+    "replay": check_replay, "signed": check_signed,
 }
 
 

@@ -294,6 +294,8 @@ class InfluxBridge:
         elif leaf == "status":
             line = flat_line("twin", obj, time_ns(obj.get("t")), {"run": run_tag(self._run_of(obj))},
                              skip=("v", "t", "t_s"))
+        elif m.topic == self.topics.audit:
+            line = audit_line(obj)
         else:
             raise MappingError(f"no mapping for topic {m.topic}")
         out.add([line])
@@ -582,3 +584,24 @@ def _telemetry_of(seg: Segment) -> list[tuple[int, bytes, int | None]]:
     run, odd = seg.meta.get("run"), seg.meta.get("runs", {})
     return [(k, seg.lines[k], odd.get(str(k), run)) for k in range(-n, 0)]
 
+def audit_line(a: dict[str, Any]) -> bytes:
+    """One audit record (``{prefix}/audit``) as a point of measurement ``audit``: tags ``run``, ``result`` and
+    ``reason`` (``none`` when accepted), bounded values only; ``authenticated`` a boolean field; the claimed key
+    id, client, topic, request id and name string fields, since a forger chooses them."""
+    from bridges.influx.line_protocol import field_str, tag
+    from twin.schema.commands import Reason
+
+    run = str(a["run"]) if type(a.get("run")) is int else "none"
+    result = a.get("result")
+    reason = a.get("reason") or "none"
+    seq = a.get("seq")
+    if result not in ("accepted", "rejected") or (reason != "none" and reason not in {r.value for r in Reason}):
+        raise MappingError(f"audit record with result {str(result)[:20]!r} and reason {str(reason)[:20]!r}")
+    if type(seq) is not int:
+        raise MappingError("audit record lacks an integer seq")
+    fields = [f"seq={seq}i", f"authenticated={'true' if a.get('authenticated') is True else 'false'}"]
+    for key in ("kid", "client", "topic", "id", "request"):
+        if isinstance(a.get(key), str):
+            fields.append(f"{key}={field_str(a[key][:512])}")
+    tags = f"run={tag(run)},result={tag(result)},reason={tag(reason)}"
+    return f"audit,{tags} {','.join(fields)} {time_ns(a.get('t')) + seq % 1_000_000}".encode()

@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from orbitwin.cli import bench, bridge, catalogue, run, scenario, schema, validate
+from orbitwin.cli import bench, bridge, catalogue, run, scenario, schema, send, validate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_dashboards_parser(sub)
     scenario.add_parser(sub)
+    send.add_parser(sub)
     catalogue.add_parser(sub)
     return parser
 

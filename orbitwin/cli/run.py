@@ -36,6 +36,13 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--max-backlog", type=int,
                    help="messages the broker has not taken yet that the twin allows before it waits or sheds "
                         "(default: two ticks of telemetry)")
+    k = p.add_argument_group("signed requests")
+    k.add_argument("--keys", metavar="FILE", help="request key file (TOML: key id -> secret and the commands and "
+                   "faults it may issue): only signed requests are taken (docs/mqtt.md#signed-requests)")
+    k.add_argument("--allow-unsigned", action="store_true",
+                   help="with --keys: take unsigned requests too (their replies say authenticated: false)")
+    k.add_argument("--auth-window", type=float, default=30.0, metavar="S",
+                   help="how far (s) a signed request's issue time may be from this machine's clock (default 30)")
     p.set_defaults(func=cmd_run)
 
 
@@ -55,7 +62,8 @@ def cmd_run(a: argparse.Namespace) -> int:
                           overload=a.overload, max_backlog=a.max_backlog),
         rates=a.rates, sat_rates=a.sat_rates, replay_bytes=int(a.replay_mb * 2**20),
         connect_timeout_s=a.connect_timeout, rows=a.rows, refresh_s=a.refresh,
-        tty=sys.stdout.isatty() and not a.plain)
+        tty=sys.stdout.isatty() and not a.plain, keys_path=a.keys, allow_unsigned=a.allow_unsigned,
+        auth_window_s=a.auth_window)
     stopping = [False]
     signal.signal(signal.SIGTERM, lambda *_: stopping.__setitem__(0, True))
     run_twin(spec, should_stop=lambda: stopping[0])

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from orbitwin.cli.key_options import add_key_options, client_id_and_signer
 from orbitwin.cli.mqtt_options import add_mqtt_options, mqtt_settings_from_args
 
 
@@ -15,6 +16,7 @@ def add_parser(sub: Any) -> None:
     sp = ssub.add_parser("publish", help="send a scenario's requests to a running twin over MQTT")
     sp.add_argument("file", help="scenario TOML/JSON")
     sp.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the replies")
+    add_key_options(sp)
     add_mqtt_options(sp, connect_timeout_s=10.0)
     sp.set_defaults(func=cmd_scenario_publish)
 
@@ -24,8 +26,9 @@ def cmd_scenario_publish(a: argparse.Namespace) -> int:
     from twin.runtime.scenario import load_scenario, publish_scenario
 
     scenario = load_scenario(a.file)
+    client_id, signer = client_id_and_signer(a, "scenario")
     replies = publish_scenario(scenario, mqtt_settings_from_args(a), a.prefix, a.wait,
-                               connect_timeout_s=a.connect_timeout, client_id=a.client_id)
+                               connect_timeout_s=a.connect_timeout, client_id=client_id, signer=signer)
     for r in replies:
         print(json.dumps(r))
     return 0 if all(r.get("status") in ("accepted", "completed") for r in replies) else 1

@@ -22,6 +22,8 @@ from twin.contract.request_parser import MAX_REQUEST_BYTES
 from twin.schema.telemetry import PACKET_FIELDS, PACKETS, SCHEMA_VERSION
 
 from twin.contract.asyncapi_payloads import (
+    audit_schema,
+    auth_schema,
     board_schemas,
     ASYNCAPI_VERSION,
     MQTT_BINDING_VERSION,
@@ -85,6 +87,8 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
         "ReplyTo": {"type": ["string", "null"], "minLength": 1, "maxLength": 1024, "pattern": "^[^+#]*$",
                     "description": "Reply topic for MQTT 3.1.1 clients (an MQTT 5 response topic wins)"},
         "Selector": selector_schema(),
+        "Authenticator": auth_schema(),
+        "Audit": audit_schema(),
         "CommandRequest": request_schema("command", COMMANDS, fleet=False),
         "FaultRequest": request_schema("fault", FAULTS, fleet=False),
         "FleetCommandRequest": request_schema("command", COMMANDS, fleet=True),
@@ -177,6 +181,7 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
                            [{"sat": EXAMPLE_SAT, "from_seq": 0, "to_seq": 4, "id": "replay-1"}],
                            _REQUEST_MSG_BINDINGS),
         "reply": _message("reply", "Reply", "Reply", "accepted, completed or rejected", bindings=_REPLY_MSG_BINDINGS),
+        "audit": _message("audit", "Audit record", "Audit", "One per request (cmd, fault, replay), accepted or not"),
     }
 
     channel("state", topics.state, {"state": "state"}, "Twin birth/death (retained, QoS 1); the death is the "
@@ -200,6 +205,8 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
             "Replies to fleet requests and replay requests without a response topic")
     channel("errors", topics.errors, {"reply": "reply"},
             "Rejections of messages that cannot be routed (unknown topic under the prefix)")
+    channel("audit", topics.audit, {"audit": "audit"},
+            "The audit trail: one record per request with its topic, claimed key id and client, result and reason")
     channel("responseTopic", None, {"reply": "reply"},
             "The MQTT 5 response topic (or reply_to) chosen by the requester; replies carry its correlation data")
 
@@ -236,6 +243,7 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
     operation("replyFleet", "send", "fleetReply", "Replies to fleet and replay requests", 1)
     operation("replyError", "send", "errors", "Rejections that have no request topic to answer on", 1)
     operation("replyResponseTopic", "send", "responseTopic", "Replies to a requester's own topic", 1)
+    operation("publishAudit", "send", "audit", "One record per request, when it is accepted or rejected", 1)
     sat_where = "MQTT 5 response topic, else reply_to, else {prefix}/sat/{sat}/reply"
     fleet_where = "MQTT 5 response topic, else reply_to, else {prefix}/fleet/reply"
     operation("receiveSatCommand", "receive", "satCommand", "Take a command", 1, reply=("satReply", sat_where))

@@ -203,7 +203,7 @@ def _request_variant(kind: str, spec: Spec, fleet: bool) -> JSON:
         args["type"] = "object"
         args["required"] = required_args
     props: JSON = {kind: {"const": spec.name}, "args": args, "at": _ref("At"), "id": _ref("RequestId"),
-                   "reply_to": _ref("ReplyTo")}
+                   "reply_to": _ref("ReplyTo"), "auth": _ref("Authenticator")}
     if kind == "fault":
         props["start"] = _ref("At") | {"description": "Alias of at (at wins when both are given)"}
         props["duration_s"] = {"type": ["number", "null"], "exclusiveMinimum": 0, "x-unit": "s",
@@ -281,6 +281,9 @@ def _reply_variant(status: str, extra: JSON, required: Sequence[str]) -> JSON:
         "sat": {"type": "string", "description": "Satellite of a satellite-topic request"},
         "run": {"type": "integer", "description": "Run id of the twin process"},
         "seq": {"type": "integer", "minimum": 0, "description": "Reply sequence number of this run"},
+        "authenticated": {"type": "boolean", "description": "Requests (cmd, fault, replay): true when the request "
+                                                            "carried a verified signature"},
+        "kid": {"type": "string", "description": "The key id of a verified signed request"},
     } | extra
     return {"title": f"Reply {status}", "type": "object", "properties": props, "additionalProperties": False,
             "required": ["v", "status", "id", "t", "t_s", *required]}
@@ -464,3 +467,53 @@ def board_schemas() -> dict[str, JSON]:
                          "properties": {"command": {"type": "string"}, "fault": {"type": "string"},
                                         "args": {"type": "object"}, "id": {"type": "string"}}},
     }
+
+
+# --- signed requests and the audit trail -------------------------------------------------
+def auth_schema() -> JSON:
+    """The ``auth`` object of a signed request (:mod:`twin.contract.request_auth`)."""
+    from twin.contract.request_auth import AUTH_FIELDS, DOMAIN
+
+    props: JSON = {
+        "client": {"type": "string", "minLength": 1, "maxLength": 128,
+                   "description": "The sender's MQTT client id as it states it (covered by the signature)"},
+        "iat": {"type": "integer", "minimum": 0, "x-unit": "s",
+                "description": "Issue time, Unix seconds of the sender's wall clock; the twin takes it within "
+                               "--auth-window (default 30 s) of its own wall clock, else stale"},
+        "kid": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$", "description": "Key id (the twin's key file)"},
+        "nonce": {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,64}$",
+                  "description": "New for every request; one seen before with the key within the window: replayed"},
+        "sig": {"type": "string", "pattern": "^[0-9a-f]{64}$",
+                "description": f"HMAC-SHA256 (hex) under the key's secret of {DOMAIN.decode()!r} LF topic LF the "
+                               f"canonical JSON of the request with auth but without auth.sig"},
+    }
+    assert set(props) == set(AUTH_FIELDS)
+    return {"type": "object", "title": "Authenticator", "properties": props, "required": list(AUTH_FIELDS),
+            "additionalProperties": False,
+            "description": "Signs the request (required by a twin started with --keys). The payload must be canonical "
+                           "JSON (sorted keys, no whitespace, NFC strings, no duplicate keys) with sig in place; "
+                           "see docs/mqtt.md#signed-requests"}
+
+
+def audit_schema() -> JSON:
+    """One record on ``{prefix}/audit`` (``TwinService._audit``)."""
+    props, required = _header_props(False)
+    text = {"type": ["string", "null"]}
+    props |= {
+        "run": {"type": "integer", "description": "Run id of the twin process"},
+        "seq": {"type": "integer", "minimum": 0, "description": "Audit sequence number of this run"},
+        "wall_time": {"type": "number", "x-unit": "s", "description": "The twin's wall clock (Unix s) at the check"},
+        "topic": {"type": "string", "description": "The request's topic"},
+        "id": {"type": "string", "description": "The request's id (as in its replies)"},
+        "request": text | {"description": "Command or fault name the request gave"},
+        "kid": text | {"description": "Key id the request claimed (verified only when result is accepted)"},
+        "client": text | {"description": "Client id: auth.client of a signed request, else the MQTT 5 user "
+                                         "property client_id (unverified)"},
+        "authenticated": {"type": "boolean", "description": "A verified signature"},
+        "result": {"type": "string", "enum": ["accepted", "rejected"]},
+        "reason": {"type": ["string", "null"], "enum": [*[r.value for r in Reason], None],
+                   "description": "Why it was rejected (null when accepted)"},
+    }
+    return {"title": "Audit record", "type": "object", "properties": props, "additionalProperties": False,
+            "required": required + ["run", "seq", "topic", "id", "authenticated", "result", "reason"]}
+

@@ -13,6 +13,7 @@ Everything under one prefix (default ``orbitwin/v1``)::
     {prefix}/fleet/tm/{packet}              fleet frame: one packet of every satellite due this tick
     {prefix}/replay/{sat}/tm/{packet}       telemetry sent again on request (same payload, same seq)
     {prefix}/errors                         replies to requests that cannot be routed
+    {prefix}/audit                          one record per request (cmd, fault, replay), accepted or not
     {prefix}/sat/{sat}/tm/{packet}          telemetry packets (schema fields)
     {prefix}/sat/{sat}/event                events: limits, FDIR, SEU/SEL, faults, commands
     {prefix}/sat/{sat}/cmd | sat/{sat}/fault    requests for one satellite
@@ -66,6 +67,11 @@ class Topics:
         return f"{self.prefix}/errors"
 
     @property
+    def audit(self) -> str:
+        """``{prefix}/audit``: the twin's audit trail, one record per request, accepted or rejected."""
+        return f"{self.prefix}/audit"
+
+    @property
     def replay(self) -> str:
         return f"{self.prefix}/fleet/replay"
 
@@ -103,10 +109,10 @@ class Topics:
     @property
     def archive_subscriptions(self) -> tuple[str, ...]:
         """Everything an archive of the twin keeps (the InfluxDB bridge): telemetry frames and replays,
-        events of satellites, fleet and bridges, replies, errors, fleet summary and twin status."""
+        events of satellites, fleet and bridges, replies, errors, the audit trail, fleet summary and twin status."""
         return (self.fleet_tm("+"), self.replayed("+", "+"), self.sat("+", "event"), self.fleet("event"),
-                self.bridge("+", "event"), self.sat("+", "reply"), self.fleet("reply"), self.errors, self.summary,
-                self.status)
+                self.bridge("+", "event"), self.sat("+", "reply"), self.fleet("reply"), self.errors, self.audit,
+                self.summary, self.status)
 
     @property
     def request_subscriptions(self) -> tuple[str, ...]:

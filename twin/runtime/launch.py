@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from twin.contract.topics import iso_utc
+from twin.contract.request_auth import RequestVerifier
 from twin.core.engine import FleetTwin
 from twin.core.ephemeris import jd_to_datetime
 from twin.mqtt import MqttSettings
@@ -53,6 +54,9 @@ class RunSpec:
     rows: int = 12
     refresh_s: float = 1.0
     tty: bool = False
+    keys_path: str | None = None  # request key file: signed requests required (twin.runtime.request_keys)
+    allow_unsigned: bool = False  # with keys_path: still take unsigned requests (marked authenticated: false)
+    auth_window_s: float = 30.0  # how far a signed request's issue time may be from the wall clock (s)
 
 
 def parse_sat_rates(text: str | None, names: dict[str, int]) -> dict[int, dict[str, float]]:
@@ -97,6 +101,7 @@ def run_twin(spec: RunSpec, *, out: TextIO = sys.stdout,
     """Run the twin as ``orbitwin run`` does; returns the run's statistics."""
     given = spec.fleet.start is not None
     spec = with_default_start(spec)
+    verifier = request_verifier(spec)  # a bad key file fails before the fleet is built
     twin = build_from_spec(spec)
     pacer = Pacer(parse_speed(spec.speed))
     printer = StatusPrinter(out, rows=spec.rows, refresh_s=spec.refresh_s, tty=spec.tty)
@@ -128,7 +133,8 @@ def run_twin(spec: RunSpec, *, out: TextIO = sys.stdout,
                       f"  command: mosquitto_pub -h {broker.host} -p {broker.port} -t '{prefix}/sat/{twin.names[0]}/cmd'"
                       f" -m '{{\"command\":\"throttle\",\"args\":{{\"factor\":0.5}}}}'", file=out, flush=True)
             link = MqttLink(settings, spec.link)
-            service = TwinService(twin, link, schedule, replay_bytes=spec.replay_bytes)
+            service = TwinService(twin, link, schedule, replay_bytes=spec.replay_bytes, auth=verifier)
+            print(f"orbitwin: requests: {auth_summary(service.auth)}", file=out, flush=True)
             printer.service = service
             link.start(wait_s=spec.connect_timeout_s)
             print(f"orbitwin: connected to {settings.redacted_url} as run {service.run_id} (bseq {link.bseq}; "
@@ -147,3 +153,24 @@ def run_twin(spec: RunSpec, *, out: TextIO = sys.stdout,
     print(f"done: {stats.ticks} ticks, mean step {stats.step_s_total / max(stats.ticks, 1) * 1e3:.2f} ms, "
           f"max lag {stats.max_lag_s:.3f} s", file=out)
     return stats
+
+
+def request_verifier(spec: RunSpec) -> RequestVerifier:
+    """The twin's request verifier: the keys of ``spec.keys_path`` (signed requests required unless
+    ``allow_unsigned``), else none (unsigned requests taken, every reply saying ``authenticated: false``)."""
+    if spec.keys_path is None:
+        return RequestVerifier({}, require=False, window_s=spec.auth_window_s)
+    from twin.runtime.request_keys import load_keyring
+
+    return RequestVerifier(load_keyring(spec.keys_path), require=not spec.allow_unsigned,
+                           window_s=spec.auth_window_s)
+
+
+def auth_summary(v: RequestVerifier) -> str:
+    """One line saying what the twin takes."""
+    if not v.keys:
+        return "unsigned taken (no --keys: anyone who can publish on the broker can command the fleet)"
+    return (f"signed with one of {len(v.keys)} keys ({', '.join(sorted(v.keys))}), issue time within "
+            f"{v.window_s:g} s of this machine's clock" + ("; unsigned taken too" if not v.require else
+                                                           "; unsigned rejected"))
+

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from twin.core.events import Event
 from twin.runtime.mqtt_link import MqttLink
 from twin.runtime.replay_buffer import ReplayBuffer
 from twin.runtime.replay_queue import ReplayJob, ReplayQueue
+from twin.contract.request_auth import RequestVerifier, Verdict, claimed_object
 from twin.contract.request_parser import ParsedRequest, Selector, decode_json, parse_replay, parse_request, valid_reply_topic
 from twin.core.ephemeris import iso_to_jd
 from twin.runtime.run_loop import RunStats, run_loop
@@ -47,6 +49,9 @@ class Route:
     request_id: str
     request: str | None
     sat: str | None
+    authenticated: bool | None = None  # cmd/fault/replay requests: verified signature (every reply says so)
+    kid: str | None = None  # the verified key id
+    client: str | None = None  # the client id the signed request claimed
 
 
 class TwinService:
@@ -62,8 +67,19 @@ class TwinService:
         status_every_s: float | None = None,
         max_requests_per_tick: int = 5000,
         frames: bool = True,
+        auth: RequestVerifier | None = None,
+        wall_clock: Callable[[], float] = time.time,
+        request_budget: float = 0.25,
     ) -> None:
         self.twin = twin
+        # signed requests (twin.contract.request_auth): None takes unsigned ones, marked authenticated: false
+        self.auth = auth if auth is not None else RequestVerifier({}, require=False)
+        self.wall_clock = wall_clock  # issue times of signed requests are checked against this (Unix s)
+        self.audit_seq = 0
+        # requests take at most this fraction of a tick's wall period in a paced run, else 0.25 s, per
+        # tick (a flood of them, forged or not, delays requests, never telemetry); the rest wait
+        self.request_budget = request_budget
+        self.request_budget_s: float | None = 0.25
         self.link = link
         self.topics: Topics = link.topics
         self.schedule = schedule or PacketSchedule(twin.n, twin.dt_s)
@@ -110,7 +126,8 @@ class TwinService:
         return sim_seconds(self.twin, at)
 
     # --- requests --------------------------------------------------------------------
-    def _route(self, msg: Any, default_topic: str, obj: dict[str, Any] | None, sat: str | None) -> Route:
+    def _route(self, msg: Any, default_topic: str, obj: dict[str, Any] | None, sat: str | None,
+               verdict: Verdict | None = None) -> Route:
         props = getattr(msg, "properties", None)
         topic = getattr(props, "ResponseTopic", None) or (obj or {}).get("reply_to") or default_topic
         if not isinstance(topic, str) or not valid_reply_topic(topic, self.topics.prefix):
@@ -123,7 +140,10 @@ class TwinService:
         if obj is not None:
             name = obj.get("command", obj.get("fault"))
             name = name if isinstance(name, str) else None
-        return Route(topic, corr, rid[:256], name, sat)
+        if verdict is None:
+            return Route(topic, corr, rid[:256], name, sat)
+        return Route(topic, corr, rid[:256], name, sat, verdict.authenticated, verdict.kid if verdict.ok else None,
+                     verdict.client if verdict.ok else None)
 
     def _send_reply(self, route: Route, status: str, **extra: Any) -> None:
         props = None
@@ -135,6 +155,10 @@ class TwinService:
         self.reply_seq += 1
         if route.sat is not None:
             body["sat"] = route.sat
+        if route.authenticated is not None:
+            body["authenticated"] = route.authenticated
+            if route.kid is not None:
+                body["kid"] = route.kid
         self.link.publish(route.topic, dumps(body), qos=1, properties=props)
         self.counters[f"replies_{status}"] += 1
 
@@ -144,9 +168,14 @@ class TwinService:
         self._send_reply(route, "rejected", **exc.as_dict())
 
     def process_requests(self) -> int:
-        """Handle waiting requests (bounded per tick); returns how many were handled."""
+        """Handle waiting requests (bounded per tick in number and, in a paced run, in wall time:
+        ``request_budget_s``); returns how many were handled."""
         handled = 0
+        deadline = None if self.request_budget_s is None else time.perf_counter() + self.request_budget_s
         while handled < self.max_requests_per_tick:
+            if deadline is not None and handled and time.perf_counter() >= deadline:
+                self.counters["request_budget_ticks"] += 1  # the rest wait for the next tick
+                break
             try:
                 msg = self.link.inbox.get_nowait()
             except Exception:
@@ -181,29 +210,68 @@ class TwinService:
             return
         scope, sat, leaf = parsed
         default = self.topics.sat(sat, "reply") if scope == "sat" and sat else self.topics.fleet("reply")
-        obj = None
-        try:
-            obj = decode_json(msg.payload)
-        except CommandError as exc:
-            self.counters["malformed"] += 1
-            self._reject(self._route(msg, default, None, sat), exc)
-            return
-        route = self._route(msg, default, obj, sat)
-        try:
-            rt = obj.get("reply_to")
-            if rt is not None and (not isinstance(rt, str) or not valid_reply_topic(rt, self.topics.prefix)):
-                raise CommandError(Reason.BAD_ARGUMENT, "reply_to must be a topic without wildcards, outside the "
-                                   "twin's output topics", "reply_to")
-            if leaf == "replay":
-                if scope != "fleet":
-                    raise CommandError(Reason.UNKNOWN_COMMAND, "replay requests go to the fleet/replay topic", "topic")
-                self._replay(route, obj)
+        verdict = Verdict(True, False)
+        if leaf in ("cmd", "fault"):  # verified before anything else (twin.contract.request_auth)
+            verdict = self.auth.verify(msg.topic, leaf, scope == "fleet", msg.payload, self.wall_clock())
+            if not verdict.ok:
+                assert verdict.reason is not None
+                route = self._route(msg, default, claimed_object(msg.payload), sat, verdict)
+                self._reject(route, CommandError(verdict.reason, verdict.message, verdict.field))
+                self._audit(msg, route, verdict, verdict.reason.value)
                 return
-            req = parse_request(obj, leaf, fleet=scope == "fleet")
-            target = self._resolve(req, sat)
-            self._submit(route, req, target)
+        obj = verdict.body
+        if obj is None:
+            try:
+                obj = decode_json(msg.payload)
+            except CommandError as exc:
+                self.counters["malformed"] += 1
+                route = self._route(msg, default, None, sat, verdict)
+                self._reject(route, exc)
+                self._audit(msg, route, verdict, exc.reason.value)
+                return
+        route = self._route(msg, default, obj, sat, verdict)
+        try:
+            self._request(route, obj, scope, sat, leaf)
         except CommandError as exc:
             self._reject(route, exc)
+            self._audit(msg, route, verdict, exc.reason.value)
+            return
+        self._audit(msg, route, verdict, None)
+
+    def _audit(self, msg: Any, route: Route, verdict: Verdict, reason: str | None) -> None:
+        """One record on ``{prefix}/audit`` per request: topic, key id, claimed client, result (and reason).
+
+        The client id is the one a signed request states in ``auth.client`` (MQTT 5 does not show a
+        subscriber who published), else the MQTT 5 user property ``client_id`` if the sender set one
+        (unverified), else null."""
+        client = verdict.client
+        if client is None:
+            for k, v in getattr(getattr(msg, "properties", None), "UserProperty", None) or ():
+                if k == "client_id" and isinstance(v, str):
+                    client = "".join(c if c.isprintable() else "?" for c in v[:128])
+                    break
+        body = header(None, self.now_iso(), self.twin.t_s, self.link.bseq, run=self.run_id, seq=self.audit_seq,
+                      wall_time=round(self.wall_clock(), 3), topic=msg.topic[:512], id=route.request_id,
+                      request=route.request, kid=verdict.kid, client=client, authenticated=verdict.authenticated,
+                      result="rejected" if reason else "accepted", reason=reason)
+        self.audit_seq += 1
+        self.link.publish(self.topics.audit, dumps(body), qos=1)
+        self.counters["audited"] += 1
+
+    def _request(self, route: Route, obj: dict[str, Any], scope: str, sat: str | None, leaf: str) -> None:
+        """Check, parse and queue one request (raises CommandError)."""
+        rt = obj.get("reply_to")
+        if rt is not None and (not isinstance(rt, str) or not valid_reply_topic(rt, self.topics.prefix)):
+            raise CommandError(Reason.BAD_ARGUMENT, "reply_to must be a topic without wildcards, outside the "
+                               "twin's output topics", "reply_to")
+        if leaf == "replay":
+            if scope != "fleet":
+                raise CommandError(Reason.UNKNOWN_COMMAND, "replay requests go to the fleet/replay topic", "topic")
+            self._replay(route, obj)
+            return
+        req = parse_request(obj, leaf, fleet=scope == "fleet")
+        target = self._resolve(req, sat)
+        self._submit(route, req, target)
 
     def _board_message(self, board: str, leaf: str, payload: bytes) -> None:
         """A board's state (bind/unbind) or measurement from ``orbitwin bridge serial``, checked at the
@@ -402,6 +470,8 @@ class TwinService:
             "queued_requests": self.twin.queued,
             "replays_waiting": len(self.replays),
             "board_samples_rejected": self.twin.board_samples_rejected,
+            "auth": {"required": self.auth.require, "keys": len(self.auth.keys), "window_s": self.auth.window_s,
+                     "nonces": len(self.auth.nonces)},
         }
 
     # --- loop ----------------------------------------------------------------------------
@@ -417,6 +487,8 @@ class TwinService:
         stats = RunStats()
         self.last_stats = stats
         self.realtime = pacer.speed == 1.0
+        if pacer.speed:
+            self.request_budget_s = self.request_budget * self.twin.dt_s / pacer.speed
         for b in self.boards.values():
             b.realtime = self.realtime
 

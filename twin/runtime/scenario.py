@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from twin.contract.request_auth import Signer
 from twin.contract.request_parser import parse_request
 from twin.contract.topics import DEFAULT_PREFIX, Topics
 from twin.core.engine import FleetTwin
@@ -113,10 +114,13 @@ def apply_scenario(twin: FleetTwin, scenario: Scenario) -> list[Request]:
 
 
 def publish_scenario(scenario: Scenario, broker: MqttSettings, prefix: str = DEFAULT_PREFIX, wait_s: float = 10.0,
-                     *, connect_timeout_s: float = 10.0, client_id: str | None = None) -> list[dict[str, Any]]:
-    """Send every step to a running twin as requests; returns the first reply of each (by request id).
+                     *, connect_timeout_s: float = 10.0, client_id: str | None = None,
+                     signer: Signer | None = None, final: bool = False) -> list[dict[str, Any]]:
+    """Send every step to a running twin as requests; returns the first reply of each (by request id), or
+    with ``final`` the last one (``completed`` or ``rejected``, else the latest within ``wait_s``).
 
     ``wait_s``: seconds to wait for the replies; ``connect_timeout_s``: for the broker at start.
+    ``signer``: sign every request (:mod:`twin.contract.request_auth`); its client should be ``client_id``.
 
     Replies come to this client's own reply topic: named as the MQTT 5 response topic (with the
     request id as correlation data), or, over MQTT 3.1.1, in the payload's ``reply_to``.
@@ -130,6 +134,7 @@ def publish_scenario(scenario: Scenario, broker: MqttSettings, prefix: str = DEF
     me = uuid.uuid4().hex[:8]
     reply_topic = topics.private_reply("scenario", me)
     replies: dict[str, dict[str, Any]] = {}
+    finished: set[str] = set()
     done = threading.Event()
     subscribed = threading.Event()
 
@@ -139,8 +144,15 @@ def publish_scenario(scenario: Scenario, broker: MqttSettings, prefix: str = DEF
         except ValueError:
             return
         if isinstance(body, dict):
-            replies.setdefault(str(body.get("id")), body)
-        if len(replies) >= len(scenario.steps):
+            rid = str(body.get("id"))
+            if final:
+                replies[rid] = body
+                if body.get("status") in ("completed", "rejected"):
+                    finished.add(rid)
+            else:
+                replies.setdefault(rid, body)
+                finished.add(rid)
+        if len(finished) >= len(scenario.steps):
             done.set()
 
     conn = MqttConnection(broker, client_id=client_id or f"orbitwin-scenario-{me}", on_message=on_message,
@@ -155,7 +167,8 @@ def publish_scenario(scenario: Scenario, broker: MqttSettings, prefix: str = DEF
             ids.append(rid)
             topic = topics.sat(step.sat, step.leaf) if step.sat else topics.fleet(step.leaf)
             body = {**step.payload, "id": rid} | ({} if conn.v5 else {"reply_to": reply_topic})
-            conn.publish(topic, json.dumps(body), qos=1,
+            payload = json.dumps(body) if signer is None else signer(topic, body)
+            conn.publish(topic, payload, qos=1,
                          properties=reply_properties(reply_topic, rid.encode())).wait_for_publish(wait_s)
         done.wait(wait_s)
     finally:

@@ -27,6 +27,11 @@ class Reason(StrEnum):
     MALFORMED = "malformed"
     QUEUE_FULL = "queue_full"  # too many requests wait (per client or in total), or a replay queue is full
     TOO_MANY_FAULTS = "too_many_faults"  # the satellite already has the most persistent faults allowed
+    # signed requests (twin.contract.request_auth)
+    UNAUTHENTICATED = "unauthenticated"  # unsigned where a signature is required, or not verifiable
+    STALE = "stale"  # issue time outside the window around the twin's wall clock
+    REPLAYED = "replayed"  # nonce already used with this key within the window
+    FORBIDDEN = "forbidden"  # the key may not issue this command or fault (or not on a fleet topic)
 
 
 class CommandError(ValueError):
