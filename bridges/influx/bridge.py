@@ -584,6 +584,7 @@ def _telemetry_of(seg: Segment) -> list[tuple[int, bytes, int | None]]:
     run, odd = seg.meta.get("run"), seg.meta.get("runs", {})
     return [(k, seg.lines[k], odd.get(str(k), run)) for k in range(-n, 0)]
 
+
 def audit_line(a: dict[str, Any]) -> bytes:
     """One audit record (``{prefix}/audit``) as a point of measurement ``audit``: tags ``run``, ``result`` and
     ``reason`` (``none`` when accepted), bounded values only; ``authenticated`` a boolean field; the claimed key
