@@ -380,7 +380,9 @@ def test_performance_n9543(env: RadiationEnvironment) -> None:
         seu_events(rng, local.seu_scale, 10.0, P, n_dev)
         sel_events(rng, local.proton_flux_cm2_s, temp, 10.0, P, n_dev)
         best = min(best, time.perf_counter() - t0)
-    assert best < 0.010  # ~4.5 ms on a loaded 2-core machine (5-channel lookup ~2.6 ms, SEU ~0.8, SEL ~1.1)
+    # ~4.5 ms on a loaded 2-core machine (5-channel lookup ~2.6 ms, SEU ~0.8, SEL ~1.1); measured 10.2 ms once
+    # while other suites ran on the same 2 cores, so the bound is 15 ms (a per-satellite loop would be ~100x slower)
+    assert best < 0.015
 
 
 def test_dose_split_by_region_is_consistent_with_shieldose_particle_split() -> None:
