@@ -294,3 +294,61 @@ def test_the_guides_python_snippet_signs_what_the_twin_verifies() -> None:
     payload = scope["sign"](TOPIC, THROTTLE, "ops-1", SECRET.decode(), "ops-console")
     out = verifier().verify(TOPIC, "cmd", False, payload, __import__("time").time())
     assert out.ok and out.authenticated and out.body == THROTTLE, out
+
+
+def test_orbitwin_run_with_keys_and_orbitwin_send_and_scenario_publish(mosquitto: Any, tmp_path: Path) -> None:
+    """The CLI end to end on a real broker: a twin started with --keys refuses unsigned requests and
+    those beyond a key's rights; orbitwin send and orbitwin scenario publish sign with a key."""
+    import subprocess
+    import sys
+
+    from mqtt_helpers import Recorder, start_twin, wait_for
+
+    (tmp_path / "ops.secret").write_text("o" * 64 + "\n")
+    (tmp_path / "alerts.secret").write_text("a" * 64 + "\n")
+    keys = tmp_path / "keys.toml"
+    keys.write_text('[keys.ops-1]\nsecret_file = "ops.secret"\ncommands = ["*"]\nfaults = ["*"]\nfleet = true\n'
+                    '[keys.alerts]\nsecret_file = "alerts.secret"\ncommands = ["throttle"]\n')
+
+    def cli(*args: str) -> tuple[int, dict[str, Any] | list[dict[str, Any]], str]:
+        out = subprocess.run([sys.executable, "-m", "orbitwin.cli", *args, "--mqtt", mosquitto.url, "--wait", "15"],
+                             capture_output=True, text=True, timeout=60)
+        lines = [json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")]
+        return out.returncode, lines[0] if len(lines) == 1 else lines, out.stderr
+
+    bad = subprocess.run([sys.executable, "-m", "orbitwin.cli", "run", "--keys", str(tmp_path / "none.toml"),
+                          "--no-mqtt"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "cannot read key file" in bad.stderr
+    rec = Recorder(mosquitto.host, mosquitto.port, ["orbitwin/v1/state", "orbitwin/v1/audit"])
+    twin = start_twin(mosquitto.url, "--count", "5", "--keys", str(keys), state_dir=str(tmp_path))
+    try:
+        wait_for(lambda: rec.find(lambda t, p: t.endswith("/state") and p.get("state") == "online"), 60,
+                 what="the twin's birth")
+        ops = ("--key-id", "ops-1", "--key-secret-file", str(tmp_path / "ops.secret"))
+        alerts = ("--key-id", "alerts", "--key-secret-file", str(tmp_path / "alerts.secret"))
+        rc, reply, _ = cli("send", "--sat", "STARLINK-1008", '{"command":"throttle","args":{"factor":0.5}}')
+        assert rc == 1 and (reply["reason"], reply["field"], reply["authenticated"]) == ("unauthenticated", "auth",
+                                                                                         False)
+        rc, reply, _ = cli("send", "--sat", "STARLINK-1008", '{"command":"throttle","args":{"factor":0.5}}', *ops,
+                           "--client-id", "ops-console")
+        assert rc == 0 and (reply["status"], reply["authenticated"], reply["kid"]) == ("completed", True, "ops-1")
+        rc, reply, _ = cli("send", "--fleet", '{"command":"throttle","args":{"factor":0.5},"select":"*"}', *alerts)
+        assert rc == 1 and reply["reason"] == "forbidden"
+        scenario = tmp_path / "s.toml"
+        scenario.write_text('[[request]]\nsat = "STARLINK-1012"\nfault = "latchup"\nargs = { device = 1 }\n'
+                            '[[request]]\nselect = "*"\ncommand = "set_payload_load"\nargs = { load = 0.7 }\n')
+        rc, replies, _ = cli("scenario", "publish", str(scenario), *ops)
+        assert rc == 0 and [r["status"] for r in replies] == ["accepted"] * 2 and all(r["authenticated"] for r in replies)
+        rc, replies, _ = cli("scenario", "publish", str(scenario))
+        assert rc == 1 and [r["reason"] for r in replies] == ["unauthenticated"] * 2
+        audit = wait_for(lambda: [p for t, p in rec.find(lambda t, p: t.endswith("/audit"))] if len(
+            rec.find(lambda t, p: t.endswith("/audit"))) >= 7 else None, 30, what="seven audit records")
+        assert [(a["result"], a["reason"], a["kid"]) for a in audit] == [
+            ("rejected", "unauthenticated", None), ("accepted", None, "ops-1"), ("rejected", "forbidden", "alerts"),
+            ("accepted", None, "ops-1"), ("accepted", None, "ops-1"),
+            ("rejected", "unauthenticated", None), ("rejected", "unauthenticated", None)]
+        assert audit[1]["client"] == "ops-console" and audit[1]["topic"] == "orbitwin/v1/sat/STARLINK-1008/cmd"
+    finally:
+        twin.terminate()
+        twin.wait(30)
+        rec.close()

@@ -378,17 +378,14 @@ class RequestVerifier:
     def verify(self, topic: str, leaf: str, fleet: bool, payload: bytes, now_s: float) -> Verdict:
         """Check one request on ``topic`` (leaf ``cmd`` or ``fault``) received at wall time ``now_s``
         (Unix seconds); a request that passes has its nonce remembered."""
-        if not self.require:
-            if len(payload) > MAX_PAYLOAD_BYTES:
-                return Verdict(True, False)  # the request parser rejects it as malformed
-            try:
-                claimed = json.loads(payload)
-            except (ValueError, RecursionError):
-                return Verdict(True, False)  # not JSON: the request parser rejects it as malformed
-            if not isinstance(claimed, dict) or AUTH_KEY not in claimed:
-                return Verdict(True, False)
+        claimed = claimed_object(payload) if len(payload) <= MAX_PAYLOAD_BYTES else None
+        unsigned = claimed is None or AUTH_KEY not in claimed
+        if unsigned and not self.require:
+            return Verdict(True, False)  # taken as before (the request parser rejects what is malformed)
         kid = client = None
         try:
+            if claimed is not None and AUTH_KEY not in claimed:
+                raise AuthError(Reason.UNAUTHENTICATED, "this twin takes only signed requests (auth missing)", "auth")
             body = strict_canonical_loads(payload)
             auth = body.get(AUTH_KEY)
             if auth is None:
