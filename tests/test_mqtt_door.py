@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt_client
 import pytest
 
 from mqtt_helpers import wait_for
@@ -395,3 +396,165 @@ def test_wrong_credentials_and_tls_errors_are_one_line_without_the_password(stac
                   "--influx", "http://127.0.0.1:1", "--spool-dir", str(tmp_path / "s"), "--dead-letter",
                   str(tmp_path / "d.jsonl"), "--connect-timeout", "3", env={ENV_PASSWORD: wrong})
     assert r.returncode == 2 and "refused the connection" in r.stderr and wrong not in r.stderr, r.stderr
+
+
+# --- the lean client: bulk reads, coalesced writes, in-flight refill, reconnection -----------
+class _Sink:
+    """A subscriber through the door that keeps every payload of ``topic`` in arrival order."""
+
+    def __init__(self, settings: MqttSettings, topic: str) -> None:
+        self.lock = threading.Lock()
+        self.payloads: list[bytes] = []
+        self.conn = MqttConnection(settings, client_id=f"sink-{uuid.uuid4().hex[:6]}",
+                                   on_connect=lambda c: c.subscribe([topic], qos=1), on_message=self._on_message)
+        self.conn.start(15)
+
+    def _on_message(self, msg: Any) -> None:
+        with self.lock:
+            self.payloads.append(bytes(msg.payload))
+
+    def seqs(self) -> list[int]:
+        with self.lock:
+            return [int(p.split(b":", 1)[0]) for p in self.payloads]
+
+
+def _payload(k: int, size: int) -> bytes:
+    head = f"{k}:".encode()
+    return head + bytes((k + j) % 251 for j in range(max(size - len(head), 0)))
+
+
+def _acked(conn: MqttConnection) -> Callable[[], bool]:
+    return lambda: not conn.client._out_messages  # noqa: SLF001 - every QoS 1 message acknowledged
+
+
+def test_lean_client_reads_packets_split_at_every_byte() -> None:
+    """A read that ends inside a packet (fixed header, length or body) keeps the tail for the next read."""
+    import socket
+
+    conn = MqttConnection(MqttSettings("mqtt://127.0.0.1:1"), client_id="split", max_inflight=10)
+    client = conn.client
+    acked: list[int] = []
+    received: list[tuple[str, bytes]] = []
+    client.on_publish_count = acked.append
+    client.on_message = lambda c, u, m: received.append((m.topic, bytes(m.payload)))
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    client._sock = ours  # noqa: SLF001 - the broker's end is `theirs`
+    client._state = mqtt_client._ConnectionState.MQTT_CS_CONNECTED  # noqa: SLF001
+    try:
+        assert client.publish_many([(f"t/{k}", b"x" * k) for k in range(3)], 1) == [0, 0, 0]
+        theirs.recv(65536)  # the three PUBLISH packets
+        # PUBACK 1 (MQTT 5 short form), PUBACK 2 with "no matching subscribers", PUBACK 3 with an empty
+        # property length, then a QoS 0 PUBLISH with a 200-byte payload (two remaining-length bytes)
+        body = b"\x00\x03a/b" + b"\x00" + b"p" * 200
+        stream = (b"\x40\x02\x00\x01" + b"\x40\x03\x00\x02\x10" + b"\x40\x04\x00\x03\x00\x00"
+                  + b"\x30" + bytes((len(body) & 0x7F | 0x80, len(body) >> 7)) + body)
+        for byte in stream:
+            theirs.send(bytes((byte,)))
+            assert client.loop_read() == 0
+        assert sum(acked) == 3 and not client._out_messages and not client._rbuf  # noqa: SLF001
+        assert received == [("a/b", b"p" * 200)]
+        assert client.recv_calls == len(stream)
+    finally:
+        client._sock = None  # noqa: SLF001
+        ours.close()
+        theirs.close()
+
+
+def test_lean_client_bulk_reads_and_coalesced_writes_on_mosquitto(mosquitto: Any) -> None:
+    """20,000 QoS 1 messages of 20 B .. 100 KB (packets straddle every read and write) arrive whole, in order."""
+    settings = MqttSettings(mosquitto.url)
+    sink = _Sink(settings, "lean/#")
+    pub = MqttConnection(settings, client_id="lean-pub", max_inflight=1000, max_queued=60_000)
+    acks: list[int] = []
+    pub.client.on_publish_count = acks.append
+    pub.start(15)
+    try:
+        assert pub.client._max_inflight_messages == 100  # noqa: SLF001 - the broker's Receive Maximum
+        sizes = [20 + (k * 7919) % 400 for k in range(20_000)]
+        for k in range(0, 20_000, 997):
+            sizes[k] = 100_000  # larger than one read chunk and one write chunk
+        rcs = pub.publish_many([(f"lean/{k % 50}", _payload(k, s)) for k, s in enumerate(sizes)], qos=1)
+        assert set(rcs) == {0}
+        wait_for(_acked(pub), 60, what="all acknowledged")
+        wait_for(lambda: len(sink.payloads) >= 20_000, 60, what="all received")
+        assert sink.seqs() == list(range(20_000))  # once each, in publish order
+        with sink.lock:
+            assert [len(p) for p in sink.payloads] == sizes and sink.payloads[997] == _payload(997, 100_000)
+        c = pub.client
+        assert sum(acks) == 20_000
+        assert c.packets_sent >= 20_000 and c.send_calls < c.packets_sent / 5  # many packets per send()
+        assert c.recv_calls < 20_000 / 5  # many PUBACKs per recv()
+    finally:
+        pub.stop()
+        sink.conn.stop()
+
+
+def test_lean_client_qos0_and_single_publishes_complete_their_infos(mosquitto: Any) -> None:
+    """QoS 0 packets written in one send still get on_publish each; a QoS 1 info can be waited on."""
+    settings = MqttSettings(mosquitto.url, protocol="3.1.1")
+    sink = _Sink(settings, "lean0/#")
+    pub = MqttConnection(settings, client_id="lean-q0", max_inflight=20)
+    written: list[int] = []
+    pub.client.on_publish = lambda c, u, mid, rc, props: written.append(mid)
+    pub.start(15)
+    try:
+        infos = [pub.publish("lean0/a", _payload(k, 50), qos=0) for k in range(2_000)]
+        last = pub.publish("lean0/b", _payload(2_000, 50), qos=1)
+        last.wait_for_publish(20)
+        assert last.is_published()
+        wait_for(lambda: all(i.is_published() for i in infos), 20, what="QoS 0 written")
+        assert len(written) == 2_001  # 2,000 writes (QoS 0) and one PUBACK (MQTT 3.1.1, no bulk count)
+        wait_for(lambda: len(sink.payloads) >= 2_001, 30, what="received")
+        assert sorted(sink.seqs()) == list(range(2_001))
+    finally:
+        pub.stop()
+        sink.conn.stop()
+
+
+def test_lean_client_resends_queued_messages_after_losing_its_connection(mosquitto: Any) -> None:
+    """Another client takes the publisher's id mid-stream: after reconnecting it sends what was in flight or queued."""
+    settings = MqttSettings(mosquitto.url, reconnect_min_s=1, reconnect_max_s=2)
+    sink = _Sink(settings, "resend/#")
+    pub = MqttConnection(settings, client_id="lean-resend", max_inflight=20)
+    pub.start(15)
+    try:
+        pub.publish_many([(f"resend/{k % 10}", _payload(k, 200)) for k in range(30_000)], qos=1)
+        wait_for(lambda: len(pub.client._out_messages) < 28_000, 30, what="sending")  # noqa: SLF001
+        thief = mqtt_client.Client(mqtt_client.CallbackAPIVersion.VERSION2, client_id="lean-resend",
+                                   protocol=mqtt_client.MQTTv5)
+        thief.connect(mosquitto.host, mosquitto.port)  # the broker drops the publisher (session taken over)
+        thief.loop_start()
+        wait_for(lambda: pub.disconnects >= 1, 10, what="publisher dropped")
+        assert pub.client._out_messages  # noqa: SLF001 - messages were still waiting
+        thief.disconnect()
+        thief.loop_stop()
+        wait_for(lambda: pub.connects >= 2, 20, what="publisher back")
+        wait_for(_acked(pub), 60, what="all acknowledged")
+        wait_for(lambda: len(set(sink.seqs())) >= 30_000, 60, what="all received")
+        seqs = sink.seqs()
+        assert set(seqs) == set(range(30_000))  # nothing lost; a resent in-flight message may come twice
+        assert len(seqs) - 30_000 <= 20
+    finally:
+        pub.stop()
+        sink.conn.stop()
+
+
+def test_lean_client_coalesced_writes_over_tls(secure: SecureBroker) -> None:
+    """TLS records carry many coalesced packets; every one arrives (MQTT 5 and 3.1.1)."""
+    for protocol in ("5", "3.1.1"):
+        settings = MqttSettings(secure.url(), username="observer", password=USERS["observer"],
+                                ca_file=str(secure.ca.ca), protocol=protocol)
+        sink = _Sink(settings, f"{P}/sat/+/tm/payload")
+        pub = MqttConnection(settings, client_id=f"lean-tls-{uuid.uuid4().hex[:6]}", max_inflight=200)
+        pub.start(15)
+        try:
+            msgs = [(f"{P}/sat/S{k % 7}/tm/payload", _payload(k, 20 + (k * 31) % 40_000)) for k in range(3_000)]
+            assert set(pub.publish_many(msgs, qos=1)) == {0}
+            wait_for(_acked(pub), 60, what="all acknowledged")
+            wait_for(lambda: len(sink.payloads) >= 3_000, 60, what="all received")
+            assert sink.seqs() == list(range(3_000))
+            assert pub.client.send_calls < pub.client.packets_sent
+        finally:
+            pub.stop()
+            sink.conn.stop()

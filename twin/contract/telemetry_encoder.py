@@ -11,6 +11,7 @@ null for non-finite values from :mod:`twin.schema.codec`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import json
 
@@ -123,14 +124,20 @@ class PacketEncoder:
         self.topics = [topics.tm(name, packet) for name in names]
         self.sat_head = [(str(name), int(i)) for name, i in zip(names, norad_ids)]
 
+    def columns(self, tm: Mapping[str, np.ndarray], rows: np.ndarray) -> list[list[Any]]:
+        """Each field's JSON texts for ``rows`` (the codec's ``json_texts``); a fleet frame of the same rows reuses them."""
+        return [c.json_texts(np.asarray(tm[f])[rows]) for f, c in zip(self.fields, self.codecs)]
+
     def encode(self, tm: Mapping[str, np.ndarray], rows: np.ndarray, seq: np.ndarray, bseq: int, t_iso: str,
-               t_s: float, run: int = 0) -> list[tuple[str, bytes]]:
+               t_s: float, run: int = 0, cols: list[list[Any]] | None = None) -> list[tuple[str, bytes]]:
         """(topic, payload) for each satellite index in ``rows`` with its sequence number ``seq``.
 
         ``run`` identifies the twin process (its first birth sequence): sequence numbers start
-        at 0 in each run and never repeat within it, across reconnections.
+        at 0 in each run and never repeat within it, across reconnections. ``cols``: the
+        :meth:`columns` of ``rows``, if already made.
         """
-        cols = [c.json_texts(np.asarray(tm[f])[rows]) for f, c in zip(self.fields, self.codecs)]
+        if cols is None:
+            cols = self.columns(tm, rows)
         tmpl = self.template % (t_iso, repr(round(t_s, 6)), run, bseq)
         rows_l = rows.tolist()
         head, topics = self.sat_head, self.topics
@@ -154,11 +161,28 @@ class FrameEncoder:
         self.topic = topics.fleet_tm(packet)
         self.names = np.array(names, dtype=object)
         self.norad = np.asarray(norad_ids, dtype=np.int64)
+        self._head = '{"v":' + str(SCHEMA_VERSION) + ',"packet":' + json.dumps(packet) + ',"t":'
+        self._name_json = np.array([json.dumps(str(n)) for n in names], dtype=object)
+        self._norad_text = np.array([str(int(i)) for i in self.norad], dtype=object)
+        self._field_keys = [json.dumps(f) + ":[" for f in self.fields]
 
     def encode(self, tm: Mapping[str, np.ndarray], rows: np.ndarray, seq: np.ndarray, bseq: int, t_iso: str,
-               t_s: float, run: int = 0) -> tuple[str, bytes]:
-        cols = {f: json_column(np.asarray(tm[f])[rows]) for f in self.fields}
+               t_s: float, run: int = 0, cols: list[list[Any]] | None = None) -> tuple[str, bytes]:
+        """(topic, payload) of the frame of ``rows``; ``cols``: the rows' :meth:`PacketEncoder.columns`
+        (the frame is then joined from those texts, byte for byte what ``json.dumps`` writes)."""
+        if cols is not None:
+            if len(cols) != len(self.fields):
+                raise ValueError(f"{self.packet} frame: {len(cols)} columns for {len(self.fields)} fields")
+            parts = [self._head, json.dumps(t_iso), ',"t_s":', json.dumps(round(t_s, 6)), ',"run":', str(int(run)),
+                     ',"bseq":', str(int(bseq)), ',"sats":[', ",".join(self._name_json[rows].tolist()),
+                     '],"norad":[', ",".join(self._norad_text[rows].tolist()), '],"seq":[',
+                     ",".join(map(str, seq.tolist())), '],"fields":{']
+            for k, (key, col) in enumerate(zip(self._field_keys, cols)):
+                parts += ("," if k else "", key, ",".join(map(str, col)), "]")
+            parts.append("}}")
+            return self.topic, "".join(parts).encode()
+        cols_json = {f: json_column(np.asarray(tm[f])[rows]) for f in self.fields}
         frame = {"v": SCHEMA_VERSION, "packet": self.packet, "t": t_iso, "t_s": round(t_s, 6), "run": run,
                  "bseq": bseq, "sats": self.names[rows].tolist(), "norad": self.norad[rows].tolist(),
-                 "seq": seq.tolist(), "fields": cols}
+                 "seq": seq.tolist(), "fields": cols_json}
         return self.topic, json.dumps(frame, separators=(",", ":"), allow_nan=False).encode()

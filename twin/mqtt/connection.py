@@ -155,6 +155,7 @@ class _LeanClient(mqtt.Client):
         self._puback_reasons: dict[int, ReasonCode] = {}
         self._puback_props = Properties(PacketTypes.PUBACK)
         self._topics: dict[str, bytes] = {}  # topics checked by publish_many, encoded
+        self._batch_info = _LazyInfo(0)
         # set it to have acknowledgements counted in bulk: called once per read with the number of
         # QoS > 0 messages a plain PUBACK completed, instead of on_publish for each of them
         self.on_publish_count: Callable[[int], None] | None = None
@@ -321,6 +322,7 @@ class _LeanClient(mqtt.Client):
             first = self._last_mid
             self._last_mid = (first + len(messages) - 1) % 65535 + 1 if messages else first
         rcs = []
+        shared = self._batch_info  # nobody holds these messages' infos: one serves them all
         with self._out_message_mutex:
             for k, (topic, payload) in enumerate(messages):
                 topic_bytes = topics.get(topic)
@@ -328,14 +330,16 @@ class _LeanClient(mqtt.Client):
                     topic_bytes = topic.encode("utf-8")
                     self._raise_for_invalid_topic(topic_bytes)
                     topics[topic] = topic_bytes
-                rcs.append(enqueue(topic_bytes, payload, qos, False, None, (first + k) % 65535 + 1).rc)
+                rcs.append(enqueue(topic_bytes, payload, qos, False, None, (first + k) % 65535 + 1, shared).rc)
         return rcs
 
     def _enqueue(self, topic: bytes, payload: bytes | bytearray, qos: int, retain: bool,
-                 properties: Properties | None, mid: int = 0) -> mqtt.MQTTMessageInfo:
+                 properties: Properties | None, mid: int = 0,
+                 info: mqtt.MQTTMessageInfo | None = None) -> mqtt.MQTTMessageInfo:
         """paho's QoS > 0 branch of ``publish`` (caller holds ``_out_message_mutex``); ``mid`` 0: a new one."""
         mid = mid or self._mid_generate()
-        info = _LazyInfo(mid)
+        if info is None:
+            info = _LazyInfo(mid)
         message = mqtt.MQTTMessage.__new__(mqtt.MQTTMessage)
         message.timestamp = mqtt.time_func()
         message.mid = mid

@@ -97,14 +97,18 @@ class TelemetryOut:
             seqs = self.seq[rows].copy()
             self.seq[rows] += 1  # shed messages consume their sequence numbers: the gap is visible
             send = kept[packet]
+            encoder = self.encoders[packet]
+            whole = send.size == rows.size
+            # each value's JSON text is made once: the satellites' messages and the fleet frame share it
+            cols = encoder.columns(twin.tm, rows) if whole or packet in self.frames else None
             if send.size:
-                send_seqs = seqs if send.size == rows.size else self.seq[send] - 1
-                msgs = self.encoders[packet].encode(twin.tm, send, send_seqs, bseq, t_iso, t_s, run_id)
+                send_seqs = seqs if whole else self.seq[send] - 1
+                msgs = encoder.encode(twin.tm, send, send_seqs, bseq, t_iso, t_s, run_id, cols=cols if whole else None)
                 self._send(msgs)
                 self.replay.add(send, send_seqs, msgs)
                 self.counters["telemetry"] += len(msgs)
             if packet in self.frames:
-                topic, frame = self.frames[packet].encode(twin.tm, rows, seqs, bseq, t_iso, t_s, run_id)
+                topic, frame = self.frames[packet].encode(twin.tm, rows, seqs, bseq, t_iso, t_s, run_id, cols=cols)
                 link.publish(topic, frame, qos=1)
                 self.counters["frames"] += 1
         if self.overload == "shed":
