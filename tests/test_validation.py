@@ -45,3 +45,36 @@ def test_radiation_saa_and_dose(check):
 def test_reproducible_bit_for_bit():
     check = validate.reproducibility_check()
     assert check.passed, check.detail
+
+
+def test_validate_cli_prints_the_nominal_day_table_and_its_verdicts(capsys):
+    """``orbitwin validate --only day``: the satellites, the table (field, worst, limits), four verdicts.
+
+    Two hours hold fewer than two complete orbits of every satellite, so the periodic steady state
+    cannot be shown and the command fails (exit 1) naming that check.
+    """
+    from orbitwin.cli.main import main
+    from twin.schema.telemetry import LIMITED_FIELDS
+
+    code = main(["validate", "--only", "day", "--day-hours", "2", "--quick"])
+    out = capsys.readouterr().out
+    assert "nominal day: 2 h of sim time, dt 30 s" in out and "(full sun)" in out
+    assert out.count("(beta ~0 deg)") >= 4
+    header = next(line for line in out.splitlines() if line.startswith("field "))
+    assert header.split()[:6] == ["field", "worst", "side", "yellow", "red", "limit"]
+    for f in LIMITED_FIELDS:
+        assert any(line.startswith(f.name + " ") for line in out.splitlines()), f.name
+    verdicts = [line for line in out.splitlines() if line[:4] in ("PASS", "FAIL")]
+    assert [v.split("  ")[1].strip() for v in verdicts] == [
+        "nominal day: no telemetry field in red", "nominal day: battery green",
+        "nominal day: periodic thermal steady state", "nominal day: energy balance over the day"]
+    assert verdicts[1].startswith("PASS") and verdicts[3].startswith("PASS")
+    assert verdicts[2].startswith("FAIL") and "inf" in verdicts[2]
+    assert code == 1
+
+
+def test_validate_cli_rejects_an_unknown_case_and_a_bad_horizon(capsys):
+    from orbitwin.cli.main import main
+
+    assert main(["validate", "--only", "nosuchcase"]) == 2
+    assert main(["validate", "--only", "day", "--day-hours", "0"]) == 2

@@ -8,19 +8,42 @@ from typing import Any
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("validate", help="run the physics validation cases and print the results")
-    p.add_argument("--quick", action="store_true", help="sample the fleet instead of all satellites")
+    p.add_argument("--quick", action="store_true",
+                   help="sample the fleet instead of all satellites; nominal day with 30 s steps instead of 10 s")
+    p.add_argument("--only", action="append", metavar="CASE",
+                   help="run only this case (repeatable): eclipse, sunlit, positions, thermal, energy, radiation, "
+                        "reproducibility, day")
+    p.add_argument("--day-hours", type=float, default=24.0, metavar="H",
+                   help="sim time of the nominal day in hours (default 24)")
     p.set_defaults(func=cmd_validate)
 
 
 def cmd_validate(a: argparse.Namespace) -> int:
     from twin.validation.dose_split import dose_report
+    from twin.validation.nominal_day import NominalDayResult, format_table
     from twin.validation.physics_checks import run_validation
 
-    results = run_validation(quick=a.quick)
-    dose_checks, dose_lines = dose_report(quick=a.quick)
-    results += dose_checks
+    def show_day(result: NominalDayResult) -> None:
+        print(f"nominal day: {result.hours:g} h of sim time, dt {result.dt_s:g} s, default design, satellites:")
+        for r in result.sats:
+            print(f"  {r.name:<22} {r.shell:<12} beta {r.beta_deg:+6.1f} deg  ({r.role})")
+        print(format_table(result))
+        print()
+
+    if a.day_hours <= 0:
+        print("orbitwin validate: --day-hours must be > 0")
+        return 2
+    results = run_validation(quick=a.quick, only=a.only, on_day=show_day, day_hours=a.day_hours)
+    dose_lines: list[str] = []
+    if a.only is None or "radiation" in a.only:
+        dose_checks, dose_lines = dose_report(quick=a.quick)
+        results += dose_checks
+    if not results:
+        print("orbitwin validate: no case matched --only")
+        return 2
     width = max(len(r.name) for r in results)
     for r in results:
         print(f"{'PASS' if r.passed else 'FAIL'}  {r.name:<{width}}  {r.detail}")
-    print("\n".join(dose_lines))
+    if dose_lines:
+        print("\n".join(dose_lines))
     return 0 if all(r.passed for r in results) else 1

@@ -157,13 +157,16 @@ def battery_step(
     dt_s: float,
     params: BatteryParams,
     strings_failed: ArrayLike = 0,
+    charge_limit: ArrayLike = 1.0,
 ) -> BatteryStep:
     """Advance the pack by ``dt_s`` [s] delivering ``power_request_w`` [W] (+ discharge, - charge).
 
     The current is the root of P(I) = request nearest zero, clipped to the C-rate limits, the
     SoC protection window (soc_min..soc_max at the end of the step) and the cell terminal
     voltage limits; ``limited`` marks clipped rows. Any dt > 0 is stable. Inputs broadcast to
-    (n,) (scalars give (1,)); ``strings_failed`` is the count of open strings per satellite.
+    (n,) (scalars give (1,)); ``strings_failed`` is the count of open strings per satellite;
+    ``charge_limit`` (scalar or (n,), 0..1) scales the charge current limit ``max_charge_c_rate``
+    (the battery management's temperature derating, set by onboard FDIR; 1 = the design limit).
     """
     p = params
     failed = np.asarray(strings_failed)
@@ -212,7 +215,8 @@ def battery_step(
     i_hi = np.minimum(np.minimum((soc0 - p.soc_min) * q_dt, (e_eff - p.v_cell_min_v * p.cells_series) / r_eff),
                       p.max_discharge_c_rate * cap_ah)
     i_lo = np.minimum(np.minimum((p.soc_max - soc0) * (q_dt / p.charge_efficiency),
-                                 (p.v_cell_max_v * p.cells_series - e_eff) / r_eff), p.max_charge_c_rate * cap_ah)
+                                 (p.v_cell_max_v * p.cells_series - e_eff) / r_eff),
+                      p.max_charge_c_rate * cap_ah * np.asarray(charge_limit, dtype=float))
     np.maximum(i_hi, 0.0, out=i_hi)
     i_lo = -np.maximum(i_lo, 0.0)
     i_a = np.clip(i_req, i_lo, i_hi)

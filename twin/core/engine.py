@@ -108,6 +108,12 @@ class FleetTwin:
         self.tumble_phase = self.rng.uniform(0.0, 2 * np.pi, n)
         self.payload = pl.PayloadState.initial(n, design.payload)
         self.fdir = fdir_mod.FdirState.initial(n, d)
+        # onboard FDIR responses decided at the end of a tick, applied in the next one
+        self.charge_limit = np.ones(n)
+        self.radio_fraction = np.ones(n)
+        self.isl_on = np.ones(n, dtype=bool)
+        self.heater_forced = np.zeros((n, thermal.N_NODES), dtype=bool)
+        self.payload_off = np.zeros(n, dtype=bool)
         self.faults = FaultBook(n, radiation.uncorrectable_fraction(design.radiation), self.limits.faults_per_sat)
         self.limit_state: dict[str, np.ndarray] | None = None
         self._queue: list[Request] = []  # waiting requests, their targets stored compactly (_stored_targets)
@@ -376,20 +382,22 @@ class FleetTwin:
         safe = self.mode != MODE_NOMINAL
         plan = pl.plan(self.payload, des.payload, self.temp_k[:, thermal.PAYLOAD], safe)
         plan = self._apply_backends(plan)
-        heater_w = thermal.heater_power_w(self.temp_k, self.setpoint_k, np.ones(self.n, bool), des.thermal)
+        heater_w = thermal.heater_power_w(self.temp_k, self.setpoint_k, np.ones(self.n, bool), des.thermal,
+                                          self.heater_forced)
         demand = nominal_demand_w(self.n, des.power)
-        demand[:, PAYLOAD] = np.where(self.fdir.shed_payload | safe, 0.0, plan.power_w)
+        demand[:, PAYLOAD] = np.where(self.fdir.shed_payload | self.payload_off | safe, 0.0, plan.power_w)
         demand[:, HEATERS] = heater_w.sum(axis=1)
-        demand[:, ISL] *= np.where(safe, 0.0, self.faults.isl_fraction(des.power))
-        demand[:, RADIO] *= np.where(safe, 0.25, 1.0)
+        demand[:, ISL] *= np.where(safe | ~self.isl_on, 0.0, self.faults.isl_fraction(des.power))
+        demand[:, RADIO] *= np.minimum(np.where(safe, 0.25, 1.0), self.radio_fraction)
         gen_w = array_power_w(flux_w_m2, illum, cos_array, self.temp_k[:, thermal.ARRAY], self.cover_dose_rad,
                               self.faults.array_strings_failed, des.solar_array)
         ps = power_step(gen_w, demand, self.soc, self.v_rc_v, self.shed_state, dt,
-                        des.battery, des.power, self.faults.battery_strings_failed)
+                        des.battery, des.power, self.faults.battery_strings_failed, self.charge_limit)
         powered = ps.load_on[:, PAYLOAD] & (demand[:, PAYLOAD] > 0)
         out = pl.commit(self.payload, plan, powered, dt if advance else 0.0)
         heater_on = ps.load_on[:, HEATERS]
         heater_w = np.where(heater_on[:, None], heater_w, 0.0)
+        self.last_heater_w = heater_w.copy()
 
         internal = heater_w
         internal[:, thermal.PAYLOAD] += out.power_w
@@ -498,12 +506,30 @@ class FleetTwin:
             if backend is not None:
                 backend.radiation_effect("sel", int(d), 1)
 
+    def _fdir_response(self, i: int) -> dict[str, Any]:
+        """What onboard FDIR currently imposes on satellite ``i`` (for the events' detail)."""
+        return {"throttle": float(self.payload.fdir_throttle[i]), "charge_limit": float(self.charge_limit[i]),
+                "radio_fraction": float(self.radio_fraction[i]), "isl_on": bool(self.isl_on[i]),
+                "payload_off": bool(self.payload_off[i]),
+                "heaters_forced": [thermal.NODE_NAMES[j] for j in np.flatnonzero(self.heater_forced[i])]}
+
     def _run_fdir(self, dt: float) -> None:
         tm = self.tm
         live = self.mode != MODE_LOST
         act = fdir_mod.step(self.fdir, self.design.fdir, tm, self.payload.latched, self.payload.hung,
                             self.mode == MODE_SAFE, dt, FIELD_BY_NAME["payload_temp_k"], FIELD_BY_NAME["battery_soc"])
         self.payload.fdir_throttle = act.throttle
+        self.charge_limit, self.radio_fraction, self.isl_on = act.charge_limit, act.radio_fraction, act.isl_on
+        self.heater_forced, self.payload_off = act.heater_forced, act.payload_off
+        for sat, node, side, old, new in act.node_changes:
+            if live[sat] and (node, side) != ("payload", "hot"):  # payload hot: payload_throttle below
+                self._emit(sat, "fdir", f"{node}_{side}", ("info", "warning", "critical")[new], level=new,
+                           old_level=old, **{f"{node}_temp_k": float(tm[f"{node}_temp_k"][sat])},
+                           **self._fdir_response(sat))
+        for sat, fname, now in act.degraded_changes:
+            if live[sat]:
+                self._emit(sat, "fdir", fname.replace("_efficiency", "_degraded"), "warning" if now else "info",
+                           level=int(now), **{fname: float(tm[fname][sat])}, throttle=float(act.throttle[sat]))
         for i in act.changed_hot:
             if live[i]:
                 self._emit(int(i), "fdir", "payload_throttle", "warning", level=int(self.fdir.hot[i]),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from twin.core.params import param
-from twin.schema.telemetry import LIMIT_GREEN, LIMIT_RED, LIMIT_YELLOW, LIMITED_FIELDS, Field
+from twin.schema.telemetry import FIELD_BY_NAME, LIMIT_GREEN, LIMIT_RED, LIMIT_YELLOW, LIMITED_FIELDS, Field
 
 
 @dataclass(frozen=True)
@@ -21,10 +21,23 @@ class FdirParams:
 
     hot_throttle: float = param("1", "Throttle applied when the payload is yellow-hot", min=0.0, max=1.0)
     red_hot_throttle: float = param("1", "Throttle applied when the payload is red-hot", min=0.0, max=1.0)
-    hot_release_k: float = param("K", "Release the throttle this far below the yellow-high limit", min=0.0)
+    hot_release_k: float = param("K", "Release a node's thermal response this far inside its yellow limit", min=0.0)
     latch_detect_s: float = param("s", "Latch-up persistence before FDIR power-cycles the device", min=0.0)
     watchdog_s: float = param("s", "Payload hang persistence before FDIR power-cycles the payload", min=0.0)
     safe_soc: float = param("1", "State of charge that puts the satellite in safe mode", min=0.0, max=1.0)
+    battery_hot_charge_limit: float = param(
+        "1", "Charge current limit (fraction of max_charge_c_rate) while the battery is yellow-hot", min=0.0, max=1.0)
+    battery_red_hot_charge_limit: float = param(
+        "1", "Charge current limit while the battery is red-hot", min=0.0, max=1.0)
+    battery_cold_charge_limit: float = param(
+        "1", "Charge current limit while the battery is below its yellow-low limit (plating risk)", min=0.0, max=1.0)
+    battery_hot_throttle: float = param(
+        "1", "Payload throttle while the battery is yellow-hot (less discharge current)", min=0.0, max=1.0)
+    avionics_hot_radio: float = param("1", "Radio power fraction while the avionics node is yellow-hot", min=0.0, max=1.0)
+    avionics_red_hot_radio: float = param(
+        "1", "Radio power fraction while the avionics node is red-hot (laser terminals off too)", min=0.0, max=1.0)
+    radiator_hot_throttle: float = param("1", "Payload throttle while the radiator is yellow-hot", min=0.0, max=1.0)
+    radiator_red_hot_throttle: float = param("1", "Payload throttle while the radiator is red-hot", min=0.0, max=1.0)
 
 
 def limit_states(values: np.ndarray, f: Field) -> np.ndarray:
@@ -44,9 +57,22 @@ def limit_states(values: np.ndarray, f: Field) -> np.ndarray:
     return state
 
 
+_LIMIT_TABLE = np.array([[np.nan if v is None else v for v in
+                          (f.limits.yellow_low, f.limits.yellow_high, f.limits.red_low, f.limits.red_high)]
+                         for f in LIMITED_FIELDS if f.limits is not None]).T  # (4, F)
+
+
 def evaluate_limits(telemetry: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Limit state of every limited field, keyed by field name."""
-    return {f.name: limit_states(np.asarray(telemetry[f.name], dtype=float), f) for f in LIMITED_FIELDS}
+    """Limit state of every limited field, keyed by field name (one vectorised pass; same rules as
+    :func:`limit_states`)."""
+    values = np.stack([np.asarray(telemetry[f.name], dtype=float) for f in LIMITED_FIELDS], axis=-1)
+    y_lo, y_hi, r_lo, r_hi = _LIMIT_TABLE
+    with np.errstate(invalid="ignore"):
+        yellow = (values < y_lo) | (values > y_hi)
+        red = (values < r_lo) | (values > r_hi)
+    state = np.where(red, np.int8(LIMIT_RED), np.where(yellow, np.int8(LIMIT_YELLOW), np.int8(LIMIT_GREEN)))
+    state = np.ascontiguousarray(state.astype(np.int8).T)
+    return {f.name: state[k] for k, f in enumerate(LIMITED_FIELDS)}
 
 
 def worst_state(states: dict[str, np.ndarray], n: int) -> np.ndarray:
@@ -56,29 +82,94 @@ def worst_state(states: dict[str, np.ndarray], n: int) -> np.ndarray:
     return out
 
 
+#: Thermal nodes in telemetry order (as ``twin.core.thermal.NODE_NAMES``); field ``{node}_temp_k``.
+NODES = ("payload", "radiator", "battery", "avionics", "array")
+#: Which onboard response each thermal rule has (docs/physics.md#fdir). ``hot``/``cold`` rules
+#: not listed here only raise limit events: the array has no thermal actuator onboard.
+HOT_RULES = ("payload", "radiator", "battery", "avionics")
+COLD_RULES = ("payload", "radiator", "battery", "avionics")
+#: Heater forced on by a cold node: its own heater; a cold radiator gets the payload's heater,
+#: which warms the pumped loop (the radiator has no heater of its own).
+COLD_HEATER_NODE = {"payload": 0, "radiator": 0, "battery": 2, "avionics": 3}
+#: Degradation telemetry whose yellow-low limit caps the payload at the measured efficiency: the
+#: radiator's emissive area. (A degraded heat pipe shows as a hot payload: the payload rule acts.)
+DEGRADED_FIELDS = ("radiator_efficiency",)
+
+
 @dataclass
 class FdirState:
-    """Persistence timers over the fleet."""
+    """Persistence timers and latched response levels over the fleet."""
 
     latch_s: np.ndarray  # (n, d) how long each device has been latched
     hang_s: np.ndarray  # (n,)
-    hot: np.ndarray  # (n,) int8 0 none, 1 yellow throttle, 2 red throttle
+    hot: np.ndarray  # (n,) int8 0 none, 1 yellow throttle, 2 red throttle (payload node)
     shed_payload: np.ndarray  # (n,) bool
+    node_hot: np.ndarray  # (n, 5) int8 response level per node, hot side (column 0 mirrors ``hot``)
+    node_cold: np.ndarray  # (n, 5) int8 response level per node, cold side
+    degraded: np.ndarray  # (n, k) bool per DEGRADED_FIELDS
 
     @classmethod
     def initial(cls, n: int, d: int) -> FdirState:
-        return cls(np.zeros((n, d)), np.zeros(n), np.zeros(n, dtype=np.int8), np.zeros(n, dtype=bool))
+        return cls(np.zeros((n, d)), np.zeros(n), np.zeros(n, dtype=np.int8), np.zeros(n, dtype=bool),
+                   np.zeros((n, len(NODES)), dtype=np.int8), np.zeros((n, len(NODES)), dtype=np.int8),
+                   np.zeros((n, len(DEGRADED_FIELDS)), dtype=bool))
 
 
 @dataclass
 class FdirActions:
-    """What FDIR decided this tick (indices into the fleet)."""
+    """What FDIR decided this tick (indices into the fleet); the engine applies it next tick."""
 
-    throttle: np.ndarray  # (n,) throttle factor FDIR imposes
+    throttle: np.ndarray  # (n,) throttle factor FDIR imposes on the payload
     power_cycle: list[tuple[int, int | None]]  # (sat, device or None = whole payload)
     enter_safe: np.ndarray  # sat indices
-    changed_hot: np.ndarray  # sat indices whose thermal throttle level changed
+    changed_hot: np.ndarray  # sat indices whose payload thermal throttle level changed
     changed_shed: np.ndarray  # sat indices whose payload shed flag changed
+    charge_limit: np.ndarray  # (n,) fraction of the battery's max charge current allowed
+    radio_fraction: np.ndarray  # (n,) fraction of the radio's power allowed
+    isl_on: np.ndarray  # (n,) bool laser terminals allowed
+    heater_forced: np.ndarray  # (n, 5) bool heater at full power regardless of its thermostat
+    payload_off: np.ndarray  # (n,) bool payload powered off (battery red-hot)
+    node_changes: list[tuple[int, str, str, int, int]]  # (sat, node, "hot"|"cold", old level, new level)
+    degraded_changes: list[tuple[int, str, bool]]  # (sat, field, degraded now)
+
+
+def _node_limits() -> np.ndarray:
+    """(4, 5) yellow-high, red-high, yellow-low, red-low of each node's ``{node}_temp_k`` (NaN: none)."""
+    rows = []
+    for node in NODES:
+        lim = FIELD_BY_NAME[f"{node}_temp_k"].limits
+        assert lim is not None
+        rows.append([np.nan if v is None else v for v in (lim.yellow_high, lim.red_high, lim.yellow_low, lim.red_low)])
+    return np.array(rows).T
+
+
+_NODE_LIMITS = _node_limits()
+_HOT_RULE = np.array([node in HOT_RULES for node in NODES])
+_COLD_RULE = np.array([node in COLD_RULES for node in NODES])
+
+
+def thermal_levels(st: FdirState, p: FdirParams, tm: dict[str, np.ndarray]) -> list[tuple[int, str, str, int, int]]:
+    """Update ``st.node_hot``/``st.node_cold`` from the measured node temperatures; return the changes.
+
+    Limits are the schema's ``{node}_temp_k`` limits: level 1 beyond yellow, 2 beyond red;
+    a level escalates at once and holds until the temperature is ``hot_release_k`` back inside
+    the yellow limit. NaN readings neither raise nor release a level.
+    """
+    temp = np.stack([np.asarray(tm[f"{node}_temp_k"], dtype=float) for node in NODES], axis=-1)
+    y_hi, r_hi, y_lo, r_lo = _NODE_LIMITS
+    changes: list[tuple[int, str, str, int, int]] = []
+    with np.errstate(invalid="ignore"):
+        for side, table, rule, level, release in (
+            ("hot", st.node_hot, _HOT_RULE, (temp > y_hi).astype(np.int8) + (temp > r_hi), temp < y_hi - p.hot_release_k),
+            ("cold", st.node_cold, _COLD_RULE, (temp < y_lo).astype(np.int8) + (temp < r_lo), temp > y_lo + p.hot_release_k),
+        ):
+            level = np.where(rule, level, 0).astype(np.int8)
+            new = np.where(level > table, level, np.where(release, 0, table)).astype(np.int8)
+            for i, j in zip(*np.nonzero(new != table)):
+                changes.append((int(i), NODES[j], side, int(table[i, j]), int(new[i, j])))
+            table[...] = new
+    st.hot = st.node_hot[:, 0].copy()
+    return changes
 
 
 def step(
@@ -92,17 +183,43 @@ def step(
     payload_limits: Field,
     soc_limits: Field,
 ) -> FdirActions:
-    """Run the onboard rules on measured telemetry ``tm`` and the payload's device states."""
-    temp = tm["payload_temp_k"]
-    lim = payload_limits.limits
-    assert lim is not None and lim.yellow_high is not None and lim.red_high is not None
-    with np.errstate(invalid="ignore"):
-        level = np.where(temp > lim.red_high, 2, np.where(temp > lim.yellow_high, 1, 0)).astype(np.int8)
-        release = temp < lim.yellow_high - p.hot_release_k
-    new_hot = np.where(level > st.hot, level, np.where(release, 0, st.hot)).astype(np.int8)
-    changed_hot = np.flatnonzero(new_hot != st.hot)
-    st.hot = new_hot
-    throttle = np.array([1.0, p.hot_throttle, p.red_hot_throttle])[new_hot]
+    """Run the onboard rules on measured telemetry ``tm`` and the payload's device states.
+
+    Thermal rules per node (docs/physics.md#fdir): payload hot -> throttle; battery hot -> limit
+    the charge current and throttle the payload (its discharge current heats the pack), red-hot
+    -> payload off; battery cold -> heater forced on, charge current limited; avionics hot ->
+    radio reduced (red: laser terminals off too); radiator hot -> payload throttled; radiator
+    degraded -> payload capped at the measured efficiency; cold payload, radiator or avionics ->
+    heater forced on. ``payload_limits`` is kept for callers; the node limits come from the schema.
+    """
+    old_hot = st.node_hot[:, 0].copy()
+    node_changes = thermal_levels(st, p, tm)
+    changed_hot = np.flatnonzero(st.node_hot[:, 0] != old_hot)
+    hot = st.node_hot
+    throttle = np.array([1.0, p.hot_throttle, p.red_hot_throttle])[hot[:, 0]]
+    throttle = np.minimum(throttle, np.where(hot[:, 2] > 0, p.battery_hot_throttle, 1.0))
+    payload_off = hot[:, 2] >= 2  # red-hot battery: payload powered off, the pack only feeds the bus
+    throttle = np.minimum(throttle, np.array([1.0, p.radiator_hot_throttle, p.radiator_red_hot_throttle])[hot[:, 1]])
+    degraded_changes: list[tuple[int, str, bool]] = []
+    for k, name in enumerate(DEGRADED_FIELDS):
+        lim = FIELD_BY_NAME[name].limits
+        assert lim is not None and lim.yellow_low is not None
+        eff = np.asarray(tm[name], dtype=float)
+        with np.errstate(invalid="ignore"):
+            now = eff < lim.yellow_low
+        for i in np.flatnonzero(now != st.degraded[:, k]):
+            degraded_changes.append((int(i), name, bool(now[i])))
+        st.degraded[:, k] = now
+        if now.any():
+            cap = np.clip(np.nan_to_num(eff, nan=1.0), p.red_hot_throttle, 1.0)
+            throttle = np.where(now, np.minimum(throttle, cap), throttle)
+    charge = np.array([1.0, p.battery_hot_charge_limit, p.battery_red_hot_charge_limit])[hot[:, 2]]
+    charge = np.where(st.node_cold[:, 2] > 0, np.minimum(charge, p.battery_cold_charge_limit), charge)
+    radio = np.array([1.0, p.avionics_hot_radio, p.avionics_red_hot_radio])[hot[:, 3]]
+    isl_on = hot[:, 3] < 2
+    forced = np.zeros(hot.shape, dtype=bool)
+    for node, heater in COLD_HEATER_NODE.items():
+        forced[:, heater] |= st.node_cold[:, NODES.index(node)] > 0
 
     soc = tm["battery_soc"]
     slim = soc_limits.limits
@@ -125,4 +242,5 @@ def step(
         st.hang_s[:] = 0.0
     with np.errstate(invalid="ignore"):
         enter_safe = np.flatnonzero(~safe & (soc < p.safe_soc))
-    return FdirActions(throttle, cycles, enter_safe, changed_hot, changed_shed)
+    return FdirActions(throttle, cycles, enter_safe, changed_hot, changed_shed, charge, radio, isl_on, forced,
+                       payload_off, node_changes, degraded_changes)

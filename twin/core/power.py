@@ -128,18 +128,24 @@ def power_step(
     battery_params: BatteryParams,
     power_params: PowerParams,
     strings_failed: ArrayLike = 0,
+    charge_limit: ArrayLike = 1.0,
 ) -> PowerStep:
-    """One PCDU step of ``dt_s`` [s]: shedding, battery charge/discharge, shunt (see module doc)."""
+    """One PCDU step of ``dt_s`` [s]: shedding, battery charge/discharge, shunt (see module doc).
+
+    ``charge_limit`` (scalar or (n,), 0..1) scales the battery's charge current limit (onboard
+    FDIR's temperature derating); generation the battery may not take goes to the shunt.
+    """
     gen = np.maximum(np.asarray(gen_w, dtype=float), 0.0)
     demand = np.maximum(np.asarray(demand_w, dtype=float), 0.0)
     soc = np.asarray(soc, dtype=float)
     v_rc = np.asarray(v_rc_v, dtype=float)
     failed = np.broadcast_to(np.asarray(strings_failed), soc.shape)
+    c_lim = np.asarray(charge_limit, dtype=float)
     shed = update_shed_state(soc, shed_state, power_params)
     load_on = ~shed
     load = demand * load_on
     request = _total(load) - gen  # + discharge
-    bat = battery_step(soc, v_rc, request, dt_s, battery_params, failed)
+    bat = battery_step(soc, v_rc, request, dt_s, battery_params, failed, c_lim)
     short = bat.limited & (request > 0.0)
     if short.any():
         idx = np.flatnonzero(short)
@@ -152,7 +158,8 @@ def power_step(
         off[:, SHED_ORDER] = np.arange(5)[None, :] < n_shed[:, None]
         load_on[idx] &= ~off
         load[idx] = np.where(off, 0.0, load[idx])
-        sub = battery_step(soc[idx], v_rc[idx], _total(load[idx]) - gen[idx], dt_s, battery_params, failed[idx])
+        sub = battery_step(soc[idx], v_rc[idx], _total(load[idx]) - gen[idx], dt_s, battery_params, failed[idx],
+                           c_lim[idx] if c_lim.ndim else c_lim)
         fields = [np.array(a, copy=True) for a in bat]
         for full, part in zip(fields, sub):
             full[idx] = part

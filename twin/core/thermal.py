@@ -172,7 +172,8 @@ class ThermalParams:
     g_avionics_array_w_k: float = _p("W/K", "solar array drive / hinge, thin harness; estimate", 0.5)
     payload_radiating_area_m2: float = _p("m^2", "payload radiates to space only through the radiator; estimate", 0.0)
     radiator_radiating_area_m2: float = _p("m^2", "two faces of a 26 m^2 panel: Starcloud net ~633 W/m^2 at 20 C sizes ~24 m^2 per 15 kW (docs/physics.md#thermal)", 52.0)
-    battery_radiating_area_m2: float = _p("m^2", "dedicated battery radiator patch; estimate", 0.5)
+    battery_radiating_area_m2: float = _p(
+        "m^2", "dedicated battery radiator sized for the beta-0 pack losses (docs/physics.md#battery-thermal-design); estimate", 0.8)
     avionics_radiating_area_m2: float = _p("m^2", "bus side panels 4.1 x 2.7 m class body (docs/physics.md#reference-spacecraft) partly blanketed; estimate", 14.0)
     array_radiating_faces: float = _p(
         "-", "faces of the wings that radiate to space: front and back, x the array area (docs/physics.md#array-area)", 2.0, 0.0, 2.0)
@@ -192,7 +193,8 @@ class ThermalParams:
     avionics_sun_area_m2: float = _p("m^2", "sunlit bus face (x illumination, attitude-averaged); estimate", 4.0)
     payload_earth_area_m2: float = _p("m^2", "enclosed; estimate", 0.0)
     radiator_earth_area_m2: float = _p("m^2", "nadir-plate equivalent: 2 faces x 26 m^2 x F_vertical 0.258 / F_plate 0.8475 at 550 km; estimate", 15.8)
-    battery_earth_area_m2: float = _p("m^2", "partial Earth view of the battery radiator; estimate", 0.4)
+    battery_earth_area_m2: float = _p(
+        "m^2", "side-facing battery radiator, nadir-plate equivalent (docs/physics.md#battery-thermal-design); estimate", 0.24)
     avionics_earth_area_m2: float = _p("m^2", "nadir face of the bus (phased arrays); estimate", 8.0)
     array_earth_view_fraction: float = _p(
         "-", "back of the wings as a nadir-plate equivalent, orbit-averaged, per m^2 of array; estimate", 0.3, 0.0, 1.0)
@@ -326,17 +328,22 @@ def heater_power_w(
     setpoint_k: ArrayLike | None,
     heater_enabled: ArrayLike,
     params: ThermalParams,
+    forced: ArrayLike | None = None,
 ) -> FloatArray:
     """Thermostat heater power per node (n, 5), W.
 
     Proportional: full power ``params.heater_max_w`` at ``setpoint - heater_band_k`` and below,
     zero at or above the set-point. ``setpoint_k`` broadcasts to (n, 5) (NaN = no heater); None
     uses ``params.setpoint_k``. ``heater_enabled`` (n,) bool switches all heaters of a satellite.
+    ``forced`` (n, 5) bool: onboard FDIR overrides the thermostat and runs that node's heater at
+    full power (a cold node below its yellow-low limit); nodes without a heater stay at 0 W.
     """
     t = np.asarray(temp_k, dtype=float)
     sp = params.setpoint_k if setpoint_k is None else np.asarray(setpoint_k, dtype=float)
     frac = np.clip((sp - t) / params.heater_band_k, 0.0, 1.0)
     frac = np.where(np.isnan(frac), 0.0, frac)
+    if forced is not None:
+        frac = np.where(np.asarray(forced, dtype=bool), 1.0, frac)
     on = np.asarray(heater_enabled, dtype=bool)[..., None]
     return np.where(on, frac * params.heater_max_w, 0.0)
 

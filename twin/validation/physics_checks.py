@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from twin.core.constants import (
     MU_EARTH_M3_S2, R_EARTH_M, SECONDS_PER_DAY, SECONDS_PER_YEAR, SIGMA_W_M2_K4, SOLAR_CONSTANT_W_M2,
 )
 from twin.core.eclipse import cylindrical_eclipse_fraction, illumination_fraction
+
+if TYPE_CHECKING:
+    from twin.validation.nominal_day import NominalDayResult
 
 
 @dataclass(frozen=True)
@@ -245,6 +249,36 @@ def reproducibility_check(steps: int = 120) -> Check:
                  "bit-identical" if not differ else f"differ: {', '.join(differ)}")
 
 
+def nominal_day_checks(result: NominalDayResult) -> list[Check]:
+    """The nominal day's verdicts (docs/physics.md#validation-nominal-day)."""
+    from twin.validation.nominal_day import ENERGY_TOL_FRACTION, GREEN_FIELDS, PERIODIC_TOL_K
+
+    h = f"{result.hours:g} h, {len(result.sats)} satellites, dt {result.dt_s:g} s"
+    red = [w for w in result.worst if w.state == 2]
+    out = [Check("nominal day: no telemetry field in red", float(len(red)), 0.0, 0.0, "fields", not red,
+                 f"({h}) " + ("every limited field stayed out of red" if not red else
+                             "red: " + ", ".join(f"{w.name} {w.side} {w.value:.4g} {w.unit} on {w.sat}" for w in red)))]
+    not_green = [w for w in result.worst if w.name in GREEN_FIELDS and w.state != 0]
+    bt = [w for w in result.worst if w.name == "battery_temp_k"]
+    out.append(Check("nominal day: battery green", float(len(not_green)), 0.0, 0.0, "fields", not not_green,
+                     "battery_temp_k " + " .. ".join(f"{w.value:.2f}" for w in bt) + " K, battery_soc >= "
+                     + " ".join(f"{w.value:.3f}" for w in result.worst if w.name == "battery_soc" and w.side == "low")
+                     + (" (not green: " + ", ".join(w.name for w in not_green) + ")" if not_green else "")))
+    judged = result.periodic_change_k[:, result.judged_nodes]
+    worst = float(judged.max()) if judged.size else 0.0
+    from twin.core.thermal import NODE_NAMES
+    names = [n for n, j in zip(NODE_NAMES, result.judged_nodes) if j]
+    other = [f"{n} {float(result.periodic_change_k[:, k].max()):.2f} K (tau {result.tau_s[k]:.0f} s, not judged)"
+             for k, n in enumerate(NODE_NAMES) if not result.judged_nodes[k]]
+    out.append(_check("nominal day: periodic thermal steady state", worst, 0.0, PERIODIC_TOL_K, "K/orbit",
+                      f"(orbit-mean change between the last two orbits, {', '.join(names)}; {'; '.join(other)})"))
+    e = float(np.max(np.abs(result.energy_residual_fraction)))
+    out.append(_check("nominal day: energy balance over the day", e * 100, 0.0, ENERGY_TOL_FRACTION * 100,
+                      "% of generated", f"(generated {float(result.energy_generated_kwh.min()):.0f}-"
+                      f"{float(result.energy_generated_kwh.max()):.0f} kWh per satellite)"))
+    return out
+
+
 CASES: dict[str, Callable[[bool], list[Check]]] = {
     "eclipse": lambda quick: eclipse_checks(),
     "sunlit": lambda quick: [sunlit_vs_skyfield(500 if quick else None)],
@@ -254,11 +288,30 @@ CASES: dict[str, Callable[[bool], list[Check]]] = {
 }
 
 
-def run_validation(quick: bool = False, only: list[str] | None = None) -> list[Check]:
-    """Run every validation case (or ``only`` those named) and return the checks."""
+def run_validation(
+    quick: bool = False,
+    only: list[str] | None = None,
+    on_day: Callable[[NominalDayResult], None] | None = None,
+    day_hours: float = 24.0,
+) -> list[Check]:
+    """Run every validation case (or ``only`` those named) and return the checks.
+
+    The ``day`` case flies the nominal day (``day_hours`` of sim time, 10 s steps, 30 s with
+    ``quick``); ``on_day`` receives its full result (``orbitwin validate`` prints its table).
+    """
     cases = dict(CASES)
     cases["radiation"] = lambda q: radiation_checks()
     cases["reproducibility"] = lambda q: [reproducibility_check()]
+
+    def day(q: bool) -> list[Check]:
+        from twin.validation.nominal_day import run_nominal_day
+
+        result = run_nominal_day(day_hours, 30.0 if q else 10.0)
+        if on_day is not None:
+            on_day(result)
+        return nominal_day_checks(result)
+
+    cases["day"] = day
     out: list[Check] = []
     for name, fn in cases.items():
         if only is None or name in only:
