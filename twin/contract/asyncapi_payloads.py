@@ -430,8 +430,11 @@ def status_schema() -> JSON:
                                                         "queue_full_waits"},
               "counters": {"type": "object", "additionalProperties": {"type": "integer"},
                            "description": "requests, malformed, unknown_topic, accepted, rejected, rejected_<reason>, "
-                                          "replies_<status>, telemetry, events, replayed"},
-              "replay_buffer_bytes": {"type": "integer"}}
+                                          "replies_<status>, telemetry, events, replayed, audited (audit records "
+                                          "published), request_budget_ticks (ticks whose request time ran out)"},
+              "replay_buffer_bytes": {"type": "integer"},
+              "auth": {"type": "object", "description": "Signed requests: required (bool), keys (count), window_s, "
+                                                        "nonces (remembered now)"}}
     return {"title": "Twin status (every few seconds)", "type": "object", "properties": props,
             "required": required + ["tick", "mqtt", "counters"]}
 
