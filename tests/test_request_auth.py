@@ -352,3 +352,34 @@ def test_orbitwin_run_with_keys_and_orbitwin_send_and_scenario_publish(mosquitto
         twin.terminate()
         twin.wait(30)
         rec.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 1000), st.integers(0, 20), st.integers(-40, 40)),
+                min_size=1, max_size=60),
+       st.integers(1, 5))
+def test_no_payload_is_ever_accepted_twice_whatever_the_order_time_and_cache_size(
+        ops: list[tuple[bool, int, int, int]], cap: int) -> None:
+    """Model: new requests and replays of earlier ones, the clock moving forward, a tiny nonce cache.
+    Each payload is accepted at most once; a fresh one inside the window is accepted unless the full
+    cache has raised the floor past its issue time (then stale, never accepted)."""
+    v = verifier(window_s=30, max_nonces_per_key=cap)
+    now = NOW
+    sent: list[bytes] = []
+    accepted: set[bytes] = set()
+    for new, pick, advance, skew in ops:
+        now += advance
+        if new or not sent:
+            p = signed(THROTTLE, iat=now + skew, nonce=f"{len(sent):016d}")
+            sent.append(p)
+        else:
+            p = sent[pick % len(sent)]
+        out = v.verify(TOPIC, "cmd", False, p, now)
+        if out.ok:
+            assert p not in accepted, "a payload accepted twice"
+            accepted.add(p)
+        else:
+            assert out.reason in (Reason.STALE, Reason.REPLAYED)
+        iat = json.loads(p)["auth"]["iat"]
+        if new and abs(iat - now) <= 30 and iat > max(v.nonces.floor.values(), default=-1) and p not in accepted:
+            raise AssertionError(f"a fresh request was refused: {out}")
