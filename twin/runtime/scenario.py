@@ -123,7 +123,9 @@ def publish_scenario(scenario: Scenario, broker: MqttSettings, prefix: str = DEF
     ``signer``: sign every request (:mod:`twin.contract.request_auth`); its client should be ``client_id``.
 
     Replies come to this client's own reply topic: named as the MQTT 5 response topic (with the
-    request id as correlation data), or, over MQTT 3.1.1, in the payload's ``reply_to``.
+    request id as correlation data), or, over MQTT 3.1.1, in the payload's ``reply_to``. The requests
+    go out once the twin's birth (``online`` on its retained state topic) has been seen, or after
+    ``wait_s`` without one: a twin still starting has not subscribed yet and would miss them.
     """
     import threading
     import uuid
@@ -137,11 +139,16 @@ def publish_scenario(scenario: Scenario, broker: MqttSettings, prefix: str = DEF
     finished: set[str] = set()
     done = threading.Event()
     subscribed = threading.Event()
+    twin_up = threading.Event()
 
     def on_message(msg: Any) -> None:
         try:
             body = json.loads(msg.payload)
         except ValueError:
+            return
+        if msg.topic == topics.state:
+            if isinstance(body, dict) and body.get("state") == "online":
+                twin_up.set()
             return
         if isinstance(body, dict):
             rid = str(body.get("id"))
@@ -156,11 +163,12 @@ def publish_scenario(scenario: Scenario, broker: MqttSettings, prefix: str = DEF
             done.set()
 
     conn = MqttConnection(broker, client_id=client_id or f"orbitwin-scenario-{me}", on_message=on_message,
-                          on_connect=lambda c: c.subscribe([reply_topic], qos=1))
+                          on_connect=lambda c: c.subscribe([reply_topic, topics.state], qos=1))
     conn.client.on_subscribe = lambda *a: subscribed.set()
     conn.start(connect_timeout_s)
     try:
         subscribed.wait(wait_s)
+        twin_up.wait(wait_s)
         ids = []
         for k, step in enumerate(scenario.steps):
             rid = step.payload.get("id") or f"{Path(scenario.source).stem}-{k}"
