@@ -31,8 +31,9 @@ def limits(node):
     return FIELD_BY_NAME[f"{node}_temp_k"].limits
 
 
-def make(names=f"{FULL_SUN},STARLINK-2748", dt_s=1.0):
-    twin = FleetTwin(CAT.select(names=names), DESIGN, dt_s=dt_s, seed=0)
+def make(names=(FULL_SUN, "STARLINK-2748"), dt_s=1.0):
+    """Satellite 0 in full sun, satellite 1 (beta ~0) sunlit for the first minutes of the epoch."""
+    twin = FleetTwin(CAT.subset([CAT.names.index(n) for n in names]), DESIGN, dt_s=dt_s, seed=0)
     twin.step()
     twin.drain_events()
     return twin
