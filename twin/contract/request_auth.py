@@ -138,7 +138,9 @@ def strict_canonical_loads(payload: bytes) -> dict[str, Any]:
         raise AuthError(Reason.UNAUTHENTICATED, f"payload is not canonical JSON: {str(exc)[:80]}", "payload") from None
     if not isinstance(obj, dict):
         raise AuthError(Reason.UNAUTHENTICATED, "payload must be a JSON object", "payload")
-    bad = _non_nfc(obj)
+    # ASCII bytes hold only ASCII text once they are canonical (only control characters, quote and
+    # backslash are escaped there), and ASCII is NFC: the walk is needed for other payloads only
+    bad = None if payload.isascii() else _non_nfc(obj)
     if bad is not None:
         raise AuthError(Reason.UNAUTHENTICATED, f"text {bad[:40]!r} is not in Unicode NFC", "payload")
     try:
