@@ -51,6 +51,7 @@ COMPOSE = REPO / "docker-compose.yml"
 SECRET_KEYS = ("PASSWORD", "TOKEN", "SECRET")
 VAR = re.compile(r"(?<!\$)\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 ORBITWIN_IMAGE = "orbitwin:local"
+GENERATED = ("./tls/", "./keys/")  # mount sources scripts/gen-env.sh writes (beside .env)
 # Executables of the third-party images the health checks call (no Docker here to look inside them):
 # eclipse-mosquitto:2 ships the mosquitto clients, influxdb:2.7 the influx CLI, grafana/grafana 11 (Alpine
 # based) busybox wget. The orbitwin image's are checked against its Dockerfile instead.
@@ -121,15 +122,15 @@ def dockerfile_layout() -> tuple[dict[str, Path], set[str], list[str]]:
 
 
 def resolve(path: str, svc: dict[str, Any], generated: Path) -> Path | None:
-    """Where a container path of ``svc`` comes from on this machine: a bind mount's source (``./tls`` being
-    what gen-env wrote), a file the Dockerfile copies, or None (named volume, directory the image makes)."""
+    """Where a container path of ``svc`` comes from on this machine: a bind mount's source (``./tls``, ``./keys``
+    being what gen-env wrote), a file the Dockerfile copies, or None (named volume, directory the image makes)."""
     for vol in svc.get("volumes") or []:
         src, _, rest = vol.partition(":")
         target = rest.split(":")[0]
         if path == target or path.startswith(target.rstrip("/") + "/"):
             if not src.startswith("."):
                 return None  # a named volume
-            base = generated / src[2:] if src.startswith("./tls") else REPO / src[2:]
+            base = generated / src[2:] if src.startswith(GENERATED) else REPO / src[2:]
             return base / path[len(target):].lstrip("/") if path != target else base
     if (path.rstrip("/") + "/").startswith(entrypoint_dirs(svc, generated)):
         return None  # the service's entrypoint writes it at start
@@ -260,14 +261,29 @@ def test_every_orbitwin_command_parses_with_the_real_cli(services: dict[str, Any
             assert settings.credentials == (users[name], env[roles_env(users[name])]), name
             assert resolve(settings.ca_file or "", svc, generated) == generated / "tls" / "ca.pem", name
             if name == "grafana-bridge":
+                from orbitwin.cli.key_options import client_id_and_signer
+
                 assert args.func.__name__ == "cmd_bridge_grafana"
+                secret = resolve(os.environ["ORBITWIN_KEY_SECRET_FILE"], svc, generated)  # mounted from keys/
+                assert secret == generated / "keys" / "grafana-bridge.secret"
+                os.environ["ORBITWIN_KEY_SECRET_FILE"] = str(secret)
+                client_id, signer = client_id_and_signer(args, name)
+                assert signer is not None and signer.kid == "grafana-bridge" and client_id == "orbitwin-grafana-bridge"
+                assert signer.secret == secret.read_text().strip().encode()
                 assert _webhook_auth(args) == (env["GRAFANA_WEBHOOK_USER"], env["GRAFANA_WEBHOOK_PASSWORD"], None)
                 assert resolve(args.rules, svc, generated) == REPO / "dashboards" / "alert-actions.toml"
             if name == "influx-bridge":
                 assert (args.api, args.token, args.org, args.bucket) == ("v2", env["INFLUXDB_TOKEN"],
                                                                          env["INFLUXDB_ORG"], env["INFLUXDB_BUCKET"])
             if name == "twin":
+                from twin.runtime.request_keys import load_keyring
+
                 assert args.command == "run" and args.speed == "real" and args.start
+                keyring = load_keyring(resolve(args.keys, svc, generated) or "")
+                assert set(keyring) == {"operator", "grafana-bridge"}
+                # every secret the key file names is mounted beside it
+                for kid in keyring:
+                    assert resolve(f"/orbitwin/keys/{kid}.secret", svc, generated) == generated / "keys" / f"{kid}.secret"
     # the webhook Grafana's provisioned contact point calls is the one the grafana bridge listens on
     contact = yaml.safe_load((REPO / "dashboards/provisioning/alerting/contact-points.yaml").read_text())
     url = contact["contactPoints"][0]["receivers"][0]["settings"]["url"]
@@ -302,7 +318,7 @@ def test_no_secret_on_any_command_line(services: dict[str, Any], env: dict[str, 
             assert op == ":?", f"${{{name}}} must be required (:?), not defaulted"
     for name, svc in yaml.safe_load(raw)["services"].items():
         for key, value in (svc.get("environment") or {}).items():
-            if any(k in key for k in SECRET_KEYS) and not key.endswith("_ENV"):  # *_ENV name a variable
+            if any(k in key for k in SECRET_KEYS) and not key.endswith(("_ENV", "_FILE")):  # name a variable, a file
                 assert VAR.fullmatch(str(value)), f"{name}.{key} is a literal"
     assert not re.search(r"(?i)(password|token)[\"']?\s*[:=]\s*[\"']?(?!\$)[A-Za-z0-9]{6,}", raw)
 
@@ -315,7 +331,7 @@ def test_every_file_a_service_names_is_where_its_image_or_a_mount_puts_it(servic
         for vol in svc.get("volumes") or []:
             src = vol.partition(":")[0]
             if src.startswith("."):
-                path = generated / src[2:] if src.startswith("./tls") else REPO / src[2:]
+                path = generated / src[2:] if src.startswith(GENERATED) else REPO / src[2:]
                 assert path.exists(), f"{name}: mount source {src} missing"
                 checked += 1
         words: list[str] = list(svc.get("healthcheck", {}).get("test") or [])
@@ -376,6 +392,10 @@ def test_gen_env_covers_every_compose_variable_with_distinct_secrets(tmp_path: P
     assert tls.stat().st_mode & 0o777 == 0o700
     assert {p.name: p.stat().st_mode & 0o777 for p in tls.iterdir()} == {
         "ca.pem": 0o644, "server.pem": 0o644, "ca.key": 0o600, "server.key": 0o600}
+    keys = tmp_path / "keys"
+    assert keys.stat().st_mode & 0o777 == 0o700
+    assert {p.name: p.stat().st_mode & 0o777 for p in keys.iterdir()} == {
+        "keys.toml": 0o644, "operator.secret": 0o644, "grafana-bridge.secret": 0o644}
     first = parse_env(out)
     referenced = {m.group(1) for m in VAR.finditer(compose_text())}
     assert referenced <= set(first), referenced - set(first)
@@ -407,12 +427,15 @@ def test_gen_env_covers_every_compose_variable_with_distinct_secrets(tmp_path: P
     # --tls-only: a new CA and certificate, the secrets kept
     ca = (tls / "ca.pem").read_text()
     assert gen_env(out, "--tls-only").returncode != 0 and (tls / "ca.pem").read_text() == ca
+    key_secret = (keys / "operator.secret").read_text()
     assert gen_env(out, "--tls-only", "--force").returncode == 0
     assert parse_env(out) == second and (tls / "ca.pem").read_text() != ca
+    assert (keys / "operator.secret").read_text() == key_secret
     example = parse_env(REPO / ".env.example")
     assert set(example) == set(first) and not any(example.values())
     for ignore in (".gitignore", ".dockerignore"):
-        assert re.search(r"^/?tls/?$", (REPO / ignore).read_text(), re.M), f"{ignore} must list tls/"
+        for d in ("tls", "keys"):
+            assert re.search(rf"^/?{d}/?$", (REPO / ignore).read_text(), re.M), f"{ignore} must list {d}/"
 
 
 def test_dockerfile_builds_one_orbitwin_image() -> None:
@@ -528,7 +551,9 @@ def test_the_twin_and_grafana_bridge_services_close_the_alert_loop(broker: Stack
                   "MQTT_CA": str(broker.ca)}
         with environment({**os.environ, **hc_env}):
             assert healthcheck_module().main(twin_svc["healthcheck"]["test"][3:]) == 0
-        bridge = _spawn(gb_argv, container_env(gb_svc), tmp_path / "grafana.log")
+        gb_env = {k: str(resolve(v, gb_svc, generated)) if v.startswith("/orbitwin/") else v
+                  for k, v in container_env(gb_svc).items()}
+        bridge = _spawn(gb_argv, gb_env, tmp_path / "grafana.log")
 
         def healthy() -> bool:
             try:
@@ -560,15 +585,26 @@ def test_the_twin_and_grafana_bridge_services_close_the_alert_loop(broker: Stack
             [action] = json.loads(r.read())["actions"]
         assert action["command"] == "throttle"
 
-        def completed() -> bool:
+        def completed() -> dict[str, Any] | None:
             for t, p in list(observer.received):
                 if t.endswith("/bridge/grafana/event"):
                     ev = json.loads(p)
                     if ev["name"] == "command_completed" and ev["detail"]["request_id"] == action["request_id"]:
-                        return True
-            return False
+                        return dict(ev["detail"]["reply"])
+            return None
 
-        wait_for(completed, 30, 0.1, what="the twin completing the alert's command")
+        reply = wait_for(completed, 30, 0.1, what="the twin completing the alert's signed command")
+        assert (reply.get("authenticated"), reply.get("kid")) == (True, "grafana-bridge"), reply
+        # the twin runs with the stack's key file: an unsigned command, even from the operator, is refused
+        op = Client(broker, "operator", ("orbitwin/v1/scenario/compose-test/reply",))
+        try:
+            op.publish(f"orbitwin/v1/sat/{sat}/cmd", json.dumps(
+                {"command": "throttle", "args": {"factor": 0.9}, "id": "unsigned-1",
+                 "reply_to": "orbitwin/v1/scenario/compose-test/reply"}).encode())
+            got = wait_for(lambda: [json.loads(p) for t, p in list(op.received)], 20, 0.1, what="a reply")
+            assert (got[0]["status"], got[0]["reason"]) == ("rejected", "unauthenticated"), got
+        finally:
+            op.close()
         for log in ("twin.log", "grafana.log"):
             text = (tmp_path / log).read_text()
             assert not any(v in text for v in secrets_of(env).values()), f"a secret in {log}"
@@ -652,6 +688,28 @@ def test_the_webhook_compares_credentials_in_constant_time(monkeypatch: pytest.M
     calls.clear()
     assert t.authorised("Bearer tok") and not t.authorised("Bearer tok2") and not t.authorised("Basic tok")
     assert calls == [(b"tok", b"tok"), (b"tok2", b"tok")]
+
+
+def test_the_grafana_bridge_key_may_issue_every_command_of_the_rule_table_and_no_more(generated: Path) -> None:
+    import tomllib
+
+    from bridges.alerts.rules import load_table
+    from twin.runtime.request_keys import load_keyring
+
+    keyring = load_keyring(generated / "keys" / "keys.toml")
+    table = tomllib.loads((REPO / "dashboards" / "alert-actions.toml").read_text())
+    actions = [r[k] for r in table["rule"] for k in ("firing", "resolved") if k in r]
+    used = {a["command"] for a in actions}
+    assert used and keyring["grafana-bridge"].rights.commands == used
+    assert not keyring["grafana-bridge"].rights.faults  # alerts never inject faults
+    # a fleet rule that acts would need fleet = true on the key
+    assert not any(r.get("target") == "fleet" and ("firing" in r or "resolved" in r) for r in table["rule"]) \
+        or keyring["grafana-bridge"].rights.fleet
+    assert [r.name for r in load_table().rules] == [r["name"] for r in table["rule"]]
+    ops = keyring["operator"].rights
+    assert ops.fleet and "*" in ops.commands and "*" in ops.faults
+    assert {k.secret for k in keyring.values()} == {(generated / "keys" / f"{kid}.secret").read_text().strip().encode()
+                                                   for kid in keyring}
 
 
 def test_the_influx_bridge_takes_its_token_from_a_file_or_the_environment(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Any
 
+from orbitwin.cli.key_options import add_key_options, client_id_and_signer
 from orbitwin.cli.lifecycle import report_until_stopped, stop_on_signals
 from orbitwin.cli.mqtt_options import SecretOnCommandLine, add_mqtt_options, mqtt_settings_from_args, secret_from_sources
 
@@ -42,6 +43,7 @@ def add_parser(bsub: Any) -> None:
     w.add_argument("--max-body-kb", type=float, default=1024.0,
                    help="largest webhook body; larger ones get 413 (default 1024 KiB)")
     g.add_argument("--reply-timeout", type=float, default=30.0, help="seconds to wait for the twin's reply")
+    add_key_options(g)
     p = g.add_argument_group("InfluxDB poller")
     p.add_argument("--poll-influx", help="evaluate the [[condition]] tables against this InfluxDB 1.x URL")
     p.add_argument("--db", default="orbitwin", help="InfluxDB database for --poll-influx (default orbitwin)")
@@ -84,12 +86,13 @@ def cmd_bridge_grafana(a: argparse.Namespace) -> int:
     if a.poll_influx and not table.conditions:
         raise ValueError("--poll-influx: the rule table has no [[condition]] tables")
     user, password, token = _webhook_auth(a)
+    client_id, signer = client_id_and_signer(a, "grafana-bridge")
     http = not (a.no_http or a.poll_once)
     host, _, port = a.listen.rpartition(":")
-    settings = GrafanaBridgeSettings(broker, prefix=a.prefix, client_id=a.client_id, listen_host=host or "127.0.0.1",
+    settings = GrafanaBridgeSettings(broker, prefix=a.prefix, client_id=client_id, listen_host=host or "127.0.0.1",
                                      listen_port=int(port) if http else None, basic_user=user,
                                      basic_password=password, token=token, max_body_bytes=int(a.max_body_kb * 1024),
-                                     reply_timeout_s=a.reply_timeout, bridge_id=a.bridge_id)
+                                     reply_timeout_s=a.reply_timeout, bridge_id=a.bridge_id, signer=signer)
     bridge = GrafanaBridge(settings, table)
     influx_password = secret_from_sources(a.influx_password_file, ENV_INFLUX_PASSWORD, "InfluxDB password")
     poller = (InfluxPoller(a.poll_influx, a.db, table.conditions, a.influx_user, influx_password)
@@ -110,7 +113,8 @@ def cmd_bridge_grafana(a: argparse.Namespace) -> int:
             threading.Thread(target=poller.run, args=(bridge.handle_alert, a.poll_interval, stopping),
                              name="influx-poller", daemon=True).start()
         print(f"orbitwin bridge grafana: {broker.redacted_url}; webhook {bridge.url if http else 'off'}; "
-              f"poll {a.poll_influx or 'off'}; {len(table.rules)} rules", flush=True)
+              f"poll {a.poll_influx or 'off'}; {len(table.rules)} rules; commands "
+              f"{'signed as ' + signer.kid if signer else 'unsigned'}", flush=True)
         report_until_stopped(stopping, a.report_every,
                              lambda: bridge.status() | ({"poller": poller.status()} if poller else {}))
     finally:
