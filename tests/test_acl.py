@@ -29,7 +29,7 @@ import pytest
 from mqtt_helpers import wait_for
 from stack_broker import ACL, REPO, Client, StackBroker, connack, start_stack_broker
 from twin.contract.roles import acl_text, roles
-from twin.contract.topics import DEFAULT_PREFIX, Topics
+from twin.contract.topics import DEFAULT_PREFIX
 
 P = DEFAULT_PREFIX
 SAT, BOARD, PACKET = "STARLINK-1008", "bench0", "hk"
@@ -71,8 +71,7 @@ PUBLISH: dict[str, set[str]] = {
     f"{P}/anything": set(),
     "elsewhere/sat/x/cmd": set(),
 }
-if hasattr(Topics, "audit"):  # the request audit trail (issue 14 item 2): the twin writes it, the archive keeps it
-    PUBLISH[f"{P}/audit"] = {"twin"}
+PUBLISH[f"{P}/audit"] = {"twin"}  # the request audit trail: the twin writes it, the archive keeps it
 # role -> the topics of PUBLISH it receives when subscribed to everything (besides operator and observer: all)
 READ: dict[str, set[str]] = {
     "twin": {f"{P}/sat/{SAT}/cmd", f"{P}/fleet/cmd", f"{P}/sat/{SAT}/fault", f"{P}/fleet/fault", f"{P}/fleet/replay",
@@ -81,7 +80,7 @@ READ: dict[str, set[str]] = {
                       f"{P}/fleet/event", f"{P}/bridge/influx/event", f"{P}/bridge/grafana/event",
                       f"{P}/sat/{SAT}/reply", f"{P}/fleet/reply", f"{P}/errors", f"{P}/fleet/summary",
                       f"{P}/fleet/status", f"{P}/state", f"{P}/fleet/catalogue", f"{P}/bridge/influx/status",
-                      *([f"{P}/audit"] if hasattr(Topics, "audit") else [])},
+                      f"{P}/audit"},
     "grafana-bridge": {f"{P}/bridge/grafana/orbitwin-grafana-bridge/reply"},
     "serial-bridge": {f"{P}/board/{BOARD}/cmd", f"{P}/board/{BOARD}/fault"},
 }
@@ -283,6 +282,11 @@ def test_the_operator_commands_and_injects_faults_the_observer_cannot(broker: St
     statuses = [json.loads(line)["status"] for line in (tmp_path / "op.log").read_text().splitlines()
                 if line.startswith("{")]
     assert statuses == ["accepted", "accepted"]
+    # the twin may write its audit trail: both requests are on it
+    audited = wait_for(lambda: {(a["topic"], a["result"]) for a in _json(twin["watcher"], f"{P}/audit")} >=
+                       {(f"{P}/sat/{SAT}/cmd", "accepted"), (f"{P}/sat/{SAT}/fault", "accepted")}, 10, 0.1,
+                       what="audit records of the operator's requests")
+    assert audited
     # the observer (and a bridge) sending the same: refused by the broker, so the twin never answers
     for role in ("observer", "influx-bridge", "serial-bridge"):
         c = Client(broker, role, ())

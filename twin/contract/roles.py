@@ -66,13 +66,11 @@ def roles(topics: Topics | None = None) -> tuple[Role, ...]:
     everything = f"{t.prefix}/#"
     requests = (t.sat("+", "cmd"), t.sat("+", "fault"), t.fleet("cmd"), t.fleet("fault"))
     board_requests = (t.board("+", "cmd"), t.board("+", "fault"))
-    # the request audit trail (issue 14 item 2; the archive reads it through archive_subscriptions)
-    audit = tuple(a for a in (getattr(t, "audit", None),) if isinstance(a, str))
     return (
         Role("twin", "steps the fleet: publishes telemetry, events, replies and status; takes requests",
              publish=(t.state, t.catalogue, t.status, t.summary, t.fleet_tm("+"), t.tm("+", "+"),
                       t.replayed("+", "+"), t.sat("+", "event"), t.fleet("event"), *board_requests,
-                      t.board("+", "event"), *audit, *reply_topics(t)),
+                      t.board("+", "event"), t.audit, *reply_topics(t)),
              read=(*requests, t.replay, t.state, t.board("+", "state"), t.board("+", "tm"))),
         Role("influx-bridge", "stores telemetry, events and replies in InfluxDB; asks the twin for replays",
              publish=(t.replay, t.bridge(INFLUX_BRIDGE_ID, "status"), t.bridge(INFLUX_BRIDGE_ID, "event")),
