@@ -529,6 +529,31 @@ def _stop(proc: subprocess.Popen[str]) -> None:
             proc.wait(5)
 
 
+def run_security_guide_operator_block(broker: StackBroker, env: dict[str, str], generated: Path, tmp: Path) -> str:
+    """The operator's shell block of docs/security.md, run by the real shell with the stack's paths and port
+    mapped to the test's; its output (the replies as JSON lines)."""
+    doc = (REPO / "docs" / "security.md").read_text()
+    block = re.search(r"```sh\n(# the operator's MQTT password.*?)```", doc, re.S)
+    assert block, "docs/security.md lost the operator's example"
+    pw = tmp / "operator.pw"
+    pw.write_text(env["MQTT_OPERATOR_PASSWORD"] + "\n")
+    pw.chmod(0o600)
+    script = (block.group(1).replace("~/.orbitwin/operator.pw", str(pw))
+              .replace("keys/operator.secret", str(generated / "keys" / "operator.secret"))
+              .replace("tls/ca.pem", str(broker.ca)).replace("localhost:8883", f"localhost:{broker.port}")
+              .replace("examples/scenario.toml", str(REPO / "examples" / "scenario.toml")))
+    bindir = tmp / "bin"
+    bindir.mkdir(exist_ok=True)
+    (bindir / "orbitwin").write_text(f'#!/bin/sh\nexec {sys.executable} -m orbitwin.cli "$@"\n')
+    (bindir / "orbitwin").chmod(0o755)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ORBITWIN_", "MQTT_", "GRAFANA_"))}
+    r = subprocess.run(["sh", "-e", "-c", script], capture_output=True, text=True, timeout=120,
+                       env=base | {"PATH": f"{bindir}:{os.environ['PATH']}"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert env["MQTT_OPERATOR_PASSWORD"] not in r.stdout + r.stderr
+    return r.stdout
+
+
 def test_the_twin_and_grafana_bridge_services_close_the_alert_loop(broker: StackBroker, services: dict[str, Any],
                                                                    env: dict[str, str], generated: Path,
                                                                    tmp_path: Path) -> None:
@@ -605,6 +630,11 @@ def test_the_twin_and_grafana_bridge_services_close_the_alert_loop(broker: Stack
             assert (got[0]["status"], got[0]["reason"]) == ("rejected", "unauthenticated"), got
         finally:
             op.close()
+        # the operator's commands as docs/security.md shows them, signed with the generated operator key
+        out = run_security_guide_operator_block(broker, env, generated, tmp_path)
+        replies = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        assert len(replies) == 5 and all(r["status"] in ("accepted", "completed") for r in replies), out  # send + 4
+        assert all(r.get("authenticated") is True and r.get("kid") == "operator" for r in replies), out
         for log in ("twin.log", "grafana.log"):
             text = (tmp_path / log).read_text()
             assert not any(v in text for v in secrets_of(env).values()), f"a secret in {log}"
