@@ -383,7 +383,7 @@ class FleetTwin:
         plan = pl.plan(self.payload, des.payload, self.temp_k[:, thermal.PAYLOAD], safe)
         plan = self._apply_backends(plan)
         heater_w = thermal.heater_power_w(self.temp_k, self.setpoint_k, np.ones(self.n, bool), des.thermal,
-                                          self.heater_forced)
+                                          self.heater_forced if self.heater_forced.any() else None)
         demand = nominal_demand_w(self.n, des.power)
         demand[:, PAYLOAD] = np.where(self.fdir.shed_payload | self.payload_off | safe, 0.0, plan.power_w)
         demand[:, HEATERS] = heater_w.sum(axis=1)

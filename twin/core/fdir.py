@@ -144,8 +144,8 @@ def _node_limits() -> np.ndarray:
 
 
 _NODE_LIMITS = _node_limits()
-_HOT_RULE = np.array([node in HOT_RULES for node in NODES])
-_COLD_RULE = np.array([node in COLD_RULES for node in NODES])
+_HOT_COLS = np.array([j for j, node in enumerate(NODES) if node in HOT_RULES])
+_COLD_COLS = np.array([j for j, node in enumerate(NODES) if node in COLD_RULES])
 
 
 def thermal_levels(st: FdirState, p: FdirParams, tm: dict[str, np.ndarray]) -> list[tuple[int, str, str, int, int]]:
@@ -153,21 +153,31 @@ def thermal_levels(st: FdirState, p: FdirParams, tm: dict[str, np.ndarray]) -> l
 
     Limits are the schema's ``{node}_temp_k`` limits: level 1 beyond yellow, 2 beyond red;
     a level escalates at once and holds until the temperature is ``hot_release_k`` back inside
-    the yellow limit. NaN readings neither raise nor release a level.
+    the yellow limit (where the level is 0, so a release sets 0). NaN readings neither raise nor
+    release a level. Nodes outside ``HOT_RULES``/``COLD_RULES`` keep level 0.
     """
-    temp = np.stack([np.asarray(tm[f"{node}_temp_k"], dtype=float) for node in NODES], axis=-1)
     y_hi, r_hi, y_lo, r_lo = _NODE_LIMITS
     changes: list[tuple[int, str, str, int, int]] = []
     with np.errstate(invalid="ignore"):
-        for side, table, rule, level, release in (
-            ("hot", st.node_hot, _HOT_RULE, (temp > y_hi).astype(np.int8) + (temp > r_hi), temp < y_hi - p.hot_release_k),
-            ("cold", st.node_cold, _COLD_RULE, (temp < y_lo).astype(np.int8) + (temp < r_lo), temp > y_lo + p.hot_release_k),
-        ):
-            level = np.where(rule, level, 0).astype(np.int8)
-            new = np.where(level > table, level, np.where(release, 0, table)).astype(np.int8)
-            for i, j in zip(*np.nonzero(new != table)):
-                changes.append((int(i), NODES[j], side, int(table[i, j]), int(new[i, j])))
-            table[...] = new
+        for side, table, cols in (("hot", st.node_hot, _HOT_COLS), ("cold", st.node_cold, _COLD_COLS)):
+            temp = np.stack([np.asarray(tm[f"{NODES[j]}_temp_k"], dtype=float) for j in cols], axis=-1)
+            beyond = temp > y_hi[cols] if side == "hot" else temp < y_lo[cols]
+            if not np.count_nonzero(table) and not beyond.any():
+                continue  # the usual tick: every node inside its yellow limits, no response held
+            if side == "hot":
+                level = beyond.view(np.int8) + (temp > r_hi[cols]).view(np.int8)
+                release = temp < y_hi[cols] - p.hot_release_k
+            else:
+                level = beyond.view(np.int8) + (temp < r_lo[cols]).view(np.int8)
+                release = temp > y_lo[cols] + p.hot_release_k
+            old = table[:, cols]
+            new = np.maximum(level, old)
+            new[release] = 0
+            diff = new != old
+            if diff.any():
+                for i, k in zip(*np.nonzero(diff)):
+                    changes.append((int(i), NODES[cols[k]], side, int(old[i, k]), int(new[i, k])))
+                table[:, cols] = new
     st.hot = st.node_hot[:, 0].copy()
     return changes
 
@@ -195,11 +205,19 @@ def step(
     old_hot = st.node_hot[:, 0].copy()
     node_changes = thermal_levels(st, p, tm)
     changed_hot = np.flatnonzero(st.node_hot[:, 0] != old_hot)
-    hot = st.node_hot
-    throttle = np.array([1.0, p.hot_throttle, p.red_hot_throttle])[hot[:, 0]]
-    throttle = np.minimum(throttle, np.where(hot[:, 2] > 0, p.battery_hot_throttle, 1.0))
-    payload_off = hot[:, 2] >= 2  # red-hot battery: payload powered off, the pack only feeds the bus
-    throttle = np.minimum(throttle, np.array([1.0, p.radiator_hot_throttle, p.radiator_red_hot_throttle])[hot[:, 1]])
+    hot, cold = st.node_hot, st.node_cold
+    n = hot.shape[0]
+    ones = np.ones(n)
+    if np.count_nonzero(hot):  # the usual tick holds no thermal response: skip the lookups
+        throttle = np.array([1.0, p.hot_throttle, p.red_hot_throttle])[hot[:, 0]]
+        throttle = np.minimum(throttle, np.where(hot[:, 2] > 0, p.battery_hot_throttle, 1.0))
+        throttle = np.minimum(throttle, np.array([1.0, p.radiator_hot_throttle, p.radiator_red_hot_throttle])[hot[:, 1]])
+        payload_off = hot[:, 2] >= 2  # red-hot battery: payload powered off, the pack only feeds the bus
+        charge = np.array([1.0, p.battery_hot_charge_limit, p.battery_red_hot_charge_limit])[hot[:, 2]]
+        radio = np.array([1.0, p.avionics_hot_radio, p.avionics_red_hot_radio])[hot[:, 3]]
+        isl_on = hot[:, 3] < 2
+    else:
+        throttle, payload_off, charge, radio, isl_on = ones, np.zeros(n, dtype=bool), ones, ones, np.ones(n, dtype=bool)
     degraded_changes: list[tuple[int, str, bool]] = []
     for k, name in enumerate(DEGRADED_FIELDS):
         lim = FIELD_BY_NAME[name].limits
@@ -207,19 +225,18 @@ def step(
         eff = np.asarray(tm[name], dtype=float)
         with np.errstate(invalid="ignore"):
             now = eff < lim.yellow_low
-        for i in np.flatnonzero(now != st.degraded[:, k]):
-            degraded_changes.append((int(i), name, bool(now[i])))
-        st.degraded[:, k] = now
+        if now.any() or st.degraded[:, k].any():
+            for i in np.flatnonzero(now != st.degraded[:, k]):
+                degraded_changes.append((int(i), name, bool(now[i])))
+            st.degraded[:, k] = now
         if now.any():
             cap = np.clip(np.nan_to_num(eff, nan=1.0), p.red_hot_throttle, 1.0)
             throttle = np.where(now, np.minimum(throttle, cap), throttle)
-    charge = np.array([1.0, p.battery_hot_charge_limit, p.battery_red_hot_charge_limit])[hot[:, 2]]
-    charge = np.where(st.node_cold[:, 2] > 0, np.minimum(charge, p.battery_cold_charge_limit), charge)
-    radio = np.array([1.0, p.avionics_hot_radio, p.avionics_red_hot_radio])[hot[:, 3]]
-    isl_on = hot[:, 3] < 2
     forced = np.zeros(hot.shape, dtype=bool)
-    for node, heater in COLD_HEATER_NODE.items():
-        forced[:, heater] |= st.node_cold[:, NODES.index(node)] > 0
+    if np.count_nonzero(cold):
+        charge = np.where(cold[:, 2] > 0, np.minimum(charge, p.battery_cold_charge_limit), charge)
+        for node, heater in COLD_HEATER_NODE.items():
+            forced[:, heater] |= cold[:, NODES.index(node)] > 0
 
     soc = tm["battery_soc"]
     slim = soc_limits.limits
