@@ -63,6 +63,24 @@ def test_shed_budget_caps_backlog_by_measured_rate_and_recovers():
     assert b.allowed(backlog=0, acked_total=1000) == 1000 and b.rate is None
 
 
+def test_shed_budget_leaves_a_slow_step_less_time_to_deliver_in():
+    now = [0.0]
+    b = ShedBudget(max_backlog=1000, budget_s=0.5, clock=lambda: now[0], floor_s=0.1)
+    b.published(backlog_after=1000, acked_total=0)
+    now[0] = 1.0
+    assert b.allowed(backlog=600, acked_total=400) == 0  # busy throughout: 400 msg/s, 200 of budget < backlog
+    assert b.rate == pytest.approx(400.0)
+    b.published(backlog_after=600, acked_total=400)
+    now[0] = 2.0
+    # still 400 msg/s; the tick spent 0.3 s before publishing: (0.5 - 0.3) s x 400 msg/s = 80 of backlog
+    assert b.allowed(backlog=20, acked_total=800, elapsed_s=0.3) == 60
+    b.published(backlog_after=80, acked_total=800)
+    now[0] = 3.0
+    # a step longer than the budget still leaves the floor: 0.1 s x 400 msg/s = 40 (190 without the step)
+    assert b.allowed(backlog=10, acked_total=1200, elapsed_s=0.9) == 30
+    assert b.rate == pytest.approx(400.0)
+
+
 def test_delivery_lag_closes_ticks_by_acknowledged_count():
     now = [10.0]
     d = DeliveryLag(clock=lambda: now[0])

@@ -103,24 +103,29 @@ class DeliveryLag:
 
 
 class ShedBudget:
-    """How many messages a tick may add in ``shed`` mode so the backlog drains within ``budget_s``.
+    """How many messages a tick may add in ``shed`` mode so they reach the broker within ``budget_s`` of the tick's start.
 
     The link's delivery rate is measured over tick intervals in which it never ran dry (the
     backlog was non-zero at both ends); a tick whose backlog had drained raises the estimate by
     a quarter (probing for more) and drops it once it no longer limits (or was taken while the
-    broker stalled). The cap is ``min(max_backlog, rate * budget_s)`` messages of
-    backlog, and a tick may publish the difference to the backlog it finds.
+    broker stalled). The cap is ``min(max_backlog, rate * max(budget_s - elapsed_s, floor_s))``
+    messages of backlog, where ``elapsed_s`` is what the tick already spent before publishing
+    (requests, the physics step): a slow step leaves less time to deliver in. A tick may
+    publish the difference between the cap and the backlog it finds.
     """
 
-    def __init__(self, max_backlog: int, budget_s: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, max_backlog: int, budget_s: float = 0.5, clock: Callable[[], float] = time.monotonic,
+                 floor_s: float = 0.1) -> None:
         self.max_backlog = max_backlog
         self.budget_s = budget_s
+        self.floor_s = floor_s
         self.clock = clock
         self.rate: float | None = None  # messages/s the link delivered while saturated
         self._prev: tuple[float, int, int] | None = None  # (wall, acked total, backlog after publishing)
 
-    def allowed(self, backlog: int, acked_total: int) -> int:
-        """Messages this tick may publish, given the backlog and acknowledged count at its start."""
+    def allowed(self, backlog: int, acked_total: int, elapsed_s: float = 0.0) -> int:
+        """Messages this tick may publish, given the backlog and acknowledged count when it publishes
+        and the seconds ``elapsed_s`` it already spent since it started."""
         now = self.clock()
         if self._prev is not None:
             t0, acked0, after0 = self._prev
@@ -132,7 +137,8 @@ class ShedBudget:
                         self.rate = None  # no cap (again), or a stale estimate from a stalled link
             elif after0 > 0:  # busy throughout: the link delivered at its rate
                 self.rate = sample if self.rate is None else 0.7 * self.rate + 0.3 * sample
-        cap = self.max_backlog if self.rate is None else min(self.max_backlog, int(self.rate * self.budget_s))
+        horizon_s = max(self.budget_s - max(elapsed_s, 0.0), self.floor_s)
+        cap = self.max_backlog if self.rate is None else min(self.max_backlog, int(self.rate * horizon_s))
         return max(cap - backlog, 0)
 
     def published(self, backlog_after: int, acked_total: int) -> None:

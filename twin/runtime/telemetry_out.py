@@ -57,6 +57,7 @@ class TelemetryOut:
         self.shed_ticks = 0
         self.wait_s_total = 0.0
         self.waits = 0
+        self._tick_start: float | None = None  # when the tick about to publish passed its gate (budget clock)
         self._due: tuple[int, dict[str, np.ndarray]] | None = None
 
     def due(self, tick: int) -> dict[str, np.ndarray]:
@@ -73,6 +74,7 @@ class TelemetryOut:
     def gate(self, tick: int, should_stop: Callable[[], bool] = lambda: False) -> float:
         """Before tick ``tick``: wait for room (``wait`` mode); returns the seconds waited (lag)."""
         if self.overload != "wait":
+            self._tick_start = self.budget.clock()  # shed: what the tick spends before publishing counts
             return 0.0
         waited = self.link.wait_for_room(max(self.max_backlog - self.need(tick), 0), should_stop=should_stop)
         if waited > 0:
@@ -87,7 +89,9 @@ class TelemetryOut:
         kept: Mapping[str, np.ndarray] = due
         if self.overload == "shed":
             total = sum(int(r.size) for r in due.values())
-            allowed = self.budget.allowed(link.outstanding, link.stats.acked) if link.can_send() else 0
+            start, self._tick_start = self._tick_start, None
+            elapsed = 0.0 if start is None else self.budget.clock() - start
+            allowed = self.budget.allowed(link.outstanding, link.stats.acked, elapsed) if link.can_send() else 0
             if allowed < total:
                 kept, shed = plan_shed(due, allowed, twin.tick)
                 self.shed.update(shed)
