@@ -92,6 +92,9 @@ def test_table_lists_every_limited_field_with_its_limits(day):
         assert any(line.startswith(f.name + " ") for line in lines[2:]), f.name
     bt = next(line for line in lines if line.startswith("battery_temp_k") and " high " in line)
     assert "308.15" in bt and "318.15" in bt and "green" in bt
+    # nominal operation needs no onboard response at all
+    assert lines[-1] == "onboard FDIR actions over the day: none"
+    assert not [k for k in day.events if k.startswith("fdir:")]
 
 
 def test_checks_fail_on_a_red_field_a_drift_and_an_energy_leak(day):

@@ -298,13 +298,18 @@ def run_nominal_day(
 def format_table(result: NominalDayResult) -> str:
     """The nominal day's table: field, worst value, limit (and the state it reached)."""
     names = ("green", "YELLOW", "RED")
-    rows = [("field", "worst", "side", "yellow", "red limit", "state", "satellite")]
+    rows = [("field", "worst", "side", "yellow", "red limit", "state", "satellite", "time red")]
     for w in result.worst:
+        red_h = result.red_s.get(w.name, 0.0) / 3600.0
         rows.append((w.name, f"{w.value:.6g} {w.unit}".strip(), w.side, "-" if w.yellow is None else f"{w.yellow:g}",
-                     "-" if w.limit is None else f"{w.limit:g}", names[w.state], w.sat))
+                     "-" if w.limit is None else f"{w.limit:g}", names[w.state], w.sat,
+                     f"{red_h:.2f} sat-h" if w.state == 2 else "-"))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(wd) for cell, wd in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * wd for wd in widths))
+    fdir = sorted((k.split(":", 1)[1], v) for k, v in result.events.items() if k.startswith("fdir:"))
+    lines.append("onboard FDIR actions over the day: "
+                 + (", ".join(f"{name} x{count}" for name, count in fdir) if fdir else "none"))
     return "\n".join(lines)
 
 
