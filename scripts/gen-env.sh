@@ -2,14 +2,15 @@
 # Write .env, tls/ and keys/ for docker-compose.yml: fresh random secrets (every password and token distinct),
 # one MQTT password per role of docker/mosquitto/acl, a private CA with the broker's TLS certificate, and the
 # twin's request keys (orbitwin run --keys): one for operators, one for the grafana bridge's alert commands.
-#   bash scripts/gen-env.sh [--force] [--tls-only] [--out FILE] [--tls-dir DIR] [--tls-name NAME]...
+#   bash scripts/gen-env.sh [--force] [--tls-only] [--out FILE] [--tls-dir DIR] [--keys-dir DIR] [--tls-name NAME]...
 #     --out FILE       the env file (default: .env beside docker-compose.yml)
 #     --tls-dir DIR    CA and broker certificate (default: tls/ beside FILE)
 #     --tls-name NAME  another host name or IP address the broker is reached by (repeatable)
 #     --tls-only       a new CA and certificate only; FILE, keys/ and their secrets stay as they are
 #     --keys-dir DIR   the request key file and secrets (default: keys/ beside FILE)
-# Refuses to overwrite without --force (which replaces every secret, the CA and the certificate).
-# Files holding secrets are mode 600. Needs bash and openssl; nothing else on the host.
+# Refuses to overwrite without --force (which replaces every secret, the CA, the certificate and the keys).
+# Secrets are mode 600, except keys/'s files: 644 in a 700 directory, so that the containers' user reads
+# the ones mounted into them. Needs bash and openssl; nothing else on the host.
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -28,7 +29,7 @@ while [ $# -gt 0 ]; do
         --tls-name) names+=("$2"); shift ;;
         --tls-only) tls_only=1 ;;
         --keys-dir) keys="$2"; shift ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "gen-env.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
