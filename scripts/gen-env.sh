@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
         --tls-name) names+=("$2"); shift ;;
         --tls-only) tls_only=1 ;;
         --keys-dir) keys="$2"; shift ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "gen-env.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
