@@ -79,6 +79,11 @@ def test_shed_budget_leaves_a_slow_step_less_time_to_deliver_in():
     # a step longer than the budget still leaves the floor: 0.1 s x 400 msg/s = 40 (190 without the step)
     assert b.allowed(backlog=10, acked_total=1200, elapsed_s=0.9) == 30
     assert b.rate == pytest.approx(400.0)
+    b.published(backlog_after=40, acked_total=1200)
+    now[0] = 4.0
+    # an earlier tick still undelivered after more than the budget: nothing more until it is
+    assert b.allowed(backlog=10, acked_total=1600, behind_s=0.6) == 0
+    assert b.allowed(backlog=10, acked_total=1600, behind_s=0.4) == 190
 
 
 def test_delivery_lag_closes_ticks_by_acknowledged_count():

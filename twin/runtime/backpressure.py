@@ -111,10 +111,12 @@ class ShedBudget:
     broker stalled). The cap is ``min(max_backlog, rate * max(budget_s - elapsed_s, floor_s))``
     messages of backlog, where ``elapsed_s`` is what the tick already spent before publishing
     (requests, the physics step): a slow step leaves less time to deliver in. A tick may
-    publish the difference between the cap and the backlog it finds.
+    publish the difference between the cap and the backlog it finds, and nothing while an
+    earlier tick's messages have waited longer than ``budget_s`` (``behind_s``: the link is
+    already late, a rate estimate that is too high must not add to it).
     """
 
-    def __init__(self, max_backlog: int, budget_s: float = 0.5, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, max_backlog: int, budget_s: float = 0.4, clock: Callable[[], float] = time.monotonic,
                  floor_s: float = 0.1) -> None:
         self.max_backlog = max_backlog
         self.budget_s = budget_s
@@ -123,9 +125,10 @@ class ShedBudget:
         self.rate: float | None = None  # messages/s the link delivered while saturated
         self._prev: tuple[float, int, int] | None = None  # (wall, acked total, backlog after publishing)
 
-    def allowed(self, backlog: int, acked_total: int, elapsed_s: float = 0.0) -> int:
-        """Messages this tick may publish, given the backlog and acknowledged count when it publishes
-        and the seconds ``elapsed_s`` it already spent since it started."""
+    def allowed(self, backlog: int, acked_total: int, elapsed_s: float = 0.0, behind_s: float = 0.0) -> int:
+        """Messages this tick may publish, given the backlog and acknowledged count when it publishes,
+        the seconds ``elapsed_s`` it already spent since it started and the age ``behind_s`` of the
+        oldest earlier tick not yet delivered."""
         now = self.clock()
         if self._prev is not None:
             t0, acked0, after0 = self._prev
@@ -137,6 +140,8 @@ class ShedBudget:
                         self.rate = None  # no cap (again), or a stale estimate from a stalled link
             elif after0 > 0:  # busy throughout: the link delivered at its rate
                 self.rate = sample if self.rate is None else 0.7 * self.rate + 0.3 * sample
+        if backlog > 0 and behind_s > self.budget_s:
+            return 0
         horizon_s = max(self.budget_s - max(elapsed_s, 0.0), self.floor_s)
         cap = self.max_backlog if self.rate is None else min(self.max_backlog, int(self.rate * horizon_s))
         return max(cap - backlog, 0)

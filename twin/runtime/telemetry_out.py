@@ -42,7 +42,7 @@ class TelemetryOut:
     def __init__(self, link: MqttLink, schedule: PacketSchedule, encoders: Mapping[str, PacketEncoder],
                  frames: Mapping[str, FrameEncoder], seq: np.ndarray, replay: ReplayBuffer,
                  counters: Counter[str], *, overload: str = "wait", max_backlog: int | None = None,
-                 shed_budget_s: float = 0.5) -> None:
+                 shed_budget_s: float = 0.4) -> None:
         self.link = link
         self.schedule = schedule
         self.encoders = encoders
@@ -91,7 +91,8 @@ class TelemetryOut:
             total = sum(int(r.size) for r in due.values())
             start, self._tick_start = self._tick_start, None
             elapsed = 0.0 if start is None else self.budget.clock() - start
-            allowed = self.budget.allowed(link.outstanding, link.stats.acked, elapsed) if link.can_send() else 0
+            allowed = self.budget.allowed(link.outstanding, link.stats.acked, elapsed, link.delivery.pending_s()) \
+                if link.can_send() else 0
             if allowed < total:
                 kept, shed = plan_shed(due, allowed, twin.tick)
                 self.shed.update(shed)
