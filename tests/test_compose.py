@@ -765,3 +765,11 @@ def test_the_influx_bridge_takes_its_token_from_a_file_or_the_environment(tmp_pa
         # past the token: it fails on the (absent) InfluxDB or broker, never naming the token
         assert r.returncode == 2 and "token" not in r.stderr.lower(), r.stderr
         assert "tok-from" not in r.stdout + r.stderr
+
+
+def test_unrecognised_arguments_are_named_without_their_values() -> None:
+    r = subprocess.run([sys.executable, "-m", "orbitwin.cli", "bridge", "grafana", "--mqtt", "mqtt://h:1",
+                        "--pasword", "hunter2-secret", "--tokn=hunter3-secret"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2 and "--pasword" in r.stderr and "--tokn" in r.stderr, r.stderr
+    assert "hunter" not in r.stdout + r.stderr and "2 value(s), not shown" in r.stderr

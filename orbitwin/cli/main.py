@@ -10,12 +10,27 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from orbitwin.cli import bench, bridge, catalogue, run, scenario, schema, send, validate
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that does not repeat unrecognised arguments' values (a mistyped ``--pasword X``
+    would otherwise print the secret X): only the option names are shown."""
+
+    def error(self, message: str) -> NoReturn:
+        head = "unrecognized arguments: "
+        if message.startswith(head):
+            words = message[len(head):].split(" ")
+            names = [w.split("=", 1)[0] for w in words if w.startswith("-")]
+            hidden = len(words) - len(names) + sum("=" in w for w in words if w.startswith("-"))
+            message = head + " ".join(names) + (f" (and {hidden} value(s), not shown)" if hidden else "")
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="orbitwin", description="Digital twin of orbital compute constellations")
+    parser = _Parser(prog="orbitwin", description="Digital twin of orbital compute constellations")
     sub = parser.add_subparsers(dest="command", required=True)
     run.add_parser(sub)
     schema.add_parser(sub)
