@@ -478,8 +478,8 @@ class _LeanClient(mqtt.Client):
                         if self._callback_api_version == mqtt.CallbackAPIVersion.VERSION1:
                             on_publish(self, self._userdata, packet["mid"])  # type: ignore[call-arg]
                         else:
-                            on_publish(self, self._userdata, packet["mid"], ReasonCode(PacketTypes.PUBACK),
-                                       Properties(PacketTypes.PUBACK))
+                            on_publish(self, self._userdata, packet["mid"],  # type: ignore[call-arg]
+                                       ReasonCode(PacketTypes.PUBACK), Properties(PacketTypes.PUBACK))
                     except Exception as err:  # noqa: BLE001 - paho's contract: log, re-raise unless suppressed
                         self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_publish: %s", err)
                         if not self.suppress_exceptions:
