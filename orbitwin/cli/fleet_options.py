@@ -20,6 +20,12 @@ def add_fleet_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--count", type=int, help="keep the first N selected satellites")
     g.add_argument("--start", help="start time, ISO 8601 UTC (default: orbitwin run at real or xN speed: the wall clock; "
                                    "otherwise the catalogue's median epoch)")
+    g.add_argument("--tle-epoch", default="auto", choices=("auto", "keep", "shift"),
+                   help="a catalogue far from the start: keep (propagate the TLEs as given: SGP4 extrapolation, "
+                        "decayed element sets are lost), shift (re-epoch every element set by the same interval "
+                        "so the catalogue's median epoch is the start: the catalogue's constellation, not where "
+                        "the real satellites are) or auto (shift when the start is more than 7 days from the "
+                        "median epoch, else keep; the default)")
     g.add_argument("--dt", type=float, default=1.0, help="time step in seconds (default 1)")
     g.add_argument("--seed", type=int, default=None, help="random seed (default 0, or the scenario's)")
 
@@ -29,4 +35,4 @@ def fleet_options(a: argparse.Namespace) -> FleetOptions:
     from twin.runtime.run_loop import FleetOptions
 
     return FleetOptions(a.tle, a.design, a.names, a.alt_km, a.inc_deg, a.count, a.start, a.dt,
-                        0 if a.seed is None else a.seed)
+                        0 if a.seed is None else a.seed, a.tle_epoch)

@@ -13,6 +13,7 @@ from twin.schema.commands import SENSOR_FAULTS, Arg, Reason, Spec
 from twin.contract.topics import CONTRACT_VERSION, Topics, header
 from twin.contract import request_parser as _requests
 from twin.contract.request_parser import MAX_REPLAY_SPAN, MAX_REQUEST_BYTES
+from twin.core.catalogue import TLE_EPOCH_POLICIES
 from twin.schema import fleet_grid
 from twin.schema.codec import CODECS, codec
 from twin.schema.telemetry import FIELD_BY_NAME, FIELDS, PACKET_FIELDS, SCHEMA_VERSION, Field
@@ -364,7 +365,27 @@ def state_schema() -> JSON:
                                          "(online only)"},
                 "overload": {"type": "string", "enum": ["wait", "shed"],
                              "description": "What the twin does when the broker link cannot keep up (online only)"},
+                "tle_epoch": tle_epoch_schema() | {"description": "The stale-catalogue policy applied (online only)"},
             }, "required": ["v", "state", "bseq"]}
+
+
+def tle_epoch_schema() -> JSON:
+    """The ``tle_epoch`` of the birth and the catalogue: what the twin did with the catalogue's epochs."""
+    return {"type": "object", "additionalProperties": False, "properties": {
+        "policy": {"type": "string", "enum": list(TLE_EPOCH_POLICIES), "description": "--tle-epoch as asked"},
+        "applied": {"type": "string", "enum": ["keep", "shift"],
+                    "description": "keep: the TLEs propagated as given; shift: every epoch moved by shift_days "
+                                   "(same mean elements: the catalogue's constellation, not the real satellites' "
+                                   "positions at the start)"},
+        "catalogue_epoch": {"type": ["string", "null"], "format": "date-time",
+                            "description": "Median epoch of the TLE file as read"},
+        "start_minus_epoch_days": {"type": "number", "x-unit": "d",
+                                   "description": "The run's start minus the catalogue epoch"},
+        "shift_days": {"type": "number", "x-unit": "d", "description": "How far every epoch was moved (0 if kept)"},
+        "threshold_days": {"type": "number", "x-unit": "d",
+                           "description": "auto shifts when |start_minus_epoch_days| exceeds this"},
+    }, "required": ["policy", "applied", "catalogue_epoch", "start_minus_epoch_days", "shift_days",
+                    "threshold_days"]}
 
 
 def catalogue_schema() -> JSON:
@@ -372,7 +393,7 @@ def catalogue_schema() -> JSON:
                                             "shell": {"type": "string", "description": "e.g. 550km-53deg"}},
            "required": ["sat", "norad", "shell"]}
     return {"title": "Fleet catalogue", "type": "object", "properties": {"v": {"const": 1}, "sats": {
-        "type": "array", "items": sat}}, "required": ["v", "sats"]}
+        "type": "array", "items": sat}, "tle_epoch": tle_epoch_schema()}, "required": ["v", "sats"]}
 
 
 def summary_schema() -> JSON:

@@ -1,7 +1,16 @@
-"""Satellite catalogue: load TLE files and select satellites by name, shell and count."""
+"""Satellite catalogue: load TLE files, select satellites by name, shell and count, re-epoch stale ones.
+
+A catalogue far from the run's start is handled by an explicit policy (``--tle-epoch``):
+``keep`` propagates the element sets as given, ``shift`` re-epochs every one of them by the same
+interval so that the catalogue's median epoch lands on the start (same mean elements: the
+constellation's planes and phasing are those of the catalogue, not where the real satellites are
+at the start), and ``auto`` shifts only when the start is more than
+:data:`AUTO_SHIFT_AFTER_DAYS` from the median epoch. Figures and sources: docs/physics.md#stale-catalogues.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import math
 import re
@@ -17,20 +26,58 @@ from twin.core.constants import MU_EARTH_M3_S2, R_EARTH_M
 
 DEFAULT_TLE_NAME = "starlink-2026-02-23.tle"
 
+TLE_EPOCH_POLICIES = ("auto", "keep", "shift")
+# auto re-epochs a catalogue whose median epoch is more than this from the start (days): an
+# estimate, docs/physics.md#stale-catalogues (measured on the shipped file: 3 of 9,543 element sets
+# fail 7 days after its epoch, 68 after 14, 980 after 282; published TLE accuracy is ~1 km near
+# epoch, growing by kilometres a day in low orbit)
+AUTO_SHIFT_AFTER_DAYS = 7.0
+_JD_SGP4_EPOCH0 = 2433281.5  # sgp4init's epoch origin, 1949 December 31 00:00 UT (Julian date)
+
 
 class CatalogueError(ValueError):
     """A TLE file or a selection that cannot be used; the message says which line or why."""
 
 
 @dataclass(frozen=True)
+class TleEpoch:
+    """What was done with a catalogue's epochs: the policy asked for and the one applied.
+
+    ``shift_days`` is the interval every element set's epoch was moved by, as whole days plus a
+    fraction of a day (two floats keep sub-microsecond precision); ``catalogue_epoch_jd`` the
+    median epoch of the element text as read (UTC Julian date); ``gap_days`` the run's start minus
+    that epoch (days); ``threshold_days`` the ``auto`` threshold. A catalogue as read has
+    ``applied == "keep"`` and no shift.
+    """
+
+    policy: str = "keep"
+    applied: str = "keep"
+    shift_days: tuple[float, float] = (0.0, 0.0)
+    catalogue_epoch_jd: float | None = None
+    threshold_days: float = AUTO_SHIFT_AFTER_DAYS
+    gap_days: float = 0.0
+
+    @property
+    def shift_total_days(self) -> float:
+        """The shift as one number of days (start minus the catalogue's median epoch when shifted)."""
+        return self.shift_days[0] + self.shift_days[1]
+
+
+@dataclass(frozen=True)
 class Catalogue:
-    """Satellites from a TLE file, index-aligned: ``names[i]`` is ``satrecs[i]``."""
+    """Satellites from a TLE file, index-aligned: ``names[i]`` is ``satrecs[i]``.
+
+    ``line1``/``line2`` are the element text as read; when ``epoch.applied == "shift"`` the
+    ``satrecs`` carry the same elements with every epoch moved by ``epoch.shift_days``
+    (:func:`shift_epochs` rebuilds them from the text bit for bit).
+    """
 
     names: tuple[str, ...]
     satrecs: tuple[Satrec, ...]
     line1: tuple[str, ...]
     line2: tuple[str, ...]
     source: str
+    epoch: TleEpoch = TleEpoch()
 
     def __len__(self) -> int:
         return len(self.names)
@@ -57,6 +104,18 @@ class Catalogue:
     def median_epoch_jd(self) -> float:
         return float(np.median(self.epoch_jd))
 
+    def median_epoch_split(self) -> tuple[float, float]:
+        """The median epoch as (whole Julian day ending in .5, fraction of a day), to ~1e-16 day.
+
+        Odd counts: the middle satellite's own epoch exactly; even counts: the mean of the two middle ones.
+        """
+        order = np.argsort(self.epoch_jd, kind="stable")
+        mid = len(order) // 2
+        picks = [order[mid]] if len(order) % 2 else [order[mid - 1], order[mid]]
+        whole = sum(self.satrecs[i].jdsatepoch for i in picks) / len(picks)
+        frac = sum(self.satrecs[i].jdsatepochF for i in picks) / len(picks)
+        return _normalise(whole, frac)
+
     def subset(self, indices: Sequence[int] | np.ndarray) -> Catalogue:
         idx = [int(i) for i in indices]
         return Catalogue(
@@ -65,6 +124,7 @@ class Catalogue:
             tuple(self.line1[i] for i in idx),
             tuple(self.line2[i] for i in idx),
             self.source,
+            self.epoch,
         )
 
     def select(
@@ -167,3 +227,77 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
     except OSError as exc:
         raise CatalogueError(f"{p}: cannot read TLE file: {exc.strerror}") from exc
     return parse_tle_text(text, str(p))
+
+
+def _normalise(whole: float, frac: float) -> tuple[float, float]:
+    """(whole, frac) with whole ending in .5 and 0 <= frac < 1 (same instant)."""
+    base = math.floor(whole - 0.5) + 0.5  # a whole part that is not .5-aligned moves its excess into frac
+    frac += whole - base
+    k = math.floor(frac)
+    return base + k, frac - k
+
+
+def _reepoch(sat: Satrec, whole: float, frac: float) -> Satrec:
+    """``sat``'s mean elements with epoch (whole, frac) (UTC Julian date in two parts), via sgp4init."""
+    out = Satrec()
+    out.sgp4init(WGS72, sat.operationmode, sat.satnum, (whole - _JD_SGP4_EPOCH0) + frac, sat.bstar, sat.ndot,
+                 sat.nddot, sat.ecco, sat.argpo, sat.inclo, sat.mo, sat.no_kozai, sat.nodeo)
+    # sgp4init keeps the epoch as one float (~0.3 us near 2026); SGP4 measures time since epoch from
+    # these two parts, so set them exactly
+    out.jdsatepoch, out.jdsatepochF = whole, frac
+    for attr in ("classification", "intldesg", "elnum", "revnum", "ephtype"):
+        setattr(out, attr, getattr(sat, attr))
+    return out
+
+
+def shift_epochs(cat: Catalogue, shift_days: tuple[float, float], policy: str = "shift") -> Catalogue:
+    """``cat`` with every element set's epoch moved by the same ``shift_days`` (whole days, fraction).
+
+    Same mean elements (inclination, RAAN, eccentricity, argument of perigee, mean anomaly, mean
+    motion, B*), re-initialised with WGS-72 like the TLEs: each satellite at time t is where the
+    element text puts it at t minus the shift (TEME), so the planes and phasing of the whole
+    catalogue are kept and the time since each epoch is unchanged. Applies to the element text's
+    epochs whatever ``cat`` carried before.
+    """
+    if cat.epoch.applied == "shift":
+        cat = parse_tle_text("\n".join(f"{a}\n{b}" for a, b in zip(cat.line1, cat.line2)), cat.source)
+    original = cat.median_epoch_jd()
+    dw, df = shift_days
+    sats = tuple(_reepoch(s, *_normalise(s.jdsatepoch + dw, s.jdsatepochF + df)) for s in cat.satrecs)
+    return Catalogue(cat.names, sats, cat.line1, cat.line2, cat.source,
+                     TleEpoch(policy, "shift", (float(dw), float(df)), original, cat.epoch.threshold_days,
+                              float(dw) + float(df)))
+
+
+def decide_tle_epoch(policy: str, start_minus_epoch_days: float,
+                     threshold_days: float = AUTO_SHIFT_AFTER_DAYS) -> str:
+    """``"keep"`` or ``"shift"``: what ``policy`` does for a start this far from the median epoch (days).
+
+    ``auto`` shifts only when ``|start - epoch|`` exceeds ``threshold_days``.
+    """
+    if policy not in TLE_EPOCH_POLICIES:
+        raise CatalogueError(f"--tle-epoch must be one of {', '.join(TLE_EPOCH_POLICIES)}, got {policy!r}")
+    if policy == "auto":
+        return "shift" if abs(start_minus_epoch_days) > threshold_days else "keep"
+    return policy
+
+
+def apply_tle_epoch(cat: Catalogue, policy: str, start: tuple[float, float] | None,
+                    threshold_days: float = AUTO_SHIFT_AFTER_DAYS) -> Catalogue:
+    """``cat`` under the stale-catalogue ``policy`` for a run starting at ``start``.
+
+    ``start``: the run's start as (whole Julian day, fraction), the engine's split; ``None`` means
+    the run starts at the catalogue's median epoch (nothing to shift). ``shift`` moves every epoch
+    by start minus the median epoch (:meth:`Catalogue.median_epoch_split`), so the median epoch
+    lands on the start; ``keep`` returns the elements as given; the result records what was done.
+    """
+    if cat.epoch.applied == "shift":
+        raise CatalogueError("the catalogue's epochs are already shifted")
+    mw, mf = cat.median_epoch_split()
+    sw, sf = (mw, mf) if start is None else start
+    shift = (sw - mw, sf - mf)
+    gap = shift[0] + shift[1]
+    if decide_tle_epoch(policy, gap, threshold_days) == "keep":
+        return dataclasses.replace(cat, epoch=TleEpoch(policy, "keep", (0.0, 0.0), cat.median_epoch_jd(),
+                                                       threshold_days, gap))
+    return shift_epochs(dataclasses.replace(cat, epoch=TleEpoch(threshold_days=threshold_days)), shift, policy)

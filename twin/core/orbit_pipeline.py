@@ -15,7 +15,7 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
-from twin.core.catalogue import Catalogue, parse_tle_text
+from twin.core.catalogue import Catalogue, parse_tle_text, shift_epochs
 from twin.core.orbit import FleetPropagator, OrbitState
 
 _FLOATS_PER_SAT = 3 + 3 + 3 + 3  # r_teme, v_teme, r_itrs, lat/lon/alt
@@ -38,10 +38,13 @@ def _buffer(shm: shared_memory.SharedMemory) -> memoryview:
     return buf
 
 
-def _worker(conn: Connection, tle_text: str, shm_name: str) -> None:  # pragma: no cover - runs in the child
+def _worker(conn: Connection, tle_text: str, shm_name: str,
+            shift_days: tuple[float, float] | None = None) -> None:  # pragma: no cover - runs in the child
     shm = shared_memory.SharedMemory(name=shm_name)
     try:
-        prop = FleetPropagator(parse_tle_text(tle_text, "<worker>"))
+        cat = parse_tle_text(tle_text, "<worker>")
+        # a re-epoched catalogue (twin.core.catalogue.shift_epochs): the same shift of the same text, bit for bit
+        prop = FleetPropagator(cat if shift_days is None else shift_epochs(cat, shift_days))
         n = len(prop)
         slots = [_layout(n, _buffer(shm), k) for k in (0, 1)]
         while True:
@@ -79,7 +82,8 @@ class PipelinedPropagator:
         text = "\n".join(f"{a}\n{b}\n{c}" for a, b, c in zip(catalogue.names, catalogue.line1, catalogue.line2))
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_worker, args=(child, text, self._shm.name), daemon=True,
+        shift = catalogue.epoch.shift_days if catalogue.epoch.applied == "shift" else None
+        self._proc = ctx.Process(target=_worker, args=(child, text, self._shm.name, shift), daemon=True,
                                  name="orbitwin-orbit")
         self._proc.start()
         child.close()

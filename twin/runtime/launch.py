@@ -22,7 +22,7 @@ from twin.core.ephemeris import jd_to_datetime
 from twin.mqtt import MqttSettings
 from twin.runtime.clock import Pacer, parse_speed, wall_clock_start
 from twin.runtime.mqtt_link import LinkSettings
-from twin.runtime.run_loop import FleetOptions, RunStats, build_twin, run_loop
+from twin.runtime.run_loop import FleetOptions, RunStats, build_twin, describe_tle_epoch, run_loop
 from twin.runtime.scenario import apply_scenario, load_scenario
 from twin.runtime.status_table import StatusPrinter, render
 
@@ -108,6 +108,7 @@ def run_twin(spec: RunSpec, *, out: TextIO = sys.stdout,
     origin = "--start" if given else "the wall clock" if spec.fleet.start is not None else "the catalogue epoch"
     print(f"orbitwin: {twin.n} satellites, dt {twin.dt_s:g} s, seed {twin.seed}, speed {spec.speed}, "
           f"sim start {iso_utc(jd_to_datetime(twin.now_jd))} ({origin})", file=out, flush=True)
+    print(f"orbitwin: {describe_tle_epoch(twin.catalogue)}", file=out, flush=True)
     broker = link = None
     stats = RunStats()
     try:

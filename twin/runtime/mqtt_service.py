@@ -33,7 +33,7 @@ from twin.runtime.replay_queue import ReplayJob, ReplayQueue
 from twin.contract.request_auth import RequestVerifier, Verdict, claimed_object
 from twin.contract.request_parser import ParsedRequest, Selector, decode_json, parse_replay, parse_request, valid_reply_topic
 from twin.core.ephemeris import iso_to_jd
-from twin.runtime.run_loop import RunStats, run_loop
+from twin.runtime.run_loop import RunStats, run_loop, tle_epoch_info
 from twin.core.ephemeris import jd_to_datetime
 from twin.runtime.status_table import GridPacer, fleet_summary
 from twin.runtime.telemetry_out import TelemetryOut
@@ -113,9 +113,11 @@ class TwinService:
         self.shells = shells
         link.birth_extra = {"run": self.run_id, "sats": twin.n, "dt_s": twin.dt_s, "seed": twin.seed, "prefix": self.topics.prefix,
                             "packets": {p: hz for p, hz in self.schedule.rates.items()},
-                            "rates": dict(self.schedule.topic_rates), "overload": self.out.overload}
-        catalogue = {"v": 1, "sats": [{"sat": name, "norad": int(i), "shell": sh}
-                                       for name, i, sh in zip(twin.names, ids, shells)]}
+                            "rates": dict(self.schedule.topic_rates), "overload": self.out.overload,
+                            "tle_epoch": tle_epoch_info(twin.catalogue)}
+        catalogue = {"v": 1, "tle_epoch": tle_epoch_info(twin.catalogue),
+                     "sats": [{"sat": name, "norad": int(i), "shell": sh}
+                              for name, i, sh in zip(twin.names, ids, shells)]}
         link.retained_on_connect = [(self.topics.catalogue, dumps(catalogue))]
 
     # --- time ------------------------------------------------------------------------

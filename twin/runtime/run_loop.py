@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from twin.core.catalogue import Catalogue, load_catalogue
+from twin.contract.topics import iso_utc
+from twin.core.catalogue import Catalogue, apply_tle_epoch, load_catalogue
 from twin.runtime.clock import Pacer
 from twin.core.design import load_design
-from twin.core.engine import FleetTwin
-from twin.core.ephemeris import iso_to_jd
+from twin.core.engine import FleetTwin, julian_split
+from twin.core.ephemeris import iso_to_jd, jd_to_datetime
 
 
 def parse_band(text: str | None) -> tuple[float, float] | None:
@@ -36,13 +38,54 @@ class FleetOptions:
     start: str | None = None
     dt_s: float = 1.0
     seed: int = 0
+    tle_epoch: str = "auto"  # stale-catalogue policy: auto, keep or shift (twin.core.catalogue.apply_tle_epoch)
 
 
 def select_catalogue(opts: FleetOptions) -> Catalogue:
+    """The selected satellites, their epochs handled by ``opts.tle_epoch`` for a run starting at
+    ``opts.start`` (None: at the catalogue's median epoch, where nothing is shifted)."""
     cat = load_catalogue(opts.tle)
     if opts.names or opts.alt_km or opts.inc_deg or opts.count:
         cat = cat.select(opts.names, parse_band(opts.alt_km), parse_band(opts.inc_deg), opts.count)
-    return cat
+    start = None if opts.start is None else julian_split(iso_to_jd(opts.start))
+    return apply_tle_epoch(cat, opts.tle_epoch, start)
+
+
+def describe_tle_epoch(cat: Catalogue) -> str:
+    """One line saying how far the catalogue's epoch is from the start and what the twin did about it."""
+    e = cat.epoch
+    if e.catalogue_epoch_jd is None:
+        return "catalogue epochs as read"
+    day = jd_to_datetime(e.catalogue_epoch_jd).strftime("%Y-%m-%d")
+    when = "the start" if abs(e.gap_days) < 1 / 86400 else f"{_days(e.gap_days)} the start"
+    head = f"catalogue epoch {day} is {when}"
+    if e.applied == "shift":
+        why = "" if e.policy == "shift" else f": more than {e.threshold_days:g} days apart"
+        return (f"{head}; elements re-epoched to the start (--tle-epoch {e.policy}{why}): a plausible "
+                f"constellation with the catalogue's planes and phasing, not where the real satellites are; "
+                f"for real positions use a fresh catalogue (--tle); --tle-epoch keep propagates the old "
+                f"elements as they are")
+    if abs(e.gap_days) > e.threshold_days:
+        return (f"{head}; elements propagated as given (--tle-epoch {e.policy}): SGP4 extrapolated far from "
+                f"epoch, element sets that fail are lost; --tle-epoch shift re-epochs them, a fresh "
+                f"catalogue (--tle) gives real positions")
+    why = "" if e.policy == "keep" else f": within {e.threshold_days:g} days"
+    return f"{head}; elements propagated as given (--tle-epoch {e.policy}{why})"
+
+
+def tle_epoch_info(cat: Catalogue) -> dict[str, Any]:
+    """The catalogue's epoch policy as published in the twin's birth and catalogue (``tle_epoch``)."""
+    e = cat.epoch
+    return {"policy": e.policy, "applied": e.applied,
+            "catalogue_epoch": None if e.catalogue_epoch_jd is None else iso_utc(jd_to_datetime(e.catalogue_epoch_jd)),
+            "start_minus_epoch_days": round(e.gap_days, 6), "shift_days": round(e.shift_total_days, 9),
+            "threshold_days": e.threshold_days}
+
+
+def _days(gap_days: float) -> str:
+    n = abs(gap_days)
+    amount = f"{n:.0f} days" if n >= 2 else f"{n * 24:.1f} h"
+    return f"{amount} {'before' if gap_days >= 0 else 'after'}"
 
 
 def build_twin(opts: FleetOptions) -> FleetTwin:
