@@ -57,9 +57,9 @@ DOSE_RATE = "dose_rate_rad_s"
 
 
 def test_nominal_day_default_design(day):
-    """No limited field red (but the dose rate, below), battery green, periodic steady state,
+    """No limited field red, battery green, periodic steady state,
     energy balanced: for 24 h."""
-    red = [w for w in day.worst if w.state == 2 and w.name != DOSE_RATE]
+    red = [w for w in day.worst if w.state == 2]
     assert not red, [(w.name, w.side, w.value, w.sat) for w in red]
     for check in nominal_day_checks(day)[1:]:
         assert check.passed, check.detail
@@ -70,10 +70,12 @@ def test_nominal_day_default_design(day):
     assert bt["low"].value > bt["low"].yellow + 3.0
 
 
-@pytest.mark.xfail(strict=True, reason="trapped-belt dose-rate peaks exceed the schema's 1e-3 rad/s red limit "
-                   "(radiation model and limit: issue 13 items 4-5)")
 def test_dose_rate_stays_out_of_red_over_the_nominal_day(day):
-    assert all(w.state < 2 for w in day.worst if w.name == DOSE_RATE)
+    """Trapped-belt peaks (SAA and horns) stay below the red limit (docs/physics.md#dose-rate-limits), and
+    reach at least a tenth of it, so the limit is not set out of reach."""
+    (dose,) = [w for w in day.worst if w.name == DOSE_RATE]
+    assert dose.state < 2, dose
+    assert 0.1 * 1e-2 < dose.value < 1e-2
 
 
 def test_full_sun_satellite_never_sees_eclipse_and_its_heater_holds_the_battery(day):

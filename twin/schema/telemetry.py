@@ -125,7 +125,7 @@ FIELDS: tuple[Field, ...] = (
     # radiation
     Field("proton_flux_cm2_s", "1/(cm2 s)", "radiation", "Trapped proton integral flux above the shield energy (AP8)"),
     Field("electron_flux_cm2_s", "1/(cm2 s)", "radiation", "Trapped electron integral flux (AE8)"),
-    Field("dose_rate_rad_s", "rad(Si)/s", "radiation", "Ionising dose rate behind the shielding", limits=Limits(None, None, 1e-4, 1e-3)),
+    Field("dose_rate_rad_s", "rad(Si)/s", "radiation", "Ionising dose rate behind the shielding", limits=Limits(None, None, 3e-3, 1e-2)),  # docs/physics.md#dose-rate-limits
     Field("dose_total_rad", "rad(Si)", "radiation", "Total ionising dose since start of life", limits=Limits(None, None, 2000.0, 10000.0)),
     Field("seu_total", "", "radiation", "Single-event upsets since start", "int"),
     Field("sel_total", "", "radiation", "Single-event latch-ups since start", "int"),
