@@ -144,7 +144,7 @@ limit = "red_high"
     assert "now() - 5m" in c["query"]  # a query of one's own is kept
     assert (hot["uid"], hot["op"], hot["threshold"], hot["query"]) == (
         limit_rule_uid("payload_temp_k", "red_high"), ">", FIELD_BY_NAME["payload_temp_k"].limits.red_high,
-        'SELECT last("payload_temp_k") FROM "hk" GROUP BY "sat"')
+        'SELECT last("payload_temp_k") FROM "hk" GROUP BY "sat", "run"')
     [a] = Planner(t).plan(Alert("firing", {"sat": SAT, "severity": "warning", "rule_uid": c["uid"]}, "f"), 0)
     assert (a.rule, a.args) == ("soc", {"factor": 0.9})
 
@@ -227,6 +227,18 @@ def test_plan_firing_resolved_and_duplicates():
     assert pl.counters["duplicates"] == 2 and pl.counters["actions"] == 3 and pl.counters["suppressed"] == 1
     assert pl.plan(Alert("firing", {"alertname": "Other", "sat": SAT}, "x"), now=5) == []
     assert pl.counters["unmatched"] == 1
+
+
+def test_alerts_of_another_run_are_not_acted_on():
+    pl = Planner(_table(THROTTLE))
+    [old] = pl.plan(_alert(fp="old", run="1764680000000001"), now=0, current_run="1764690000000002")
+    assert old.suppressed.startswith("other_run") and pl.counters["actions"] == 0
+    [cur] = pl.plan(_alert(fp="cur", run="1764690000000002"), now=1, current_run="1764690000000002")
+    assert cur.suppressed is None
+    # no run label (a query of one's own), or the twin's run not known yet: acted on as before
+    [nolabel] = Planner(_table(THROTTLE)).plan(_alert(fp="a"), now=0, current_run="1764690000000002")
+    [unknown] = Planner(_table(THROTTLE)).plan(_alert(fp="b", run="7"), now=0, current_run=None)
+    assert nolabel.suppressed is None and unknown.suppressed is None
 
 
 def test_rate_limits_per_satellite_and_global():
@@ -385,6 +397,12 @@ def test_webhook_end_to_end_with_the_twin(mosquitto, tmp_path):
         wait_for(lambda: _throttles_after(rec, t2), 10)
         assert set(_throttles_after(rec, t2)) == {1.0}
 
+        # the bridge knows the twin's run from its retained birth; an earlier run's alert is not acted on
+        run = wait_for(lambda: b.status()["twin_run"], 10)
+        stale = _webhook("firing", fp="oldrun")
+        stale["alerts"][0]["labels"]["run"] = str(int(run) - 1)
+        code, body = _post(b.url, stale)
+        assert code == 200 and body["actions"][0]["suppressed"].startswith("other_run")
         code, body = _post(b.url, _webhook("firing", sat="STARLINK-9999", fp="badsat"))  # the twin rejects it
         rej = wait_for(lambda: _events(rec, "command_rejected", body["actions"][0]["request_id"]), 10)[0]
         assert rej["detail"]["reply"]["reason"] == "unknown_satellite"

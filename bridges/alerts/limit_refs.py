@@ -56,8 +56,11 @@ class LimitRef:
 
     @property
     def query(self) -> str:
-        """InfluxQL of each satellite's latest value of the field (booleans read as 1 and 0 by the poller)."""
-        return f'SELECT last("{self.field.name}") FROM "{self.field.packet}" GROUP BY "sat"'
+        """InfluxQL of each satellite's latest value of the field per run (booleans read as 1 and 0 by the poller).
+
+        Grouped by ``run`` too, so an alert names its run and the bridge acts only on the twin's current one.
+        """
+        return f'SELECT last("{self.field.name}") FROM "{self.field.packet}" GROUP BY "sat", "run"'
 
 
 def limit_ref(d: Mapping[str, Any], where: str) -> LimitRef | None:

@@ -266,8 +266,12 @@ class Planner:
             return False
         return alert.status == "resolved" or prev[1] == alert.starts_at
 
-    def plan(self, alert: Alert, now: float) -> list[Action]:
-        """The actions for ``alert`` at time ``now`` (seconds, any monotonic clock); [] for a duplicate."""
+    def plan(self, alert: Alert, now: float, current_run: str | None = None) -> list[Action]:
+        """The actions for ``alert`` at time ``now`` (seconds, any monotonic clock); [] for a duplicate.
+
+        ``current_run``: the twin's run as its birth says; an alert labelled with another ``run``
+        (an earlier run whose samples still lie ahead of the wall clock) is suppressed (``other_run``).
+        """
         self.counters["alerts"] += 1
         if self.is_duplicate(alert, now):
             self.counters["duplicates"] += 1
@@ -281,7 +285,7 @@ class Planner:
             matched = True
             spec = rule.actions[alert.status]
             if spec is not None:
-                out.append(self._decide(rule, spec, alert, now))
+                out.append(self._decide(rule, spec, alert, now, current_run))
             if not rule.cont:
                 break
         if not matched:
@@ -290,7 +294,8 @@ class Planner:
             self.seen[alert.fingerprint] = (alert.status, alert.starts_at, now)  # retried on a repeat otherwise
         return out
 
-    def _decide(self, rule: Rule, spec: ActionSpec, alert: Alert, now: float) -> Action:
+    def _decide(self, rule: Rule, spec: ActionSpec, alert: Alert, now: float,
+                current_run: str | None = None) -> Action:
         name = alert.labels.get("alertname", "")
         sat = alert.labels.get(rule.sat_label) if rule.target == "sat" else None
         act = Action(rule.name, alert.status, spec.command, dict(spec.args), alert.fingerprint, name, sat,
@@ -304,8 +309,11 @@ class Planner:
         except (CommandError, ValueError) as exc:
             act.suppressed = f"bad_label_argument: {exc}"
         key = (rule.name, sat or "*", alert.status)
+        run = alert.labels.get("run")
         if act.suppressed:
             pass
+        elif run is not None and current_run is not None and run != current_run:
+            act.suppressed = f"other_run: alert of run {run}, the twin's current run is {current_run}"
         elif rule.target == "sat" and not sat:
             act.suppressed = f"no_sat_label: alert has no label {rule.sat_label!r}"
         elif now - self.last_action.get(key, float("-inf")) < rule.min_interval_s:

@@ -121,6 +121,7 @@ class GrafanaBridge:
         self.pending: dict[str, dict[str, Any]] = {}
         self.events: deque[dict[str, Any]] = deque(maxlen=200)
         self.run = int(time.time())
+        self.twin_run: str | None = None  # the twin's current run (its retained birth); alerts of others are not acted on
         self.t0 = time.time()
         self.seq = 0
         self.n_requests = 0
@@ -173,7 +174,7 @@ class GrafanaBridge:
     def handle_alert(self, alert: Alert) -> list[dict[str, Any]]:
         """Plan and carry out one alert (from the webhook or the poller); a summary per action."""
         with self.lock:
-            actions = self.planner.plan(alert, time.monotonic())
+            actions = self.planner.plan(alert, time.monotonic(), self.twin_run)
         return [self._carry_out(a) for a in actions]
 
     def handle_alerts(self, alerts: list[Alert]) -> dict[str, Any]:
@@ -213,9 +214,22 @@ class GrafanaBridge:
     # --- MQTT callbacks --------------------------------------------------------------
     def _on_connect(self, conn: MqttConnection) -> None:
         self.counters["connects"] += 1
-        conn.subscribe([self.reply_topic], qos=1)
+        conn.subscribe([self.reply_topic, self.topics.state], qos=1)
+
+    def _on_state(self, payload: bytes) -> None:
+        """The twin's retained birth or death: remember the run of an online twin."""
+        try:
+            doc = json.loads(payload)
+        except (ValueError, RecursionError):
+            self.counters["state_malformed"] += 1
+            return
+        if isinstance(doc, dict) and doc.get("state") == "online" and isinstance(doc.get("run"), int):
+            self.twin_run = str(doc["run"])
 
     def _on_message(self, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == self.topics.state:
+            self._on_state(msg.payload)
+            return
         try:
             reply = json.loads(msg.payload)
             if not isinstance(reply, dict):
@@ -271,7 +285,7 @@ class GrafanaBridge:
             pending = len(self.pending)
             planner = dict(self.planner.counters)
         return {"bridge": self.s.bridge_id, "mqtt_connected": self.connected.is_set(), "pending_replies": pending,
-                "planner": planner, "counters": dict(self.counters)}
+                "planner": planner, "counters": dict(self.counters), "twin_run": self.twin_run}
 
     # --- HTTP ------------------------------------------------------------------------
     def authorised(self, header: str | None) -> bool:
