@@ -12,6 +12,7 @@ from typing import Any
 
 from dashboards.panels import (
     FLEET_STATES,
+    UNITS,
     STATE_COLORS,
     Layout,
     dashboard,
@@ -29,6 +30,7 @@ from dashboards.panels import (
     timeseries,
     value_mappings,
 )
+from twin.schema import dose_regions
 from twin.schema import fleet_grid as grid
 from twin.schema.telemetry import LIMIT_GREEN, LIMIT_RED, LIMIT_STATES, LIMIT_YELLOW
 
@@ -56,6 +58,30 @@ def grid_latest_query(fields: list[str], where: str = "") -> str:
     cond = f"{where} AND " if where else ""
     return (f'SELECT {cols} FROM "{grid.MEASUREMENT}" WHERE {cond}time > ${{__to}}ms - {GRID_WINDOW_S}s '
             f'AND time <= ${{__to}}ms GROUP BY "{grid.TAG}"')
+
+
+def dose_by_region_query(running: bool = False) -> str:
+    """The fleet's dose [rad(Si), summed over its satellites] per region of :mod:`twin.schema.dose_regions`.
+
+    The time integral of the ``fleet`` point's per-region dose rates over the time range (one value per
+    region: the pie's slices), or with ``running`` the running total per ``$__interval``. Reads the
+    ``fleet`` measurement only (one series per run), never a satellite's series.
+    """
+    agg = "cumulative_sum(integral(\"{f}\", 1s))" if running else "integral(\"{f}\", 1s)"
+    cols = ", ".join(f'{agg.format(f=r.summary_field)} AS "{r.label}"' for r in dose_regions.DOSE_REGIONS)
+    group = " GROUP BY time($__interval) fill(none)" if running else ""
+    return f'SELECT {cols} FROM "fleet" WHERE $timeFilter{group}'
+
+
+def _piechart(title: str, targets: list[dict[str, Any]], fc: dict[str, Any], description: str = "") -> dict[str, Any]:
+    """A pie of one value per series (the last of each), labelled with its percentage."""
+    return {"type": "piechart", "title": title, "description": description, "datasource": targets[0]["datasource"],
+            "targets": targets, "fieldConfig": fc,
+            "options": {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                        "pieType": "pie", "displayLabels": ["name", "percent"],
+                        "legend": {"displayMode": "table", "placement": "right", "showLegend": True,
+                                   "values": ["value", "percent"]},
+                        "tooltip": {"mode": "multi", "sort": "desc"}}}
 
 
 def _grid_map(title: str, fields: list[str], color_field: str, fc: dict[str, Any], description: str) -> dict[str, Any]:
@@ -113,6 +139,15 @@ def fleet_overview() -> dict[str, Any]:
     lay.add(stat("Satellites with a board", [target(_fleet_last("boards"))], field_config(color="fixed"),
                  description="Payloads that are a hardware board now (fleet.boards; see the HIL bench dashboard)"),
             w=4)
+    regions = "; ".join(f"{r.label}: {r.description}" for r in dose_regions.DOSE_REGIONS)
+    lay.add(_piechart("Fleet dose by region", [target(dose_by_region_query())], field_config(UNITS["rad(Si)"]),
+                      description="Share of the fleet's dose (summed over its satellites) accrued in each region over "
+                                  f"the time range: the time integral of the fleet summary's dose rate per region ({regions})."
+                                  " orbitwin validate prints the same split for one 550 km orbit."), w=8)
+    lay.add(timeseries("Fleet dose by region, running total", [target(dose_by_region_query(running=True))],
+                       field_config(UNITS["rad(Si)"]), stack=True,
+                       description="The fleet's dose accrued in each region since the start of the time range "
+                                   "(stacked: the top is the fleet's total)."), w=16)
 
     lay.row("Power and compute")
     lay.add(timeseries("Fleet power", [target(series_query("fleet", ["array_power_mw", "payload_power_mw"]))],

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twin.schema import dose_regions
 from twin.schema.codec import codec
 from twin.schema.telemetry import FIELD_BY_NAME, PACKET_BY_NAME, Field, Limits
 
@@ -34,7 +35,7 @@ UNITS: dict[str, str] = {
 FLEET_STATES = ("nominal", "yellow", "red", "safe", "lost")
 STATE_COLORS = {"nominal": "green", "yellow": "yellow", "red": "red", "safe": "orange", "lost": "purple"}
 FLEET_FIELDS = ("sats", *FLEET_STATES, "sunlit", "in_saa", "array_power_mw", "payload_power_mw",
-                "throughput_eops", "mean_soc", "latched", "boards", "tick")
+                "throughput_eops", "mean_soc", "latched", "boards", "tick", *dose_regions.SUMMARY_FIELDS)
 
 # A "latest position" query looks back this many packet periods (never less than MIN_WINDOW_S):
 # one period holds exactly one packet per satellite; the second absorbs ingest latency.

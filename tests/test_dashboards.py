@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import shutil
@@ -18,6 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -351,3 +353,34 @@ def test_fleet_measurement_fields_exist(filled: tuple[Any, str, Filled]) -> None
 
     _, _, f = filled
     assert set(FLEET_FIELDS) <= f.fleet_fields
+
+
+def test_fleet_dose_by_region_panels_read_the_fleet_point_and_integrate_it(filled: tuple[Any, str, Filled]) -> None:
+    """Issue 13: the fleet's dose split by region (twin.schema.dose_regions) from the ``fleet`` point only: the pie
+    equals the trapezoidal time integral of the stored per-region dose rates, the running total ends there."""
+    from twin.schema.dose_regions import DOSE_REGIONS
+
+    influxd, db, f = filled
+    fleet = {p["title"]: p for p in panels(DASHBOARDS["fleet-overview.json"])}
+    pie, running = fleet["Fleet dose by region"], fleet["Fleet dose by region, running total"]
+    assert pie["type"] == "piechart" and running["type"] == "timeseries"
+    labels = [r.label for r in DOSE_REGIONS]
+    for p in (pie, running):
+        (t,) = p["targets"]
+        assert 'FROM "fleet" ' in t["query"] and '"sat"' not in t["query"] and expected_columns(t["query"]) == labels
+        assert p["fieldConfig"]["defaults"]["unit"] == UNITS["rad(Si)"]
+    (pie_row,) = series_of(influxd, db, substitute(pie["targets"][0]["query"], f, {}))[0]["values"]
+    run_rows = series_of(influxd, db, substitute(running["targets"][0]["query"], f, {}))[0]["values"]
+    raw = series_of(influxd, db, substitute(
+        "SELECT " + ", ".join(f'"{r.summary_field}"' for r in DOSE_REGIONS) + ' FROM "fleet" WHERE "run" = \'$run\' '
+        "AND $timeFilter", f, {}))[0]["values"]
+    t_s = np.array([dt.datetime.fromisoformat(v[0].replace("Z", "+00:00")).timestamp() for v in raw])
+    assert len(t_s) > 50
+    for k, r in enumerate(DOSE_REGIONS):
+        rate = np.array([v[k + 1] for v in raw], dtype=float)
+        want = float(np.sum((rate[1:] + rate[:-1]) / 2 * np.diff(t_s)))
+        assert pie_row[k + 1] == pytest.approx(want, rel=1e-9, abs=1e-15), r.name
+        assert run_rows[-1][k + 1] == pytest.approx(want, rel=1e-9, abs=1e-15), r.name
+        cum = [row[k + 1] for row in run_rows]
+        assert all(b >= a for a, b in zip(cum, cum[1:]))  # a running total of rates >= 0
+    assert sum(pie_row[1:]) > 0  # the fleet accrued dose over the run

@@ -14,7 +14,7 @@ from twin.contract.topics import CONTRACT_VERSION, Topics, header
 from twin.contract import request_parser as _requests
 from twin.contract.request_parser import MAX_REPLAY_SPAN, MAX_REQUEST_BYTES
 from twin.core.catalogue import TLE_EPOCH_POLICIES
-from twin.schema import fleet_grid
+from twin.schema import dose_regions, fleet_grid
 from twin.schema.codec import CODECS, codec
 from twin.schema.telemetry import FIELD_BY_NAME, FIELDS, PACKET_FIELDS, SCHEMA_VERSION, Field
 
@@ -405,6 +405,10 @@ def summary_schema() -> JSON:
               "boards": count | {"description": "Live satellites whose payload is a hardware board (payload_source > 0)"},
               "array_power_mw": num | {"x-unit": "MW"}, "payload_power_mw": num | {"x-unit": "MW"},
               "throughput_eops": num | {"x-unit": "EOPS"}, "mean_soc": num | {"x-unit": "1"},
+              **{r.summary_field: {"type": "number", "minimum": 0, "x-unit": dose_regions.SUMMARY_UNIT,
+                                   "description": f"Dose rate summed over the live satellites in region {r.label}: "
+                                                  f"{r.description} (twin.schema.dose_regions)"}
+                 for r in dose_regions.DOSE_REGIONS},
               "grid": grid_schema()}
     return {"title": "Fleet summary (every tick by default)", "type": "object", "properties": props,
             "required": required + ["tick", "sats"]}

@@ -45,6 +45,7 @@ from twin.core.radiation_grid import (
     orbit_average,
     to_log10,
 )
+from twin.schema import dose_regions
 
 RAD_PER_MEV_PER_G = 1.602176634e-8  # 1 MeV/g = 1.602e-13 J / 1e-3 kg = 1.602e-10 Gy = 1.602e-8 rad
 _SOLAR_PHASES = ("min", "max")
@@ -425,15 +426,29 @@ def magnetic_l_dipole(lat_rad: np.ndarray, lon_rad: np.ndarray, alt_m: np.ndarra
 
 
 DIPOLE_POLE_LAT_DEG, DIPOLE_POLE_LON_DEG = 80.65, -72.68  # IGRF-13 geomagnetic north pole, 2020 (Alken et al. 2021)
-HORN_MIN_L = 3.0  # outer electron belt: L >= 3 (the slot region lies near L 2-3)
+HORN_MIN_L = dose_regions.HORN_MIN_L  # outer electron belt: L >= 3 (the slot region lies near L 2-3)
+
+
+def dose_region(in_saa: np.ndarray, lat_rad: np.ndarray, lon_rad: np.ndarray, alt_m: np.ndarray) -> np.ndarray:
+    """Region index of each point (:data:`twin.schema.dose_regions.DOSE_REGIONS`): 0 = SAA (``in_saa``),
+    1 = outer-belt horns (outside the SAA, dipole L >= ``HORN_MIN_L``), 2 = elsewhere. Shape of ``in_saa``."""
+    saa = np.asarray(in_saa, dtype=bool)
+    horns = ~saa & (magnetic_l_dipole(lat_rad, lon_rad, alt_m) >= HORN_MIN_L)
+    out: np.ndarray = np.where(saa, 0, np.where(horns, 1, 2)).astype(np.int64)
+    return out
+
+
+def dose_rate_by_region(dose_rate_rad_s: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Dose rates [rad(Si)/s] summed per region index (:func:`dose_region`), non-finite rates left out; shape (regions,)."""
+    d = np.asarray(dose_rate_rad_s, dtype=float)
+    ok = np.isfinite(d)
+    out: np.ndarray = np.bincount(np.asarray(region)[ok], weights=d[ok], minlength=len(dose_regions.DOSE_REGIONS))
+    return out
 
 
 def region_of(local: LocalRadiation, lat_rad: np.ndarray, lon_rad: np.ndarray, alt_m: np.ndarray, params: RadiationParams) -> np.ndarray:
-    """0 = SAA (proton flux above ``saa_proton_flux_cm2_s``), 1 = outer-belt horns (dipole L >= 3), 2 = elsewhere."""
-    saa = local.proton_flux_cm2_s > params.saa_proton_flux_cm2_s
-    horns = ~saa & (magnetic_l_dipole(lat_rad, lon_rad, alt_m) >= HORN_MIN_L)
-    out: np.ndarray = np.where(saa, 0, np.where(horns, 1, 2))
-    return out
+    """:func:`dose_region` of sampled points, ``in_saa`` as the telemetry sets it (proton flux above ``saa_proton_flux_cm2_s``)."""
+    return dose_region(local.proton_flux_cm2_s > params.saa_proton_flux_cm2_s, lat_rad, lon_rad, alt_m)
 
 
 # ------------------------------------------------------------------------------------------ SEU

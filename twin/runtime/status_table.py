@@ -8,7 +8,9 @@ from typing import Any, TextIO
 import numpy as np
 
 from twin.core.ephemeris import jd_to_datetime
+from twin.core.radiation import dose_rate_by_region, dose_region
 from twin.schema import fleet_grid as grid
+from twin.schema.dose_regions import DOSE_REGIONS
 from twin.schema.telemetry import LIMIT_RED, LIMIT_YELLOW, MODE_LOST, MODE_NOMINAL, MODE_SAFE
 
 
@@ -17,7 +19,7 @@ def fleet_summary(twin, *, with_grid: bool = True) -> dict[str, Any]:  # type: i
 
     ``grid``: :func:`fleet_grid`; publishers include it as :class:`GridPacer` says.
     ``boards``: live satellites whose payload is a hardware board (``payload_source`` > 0: bound,
-    held or fallen back after losing the link).
+    held or fallen back after losing the link). ``dose_rate_<region>_rad_s``: :func:`fleet_dose_by_region`.
     """
     tm = twin.tm
     live = twin.mode != MODE_LOST
@@ -36,7 +38,21 @@ def fleet_summary(twin, *, with_grid: bool = True) -> dict[str, Any]:  # type: i
         "mean_soc": float(np.nanmean(tm["battery_soc"][live])) if np.any(live) else float("nan"),
         "latched": int(np.sum(tm["devices_latched"][live] != 0)),
         "boards": int(np.sum(live & (tm["payload_source"] > 0))),
-    } | ({"grid": fleet_grid(twin)} if with_grid else {})
+    } | fleet_dose_by_region(twin) | ({"grid": fleet_grid(twin)} if with_grid else {})
+
+
+def fleet_dose_by_region(twin) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """The fleet's dose rate [rad(Si)/s] summed per region of :mod:`twin.schema.dose_regions` (SAA, horns, elsewhere).
+
+    Live satellites with a finite position and dose rate; the three add up to the fleet's total dose rate.
+    """
+    tm = twin.tm
+    lat, lon, alt = (np.asarray(tm[k], dtype=float) for k in ("lat_deg", "lon_deg", "alt_m"))
+    dose = np.asarray(tm["dose_rate_rad_s"], dtype=float)
+    here = (twin.mode != MODE_LOST) & np.isfinite(lat) & np.isfinite(lon) & np.isfinite(alt) & np.isfinite(dose)
+    region = dose_region(np.asarray(tm["in_saa"])[here], np.radians(lat[here]), np.radians(lon[here]), alt[here])
+    by = dose_rate_by_region(dose[here], region)
+    return {r.summary_field: float(by[r.index]) for r in DOSE_REGIONS}
 
 
 class GridPacer:

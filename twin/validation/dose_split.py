@@ -10,6 +10,9 @@ inclination, and splits the dose of a 550 km orbit by region (docs/physics.md#va
 * horns: outside the SAA, centred-dipole L >= 3 (outer electron belt);
 * elsewhere: the rest (inner-belt electrons at the SAA's edge).
 
+The regions are :mod:`twin.schema.dose_regions` and the classifier :func:`twin.core.radiation.dose_region`,
+the same the twin's fleet summary splits the fleet's dose rate by (the fleet dashboard's radiation panels).
+
 SHIELDOSE-2 splits by particle, not by region; the table prints both, side by side.
 """
 
@@ -31,6 +34,7 @@ from twin.core.radiation import (
     region_of,
 )
 from twin.core.radiation_grid import FLOOR_LOG10, circular_ground_track
+from twin.schema.dose_regions import DOSE_REGIONS
 from twin.validation.physics_checks import Check
 
 ALT_M = 550e3
@@ -44,7 +48,7 @@ SPENVIS_5YR_RAD: dict[tuple[float, float], tuple[float, float, float, float]] = 
     (55.0, 2.5): (6535.2, 5240.7, 52.765, 1241.7),
     (55.0, 10.0): (764.84, 3.8668, 13.916, 747.05),
 }
-REGIONS = ("SAA", "horns", "elsewhere")
+REGIONS = tuple(r.label for r in DOSE_REGIONS)  # ("SAA", "horns", "elsewhere"), in region index order
 
 
 def _cover(cover_glass_g_cm2: float | None) -> float:
