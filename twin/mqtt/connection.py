@@ -160,9 +160,12 @@ class _LeanClient(mqtt.Client):
         # QoS > 0 messages a plain PUBACK completed, instead of on_publish for each of them
         self.on_publish_count: Callable[[int], None] | None = None
         self._acked_now = 0
-        self.recv_calls = 0
-        self.send_calls = 0
-        self.packets_sent = 0
+        self._sink: list[bytes] | None = None  # PUBLISH packets being gathered into one outgoing entry
+        self._sink_owner = 0
+        self.recv_calls = 0  # recv() calls that returned data
+        self.send_calls = 0  # send() calls that wrote data
+        self.packets_sent = 0  # outgoing entries written (one may hold many gathered PUBLISH packets)
+        self.publish_packets = 0  # PUBLISH packets built by the lean path
 
     # --- reading ---------------------------------------------------------------------
     def reconnect(self) -> mqtt.MQTTErrorCode:
@@ -189,6 +192,10 @@ class _LeanClient(mqtt.Client):
             self._rbuf += data
             rc = self._handle_buffered()
             if self._acked_now:
+                if self._max_inflight_messages > 0:
+                    with self._out_message_mutex:  # every slot the read freed, in one go
+                        refill = self._update_inflight()
+                    rc = rc or refill
                 self._report_acked()
             if rc:
                 return self._loop_rc_handle(rc)
@@ -274,9 +281,7 @@ class _LeanClient(mqtt.Client):
                 m.info._set_as_published()  # noqa: SLF001
                 self._acked_now += 1
                 if m.qos > 0:
-                    self._inflight_messages -= 1
-                    if self._max_inflight_messages > 0:
-                        return self._update_inflight()
+                    self._inflight_messages -= 1  # the freed slots are refilled once the read is handled
             return _SUCCESS
         reason = self._puback_reasons.get(code)
         if reason is None:
@@ -324,13 +329,17 @@ class _LeanClient(mqtt.Client):
         rcs = []
         shared = self._batch_info  # nobody holds these messages' infos: one serves them all
         with self._out_message_mutex:
-            for k, (topic, payload) in enumerate(messages):
-                topic_bytes = topics.get(topic)
-                if topic_bytes is None:
-                    topic_bytes = topic.encode("utf-8")
-                    self._raise_for_invalid_topic(topic_bytes)
-                    topics[topic] = topic_bytes
-                rcs.append(enqueue(topic_bytes, payload, qos, False, None, (first + k) % 65535 + 1, shared).rc)
+            self._open_sink()
+            try:
+                for k, (topic, payload) in enumerate(messages):
+                    topic_bytes = topics.get(topic)
+                    if topic_bytes is None:
+                        topic_bytes = topic.encode("utf-8")
+                        self._raise_for_invalid_topic(topic_bytes)
+                        topics[topic] = topic_bytes
+                    rcs.append(enqueue(topic_bytes, payload, qos, False, None, (first + k) % 65535 + 1, shared).rc)
+            finally:
+                self._close_sink()
         return rcs
 
     def _enqueue(self, topic: bytes, payload: bytes | bytearray, qos: int, retain: bool,
@@ -371,17 +380,34 @@ class _LeanClient(mqtt.Client):
     def _update_inflight(self) -> mqtt.MQTTErrorCode:
         """Fill free in-flight slots from the deque (oldest first); stale entries are skipped."""
         queued, out = self._queued, self._out_messages
-        while queued and self._inflight_messages < self._max_inflight_messages:
-            m = queued.popleft()
-            if m.state != mqtt.mqtt_ms_queued or out.get(m.mid) is not m:
-                continue
-            self._inflight_messages += 1
-            m.state = mqtt.mqtt_ms_wait_for_puback if m.qos == 1 else mqtt.mqtt_ms_wait_for_pubrec
-            rc = self._send_publish(m.mid, m._topic, m.payload, m.qos, m.retain, m.dup,  # noqa: SLF001
-                                    properties=m.properties)
-            if rc != _SUCCESS:
-                return rc
+        if not queued or self._inflight_messages >= self._max_inflight_messages:
+            return _SUCCESS
+        self._open_sink()
+        try:
+            while queued and self._inflight_messages < self._max_inflight_messages:
+                m = queued.popleft()
+                if m.state != mqtt.mqtt_ms_queued or out.get(m.mid) is not m:
+                    continue
+                self._inflight_messages += 1
+                m.state = mqtt.mqtt_ms_wait_for_puback if m.qos == 1 else mqtt.mqtt_ms_wait_for_pubrec
+                rc = self._send_publish(m.mid, m._topic, m.payload, m.qos, m.retain, m.dup,  # noqa: SLF001
+                                        properties=m.properties)
+                if rc != _SUCCESS:
+                    return rc
+        finally:
+            self._close_sink()
         return _SUCCESS
+
+    def _open_sink(self) -> None:
+        """From now on this thread's plain QoS > 0 PUBLISH packets gather in one buffer (see :meth:`_close_sink`)."""
+        self._sink = []
+        self._sink_owner = threading.get_ident()
+
+    def _close_sink(self) -> None:
+        """Queue the gathered packets as one outgoing entry (one dict and one write, whatever their number)."""
+        sink, self._sink = self._sink, None
+        if sink:
+            self._packet_queue(_PUBLISH, b"".join(sink), 0, 1, None)  # QoS > 0: nothing to do once written
 
     def _messages_reconnect_reset_out(self) -> None:
         with self._out_message_mutex:
@@ -393,8 +419,12 @@ class _LeanClient(mqtt.Client):
                       retain: bool = False, dup: bool = False, info: mqtt.MQTTMessageInfo | None = None,
                       properties: Properties | None = None) -> mqtt.MQTTErrorCode:
         """The PUBLISH packet in one join (paho's builder when logging, or with MQTT 5 properties)."""
+        sink = self._sink if self._sink is not None and self._sink_owner == threading.get_ident() else None
         if (properties is not None or self.on_log is not None or self._logger is not None
                 or not isinstance(topic, bytes) or not isinstance(payload, (bytes, bytearray))):
+            if sink:  # keep the order: what was gathered goes first
+                self._close_sink()
+                self._open_sink()
             return super()._send_publish(mid, topic, payload, qos, retain, dup, info, properties)
         if self._sock is None:
             return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
@@ -405,6 +435,10 @@ class _LeanClient(mqtt.Client):
         packet = b"".join((bytes((_PUBLISH | ((dup & 1) << 3) | (qos << 1) | int(retain),)), _remaining_length(length),
                            len(topic).to_bytes(2, "big"), topic, mid.to_bytes(2, "big") if qos else b"",
                            b"\x00" if v5 else b"", payload))
+        self.publish_packets += 1
+        if sink is not None and qos > 0:
+            sink.append(packet)
+            return _SUCCESS
         return self._packet_queue(_PUBLISH, packet, mid, qos, info)
 
     def _packet_queue(self, command: int, packet: bytes | bytearray, mid: int, qos: int,
@@ -431,9 +465,9 @@ class _LeanClient(mqtt.Client):
                 if pkt["command"] & 0xF0 == _DISCONNECT:
                     break  # nothing goes after a DISCONNECT
             if len(batch) == 1:
-                data = batch[0]["packet"][batch[0]["pos"]:]
+                data = memoryview(batch[0]["packet"])[batch[0]["pos"]:]
             else:
-                data = b"".join(p["packet"][p["pos"]:] if p["pos"] else p["packet"] for p in batch)
+                data = b"".join(memoryview(p["packet"])[p["pos"]:] if p["pos"] else p["packet"] for p in batch)
             try:
                 sent = self._sock_send(data)
             except (AttributeError, ValueError):
