@@ -464,6 +464,7 @@ class _LeanClient(mqtt.Client):
                 size += pkt["to_process"]
                 if pkt["command"] & 0xF0 == _DISCONNECT:
                     break  # nothing goes after a DISCONNECT
+            data: Any  # a memoryview or bytes: socket.send() takes either (paho's annotation says bytes)
             if len(batch) == 1:
                 data = memoryview(batch[0]["packet"])[batch[0]["pos"]:]
             else:
