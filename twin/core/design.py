@@ -10,6 +10,7 @@ from typing import Any
 
 from twin.core.battery import BatteryParams
 from twin.core.fdir import FdirParams
+from twin.core.network.params import NetworkParams
 from twin.core.params import DesignError, build
 from twin.core.payload import PayloadParams
 from twin.core.power import PowerParams
@@ -31,6 +32,7 @@ class Design:
     radiation: RadiationParams
     payload: PayloadParams
     fdir: FdirParams
+    network: NetworkParams
     name: str = "v3-compute"
 
 

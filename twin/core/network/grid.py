@@ -1,0 +1,223 @@
+"""+Grid laser links: two intra-plane (ahead, behind) and two cross-plane (right, left) per satellite.
+
+Intra-plane: each satellite links to the next satellite of its plane in mean argument of latitude
+(ahead) and so to the previous one (behind); dark satellites (no working terminal: lost, safe
+mode, laser terminals shed) are skipped, so their neighbours bridge the gap when in range. The
+mean argument of latitude advances linearly, so the order changes only when one satellite really
+overtakes another: no flapping.
+
+Cross-plane: each satellite's right terminal links to a satellite of the next plane east whose
+left terminal is free, as a matching between the two planes: an existing link is kept while it
+closes and is at most ``cross_plane_hysteresis`` times the nearest candidate's length (for both
+ends); free terminals are then paired by mutual nearest neighbours, a few rounds.
+
+A link is up when it is assigned, both terminals work, it closes (range, line of sight above the
+grazing altitude), it is not under an outage, and ``acquisition_s`` has passed since it was
+(re)assigned or last came back. Model and settings: docs/network.md#grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from twin.core.constants import R_EARTH_M
+from twin.core.network.geometry import isl_feasible
+
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+B = NDArray[np.bool_]
+
+AHEAD, BEHIND, RIGHT, LEFT = range(4)
+SLOT_NAMES = ("ahead", "behind", "right", "left")
+N_SLOTS = 4
+MATCH_ROUNDS = 4  # setting: rounds of mutual-nearest matching of free cross-plane terminals
+_OFFSETS = np.arange(-3, 3)  # candidates around the same argument of latitude in the other plane
+REMATCH_INTERVAL_S = 10.0  # setting: how often every cross-plane link is re-weighed against the nearest candidates
+_KEY_STRIDE = 8.0  # > 2 pi: sort key plane * stride + argument of latitude
+
+
+@dataclass
+class GridLinks:
+    """Assigned links, owned by their first end: ``ahead[i]`` and ``right[i]`` (-1: none).
+
+    ``ready_at_s[:, 0]``/``[:, 1]`` is when the ahead/right link comes up (acquisition), ``-inf``
+    for links up from the start, ``+inf`` while the link does not close.
+    """
+
+    ahead: I64
+    right: I64
+    ready_at_s: F64
+
+    @classmethod
+    def empty(cls, n: int) -> GridLinks:
+        return cls(np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64),
+                   np.full((n, 2), -np.inf))
+
+
+def intra_plane_ahead(plane: I64, u_rad: F64, usable: B) -> I64:
+    """The next usable satellite in the same plane in argument of latitude (cyclic); -1 when alone.
+
+    A plane of two links once (the first to the second).
+    """
+    n = plane.size
+    idx = np.flatnonzero(usable & (plane >= 0))
+    ahead = np.full(n, -1, dtype=np.int64)
+    if idx.size < 2:
+        return ahead
+    order = idx[np.argsort(plane[idx] * _KEY_STRIDE + u_rad[idx], kind="stable")]
+    p = plane[order]
+    first = np.r_[True, p[1:] != p[:-1]]
+    start = np.maximum.accumulate(np.where(first, np.arange(order.size), 0))
+    last = np.r_[p[1:] != p[:-1], True]
+    count = np.bincount(np.cumsum(first) - 1)[np.cumsum(first) - 1]
+    nxt_pos = np.where(last, start, np.arange(order.size) + 1)
+    keep = (count >= 3) | ((count == 2) & ~last)
+    ahead[order[keep]] = order[nxt_pos[keep]]
+    return ahead
+
+
+def _nearest_in_plane(src: I64, target_plane: I64, cand: I64, plane: I64, u_rad: F64, pos_m: F64,
+                      max_range_m: float, grazing_m: float) -> tuple[I64, F64]:
+    """For each ``src[k]``, the closest satellite of ``cand`` in plane ``target_plane[k]``, if that link closes.
+
+    Candidates are the satellites nearest in argument of latitude; returns (partner or -1, length m).
+    When the closest candidate's link does not close, the answer is -1 (never a link that cannot close).
+    """
+    best = np.full(src.size, -1, dtype=np.int64)
+    best_d = np.full(src.size, np.inf)
+    if src.size == 0 or cand.size == 0:
+        return best, best_d
+    key = plane[cand] * _KEY_STRIDE + u_rad[cand]
+    o = np.argsort(key, kind="stable")
+    cand_s, key_s = cand[o], key[o]
+    q = target_plane.astype(np.float64) * _KEY_STRIDE
+    start = np.searchsorted(key_s, q, side="left")
+    cnt = np.searchsorted(key_s, q + _KEY_STRIDE, side="left") - start
+    pos = np.searchsorted(key_s, q + u_rad[src], side="left")
+    has = (cnt > 0) & (target_plane >= 0)
+    safe_cnt = np.where(has, cnt, 1)[:, None]
+    k = start[:, None] + np.mod((pos - start)[:, None] + _OFFSETS[None, :], safe_cnt)
+    j = cand_s[np.minimum(k, cand_s.size - 1)]
+    diff = pos_m[j] - pos_m[src][:, None, :]
+    d2 = np.einsum("ijk,ijk->ij", diff, diff)
+    d2[~has[:, None] | (j == src[:, None])] = np.inf
+    col = np.argmin(d2, axis=1)
+    rows = np.arange(src.size)
+    pick = j[rows, col]
+    ok, d = isl_feasible(pos_m[src], pos_m[pick], max_range_m, grazing_m, R_EARTH_M)
+    ok &= np.isfinite(d2[rows, col])
+    best[ok] = pick[ok]
+    best_d[ok] = d[ok]
+    return best, best_d
+
+
+def _pair_keys(a: I64, b: I64, n: int) -> I64:
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    out: I64 = lo * n + hi
+    return out
+
+
+def update_links(prev: GridLinks, t_s: float, plane: I64, right_plane: I64, u_rad: F64, pos_m: F64,
+                 term_ok: B, max_range_m: float, grazing_m: float, acquisition_s: float,
+                 hysteresis: float, outage_keys: I64 | None = None,
+                 first: bool = False, rematch: bool = True) -> tuple[GridLinks, B]:
+    """The +Grid links at ``t_s`` given the previous ones; returns (links, up (n, 2) for ahead/right).
+
+    ``term_ok`` (n, 4): which terminals (ahead, behind, right, left) work and are powered;
+    ``outage_keys``: sorted ``min(i, j) * n + max(i, j)`` of pairs forced down; ``first``: links
+    that close now are up at once (the constellation starts established); ``rematch``: weigh every
+    kept cross-plane link against the nearest candidates (hysteresis) and pair every free terminal;
+    otherwise only the planes whose links dropped this tick are re-paired (the same tick).
+    """
+    n = plane.size
+    finite: B = np.asarray(np.isfinite(pos_m).all(axis=1))
+    lit: B = np.asarray(finite & term_ok.any(axis=1))
+    outages = outage_keys if outage_keys is not None and outage_keys.size else None
+
+    def blocked(a: I64, b: I64) -> B:
+        if outages is None:
+            return np.zeros(a.size, dtype=bool)
+        k = _pair_keys(a, b, n)
+        pos = np.minimum(np.searchsorted(outages, k), outages.size - 1)
+        out: B = outages[pos] == k
+        return out
+
+    # intra-plane
+    ahead = intra_plane_ahead(plane, u_rad, lit)
+    # cross-plane: planes with a right neighbour; left_plane is its inverse
+    n_planes = right_plane.size
+    left_plane = np.full(n_planes, -1, dtype=np.int64)
+    has_right = right_plane >= 0
+    left_plane[right_plane[has_right]] = np.flatnonzero(has_right)
+    sat_right_plane = np.where(plane >= 0, right_plane[np.maximum(plane, 0)], -1) if n_planes else np.full(n, -1)
+    sat_left_plane = np.where(plane >= 0, left_plane[np.maximum(plane, 0)], -1) if n_planes else np.full(n, -1)
+    r_ok = finite & term_ok[:, RIGHT] & (sat_right_plane >= 0)
+    l_ok = finite & term_ok[:, LEFT] & (sat_left_plane >= 0)
+    right = np.full(n, -1, dtype=np.int64)
+    # keep the previous cross links that still close (at a re-match: and are not much longer than the nearest)
+    i = np.flatnonzero(prev.right >= 0)
+    j = prev.right[i]
+    ok, d = isl_feasible(pos_m[i], pos_m[j], max_range_m, grazing_m, R_EARTH_M)
+    ok &= r_ok[i] & l_ok[j] & (plane[j] == sat_right_plane[i]) & ~blocked(i, j)
+    if rematch or first:
+        r_idx, l_idx = np.flatnonzero(r_ok), np.flatnonzero(l_ok)
+        _b, best_rd = _nearest_in_plane(r_idx, sat_right_plane[r_idx], l_idx, plane, u_rad, pos_m, max_range_m,
+                                        grazing_m)
+        _b, best_ld = _nearest_in_plane(l_idx, sat_left_plane[l_idx], r_idx, plane, u_rad, pos_m, max_range_m,
+                                        grazing_m)
+        near_r = np.full(n, np.inf)
+        near_l = np.full(n, np.inf)
+        near_r[r_idx] = best_rd
+        near_l[l_idx] = best_ld
+        ok &= (d <= hysteresis * near_r[i]) & (d <= hysteresis * near_l[j])
+    right[i[ok]] = j[ok]
+    taken_l = np.zeros(n, dtype=bool)
+    taken_l[right[right >= 0]] = True
+    free_r = r_ok & (right < 0)
+    free_l = l_ok & ~taken_l
+    if not (rematch or first):  # only the plane pairs that lost a link this tick
+        src_planes = np.zeros(max(n_planes, 1), dtype=bool)
+        src_planes[plane[i[~ok]]] = True
+        free_r &= (plane >= 0) & src_planes[np.maximum(plane, 0)]
+        dst_planes = np.zeros(max(n_planes, 1), dtype=bool)
+        dst_planes[right_plane[plane[i[~ok]]]] = True
+        free_l &= (plane >= 0) & dst_planes[np.maximum(plane, 0)]
+    for _ in range(MATCH_ROUNDS):
+        fr, fl = np.flatnonzero(free_r), np.flatnonzero(free_l)
+        if fr.size == 0 or fl.size == 0:
+            break
+        cr, _d1 = _nearest_in_plane(fr, sat_right_plane[fr], fl, plane, u_rad, pos_m, max_range_m, grazing_m)
+        cl, _d2 = _nearest_in_plane(fl, sat_left_plane[fl], fr, plane, u_rad, pos_m, max_range_m, grazing_m)
+        back = np.full(n, -1, dtype=np.int64)
+        back[fl] = cl
+        has = cr >= 0
+        mutual = np.zeros(fr.size, dtype=bool)
+        mutual[has] = back[cr[has]] == fr[has]
+        if outages is not None:
+            mutual[has] &= ~blocked(fr[has], cr[has])
+        if not mutual.any():
+            break
+        a, b = fr[mutual], cr[mutual]
+        right[a] = b
+        free_r[a] = False
+        free_l[b] = False
+    # which assigned links close, work and are free of outages
+    ready = np.full((n, 2), np.inf)
+    up = np.zeros((n, 2), dtype=bool)
+    for col, (partner, s_own, s_peer, old) in enumerate(((ahead, AHEAD, BEHIND, prev.ahead),
+                                                        (right, RIGHT, LEFT, prev.right))):
+        i = np.flatnonzero(partner >= 0)
+        j = partner[i]
+        ok, _d = isl_feasible(pos_m[i], pos_m[j], max_range_m, grazing_m, R_EARTH_M)
+        ok &= term_ok[i, s_own] & term_ok[j, s_peer] & ~blocked(i, j)
+        was = (old[i] == j) & (prev.ready_at_s[i, col] < np.inf)
+        if first:
+            r_at = np.where(ok, -np.inf, np.inf)
+        else:
+            r_at = np.where(ok, np.where(was, prev.ready_at_s[i, col], t_s + acquisition_s), np.inf)
+        ready[i, col] = r_at
+        up[i, col] = ok & (t_s >= r_at)
+    return GridLinks(ahead, right, ready), up

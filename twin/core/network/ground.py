@@ -1,0 +1,212 @@
+"""Ground sites (gateways, cities, any latitude/longitude) and which satellites they see.
+
+Gateways default to the operational gateways of the shipped Starlink site list
+(``twin/data/starlink_gateways.csv``), cities to the 100 most populous
+(``twin/data/cities_top100.csv``); either can be replaced by a CSV with ``name,lat_deg,lon_deg``
+columns (and optionally ``type`` and ``status``). Sources: docs/network.md#ground-segment.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from twin.core.constants import R_EARTH_M
+from twin.core.network.geometry import geodetic_to_itrs
+
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+
+DEFAULT_GATEWAYS_NAME = "starlink_gateways.csv"
+DEFAULT_CITIES_NAME = "cities_top100.csv"
+
+
+class GroundError(ValueError):
+    """A ground-site file that cannot be used; the message names the line."""
+
+
+@dataclass(frozen=True)
+class GroundSites:
+    """Named ground points: geodetic latitude/longitude (deg), Earth-fixed position and up vector (m, unit)."""
+
+    names: tuple[str, ...]
+    lat_deg: F64
+    lon_deg: F64
+    pos_m: F64
+    up: F64
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @classmethod
+    def from_lat_lon(cls, names: tuple[str, ...] | list[str], lat_deg: ArrayLike, lon_deg: ArrayLike) -> GroundSites:
+        lat = np.atleast_1d(np.asarray(lat_deg, dtype=np.float64))
+        lon = np.atleast_1d(np.asarray(lon_deg, dtype=np.float64))
+        if lat.shape != lon.shape or lat.size != len(names):
+            raise GroundError("names, latitudes and longitudes differ in length")
+        if not (np.all(np.abs(lat) <= 90.0) and np.all(np.abs(lon) <= 360.0)):
+            raise GroundError("latitude must be within +-90 deg and longitude within +-360 deg")
+        pos, up = geodetic_to_itrs(lat, lon)
+        return cls(tuple(names), lat, lon, pos, up)
+
+    def index(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise GroundError(f"no ground site named {name!r}") from None
+
+
+def parse_sites_csv(text: str, source: str = "<csv>", only_operational_gateways: bool = False) -> GroundSites:
+    """Sites from CSV text with ``name``, ``lat_deg``, ``lon_deg`` columns.
+
+    ``only_operational_gateways``: keep rows whose ``type`` is ``gateway`` and ``status``
+    ``operational`` when those columns exist.
+    """
+    reader = csv.DictReader(io.StringIO(text))
+    fields = set(reader.fieldnames or ())
+    if not {"name", "lat_deg", "lon_deg"} <= fields:
+        raise GroundError(f"{source}: need the columns name, lat_deg, lon_deg (got {sorted(fields)})")
+    names: list[str] = []
+    lat: list[float] = []
+    lon: list[float] = []
+    for line, row in enumerate(reader, 2):
+        if only_operational_gateways and (row.get("type", "gateway") != "gateway"
+                                          or row.get("status", "operational") != "operational"):
+            continue
+        try:
+            la, lo = float(row["lat_deg"]), float(row["lon_deg"])
+        except (TypeError, ValueError):
+            raise GroundError(f"{source}: line {line}: latitude/longitude are not numbers") from None
+        if not (np.isfinite(la) and np.isfinite(lo) and abs(la) <= 90.0 and abs(lo) <= 360.0):
+            raise GroundError(f"{source}: line {line}: latitude/longitude out of range")
+        names.append(row["name"])
+        lat.append(la)
+        lon.append(lo)
+    if not names:
+        raise GroundError(f"{source}: no site")
+    return GroundSites.from_lat_lon(names, lat, lon)
+
+
+def _read(path: str | Path | None, default: str) -> tuple[str, str]:
+    if path is None:
+        return (resources.files("twin") / "data" / default).read_text(encoding="utf-8"), default
+    try:
+        return Path(path).read_text(encoding="utf-8"), str(path)
+    except OSError as exc:
+        raise GroundError(f"{path}: cannot read: {exc.strerror}") from exc
+
+
+def load_gateways(path: str | Path | None = None) -> GroundSites:
+    """Gateways: the operational gateways of ``path`` (default: the shipped Starlink list)."""
+    return parse_sites_csv(*_read(path, DEFAULT_GATEWAYS_NAME), only_operational_gateways=True)
+
+
+def load_cities(path: str | Path | None = None) -> GroundSites:
+    """User endpoints: every row of ``path`` (default: the 100 most populous cities)."""
+    return parse_sites_csv(*_read(path, DEFAULT_CITIES_NAME))
+
+
+@dataclass(frozen=True)
+class Visibility:
+    """Site-satellite pairs above the minimum elevation: indices and slant range (m)."""
+
+    site: I64
+    sat: I64
+    range_m: F64
+
+
+_CELL_DEG = 2.0  # setting: latitude/longitude cell of the site index
+_CELL_MARGIN_DEG = 1.8  # a point in a cell is within this of the cell's centre (half-diagonal 1.42 deg, plus slack)
+
+
+class SiteIndex:
+    """Which sites can see a point in each 2 deg latitude/longitude cell, for one largest central angle.
+
+    Built once per site list; a satellite's candidates are the sites listed for its cell, then the
+    elevation is checked exactly. Rebuilt (automatically) when satellites fly higher than it covers.
+    """
+
+    def __init__(self, sites: GroundSites, max_central_angle_rad: float) -> None:
+        self.max_central_angle_rad = float(max_central_angle_rad)
+        n_lat, n_lon = int(180 / _CELL_DEG), int(360 / _CELL_DEG)
+        lat_c = np.radians(-90.0 + _CELL_DEG * (np.arange(n_lat) + 0.5))
+        lon_c = np.radians(-180.0 + _CELL_DEG * (np.arange(n_lon) + 0.5))
+        la, lo = np.meshgrid(lat_c, lon_c, indexing="ij")
+        centre = np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=-1).reshape(-1, 3)
+        unit = sites.pos_m / np.linalg.norm(sites.pos_m, axis=1)[:, None]
+        limit = np.cos(min(self.max_central_angle_rad + np.radians(_CELL_MARGIN_DEG), np.pi))
+        cell, site = np.nonzero(centre @ unit.T >= limit)
+        self.indptr = np.zeros(centre.shape[0] + 1, dtype=np.int64)
+        np.cumsum(np.bincount(cell, minlength=centre.shape[0]), out=self.indptr[1:])
+        self.indices = site.astype(np.int64)
+        self.n_lon = n_lon
+
+    def candidates(self, pos_m: F64) -> tuple[I64, I64]:
+        """(site, satellite) pairs that may be in view: a superset of the true ones."""
+        x, y, z = pos_m[:, 0], pos_m[:, 1], pos_m[:, 2]
+        lat = np.degrees(np.arctan2(z, np.sqrt(x * x + y * y)))
+        lon = np.degrees(np.arctan2(y, x))
+        i_lat = np.clip(((lat + 90.0) / _CELL_DEG).astype(np.int64), 0, int(180 / _CELL_DEG) - 1)
+        i_lon = np.clip(((lon + 180.0) / _CELL_DEG).astype(np.int64), 0, self.n_lon - 1)
+        cell = i_lat * self.n_lon + i_lon
+        first = self.indptr[cell]
+        count = self.indptr[cell + 1] - first
+        total = int(count.sum())
+        sat = np.repeat(np.arange(pos_m.shape[0], dtype=np.int64), count)
+        ends = np.cumsum(count)
+        offset = np.arange(total, dtype=np.int64) - np.repeat(ends - count, count)
+        return self.indices[np.repeat(first, count) + offset], sat
+
+
+def central_angle_rad(alt_m: float, min_elevation_rad: float) -> float:
+    """Largest Earth-central angle between a ground site and a satellite at ``alt_m`` seen above the elevation."""
+    r = R_EARTH_M - 21_385.0  # the polar radius: the lowest site makes the widest angle
+    return float(np.arccos(r * np.cos(min_elevation_rad) / (R_EARTH_M + alt_m)) - min_elevation_rad)
+
+
+def ensure_index(index: SiteIndex | None, sites: GroundSites, sat_pos_m: F64, min_elevation_rad: float,
+                 margin_m: float = 50_000.0) -> SiteIndex:
+    """``index`` if it covers the highest finite satellite of ``sat_pos_m``, else a new one ``margin_m`` higher."""
+    finite = np.isfinite(sat_pos_m).all(axis=1)
+    pos = sat_pos_m[finite]
+    alt_max = float(np.sqrt(np.einsum("ij,ij->i", pos, pos)).max()) - R_EARTH_M if pos.size else 0.0
+    if index is not None and index.max_central_angle_rad >= central_angle_rad(max(alt_max, 0.0), min_elevation_rad):
+        return index
+    return SiteIndex(sites, central_angle_rad(max(alt_max, 0.0) + margin_m, min_elevation_rad))
+
+
+def visible_pairs(sites: GroundSites, sat_pos_m: F64, min_elevation_rad: float,
+                  site_ok: NDArray[np.bool_] | None = None, index: SiteIndex | None = None) -> Visibility:
+    """Every (site, satellite) pair with the satellite at or above ``min_elevation_rad`` (non-finite rows never).
+
+    ``index`` (a :class:`SiteIndex` of ``sites``) prunes the candidates; without it, or when it does
+    not cover the highest satellite, one is built for this call.
+    """
+    finite = np.isfinite(sat_pos_m).all(axis=1)
+    if not finite.any():
+        e = np.zeros(0, dtype=np.int64)
+        return Visibility(e, e.copy(), np.zeros(0))
+    pos = sat_pos_m[finite] if not finite.all() else sat_pos_m
+    ids = np.flatnonzero(finite)
+    index = ensure_index(index, sites, pos, min_elevation_rad)
+    s, k = index.candidates(pos)
+    v = pos[k] - sites.pos_m[s]
+    d = np.sqrt(np.einsum("ij,ij->i", v, v))
+    ok = np.einsum("ij,ij->i", v, sites.up[s]) >= np.sin(min_elevation_rad) * d
+    if site_ok is not None:
+        ok &= site_ok[s]
+    return Visibility(s[ok], ids[k[ok]], d[ok])
+
+
+def elevation_rad(sites: GroundSites, sat_pos_m: F64) -> F64:
+    """Elevation of every satellite from every site (rad), (sites, satellites)."""
+    v = sat_pos_m[None, :, :] - sites.pos_m[:, None, :]
+    dist = np.sqrt(np.einsum("ijk,ijk->ij", v, v))
+    out: F64 = np.arcsin(np.clip(np.einsum("ijk,ik->ij", v, sites.up) / dist, -1.0, 1.0))
+    return out

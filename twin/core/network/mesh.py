@@ -1,0 +1,290 @@
+"""The constellation's network, one call per tick: +Grid links, gateways in view, nearest-gateway routes.
+
+:class:`Mesh` holds the shells and planes (grouped once from the catalogue's mean elements) and
+the link assignments (kept from tick to tick). :meth:`Mesh.step` takes the Earth-fixed positions
+and which laser terminals work and are powered, and returns per-satellite arrays
+(:class:`MeshState`). :meth:`Mesh.city_matrix` and :meth:`Mesh.route` work on the last step's
+mesh. Pure numpy/scipy: no clock, no I/O beyond reading the ground-site files at construction.
+Model and figures: docs/network.md, docs/physics.md#network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from twin.core.catalogue import Catalogue
+from twin.core.network.geometry import C_M_S, fibre_rtt_s, great_circle_m, light_bound_rtt_s
+from twin.core.network.grid import AHEAD, BEHIND, LEFT, N_SLOTS, REMATCH_INTERVAL_S, RIGHT, GridLinks, update_links
+from twin.core.network.ground import (
+    GroundSites, SiteIndex, Visibility, ensure_index, load_cities, load_gateways, visible_pairs,
+)
+from twin.core.network.params import NetworkParams
+from twin.core.network.routing import Edges, GatewayRoutes, ground_matrix_s, nearest_gateway, shortest_path
+from twin.core.network.shells import MeanElements, Planes, arg_latitude_rad, elements_from_catalogue, group_planes
+
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+B = NDArray[np.bool_]
+
+
+def terminals_from_count(working: ArrayLike, terminal_count: int) -> B:
+    """Terminal mask (n, 4) from a count of working terminals per satellite.
+
+    Slots are ahead, behind, right, left; a design with fewer than four terminals fits the first
+    ones; failures take the highest slots first (cross-plane before intra-plane).
+    """
+    w = np.clip(np.asarray(working, dtype=np.int64), 0, min(terminal_count, N_SLOTS))
+    out: B = np.arange(N_SLOTS)[None, :] < w[:, None]
+    return out
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One end of a route: a satellite, gateway or city (by index) or any latitude/longitude (deg)."""
+
+    kind: str
+    index: int = -1
+    lat_deg: float = 0.0
+    lon_deg: float = 0.0
+
+    @classmethod
+    def sat(cls, i: int) -> Endpoint:
+        return cls("sat", int(i))
+
+    @classmethod
+    def gateway(cls, i: int) -> Endpoint:
+        return cls("gateway", int(i))
+
+    @classmethod
+    def city(cls, i: int) -> Endpoint:
+        return cls("city", int(i))
+
+    @classmethod
+    def point(cls, lat_deg: float, lon_deg: float) -> Endpoint:
+        if not (np.isfinite(lat_deg) and np.isfinite(lon_deg) and abs(lat_deg) <= 90 and abs(lon_deg) <= 360):
+            raise ValueError("latitude must be within +-90 deg and longitude within +-360 deg")
+        return cls("point", -1, float(lat_deg), float(lon_deg))
+
+
+@dataclass(frozen=True)
+class Route:
+    """A route between two endpoints over the last step's mesh.
+
+    ``path``: names of the nodes (ground ends, then satellite names); ``sats``: satellite indices;
+    ``one_way_s``/``rtt_s``: propagation delay (inf when unreachable); ``hops``: links;
+    ``bottleneck_gbps``: smallest link capacity on the path; ``fibre_rtt_s``: a great-circle fibre
+    between the two ends (ground ends only, else NaN); ``stretch``: ``rtt_s / fibre_rtt_s``;
+    ``bound_rtt_s``: the great-circle light-time lower bound (ground ends only, else NaN).
+    """
+
+    path: tuple[str, ...]
+    sats: I64
+    one_way_s: float
+    rtt_s: float
+    hops: int
+    bottleneck_gbps: float
+    fibre_rtt_s: float
+    stretch: float
+    bound_rtt_s: float
+
+    @property
+    def reachable(self) -> bool:
+        return bool(np.isfinite(self.one_way_s))
+
+
+@dataclass(frozen=True)
+class MeshState:
+    """One tick of the network, arrays over satellites (n,) unless stated.
+
+    ``partner`` (n, 4): the satellite each terminal (ahead, behind, right, left) is assigned to, -1
+    none; ``slot_up`` (n, 4): that link is up; ``links_up``: links up; ``terminals_in_use``: links
+    assigned that close (up or acquiring): the terminals drawing power; ``edges`` (m, 2) the up
+    links (first < second) and ``edge_length_m``; ``gateways_visible``: operational gateways in
+    view; ``gw_*``: the route to the nearest reachable gateway (:class:`GatewayRoutes`).
+    """
+
+    t_s: float
+    partner: I64
+    slot_up: B
+    links_up: NDArray[np.int8]
+    terminals_in_use: NDArray[np.int8]
+    edges: I64
+    edge_length_m: F64
+    gateways_visible: NDArray[np.int16]
+    gw_delay_s: F64
+    gw_hops: I64
+    gw_index: I64
+    gw_next_sat: I64
+    gw_visibility: Visibility = field(repr=False)
+
+
+class Mesh:
+    """The network of one fleet: construct once, :meth:`step` every tick."""
+
+    def __init__(self, elements: MeanElements, params: NetworkParams, terminal_count: int,
+                 gateways: GroundSites, cities: GroundSites | None = None,
+                 names: tuple[str, ...] | None = None) -> None:
+        self.elements = elements
+        self.params = params
+        self.terminal_count = int(terminal_count)
+        self.n = n = len(elements)
+        self.names = names if names is not None else tuple(f"SAT-{i}" for i in range(n))
+        self.gateways = gateways
+        self.cities = cities
+        self.planes: Planes = group_planes(elements)
+        self._links = GridLinks.empty(n)
+        self._first = True
+        self._next_rematch_s = -np.inf
+        self._pos = np.full((n, 3), np.nan)
+        self._isl = Edges(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+        self._gw_ok = np.ones(len(gateways), dtype=bool)
+        self.state: MeshState | None = None
+        self._gw_index: SiteIndex | None = None
+        self._city_index: SiteIndex | None = None
+
+    @classmethod
+    def from_catalogue(cls, cat: Catalogue, params: NetworkParams, terminal_count: int, jd_utc: float,
+                       gateways: GroundSites | None = None, cities: GroundSites | None = None) -> Mesh:
+        """A mesh for ``cat`` whose time origin (``t_s = 0``) is ``jd_utc``; default ground sites when None."""
+        return cls(elements_from_catalogue(cat, jd_utc), params, terminal_count,
+                   gateways if gateways is not None else load_gateways(),
+                   cities if cities is not None else load_cities(), cat.names)
+
+    # --- per tick ---------------------------------------------------------------------------
+    def step(self, t_s: float, positions_m: F64, terminals_ok: ArrayLike | None = None,
+             gateway_ok: ArrayLike | None = None, link_outages: ArrayLike | None = None) -> MeshState:
+        """The network at ``t_s`` (s after the mesh's time origin).
+
+        ``positions_m`` (n, 3): Earth-fixed (ITRS) positions, non-finite rows for lost satellites;
+        ``terminals_ok``: (n, 4) working and powered terminals, or (n,) bool for all four (default
+        all); ``gateway_ok`` (n_gateways,) bool (default all); ``link_outages`` (k, 2) satellite
+        index pairs forced down.
+        """
+        n, p = self.n, self.params
+        pos = np.asarray(positions_m, dtype=np.float64)
+        term = self._terminals(terminals_ok)
+        gw_ok = np.ones(len(self.gateways), dtype=bool) if gateway_ok is None else np.asarray(gateway_ok, bool)
+        outage_keys = None
+        if link_outages is not None:
+            pairs = np.asarray(link_outages, dtype=np.int64).reshape(-1, 2)
+            outage_keys = np.sort(np.minimum(pairs[:, 0], pairs[:, 1]) * n + np.maximum(pairs[:, 0], pairs[:, 1]))
+        u = arg_latitude_rad(self.elements, t_s)
+        links, up = update_links(self._links, t_s, self.planes.plane, self.planes.right_plane, u, pos, term,
+                                 p.isl_max_range_m, p.grazing_altitude_m, p.acquisition_s,
+                                 p.cross_plane_hysteresis, outage_keys, self._first, t_s >= self._next_rematch_s)
+        if t_s >= self._next_rematch_s:
+            self._next_rematch_s = t_s + REMATCH_INTERVAL_S
+        self._links, self._first = links, False
+        partner = np.full((n, N_SLOTS), -1, dtype=np.int64)
+        slot_up = np.zeros((n, N_SLOTS), dtype=bool)
+        closing = np.zeros((n, N_SLOTS), dtype=bool)
+        for col, (owner_slot, peer_slot, arr) in enumerate(((AHEAD, BEHIND, links.ahead), (RIGHT, LEFT, links.right))):
+            i = np.flatnonzero(arr >= 0)
+            j = arr[i]
+            partner[i, owner_slot], partner[j, peer_slot] = j, i
+            slot_up[i, owner_slot] = slot_up[j, peer_slot] = up[i, col]
+            c = links.ready_at_s[i, col] < np.inf
+            closing[i, owner_slot] = closing[j, peer_slot] = c
+        a = np.concatenate([np.flatnonzero(up[:, 0]), np.flatnonzero(up[:, 1])])
+        b = np.concatenate([links.ahead[up[:, 0]], links.right[up[:, 1]]])
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        d = pos[hi] - pos[lo]
+        length = np.sqrt(np.einsum("ij,ij->i", d, d))
+        self._isl = Edges.isl(lo, hi, length)
+        e_gw = np.radians(p.gateway_min_elevation_deg)
+        self._gw_index = ensure_index(self._gw_index, self.gateways, pos, e_gw)
+        vis = visible_pairs(self.gateways, pos, e_gw, gw_ok, self._gw_index)
+        routes: GatewayRoutes = nearest_gateway(n, self._isl, vis.site, vis.sat, vis.range_m / C_M_S,
+                                                len(self.gateways))
+        self._pos, self._gw_ok = pos, gw_ok
+        self.state = MeshState(
+            float(t_s), partner, slot_up, slot_up.sum(axis=1).astype(np.int8), closing.sum(axis=1).astype(np.int8),
+            np.stack([lo, hi], axis=1), length, np.bincount(vis.sat, minlength=n).astype(np.int16),
+            routes.delay_s, routes.hops, routes.gateway, routes.next_sat, vis)
+        return self.state
+
+    def _terminals(self, terminals_ok: ArrayLike | None) -> B:
+        n = self.n
+        fitted = np.arange(N_SLOTS)[None, :] < min(self.terminal_count, N_SLOTS)
+        if terminals_ok is None:
+            out: B = np.broadcast_to(fitted, (n, N_SLOTS)).copy()
+            return out
+        t = np.asarray(terminals_ok, dtype=bool)
+        if t.shape == (n,):
+            t = t[:, None]
+        if t.shape not in ((n, 1), (n, N_SLOTS)):
+            raise ValueError(f"terminals_ok must have shape ({n},) or ({n}, {N_SLOTS}), got {t.shape}")
+        out = fitted & t
+        return out
+
+    # --- on the last step's mesh ------------------------------------------------------------
+    def city_matrix_s(self, cities: GroundSites | None = None) -> F64:
+        """One-way delay (s) between every pair of cities (default: the mesh's cities), inf when none."""
+        sites = cities if cities is not None else self.cities
+        if sites is None:
+            raise ValueError("no cities configured")
+        e_user = np.radians(self.params.user_min_elevation_deg)
+        if cities is None:
+            self._city_index = ensure_index(self._city_index, sites, self._pos, e_user)
+        vis = visible_pairs(sites, self._pos, e_user, None, self._city_index if cities is None else None)
+        return ground_matrix_s(self.n, self._isl, vis.site, vis.sat, vis.range_m / C_M_S, len(sites))
+
+    def _ground(self, e: Endpoint) -> tuple[GroundSites, str, float] | None:
+        """The ground site of an endpoint, its label and minimum elevation (deg); None for a satellite."""
+        p = self.params
+        if e.kind == "sat":
+            if not 0 <= e.index < self.n:
+                raise ValueError(f"satellite index {e.index} out of range")
+            return None
+        if e.kind == "gateway":
+            sites = self.gateways
+            if not 0 <= e.index < len(sites):
+                raise ValueError(f"gateway index {e.index} out of range")
+            one = GroundSites(sites.names[e.index:e.index + 1], sites.lat_deg[e.index:e.index + 1],
+                              sites.lon_deg[e.index:e.index + 1], sites.pos_m[e.index:e.index + 1],
+                              sites.up[e.index:e.index + 1])
+            return one, f"gateway:{sites.names[e.index]}", p.gateway_min_elevation_deg
+        if e.kind == "city":
+            if self.cities is None or not 0 <= e.index < len(self.cities):
+                raise ValueError(f"city index {e.index} out of range")
+            c = self.cities
+            one = GroundSites(c.names[e.index:e.index + 1], c.lat_deg[e.index:e.index + 1],
+                              c.lon_deg[e.index:e.index + 1], c.pos_m[e.index:e.index + 1], c.up[e.index:e.index + 1])
+            return one, f"city:{c.names[e.index]}", p.user_min_elevation_deg
+        if e.kind == "point":
+            one = GroundSites.from_lat_lon(["point"], [e.lat_deg], [e.lon_deg])
+            return one, f"point:{e.lat_deg:.4f},{e.lon_deg:.4f}", p.user_min_elevation_deg
+        raise ValueError(f"unknown endpoint kind {e.kind!r}")
+
+    def route(self, a: Endpoint, b: Endpoint) -> Route:
+        """The shortest-delay route between two endpoints over the last step's mesh."""
+        n, p = self.n, self.params
+        ga, gb = self._ground(a), self._ground(b)
+        edges = self._isl
+        src, dst = a.index, b.index
+        if ga is not None:
+            src = n
+            ok = None if a.kind != "gateway" else self._gw_ok[a.index:a.index + 1]
+            v = visible_pairs(ga[0], self._pos, np.radians(ga[2]), ok)
+            edges = edges + Edges(np.full(v.sat.size, src, dtype=np.int64), v.sat, v.range_m / C_M_S)
+        if gb is not None:
+            dst = n + 1
+            ok = None if b.kind != "gateway" else self._gw_ok[b.index:b.index + 1]
+            v = visible_pairs(gb[0], self._pos, np.radians(gb[2]), ok)
+            edges = edges + Edges(v.sat, np.full(v.sat.size, dst, dtype=np.int64), v.range_m / C_M_S)
+        delay, nodes = shortest_path(edges.graph(n + 2), src, dst)
+        sats = np.array([x for x in nodes if x < n], dtype=np.int64)
+        labels = [self.names[x] if x < n else (ga[1] if x == n and ga else gb[1] if gb else "?") for x in nodes]
+        hops = max(len(nodes) - 1, 0)
+        ground_hops = int(ga is not None) + int(gb is not None)
+        caps = ([p.isl_capacity_gbps] if hops > ground_hops else []) + ([p.ground_link_capacity_gbps] if ground_hops else [])
+        bottleneck = min(caps) if nodes and caps else (np.inf if nodes else 0.0)
+        fibre = stretch = bound = float("nan")
+        if ga is not None and gb is not None:
+            fibre = float(fibre_rtt_s(great_circle_m(ga[0].lat_deg, ga[0].lon_deg, gb[0].lat_deg, gb[0].lon_deg))[0])
+            bound = float(light_bound_rtt_s(ga[0].pos_m, gb[0].pos_m)[0])
+            stretch = 2 * delay / fibre if fibre > 0 else float("nan")
+        return Route(tuple(labels), sats, delay, 2 * delay, hops, float(bottleneck), fibre, stretch, bound)

@@ -1,0 +1,109 @@
+"""Shortest paths by propagation delay over the current mesh (scipy.sparse.csgraph Dijkstra).
+
+Node numbering: satellites ``0..n-1``, then ground nodes. Ground nodes are ends only: a gateway
+or city node has edges out to the satellites it sees (as a source) or in from them (as a sink),
+never both, so no route passes through the ground. Delays are lengths over c (vacuum).
+Model: docs/network.md#routing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import dijkstra
+
+from twin.core.network.geometry import C_M_S
+
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Edges:
+    """Directed edges ``src[k] -> dst[k]`` with their one-way delay (s)."""
+
+    src: I64
+    dst: I64
+    delay_s: F64
+
+    @classmethod
+    def isl(cls, a: I64, b: I64, length_m: F64) -> Edges:
+        """Both directions of undirected laser links ``a[k]``-``b[k]``."""
+        d = length_m / C_M_S
+        return cls(np.concatenate([a, b]), np.concatenate([b, a]), np.concatenate([d, d]))
+
+    def __add__(self, other: Edges) -> Edges:
+        return Edges(np.concatenate([self.src, other.src]), np.concatenate([self.dst, other.dst]),
+                     np.concatenate([self.delay_s, other.delay_s]))
+
+    def graph(self, n_nodes: int) -> csr_matrix:
+        """The CSR adjacency matrix, delay as weight (the edges must be unique pairs: +Grid and ground edges are)."""
+        return csr_matrix((self.delay_s, (self.src, self.dst)), shape=(n_nodes, n_nodes))
+
+
+@dataclass(frozen=True)
+class GatewayRoutes:
+    """Per satellite: delay (s, inf when unreachable), links to (including the ground link), nearest gateway
+    index and next satellite toward it (-1: the satellite downlinks itself, or is unreachable)."""
+
+    delay_s: F64
+    hops: I64
+    gateway: I64
+    next_sat: I64
+
+
+def nearest_gateway(n_sats: int, isl: Edges, gw_site: I64, gw_sat: I64, gw_delay_s: F64,
+                    n_gateways: int) -> GatewayRoutes:
+    """One multi-source Dijkstra from every gateway that sees a satellite (edges gateway -> satellite)."""
+    n_nodes = n_sats + n_gateways
+    ground = Edges(gw_site + n_sats, gw_sat, gw_delay_s)
+    sources = np.unique(gw_site) + n_sats
+    if sources.size == 0:
+        inf = np.full(n_sats, np.inf)
+        neg = np.full(n_sats, -1, dtype=np.int64)
+        return GatewayRoutes(inf, neg, neg.copy(), neg.copy())
+    dist, pred, src = dijkstra((isl + ground).graph(n_nodes), directed=True, indices=sources,
+                               return_predecessors=True, min_only=True)
+    dist = dist[:n_sats]
+    pred = pred[:n_sats].astype(np.int64)
+    reach = np.isfinite(dist)
+    gateway = np.where(reach, src[:n_sats] - n_sats, -1).astype(np.int64)
+    next_sat = np.where(reach & (pred >= 0) & (pred < n_sats), pred, -1).astype(np.int64)
+    hops = np.where(reach, 0, -1).astype(np.int64)
+    cur = np.arange(n_sats)
+    active = reach.copy()
+    while active.any():
+        hops[active] += 1
+        cur = np.where(active, pred[np.where(active, cur, 0)], cur)
+        active &= (cur >= 0) & (cur < n_sats)
+    return GatewayRoutes(dist, hops, gateway, next_sat)
+
+
+def ground_matrix_s(n_sats: int, isl: Edges, site: I64, sat: I64, delay_s: F64, n_sites: int) -> F64:
+    """One-way delay (s) between every pair of ground sites over the mesh, (n_sites, n_sites), inf if none.
+
+    Each site is split into a source (edges up to what it sees) and a sink (edges down), so routes
+    never pass through the ground.
+    """
+    n_nodes = n_sats + 2 * n_sites
+    up = Edges(site + n_sats, sat, delay_s)
+    down = Edges(sat, site + n_sats + n_sites, delay_s)
+    src_nodes = np.arange(n_sites) + n_sats
+    dist = dijkstra((isl + up + down).graph(n_nodes), directed=True, indices=src_nodes)
+    out: F64 = dist[:, n_sats + n_sites:]
+    np.fill_diagonal(out, 0.0)
+    return out
+
+
+def shortest_path(graph: csr_matrix, source: int, target: int) -> tuple[float, list[int]]:
+    """Delay (s) and node path from ``source`` to ``target`` (inf and [] when unreachable)."""
+    dist, pred = dijkstra(graph, directed=True, indices=source, return_predecessors=True)
+    if not np.isfinite(dist[target]):
+        return float("inf"), []
+    path = [target]
+    while path[-1] != source:
+        path.append(int(pred[path[-1]]))
+    return float(dist[target]), path[::-1]
