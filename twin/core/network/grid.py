@@ -50,11 +50,12 @@ class GridLinks:
     ahead: I64
     right: I64
     ready_at_s: F64
+    cross_ok: B  # (n, 2): right and left terminals usable at that tick (a change re-pairs the plane at once)
 
     @classmethod
     def empty(cls, n: int) -> GridLinks:
         return cls(np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64),
-                   np.full((n, 2), -np.inf))
+                   np.full((n, 2), -np.inf), np.zeros((n, 2), dtype=bool))
 
 
 def intra_plane_ahead(plane: I64, u_rad: F64, usable: B) -> I64:
@@ -178,12 +179,14 @@ def update_links(prev: GridLinks, t_s: float, plane: I64, right_plane: I64, u_ra
     taken_l[right[right >= 0]] = True
     free_r = r_ok & (right < 0)
     free_l = l_ok & ~taken_l
-    if not (rematch or first):  # only the plane pairs that lost a link this tick
+    if not (rematch or first):  # only the plane pairs that lost a link or gained a terminal this tick
         src_planes = np.zeros(max(n_planes, 1), dtype=bool)
         src_planes[plane[i[~ok]]] = True
-        free_r &= (plane >= 0) & src_planes[np.maximum(plane, 0)]
+        src_planes[plane[r_ok & ~prev.cross_ok[:, 0]]] = True
+        src_planes[sat_left_plane[l_ok & ~prev.cross_ok[:, 1]]] = True
         dst_planes = np.zeros(max(n_planes, 1), dtype=bool)
-        dst_planes[right_plane[plane[i[~ok]]]] = True
+        dst_planes[right_plane[np.flatnonzero(src_planes[:n_planes])]] = True
+        free_r &= (plane >= 0) & src_planes[np.maximum(plane, 0)]
         free_l &= (plane >= 0) & dst_planes[np.maximum(plane, 0)]
     for _ in range(MATCH_ROUNDS):
         fr, fl = np.flatnonzero(free_r), np.flatnonzero(free_l)
@@ -220,4 +223,4 @@ def update_links(prev: GridLinks, t_s: float, plane: I64, right_plane: I64, u_ra
             r_at = np.where(ok, np.where(was, prev.ready_at_s[i, col], t_s + acquisition_s), np.inf)
         ready[i, col] = r_at
         up[i, col] = ok & (t_s >= r_at)
-    return GridLinks(ahead, right, ready), up
+    return GridLinks(ahead, right, ready, np.stack([r_ok, l_ok], axis=1)), up
