@@ -1,4 +1,4 @@
-"""``orbitwin bench {fleet,mqtt,serial,influx,dashboards}``: benchmarks printing JSON.
+"""``orbitwin bench {fleet,mesh,mqtt,serial,influx,dashboards}``: benchmarks printing JSON.
 
 The MQTT and InfluxDB benchmarks start their own local Mosquitto and influxd (they measure this
 machine, not a remote broker), so they take no broker options.
@@ -13,7 +13,7 @@ from typing import Any
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("bench", help="benchmarks printing JSON")
-    p.add_argument("what", choices=("fleet", "mqtt", "serial", "influx", "dashboards"))
+    p.add_argument("what", choices=("fleet", "mesh", "mqtt", "serial", "influx", "dashboards"))
     p.add_argument("--window", type=int, default=330, help="dashboards: seconds of fleet data to fill (default 330)")
     p.add_argument("--duration", type=float, default=60.0, help="mqtt: sim = wall seconds to run (default 60)")
     p.add_argument("--baseline-duration", type=float, default=20.0, help="mqtt: seconds of the bare paho baseline")
@@ -46,6 +46,10 @@ def cmd_bench(a: argparse.Namespace) -> int:
         from orbitwin.bench.fleet import bench_fleet
 
         result = bench_fleet(count=a.count, steps=a.steps, dt_s=a.dt, naive_sample=a.naive_sample)
+    elif a.what == "mesh":
+        from orbitwin.bench.mesh import bench_mesh
+
+        result = bench_mesh(steps=a.steps, dt_s=a.dt, count=a.count)
     elif a.what == "mqtt":
         from orbitwin.bench.mqtt import bench_mqtt
 

@@ -185,8 +185,8 @@ def visible_pairs(sites: GroundSites, sat_pos_m: F64, min_elevation_rad: float,
                   site_ok: NDArray[np.bool_] | None = None, index: SiteIndex | None = None) -> Visibility:
     """Every (site, satellite) pair with the satellite at or above ``min_elevation_rad`` (non-finite rows never).
 
-    ``index`` (a :class:`SiteIndex` of ``sites``) prunes the candidates; without it, or when it does
-    not cover the highest satellite, one is built for this call.
+    ``index`` (a :class:`SiteIndex` of ``sites`` covering the highest satellite: :func:`ensure_index`)
+    prunes the candidates; without it one is built for this call.
     """
     finite = np.isfinite(sat_pos_m).all(axis=1)
     if not finite.any():
@@ -194,7 +194,8 @@ def visible_pairs(sites: GroundSites, sat_pos_m: F64, min_elevation_rad: float,
         return Visibility(e, e.copy(), np.zeros(0))
     pos = sat_pos_m[finite] if not finite.all() else sat_pos_m
     ids = np.flatnonzero(finite)
-    index = ensure_index(index, sites, pos, min_elevation_rad)
+    if index is None:
+        index = ensure_index(None, sites, pos, min_elevation_rad)
     s, k = index.candidates(pos)
     v = pos[k] - sites.pos_m[s]
     d = np.sqrt(np.einsum("ij,ij->i", v, v))

@@ -57,28 +57,46 @@ class GatewayRoutes:
 
 def nearest_gateway(n_sats: int, isl: Edges, gw_site: I64, gw_sat: I64, gw_delay_s: F64,
                     n_gateways: int) -> GatewayRoutes:
-    """One multi-source Dijkstra from every gateway that sees a satellite (edges gateway -> satellite)."""
-    n_nodes = n_sats + n_gateways
-    ground = Edges(gw_site + n_sats, gw_sat, gw_delay_s)
-    sources = np.unique(gw_site) + n_sats
-    if sources.size == 0:
+    """One Dijkstra from a virtual source joined to every satellite in view of a gateway in service.
+
+    ``gw_site``/``gw_sat``/``gw_delay_s``: the (gateway, satellite) pairs in view and their ground-link delay (s).
+    """
+    # one virtual source: an edge to every satellite in view of a gateway, weighted by its shortest
+    # ground link (the same shortest paths as gateway nodes, with fewer edges)
+    if gw_sat.size == 0:
         inf = np.full(n_sats, np.inf)
         neg = np.full(n_sats, -1, dtype=np.int64)
         return GatewayRoutes(inf, neg, neg.copy(), neg.copy())
-    dist, pred, src = dijkstra((isl + ground).graph(n_nodes), directed=True, indices=sources,
-                               return_predecessors=True, min_only=True)
+    order = np.lexsort((gw_delay_s, gw_sat))
+    first = np.r_[True, gw_sat[order][1:] != gw_sat[order][:-1]]
+    best = order[first]
+    sat_in_view, ground_s, ground_gw = gw_sat[best], gw_delay_s[best], gw_site[best]
+    root = n_sats
+    edges = isl + Edges(np.full(sat_in_view.size, root, dtype=np.int64), sat_in_view, ground_s)
+    dist, pred = dijkstra(edges.graph(n_sats + 1), directed=True, indices=root, return_predecessors=True)
+    sat_gw = np.full(n_sats, -1, dtype=np.int64)
+    sat_gw[sat_in_view] = ground_gw
     dist = dist[:n_sats]
     pred = pred[:n_sats].astype(np.int64)
     reach = np.isfinite(dist)
-    gateway = np.where(reach, src[:n_sats] - n_sats, -1).astype(np.int64)
     next_sat = np.where(reach & (pred >= 0) & (pred < n_sats), pred, -1).astype(np.int64)
-    hops = np.where(reach, 0, -1).astype(np.int64)
-    cur = np.arange(n_sats)
-    active = reach.copy()
-    while active.any():
-        hops[active] += 1
-        cur = np.where(active, pred[np.where(active, cur, 0)], cur)
-        active &= (cur >= 0) & (cur < n_sats)
+    # links to the gateway by pointer doubling over the shortest-path tree (gateways are the roots)
+    jump = np.where(reach & (pred >= 0) & (pred < n_sats), pred, n_sats)
+    depth = reach.astype(np.int64)
+    jump_ext = np.r_[jump, n_sats]
+    depth_ext = np.r_[depth, 0]
+    while np.any(jump_ext[:n_sats] < n_sats):
+        depth_ext = depth_ext + depth_ext[jump_ext]
+        jump_ext = jump_ext[jump_ext]
+    hops = np.where(reach, depth_ext[:n_sats], -1).astype(np.int64)
+    # the gateway: that of the tree's first satellite (the root of each branch), by the same doubling
+    top = np.where(reach & (next_sat >= 0), next_sat, np.arange(n_sats))
+    while True:
+        nxt = top[top]
+        if np.array_equal(nxt, top):
+            break
+        top = nxt
+    gateway = np.where(reach, sat_gw[top], -1).astype(np.int64)
     return GatewayRoutes(dist, hops, gateway, next_sat)
 
 
