@@ -33,9 +33,9 @@ B = NDArray[np.bool_]
 AHEAD, BEHIND, RIGHT, LEFT = range(4)
 SLOT_NAMES = ("ahead", "behind", "right", "left")
 N_SLOTS = 4
-MATCH_ROUNDS = 4  # setting: rounds of mutual-nearest matching of free cross-plane terminals
+MATCH_ROUNDS = 3  # setting: rounds of mutual-nearest matching of free cross-plane terminals
 _OFFSETS = np.arange(-3, 3)  # candidates around the same argument of latitude in the other plane
-REMATCH_INTERVAL_S = 10.0  # setting: how often every cross-plane link is re-weighed against the nearest candidates
+REMATCH_EVERY_TICKS = 10  # setting: each plane's cross links are re-weighed every this many ticks (planes in turn)
 _KEY_STRIDE = 8.0  # > 2 pi: sort key plane * stride + argument of latitude
 
 
@@ -80,8 +80,16 @@ def intra_plane_ahead(plane: I64, u_rad: F64, usable: B) -> I64:
     return ahead
 
 
+def _sorted_by_plane(cand: I64, plane: I64, u_rad: F64) -> tuple[I64, F64]:
+    """``cand`` sorted by (plane, argument of latitude) and the sort keys."""
+    key = plane[cand] * _KEY_STRIDE + u_rad[cand]
+    o = np.argsort(key, kind="stable")
+    return cand[o], key[o]
+
+
 def _nearest_in_plane(src: I64, target_plane: I64, cand: I64, plane: I64, u_rad: F64, pos_m: F64,
-                      max_range_m: float, grazing_m: float) -> tuple[I64, F64]:
+                      max_range_m: float, grazing_m: float,
+                      presorted: tuple[I64, F64] | None = None) -> tuple[I64, F64]:
     """For each ``src[k]``, the closest satellite of ``cand`` in plane ``target_plane[k]``, if that link closes.
 
     Candidates are the satellites nearest in argument of latitude; returns (partner or -1, length m).
@@ -91,9 +99,7 @@ def _nearest_in_plane(src: I64, target_plane: I64, cand: I64, plane: I64, u_rad:
     best_d = np.full(src.size, np.inf)
     if src.size == 0 or cand.size == 0:
         return best, best_d
-    key = plane[cand] * _KEY_STRIDE + u_rad[cand]
-    o = np.argsort(key, kind="stable")
-    cand_s, key_s = cand[o], key[o]
+    cand_s, key_s = presorted if presorted is not None else _sorted_by_plane(cand, plane, u_rad)
     q = target_plane.astype(np.float64) * _KEY_STRIDE
     start = np.searchsorted(key_s, q, side="left")
     cnt = np.searchsorted(key_s, q + _KEY_STRIDE, side="left") - start
@@ -124,14 +130,15 @@ def _pair_keys(a: I64, b: I64, n: int) -> I64:
 def update_links(prev: GridLinks, t_s: float, plane: I64, right_plane: I64, u_rad: F64, pos_m: F64,
                  term_ok: B, max_range_m: float, grazing_m: float, acquisition_s: float,
                  hysteresis: float, outage_keys: I64 | None = None,
-                 first: bool = False, rematch: bool = True) -> tuple[GridLinks, B]:
+                 first: bool = False, rematch_planes: B | None = None) -> tuple[GridLinks, B]:
     """The +Grid links at ``t_s`` given the previous ones; returns (links, up (n, 2) for ahead/right).
 
     ``term_ok`` (n, 4): which terminals (ahead, behind, right, left) work and are powered;
     ``outage_keys``: sorted ``min(i, j) * n + max(i, j)`` of pairs forced down; ``first``: links
-    that close now are up at once (the constellation starts established); ``rematch``: weigh every
-    kept cross-plane link against the nearest candidates (hysteresis) and pair every free terminal;
-    otherwise only the planes whose links dropped this tick are re-paired (the same tick).
+    that close now are up at once (the constellation starts established); ``rematch_planes``
+    (n_planes,) bool: planes whose kept cross-plane links are weighed against the nearest
+    candidates (hysteresis) and whose free terminals are paired this tick (default all). Planes that
+    lost a link or gained a terminal this tick are re-paired too, in the same tick.
     """
     n = plane.size
     finite: B = np.asarray(np.isfinite(pos_m).all(axis=1))
@@ -163,31 +170,35 @@ def update_links(prev: GridLinks, t_s: float, plane: I64, right_plane: I64, u_ra
     j = prev.right[i]
     ok, d = isl_feasible(pos_m[i], pos_m[j], max_range_m, grazing_m, R_EARTH_M)
     ok &= r_ok[i] & l_ok[j] & (plane[j] == sat_right_plane[i]) & ~blocked(i, j)
-    if rematch or first:
-        r_idx, l_idx = np.flatnonzero(r_ok), np.flatnonzero(l_ok)
-        _b, best_rd = _nearest_in_plane(r_idx, sat_right_plane[r_idx], l_idx, plane, u_rad, pos_m, max_range_m,
-                                        grazing_m)
-        _b, best_ld = _nearest_in_plane(l_idx, sat_left_plane[l_idx], r_idx, plane, u_rad, pos_m, max_range_m,
-                                        grazing_m)
-        near_r = np.full(n, np.inf)
-        near_l = np.full(n, np.inf)
-        near_r[r_idx] = best_rd
-        near_l[l_idx] = best_ld
-        ok &= (d <= hysteresis * near_r[i]) & (d <= hysteresis * near_l[j])
+    # planes re-weighed this tick; index n_planes is a dummy for satellites in no plane
+    sel = np.zeros(n_planes + 1, dtype=bool)
+    sel[:n_planes] = True if (first or rematch_planes is None) else np.asarray(rematch_planes, dtype=bool)
+    plane_sel = sel[np.where(plane >= 0, plane, n_planes)]
+    w = np.flatnonzero(ok & plane_sel[i])  # kept links re-weighed this tick
+    if w.size:
+        iw, jw = i[w], j[w]
+        # candidates: the usable terminals of the planes concerned only
+        lw = np.flatnonzero(l_ok & np.isin(plane, np.unique(sat_right_plane[iw])))
+        rw = np.flatnonzero(r_ok & np.isin(plane, np.unique(sat_left_plane[jw])))
+        _b, near_r = _nearest_in_plane(iw, sat_right_plane[iw], lw, plane, u_rad, pos_m, max_range_m, grazing_m)
+        _b, near_l = _nearest_in_plane(jw, sat_left_plane[jw], rw, plane, u_rad, pos_m, max_range_m, grazing_m)
+        ok[w] &= (d[w] <= hysteresis * near_r) & (d[w] <= hysteresis * near_l)
     right[i[ok]] = j[ok]
     taken_l = np.zeros(n, dtype=bool)
     taken_l[right[right >= 0]] = True
     free_r = r_ok & (right < 0)
     free_l = l_ok & ~taken_l
-    if not (rematch or first):  # only the plane pairs that lost a link or gained a terminal this tick
-        src_planes = np.zeros(max(n_planes, 1), dtype=bool)
-        src_planes[plane[i[~ok]]] = True
-        src_planes[plane[r_ok & ~prev.cross_ok[:, 0]]] = True
-        src_planes[sat_left_plane[l_ok & ~prev.cross_ok[:, 1]]] = True
-        dst_planes = np.zeros(max(n_planes, 1), dtype=bool)
-        dst_planes[right_plane[np.flatnonzero(src_planes[:n_planes])]] = True
-        free_r &= (plane >= 0) & src_planes[np.maximum(plane, 0)]
-        free_l &= (plane >= 0) & dst_planes[np.maximum(plane, 0)]
+    # pair free terminals of the planes re-weighed, that lost a link or that gained a terminal this tick
+    src_planes = sel.copy()
+    src_planes[plane[i[~ok]]] = True
+    src_planes[plane[r_ok & ~prev.cross_ok[:, 0]]] = True
+    src_planes[sat_left_plane[l_ok & ~prev.cross_ok[:, 1]]] = True
+    src_planes[n_planes] = False
+    dst_planes = np.zeros(n_planes + 1, dtype=bool)
+    srcs = np.flatnonzero(src_planes[:n_planes])
+    dst_planes[right_plane[srcs[right_plane[srcs] >= 0]]] = True
+    free_r &= src_planes[np.where(plane >= 0, plane, n_planes)]
+    free_l &= dst_planes[np.where(plane >= 0, plane, n_planes)]
     for _ in range(MATCH_ROUNDS):
         fr, fl = np.flatnonzero(free_r), np.flatnonzero(free_l)
         if fr.size == 0 or fl.size == 0:
@@ -207,15 +218,19 @@ def update_links(prev: GridLinks, t_s: float, plane: I64, right_plane: I64, u_ra
         right[a] = b
         free_r[a] = False
         free_l[b] = False
-    # which assigned links close, work and are free of outages
+    # which assigned links close, work and are free of outages (cross links: checked above, new ones
+    # close by construction)
     ready = np.full((n, 2), np.inf)
     up = np.zeros((n, 2), dtype=bool)
     for col, (partner, s_own, s_peer, old) in enumerate(((ahead, AHEAD, BEHIND, prev.ahead),
                                                         (right, RIGHT, LEFT, prev.right))):
         i = np.flatnonzero(partner >= 0)
         j = partner[i]
-        ok, _d = isl_feasible(pos_m[i], pos_m[j], max_range_m, grazing_m, R_EARTH_M)
-        ok &= term_ok[i, s_own] & term_ok[j, s_peer] & ~blocked(i, j)
+        if col == 0:
+            ok, _d = isl_feasible(pos_m[i], pos_m[j], max_range_m, grazing_m, R_EARTH_M)
+            ok &= term_ok[i, s_own] & term_ok[j, s_peer] & ~blocked(i, j)
+        else:
+            ok = np.ones(i.size, dtype=bool)
         was = (old[i] == j) & (prev.ready_at_s[i, col] < np.inf)
         if first:
             r_at = np.where(ok, -np.inf, np.inf)

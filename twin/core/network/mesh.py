@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from twin.core.catalogue import Catalogue
 from twin.core.network.geometry import C_M_S, fibre_rtt_s, great_circle_m, light_bound_rtt_s
-from twin.core.network.grid import AHEAD, BEHIND, LEFT, N_SLOTS, REMATCH_INTERVAL_S, RIGHT, GridLinks, update_links
+from twin.core.network.grid import AHEAD, BEHIND, LEFT, N_SLOTS, REMATCH_EVERY_TICKS, RIGHT, GridLinks, update_links
 from twin.core.network.ground import (
     GroundSites, SiteIndex, Visibility, ensure_index, load_cities, load_gateways, visible_pairs,
 )
@@ -137,7 +137,7 @@ class Mesh:
         self.planes: Planes = group_planes(elements)
         self._links = GridLinks.empty(n)
         self._first = True
-        self._next_rematch_s = -np.inf
+        self._ticks = 0
         self._pos = np.full((n, 3), np.nan)
         self._isl = Edges(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
         self._gw_ok = np.ones(len(gateways), dtype=bool)
@@ -174,10 +174,10 @@ class Mesh:
         u = arg_latitude_rad(self.elements, t_s)
         links, up = update_links(self._links, t_s, self.planes.plane, self.planes.right_plane, u, pos, term,
                                  p.isl_max_range_m, p.grazing_altitude_m, p.acquisition_s,
-                                 p.cross_plane_hysteresis, outage_keys, self._first, t_s >= self._next_rematch_s)
-        if t_s >= self._next_rematch_s:
-            self._next_rematch_s = t_s + REMATCH_INTERVAL_S
+                                 p.cross_plane_hysteresis, outage_keys, self._first,
+                                 np.arange(self.planes.n_planes) % REMATCH_EVERY_TICKS == self._ticks % REMATCH_EVERY_TICKS)
         self._links, self._first = links, False
+        self._ticks += 1
         partner = np.full((n, N_SLOTS), -1, dtype=np.int64)
         slot_up = np.zeros((n, N_SLOTS), dtype=bool)
         closing = np.zeros((n, N_SLOTS), dtype=bool)
