@@ -121,12 +121,12 @@ class Visibility:
     range_m: F64
 
 
-_CELL_DEG = 2.0  # setting: latitude/longitude cell of the site index
-_CELL_MARGIN_DEG = 1.8  # a point in a cell is within this of the cell's centre (half-diagonal 1.42 deg, plus slack)
+_CELL_DEG = 1.0  # setting: latitude/longitude cell of the site index
+_CELL_MARGIN_DEG = 1.0  # a point in a cell is within this of the cell's centre (half-diagonal 0.71 deg, plus slack)
 
 
 class SiteIndex:
-    """Which sites can see a point in each 2 deg latitude/longitude cell, for one largest central angle.
+    """Which sites can see a point in each 1 deg latitude/longitude cell, for one largest central angle.
 
     Built once per site list; a satellite's candidates are the sites listed for its cell, then the
     elevation is checked exactly. Rebuilt (automatically) when satellites fly higher than it covers.
