@@ -38,9 +38,17 @@ def _positions(prop: FleetPropagator, jd: float, times_s: np.ndarray) -> list[np
     return out
 
 
-def _nx_graph(edges: Edges) -> Any:
-    import networkx as nx
+def _networkx() -> Any:
+    """networkx, the baseline (a test extra, not a runtime dependency of the twin)."""
+    try:
+        import networkx
+    except ImportError as exc:
+        raise RuntimeError("orbitwin bench mesh compares with networkx: pip install networkx") from exc
+    return networkx
 
+
+def _nx_graph(edges: Edges) -> Any:
+    nx = _networkx()
     g = nx.DiGraph()
     g.add_weighted_edges_from(zip(edges.src.tolist(), edges.dst.tolist(), edges.delay_s.tolist()), weight="w")
     return g
@@ -49,7 +57,7 @@ def _nx_graph(edges: Edges) -> Any:
 def bench_mesh(steps: int = 60, dt_s: float = 1.0, count: int | None = None, start_days: float = 0.0,
                nx_city_sample: int = 10) -> dict[str, Any]:
     """Time ``steps`` mesh ticks of the fleet (after 5 warm-up ticks), the city matrix and networkx."""
-    import networkx as nx
+    nx = _networkx()
 
     cat = load_catalogue()
     if count is not None:
