@@ -31,6 +31,7 @@ from twin.core.orbit_pipeline import PipelinedPropagator
 from twin.core.power import HEATERS, ISL, LOAD_NAMES, PAYLOAD, RADIO, nominal_demand_w, power_step
 from twin.core.events import Event, Request
 from twin.core.faults import IMPULSE_FAULTS, FaultBook, FaultTarget
+from twin.core.network import Mesh, MeshState, terminals_from_count
 from twin.core.request_limits import RequestLimits
 from twin.core.solar_array import array_power_w
 from twin.core.telemetry_assembly import build_telemetry
@@ -68,10 +69,13 @@ class FleetTwin:
         seed: int = 0,
         orbit_worker: bool | None = None,
         limits: RequestLimits | None = None,
+        network: bool = False,
     ) -> None:
         """``orbit_worker``: propagate the next tick in a child process (default: for >= 2,000
         satellites on a machine with two or more cores). ``limits``: bounds on queued requests and
-        active faults (:class:`RequestLimits` defaults when None)."""
+        active faults (:class:`RequestLimits` defaults when None). ``network``: step the laser mesh
+        and nearest-gateway routing every tick (``self.net``; docs/network.md), and let the laser
+        terminals' power follow their links."""
         if not dt_s > 0:
             raise ValueError(f"dt_s must be > 0, got {dt_s}")
         self.catalogue = catalogue
@@ -127,6 +131,9 @@ class FleetTwin:
         self.payload_source = np.zeros(n, dtype=np.int8)
         self.hil_divergence = np.zeros(n, dtype=bool)
         self.board_samples_rejected = 0  # hardware samples refused inside the step (not finite, out of range)
+        self.mesh: Mesh | None = (Mesh.from_catalogue(catalogue, design.network, design.power.isl_terminal_count,
+                                                      self.jd0 + self.fr0) if network else None)
+        self.net: MeshState | None = None
         self.step(advance=False)
 
     def close(self) -> None:
@@ -387,7 +394,16 @@ class FleetTwin:
         demand = nominal_demand_w(self.n, des.power)
         demand[:, PAYLOAD] = np.where(self.fdir.shed_payload | self.payload_off | safe, 0.0, plan.power_w)
         demand[:, HEATERS] = heater_w.sum(axis=1)
-        demand[:, ISL] *= np.where(safe | ~self.isl_on, 0.0, self.faults.isl_fraction(des.power))
+        if self.mesh is not None:
+            # links need working terminals, powered (nominal mode, FDIR and the PCDU's SoC latch of the
+            # previous tick) on a satellite with an orbit; their power follows the links in use
+            count = des.power.isl_terminal_count
+            powered = ~safe & self.isl_on & ~self.shed_state[:, ISL]
+            terminals_ok = terminals_from_count(count - self.faults.isl_failed, count) & powered[:, None]
+            self.net = self.mesh.step(self.t_s, np.where(bad[:, None], np.nan, orb.r_itrs_m), terminals_ok)
+            demand[:, ISL] = des.power.isl_terminal_w * self.net.terminals_in_use
+        else:
+            demand[:, ISL] *= np.where(safe | ~self.isl_on, 0.0, self.faults.isl_fraction(des.power))
         demand[:, RADIO] *= np.minimum(np.where(safe, 0.25, 1.0), self.radio_fraction)
         gen_w = array_power_w(flux_w_m2, illum, cos_array, self.temp_k[:, thermal.ARRAY], self.cover_dose_rad,
                               self.faults.array_strings_failed, des.solar_array)
