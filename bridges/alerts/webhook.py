@@ -216,7 +216,7 @@ class GrafanaBridge:
         self.counters["connects"] += 1
         conn.subscribe([self.reply_topic, self.topics.state], qos=1)
 
-    def _on_state(self, payload: bytes) -> None:
+    def _on_state(self, payload: bytes | bytearray) -> None:
         """The twin's retained birth or death: remember the run of an online twin."""
         try:
             doc = json.loads(payload)
