@@ -41,6 +41,10 @@ class Fleet:
         self.jd = cat.median_epoch_jd()
         self.prop = FleetPropagator(cat)
 
+    def gmst(self, t_s: float) -> float:
+        whole = math.floor(self.jd - 0.5) + 0.5
+        return float(gmst82_rad(whole, self.jd - whole + t_s / 86_400.0))
+
     def pos(self, t_s: float) -> np.ndarray:
         whole = math.floor(self.jd - 0.5) + 0.5
         fr = self.jd - whole + t_s / 86_400.0
@@ -86,7 +90,7 @@ def test_every_link_respects_range_and_line_of_sight_over_an_orbit() -> None:
     prev = None
     for t in np.arange(0.0, ORBIT_S, 10.0):
         pos = shell.pos(float(t))
-        st = mesh.step(float(t), pos)
+        st = mesh.step(float(t), pos, gmst_rad=shell.gmst(float(t)))
         _check_links(mesh, pos)
         if prev is not None:
             changes.append(int((st.partner != prev).any(axis=1).sum()))
@@ -165,7 +169,7 @@ def test_london_new_york_over_one_orbit(fleet: Fleet) -> None:
     lon, nyc = cities.index("London"), cities.index("New-York-Newark")
     rtts, stretches = [], []
     for t in np.arange(0.0, ORBIT_S, 120.0):
-        mesh.step(float(t), fleet.pos(float(t)))
+        mesh.step(float(t), fleet.pos(float(t)), gmst_rad=fleet.gmst(float(t)))
         r = mesh.route(Endpoint.city(lon), Endpoint.city(nyc))
         assert r.reachable and r.rtt_s >= r.bound_rtt_s
         assert r.path[0] == "city:London" and r.path[-1] == "city:New-York-Newark"
@@ -238,3 +242,19 @@ def test_terminals_from_count_and_acquisition(fleet: Fleet) -> None:
     t_up = 2.0 + NET.acquisition_s
     st = mesh.step(t_up, fleet.pos(t_up))
     assert st.links_up.mean() > 2.5
+
+
+def test_lost_satellites_nine_months_past_epoch_are_dark() -> None:
+    """282 days past the shipped catalogue's epoch ~980 element sets fail: those satellites get no link, no route."""
+    late = Fleet()
+    late.jd += 282.0
+    mesh = late.mesh()
+    pos = late.pos(0.0)
+    lost = ~np.isfinite(pos).all(axis=1)
+    assert lost.sum() > 900
+    st = mesh.step(0.0, pos, gmst_rad=late.gmst(0.0))
+    _check_links(mesh, pos)
+    assert np.all(st.links_up[lost] == 0) and np.all(st.gateways_visible[lost] == 0)
+    assert np.all(np.isinf(st.gw_delay_s[lost])) and np.all(st.gw_hops[lost] == -1)
+    assert not np.isin(st.gw_next_sat, np.flatnonzero(lost)).any()
+    assert st.links_up[~lost].mean() > 2.5

@@ -26,16 +26,19 @@ from twin.core.network.ground import visible_pairs
 from twin.core.orbit import FleetPropagator, gmst82_rad
 
 
-def _positions(prop: FleetPropagator, jd: float, times_s: np.ndarray) -> list[np.ndarray]:
+def _positions(prop: FleetPropagator, jd: float, times_s: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
+    """Earth-fixed positions (lost rows NaN) and the sidereal angle at each time."""
     whole = math.floor(jd - 0.5) + 0.5
-    out = []
+    out, gmst = [], []
     for t in times_s:
         fr = jd - whole + float(t) / 86_400.0
-        o = prop.propagate(whole, fr, gmst82_rad(whole, fr))
+        g = float(gmst82_rad(whole, fr))
+        o = prop.propagate(whole, fr, g)
         r = o.r_itrs_m.copy()
         r[o.error_code != 0] = np.nan
         out.append(r)
-    return out
+        gmst.append(g)
+    return out, gmst
 
 
 def _networkx() -> Any:
@@ -69,11 +72,11 @@ def bench_mesh(steps: int = 60, dt_s: float = 1.0, count: int | None = None, sta
     build_s = time.perf_counter() - t_build
     warm = 5
     times = np.arange(warm + steps) * dt_s
-    pos = _positions(FleetPropagator(cat), jd, times)
+    pos, gmst = _positions(FleetPropagator(cat), jd, times)
     step_s, step_cpu_s = [], []
     for k, t in enumerate(times):
         t0, c0 = time.perf_counter(), time.process_time()
-        st = mesh.step(float(t), pos[k])
+        st = mesh.step(float(t), pos[k], gmst_rad=gmst[k])
         if k >= warm:
             step_s.append(time.perf_counter() - t0)
             step_cpu_s.append(time.process_time() - c0)

@@ -339,7 +339,8 @@ class FleetTwin:
         des = self.design
         jd, fr = self.jd_fr()
         sun_teme_m, dut1_s = self.sun.at(jd, fr)
-        orb = self.propagator.propagate(jd, fr, gmst82_rad(jd, fr + dut1_s / SECONDS_PER_DAY))
+        gmst = gmst82_rad(jd, fr + dut1_s / SECONDS_PER_DAY)
+        orb = self.propagator.propagate(jd, fr, gmst)
         if isinstance(self.propagator, PipelinedPropagator):
             jd_n, fr_n = self.jd_fr(self.t_s + dt)
             self.propagator.prefetch(jd_n, fr_n, gmst82_rad(jd_n, fr_n + self.sun.at(jd_n, fr_n)[1] / SECONDS_PER_DAY))
@@ -400,7 +401,8 @@ class FleetTwin:
             count = des.power.isl_terminal_count
             powered = ~safe & self.isl_on & ~self.shed_state[:, ISL]
             terminals_ok = terminals_from_count(count - self.faults.isl_failed, count) & powered[:, None]
-            self.net = self.mesh.step(self.t_s, np.where(bad[:, None], np.nan, orb.r_itrs_m), terminals_ok)
+            self.net = self.mesh.step(self.t_s, np.where(bad[:, None], np.nan, orb.r_itrs_m), terminals_ok,
+                                      gmst_rad=gmst)
             demand[:, ISL] = des.power.isl_terminal_w * self.net.terminals_in_use
         else:
             demand[:, ISL] *= np.where(safe | ~self.isl_on, 0.0, self.faults.isl_fraction(des.power))

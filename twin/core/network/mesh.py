@@ -155,13 +155,16 @@ class Mesh:
 
     # --- per tick ---------------------------------------------------------------------------
     def step(self, t_s: float, positions_m: F64, terminals_ok: ArrayLike | None = None,
-             gateway_ok: ArrayLike | None = None, link_outages: ArrayLike | None = None) -> MeshState:
+             gateway_ok: ArrayLike | None = None, link_outages: ArrayLike | None = None,
+             gmst_rad: float | None = None) -> MeshState:
         """The network at ``t_s`` (s after the mesh's time origin).
 
         ``positions_m`` (n, 3): Earth-fixed (ITRS) positions, non-finite rows for lost satellites;
         ``terminals_ok``: (n, 4) working and powered terminals, or (n,) bool for all four (default
         all); ``gateway_ok`` (n_gateways,) bool (default all); ``link_outages`` (k, 2) satellite
-        index pairs forced down.
+        index pairs forced down; ``gmst_rad``: the Greenwich sidereal angle of ``positions_m``'s
+        frame, so the in-plane order comes from the positions themselves (recommended; without it,
+        from the mean elements advanced linearly, fine for days but not months past their epochs).
         """
         n, p = self.n, self.params
         pos = np.asarray(positions_m, dtype=np.float64)
@@ -171,7 +174,7 @@ class Mesh:
         if link_outages is not None:
             pairs = np.asarray(link_outages, dtype=np.int64).reshape(-1, 2)
             outage_keys = np.sort(np.minimum(pairs[:, 0], pairs[:, 1]) * n + np.maximum(pairs[:, 0], pairs[:, 1]))
-        u = arg_latitude_rad(self.elements, t_s)
+        u = arg_latitude_rad(self.elements, t_s, pos, gmst_rad)
         links, up = update_links(self._links, t_s, self.planes.plane, self.planes.right_plane, u, pos, term,
                                  p.isl_max_range_m, p.grazing_altitude_m, p.acquisition_s,
                                  p.cross_plane_hysteresis, outage_keys, self._first,

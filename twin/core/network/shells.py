@@ -38,6 +38,7 @@ class MeanElements:
     raan_rad: F64
     arg_latitude_rad: F64
     arg_latitude_rate_rad_s: F64
+    raan_rate_rad_s: F64 | None = None  # secular J2 nodal rate (None: fixed planes)
 
     def __len__(self) -> int:
         return int(self.inclination_rad.size)
@@ -49,11 +50,12 @@ def elements_from_catalogue(cat: Catalogue, jd_utc: float) -> MeanElements:
     dt_min = (jd_utc - cat.epoch_jd) * 1440.0
     inc = np.array([x.inclo for x in s], dtype=np.float64)
     no = np.array([x.no_kozai for x in s], dtype=np.float64) / 60.0
-    raan = np.array([x.nodeo for x in s]) + np.array([x.nodedot for x in s]) * dt_min
+    nodedot = np.array([x.nodedot for x in s], dtype=np.float64)
+    raan = np.array([x.nodeo for x in s]) + nodedot * dt_min
     u_rate_min = np.array([x.argpdot for x in s]) + np.array([x.mdot for x in s])
     u = np.array([x.argpo for x in s]) + np.array([x.mo for x in s]) + u_rate_min * dt_min
     alt = np.cbrt(MU_EARTH_M3_S2 / no**2) - R_EARTH_M
-    return MeanElements(inc, alt, np.mod(raan, 2 * np.pi), np.mod(u, 2 * np.pi), u_rate_min / 60.0)
+    return MeanElements(inc, alt, np.mod(raan, 2 * np.pi), np.mod(u, 2 * np.pi), u_rate_min / 60.0, nodedot / 60.0)
 
 
 @dataclass(frozen=True)
@@ -170,9 +172,28 @@ def _planes_of(members: I64, raan_rad: F64) -> list[tuple[I64, float]]:
     return out
 
 
-def arg_latitude_rad(el: MeanElements, t_s: float) -> F64:
-    """Mean argument of latitude of every satellite ``t_s`` after the reference time (rad, 0..2 pi)."""
-    out: F64 = np.mod(el.arg_latitude_rad + el.arg_latitude_rate_rad_s * t_s, 2 * np.pi)
+def arg_latitude_rad(el: MeanElements, t_s: float, pos_m: F64 | None = None, gmst_rad: float | None = None) -> F64:
+    """Argument of latitude of every satellite ``t_s`` after the reference time (rad, 0..2 pi).
+
+    With Earth-fixed positions ``pos_m`` and the Greenwich sidereal angle ``gmst_rad`` of that
+    instant: measured from each satellite's position in its plane (node from the J2-advanced
+    RAAN), so drag, manoeuvres and element age do not scramble the order; rows that are not finite
+    fall back to the mean elements. Without them: the mean argument of latitude advanced linearly.
+    """
+    mean: F64 = np.mod(el.arg_latitude_rad + el.arg_latitude_rate_rad_s * t_s, 2 * np.pi)
+    if pos_m is None or gmst_rad is None:
+        return mean
+    raan = el.raan_rad + (el.raan_rate_rad_s * t_s if el.raan_rate_rad_s is not None else 0.0)
+    c, s = np.cos(gmst_rad), np.sin(gmst_rad)
+    x = pos_m[:, 0] * c - pos_m[:, 1] * s  # Earth-fixed to the inertial (TEME-like) frame
+    y = pos_m[:, 0] * s + pos_m[:, 1] * c
+    z = pos_m[:, 2]
+    co, so, ci, si = np.cos(raan), np.sin(raan), np.cos(el.inclination_rad), np.sin(el.inclination_rad)
+    along_node = x * co + y * so
+    # in-plane axis 90 deg ahead of the node: h x N = (-sin O cos i, cos O cos i, sin i)
+    ahead = -x * so * ci + y * co * ci + z * si
+    u = np.mod(np.arctan2(ahead, along_node), 2 * np.pi)
+    out: F64 = np.where(np.isfinite(u), u, mean)
     return out
 
 
