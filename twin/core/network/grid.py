@@ -1,10 +1,10 @@
 """+Grid laser links: two intra-plane (ahead, behind) and two cross-plane (right, left) per satellite.
 
-Intra-plane: each satellite links to the next satellite of its plane in mean argument of latitude
+Intra-plane: each satellite links to the next satellite of its plane in argument of latitude
 (ahead) and so to the previous one (behind); dark satellites (no working terminal: lost, safe
 mode, laser terminals shed) are skipped, so their neighbours bridge the gap when in range. The
-mean argument of latitude advances linearly, so the order changes only when one satellite really
-overtakes another: no flapping.
+argument of latitude (from the positions, :func:`twin.core.network.shells.arg_latitude_rad`)
+changes the order only when one satellite really overtakes another: no flapping.
 
 Cross-plane: each satellite's right terminal links to a satellite of the next plane east whose
 left terminal is free, as a matching between the two planes: an existing link is kept while it
