@@ -258,3 +258,34 @@ def test_lost_satellites_nine_months_past_epoch_are_dark() -> None:
     assert np.all(np.isinf(st.gw_delay_s[lost])) and np.all(st.gw_hops[lost] == -1)
     assert not np.isin(st.gw_next_sat, np.flatnonzero(lost)).any()
     assert st.links_up[~lost].mean() > 2.5
+
+
+def test_routes_between_every_kind_of_endpoint(fleet: Fleet) -> None:
+    mesh = fleet.mesh()
+    pos = fleet.pos(0.0)
+    st = mesh.step(0.0, pos, gmst_rad=fleet.gmst(0.0))
+    # a satellite to its nearest gateway: the same delay and hops as the per-tick routing
+    i = int(np.flatnonzero(st.gw_hops >= 3)[0])
+    g = int(st.gw_index[i])
+    r = mesh.route(Endpoint.sat(i), Endpoint.gateway(g))
+    assert r.one_way_s == pytest.approx(st.gw_delay_s[i], abs=1e-9) and r.hops == st.gw_hops[i]
+    assert r.path[0] == mesh.names[i] and r.path[-1] == f"gateway:{mesh.gateways.names[g]}"
+    assert np.isnan(r.stretch) and r.rtt_s == 2 * r.one_way_s
+    # any latitude/longitude to a city; a point in the same place as the city gives the same delay
+    cities = mesh.cities
+    assert cities is not None
+    paris = cities.index("Paris")
+    r1 = mesh.route(Endpoint.point(float(cities.lat_deg[paris]), float(cities.lon_deg[paris])), Endpoint.city(0))
+    r2 = mesh.route(Endpoint.city(paris), Endpoint.city(0))
+    assert r1.reachable and r1.one_way_s == pytest.approx(r2.one_way_s, abs=1e-9)
+    assert r1.rtt_s >= r1.bound_rtt_s and r1.stretch > 0
+    # a gateway in outage is no endpoint
+    gw_ok = np.ones(len(mesh.gateways), dtype=bool)
+    gw_ok[g] = False
+    mesh.step(0.0, pos, gateway_ok=gw_ok, gmst_rad=fleet.gmst(0.0))
+    down = mesh.route(Endpoint.sat(i), Endpoint.gateway(g))
+    assert not down.reachable and down.path == () and down.hops == 0
+    with pytest.raises(ValueError):
+        mesh.route(Endpoint.sat(mesh.n), Endpoint.city(0))
+    with pytest.raises(ValueError):
+        Endpoint.point(91.0, 0.0)
