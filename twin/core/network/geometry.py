@@ -42,12 +42,16 @@ def max_slant_range_m(alt_m: ArrayLike, min_elevation_rad: float, r_m: float = R
 
 
 def segment_min_radius_m(a_m: F64, b_m: F64) -> F64:
-    """Smallest distance from the Earth's centre to each segment ``a[k]``-``b[k]`` (m); (k, 3) in, (k,) out."""
+    """Smallest distance from the Earth's centre to each segment ``a[k]``-``b[k]`` (m); (k, 3) in, (k,) out.
+
+    ``|a + t d|^2 = |a|^2 + 2 t a.d + t^2 |d|^2`` with ``d = b - a``, minimised over t in [0, 1].
+    """
     d = b_m - a_m
     dd = np.einsum("ij,ij->i", d, d)
-    t = np.clip(-np.einsum("ij,ij->i", a_m, d) / np.where(dd > 0, dd, 1.0), 0.0, 1.0)
-    p = a_m + t[:, None] * d
-    out: F64 = np.sqrt(np.einsum("ij,ij->i", p, p))
+    ad = np.einsum("ij,ij->i", a_m, d)
+    aa = np.einsum("ij,ij->i", a_m, a_m)
+    t = np.clip(-ad / np.where(dd > 0, dd, 1.0), 0.0, 1.0)
+    out: F64 = np.sqrt(np.maximum(aa + t * (2.0 * ad + t * dd), 0.0))
     return out
 
 
@@ -59,9 +63,14 @@ def isl_feasible(a_m: F64, b_m: F64, max_range_m: float, grazing_alt_m: float,
     sight stays at least ``grazing_alt_m`` above the sphere of radius ``r_m``.
     """
     d = b_m - a_m
-    length = np.sqrt(np.einsum("ij,ij->i", d, d))
-    with np.errstate(invalid="ignore"):
-        ok = (length <= max_range_m) & (segment_min_radius_m(a_m, b_m) >= r_m + grazing_alt_m)
+    dd = np.einsum("ij,ij->i", d, d)
+    ad = np.einsum("ij,ij->i", a_m, d)
+    aa = np.einsum("ij,ij->i", a_m, a_m)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.clip(-ad / np.where(dd > 0, dd, 1.0), 0.0, 1.0)
+        min_r2 = aa + t * (2.0 * ad + t * dd)
+        length = np.sqrt(dd)
+        ok = (length <= max_range_m) & (min_r2 >= (r_m + grazing_alt_m) ** 2)
     return ok, length
 
 
