@@ -87,7 +87,10 @@ class Recorder:
 
 class SteppingTwin:
     """A TwinService around ``twin`` stepping every ``period_s`` of wall time in a thread on the broker at
-    ``url``; an exception stops it and is kept in ``error``. ``step_ms`` holds each step's duration."""
+    ``url``; an exception stops it and is kept in ``error``. ``step_ms`` holds each step's duration;
+    ``ticks`` per tick (t_s, wall start [monotonic s], late_s, request_s): how late the loop woke
+    from its sleep (the load it met: other processes, other threads holding the GIL) and the wall
+    time it spent on requests."""
 
     def __init__(self, twin: Any, url: str, state_dir: str, period_s: float = 0.01) -> None:
         from twin.mqtt import MqttSettings
@@ -99,6 +102,8 @@ class SteppingTwin:
         self.service = TwinService(self.twin, self.link)
         self.error: BaseException | None = None
         self.step_ms: list[float] = []
+        self.step_cpu_ms: list[float] = []  # the step's CPU time (this thread's): what a neighbour process does not inflate
+        self.ticks: list[tuple[float, float, float, float]] = []
         self.period_s = period_s
         self._stop = threading.Event()
         self.link.start()
@@ -107,12 +112,17 @@ class SteppingTwin:
 
     def _loop(self) -> None:
         try:
+            due = None
             while not self._stop.is_set():
+                start, r0 = time.monotonic(), time.perf_counter()
                 self.service.process_requests()
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.thread_time()
                 self.twin.step()
                 self.step_ms.append((time.perf_counter() - t0) * 1e3)
+                self.step_cpu_ms.append((time.thread_time() - c0) * 1e3)
                 self.service.publish_tick()
+                self.ticks.append((self.twin.t_s, start, 0.0 if due is None else max(0.0, start - due), t0 - r0))
+                due = time.monotonic() + self.period_s
                 time.sleep(self.period_s)
         except BaseException as exc:  # noqa: BLE001 - the test reports it
             self.error = exc

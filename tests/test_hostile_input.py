@@ -283,6 +283,35 @@ def twin_on(mosquitto: Any, tmp_path: Path) -> Iterator[Any]:
         t.close()
 
 
+def live_silence(tw: SteppingTwin, rec: Recorder, sat: str, since: float, packet: str = "hk") -> dict[str, float]:
+    """How long one satellite's live ``packet`` went unheard after ``since`` (monotonic s), against the twin's own time.
+
+    In ticks: every message of the interval arrived (sim time goes up by the packet's period each
+    time, seq by one or more: none missing, none shed). In wall time: ``gap_s``, the longest silence at the subscriber, and
+    ``excess_s``, the longest silence less the load the twin measured over the same ticks (how late its
+    loop woke from its sleeps, summed over the ticks between the two messages: other processes on
+    the CPU, other threads holding the GIL). A twin that starves its own live telemetry (a replay
+    burst queued ahead of it, a tick spent on a request flood) shows in ``excess_s``; a loaded
+    machine only in ``gap_s``.
+    """
+    topic = f"{P}/sat/{sat}/tm/{packet}"
+    with rec.lock:
+        live = [(p["t_s"], p["seq"], at) for t, p, _, at in rec.messages if t == topic and at >= since]
+    assert len(live) >= 10, live
+    period_s = int(tw.service.schedule.period[packet][tw.twin.index[sat]]) * tw.twin.dt_s
+    sim = np.array([t for t, _, _ in live])
+    assert np.allclose(np.diff(sim), period_s), f"live {packet} missing: t_s {sim.tolist()}"
+    assert (np.diff([s for _, s, _ in live]) >= 1).all()
+    late = {t_s: late_s for t_s, _, late_s, _ in tw.ticks}
+    gap = excess = stall_at_gap = 0.0
+    for (a, _, at_a), (b, _, at_b) in zip(live, live[1:]):
+        stall = sum(v for t_s, v in late.items() if a < t_s <= b)
+        excess = max(excess, at_b - at_a - stall)
+        if at_b - at_a > gap:
+            gap, stall_at_gap = at_b - at_a, stall
+    return {"gap_s": gap, "excess_s": excess, "stall_at_gap_s": stall_at_gap, "messages": len(live)}
+
+
 def _events(rec: Recorder, board: str) -> list[dict[str, Any]]:
     return [p for _, p in rec.find(lambda t, p: t == f"{P}/board/{board}/event" and isinstance(p, dict))]
 
@@ -333,6 +362,16 @@ def test_a_65_kb_replay_request_never_silences_live_telemetry(mosquitto: Any, tw
     ranges = [[name, 0, 100_000] for name in tw.twin.names] * 105
     body = json.dumps({"ranges": ranges, "id": "big"}).encode()
     assert 60_000 < len(body) < 64 * 1024
+    serves: list[tuple[float, float, int]] = []  # per tick's replay serving: wall time before, after, messages published
+    serve = tw.service.replays.serve
+
+    def timed_serve(publish: Any, room: int) -> Any:
+        t = time.monotonic()
+        done = serve(publish, room)
+        serves.append((t, time.monotonic(), tw.service.replays.sent_last))
+        return done
+
+    tw.service.replays.serve = timed_serve  # type: ignore[method-assign]
     t_request = time.monotonic()
     rec.publish(f"{P}/fleet/replay", body)
     reply = wait_for(lambda: [p for _, p in rec.find(lambda t, p: t == f"{P}/fleet/reply" and p.get("id") == "big")],
@@ -343,14 +382,19 @@ def test_a_65_kb_replay_request_never_silences_live_telemetry(mosquitto: Any, tw
     replayed = rec.find(lambda t, p: t.startswith(f"{P}/replay/"))
     assert len(replayed) == 3000  # each message once, though every range was asked for 105 times
     assert len({(p["sat"], p["seq"]) for _, p in replayed}) == 3000
-    # live telemetry went on at its rate while the replay was served: no gap in sim time, no silence in wall time
-    with rec.lock:
-        live = [(p["t_s"], at) for t, p, _, at in rec.messages if t == f"{P}/sat/{live_sat}/tm/hk" and at >= t_request]
-    sim_gaps = np.diff([t for t, _ in live])
-    wall_gaps = np.diff([at for _, at in live])
-    assert sim_gaps.max() <= 2.0 and wall_gaps.max() < 2.0, (sim_gaps.max(), wall_gaps.max())
+    # live telemetry went on at its rate while the replay was served: every message, and no silence over
+    # 2 s beyond the load the twin measured in the same ticks (the replay is not queued ahead of it)
+    silence = live_silence(tw, rec, live_sat, t_request)
+    assert silence["excess_s"] < 2.0, silence
     served_s = max(at for t, _, _, at in rec.messages if t.startswith(f"{P}/replay/")) - t_request
     assert served_s >= (3000 - 1500) / 1500 * 0.8  # at the budget's rate, not all at once
+    # ... spread over the ticks: none published more than the rate allows for the wall time since the one before
+    rate = limits.replay_messages_per_s
+    over = [(n, rate * (end - start)) for (start, _, _), (_, end, n) in zip(serves, serves[1:])
+            if n > rate * (end - start) + 1.5]  # at most what accrued from the serve before to the end of this one
+    assert sum(n for _, _, n in serves) == 3000 and not over, over[:5]
+    print(f"\nreplay: live silence {silence}; most replayed in one tick {max(n for _, _, n in serves)} over "
+          f"{sum(n > 0 for _, _, n in serves)} ticks; served in {served_s:.2f} s")
     assert tw.link.stats.refused_queue_full == 0
     rec.close()
 
@@ -358,9 +402,10 @@ def test_a_65_kb_replay_request_never_silences_live_telemetry(mosquitto: Any, tw
 def test_five_thousand_eternal_faults_over_mqtt(mosquitto: Any, twin_on: Any) -> None:
     tw = twin_on()
     sat = tw.twin.names[0]
-    rec = Recorder(mosquitto.host, mosquitto.port, [f"{P}/sat/{sat}/reply", f"{P}/sat/{sat}/tm/hk"])
+    rec = Recorder(mosquitto.host, mosquitto.port, [f"{P}/sat/{sat}/reply"])  # the requester
+    live_rec = Recorder(mosquitto.host, mosquitto.port, [f"{P}/sat/{sat}/tm/hk"])  # a telemetry consumer
     tw.running(20)
-    base = float(np.median(tw.step_ms[-20:]))
+    base = float(np.median(tw.step_cpu_ms[-20:]))  # CPU time: a busy neighbour does not inflate it
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     pub.max_inflight_messages_set(1000)
     pub.connect(mosquitto.host, mosquitto.port)
@@ -381,15 +426,25 @@ def test_five_thousand_eternal_faults_over_mqtt(mosquitto: Any, twin_on: Any) ->
     reasons = Counter(p["reason"] for _, p in rec.find(lambda t, p: t.endswith("/reply") and p["status"] == "rejected"))
     assert reasons == {"too_many_faults": 5000 - cap}
     tw.running(30)
-    after = float(np.median(tw.step_ms[-30:]))
-    assert after < 3 * base + 2.0, (base, after)
-    with rec.lock:
-        live = [at for t, p, _, at in rec.messages if t == f"{P}/sat/{sat}/tm/hk" and at >= t0]
-    assert np.diff(live).max() < 2.0
-    print(f"\n5,000 faults answered in {answered_s:.1f} s; tick {base:.2f} -> {after:.2f} ms")
+    after = float(np.median(tw.step_cpu_ms[-30:]))
+    assert after < 3 * base + 2.0, (base, after)  # 64 active faults cost the step next to nothing
+    # live telemetry went on while the flood was handled: every message, no silence over 2 s beyond the
+    # load the twin measured, and the flood spread over ticks on the request budget
+    silence = live_silence(tw, live_rec, sat, t0)
+    assert silence["excess_s"] < 2.0, silence
+    budget = tw.service.request_budget_s
+    assert budget is not None and tw.service.counters["request_budget_ticks"] >= 1
+    flood = [(r, late) for _, start, late, r in tw.ticks if start >= t0]
+    request_s, late_s = max(r for r, _ in flood), max(late for _, late in flood)
+    # the budget, overrun by one request at most (0.5 s, more only by the load the twin measured)
+    assert request_s < budget + 0.5 + late_s, (request_s, late_s)
+    print(f"\n5,000 faults answered in {answered_s:.1f} s; tick {base:.2f} -> {after:.2f} ms; live silence "
+          f"{silence}; longest request time in a tick {request_s:.3f} s (loop woke up to {late_s:.3f} s late); "
+          f"{tw.service.counters['request_budget_ticks']} ticks out of request time")
     pub.loop_stop()
     pub.disconnect()
     rec.close()
+    live_rec.close()
 
 
 def test_a_full_queue_is_rejected_with_queue_full(mosquitto: Any, twin_on: Any) -> None:

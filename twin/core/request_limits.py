@@ -22,8 +22,9 @@ class RequestLimits:
     waiting on one satellite.
     ``replay_messages_per_request``: telemetry messages one replay request publishes again at most
     (the earliest held; the reply says how many were held and sent).
-    ``replay_messages_per_s``: replayed messages published per second of wall time (token bucket
-    of one second's worth), only with what live telemetry leaves of the outgoing queue.
+    ``replay_messages_per_s``: replayed messages published per second of wall time (token bucket;
+    a tick spends at most what accrued since the previous tick, a second's worth at most), only with
+    what live telemetry leaves of the outgoing queue.
     ``replay_queued_requests``: replay requests waiting to be served, all clients together.
     ``replay_scans_per_tick``: replay requests that may start (one pass over the replay buffer each)
     per tick.
