@@ -447,6 +447,40 @@ def test_five_thousand_eternal_faults_over_mqtt(mosquitto: Any, twin_on: Any) ->
     live_rec.close()
 
 
+def test_five_thousand_faults_from_a_fast_external_client(mosquitto: Any, twin_on: Any) -> None:
+    """The flood from another process at the C client's speed (``mosquitto_pub -l``, all 5,000 in well
+    under a second), not paced by a Python publisher sharing the twin's GIL: every fault answered, live
+    telemetry complete and never silent over 2 s beyond the load the twin measured."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("mosquitto_pub")
+    assert exe is not None, "mosquitto_pub (Debian package mosquitto-clients) is needed"
+    tw = twin_on()
+    sat = tw.twin.names[0]
+    rec = Recorder(mosquitto.host, mosquitto.port, [f"{P}/sat/{sat}/reply"])
+    live_rec = Recorder(mosquitto.host, mosquitto.port, [f"{P}/sat/{sat}/tm/hk"])
+    tw.running(20)
+    lines = "".join(json.dumps({"fault": "radiator_degradation", "args": {"efficiency": 0.999},
+                                "duration_s": 1e308, "id": f"x{k}"}) + "\n" for k in range(5000))
+    t0 = time.monotonic()
+    subprocess.run([exe, "-h", mosquitto.host, "-p", str(mosquitto.port), "-q", "1", "-l", "-t",
+                    f"{P}/sat/{sat}/fault"], input=lines.encode(), check=True, timeout=60)
+    sent_s = time.monotonic() - t0
+
+    def final() -> Counter[str]:
+        return Counter(p["status"] for _, p in rec.find(lambda t, p: t.endswith("/reply") and p["status"] != "accepted"))
+    wait_for(lambda: sum(final().values()) >= 5000, 60, what="every fault answered")
+    cap = tw.twin.limits.faults_per_sat
+    assert final() == {"completed": cap, "rejected": 5000 - cap}
+    tw.running(10)
+    silence = live_silence(tw, live_rec, sat, t0)
+    assert silence["excess_s"] < 2.0, silence
+    print(f"\n5,000 faults sent by mosquitto_pub in {sent_s:.2f} s; live silence {silence}")
+    rec.close()
+    live_rec.close()
+
+
 def test_a_full_queue_is_rejected_with_queue_full(mosquitto: Any, twin_on: Any) -> None:
     tw = twin_on(limits=RequestLimits(queued_per_client=20, queued_total=50))
     sat = tw.twin.names[0]
