@@ -99,7 +99,11 @@ def test_no_point_lost_when_bridge_and_broker_crash(tmp_path, mosquitto, influxd
         st = last_status(bridge)
         assert result["lost"] == 0 and result["duplicates"] == 0, (result, st)
         assert result["stored"] == result["published"]
-        assert st["refused_telemetry"] == 0 and st["gaps_unrecoverable"] == 0, st
+        assert st["gaps_unrecoverable"] == 0, st
+        # after a broker crash the twin's next connection (a new bseq) can reach the restarted bridge's
+        # session before its retained birth does: such messages are refused as not yet born and come
+        # back through replay (stored exactly once above); nothing else may be refused
+        assert set(st.get("refused", {})) <= {"bseq", "no_birth"}, st
     finally:
         twin.stop()
         bridge.stop()
