@@ -138,3 +138,14 @@ class SteppingTwin:
         self._thread.join(10)
         self.link.stop()
         self.twin.close()
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout_s: float = 20.0) -> None:
+    """SIGTERM a child process and wait for it; kill it if it does not end within ``timeout_s``."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
 import ssl
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from mqtt_helpers import wait_for
+from mqtt_helpers import stop_process, wait_for
 from stack_broker import ACL, REPO, Client, StackBroker, connack, start_stack_broker
 from twin.contract.roles import acl_text, roles
 from twin.contract.topics import DEFAULT_PREFIX
@@ -240,14 +239,6 @@ def _cli(log: Path, *args: str, role: str, broker: StackBroker, extra_env: dict[
             env=env)
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 @pytest.fixture(scope="module")
@@ -263,7 +254,7 @@ def twin(broker: StackBroker, tmp_path_factory: pytest.TempPathFactory) -> Itera
         assert proc.poll() is None, (d / "twin.log").read_text()
         yield {"watcher": watcher, "dir": d}
     finally:
-        _stop(proc)
+        stop_process(proc)
         watcher.close()
 
 
@@ -319,7 +310,7 @@ def test_the_serial_bridge_binds_a_board_to_the_twin(broker: StackBroker, twin: 
         wait_for(lambda: any(m["fields"]["payload_source"] == 1 for m in _json(watcher, f"{P}/sat/{SAT}/tm/payload")),
                  30, 0.1, what="payload from the board")
     finally:
-        _stop(bridge)
+        stop_process(bridge)
         stop_sims(sims)
 
 
@@ -357,4 +348,4 @@ def test_the_influx_bridge_stores_and_its_health_check_passes(broker: StackBroke
             os.environ.clear()
             os.environ.update(saved)
     finally:
-        _stop(bridge)
+        stop_process(bridge)

@@ -26,7 +26,6 @@ import json
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -42,7 +41,7 @@ import jsonschema
 import pytest
 import yaml
 
-from mqtt_helpers import wait_for
+from mqtt_helpers import stop_process, wait_for
 from servers import free_port
 from stack_broker import ACL, REPO, Client, StackBroker, gen_env, parse_env, start_stack_broker
 from twin.contract.roles import roles
@@ -519,14 +518,6 @@ def _spawn(argv: list[str], env: dict[str, Any], log: Path) -> subprocess.Popen[
                                 text=True, env=base | {k: str(v) for k, v in env.items() if v is not None})
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def run_security_guide_operator_block(broker: StackBroker, env: dict[str, str], generated: Path, tmp: Path) -> str:
@@ -640,8 +631,8 @@ def test_the_twin_and_grafana_bridge_services_close_the_alert_loop(broker: Stack
             assert not any(v in text for v in secrets_of(env).values()), f"a secret in {log}"
     finally:
         if bridge is not None:
-            _stop(bridge)
-        _stop(twin)
+            stop_process(bridge)
+        stop_process(twin)
         observer.close()
 
 

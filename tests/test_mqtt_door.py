@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ from typing import Any
 import paho.mqtt.client as mqtt_client
 import pytest
 
-from mqtt_helpers import wait_for
+from mqtt_helpers import stop_process, wait_for
 from private_ca import SecureBroker, secure_mosquitto
 from servers import find_mosquitto, free_port
 from twin.mqtt import (ENV_PASSWORD, ENV_PASSWORD_FILE, ENV_USERNAME, MqttConfigError, MqttConnectError,
@@ -180,14 +179,6 @@ def _spawn(log: Path, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
                             text=True, env=_clean_env(env))
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def _scenario(d: Path, factor: float = 0.9) -> Path:
@@ -259,7 +250,7 @@ def stack(secure: SecureBroker, tmp_path_factory: pytest.TempPathFactory) -> Ite
         assert twin.poll() is None, (d / "twin.log").read_text()
         yield {"observer": observer, "twin": twin, "ca": ca, "dir": d}
     finally:
-        _stop(twin)
+        stop_process(twin)
         observer.close()
 
 
@@ -288,7 +279,7 @@ def test_influx_bridge_over_tls_with_a_password_file(stack: dict[str, Any], secu
                                                 and p.get("points_written", 0) > 0), 20, what="bridge status")
         assert USERS["influx"] not in (tmp_path / "bridge.log").read_text()
     finally:
-        _stop(bridge)
+        stop_process(bridge)
 
 
 def test_serial_bridge_over_tls_binds_a_board(stack: dict[str, Any], secure: SecureBroker, tmp_path: Path) -> None:
@@ -306,7 +297,7 @@ def test_serial_bridge_over_tls_binds_a_board(stack: dict[str, Any], secure: Sec
         wait_for(lambda: obs.find(lambda t, p: t == f"{P}/sat/{SAT}/tm/payload"
                                   and p["fields"]["payload_source"] == 1), 30, what="payload from the board")
     finally:
-        _stop(bridge)
+        stop_process(bridge)
         stop_sims(sims)
     wait_for(lambda: obs.find(lambda t, p: t == f"{P}/board/{SAT}/state" and p.get("state") == "offline"), 10,
              what="board offline after the bridge stopped")
@@ -350,7 +341,7 @@ def test_grafana_bridge_over_tls_turns_a_webhook_into_a_command(stack: dict[str,
                         what="the twin's reply")
         assert done[0][1]["detail"]["reply"]["result"]["factor"] == 0.5
     finally:
-        _stop(bridge)
+        stop_process(bridge)
 
 
 def test_scenario_publish_over_tls_mqtt5_mqtt311_and_client_certificate(stack: dict[str, Any],
