@@ -10,24 +10,56 @@ Model and figures: docs/network.md, docs/physics.md#network.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from twin.core.catalogue import Catalogue
+from twin.core.constants import R_EARTH_M
 from twin.core.network.geometry import C_M_S, fibre_rtt_s, great_circle_m, light_bound_rtt_s
 from twin.core.network.grid import AHEAD, BEHIND, LEFT, N_SLOTS, REMATCH_EVERY_TICKS, RIGHT, GridLinks, update_links
 from twin.core.network.ground import (
-    GroundSites, SiteIndex, Visibility, ensure_index, load_cities, load_gateways, visible_pairs,
+    GroundSites, SiteIndex, Visibility, central_angle_rad, load_cities, load_gateways, visible_pairs,
 )
 from twin.core.network.params import NetworkParams
 from twin.core.network.routing import Edges, GatewayRoutes, ground_matrix_s, nearest_gateway, shortest_path
 from twin.core.network.shells import MeanElements, Planes, arg_latitude_rad, elements_from_catalogue, group_planes
+from twin.core.network.traffic import (
+    TrafficState, access_satellites, city_demand_gbps, empty_traffic, rank_size_weights, route_traffic,
+)
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 B = NDArray[np.bool_]
+
+_SHARED_INDEX_STEP_M = 50_000.0  # setting: shared site indices cover altitudes rounded up to 50 km, plus 50 km
+_SHARED_INDEX_MAX = 16  # setting: site indices kept for reuse (oldest dropped first)
+_shared_index: dict[tuple[bytes, float, float], SiteIndex] = {}
+
+
+def ensure_index(index: SiteIndex | None, sites: GroundSites, sat_pos_m: F64, min_elevation_rad: float) -> SiteIndex:
+    """``index`` if it covers the highest finite satellite of ``sat_pos_m``, else a shared one that does.
+
+    As :func:`twin.core.network.ground.ensure_index`, but the indices built are kept for every mesh
+    over the same sites (keyed by the sites' positions, the elevation and the altitude rounded up):
+    an index costs ~0.1 s, and the tests and the runtime build many small twins.
+    """
+    finite = np.isfinite(sat_pos_m).all(axis=1)
+    pos = sat_pos_m[finite]
+    alt_max = max(float(np.sqrt(np.einsum("ij,ij->i", pos, pos)).max()) - R_EARTH_M, 0.0) if pos.size else 0.0
+    if index is not None and index.max_central_angle_rad >= central_angle_rad(alt_max, min_elevation_rad):
+        return index
+    alt_q = float(np.ceil(alt_max / _SHARED_INDEX_STEP_M) + 1.0) * _SHARED_INDEX_STEP_M
+    key = (hashlib.blake2b(np.ascontiguousarray(sites.pos_m).tobytes(), digest_size=16).digest(),
+           float(min_elevation_rad), alt_q)
+    shared = _shared_index.get(key)
+    if shared is None:
+        while len(_shared_index) >= _SHARED_INDEX_MAX:
+            del _shared_index[next(iter(_shared_index))]
+        shared = _shared_index[key] = SiteIndex(sites, central_angle_rad(alt_q, min_elevation_rad))
+    return shared
 
 
 def terminals_from_count(working: ArrayLike, terminal_count: int) -> B:
@@ -104,6 +136,14 @@ class MeshState:
     assigned that close (up or acquiring): the terminals drawing power; ``edges`` (m, 2) the up
     links (first < second) and ``edge_length_m``; ``gateways_visible``: operational gateways in
     view; ``gw_*``: the route to the nearest reachable gateway (:class:`GatewayRoutes`).
+
+    Traffic (docs/network.md#traffic; Gbit/s, utilisation = load / capacity, > 1 overloaded, never
+    clipped): ``edge_load_gbps``/``edge_capacity_gbps``/``edge_util`` (m,) per up link of
+    ``edges``; ``sat_max_util``: the highest utilisation of the satellite's loaded links (laser,
+    gateway, user); ``sat_throughput_gbps``: the traffic through it (relayed plus up/down, counted
+    once); ``overloaded``: links above capacity (laser and ground); ``unserved_gbps``: offered by
+    cities with no route; ``traffic``: the rest (:class:`TrafficState`: feeder and user loads, each
+    city's access satellite, the overloaded laser links).
     """
 
     t_s: float
@@ -119,6 +159,14 @@ class MeshState:
     gw_index: I64
     gw_next_sat: I64
     gw_visibility: Visibility = field(repr=False)
+    edge_load_gbps: F64 = field(repr=False)
+    edge_capacity_gbps: F64 = field(repr=False)
+    edge_util: F64 = field(repr=False)
+    sat_max_util: F64 = field(repr=False)
+    sat_throughput_gbps: F64 = field(repr=False)
+    overloaded: int
+    unserved_gbps: float
+    traffic: TrafficState = field(repr=False)
 
 
 class Mesh:
@@ -126,7 +174,9 @@ class Mesh:
 
     def __init__(self, elements: MeanElements, params: NetworkParams, terminal_count: int,
                  gateways: GroundSites, cities: GroundSites | None = None,
-                 names: tuple[str, ...] | None = None) -> None:
+                 names: tuple[str, ...] | None = None, city_weights: ArrayLike | None = None) -> None:
+        """``city_weights``: the cities' populations (any scale) for the traffic split; default the
+        rank-size rule on the list's order (the shipped list is sorted by population)."""
         self.elements = elements
         self.params = params
         self.terminal_count = int(terminal_count)
@@ -144,14 +194,20 @@ class Mesh:
         self.state: MeshState | None = None
         self._gw_index: SiteIndex | None = None
         self._city_index: SiteIndex | None = None
+        n_cities = len(cities) if cities is not None else 0
+        w = rank_size_weights(n_cities) if city_weights is None else np.asarray(city_weights, dtype=np.float64)
+        if w.shape != (n_cities,):
+            raise ValueError(f"city_weights must have one value per city ({n_cities}), got shape {w.shape}")
+        self.city_demand_gbps: F64 = city_demand_gbps(params.offered_traffic_gbps, w)
 
     @classmethod
     def from_catalogue(cls, cat: Catalogue, params: NetworkParams, terminal_count: int, jd_utc: float,
-                       gateways: GroundSites | None = None, cities: GroundSites | None = None) -> Mesh:
+                       gateways: GroundSites | None = None, cities: GroundSites | None = None,
+                       city_weights: ArrayLike | None = None) -> Mesh:
         """A mesh for ``cat`` whose time origin (``t_s = 0``) is ``jd_utc``; default ground sites when None."""
         return cls(elements_from_catalogue(cat, jd_utc), params, terminal_count,
                    gateways if gateways is not None else load_gateways(),
-                   cities if cities is not None else load_cities(), cat.names)
+                   cities if cities is not None else load_cities(), cat.names, city_weights)
 
     # --- per tick ---------------------------------------------------------------------------
     def step(self, t_s: float, positions_m: F64, terminals_ok: ArrayLike | None = None,
@@ -203,11 +259,29 @@ class Mesh:
         routes: GatewayRoutes = nearest_gateway(n, self._isl, vis.site, vis.sat, vis.range_m / C_M_S,
                                                 len(self.gateways))
         self._pos, self._gw_ok = pos, gw_ok
+        edges = np.stack([lo, hi], axis=1)
+        traffic = self._traffic(pos, routes, edges)
         self.state = MeshState(
             float(t_s), partner, slot_up, slot_up.sum(axis=1).astype(np.int8), closing.sum(axis=1).astype(np.int8),
-            np.stack([lo, hi], axis=1), length, np.bincount(vis.sat, minlength=n).astype(np.int16),
-            routes.delay_s, routes.hops, routes.gateway, routes.next_sat, vis)
+            edges, length, np.bincount(vis.sat, minlength=n).astype(np.int16),
+            routes.delay_s, routes.hops, routes.gateway, routes.next_sat, vis,
+            edge_load_gbps=traffic.edge_load_gbps, edge_capacity_gbps=traffic.edge_capacity_gbps,
+            edge_util=traffic.edge_util, sat_max_util=traffic.sat_max_util,
+            sat_throughput_gbps=traffic.sat_throughput_gbps, overloaded=traffic.overloaded,
+            unserved_gbps=traffic.unserved_gbps, traffic=traffic)
         return self.state
+
+    def _traffic(self, pos: F64, routes: GatewayRoutes, edges: I64) -> TrafficState:
+        """The cities' offered traffic routed to their nearest gateways over this tick's tree."""
+        p = self.params
+        if self.cities is None or len(self.cities) == 0:
+            return empty_traffic(self.n, len(edges), 0, p.isl_capacity_gbps)
+        e_user = np.radians(p.user_min_elevation_deg)
+        self._city_index = ensure_index(self._city_index, self.cities, pos, e_user)
+        cv = visible_pairs(self.cities, pos, e_user, None, self._city_index)
+        city_sat = access_satellites(cv.site, cv.sat, cv.range_m / C_M_S, routes.delay_s, len(self.cities))
+        return route_traffic(self.city_demand_gbps, city_sat, routes.next_sat, edges, p.isl_capacity_gbps,
+                             p.ground_link_capacity_gbps)
 
     def _terminals(self, terminals_ok: ArrayLike | None) -> B:
         n = self.n

@@ -30,9 +30,16 @@ class NetworkParams:
                                           min=0.0, max=90.0)
     ground_link_capacity_gbps: float = param("Gbit/s", "capacity of one satellite-ground link (gateway or user)",
                                              min=0.0, max=1e5)
+    offered_traffic_gbps: float = param(
+        "Gbit/s", "total traffic the user endpoints (cities) offer, split by population, routed to the gateways",
+        min=0.0, max=1e7)
     cross_plane_hysteresis: float = param(
         "1", "a cross-plane link is kept while its length is at most this times the nearest candidate's",
         min=1.0, max=10.0)
+    enabled: bool = param("", "step the laser mesh and nearest-gateway routing every tick (false: terminals draw "
+                              "their power as fitted, no network)", default=True)
+    city_matrix_interval_s: float = param("s", "sim time between two city-pair latency matrices (0: never)",
+                                          min=0.0, max=86400.0, default=60.0)
 
     def validate(self, section: str = "network") -> None:
         """The grazing altitude must stay below the orbits it protects (checked loosely: < 1,000 km)."""

@@ -1,0 +1,161 @@
+"""Offered traffic between the user endpoints (cities) and the gateways, routed on the per-tick shortest paths.
+
+Each city offers a share of the total (``network.offered_traffic_gbps``) in proportion to its
+population (weights given, or by the rank-size rule on a list sorted by population). The traffic
+enters the mesh at the city's access satellite: the satellite in view (at or above the user
+minimum elevation) whose user link plus its route to the nearest reachable gateway is shortest, so
+the city's path is its shortest path to any gateway; it then follows the nearest-gateway tree
+(``next_sat``) to the satellite that downlinks to the gateway. Loads are accumulated along that
+tree with a handful of array operations per hop level (no Python loop over cities or paths).
+
+One direction is modelled, the busier one (gateway to user, the download); the return traffic
+takes the same links the other way and laser and ground links are full duplex, so it never sets a
+link's utilisation. Loads are never clipped: a link above its capacity is reported as overloaded
+(utilisation > 1). Cities with no route count as unserved. Pure numpy; model: docs/network.md#traffic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+
+# estimate: exponent q of the rank-size rule population ~ rank^-q for the world's largest urban
+# agglomerations (a least-squares fit to the UN World Urbanization Prospects 2014 populations of
+# 2015, ranks 1-60, gives 0.48); used when a city list sorted by population has no population.
+RANK_SIZE_EXPONENT = 0.5
+
+
+def rank_size_weights(n_cities: int, exponent: float = RANK_SIZE_EXPONENT) -> F64:
+    """Population shares (sum 1) of ``n_cities`` listed by decreasing population: rank^-exponent."""
+    if n_cities <= 0:
+        return np.zeros(0)
+    w: F64 = np.arange(1, n_cities + 1, dtype=np.float64) ** -float(exponent)
+    out: F64 = w / w.sum()
+    return out
+
+
+def city_demand_gbps(offered_total_gbps: float, weights: ArrayLike) -> F64:
+    """Each city's offered traffic (Gbit/s): the total split in proportion to ``weights`` (>= 0)."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 1 or np.any(~np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("city weights must be a 1-D array of finite values >= 0")
+    total = w.sum()
+    if total <= 0:
+        return np.zeros_like(w)
+    out: F64 = float(offered_total_gbps) * w / total
+    return out
+
+
+def access_satellites(site: I64, sat: I64, link_delay_s: F64, gw_delay_s: F64, n_sites: int) -> I64:
+    """Per site, the satellite in view whose link delay plus route delay to a gateway is least (-1: none).
+
+    ``site``/``sat``/``link_delay_s``: the (site, satellite) pairs in view and their link delay (s);
+    ``gw_delay_s`` (n,): each satellite's delay to its nearest reachable gateway (inf: none).
+    """
+    out = np.full(n_sites, -1, dtype=np.int64)
+    cost = link_delay_s + gw_delay_s[sat]
+    ok = np.isfinite(cost)
+    if not ok.any():
+        return out
+    s, k, c = site[ok], sat[ok], cost[ok]
+    order = np.lexsort((k, c, s))  # by site, then cost (ties: lower satellite index)
+    first = np.r_[True, s[order][1:] != s[order][:-1]]
+    best = order[first]
+    out[s[best]] = k[best]
+    return out
+
+
+@dataclass(frozen=True)
+class TrafficState:
+    """Loads of one tick (Gbit/s) and utilisations (load / capacity, > 1 when overloaded).
+
+    ISL arrays are over the mesh's up links ``edges`` (m,); satellite arrays (n,); city arrays (c,).
+    ``feeder_load_gbps``: on the satellite's link to its gateway; ``user_load_gbps``: on its links
+    to the cities it serves (each city its own link); ``sat_throughput_gbps``: the traffic through
+    the satellite, counted once (what it receives from its gateway or the previous satellite equals
+    what it sends on to the next satellites and its cities); ``sat_max_util``: the highest
+    utilisation of its links carrying traffic (laser, feeder, user); ``overloaded``: the number of
+    links (laser, feeder and user) above capacity; ``overloaded_edges``: the indices into ``edges``
+    of the overloaded laser links; ``unserved_gbps``: offered by cities with no route.
+    """
+
+    edge_load_gbps: F64
+    edge_capacity_gbps: F64
+    edge_util: F64
+    feeder_load_gbps: F64
+    user_load_gbps: F64
+    sat_throughput_gbps: F64
+    sat_max_util: F64
+    city_demand_gbps: F64
+    city_sat: I64
+    city_util: F64
+    overloaded: int
+    overloaded_edges: I64
+    offered_gbps: float
+    carried_gbps: float
+    unserved_gbps: float
+
+
+def route_traffic(demand_gbps: F64, city_sat: I64, next_sat: I64, edges: I64,
+                  isl_capacity_gbps: float, ground_capacity_gbps: float) -> TrafficState:
+    """Accumulate each city's demand along the nearest-gateway tree.
+
+    ``demand_gbps`` (c,): each city's offered traffic; ``city_sat`` (c,): its access satellite (-1:
+    unserved); ``next_sat`` (n,): the next satellite toward the nearest gateway (-1: the satellite
+    downlinks itself, or has no route; access satellites always have a route); ``edges`` (m, 2):
+    the up laser links. The traffic through every satellite is summed by walking all the loaded
+    paths one hop per step (as many steps as the longest path's hops), one ``bincount`` each.
+    """
+    n = next_sat.size
+    demand = np.asarray(demand_gbps, dtype=np.float64)
+    served = city_sat >= 0
+    through = np.zeros(n)
+    cur, load = city_sat[served], demand[served]
+    for _ in range(n + 1):  # a tree: at most n hops (guards against a malformed next_sat)
+        if cur.size == 0:
+            break
+        # merge the walkers on the same satellite: fewer to move at the next hop
+        uniq, inv = np.unique(cur, return_inverse=True)
+        load = np.bincount(inv, weights=load, minlength=uniq.size).astype(np.float64)
+        cur = uniq
+        through[cur] += load
+        nxt = next_sat[cur]
+        keep = nxt >= 0
+        cur, load = nxt[keep], load[keep]
+    else:
+        raise ValueError("next_sat is not a tree (a cycle)")
+    has_next = next_sat >= 0
+    up_load = np.where(has_next, through, 0.0)  # on the link to next_sat, flowing from it
+    feeder = np.where(has_next, 0.0, through)
+    user: F64 = np.bincount(city_sat[served], weights=demand[served], minlength=n).astype(np.float64)
+    lo, hi = edges[:, 0], edges[:, 1]
+    edge_load = np.where(next_sat[lo] == hi, up_load[lo], 0.0) + np.where(next_sat[hi] == lo, up_load[hi], 0.0)
+    edge_cap = np.full(edge_load.size, float(isl_capacity_gbps))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        edge_util = np.where(edge_load > 0, edge_load / edge_cap, 0.0)
+        feeder_util = np.where(feeder > 0, feeder / ground_capacity_gbps, 0.0)
+        city_util = np.where(served & (demand > 0), demand / ground_capacity_gbps, 0.0)
+    sat_max = feeder_util.copy()
+    loaded = np.flatnonzero(edge_load > 0)
+    np.maximum.at(sat_max, lo[loaded], edge_util[loaded])
+    np.maximum.at(sat_max, hi[loaded], edge_util[loaded])
+    np.maximum.at(sat_max, city_sat[served], city_util[served])
+    over_edges = np.flatnonzero(edge_util > 1.0)
+    overloaded = int(over_edges.size + np.count_nonzero(feeder_util > 1.0) + np.count_nonzero(city_util > 1.0))
+    offered = float(demand.sum())
+    carried = float(demand[served].sum())
+    return TrafficState(edge_load, edge_cap, edge_util, feeder, user, through, sat_max, demand, city_sat.copy(),
+                        city_util, overloaded, over_edges.astype(np.int64), offered, carried, offered - carried)
+
+
+def empty_traffic(n_sats: int, n_edges: int, n_cities: int, isl_capacity_gbps: float) -> TrafficState:
+    """No traffic (no cities configured)."""
+    z = np.zeros(n_sats)
+    return TrafficState(np.zeros(n_edges), np.full(n_edges, float(isl_capacity_gbps)), np.zeros(n_edges), z, z.copy(),
+                        z.copy(), z.copy(), np.zeros(n_cities), np.full(n_cities, -1, dtype=np.int64),
+                        np.zeros(n_cities), 0, np.zeros(0, dtype=np.int64), 0.0, 0.0, 0.0)
