@@ -21,32 +21,15 @@ from twin.core.network.geometry import (
 )
 from twin.core.network.ground import GroundSites, elevation_rad, parse_sites_csv, visible_pairs, GroundError
 from twin.core.network.shells import MeanElements, group_planes
+from twin.validation import network_checks
+from twin.validation.network_checks import circular_positions_m, closed_form_checks, walker_elements
 
 NET = load_design().network
 
 
-def walker(planes: int, per_plane: int, alt_m: float, inc_deg: float, phase_offset: float = 0.5,
-           drop: np.ndarray | None = None) -> MeanElements:
-    """Mean elements of an ideal Walker-delta shell (odd planes shifted by ``phase_offset`` slots)."""
-    p, k = np.meshgrid(np.arange(planes), np.arange(per_plane), indexing="ij")
-    raan = 2 * np.pi * p / planes
-    u = 2 * np.pi * (k + phase_offset * (p % 2)) / per_plane
-    n = planes * per_plane
-    a = R_EARTH_M + alt_m
-    rate = math.sqrt(3.986004418e14 / a**3)
-    keep = np.ones(n, dtype=bool) if drop is None else ~drop
-    return MeanElements(np.full(n, math.radians(inc_deg))[keep], np.full(n, alt_m)[keep], raan.ravel()[keep],
-                        u.ravel()[keep], np.full(n, rate)[keep])
-
-
-def positions(el: MeanElements, t_s: float) -> np.ndarray:
-    """Inertial positions of circular orbits with those elements (m), used as the Earth-fixed frame."""
-    u = el.arg_latitude_rad + el.arg_latitude_rate_rad_s * t_s
-    o, i = el.raan_rad, el.inclination_rad
-    r = R_EARTH_M + el.altitude_m
-    return np.stack([r * (np.cos(o) * np.cos(u) - np.sin(o) * np.sin(u) * np.cos(i)),
-                     r * (np.sin(o) * np.cos(u) + np.cos(o) * np.sin(u) * np.cos(i)),
-                     r * np.sin(u) * np.sin(i)], axis=1)
+# the ideal shells of ``orbitwin validate`` (one definition)
+walker = walker_elements
+positions = circular_positions_m
 
 
 def test_longest_laser_link_matches_the_closed_form() -> None:
@@ -138,3 +121,25 @@ def test_ideal_walker_shell_links_closed_form() -> None:
     cross = st.edge_length_m[st.edge_length_m < expected - 1.0]
     # network.md: cross-plane 620-1,435 km over an orbit on Hypatia's shell
     assert cross.min() > 400e3 and cross.max() < 1_600e3
+
+
+def test_validate_closed_forms_pass_and_catch_a_wrong_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``orbitwin validate``'s closed forms: the model's own predicates (bisected) against the formulas and the
+    network.md figures; a line-of-sight test 1 km too strict, or a visibility test 0.1 deg too strict, fails."""
+    checks = closed_form_checks(NET, 4)
+    assert [c.name for c in checks] == [
+        "network: longest laser link at 550 km over 80 km (model)",
+        "network: longest laser link at 550 km over 80 km (network.md)",
+        "network: slant range at 25 deg, 550 km (model)",
+        "network: slant range at 25 deg, 550 km (network.md)",
+        "network: intra-plane link = 2 r sin(pi/N), 72 x 22 at 550 km",
+    ]
+    assert all(c.passed for c in checks), [c.detail for c in checks if not c.passed]
+    assert checks[0].value == pytest.approx(5_016.6, abs=0.1) and checks[2].value == pytest.approx(1_123.4, abs=0.1)
+    strict_los = lambda a, b, rng, g, r_m=R_EARTH_M: isl_feasible(a, b, rng, g + 1e3, r_m)  # noqa: E731
+    monkeypatch.setattr(network_checks, "isl_feasible", strict_los)
+    assert not closed_form_checks(NET, 4)[0].passed
+    monkeypatch.undo()
+    strict_view = lambda sites, pos, e, *a: visible_pairs(sites, pos, e + math.radians(0.1), *a)  # noqa: E731
+    monkeypatch.setattr(network_checks, "visible_pairs", strict_view)
+    assert not closed_form_checks(NET, 4)[2].passed

@@ -23,6 +23,7 @@ from twin.core.network.grid import BEHIND, LEFT, RIGHT, AHEAD
 from twin.core.network.ground import visible_pairs
 from twin.core.orbit import FleetPropagator, gmst82_rad
 from twin.core.constants import R_EARTH_M
+from twin.validation import network_checks
 
 DESIGN = load_design()
 NET = DESIGN.network
@@ -289,3 +290,89 @@ def test_routes_between_every_kind_of_endpoint(fleet: Fleet) -> None:
         mesh.route(Endpoint.sat(mesh.n), Endpoint.city(0))
     with pytest.raises(ValueError):
         Endpoint.point(91.0, 0.0)
+
+
+# --- orbitwin validate's network cases (twin/validation/network_checks.py) ------------------------------------------
+ORBIT_CHECKS = [
+    "network: every link within range and line of sight over an orbit",
+    "network: no satellite over its terminal count, links symmetric",
+    "network: shortest-path delays vs networkx",
+    "network: every route RTT >= great-circle light time",
+    "network: London-New York median RTT over an orbit vs published +Grid",
+]
+
+
+def test_validate_orbit_checks_pass_on_the_shipped_fleet() -> None:
+    """The orbit walk of ``orbitwin validate``, coarse (every 600 s): every check passes, London-New York included."""
+    checks, lines = network_checks.fleet_orbit_checks(NET, DESIGN.power.isl_terminal_count, dt_s=600.0,
+                                                      reference_ticks=1, reference_cities=2)
+    assert [c.name for c in checks] == ORBIT_CHECKS
+    assert all(c.passed for c in checks), [c.detail for c in checks if not c.passed]
+    assert "10 ticks every 600 s" in checks[0].detail and "0 one-sided" in checks[1].detail
+    ldn = checks[-1]
+    assert abs(ldn.value - 43.8) < 3.0 and "difference" in ldn.detail
+    assert lines[0].startswith("network: London-New York over one orbit") and "published +Grid" in lines[1]
+
+
+def test_validate_orbit_checks_catch_bad_links_and_wrong_delays(fleet: Fleet) -> None:
+    """The per-tick tallies count a link too long, a one-sided link and a delay 2 us off the reference."""
+    mesh = fleet.mesh()
+    pos = fleet.pos(0.0)
+    st = mesh.step(0.0, pos, gmst_rad=fleet.gmst(0.0))
+    good = network_checks.OrbitTally()
+    network_checks._tick_links(st.partner, st.slot_up, st.edges, st.edge_length_m, pos, good)
+    assert good.asymmetric == 0 and good.duplicate_edges == 0 and good.length_mismatch_m < 1e-3
+    assert good.longest_m <= NET.isl_max_range_m and good.lowest_clearance_m >= NET.grazing_altitude_m
+    bad_pos = pos.copy()
+    a, b = (int(x) for x in st.edges[0])
+    bad_pos[b] = bad_pos[a] * 0.2 + bad_pos[b] * 0.8 - 6e6 * bad_pos[a] / np.linalg.norm(bad_pos[a])  # through the Earth
+    partner = st.partner.copy()
+    partner[a, int(np.flatnonzero(st.partner[a] == b)[0])] = -1
+    bad = network_checks.OrbitTally()
+    network_checks._tick_links(partner, st.slot_up, st.edges, st.edge_length_m, bad_pos, bad)
+    assert bad.asymmetric >= 1 and bad.lowest_clearance_m < NET.grazing_altitude_m and bad.length_mismatch_m > 1e3
+    solver = network_checks.reference_solver()
+    cities = mesh.cities
+    assert cities is not None
+    vis = st.gw_visibility
+    ok = network_checks.OrbitTally()
+    network_checks._reference_tick(mesh, pos, st.edges, st.edge_length_m, vis.site, vis.sat, vis.range_m,
+                                   st.gw_delay_s, cities, 1, solver, ok)
+    assert ok.ref_worst_s < 1e-6 and ok.ref_reach_mismatch == 0 and ok.bound_violations == 0
+    off = network_checks.OrbitTally()
+    network_checks._reference_tick(mesh, pos, st.edges, st.edge_length_m, vis.site, vis.sat, vis.range_m,
+                                   st.gw_delay_s + 2e-6, cities, 0, solver, off)
+    assert off.ref_worst_s == pytest.approx(2e-6, rel=1e-6)
+
+
+def test_the_heap_reference_equals_networkx() -> None:
+    """Without networkx ``orbitwin validate`` uses a plain heap Dijkstra: the same distances on a random graph."""
+    rng = np.random.default_rng(3)
+    unique = {(int(a), int(b)): float(w) for a, b, w in zip(rng.integers(0, 300, 2000), rng.integers(0, 300, 2000),
+                                                            rng.random(2000)) if a != b}  # a DiGraph keeps one weight
+    edges: list[tuple[object, object, float]] = [(a, b, w) for (a, b), w in unique.items()]
+    sets: list[list[object]] = [[0], [5, 17, 250]]
+    heap = [network_checks._heap_dijkstra({a: [(b, w) for x, b, w in edges if x == a] for a, _, _ in edges}, s)
+            for s in sets]
+    ref = network_checks.reference_solver().solve(edges, sets)
+    for h, r in zip(heap, ref):
+        assert h.keys() == r.keys() and max(abs(h[k] - r[k]) for k in h) < 1e-12
+
+
+def test_validate_cli_prints_the_network_cases(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``orbitwin validate --only network``: the closed forms and the orbit checks as PASS lines, London-New York
+    explained (the orbit walk made coarse here; the wheel test runs the real ``--quick``)."""
+    from orbitwin.cli.main import main
+
+    real = network_checks.fleet_orbit_checks
+
+    def coarse(params, count, dt_s, reference_ticks, reference_cities, catalogue_count=None):  # type: ignore[no-untyped-def]
+        assert dt_s == 120.0 and reference_ticks == 2  # what --quick asks for
+        return real(params, count, 1_000.0, 1, 1, catalogue_count)
+
+    monkeypatch.setattr(network_checks, "fleet_orbit_checks", coarse)
+    assert main(["validate", "--only", "network", "--quick"]) == 0
+    out = capsys.readouterr().out
+    verdicts = [line for line in out.splitlines() if line[:4] in ("PASS", "FAIL")]
+    assert len(verdicts) == 10 and all(v.startswith("PASS") for v in verdicts), out
+    assert "network: London-New York over one orbit" in out

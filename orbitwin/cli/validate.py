@@ -9,10 +9,11 @@ from typing import Any
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("validate", help="run the physics validation cases and print the results")
     p.add_argument("--quick", action="store_true",
-                   help="sample the fleet instead of all satellites; nominal day with 30 s steps instead of 10 s")
+                   help="sample the fleet instead of all satellites; nominal day with 30 s steps instead of 10 s; "
+                        "network orbit every 120 s instead of 10 s")
     p.add_argument("--only", action="append", metavar="CASE",
                    help="run only this case (repeatable): eclipse, sunlit, positions, thermal, energy, radiation, "
-                        "reproducibility, day")
+                        "reproducibility, day, network")
     p.add_argument("--day-hours", type=float, default=24.0, metavar="H",
                    help="sim time of the nominal day in hours (default 24)")
     p.set_defaults(func=cmd_validate)
@@ -38,6 +39,12 @@ def cmd_validate(a: argparse.Namespace) -> int:
     if a.only is None or "radiation" in a.only:
         dose_checks, dose_lines = dose_report(quick=a.quick)
         results += dose_checks
+    net_lines: list[str] = []
+    if a.only is None or "network" in a.only:
+        from twin.validation.network_checks import network_report
+
+        net_checks, net_lines = network_report(quick=a.quick)
+        results += net_checks
     if not results:
         print("orbitwin validate: no case matched --only")
         return 2
@@ -46,4 +53,6 @@ def cmd_validate(a: argparse.Namespace) -> int:
         print(f"{'PASS' if r.passed else 'FAIL'}  {r.name:<{width}}  {r.detail}")
     if dose_lines:
         print("\n".join(dose_lines))
+    if net_lines:
+        print("\n".join(net_lines))
     return 0 if all(r.passed for r in results) else 1

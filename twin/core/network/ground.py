@@ -122,6 +122,7 @@ class Visibility:
 
 
 _CELL_DEG = 1.0  # setting: latitude/longitude cell of the site index
+_BRUTE_FORCE_SITES = 4  # setting: up to this many sites without an index, visible_pairs checks every satellite
 _CELL_MARGIN_DEG = 1.0  # a point in a cell is within this of the cell's centre (half-diagonal 0.71 deg, plus slack)
 
 
@@ -194,9 +195,14 @@ def visible_pairs(sites: GroundSites, sat_pos_m: F64, min_elevation_rad: float,
         return Visibility(e, e.copy(), np.zeros(0))
     pos = sat_pos_m[finite] if not finite.all() else sat_pos_m
     ids = np.flatnonzero(finite)
-    if index is None:
-        index = ensure_index(None, sites, pos, min_elevation_rad)
-    s, k = index.candidates(pos)
+    if index is None and len(sites) <= _BRUTE_FORCE_SITES:
+        # a few sites (a route's ends): every satellite is a candidate, cheaper than building an index
+        k = np.repeat(np.arange(pos.shape[0], dtype=np.int64), len(sites))
+        s = np.tile(np.arange(len(sites), dtype=np.int64), pos.shape[0])
+    else:
+        if index is None:
+            index = ensure_index(None, sites, pos, min_elevation_rad)
+        s, k = index.candidates(pos)
     v = pos[k] - sites.pos_m[s]
     d = np.sqrt(np.einsum("ij,ij->i", v, v))
     ok = np.einsum("ij,ij->i", v, sites.up[s]) >= np.sin(min_elevation_rad) * d
