@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.sparse import csr_matrix
+from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from twin.core.network.geometry import C_M_S
@@ -40,8 +40,15 @@ class Edges:
                      np.concatenate([self.delay_s, other.delay_s]))
 
     def graph(self, n_nodes: int) -> csr_matrix:
-        """The CSR adjacency matrix, delay as weight (the edges must be unique pairs: +Grid and ground edges are)."""
-        return csr_matrix((self.delay_s, (self.src, self.dst)), shape=(n_nodes, n_nodes))
+        """The CSR adjacency matrix, delay as weight (the edges must be unique pairs: +Grid and ground edges are).
+
+        Built from COO marked canonical: the conversion is a counting sort by row; summing duplicates
+        and sorting each row's columns (which Dijkstra does not need) are skipped.
+        """
+        coo = coo_matrix((self.delay_s, (self.src, self.dst)), shape=(n_nodes, n_nodes))
+        coo.has_canonical_format = True
+        out: csr_matrix = coo.tocsr()
+        return out
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,25 @@ class GatewayRoutes:
     hops: I64
     gateway: I64
     next_sat: I64
+
+
+def shortest_per_group(group: I64, value: F64) -> I64:
+    """Index of the least ``value`` of each run of equal ``group`` values, in order of the groups' first appearance
+    when ``group`` is sorted (ties: the first); for unsorted ``group``, per distinct group in increasing order.
+
+    Pairs grouped by satellite (as :func:`twin.core.network.ground.visible_pairs` gives them) need no sort.
+    """
+    if group.size > 1 and bool(np.any(group[1:] < group[:-1])):
+        order = np.lexsort((value, group))
+        first = np.r_[True, group[order][1:] != group[order][:-1]]
+        out: I64 = order[first]
+        return out
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    counts = np.diff(np.r_[starts, group.size])
+    at_min = np.flatnonzero(value == np.repeat(np.minimum.reduceat(value, starts), counts))
+    run = np.searchsorted(starts, at_min, side="right")
+    out = at_min[np.r_[True, run[1:] != run[:-1]]]
+    return out
 
 
 def nearest_gateway(n_sats: int, isl: Edges, gw_site: I64, gw_sat: I64, gw_delay_s: F64,
@@ -67,9 +93,7 @@ def nearest_gateway(n_sats: int, isl: Edges, gw_site: I64, gw_sat: I64, gw_delay
         inf = np.full(n_sats, np.inf)
         neg = np.full(n_sats, -1, dtype=np.int64)
         return GatewayRoutes(inf, neg, neg.copy(), neg.copy())
-    order = np.lexsort((gw_delay_s, gw_sat))
-    first = np.r_[True, gw_sat[order][1:] != gw_sat[order][:-1]]
-    best = order[first]
+    best = shortest_per_group(gw_sat, gw_delay_s)
     sat_in_view, ground_s, ground_gw = gw_sat[best], gw_delay_s[best], gw_site[best]
     root = n_sats
     edges = isl + Edges(np.full(sat_in_view.size, root, dtype=np.int64), sat_in_view, ground_s)
