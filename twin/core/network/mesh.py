@@ -27,7 +27,8 @@ from twin.core.network.params import NetworkParams
 from twin.core.network.routing import Edges, GatewayRoutes, ground_matrix_s, nearest_gateway, shortest_path
 from twin.core.network.shells import MeanElements, Planes, arg_latitude_rad, elements_from_catalogue, group_planes
 from twin.core.network.traffic import (
-    TrafficState, access_satellites, city_demand_gbps, empty_traffic, rank_size_weights, route_traffic,
+    AccessCandidates, TrafficState, access_from_candidates, city_demand_gbps, empty_traffic, rank_size_weights,
+    route_traffic,
 )
 
 F64 = NDArray[np.float64]
@@ -199,6 +200,7 @@ class Mesh:
         if w.shape != (n_cities,):
             raise ValueError(f"city_weights must have one value per city ({n_cities}), got shape {w.shape}")
         self.city_demand_gbps: F64 = city_demand_gbps(params.offered_traffic_gbps, w)
+        self._access: AccessCandidates | None = None
 
     @classmethod
     def from_catalogue(cls, cat: Catalogue, params: NetworkParams, terminal_count: int, jd_utc: float,
@@ -276,10 +278,9 @@ class Mesh:
         p = self.params
         if self.cities is None or len(self.cities) == 0:
             return empty_traffic(self.n, len(edges), 0, p.isl_capacity_gbps)
-        e_user = np.radians(p.user_min_elevation_deg)
-        self._city_index = ensure_index(self._city_index, self.cities, pos, e_user)
-        cv = visible_pairs(self.cities, pos, e_user, None, self._city_index)
-        city_sat = access_satellites(cv.site, cv.sat, cv.range_m / C_M_S, routes.delay_s, len(self.cities))
+        if self._access is None:
+            self._access = AccessCandidates(self.cities, np.radians(p.user_min_elevation_deg))
+        city_sat = access_from_candidates(self._access, pos, routes.delay_s)
         return route_traffic(self.city_demand_gbps, city_sat, routes.next_sat, edges, p.isl_capacity_gbps,
                              p.ground_link_capacity_gbps)
 

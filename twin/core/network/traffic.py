@@ -16,13 +16,19 @@ link's utilisation. Loads are never clipped: a link above its capacity is report
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from twin.core.constants import R_EARTH_M
+from twin.core.network.geometry import C_M_S
+from twin.core.network.ground import GroundSites, SiteIndex
+
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
+B = NDArray[np.bool_]
 
 # estimate: exponent q of the rank-size rule population ~ rank^-q for the world's largest urban
 # agglomerations (a least-squares fit to the UN World Urbanization Prospects 2014 populations of
@@ -48,6 +54,121 @@ def city_demand_gbps(offered_total_gbps: float, weights: ArrayLike) -> F64:
     if total <= 0:
         return np.zeros_like(w)
     out: F64 = float(offered_total_gbps) * w / total
+    return out
+
+
+_MOVE_LIMIT_RAD = np.radians(0.5)  # setting: candidates are re-listed once a satellite has moved this far
+_CANDIDATE_MARGIN_RAD = np.radians(0.8)  # setting: > the move limit plus the geodetic-up tilt (<= 0.06 deg here)
+_RISE_LIMIT_M = 20_000.0  # setting: candidates cover each satellite up to this much higher; re-listed beyond
+_INDEX_STEP_RAD = np.radians(0.5)  # setting: shared site indices cover central angles rounded up to this
+_INDEX_CACHE: dict[tuple[bytes, float], SiteIndex] = {}
+_INDEX_CACHE_MAX = 8  # setting: site indices kept for reuse by every mesh over the same sites (~0.1 s each)
+
+
+def _site_index(sites: GroundSites, angle_rad: float) -> SiteIndex:
+    """A site index covering ``angle_rad`` (rounded up), shared by every mesh over the same sites."""
+    angle_q = float(np.ceil(angle_rad / _INDEX_STEP_RAD) * _INDEX_STEP_RAD)
+    key = (hashlib.blake2b(np.ascontiguousarray(sites.pos_m).tobytes(), digest_size=16).digest(), angle_q)
+    index = _INDEX_CACHE.get(key)
+    if index is None:
+        while len(_INDEX_CACHE) >= _INDEX_CACHE_MAX:
+            del _INDEX_CACHE[next(iter(_INDEX_CACHE))]
+        index = _INDEX_CACHE[key] = SiteIndex(sites, angle_q)
+    return index
+
+
+def _view_angle_rad(r_m: F64, min_elevation_rad: float) -> F64:
+    """Largest Earth-central angle at which a satellite at radius ``r_m`` is seen above the elevation
+    (from the lowest possible site: the polar radius); as :func:`central_angle_rad`, vectorised."""
+    r_site = R_EARTH_M - 21_385.0
+    out: F64 = np.arccos(np.minimum(r_site * np.cos(min_elevation_rad) / r_m, 1.0)) - min_elevation_rad
+    return out
+
+
+class AccessCandidates:
+    """(site, satellite) pairs that may be in view, kept while no satellite has moved far.
+
+    The list holds, for each satellite, the sites within the largest central angle it can be seen
+    at (at the minimum elevation, from the lowest possible site, ``_RISE_LIMIT_M`` higher than it
+    flies) plus ``_CANDIDATE_MARGIN_RAD``. It is re-listed when a satellite has moved more than
+    ``_MOVE_LIMIT_RAD`` as seen from the Earth's centre (asin(displacement / R) bounds the angle),
+    risen more than ``_RISE_LIMIT_M``, or a satellite not listed then has a position now. Each tick
+    only the listed pairs' elevations are checked, with the same expression as
+    :func:`twin.core.network.ground.visible_pairs`, so the pairs in view are exactly that
+    function's (tested).
+    """
+
+    def __init__(self, sites: GroundSites, min_elevation_rad: float) -> None:
+        self.sites = sites
+        self.min_elevation_rad = float(min_elevation_rad)
+        self._pos = np.zeros((0, 3))
+        self._r2_limit = np.zeros(0)
+        self._finite = np.zeros(0, dtype=bool)
+        self.site = np.zeros(0, dtype=np.int64)
+        self.sat = np.zeros(0, dtype=np.int64)
+        self._site_pos = np.zeros((0, 3))
+        self._site_up = np.zeros((0, 3))
+        self.starts = np.zeros(0, dtype=np.int64)  # first pair of each site with pairs
+        self.refreshes = 0
+
+    def _stale(self, pos: F64, finite: B) -> bool:
+        if self._pos.shape != pos.shape or np.any(finite & ~self._finite):
+            return True
+        d = pos - self._pos
+        moved2 = np.fmax.reduce(np.einsum("ij,ij->i", d, d))  # NaN (lost now or then) ignored
+        if moved2 >= (R_EARTH_M * np.sin(_MOVE_LIMIT_RAD)) ** 2:
+            return True
+        return bool(np.any(np.einsum("ij,ij->i", pos, pos) > self._r2_limit))  # NaN compares False
+
+    def _refresh(self, pos: F64, finite: B) -> None:
+        sites = self.sites
+        ids = np.flatnonzero(finite)
+        p = pos[ids]
+        r = np.sqrt(np.einsum("ij,ij->i", p, p))
+        limit = _view_angle_rad(r + _RISE_LIMIT_M, self.min_elevation_rad) + _CANDIDATE_MARGIN_RAD
+        if ids.size:
+            s, k = _site_index(sites, float(limit.max())).candidates(p)
+            u_site = sites.pos_m / np.sqrt(np.einsum("ij,ij->i", sites.pos_m, sites.pos_m))[:, None]
+            cos_angle = np.einsum("ij,ij->i", p[k], u_site[s]) / r[k]
+            keep = cos_angle >= np.cos(np.minimum(limit[k], np.pi))
+            s, k = s[keep], k[keep]
+            order = np.lexsort((k, s))  # by site, then satellite
+            s, k = s[order], k[order]
+        else:
+            s = k = np.zeros(0, dtype=np.int64)
+        self.site, self.sat = s.astype(np.int64), ids[k].astype(np.int64)
+        self._site_pos, self._site_up = sites.pos_m[self.site], sites.up[self.site]
+        self.starts = np.flatnonzero(np.r_[True, self.site[1:] != self.site[:-1]]) if s.size else self.starts[:0]
+        r2_limit = np.full(pos.shape[0], np.inf)
+        r2_limit[ids] = (r + _RISE_LIMIT_M) ** 2
+        self._pos, self._finite, self._r2_limit = pos.copy(), finite.copy(), r2_limit
+        self.refreshes += 1
+
+    def in_view(self, pos: F64) -> tuple[B, F64]:
+        """Which listed pairs are in view now and their slant range (m); re-lists first when stale."""
+        finite = np.isfinite(pos.sum(axis=1))  # any non-finite coordinate makes the sum non-finite
+        if self._stale(pos, finite):
+            self._refresh(pos, finite)
+        v = pos[self.sat] - self._site_pos
+        d = np.sqrt(np.einsum("ij,ij->i", v, v))
+        ok: B = np.einsum("ij,ij->i", v, self._site_up) >= np.sin(self.min_elevation_rad) * d
+        return ok, d
+
+
+def access_from_candidates(cand: AccessCandidates, pos: F64, gw_delay_s: F64) -> I64:
+    """Per site, the satellite in view whose link delay plus route delay to a gateway is least (-1: none);
+    ties go to the lower satellite index. Same result as :func:`access_satellites` on the pairs in view."""
+    out = np.full(len(cand.sites), -1, dtype=np.int64)
+    ok, d = cand.in_view(pos)
+    if cand.site.size == 0:
+        return out
+    cost = np.where(ok, d / C_M_S + gw_delay_s[cand.sat], np.inf)
+    best = np.minimum.reduceat(cost, cand.starts)
+    counts = np.diff(np.r_[cand.starts, cost.size])
+    hit = np.flatnonzero((cost == np.repeat(best, counts)) & np.isfinite(cost))
+    if hit.size:
+        first = hit[np.r_[True, cand.site[hit][1:] != cand.site[hit][:-1]]]
+        out[cand.site[first]] = cand.sat[first]
     return out
 
 
@@ -109,24 +230,24 @@ def route_traffic(demand_gbps: F64, city_sat: I64, next_sat: I64, edges: I64,
     unserved); ``next_sat`` (n,): the next satellite toward the nearest gateway (-1: the satellite
     downlinks itself, or has no route; access satellites always have a route); ``edges`` (m, 2):
     the up laser links. The traffic through every satellite is summed by walking all the loaded
-    paths one hop per step (as many steps as the longest path's hops), one ``bincount`` each.
+    paths one hop per step (as many steps as the longest path's hops), one ``bincount`` each:
+    walkers that meet on a satellite are merged, so each step moves at most one per satellite.
     """
     n = next_sat.size
     demand = np.asarray(demand_gbps, dtype=np.float64)
     served = city_sat >= 0
     through = np.zeros(n)
-    cur, load = city_sat[served], demand[served]
+    step_load = np.bincount(city_sat[served], weights=demand[served], minlength=n).astype(np.float64)
+    cur = np.flatnonzero(step_load)
     for _ in range(n + 1):  # a tree: at most n hops (guards against a malformed next_sat)
         if cur.size == 0:
             break
-        # merge the walkers on the same satellite: fewer to move at the next hop
-        uniq, inv = np.unique(cur, return_inverse=True)
-        load = np.bincount(inv, weights=load, minlength=uniq.size).astype(np.float64)
-        cur = uniq
+        load = step_load[cur]
         through[cur] += load
         nxt = next_sat[cur]
         keep = nxt >= 0
-        cur, load = nxt[keep], load[keep]
+        step_load = np.bincount(nxt[keep], weights=load[keep], minlength=n).astype(np.float64)
+        cur = np.flatnonzero(step_load)
     else:
         raise ValueError("next_sat is not a tree (a cycle)")
     has_next = next_sat >= 0
