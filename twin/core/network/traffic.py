@@ -230,24 +230,21 @@ def route_traffic(demand_gbps: F64, city_sat: I64, next_sat: I64, edges: I64,
     unserved); ``next_sat`` (n,): the next satellite toward the nearest gateway (-1: the satellite
     downlinks itself, or has no route; access satellites always have a route); ``edges`` (m, 2):
     the up laser links. The traffic through every satellite is summed by walking all the loaded
-    paths one hop per step (as many steps as the longest path's hops), one ``bincount`` each:
-    walkers that meet on a satellite are merged, so each step moves at most one per satellite.
+    paths one hop per step (as many steps as the longest path's hops), one ``np.add.at`` over
+    at most one walker per served city each.
     """
     n = next_sat.size
     demand = np.asarray(demand_gbps, dtype=np.float64)
     served = city_sat >= 0
     through = np.zeros(n)
-    step_load = np.bincount(city_sat[served], weights=demand[served], minlength=n).astype(np.float64)
-    cur = np.flatnonzero(step_load)
+    cur, load = city_sat[served], demand[served]
     for _ in range(n + 1):  # a tree: at most n hops (guards against a malformed next_sat)
         if cur.size == 0:
             break
-        load = step_load[cur]
-        through[cur] += load
+        np.add.at(through, cur, load)
         nxt = next_sat[cur]
         keep = nxt >= 0
-        step_load = np.bincount(nxt[keep], weights=load[keep], minlength=n).astype(np.float64)
-        cur = np.flatnonzero(step_load)
+        cur, load = nxt[keep], load[keep]
     else:
         raise ValueError("next_sat is not a tree (a cycle)")
     has_next = next_sat >= 0
