@@ -24,6 +24,17 @@ def _require(binary: str | None, name: str, hint: str) -> None:
     pytest.skip(msg)
 
 
+@pytest.fixture(autouse=True)
+def _close_left_recorders() -> Iterator[None]:
+    """Close MQTT recorders a failed test left running (see ``mqtt_helpers.close_live_recorders``)."""
+    yield
+    import sys
+
+    helpers = sys.modules.get("mqtt_helpers")
+    if helpers is not None:
+        helpers.close_live_recorders()
+
+
 @pytest.fixture
 def mosquitto() -> Iterator[MosquittoProcess]:
     """A fresh mosquitto broker per test (free port, own persistence dir)."""

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +39,21 @@ def start_twin(url: str, *args: str, state_dir: str, client_id: str | None = Non
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
+LIVE_RECORDERS: "weakref.WeakSet[Recorder]" = weakref.WeakSet()
+
+
+def close_live_recorders() -> int:
+    """Close every :class:`Recorder` a test left open (a failed assertion skips its ``close``); returns how many.
+
+    A recorder left running keeps reconnecting to a broker that is gone, and its daemon thread may
+    still write to stderr while the interpreter shuts down (a fatal error, exit code 134).
+    """
+    left = list(LIVE_RECORDERS)
+    for rec in left:
+        rec.close()
+    return len(left)
+
+
 class Recorder:
     """A paho client that records every message (topic, payload dict or bytes, properties, wall time)."""
 
@@ -58,6 +74,7 @@ class Recorder:
         props.SessionExpiryInterval = 3600 if persistent else 0
         self.client.connect_async(host, port, keepalive=5, clean_start=not persistent, properties=props)
         self.client.loop_start()
+        LIVE_RECORDERS.add(self)
         wait_for(self.connected.is_set, 10)
 
     def _on_connect(self, client, userdata, flags, rc, props) -> None:  # type: ignore[no-untyped-def]
@@ -81,6 +98,7 @@ class Recorder:
         self.client.publish(topic, data, qos=qos, properties=properties).wait_for_publish(5)
 
     def close(self) -> None:
+        LIVE_RECORDERS.discard(self)
         self.client.disconnect()
         self.client.loop_stop()
 

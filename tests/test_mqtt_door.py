@@ -452,6 +452,55 @@ def test_lean_client_reads_packets_split_at_every_byte() -> None:
         theirs.close()
 
 
+def _publish_topics(data: bytes) -> list[str]:
+    """The topics of the PUBLISH packets in a byte stream, in order."""
+    topics, pos = [], 0
+    while pos < len(data):
+        cmd, i, length, shift = data[pos], pos + 1, 0, 0
+        while True:
+            byte = data[i]
+            i += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        if cmd & 0xF0 == 0x30:
+            n = int.from_bytes(data[i:i + 2], "big")
+            topics.append(data[i + 2:i + 2 + n].decode())
+        pos = i + length
+    return topics
+
+
+def test_lean_client_keeps_publish_order_when_acknowledgements_free_slots() -> None:
+    """A PUBACK frees an in-flight slot that is refilled only after the whole read is handled; a message
+    published in between must not overtake the older ones waiting in the queue (seen in CI as live hk
+    arriving 33, 36, 34, 35 during a request flood)."""
+    import socket
+
+    conn = MqttConnection(MqttSettings("mqtt://127.0.0.1:1"), client_id="order", max_inflight=2)
+    client = conn.client
+    client.on_publish_count = lambda n: None
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    client._sock = ours  # noqa: SLF001 - the broker's end is `theirs`
+    client._state = mqtt_client._ConnectionState.MQTT_CS_CONNECTED  # noqa: SLF001
+    try:
+        assert client.publish_many([(f"t/{k}", b"x") for k in range(4)], 1) == [0] * 4  # 2 in flight, 2 waiting
+        client._fast_puback(1, 0)  # noqa: SLF001 - as the network thread does mid-read: slot freed, not refilled
+        assert client.publish_many([("t/4", b"x")], 1) == [0]
+        client.publish("t/5", b"x", qos=1)
+        for mid in (2, 3, 4, 5, 6):
+            client._fast_puback(mid, 0)  # noqa: SLF001
+            with client._out_message_mutex:  # noqa: SLF001
+                client._update_inflight()  # noqa: SLF001
+        client.loop_write()
+        assert _publish_topics(theirs.recv(65536)) == [f"t/{k}" for k in range(6)]
+    finally:
+        client._sock = None  # noqa: SLF001
+        ours.close()
+        theirs.close()
+
+
 def test_lean_client_bulk_reads_and_coalesced_writes_on_mosquitto(mosquitto: Any) -> None:
     """20,000 QoS 1 messages of 20 B .. 100 KB (packets straddle every read and write) arrive whole, in order."""
     settings = MqttSettings(mosquitto.url)

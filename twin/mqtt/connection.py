@@ -364,7 +364,14 @@ class _LeanClient(mqtt.Client):
             info.rc = mqtt.MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
             return info
         out[mid] = message
-        if self._max_inflight_messages == 0 or self._inflight_messages < self._max_inflight_messages:
+        if self._queued and self._inflight_messages < self._max_inflight_messages:
+            # slots freed by acknowledgements not yet refilled: the older messages waiting for them go
+            # first, or this one would overtake them (QoS 1 order on a topic is the publisher's order)
+            rc = self._fill_from_queue()
+            if rc != _SUCCESS:
+                info.rc = rc
+        if self._max_inflight_messages == 0 or (not self._queued
+                                                and self._inflight_messages < self._max_inflight_messages):
             self._inflight_messages += 1
             message.state = mqtt.mqtt_ms_wait_for_puback if qos == 1 else mqtt.mqtt_ms_wait_for_pubrec
             rc = self._send_publish(mid, topic, payload, qos, retain, False, info, properties)
@@ -379,23 +386,28 @@ class _LeanClient(mqtt.Client):
 
     def _update_inflight(self) -> mqtt.MQTTErrorCode:
         """Fill free in-flight slots from the deque (oldest first); stale entries are skipped."""
-        queued, out = self._queued, self._out_messages
+        queued = self._queued
         if not queued or self._inflight_messages >= self._max_inflight_messages:
             return _SUCCESS
         self._open_sink()
         try:
-            while queued and self._inflight_messages < self._max_inflight_messages:
-                m = queued.popleft()
-                if m.state != mqtt.mqtt_ms_queued or out.get(m.mid) is not m:
-                    continue
-                self._inflight_messages += 1
-                m.state = mqtt.mqtt_ms_wait_for_puback if m.qos == 1 else mqtt.mqtt_ms_wait_for_pubrec
-                rc = self._send_publish(m.mid, m._topic, m.payload, m.qos, m.retain, m.dup,  # noqa: SLF001
-                                        properties=m.properties)
-                if rc != _SUCCESS:
-                    return rc
+            return self._fill_from_queue()
         finally:
             self._close_sink()
+
+    def _fill_from_queue(self) -> mqtt.MQTTErrorCode:
+        """Send waiting messages, oldest first, while in-flight slots are free (caller holds ``_out_message_mutex``)."""
+        queued, out = self._queued, self._out_messages
+        while queued and self._inflight_messages < self._max_inflight_messages:
+            m = queued.popleft()
+            if m.state != mqtt.mqtt_ms_queued or out.get(m.mid) is not m:
+                continue
+            self._inflight_messages += 1
+            m.state = mqtt.mqtt_ms_wait_for_puback if m.qos == 1 else mqtt.mqtt_ms_wait_for_pubrec
+            rc = self._send_publish(m.mid, m._topic, m.payload, m.qos, m.retain, m.dup,  # noqa: SLF001
+                                    properties=m.properties)
+            if rc != _SUCCESS:
+                return rc
         return _SUCCESS
 
     def _open_sink(self) -> None:
