@@ -30,11 +30,12 @@ def fleet() -> Fleet:
 
 def _reference_loads(mesh: Mesh, st: MeshState, pos: np.ndarray) -> tuple[dict[tuple[int, int], float],
                                                                             dict[int, float], dict[int, float],
-                                                                            float]:
+                                                                            dict[int, float], float]:
     """networkx: each city's shortest path from any gateway in service (the same graph: laser links,
     gateway up-links, the city's down-links from the satellites it sees), its demand added to every
     laser link, the first satellite's feeder link and the last satellite's user link on the way.
-    Returns ISL loads keyed by (lo, hi), feeder and user loads by satellite, and the unserved Gbit/s."""
+    Returns ISL loads keyed by (lo, hi), feeder and user loads by satellite, gateway loads by gateway
+    and the unserved Gbit/s."""
     g = nx.DiGraph()
     for (a, b), d in zip(st.edges.tolist(), (st.edge_length_m / C_M_S).tolist()):
         g.add_edge(a, b, w=d)
@@ -51,6 +52,7 @@ def _reference_loads(mesh: Mesh, st: MeshState, pos: np.ndarray) -> tuple[dict[t
     isl: dict[tuple[int, int], float] = {}
     feeder: dict[int, float] = {}
     user: dict[int, float] = {}
+    gateway: dict[int, float] = {}
     unserved = 0.0
     for c, demand in enumerate(mesh.city_demand_gbps.tolist()):
         path = paths.get(("city", c))
@@ -58,12 +60,13 @@ def _reference_loads(mesh: Mesh, st: MeshState, pos: np.ndarray) -> tuple[dict[t
             unserved += demand
             continue
         sats = path[1:-1]
+        gateway[path[0][1]] = gateway.get(path[0][1], 0.0) + demand
         feeder[sats[0]] = feeder.get(sats[0], 0.0) + demand
         user[sats[-1]] = user.get(sats[-1], 0.0) + demand
         for a, b in zip(sats[:-1], sats[1:]):
             key = (min(a, b), max(a, b))
             isl[key] = isl.get(key, 0.0) + demand
-    return isl, feeder, user, unserved
+    return isl, feeder, user, gateway, unserved
 
 
 def _check_conservation(st: MeshState) -> None:
@@ -78,6 +81,7 @@ def _check_conservation(st: MeshState) -> None:
     assert tr.carried_gbps == pytest.approx(float(tr.city_demand_gbps[served].sum()), abs=TOL_GBPS)
     assert tr.user_load_gbps.sum() == pytest.approx(tr.carried_gbps, abs=TOL_GBPS)
     assert tr.feeder_load_gbps.sum() == pytest.approx(tr.carried_gbps, abs=TOL_GBPS)
+    assert tr.gateway_load_gbps.sum() == pytest.approx(tr.carried_gbps, abs=TOL_GBPS)
     lo, hi = st.edges[:, 0], st.edges[:, 1]
     nxt = st.gw_next_sat
     # orient every loaded link from the gateway side (parent) to the user side (child)
@@ -106,7 +110,7 @@ def _check_conservation(st: MeshState) -> None:
 
 
 def _check_against_networkx(mesh: Mesh, st: MeshState, pos: np.ndarray) -> None:
-    isl, feeder, user, unserved = _reference_loads(mesh, st, pos)
+    isl, feeder, user, gateway, unserved = _reference_loads(mesh, st, pos)
     got = {(int(a), int(b)): float(x) for (a, b), x in zip(st.edges, st.edge_load_gbps) if x > 0}
     assert set(got) == set(isl)
     assert max(abs(got[k] - isl[k]) for k in isl) < 1e-6
@@ -115,6 +119,8 @@ def _check_against_networkx(mesh: Mesh, st: MeshState, pos: np.ndarray) -> None:
         feeder, abs=1e-6)
     assert {i: float(tr.user_load_gbps[i]) for i in np.flatnonzero(tr.user_load_gbps)} == pytest.approx(
         user, abs=1e-6)
+    assert {g: float(tr.gateway_load_gbps[g]) for g in np.flatnonzero(tr.gateway_load_gbps)} == pytest.approx(
+        gateway, abs=1e-6)
     assert st.unserved_gbps == pytest.approx(unserved, abs=1e-6)
 
 
@@ -169,6 +175,21 @@ def test_a_link_outage_moves_its_load_in_the_tick(fleet: Fleet) -> None:
     _check_against_networkx(mesh, st, pos)
 
 
+def test_a_gateway_outage_moves_its_load_to_other_gateways_in_the_tick(fleet: Fleet) -> None:
+    mesh = fleet.mesh()
+    pos = fleet.pos(0.0)
+    base = mesh.step(0.0, pos, gmst_rad=fleet.gmst(0.0))
+    g = int(np.argmax(base.traffic.gateway_load_gbps))
+    assert base.traffic.gateway_load_gbps[g] > 1.0
+    gw_ok = np.ones(len(mesh.gateways), dtype=bool)
+    gw_ok[g] = False
+    st = mesh.step(0.0, pos, gateway_ok=gw_ok, gmst_rad=fleet.gmst(0.0))
+    assert st.traffic.gateway_load_gbps[g] == 0.0
+    assert st.traffic.carried_gbps == pytest.approx(base.traffic.carried_gbps, abs=TOL_GBPS)
+    _check_conservation(st)
+    _check_against_networkx(mesh, st, pos)
+
+
 def test_no_gateway_in_service_leaves_every_city_unserved(fleet: Fleet) -> None:
     mesh = fleet.mesh()
     pos = fleet.pos(0.0)
@@ -176,7 +197,7 @@ def test_no_gateway_in_service_leaves_every_city_unserved(fleet: Fleet) -> None:
     assert st.unserved_gbps == pytest.approx(NET.offered_traffic_gbps, abs=TOL_GBPS)
     assert st.traffic.carried_gbps == 0.0 and np.all(st.traffic.city_sat == -1)
     assert not st.edge_load_gbps.any() and not st.sat_throughput_gbps.any() and st.overloaded == 0
-    assert not st.sat_max_util.any()
+    assert not st.sat_max_util.any() and not st.traffic.gateway_load_gbps.any()
 
 
 def test_population_split() -> None:
@@ -209,10 +230,12 @@ def test_route_traffic_on_a_small_tree() -> None:
     """A hand-made chain 3 -> 2 -> 1 -> 0 -> gateway and a branch 4 -> 1; capacities 10 Gbit/s."""
     next_sat = np.array([-1, 0, 1, 2, 1], dtype=np.int64)
     edges = np.array([[0, 1], [1, 2], [2, 3], [1, 4], [3, 4]], dtype=np.int64)  # (3, 4) is up but unused
-    tr = route_traffic(np.array([4.0, 8.0, 1.0]), np.array([3, 4, -1]), next_sat, edges, 10.0, 10.0)
+    tr = route_traffic(np.array([4.0, 8.0, 1.0]), np.array([3, 4, -1]), next_sat, edges, 10.0, 10.0,
+                       np.array([1, 1, 1, 1, 1]), 2)
     assert tr.edge_load_gbps.tolist() == pytest.approx([12.0, 4.0, 4.0, 8.0, 0.0])
     assert tr.sat_throughput_gbps.tolist() == pytest.approx([12.0, 12.0, 4.0, 4.0, 8.0])
     assert tr.feeder_load_gbps.tolist() == pytest.approx([12.0, 0, 0, 0, 0])
+    assert tr.gateway_load_gbps.tolist() == pytest.approx([0.0, 12.0])
     assert tr.user_load_gbps.tolist() == pytest.approx([0, 0, 0, 4.0, 8.0])
     assert tr.sat_max_util.tolist() == pytest.approx([1.2, 1.2, 0.4, 0.4, 0.8])
     assert tr.overloaded == 2 and tr.overloaded_edges.tolist() == [0]  # link 0-1 and the feeder of 0

@@ -277,12 +277,12 @@ class Mesh:
         """The cities' offered traffic routed to their nearest gateways over this tick's tree."""
         p = self.params
         if self.cities is None or len(self.cities) == 0:
-            return empty_traffic(self.n, len(edges), 0, p.isl_capacity_gbps)
+            return empty_traffic(self.n, len(edges), 0, p.isl_capacity_gbps, len(self.gateways))
         if self._access is None:
             self._access = AccessCandidates(self.cities, np.radians(p.user_min_elevation_deg))
         city_sat = access_from_candidates(self._access, pos, routes.delay_s)
         return route_traffic(self.city_demand_gbps, city_sat, routes.next_sat, edges, p.isl_capacity_gbps,
-                             p.ground_link_capacity_gbps)
+                             p.ground_link_capacity_gbps, routes.gateway, len(self.gateways))
 
     def _terminals(self, terminals_ok: ArrayLike | None) -> B:
         n = self.n

@@ -202,7 +202,8 @@ class TrafficState:
     what it sends on to the next satellites and its cities); ``sat_max_util``: the highest
     utilisation of its links carrying traffic (laser, feeder, user); ``overloaded``: the number of
     links (laser, feeder and user) above capacity; ``overloaded_edges``: the indices into ``edges``
-    of the overloaded laser links; ``unserved_gbps``: offered by cities with no route.
+    of the overloaded laser links; ``gateway_load_gbps`` (g,): what each gateway sends up (the sum
+    of its satellites' feeder loads); ``unserved_gbps``: offered by cities with no route.
     """
 
     edge_load_gbps: F64
@@ -220,16 +221,19 @@ class TrafficState:
     offered_gbps: float
     carried_gbps: float
     unserved_gbps: float
+    gateway_load_gbps: F64
 
 
 def route_traffic(demand_gbps: F64, city_sat: I64, next_sat: I64, edges: I64,
-                  isl_capacity_gbps: float, ground_capacity_gbps: float) -> TrafficState:
+                  isl_capacity_gbps: float, ground_capacity_gbps: float,
+                  sat_gateway: I64 | None = None, n_gateways: int = 0) -> TrafficState:
     """Accumulate each city's demand along the nearest-gateway tree.
 
     ``demand_gbps`` (c,): each city's offered traffic; ``city_sat`` (c,): its access satellite (-1:
     unserved); ``next_sat`` (n,): the next satellite toward the nearest gateway (-1: the satellite
     downlinks itself, or has no route; access satellites always have a route); ``edges`` (m, 2):
-    the up laser links. The traffic through every satellite is summed by walking all the loaded
+    the up laser links; ``sat_gateway`` (n,): each satellite's nearest gateway (for the load each
+    gateway receives, ``n_gateways`` long). The traffic through every satellite is summed by walking all the loaded
     paths one hop per step (as many steps as the longest path's hops), one ``np.add.at`` over
     at most one walker per served city each.
     """
@@ -267,13 +271,19 @@ def route_traffic(demand_gbps: F64, city_sat: I64, next_sat: I64, edges: I64,
     overloaded = int(over_edges.size + np.count_nonzero(feeder_util > 1.0) + np.count_nonzero(city_util > 1.0))
     offered = float(demand.sum())
     carried = float(demand[served].sum())
+    gw_load = np.zeros(n_gateways)
+    if sat_gateway is not None:
+        roots = np.flatnonzero(feeder > 0)
+        gw_load = np.bincount(sat_gateway[roots], weights=feeder[roots], minlength=n_gateways).astype(np.float64)
     return TrafficState(edge_load, edge_cap, edge_util, feeder, user, through, sat_max, demand, city_sat.copy(),
-                        city_util, overloaded, over_edges.astype(np.int64), offered, carried, offered - carried)
+                        city_util, overloaded, over_edges.astype(np.int64), offered, carried, offered - carried,
+                        gw_load)
 
 
-def empty_traffic(n_sats: int, n_edges: int, n_cities: int, isl_capacity_gbps: float) -> TrafficState:
+def empty_traffic(n_sats: int, n_edges: int, n_cities: int, isl_capacity_gbps: float,
+                  n_gateways: int = 0) -> TrafficState:
     """No traffic (no cities configured)."""
     z = np.zeros(n_sats)
     return TrafficState(np.zeros(n_edges), np.full(n_edges, float(isl_capacity_gbps)), np.zeros(n_edges), z, z.copy(),
                         z.copy(), z.copy(), np.zeros(n_cities), np.full(n_cities, -1, dtype=np.int64),
-                        np.zeros(n_cities), 0, np.zeros(0, dtype=np.int64), 0.0, 0.0, 0.0)
+                        np.zeros(n_cities), 0, np.zeros(0, dtype=np.int64), 0.0, 0.0, 0.0, np.zeros(n_gateways))
