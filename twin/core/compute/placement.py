@@ -26,7 +26,8 @@ from numpy.typing import NDArray
 from twin.core.compute.jobs import GROUND, JobBatch, JobKind, JobReason, JobState, JobTable
 from twin.core.design import Design
 from twin.core.network.geometry import C_M_S
-from twin.core.network.ground import GroundSites, SiteIndex, ensure_index, visible_pairs
+from twin.core.constants import R_EARTH_M
+from twin.core.network.ground import GroundSites, central_angle_rad
 from twin.core.radiation import seu_rate_per_device_s
 
 F64 = NDArray[np.float64]
@@ -146,11 +147,12 @@ class Scheduler:
         self.jobs = JobTable(record=record)
         self.dev_job = np.full((n, params.n_devices), -1, dtype=np.int64)  # row of the job on each device
         self._rr = 0
-        self._site_index: SiteIndex | None = None
         self.energy_j = 0.0  # accelerator dynamic energy of every tick (conservation: = ledger + active rows)
         self.battery_j = 0.0
         self.transfer_j = 0.0  # laser-link energy of migrations and uploads
         self.placements = 0
+        self._penalty: F64 = np.zeros(n)
+        self._penalty_for: FleetView | None = None
 
     # --- configuration ----------------------------------------------------------------------
     @property
@@ -292,11 +294,19 @@ class Scheduler:
         batt = np.where(tte <= 0, np.minimum(run_s, ecl), battery_seconds(run_s, tte, ecl))
         saa = np.where(tts <= 0, np.minimum(run_s, saa_len), np.clip(run_s - tts, 0.0, saa_len))
         cost = p.device_dynamic_w * (batt + saa * p.saa_upsets_per_device_s * lost_per_upset_s)
-        health = view.device_ok[idx].mean(axis=1)
-        bad = ((view.soc[idx] < p.soc_floor).astype(np.float64) + (view.headroom_k[idx] < p.thermal_margin_k)
-               + (health < p.min_health) + 0.1 * (1.0 - view.speed[idx]))
-        out: F64 = cost + _PENALTY_J * bad
+        out: F64 = cost + self._penalty_j(view)[idx]
         return out
+
+    def _penalty_j(self, view: FleetView) -> F64:
+        """Per satellite, the aware policy's penalty (J) for low charge, no thermal headroom, an unhealthy
+        payload and throttled devices; computed once per view."""
+        if self._penalty_for is not view:
+            p = self.p
+            healthy = np.count_nonzero(view.device_ok, axis=1) / max(p.n_devices, 1)
+            bad = ((view.soc < p.soc_floor).astype(np.float64) + (view.headroom_k < p.thermal_margin_k)
+                   + (healthy < p.min_health) + 0.1 * (1.0 - view.speed))
+            self._penalty, self._penalty_for = _PENALTY_J * bad, view
+        return self._penalty
 
     def _place(self, t_s: float, dt_s: float, view: FleetView) -> int:
         c = self.jobs.cols
@@ -322,25 +332,36 @@ class Scheduler:
         sats: list[I64] = []
         ranges: list[F64] = []
         ground = c["src_kind"][rows] == GROUND
-        starts = np.zeros(1, np.int64)
-        sat_sorted, rng_sorted = np.zeros(0, np.int64), np.zeros(0)
+        per_city: dict[int, tuple[I64, F64]] = {}
         if ground.any():
             if self.ground is None:
                 raise ValueError("jobs from ground endpoints need the scheduler's ground sites")
+            cities = np.unique(c["src"][rows[ground]])
+            site_m = self.ground.pos_m[cities]
+            up = self.ground.up[cities]
+            pos = view.pos_m
+            r = np.sqrt(np.einsum("ij,ij->i", pos, pos))
+            ok = np.isfinite(r)
+            unit = np.where(ok[:, None], pos, 0.0) / np.where(ok, r, 1.0)[:, None]
+            # coarse cone first (one matrix product), then the exact elevation test on the few inside
+            r_max = float(r[ok].max()) if ok.any() else 0.0
             e = np.radians(self.p.user_min_elevation_deg)
-            self._site_index = ensure_index(self._site_index, self.ground, view.pos_m, e)
-            wanted = np.zeros(len(self.ground), dtype=bool)
-            wanted[c["src"][rows[ground]]] = True
-            vis = visible_pairs(self.ground, view.pos_m, e, wanted, self._site_index)
-            order = np.lexsort((vis.range_m, vis.site))
-            sat_sorted, rng_sorted = vis.sat[order], vis.range_m[order]
-            starts = np.searchsorted(vis.site[order], np.arange(len(self.ground) + 1))
+            cone = np.cos(min(central_angle_rad(max(r_max - R_EARTH_M, 0.0), e) + 0.01, np.pi))
+            near_sat, near_city = np.nonzero((unit @ (site_m / np.linalg.norm(site_m, axis=1)[:, None]).T) >= cone)
+            v = pos[near_sat] - site_m[near_city]
+            dist = np.sqrt(np.einsum("ij,ij->i", v, v))
+            vis = np.einsum("ij,ij->i", v, up[near_city]) >= np.sin(e) * dist
+            sat_v, city_v, dist_v = near_sat[vis], near_city[vis], dist[vis]
+            order = np.lexsort((dist_v, city_v))
+            sat_v, city_v, dist_v = sat_v[order], city_v[order], dist_v[order]
+            starts = np.searchsorted(city_v, np.arange(cities.size + 1))
+            for j, city in enumerate(cities):
+                per_city[int(city)] = (sat_v[starts[j]:starts[j + 1]], dist_v[starts[j]:starts[j + 1]])
         for row, g in zip(rows, ground):
             if g:
-                city = int(c["src"][row])
-                a, b = starts[city], starts[city + 1]
-                sats.append(sat_sorted[a:b])
-                ranges.append(rng_sorted[a:b])
+                cs, cr = per_city[int(c["src"][row])]
+                sats.append(cs)
+                ranges.append(cr)
             else:
                 sats.append(np.array([c["src"][row]], dtype=np.int64))
                 ranges.append(np.zeros(1))
@@ -367,32 +388,52 @@ class Scheduler:
                 placed += 1
             return placed
         cands, ranges = self._visible(rows, view)
-        cost = None
-        if self._policy == "aware":
-            w = float(np.median(work))
-            cost = self._aware_cost(np.full(self.n, w), view, w)
+        aware = self._policy == "aware"
+        # every (job, satellite in view) pair at once; then each job, in order, takes its best pair
+        # whose satellite still has a free device
+        lens = np.array([x.size for x in cands], dtype=np.int64)
+        job = np.repeat(np.arange(rows.size), lens)
+        sat = np.concatenate(cands) if cands else np.zeros(0, np.int64)
+        rng_m = np.concatenate(ranges) if ranges else np.zeros(0)
+        count = np.count_nonzero(free, axis=1)
+        if aware:
+            answer_s = upload_s[job] + (work[job] / np.maximum(view.speed[sat], 1e-9)
+                                        + c["output_bytes"][rows[job]] * 8.0 / self.p.uplink_rate_bps)
+            fits = 2.0 * rng_m / C_M_S + answer_s <= bound[job]
+            any_fit = np.bincount(job, weights=fits, minlength=rows.size) > 0
+            score = np.where(fits, self._aware_cost(work[job], view, work[job], sat)
+                             + rng_m * self.p.distance_j_per_m, np.inf)
+        else:
+            any_fit = np.ones(rows.size, dtype=bool)
+            score = rng_m.copy()  # nearest first
+        score = np.where(count[sat] > 0, score, np.inf)
+        order = np.lexsort((score, job))
+        sat, score, rng_m = sat[order], score[order], rng_m[order]
+        starts = np.concatenate([[0], np.cumsum(lens)])
+        rejected: list[int] = []
+        reasons: list[int] = []
         for k, row in enumerate(rows):
-            cand, cr = cands[k], ranges[k]
-            has = free[cand].any(axis=1)
-            if cost is not None:
-                answer_s = upload_s[k] + (work[k] / np.maximum(view.speed[cand], 1e-9)
-                                          + c["output_bytes"][row] * 8.0 / self.p.uplink_rate_bps)
-                fits = 2.0 * cr / C_M_S + answer_s <= bound[k]
-                if not fits.any():
-                    self.jobs.end(np.array([row]), JobState.REJECTED, JobReason.LATENCY_BOUND, t_s)
-                    continue
-                has &= fits
-            if not has.any():
-                self.jobs.end(np.array([row]), JobState.REJECTED, JobReason.NO_CAPACITY, t_s)
+            if not any_fit[k]:
+                rejected.append(int(row))
+                reasons.append(JobReason.LATENCY_BOUND)
                 continue
-            if cost is None:
-                j = int(np.argmax(has))  # nearest first
-            else:
-                score = np.where(has, cost[cand] + cr * self.p.distance_j_per_m, np.inf)
-                j = int(np.argmin(score))
-            self._assign(int(row), int(cand[j]), free, t_s, float(c["ready_s"][row] + upload_s[k]),
-                         float(cr[j] / C_M_S))
+            chosen = -1
+            for j in range(int(starts[k]), int(starts[k + 1])):
+                if not np.isfinite(score[j]):
+                    break
+                if count[sat[j]] > 0:
+                    chosen = j
+                    break
+            if chosen < 0:
+                rejected.append(int(row))
+                reasons.append(JobReason.NO_CAPACITY)
+                continue
+            s_ = int(sat[chosen])
+            count[s_] -= 1
+            self._assign(int(row), s_, free, t_s, float(c["ready_s"][row] + upload_s[k]), float(rng_m[chosen] / C_M_S))
             placed += 1
+        if rejected:
+            self.jobs.end(np.array(rejected, dtype=np.int64), JobState.REJECTED, np.array(reasons, dtype=np.int8), t_s)
         return placed
 
     def _spread(self, k: int, free: B) -> I64:
