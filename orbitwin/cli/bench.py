@@ -1,4 +1,4 @@
-"""``orbitwin bench {fleet,mesh,mqtt,serial,influx,dashboards}``: benchmarks printing JSON.
+"""``orbitwin bench {fleet,mesh,mqtt,serial,influx,dashboards,placement}``: benchmarks printing JSON.
 
 The MQTT and InfluxDB benchmarks start their own local Mosquitto and influxd (they measure this
 machine, not a remote broker), so they take no broker options.
@@ -13,7 +13,7 @@ from typing import Any
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("bench", help="benchmarks printing JSON")
-    p.add_argument("what", choices=("fleet", "mesh", "mqtt", "serial", "influx", "dashboards"))
+    p.add_argument("what", choices=("fleet", "mesh", "mqtt", "serial", "influx", "dashboards", "placement"))
     p.add_argument("--window", type=int, default=330, help="dashboards: seconds of fleet data to fill (default 330)")
     p.add_argument("--duration", type=float, default=60.0, help="mqtt: sim = wall seconds to run (default 60)")
     p.add_argument("--baseline-duration", type=float, default=20.0, help="mqtt: seconds of the bare paho baseline")
@@ -28,6 +28,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--dt", type=float, default=1.0)
     p.add_argument("--naive-sample", type=int, default=200, help="satellites in the naive skyfield baseline")
+    p.add_argument("--hours", type=float, default=24.0, help="placement: sim hours of demand per policy (default 24)")
+    p.add_argument("--policies", default="nearest,random,round_robin,aware",
+                   help="placement: comma-separated policies (default all four)")
+    p.add_argument("--demand-scale", type=float, default=1.0, help="placement: arrival rates times this")
+    p.add_argument("--seed", type=int, default=1, help="placement: demand and upset seed (default 1)")
     p.set_defaults(func=cmd_bench)
 
 
@@ -58,6 +63,12 @@ def cmd_bench(a: argparse.Namespace) -> int:
                             sim_duration_s=a.sim_duration, qos=a.qos)
     elif a.what == "serial":
         result = _serial()
+    elif a.what == "placement":
+        from orbitwin.bench.placement import bench_placement
+
+        result = bench_placement(hours=a.hours, dt_s=a.dt, count=a.count, seed=a.seed,
+                                 policies=tuple(x for x in a.policies.split(",") if x),
+                                 demand_scale=a.demand_scale)
     elif a.what == "dashboards":
         from orbitwin.bench.dashboards import bench_dashboards
 
