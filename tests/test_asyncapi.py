@@ -108,7 +108,7 @@ def test_operations_by_direction() -> None:
     ops = DOC["operations"].values()
     sent = {op["channel"]["$ref"].rsplit("/", 1)[1] for op in ops if op["action"] == "send"}
     taken = {op["channel"]["$ref"].rsplit("/", 1)[1] for op in ops if op["action"] == "receive"}
-    assert taken == {"satCommand", "satFault", "fleetCommand", "fleetFault", "fleetReplay", "boardState",
+    assert taken == {"satCommand", "satFault", "fleetCommand", "fleetFault", "fleetReplay", "fleetRoute", "boardState",
                      "boardTelemetry"}
     assert {f"satTelemetry_{p.name}" for p in PACKETS} | {"state", "satEvent", "satReply", "errors"} <= sent
     bindings = {op["channel"]["$ref"].rsplit("/", 1)[1]: op["bindings"]["mqtt"] for op in ops}

@@ -1,4 +1,6 @@
-"""``orbitwin send``: one command or fault to a running twin over MQTT, signed when given a key."""
+"""``orbitwin send``: one command or fault to a running twin over MQTT, signed when given a key; or
+``orbitwin send route --from END --to END``: a route between two network endpoints (not signed: a
+read-only query)."""
 
 from __future__ import annotations
 
@@ -6,19 +8,28 @@ import argparse
 import json
 from typing import Any
 
+from twin.contract.topics import Topics
+
 from orbitwin.cli.key_options import add_key_options, client_id_and_signer
 from orbitwin.cli.mqtt_options import add_mqtt_options, mqtt_settings_from_args
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("send", help="send one command or fault to a running twin (signed with --key-id)",
+    p = sub.add_parser("send", help="send one command or fault to a running twin (signed with --key-id), or ask "
+                                    "for a route",
                        description="Send one request and print its replies' last (completed or rejected) as "
                                    "JSON. Example: orbitwin send --sat STARLINK-1008 "
-                                   "'{\"command\":\"throttle\",\"args\":{\"factor\":0.5}}' --mqtt mqtt://localhost")
-    where = p.add_mutually_exclusive_group(required=True)
+                                   "'{\"command\":\"throttle\",\"args\":{\"factor\":0.5}}' --mqtt mqtt://localhost. "
+                                   "A route: orbitwin send route --from city:London --to 'city:New York' (ends: "
+                                   "sat:NAME, gateway:NAME, city:NAME or point:LAT,LON in degrees)")
+    where = p.add_mutually_exclusive_group()
     where.add_argument("--sat", metavar="NAME", help="the satellite (topic {prefix}/sat/NAME/cmd or /fault)")
     where.add_argument("--fleet", action="store_true", help="a fleet request (the JSON carries select)")
-    p.add_argument("request", help='the request JSON, e.g. \'{"command":"throttle","args":{"factor":0.5}}\'')
+    p.add_argument("request", help='the request JSON, e.g. \'{"command":"throttle","args":{"factor":0.5}}\', or '
+                                   '"route" with --from and --to')
+    p.add_argument("--from", dest="route_from", metavar="END", help="route: the first end (sat:NAME, gateway:NAME, "
+                                                                     "city:NAME or point:LAT,LON)")
+    p.add_argument("--to", dest="route_to", metavar="END", help="route: the other end")
     p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the final reply (default 10)")
     add_key_options(p)
     add_mqtt_options(p, connect_timeout_s=10.0)
@@ -29,6 +40,12 @@ def cmd_send(a: argparse.Namespace) -> int:
     """Exit 0 when the request completed (or was accepted and is still waiting for its time), else 1."""
     from twin.runtime.scenario import ScenarioError, publish_scenario, scenario_from_dict
 
+    if a.request == "route":
+        return cmd_route(a)
+    if a.route_from or a.route_to:
+        raise ValueError("--from and --to are for routes: orbitwin send route --from END --to END")
+    if not a.sat and not a.fleet:
+        raise ValueError("a command or fault needs --sat NAME or --fleet")
     try:
         request = json.loads(a.request)
     except ValueError as exc:
@@ -45,3 +62,84 @@ def cmd_send(a: argparse.Namespace) -> int:
                                 connect_timeout_s=a.connect_timeout, client_id=client_id, signer=signer, final=True)
     print(json.dumps(reply))
     return 0 if reply.get("status") in ("accepted", "completed") else 1
+
+
+ROUTE_END_KINDS = ("sat", "gateway", "city", "point")
+
+
+def route_end(text: str, option: str) -> dict[str, Any]:
+    """``city:London`` -> ``{"city": "London"}``; ``point:51.5,-0.12`` -> ``{"lat": 51.5, "lon": -0.12}``."""
+    kind, sep, rest = text.partition(":")
+    if not sep or kind not in ROUTE_END_KINDS or not rest:
+        raise ValueError(f"{option} {text!r}: expected sat:NAME, gateway:NAME, city:NAME or point:LAT,LON")
+    if kind != "point":
+        return {kind: rest}
+    try:
+        lat, lon = (float(x) for x in rest.split(","))
+    except ValueError:
+        raise ValueError(f"{option} {text!r}: point:LAT,LON takes two numbers in degrees") from None
+    return {"lat": lat, "lon": lon}
+
+
+def cmd_route(a: argparse.Namespace) -> int:
+    """``orbitwin send route``: print the route reply as JSON; exit 0 when completed, else 1."""
+    if a.sat or a.fleet:
+        raise ValueError("a route names its ends with --from and --to, not --sat or --fleet")
+    if not a.route_from or not a.route_to:
+        raise ValueError("a route needs --from END and --to END")
+    body = {"from": route_end(a.route_from, "--from"), "to": route_end(a.route_to, "--to")}
+    client_id = a.client_id or None
+    reply = ask(Topics(a.prefix).route, body, mqtt_settings_from_args(a), a.prefix, a.wait,
+                connect_timeout_s=a.connect_timeout, client_id=client_id)
+    print(json.dumps(reply))
+    return 0 if reply.get("status") == "completed" else 1
+
+
+def ask(topic: str, body: dict[str, Any], broker: Any, prefix: str, wait_s: float, *,
+        connect_timeout_s: float = 10.0, client_id: str | None = None) -> dict[str, Any]:
+    """Publish one request on ``topic`` once the twin is up and return its final reply (``completed`` or
+    ``rejected``; else the latest, or ``{"status": "no reply"}``, within ``wait_s`` seconds).
+
+    Replies come to this client's own reply topic under the prefix (the MQTT 5 response topic with the
+    request id as correlation data, or ``reply_to`` over MQTT 3.1.1), as for every other request."""
+    import threading
+    import uuid
+
+    from twin.mqtt import MqttConnection, reply_properties
+
+    topics = Topics(prefix)
+    me = uuid.uuid4().hex[:8]
+    rid = f"send-{me}"
+    reply_topic = topics.private_reply("send", me)
+    got: dict[str, Any] = {}
+    done, subscribed, twin_up = threading.Event(), threading.Event(), threading.Event()
+
+    def on_message(msg: Any) -> None:
+        try:
+            reply = json.loads(msg.payload)
+        except ValueError:
+            return
+        if not isinstance(reply, dict):
+            return
+        if msg.topic == topics.state:
+            if reply.get("state") == "online":
+                twin_up.set()
+        elif reply.get("id") == rid:
+            got.update(reply)
+            if reply.get("status") in ("completed", "rejected"):
+                done.set()
+
+    conn = MqttConnection(broker, client_id=client_id or f"orbitwin-send-{me}", on_message=on_message,
+                          on_connect=lambda c: c.subscribe([reply_topic, topics.state], qos=1))
+    conn.client.on_subscribe = lambda *a: subscribed.set()
+    conn.start(connect_timeout_s)
+    try:
+        subscribed.wait(wait_s)
+        twin_up.wait(wait_s)
+        payload = body | {"id": rid} | ({} if conn.v5 else {"reply_to": reply_topic})
+        conn.publish(topic, json.dumps(payload), qos=1,
+                     properties=reply_properties(reply_topic, rid.encode())).wait_for_publish(wait_s)
+        done.wait(wait_s)
+    finally:
+        conn.stop()
+    return dict(got) if got else {"id": rid, "status": "no reply"}

@@ -19,6 +19,7 @@ from typing import Any
 from twin.schema.commands import COMMANDS, FAULTS
 from twin.contract.topics import CONTRACT_VERSION, DEFAULT_PREFIX, Topics
 from twin.contract.request_parser import MAX_REQUEST_BYTES
+from twin.contract.asyncapi_route import ROUTE_EXAMPLE, route_schemas
 from twin.schema.telemetry import PACKET_FIELDS, PACKETS, SCHEMA_VERSION
 
 from twin.contract.asyncapi_payloads import (
@@ -95,6 +96,7 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
         "FleetFaultRequest": request_schema("fault", FAULTS, fleet=True),
         "ReplayRequest": replay_schema(),
         **reply_schemas(),
+        **route_schemas(),
         "Event": event_schema(),
         "State": state_schema(),
         "Catalogue": catalogue_schema(),
@@ -115,7 +117,7 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
         channels[cid] = ch
 
     def operation(oid: str, action: str, cid: str, summary: str, qos: int, retain: bool = False,
-                  reply: tuple[str, str] | None = None) -> None:
+                  reply: tuple[str, str] | None = None, reply_message: str = "reply") -> None:
         op: JSON = {"action": action, "channel": {"$ref": f"#/channels/{cid}"}, "summary": summary,
                     "messages": [{"$ref": f"#/channels/{cid}/messages/{k}"} for k in channels[cid]["messages"]],
                     "bindings": _mqtt_op(qos, retain)}
@@ -123,7 +125,7 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
             rcid, where = reply
             op["reply"] = {"address": {"location": "$message.payload#/reply_to", "description": where},
                            "channel": {"$ref": f"#/channels/{rcid}"},
-                           "messages": [{"$ref": f"#/channels/{rcid}/messages/reply"}]}
+                           "messages": [{"$ref": f"#/channels/{rcid}/messages/{reply_message}"}]}
         operations[oid] = op
 
     # telemetry: one channel per packet
@@ -181,6 +183,10 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
                            [{"sat": EXAMPLE_SAT, "from_seq": 0, "to_seq": 4, "id": "replay-1"}],
                            _REQUEST_MSG_BINDINGS),
         "reply": _message("reply", "Reply", "Reply", "accepted, completed or rejected", bindings=_REPLY_MSG_BINDINGS),
+        "route": _message("route", "Route request", "RouteRequest", "A route between two network endpoints",
+                          [ROUTE_EXAMPLE], _REQUEST_MSG_BINDINGS),
+        "routeReply": _message("routeReply", "Route reply", "RouteReply",
+                               "completed with the route at once, or rejected", bindings=_REPLY_MSG_BINDINGS),
         "audit": _message("audit", "Audit record", "Audit", "One per request (cmd, fault, replay), accepted or not"),
     }
 
@@ -198,16 +204,19 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
     channel("fleetCommand", topics.fleet("cmd"), {"command": "fleetCommand"}, "Fleet-wide commands (select)")
     channel("fleetFault", topics.fleet("fault"), {"fault": "fleetFault"}, "Fleet-wide fault injections (select)")
     channel("fleetReplay", topics.replay, {"replay": "replay"}, "Telemetry replay requests")
+    channel("fleetRoute", topics.route, {"route": "route"},
+            "Route requests: the shortest-delay route between two endpoints over the last tick's network "
+            "(a twin with the network model; without it: rejected not_now)")
     channel("satReply", topics.sat(sat, "reply"), {"reply": "reply"},
             "Replies to requests on the satellite's cmd/fault topics (MQTT 3.1.1 clients, or no response topic)",
             _SAT_PARAM)
-    channel("fleetReply", topics.fleet("reply"), {"reply": "reply"},
-            "Replies to fleet requests and replay requests without a response topic")
+    channel("fleetReply", topics.fleet("reply"), {"reply": "reply", "routeReply": "routeReply"},
+            "Replies to fleet, replay and route requests without a response topic")
     channel("errors", topics.errors, {"reply": "reply"},
             "Rejections of messages that cannot be routed (unknown topic under the prefix)")
     channel("audit", topics.audit, {"audit": "audit"},
             "The audit trail: one record per request with its topic, claimed key id and client, result and reason")
-    channel("responseTopic", None, {"reply": "reply"},
+    channel("responseTopic", None, {"reply": "reply", "routeReply": "routeReply"},
             "The MQTT 5 response topic (or reply_to) chosen by the requester; replies carry its correlation data")
 
     board_param = {"board": {"description": "Board name (default: the bound satellite's name)",
@@ -240,7 +249,7 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
     operation("publishSatEvent", "send", "satEvent", "As events happen", 1)
     operation("publishFleetEvent", "send", "fleetEvent", "As fleet request events happen", 1)
     operation("replySatellite", "send", "satReply", "Replies to satellite requests", 1)
-    operation("replyFleet", "send", "fleetReply", "Replies to fleet and replay requests", 1)
+    operation("replyFleet", "send", "fleetReply", "Replies to fleet, replay and route requests", 1)
     operation("replyError", "send", "errors", "Rejections that have no request topic to answer on", 1)
     operation("replyResponseTopic", "send", "responseTopic", "Replies to a requester's own topic", 1)
     operation("publishAudit", "send", "audit", "One record per request, when it is accepted or rejected", 1)
@@ -254,6 +263,8 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
               reply=("fleetReply", fleet_where))
     operation("receiveReplay", "receive", "fleetReplay", "Publish buffered telemetry again", 1,
               reply=("fleetReply", fleet_where))
+    operation("receiveRoute", "receive", "fleetRoute", "Answer a route request at once from the last tick's mesh", 1,
+              reply=("fleetReply", fleet_where), reply_message="routeReply")
 
     return {
         "asyncapi": ASYNCAPI_VERSION,

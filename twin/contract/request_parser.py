@@ -1,4 +1,4 @@
-"""Parsing untrusted request payloads (commands, faults, replay) into typed requests.
+"""Parsing untrusted request payloads (commands, faults, replay, route) into typed requests.
 
 Any problem raises :class:`~twin.schema.commands.CommandError` with a reason and the offending field,
 which the runtime sends back to the requester as a rejection.
@@ -214,3 +214,73 @@ def parse_replay(obj: dict[str, Any]) -> ReplayRequest:
     else:
         ranges = [_replay_range(obj.get("sat"), obj.get("from_seq"), obj.get("to_seq"), "")]
     return ReplayRequest(tuple(ranges), _opt_str(obj, "id"), _opt_str(obj, "reply_to", 1024))
+
+
+# --- route requests ({prefix}/fleet/route) ------------------------------------------------------
+ROUTE_KEYS = ("from", "to", "id", "reply_to")
+#: an endpoint is one of these objects: a satellite, gateway or city by name, or a latitude/longitude
+ENDPOINT_NAMED = ("sat", "gateway", "city")
+ENDPOINT_POINT = ("lat", "lon")
+MAX_ENDPOINT_NAME = 128  # characters of a satellite, gateway or city name
+LAT_LIMIT_DEG = 90.0
+LON_LIMIT_DEG = 180.0
+
+
+@dataclass(frozen=True)
+class RouteEnd:
+    """One end of a route request: ``kind`` sat, gateway or city with ``name``, or point with ``lat_deg``/``lon_deg``."""
+
+    kind: str
+    name: str = ""
+    lat_deg: float = 0.0
+    lon_deg: float = 0.0
+
+
+@dataclass(frozen=True)
+class RouteRequest:
+    """A route between two endpoints (``a`` is the request's ``from``, ``b`` its ``to``)."""
+
+    a: RouteEnd
+    b: RouteEnd
+    request_id: str | None
+    reply_to: str | None
+
+
+def _route_end(v: Any, key: str) -> RouteEnd:
+    """``{"sat": name}`` | ``{"gateway": name}`` | ``{"city": name}`` | ``{"lat": deg, "lon": deg}``."""
+    shape = (f'{key} must be one of {{"sat": name}}, {{"gateway": name}}, {{"city": name}} or '
+             f'{{"lat": deg, "lon": deg}}')
+    if not isinstance(v, dict) or not v:
+        raise CommandError(Reason.BAD_ARGUMENT, shape, key)
+    keys = set(v)
+    if keys == set(ENDPOINT_POINT):
+        for k, limit in (("lat", LAT_LIMIT_DEG), ("lon", LON_LIMIT_DEG)):
+            if not finite(v[k]):
+                raise CommandError(Reason.BAD_ARGUMENT, f"{key}.{k} must be a finite number of degrees", f"{key}.{k}")
+            if abs(float(v[k])) > limit:
+                raise CommandError(Reason.OUT_OF_RANGE, f"{key}.{k} must be within -{limit:g}..{limit:g} deg",
+                                   f"{key}.{k}")
+        return RouteEnd("point", lat_deg=float(v["lat"]), lon_deg=float(v["lon"]))
+    if len(keys) != 1 or not keys <= set(ENDPOINT_NAMED):
+        raise CommandError(Reason.BAD_ARGUMENT, shape, key)
+    (kind,) = keys
+    try:
+        name = _opt_str(v, kind, MAX_ENDPOINT_NAME)
+    except CommandError as exc:
+        raise CommandError(exc.reason, f"{key}.{exc.message}", f"{key}.{kind}") from None
+    if name is None:
+        raise CommandError(Reason.BAD_ARGUMENT, f"{key}.{kind} must be a name", f"{key}.{kind}")
+    return RouteEnd(kind, name=name)
+
+
+def parse_route(obj: dict[str, Any]) -> RouteRequest:
+    """``{"from": endpoint, "to": endpoint, "id": ..., "reply_to": ...}`` (see :func:`_route_end`)."""
+    unknown = set(obj) - set(ROUTE_KEYS)
+    if unknown:
+        raise CommandError(Reason.BAD_ARGUMENT, f"unknown key {sorted(unknown)[0]!r} in route request",
+                           sorted(unknown)[0])
+    for key in ("from", "to"):
+        if key not in obj:
+            raise CommandError(Reason.BAD_ARGUMENT, f"route requests need {key!r} (an endpoint)", key)
+    return RouteRequest(_route_end(obj["from"], "from"), _route_end(obj["to"], "to"), _opt_str(obj, "id"),
+                        _opt_str(obj, "reply_to", 1024))

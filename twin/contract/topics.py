@@ -10,6 +10,7 @@ Everything under one prefix (default ``orbitwin/v1``)::
     {prefix}/fleet/reply                    replies to fleet requests (MQTT 3.1.1 clients)
     {prefix}/fleet/event                    events of fleet requests
     {prefix}/fleet/replay                   replay requests (sat + sequence ranges)
+    {prefix}/fleet/route                    route requests (two network endpoints), answered at once
     {prefix}/fleet/tm/{packet}              fleet frame: one packet of every satellite due this tick
     {prefix}/replay/{sat}/tm/{packet}       telemetry sent again on request (same payload, same seq)
     {prefix}/errors                         replies to requests that cannot be routed
@@ -74,6 +75,11 @@ class Topics:
     @property
     def replay(self) -> str:
         return f"{self.prefix}/fleet/replay"
+
+    @property
+    def route(self) -> str:
+        """``{prefix}/fleet/route``: on-demand routes between two network endpoints (a read-only query)."""
+        return f"{self.prefix}/fleet/route"
 
     def fleet_tm(self, packet: str) -> str:
         return f"{self.prefix}/fleet/tm/{packet}"

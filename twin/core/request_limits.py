@@ -28,6 +28,8 @@ class RequestLimits:
     ``replay_queued_requests``: replay requests waiting to be served, all clients together.
     ``replay_scans_per_tick``: replay requests that may start (one pass over the replay buffer each)
     per tick.
+    ``routes_per_tick``: distinct routes computed for route requests per tick (one Dijkstra over the
+    mesh each, ~15 ms for the whole fleet); beyond it a route request is rejected ``queue_full``.
     """
 
     queued_per_client: int = 1_000
@@ -37,10 +39,11 @@ class RequestLimits:
     replay_messages_per_s: float = 5_000.0
     replay_queued_requests: int = 100
     replay_scans_per_tick: int = 4
+    routes_per_tick: int = 10
 
     def __post_init__(self) -> None:
         for name in ("queued_per_client", "queued_total", "faults_per_sat", "replay_messages_per_request",
-                     "replay_queued_requests", "replay_scans_per_tick"):
+                     "replay_queued_requests", "replay_scans_per_tick", "routes_per_tick"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if not self.replay_messages_per_s > 0:

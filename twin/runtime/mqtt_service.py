@@ -31,7 +31,10 @@ from twin.runtime.mqtt_link import MqttLink
 from twin.runtime.replay_buffer import ReplayBuffer
 from twin.runtime.replay_queue import ReplayJob, ReplayQueue
 from twin.contract.request_auth import RequestVerifier, Verdict, claimed_object
-from twin.contract.request_parser import ParsedRequest, Selector, decode_json, parse_replay, parse_request, valid_reply_topic
+from twin.contract.request_parser import (
+    ParsedRequest, Selector, decode_json, parse_replay, parse_request, parse_route, valid_reply_topic,
+)
+from twin.runtime.route_query import RouteQuery
 from twin.core.ephemeris import iso_to_jd
 from twin.runtime.run_loop import RunStats, run_loop, tle_epoch_info
 from twin.core.ephemeris import jd_to_datetime
@@ -49,7 +52,7 @@ class Route:
     request_id: str
     request: str | None
     sat: str | None
-    authenticated: bool | None = None  # cmd/fault/replay requests: verified signature (every reply says so)
+    authenticated: bool | None = None  # cmd/fault/replay/route requests: verified signature (every reply says so)
     kid: str | None = None  # the verified key id
     client: str | None = None  # the client id the signed request claimed
 
@@ -98,6 +101,7 @@ class TwinService:
         self.waiting: Counter[str] = Counter()  # requests waiting per client (reply topic)
         self.counters: Counter[str] = Counter()
         self.routes: dict[str, Route] = {}
+        self.route_query = RouteQuery(twin)  # route requests, answered from the last tick's mesh
         self._next_key = 0
         status_hz = self.schedule.topic_rates["status"]
         # sim seconds between status messages: the argument, else the schedule's status rate (0 Hz: never)
@@ -129,7 +133,7 @@ class TwinService:
 
     # --- requests --------------------------------------------------------------------
     def _route(self, msg: Any, default_topic: str, obj: dict[str, Any] | None, sat: str | None,
-               verdict: Verdict | None = None) -> Route:
+               verdict: Verdict | None = None, request: str | None = None) -> Route:
         props = getattr(msg, "properties", None)
         topic = getattr(props, "ResponseTopic", None) or (obj or {}).get("reply_to") or default_topic
         if not isinstance(topic, str) or not valid_reply_topic(topic, self.topics.prefix):
@@ -138,8 +142,8 @@ class TwinService:
         rid = (obj or {}).get("id")
         if not isinstance(rid, str) or not rid or "\x00" in rid or not rid.isprintable():
             rid = corr.decode("utf-8", "replace") if corr else f"r{self.counters['requests']}"
-        name = None
-        if obj is not None:
+        name = request
+        if obj is not None and name is None:
             name = obj.get("command", obj.get("fault"))
             name = name if isinstance(name, str) else None
         if verdict is None:
@@ -167,6 +171,8 @@ class TwinService:
     def _reject(self, route: Route, exc: CommandError) -> None:
         self.counters["rejected"] += 1
         self.counters[f"rejected_{exc.reason.value}"] += 1
+        if route.request == "route":
+            self.counters["routes_rejected"] += 1
         self._send_reply(route, "rejected", **exc.as_dict())
 
     def process_requests(self) -> int:
@@ -205,14 +211,17 @@ class TwinService:
         if parsed is not None and parsed[2] in ("reply", "event", "status", "summary", "catalogue"):
             self.counters["output_topic_echo"] += 1  # an output topic (our own over MQTT 3.1.1): ignored
             return
-        if parsed is None or parsed[2] not in ("cmd", "fault", "replay"):
+        if parsed is None or parsed[2] not in ("cmd", "fault", "replay", "route"):
             self.counters["unknown_topic"] += 1
             route = self._route(msg, self.topics.errors, None, None)
             self._reject(route, CommandError(Reason.UNKNOWN_COMMAND, f"no requests are taken on {msg.topic!r}", "topic"))
             return
         scope, sat, leaf = parsed
         default = self.topics.sat(sat, "reply") if scope == "sat" and sat else self.topics.fleet("reply")
-        verdict = Verdict(True, False)
+        kind = "route" if leaf == "route" else None  # route replies say so even when the payload is garbage
+        if kind:
+            self.counters["route_requests"] += 1
+        verdict = Verdict(True, False)  # replay and route requests are not signed: the broker's ACL says who
         if leaf in ("cmd", "fault"):  # verified before anything else (twin.contract.request_auth)
             verdict = self.auth.verify(msg.topic, leaf, scope == "fleet", msg.payload, self.wall_clock())
             if not verdict.ok:
@@ -227,11 +236,11 @@ class TwinService:
                 obj = decode_json(msg.payload)
             except CommandError as exc:
                 self.counters["malformed"] += 1
-                route = self._route(msg, default, None, sat, verdict)
+                route = self._route(msg, default, None, sat, verdict, kind)
                 self._reject(route, exc)
                 self._audit(msg, route, verdict, exc.reason.value)
                 return
-        route = self._route(msg, default, obj, sat, verdict)
+        route = self._route(msg, default, obj, sat, verdict, kind)
         try:
             self._request(route, obj, scope, sat, leaf)
         except CommandError as exc:
@@ -270,6 +279,11 @@ class TwinService:
             if scope != "fleet":
                 raise CommandError(Reason.UNKNOWN_COMMAND, "replay requests go to the fleet/replay topic", "topic")
             self._replay(route, obj)
+            return
+        if leaf == "route":
+            if scope != "fleet":
+                raise CommandError(Reason.UNKNOWN_COMMAND, "route requests go to the fleet/route topic", "topic")
+            self._answer_route(route, obj)
             return
         req = parse_request(obj, leaf, fleet=scope == "fleet")
         target = self._resolve(req, sat)
@@ -375,6 +389,24 @@ class TwinService:
         last = np.array([r[2] for r in rq.ranges], dtype=np.int64)
         self.replays.add(ReplayJob(route, sats, first, last, extra={"ranges": len(rq.ranges)}))
         self.waiting[route.topic] += 1
+
+    def _answer_route(self, route: Route, obj: dict[str, Any]) -> None:
+        """Answer a route request at once from the last tick's mesh: a single ``completed`` (or ``rejected``).
+
+        At most ``limits.routes_per_tick`` distinct routes are computed per tick (one Dijkstra over the
+        mesh each); the same pair asked again in the tick is answered from the first answer."""
+        rq = parse_route(obj)
+        q = self.route_query
+        a, label_a = q.endpoint(rq.a, "from")
+        b, label_b = q.endpoint(rq.b, "to")
+        if not q.cached(a, b) and q.computed_this_tick() >= self.limits.routes_per_tick:
+            raise CommandError(Reason.QUEUE_FULL, f"{self.limits.routes_per_tick} routes were already computed this "
+                               "tick (the most allowed); ask again after the next tick", None)
+        result = {"from": label_a, "to": label_b, **q.route(a, b)}
+        self.counters["routes_completed"] += 1
+        if not result["reachable"]:
+            self.counters["routes_unreachable"] += 1
+        self._send_reply(route, "completed", result=result)
 
     def _serve_replays(self) -> None:
         """Replayed messages with what live telemetry left this tick; replies of the replays that finished."""
