@@ -74,6 +74,31 @@ def isl_feasible(a_m: F64, b_m: F64, max_range_m: float, grazing_alt_m: float,
     return ok, length
 
 
+def finite_rows(pos_m: F64) -> NDArray[np.bool_]:
+    """Rows of ``pos_m`` (n, 3) with three finite coordinates (a NaN or inf in any makes their sum non-finite)."""
+    out: NDArray[np.bool_] = np.isfinite(pos_m[:, 0] + pos_m[:, 1] + pos_m[:, 2])
+    return out
+
+
+def link_feasible(x_m: F64, y_m: F64, z_m: F64, i: NDArray[np.int64], j: NDArray[np.int64], max_range_m: float,
+                  grazing_alt_m: float, r_m: float = R_EARTH_M) -> tuple[NDArray[np.bool_], F64]:
+    """:func:`isl_feasible` for links ``i[k]``-``j[k]`` between satellites with coordinates ``x_m, y_m, z_m`` (n,) each.
+
+    The same test component by component (1-D gathers, no (k, 3) temporaries).
+    """
+    ax, ay, az = x_m[i], y_m[i], z_m[i]
+    dx, dy, dz = x_m[j] - ax, y_m[j] - ay, z_m[j] - az
+    dd = dx * dx + dy * dy + dz * dz
+    ad = ax * dx + ay * dy + az * dz
+    aa = ax * ax + ay * ay + az * az
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.clip(-ad / np.where(dd > 0, dd, 1.0), 0.0, 1.0)
+        min_r2 = aa + t * (2.0 * ad + t * dd)
+        length = np.sqrt(dd)
+        ok = (length <= max_range_m) & (min_r2 >= (r_m + grazing_alt_m) ** 2)
+    return ok, length
+
+
 def geodetic_to_itrs(lat_deg: ArrayLike, lon_deg: ArrayLike, height_m: ArrayLike = 0.0) -> tuple[F64, F64]:
     """WGS-84 Earth-fixed positions (m) and local up unit vectors of geodetic points, each (k, 3)."""
     lat = np.radians(np.asarray(lat_deg, dtype=np.float64))

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from twin.core.constants import R_EARTH_M
-from twin.core.network.geometry import isl_feasible
+from twin.core.network.geometry import finite_rows, link_feasible
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -51,6 +51,7 @@ class GridLinks:
     right: I64
     ready_at_s: F64
     cross_ok: B  # (n, 2): right and left terminals usable at that tick (a change re-pairs the plane at once)
+    order: I64 | None = None  # satellites in planes sorted by (plane, argument of latitude) at that tick
 
     @classmethod
     def empty(cls, n: int) -> GridLinks:
@@ -58,17 +59,43 @@ class GridLinks:
                    np.full((n, 2), -np.inf), np.zeros((n, 2), dtype=bool))
 
 
-def intra_plane_ahead(plane: I64, u_rad: F64, usable: B) -> I64:
+def plane_order(plane: I64, u_rad: F64, prev: I64 | None = None) -> tuple[I64, F64]:
+    """Satellites in a plane sorted by (plane, argument of latitude), and the sort keys of all satellites.
+
+    ``prev``: the order of the previous tick; sorting from it (a stable sort of nearly sorted keys)
+    is a few times faster than from scratch and gives the same order (ties, which do not occur
+    between distinct satellites, keep the previous order instead of the index order).
+    """
+    key: F64 = plane * _KEY_STRIDE + u_rad
+    if prev is None or prev.size != int(np.count_nonzero(plane >= 0)):
+        members = np.flatnonzero(plane >= 0)
+    else:
+        members = prev
+    out: I64 = members[np.argsort(key[members], kind="stable")]
+    return out, key
+
+
+def _subset(order: I64, mask: B, key: F64) -> tuple[I64, F64]:
+    """The satellites of ``mask`` in the sorted ``order``, and their keys (the same as sorting them afresh)."""
+    sub = order[mask[order]]
+    return sub, key[sub]
+
+
+def intra_plane_ahead(plane: I64, u_rad: F64, usable: B, sorted_members: I64 | None = None) -> I64:
     """The next usable satellite in the same plane in argument of latitude (cyclic); -1 when alone.
 
-    A plane of two links once (the first to the second).
+    A plane of two links once (the first to the second). ``sorted_members``: every satellite in a
+    plane sorted by (plane, argument of latitude) (:func:`plane_order`), to skip the sort.
     """
     n = plane.size
-    idx = np.flatnonzero(usable & (plane >= 0))
     ahead = np.full(n, -1, dtype=np.int64)
-    if idx.size < 2:
+    if sorted_members is None:
+        idx = np.flatnonzero(usable & (plane >= 0))
+        order = idx[np.argsort(plane[idx] * _KEY_STRIDE + u_rad[idx], kind="stable")]
+    else:
+        order = sorted_members[usable[sorted_members]]
+    if order.size < 2:
         return ahead
-    order = idx[np.argsort(plane[idx] * _KEY_STRIDE + u_rad[idx], kind="stable")]
     p = plane[order]
     first = np.r_[True, p[1:] != p[:-1]]
     start = np.maximum.accumulate(np.where(first, np.arange(order.size), 0))
@@ -89,11 +116,15 @@ def _sorted_by_plane(cand: I64, plane: I64, u_rad: F64) -> tuple[I64, F64]:
 
 def _nearest_in_plane(src: I64, target_plane: I64, cand: I64, plane: I64, u_rad: F64, pos_m: F64,
                       max_range_m: float, grazing_m: float,
-                      presorted: tuple[I64, F64] | None = None) -> tuple[I64, F64]:
+                      presorted: tuple[I64, F64] | None = None,
+                      cols: tuple[F64, F64, F64] | None = None,
+                      key_offset: F64 | None = None) -> tuple[I64, F64]:
     """For each ``src[k]``, the closest satellite of ``cand`` in plane ``target_plane[k]``, if that link closes.
 
     Candidates are the satellites nearest in argument of latitude; returns (partner or -1, length m).
     When the closest candidate's link does not close, the answer is -1 (never a link that cannot close).
+    ``presorted``: ``cand`` sorted by (plane, argument of latitude) and its keys; ``cols``: the x, y, z
+    columns of ``pos_m``; ``key_offset`` (per source): added to the query keys (:func:`_nearest_two`).
     """
     best = np.full(src.size, -1, dtype=np.int64)
     best_d = np.full(src.size, np.inf)
@@ -101,6 +132,8 @@ def _nearest_in_plane(src: I64, target_plane: I64, cand: I64, plane: I64, u_rad:
         return best, best_d
     cand_s, key_s = presorted if presorted is not None else _sorted_by_plane(cand, plane, u_rad)
     q = target_plane.astype(np.float64) * _KEY_STRIDE
+    if key_offset is not None:
+        q += key_offset
     start = np.searchsorted(key_s, q, side="left")
     cnt = np.searchsorted(key_s, q + _KEY_STRIDE, side="left") - start
     pos = np.searchsorted(key_s, q + u_rad[src], side="left")
@@ -108,17 +141,54 @@ def _nearest_in_plane(src: I64, target_plane: I64, cand: I64, plane: I64, u_rad:
     safe_cnt = np.where(has, cnt, 1)[:, None]
     k = start[:, None] + np.mod((pos - start)[:, None] + _OFFSETS[None, :], safe_cnt)
     j = cand_s[np.minimum(k, cand_s.size - 1)]
-    diff = pos_m[j] - pos_m[src][:, None, :]
-    d2 = np.einsum("ijk,ijk->ij", diff, diff)
+    x, y, z = cols if cols is not None else _columns(pos_m)
+    d2 = np.zeros(j.shape)
+    for c in (x, y, z):
+        e = c[j] - c[src][:, None]
+        d2 += e * e
     d2[~has[:, None] | (j == src[:, None])] = np.inf
     col = np.argmin(d2, axis=1)
     rows = np.arange(src.size)
     pick = j[rows, col]
-    ok, d = isl_feasible(pos_m[src], pos_m[pick], max_range_m, grazing_m, R_EARTH_M)
+    ok, d = link_feasible(x, y, z, src, pick, max_range_m, grazing_m, R_EARTH_M)
     ok &= np.isfinite(d2[rows, col])
     best[ok] = pick[ok]
     best_d[ok] = d[ok]
     return best, best_d
+
+
+def _nearest_two(a: I64, plane_a: I64, sorted_a: tuple[I64, F64], b: I64, plane_b: I64, sorted_b: tuple[I64, F64],
+                 plane: I64, u_rad: F64, pos_m: F64, cols: tuple[F64, F64, F64], max_range_m: float,
+                 grazing_m: float) -> tuple[I64, F64, I64, F64]:
+    """:func:`_nearest_in_plane` for two sets of sources with their own candidates, in one pass.
+
+    The second set's keys are shifted past every plane's so the two candidate lists sort as one.
+    """
+    off = float(2.0 ** np.ceil(np.log2((int(plane.max(initial=0)) + 2) * _KEY_STRIDE)))
+    src = np.concatenate([a, b])
+    tp = np.concatenate([plane_a, plane_b])
+    cand_s = np.concatenate([sorted_a[0], sorted_b[0]])
+    key_s = np.concatenate([sorted_a[1], sorted_b[1] + off])
+    shift = np.concatenate([np.zeros(a.size), np.full(b.size, off)])
+    best, d = _nearest_in_plane(src, tp, cand_s, plane, u_rad, pos_m, max_range_m, grazing_m, (cand_s, key_s), cols,
+                                shift)
+    return best[:a.size], d[:a.size], best[a.size:], d[a.size:]
+
+
+def _any4(mask: B) -> B:
+    """Rows of an (n, 4) bool mask with any True (one 32-bit compare per row; ``any(axis=1)`` is slower)."""
+    m = np.ascontiguousarray(mask, dtype=bool)
+    if m.ndim == 2 and m.shape[1] == 4:
+        out: B = m.view(np.uint32)[:, 0] != 0
+        return out
+    anyrow: B = np.asarray(m.any(axis=1))
+    return anyrow
+
+
+def _columns(pos_m: F64) -> tuple[F64, F64, F64]:
+    """Contiguous x, y, z columns of (n, 3) positions."""
+    return (np.ascontiguousarray(pos_m[:, 0]), np.ascontiguousarray(pos_m[:, 1]),
+            np.ascontiguousarray(pos_m[:, 2]))
 
 
 def _pair_keys(a: I64, b: I64, n: int) -> I64:
@@ -141,8 +211,10 @@ def update_links(prev: GridLinks, t_s: float, plane: I64, right_plane: I64, u_ra
     lost a link or gained a terminal this tick are re-paired too, in the same tick.
     """
     n = plane.size
-    finite: B = np.asarray(np.isfinite(pos_m).all(axis=1))
-    lit: B = np.asarray(finite & term_ok.any(axis=1))
+    cols = _columns(pos_m)
+    finite = finite_rows(pos_m)
+    lit: B = finite & _any4(term_ok)
+    order, key = plane_order(plane, u_rad, prev.order)
     outages = outage_keys if outage_keys is not None and outage_keys.size else None
 
     def blocked(a: I64, b: I64) -> B:
@@ -154,7 +226,7 @@ def update_links(prev: GridLinks, t_s: float, plane: I64, right_plane: I64, u_ra
         return out
 
     # intra-plane
-    ahead = intra_plane_ahead(plane, u_rad, lit)
+    ahead = intra_plane_ahead(plane, u_rad, lit, order)
     # cross-plane: planes with a right neighbour; left_plane is its inverse
     n_planes = right_plane.size
     left_plane = np.full(n_planes, -1, dtype=np.int64)
@@ -168,20 +240,25 @@ def update_links(prev: GridLinks, t_s: float, plane: I64, right_plane: I64, u_ra
     # keep the previous cross links that still close (at a re-match: and are not much longer than the nearest)
     i = np.flatnonzero(prev.right >= 0)
     j = prev.right[i]
-    ok, d = isl_feasible(pos_m[i], pos_m[j], max_range_m, grazing_m, R_EARTH_M)
+    ok, d = link_feasible(*cols, i, j, max_range_m, grazing_m, R_EARTH_M)
     ok &= r_ok[i] & l_ok[j] & (plane[j] == sat_right_plane[i]) & ~blocked(i, j)
     # planes re-weighed this tick; index n_planes is a dummy for satellites in no plane
     sel = np.zeros(n_planes + 1, dtype=bool)
     sel[:n_planes] = True if (first or rematch_planes is None) else np.asarray(rematch_planes, dtype=bool)
-    plane_sel = sel[np.where(plane >= 0, plane, n_planes)]
+    plane_idx = np.where(plane >= 0, plane, n_planes)
+    plane_sel = sel[plane_idx]
     w = np.flatnonzero(ok & plane_sel[i])  # kept links re-weighed this tick
     if w.size:
         iw, jw = i[w], j[w]
         # candidates: the usable terminals of the planes concerned only
-        lw = np.flatnonzero(l_ok & np.isin(plane, np.unique(sat_right_plane[iw])))
-        rw = np.flatnonzero(r_ok & np.isin(plane, np.unique(sat_left_plane[jw])))
-        _b, near_r = _nearest_in_plane(iw, sat_right_plane[iw], lw, plane, u_rad, pos_m, max_range_m, grazing_m)
-        _b, near_l = _nearest_in_plane(jw, sat_left_plane[jw], rw, plane, u_rad, pos_m, max_range_m, grazing_m)
+        concerned = np.zeros(n_planes + 1, dtype=bool)
+        concerned[sat_right_plane[iw]] = True
+        lw = _subset(order, l_ok & concerned[plane_idx], key)
+        concerned[:] = False
+        concerned[sat_left_plane[jw]] = True
+        rw = _subset(order, r_ok & concerned[plane_idx], key)
+        _b, near_r, _c, near_l = _nearest_two(iw, sat_right_plane[iw], lw, jw, sat_left_plane[jw], rw, plane, u_rad,
+                                              pos_m, cols, max_range_m, grazing_m)
         ok[w] &= (d[w] <= hysteresis * near_r) & (d[w] <= hysteresis * near_l)
     right[i[ok]] = j[ok]
     taken_l = np.zeros(n, dtype=bool)
@@ -197,14 +274,14 @@ def update_links(prev: GridLinks, t_s: float, plane: I64, right_plane: I64, u_ra
     dst_planes = np.zeros(n_planes + 1, dtype=bool)
     srcs = np.flatnonzero(src_planes[:n_planes])
     dst_planes[right_plane[srcs[right_plane[srcs] >= 0]]] = True
-    free_r &= src_planes[np.where(plane >= 0, plane, n_planes)]
-    free_l &= dst_planes[np.where(plane >= 0, plane, n_planes)]
+    free_r &= src_planes[plane_idx]
+    free_l &= dst_planes[plane_idx]
     for _ in range(MATCH_ROUNDS):
         fr, fl = np.flatnonzero(free_r), np.flatnonzero(free_l)
         if fr.size == 0 or fl.size == 0:
             break
-        cr, _d1 = _nearest_in_plane(fr, sat_right_plane[fr], fl, plane, u_rad, pos_m, max_range_m, grazing_m)
-        cl, _d2 = _nearest_in_plane(fl, sat_left_plane[fl], fr, plane, u_rad, pos_m, max_range_m, grazing_m)
+        cr, _d1, cl, _d2 = _nearest_two(fr, sat_right_plane[fr], _subset(order, free_l, key), fl, sat_left_plane[fl],
+                                        _subset(order, free_r, key), plane, u_rad, pos_m, cols, max_range_m, grazing_m)
         back = np.full(n, -1, dtype=np.int64)
         back[fl] = cl
         has = cr >= 0
@@ -227,7 +304,7 @@ def update_links(prev: GridLinks, t_s: float, plane: I64, right_plane: I64, u_ra
         i = np.flatnonzero(partner >= 0)
         j = partner[i]
         if col == 0:
-            ok, _d = isl_feasible(pos_m[i], pos_m[j], max_range_m, grazing_m, R_EARTH_M)
+            ok, _d = link_feasible(*cols, i, j, max_range_m, grazing_m, R_EARTH_M)
             ok &= term_ok[i, s_own] & term_ok[j, s_peer] & ~blocked(i, j)
         else:
             ok = np.ones(i.size, dtype=bool)
@@ -238,4 +315,4 @@ def update_links(prev: GridLinks, t_s: float, plane: I64, right_plane: I64, u_ra
             r_at = np.where(ok, np.where(was, prev.ready_at_s[i, col], t_s + acquisition_s), np.inf)
         ready[i, col] = r_at
         up[i, col] = ok & (t_s >= r_at)
-    return GridLinks(ahead, right, ready, np.stack([r_ok, l_ok], axis=1)), up
+    return GridLinks(ahead, right, ready, np.stack([r_ok, l_ok], axis=1), order), up

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from twin.core.constants import R_EARTH_M
-from twin.core.network.geometry import geodetic_to_itrs
+from twin.core.network.geometry import finite_rows, geodetic_to_itrs
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -160,9 +161,9 @@ class SiteIndex:
         count = self.indptr[cell + 1] - first
         total = int(count.sum())
         sat = np.repeat(np.arange(pos_m.shape[0], dtype=np.int64), count)
-        ends = np.cumsum(count)
-        offset = np.arange(total, dtype=np.int64) - np.repeat(ends - count, count)
-        return self.indices[np.repeat(first, count) + offset], sat
+        # the k-th candidate of a satellite is indices[first + k]: one repeat of (first - where its run starts)
+        run_start = np.cumsum(count) - count
+        return self.indices[np.repeat(first - run_start, count) + np.arange(total, dtype=np.int64)], sat
 
 
 def central_angle_rad(alt_m: float, min_elevation_rad: float) -> float:
@@ -174,9 +175,10 @@ def central_angle_rad(alt_m: float, min_elevation_rad: float) -> float:
 def ensure_index(index: SiteIndex | None, sites: GroundSites, sat_pos_m: F64, min_elevation_rad: float,
                  margin_m: float = 50_000.0) -> SiteIndex:
     """``index`` if it covers the highest finite satellite of ``sat_pos_m``, else a new one ``margin_m`` higher."""
-    finite = np.isfinite(sat_pos_m).all(axis=1)
-    pos = sat_pos_m[finite]
-    alt_max = float(np.sqrt(np.einsum("ij,ij->i", pos, pos)).max()) - R_EARTH_M if pos.size else 0.0
+    x, y, z = sat_pos_m[:, 0], sat_pos_m[:, 1], sat_pos_m[:, 2]
+    r2 = x * x + y * y + z * z
+    r2_max = float(np.fmax.reduce(r2)) if r2.size else math.nan  # fmax skips the NaN rows of lost satellites
+    alt_max = math.sqrt(r2_max) - R_EARTH_M if math.isfinite(r2_max) else 0.0
     if index is not None and index.max_central_angle_rad >= central_angle_rad(max(alt_max, 0.0), min_elevation_rad):
         return index
     return SiteIndex(sites, central_angle_rad(max(alt_max, 0.0) + margin_m, min_elevation_rad))
@@ -189,12 +191,12 @@ def visible_pairs(sites: GroundSites, sat_pos_m: F64, min_elevation_rad: float,
     ``index`` (a :class:`SiteIndex` of ``sites`` covering the highest satellite: :func:`ensure_index`)
     prunes the candidates; without it one is built for this call.
     """
-    finite = np.isfinite(sat_pos_m).all(axis=1)
+    finite = finite_rows(sat_pos_m)
     if not finite.any():
         e = np.zeros(0, dtype=np.int64)
         return Visibility(e, e.copy(), np.zeros(0))
-    pos = sat_pos_m[finite] if not finite.all() else sat_pos_m
-    ids = np.flatnonzero(finite)
+    all_finite = bool(finite.all())
+    pos = sat_pos_m if all_finite else sat_pos_m[finite]
     if index is None and len(sites) <= _BRUTE_FORCE_SITES:
         # a few sites (a route's ends): every satellite is a candidate, cheaper than building an index
         k = np.repeat(np.arange(pos.shape[0], dtype=np.int64), len(sites))
@@ -203,12 +205,19 @@ def visible_pairs(sites: GroundSites, sat_pos_m: F64, min_elevation_rad: float,
         if index is None:
             index = ensure_index(None, sites, pos, min_elevation_rad)
         s, k = index.candidates(pos)
-    v = pos[k] - sites.pos_m[s]
-    d = np.sqrt(np.einsum("ij,ij->i", v, v))
-    ok = np.einsum("ij,ij->i", v, sites.up[s]) >= np.sin(min_elevation_rad) * d
+    # component by component (1-D gathers; no (k, 3) temporaries): line of sight v, its length d and v . up
+    sp, up = sites.pos_m, sites.up
+    vx = pos[:, 0][k] - sp[:, 0][s]
+    vy = pos[:, 1][k] - sp[:, 1][s]
+    vz = pos[:, 2][k] - sp[:, 2][s]
+    d = np.sqrt(vx * vx + vy * vy + vz * vz)
+    ok = vx * up[:, 0][s] + vy * up[:, 1][s] + vz * up[:, 2][s] >= np.sin(min_elevation_rad) * d
     if site_ok is not None:
         ok &= site_ok[s]
-    return Visibility(s[ok], ids[k[ok]], d[ok])
+    keep = np.flatnonzero(ok)
+    sat = k[keep] if all_finite else np.flatnonzero(finite)[k[keep]]
+    return Visibility(s[keep], sat, d[keep])
+
 
 
 def elevation_rad(sites: GroundSites, sat_pos_m: F64) -> F64:

@@ -104,23 +104,19 @@ def nearest_gateway(n_sats: int, isl: Edges, gw_site: I64, gw_sat: I64, gw_delay
     pred = pred[:n_sats].astype(np.int64)
     reach = np.isfinite(dist)
     next_sat = np.where(reach & (pred >= 0) & (pred < n_sats), pred, -1).astype(np.int64)
-    # links to the gateway by pointer doubling over the shortest-path tree (gateways are the roots)
-    jump = np.where(reach & (pred >= 0) & (pred < n_sats), pred, n_sats)
-    depth = reach.astype(np.int64)
-    jump_ext = np.r_[jump, n_sats]
-    depth_ext = np.r_[depth, 0]
-    while np.any(jump_ext[:n_sats] < n_sats):
-        depth_ext = depth_ext + depth_ext[jump_ext]
-        jump_ext = jump_ext[jump_ext]
-    hops = np.where(reach, depth_ext[:n_sats], -1).astype(np.int64)
-    # the gateway: that of the tree's first satellite (the root of each branch), by the same doubling
-    top = np.where(reach & (next_sat >= 0), next_sat, np.arange(n_sats))
+    # links to the gateway and the gateway by pointer jumping over the shortest-path tree: each
+    # satellite jumps to its ancestor's ancestor, adding the links between, until it reaches the tree's
+    # first satellite (the one that downlinks: its own pointer); log2(depth) rounds
+    par = np.where(next_sat >= 0, next_sat, np.arange(n_sats))
+    links = (next_sat >= 0).astype(np.int64)
     while True:
-        nxt = top[top]
-        if np.array_equal(nxt, top):
+        grand = par[par]
+        if np.array_equal(grand, par):
             break
-        top = nxt
-    gateway = np.where(reach, sat_gw[top], -1).astype(np.int64)
+        links += links[par]
+        par = grand
+    hops = np.where(reach, links + 1, -1).astype(np.int64)  # + the ground link
+    gateway = np.where(reach, sat_gw[par], -1).astype(np.int64)
     return GatewayRoutes(dist, hops, gateway, next_sat)
 
 

@@ -11,6 +11,7 @@ below are documented in docs/network.md#shells-and-planes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -42,6 +43,16 @@ class MeanElements:
 
     def __len__(self) -> int:
         return int(self.inclination_rad.size)
+
+    @cached_property
+    def cos_inclination(self) -> F64:
+        out: F64 = np.cos(self.inclination_rad)
+        return out
+
+    @cached_property
+    def sin_inclination(self) -> F64:
+        out: F64 = np.sin(self.inclination_rad)
+        return out
 
 
 def elements_from_catalogue(cat: Catalogue, jd_utc: float) -> MeanElements:
@@ -184,15 +195,16 @@ def arg_latitude_rad(el: MeanElements, t_s: float, pos_m: F64 | None = None, gms
     if pos_m is None or gmst_rad is None:
         return mean
     raan = el.raan_rad + (el.raan_rate_rad_s * t_s if el.raan_rate_rad_s is not None else 0.0)
-    c, s = np.cos(gmst_rad), np.sin(gmst_rad)
-    x = pos_m[:, 0] * c - pos_m[:, 1] * s  # Earth-fixed to the inertial (TEME-like) frame
-    y = pos_m[:, 0] * s + pos_m[:, 1] * c
-    z = pos_m[:, 2]
-    co, so, ci, si = np.cos(raan), np.sin(raan), np.cos(el.inclination_rad), np.sin(el.inclination_rad)
-    along_node = x * co + y * so
-    # in-plane axis 90 deg ahead of the node: h x N = (-sin O cos i, cos O cos i, sin i)
-    ahead = -x * so * ci + y * co * ci + z * si
-    u = np.mod(np.arctan2(ahead, along_node), 2 * np.pi)
+    # the node's Earth-fixed longitude: rotating the position to the inertial frame by the sidereal
+    # angle and projecting on the node is projecting the Earth-fixed position on (cos lam, sin lam)
+    lam = raan - gmst_rad
+    cl, sl = np.cos(lam), np.sin(lam)
+    x, y, z = pos_m[:, 0], pos_m[:, 1], pos_m[:, 2]
+    along_node = x * cl + y * sl
+    # in-plane axis 90 deg ahead of the node: h x N = (-sin O cos i, cos O cos i, sin i), in the same frame
+    ahead = (y * cl - x * sl) * el.cos_inclination + z * el.sin_inclination
+    u = np.arctan2(ahead, along_node)
+    u += np.where(u < 0.0, 2 * np.pi, 0.0)
     out: F64 = np.where(np.isfinite(u), u, mean)
     return out
 
