@@ -376,3 +376,17 @@ def test_validate_cli_prints_the_network_cases(monkeypatch: pytest.MonkeyPatch, 
     verdicts = [line for line in out.splitlines() if line[:4] in ("PASS", "FAIL")]
     assert len(verdicts) == 10 and all(v.startswith("PASS") for v in verdicts), out
     assert "network: London-New York over one orbit" in out
+
+
+def test_bench_mesh_compares_the_same_outputs_with_networkx() -> None:
+    """``orbitwin bench mesh`` on a small fleet: networkx computes the same delays, gateways and hops from the same
+    inputs (the ratios are only meaningful on the whole fleet; docs/network.md#measured)."""
+    from orbitwin.bench.mesh import bench_mesh
+
+    r = bench_mesh(steps=2, count=1_500, nx_city_sample=2, nx_repeat=1)
+    assert (r["sats"], r["steps"]) == (1_500, 2) and r["links_up"] > 0
+    assert r["max_delay_difference_vs_networkx_s"] < 1e-9 and r["same_reachability_as_networkx"]
+    assert r["same_hops_as_networkx_fraction"] > 0.99 and r["same_gateway_as_networkx_fraction"] > 0.99
+    assert r["max_city_delay_difference_vs_networkx_s"] < 1e-9
+    assert 0 < r["topology_and_routing_ms_median"] <= r["step_ms_median"]
+    assert r["traffic_ms_median"] > 0 and r["sgp4_fleet_ms_median"] > 0
