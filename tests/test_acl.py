@@ -44,6 +44,7 @@ PUBLISH: dict[str, set[str]] = {
     f"{P}/board/{BOARD}/cmd": {"twin", "operator"},
     f"{P}/board/{BOARD}/fault": {"twin", "operator"},
     f"{P}/fleet/replay": {"influx-bridge", "operator"},
+    f"{P}/fleet/route": {"operator", "observer"},  # a read-only query: viewers may ask for routes too
     f"{P}/state": {"twin"},
     f"{P}/fleet/catalogue": {"twin"},
     f"{P}/fleet/status": {"twin"},
@@ -74,7 +75,7 @@ PUBLISH[f"{P}/audit"] = {"twin"}  # the request audit trail: the twin writes it,
 # role -> the topics of PUBLISH it receives when subscribed to everything (besides operator and observer: all)
 READ: dict[str, set[str]] = {
     "twin": {f"{P}/sat/{SAT}/cmd", f"{P}/fleet/cmd", f"{P}/sat/{SAT}/fault", f"{P}/fleet/fault", f"{P}/fleet/replay",
-             f"{P}/state", f"{P}/board/{BOARD}/state", f"{P}/board/{BOARD}/tm"},
+             f"{P}/fleet/route", f"{P}/state", f"{P}/board/{BOARD}/state", f"{P}/board/{BOARD}/tm"},
     "influx-bridge": {f"{P}/fleet/tm/{PACKET}", f"{P}/replay/{SAT}/tm/{PACKET}", f"{P}/sat/{SAT}/event",
                       f"{P}/fleet/event", f"{P}/bridge/influx/event", f"{P}/bridge/grafana/event",
                       f"{P}/sat/{SAT}/reply", f"{P}/fleet/reply", f"{P}/errors", f"{P}/fleet/summary",
@@ -186,7 +187,7 @@ def test_a_denied_qos0_publish_is_dropped_silently(broker: StackBroker) -> None:
 
 def test_each_role_reads_exactly_its_topics(broker: StackBroker) -> None:
     readers = {role: Client(broker, role, (f"{P}/#",)) for role in ROLES}
-    publishers = {role: Client(broker, role) for role in ROLES if role != "observer"}
+    publishers = {role: Client(broker, role) for role in ROLES}
     try:
         payloads = {}
         for topic, allowed in PUBLISH.items():

@@ -4,15 +4,16 @@ Six roles, each one MQTT user in the Docker stack (the user name is the role nam
 
 ============== ================================================================================
 twin           publishes telemetry, events, replies, status; reads requests (cmd, fault,
-               replay) and the serial bridges' board state and measurements
+               replay, route) and the serial bridges' board state and measurements
 influx-bridge  reads what an archive keeps (:attr:`Topics.archive_subscriptions`, birth,
                catalogue); publishes replay requests and its own status and events
 grafana-bridge publishes commands (not faults) from alerts; reads its own reply topic
 serial-bridge  publishes a bench board's state, measurements, events and replies; reads the
                board's requests
-operator       publishes commands, faults and replay requests (satellite, fleet, board);
+operator       publishes commands, faults, replay and route requests (satellite, fleet, board);
                reads everything under the prefix
-observer       reads everything under the prefix and ``$SYS``; publishes nothing
+observer       reads everything under the prefix and ``$SYS``; publishes only route requests
+               (read-only queries: the answer is derived from what it may read anyway)
 ============== ================================================================================
 
 Every topic filter is built by :class:`~twin.contract.topics.Topics` (one topic tree), with
@@ -71,7 +72,7 @@ def roles(topics: Topics | None = None) -> tuple[Role, ...]:
              publish=(t.state, t.catalogue, t.status, t.summary, t.fleet_tm("+"), t.tm("+", "+"),
                       t.replayed("+", "+"), t.sat("+", "event"), t.fleet("event"), *board_requests,
                       t.board("+", "event"), t.audit, *reply_topics(t)),
-             read=(*requests, t.replay, t.state, t.board("+", "state"), t.board("+", "tm"))),
+             read=(*requests, t.replay, t.route, t.state, t.board("+", "state"), t.board("+", "tm"))),
         Role("influx-bridge", "stores telemetry, events and replies in InfluxDB; asks the twin for replays",
              publish=(t.replay, t.bridge(INFLUX_BRIDGE_ID, "status"), t.bridge(INFLUX_BRIDGE_ID, "event")),
              # its own status too: the container's health check reads it with the bridge's credentials
@@ -82,10 +83,10 @@ def roles(topics: Topics | None = None) -> tuple[Role, ...]:
         Role("serial-bridge", "binds a bench board to a satellite's payload",
              publish=(t.board("+", "state"), t.board("+", "tm"), t.board("+", "event"), t.board("+", "reply")),
              read=board_requests),
-        Role("operator", "sends commands, faults and replay requests; reads everything",
-             publish=(*requests, *board_requests, t.replay), read=(everything,)),
-        Role("observer", "reads everything (dashboards, debugging, health checks); publishes nothing",
-             publish=(), read=(everything, SYS_TOPICS)),
+        Role("operator", "sends commands, faults, replay and route requests; reads everything",
+             publish=(*requests, *board_requests, t.replay, t.route), read=(everything,)),
+        Role("observer", "reads everything (dashboards, debugging, health checks); asks for routes (read-only)",
+             publish=(t.route,), read=(everything, SYS_TOPICS)),
     )
 
 
