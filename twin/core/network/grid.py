@@ -316,3 +316,48 @@ def update_links(prev: GridLinks, t_s: float, plane: I64, right_plane: I64, u_ra
         ready[i, col] = r_at
         up[i, col] = ok & (t_s >= r_at)
     return GridLinks(ahead, right, ready, np.stack([r_ok, l_ok], axis=1), order), up
+
+
+def slot_arrays(links: GridLinks, up: B) -> tuple[I64, B, B, I64, I64]:
+    """Per-terminal views of the owned links, and the up links as an edge list.
+
+    Returns ``partner`` (n, 4) the satellite each terminal (ahead, behind, right, left) is assigned
+    to (-1: none), ``slot_up`` (n, 4) that link is up, ``closing`` (n, 4) assigned and closing (up
+    or acquiring), and the up links ``lo < hi`` with their owners' order (ahead links, then right).
+    The lengths are not computed here: :func:`edge_lengths_m`.
+    """
+    n = links.ahead.size
+    partner = np.full((n, N_SLOTS), -1, dtype=np.int64)
+    slot_up = np.zeros((n, N_SLOTS), dtype=bool)
+    closing = np.zeros((n, N_SLOTS), dtype=bool)
+    for col, (owner_slot, peer_slot, arr) in enumerate(((AHEAD, BEHIND, links.ahead), (RIGHT, LEFT, links.right))):
+        i = np.flatnonzero(arr >= 0)
+        j = arr[i]
+        partner[i, owner_slot] = j
+        partner[j, peer_slot] = i
+        u = up[i, col]
+        slot_up[i, owner_slot] = u
+        slot_up[j, peer_slot] = u
+        c = links.ready_at_s[i, col] < np.inf
+        closing[i, owner_slot] = c
+        closing[j, peer_slot] = c
+    a = np.concatenate([np.flatnonzero(up[:, 0]), np.flatnonzero(up[:, 1])])
+    b = np.concatenate([links.ahead[up[:, 0]], links.right[up[:, 1]]])
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    return partner, slot_up, closing, lo, hi
+
+
+def edge_lengths_m(pos_m: F64, lo: I64, hi: I64) -> F64:
+    """Lengths (m) of the links ``lo[k]``-``hi[k]`` between (n, 3) positions, component by component."""
+    dx = pos_m[:, 0][hi] - pos_m[:, 0][lo]
+    dy = pos_m[:, 1][hi] - pos_m[:, 1][lo]
+    dz = pos_m[:, 2][hi] - pos_m[:, 2][lo]
+    out: F64 = np.sqrt(dx * dx + dy * dy + dz * dz)
+    return out
+
+
+def count4(mask: B) -> NDArray[np.int8]:
+    """True values per row of an (n, 4) bool mask, as int8 (four column adds; ``sum(axis=1)`` is slower)."""
+    m = np.asarray(mask, dtype=bool)
+    out: NDArray[np.int8] = (m[:, 0].astype(np.int8) + m[:, 1] + m[:, 2] + m[:, 3]).astype(np.int8)
+    return out

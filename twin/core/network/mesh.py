@@ -19,7 +19,9 @@ from numpy.typing import ArrayLike, NDArray
 from twin.core.catalogue import Catalogue
 from twin.core.constants import R_EARTH_M
 from twin.core.network.geometry import C_M_S, fibre_rtt_s, great_circle_m, light_bound_rtt_s
-from twin.core.network.grid import AHEAD, BEHIND, LEFT, N_SLOTS, REMATCH_EVERY_TICKS, RIGHT, GridLinks, update_links
+from twin.core.network.grid import (
+    N_SLOTS, REMATCH_EVERY_TICKS, GridLinks, count4, edge_lengths_m, slot_arrays, update_links,
+)
 from twin.core.network.ground import (
     GroundSites, SiteIndex, Visibility, central_angle_rad, load_cities, load_gateways, visible_pairs,
 )
@@ -239,21 +241,8 @@ class Mesh:
                                  np.arange(self.planes.n_planes) % REMATCH_EVERY_TICKS == self._ticks % REMATCH_EVERY_TICKS)
         self._links, self._first = links, False
         self._ticks += 1
-        partner = np.full((n, N_SLOTS), -1, dtype=np.int64)
-        slot_up = np.zeros((n, N_SLOTS), dtype=bool)
-        closing = np.zeros((n, N_SLOTS), dtype=bool)
-        for col, (owner_slot, peer_slot, arr) in enumerate(((AHEAD, BEHIND, links.ahead), (RIGHT, LEFT, links.right))):
-            i = np.flatnonzero(arr >= 0)
-            j = arr[i]
-            partner[i, owner_slot], partner[j, peer_slot] = j, i
-            slot_up[i, owner_slot] = slot_up[j, peer_slot] = up[i, col]
-            c = links.ready_at_s[i, col] < np.inf
-            closing[i, owner_slot] = closing[j, peer_slot] = c
-        a = np.concatenate([np.flatnonzero(up[:, 0]), np.flatnonzero(up[:, 1])])
-        b = np.concatenate([links.ahead[up[:, 0]], links.right[up[:, 1]]])
-        lo, hi = np.minimum(a, b), np.maximum(a, b)
-        d = pos[hi] - pos[lo]
-        length = np.sqrt(np.einsum("ij,ij->i", d, d))
+        partner, slot_up, closing, lo, hi = slot_arrays(links, up)
+        length = edge_lengths_m(pos, lo, hi)
         self._isl = Edges.isl(lo, hi, length)
         e_gw = np.radians(p.gateway_min_elevation_deg)
         self._gw_index = ensure_index(self._gw_index, self.gateways, pos, e_gw)
@@ -264,7 +253,7 @@ class Mesh:
         edges = np.stack([lo, hi], axis=1)
         traffic = self._traffic(pos, routes, edges)
         self.state = MeshState(
-            float(t_s), partner, slot_up, slot_up.sum(axis=1).astype(np.int8), closing.sum(axis=1).astype(np.int8),
+            float(t_s), partner, slot_up, count4(slot_up), count4(closing),
             edges, length, np.bincount(vis.sat, minlength=n).astype(np.int16),
             routes.delay_s, routes.hops, routes.gateway, routes.next_sat, vis,
             edge_load_gbps=traffic.edge_load_gbps, edge_capacity_gbps=traffic.edge_capacity_gbps,
