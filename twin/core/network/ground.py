@@ -172,13 +172,18 @@ def central_angle_rad(alt_m: float, min_elevation_rad: float) -> float:
     return float(np.arccos(r * np.cos(min_elevation_rad) / (R_EARTH_M + alt_m)) - min_elevation_rad)
 
 
-def ensure_index(index: SiteIndex | None, sites: GroundSites, sat_pos_m: F64, min_elevation_rad: float,
-                 margin_m: float = 50_000.0) -> SiteIndex:
-    """``index`` if it covers the highest finite satellite of ``sat_pos_m``, else a new one ``margin_m`` higher."""
+def highest_altitude_m(sat_pos_m: F64) -> float:
+    """Altitude above the equatorial radius of the farthest finite satellite of (n, 3) positions (m; 0 when none)."""
     x, y, z = sat_pos_m[:, 0], sat_pos_m[:, 1], sat_pos_m[:, 2]
     r2 = x * x + y * y + z * z
     r2_max = float(np.fmax.reduce(r2)) if r2.size else math.nan  # fmax skips the NaN rows of lost satellites
-    alt_max = math.sqrt(r2_max) - R_EARTH_M if math.isfinite(r2_max) else 0.0
+    return max(math.sqrt(r2_max) - R_EARTH_M, 0.0) if math.isfinite(r2_max) else 0.0
+
+
+def ensure_index(index: SiteIndex | None, sites: GroundSites, sat_pos_m: F64, min_elevation_rad: float,
+                 margin_m: float = 50_000.0) -> SiteIndex:
+    """``index`` if it covers the highest finite satellite of ``sat_pos_m``, else a new one ``margin_m`` higher."""
+    alt_max = highest_altitude_m(sat_pos_m)
     if index is not None and index.max_central_angle_rad >= central_angle_rad(max(alt_max, 0.0), min_elevation_rad):
         return index
     return SiteIndex(sites, central_angle_rad(max(alt_max, 0.0) + margin_m, min_elevation_rad))

@@ -17,13 +17,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from twin.core.catalogue import Catalogue
-from twin.core.constants import R_EARTH_M
 from twin.core.network.geometry import C_M_S, fibre_rtt_s, great_circle_m, light_bound_rtt_s
 from twin.core.network.grid import (
     N_SLOTS, REMATCH_EVERY_TICKS, GridLinks, count4, edge_lengths_m, slot_arrays, update_links,
 )
 from twin.core.network.ground import (
-    GroundSites, SiteIndex, Visibility, central_angle_rad, load_cities, load_gateways, visible_pairs,
+    GroundSites, SiteIndex, Visibility, central_angle_rad, highest_altitude_m, load_cities, load_gateways,
+    visible_pairs,
 )
 from twin.core.network.params import NetworkParams
 from twin.core.network.routing import Edges, GatewayRoutes, ground_matrix_s, nearest_gateway, shortest_path
@@ -49,9 +49,7 @@ def ensure_index(index: SiteIndex | None, sites: GroundSites, sat_pos_m: F64, mi
     over the same sites (keyed by the sites' positions, the elevation and the altitude rounded up):
     an index costs ~0.1 s, and the tests and the runtime build many small twins.
     """
-    finite = np.isfinite(sat_pos_m).all(axis=1)
-    pos = sat_pos_m[finite]
-    alt_max = max(float(np.sqrt(np.einsum("ij,ij->i", pos, pos)).max()) - R_EARTH_M, 0.0) if pos.size else 0.0
+    alt_max = highest_altitude_m(sat_pos_m)
     if index is not None and index.max_central_angle_rad >= central_angle_rad(alt_max, min_elevation_rad):
         return index
     alt_q = float(np.ceil(alt_max / _SHARED_INDEX_STEP_M) + 1.0) * _SHARED_INDEX_STEP_M
