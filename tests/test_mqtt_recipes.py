@@ -79,10 +79,13 @@ def twin_on(broker: Any, state_dir: Path, speed: float, *, in_order: bool = Fals
     """A 5-satellite twin on ``broker`` stepping at ``speed`` in a thread, after its first ticks."""
     from twin.mqtt import MqttSettings
     from twin.runtime.mqtt_link import LinkSettings, MqttLink
-    from twin.runtime.run_loop import FleetOptions, build_twin
+    from twin.core.design import load_design
+    from twin.core.engine import FleetTwin
+    from twin.runtime.run_loop import FleetOptions, select_catalogue
     from twin.runtime.mqtt_service import TwinService
 
-    twin = build_twin(FleetOptions(count=5, dt_s=1.0, seed=1))
+    # what build_twin makes, with the network model on (the route recipe asks for one)
+    twin = FleetTwin(select_catalogue(FleetOptions(count=5)), load_design(), dt_s=1.0, seed=1, network=True)
     link = MqttLink(MqttSettings(broker.url), LinkSettings(state_dir=str(state_dir)))
     service = TwinService(twin, link, auth=recipe_verifier())
     link.start()
@@ -291,12 +294,32 @@ def check_signed(rt: RunningTwin) -> None:
     assert rt.service.counters["rejected_unauthenticated"] == 0
 
 
+def check_route(rt: RunningTwin) -> None:
+    lines = run_recipe(RECIPES["route"], rt)
+    ((_, body),) = lines  # the reply; the RTT line has no JSON
+    assert (body["status"], body["id"], body["request"]) == ("completed", "ldn-nyc", "route"), body
+    r = body["result"]
+    assert (r["from"], r["to"]) == ({"city": "London"}, {"city": "New-York-Newark"})
+    # London-New York over a great circle of 5,570 km in fibre (group index 1.468) and at c (docs/network.md)
+    assert abs(r["fibre_rtt_ms"] - 54.55) < 0.05 and 37.0 < r["bound_rtt_ms"] < 37.3
+    if r["reachable"]:  # not with five satellites; the full fleet's answer is in tests/test_route_request.py
+        assert r["rtt_ms"] >= r["bound_rtt_ms"] and abs(r["stretch"] - r["rtt_ms"] / r["fibre_rtt_ms"]) < 1e-9
+    else:
+        assert r["path"] == [] and r["rtt_ms"] is None and r["stretch"] is None and r["bottleneck_gbps"] == 0
+    twin = rt.service.twin
+    assert twin.mesh is not None and twin.net is not None and body["t_s"] <= twin.t_s
+    text = subprocess.run(["bash", "-c", RECIPES["route"]], capture_output=True, text=True, timeout=RECIPE_TIMEOUT_S,
+                          env=dict(os.environ, MQTT_HOST=rt.host, MQTT_PORT=str(rt.port))).stdout
+    want = r"RTT \d+\.\d ms, fibre 54\.5 ms, stretch \d\.\d\d" if r["reachable"] else r"no route now; fibre 54\.5 ms"
+    assert re.search(rf"^{want}$", text, re.M), text
+
+
 CHECKS: dict[str, Callable[[RunningTwin], None]] = {
     "state": check_state, "watch-satellite": check_watch_satellite, "watch-events": check_watch_events,
     "summary": check_summary, "latchup": check_latchup, "throttle": check_throttle, "rejected": check_rejected,
     "fleet-select": check_fleet_select, "safe-mode": check_safe_mode, "leave-safe-mode": check_leave_safe_mode,
     "mqtt5": check_mqtt5, "mosquitto-rr": check_mosquitto_rr, "time-tagged": check_time_tagged,
-    "replay": check_replay, "signed": check_signed,
+    "replay": check_replay, "route": check_route, "signed": check_signed,
 }
 
 

@@ -61,8 +61,8 @@ class SiteNames:
                     shown = ", ".join(repr(self.names[i]) for i in hits[:MAX_CANDIDATES_SHOWN])
                     more = f" and {len(hits) - MAX_CANDIDATES_SHOWN} more" if len(hits) > MAX_CANDIDATES_SHOWN else ""
                     raise CommandError(Reason.BAD_ARGUMENT, f"{self.what} {query!r} is ambiguous: {shown}{more}", field)
-        raise CommandError(Reason.BAD_ARGUMENT, f"unknown {self.what} {query!r} (the twin has {len(self.names)} "
-                           f"{self.what}s; names as in its {self.what} file)", field)
+        raise CommandError(Reason.BAD_ARGUMENT, f"unknown {self.what} {query!r} (none of the twin's {len(self.names)} "
+                           f"{self.what} names matches)", field)
 
 
 class RouteQuery:
