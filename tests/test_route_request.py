@@ -328,3 +328,81 @@ def test_orbitwin_send_route(mosquitto: Any, tmp_path: Path) -> None:
         assert stepping.error is None
     finally:
         stepping.close()
+
+
+def test_two_thousand_hostile_route_requests_are_all_answered_and_the_twin_steps_on(mosquitto: Any,
+                                                                                   tmp_path: Path) -> None:
+    """Random bytes, random JSON and endpoints of every wrong shape (names of any text and length, numbers of
+    any size, NaN, nested objects), published as fast as paho goes at a twin with the network stepping in a
+    thread: every request gets exactly one reply (completed or rejected), nothing is an internal error, and
+    the twin keeps stepping."""
+    from collections import Counter
+
+    import paho.mqtt.client as mqtt
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import strategies as st
+
+    twin = FleetTwin(SHELL.select(count=40), DESIGN, dt_s=1.0, orbit_worker=False, network=True)
+    stepping = SteppingTwin(twin, mosquitto.url, str(tmp_path), period_s=0.01)
+    replies: Counter[str] = Counter()
+    rec = Recorder(mosquitto.host, mosquitto.port, [f"{P}/fleet/reply"])
+    rec.client.on_message = lambda c, u, m: replies.update([json.loads(m.payload)["status"]])
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    pub.max_inflight_messages_set(1000)
+    pub.connect(mosquitto.host, mosquitto.port)
+    pub.loop_start()
+    sent = 0
+
+    def send(payload: bytes) -> None:
+        nonlocal sent
+        info = pub.publish(ROUTE, payload, qos=1)
+        assert info.rc == mqtt.MQTT_ERR_SUCCESS
+        sent += 1
+
+    fuzz = settings(max_examples=700, deadline=None, database=None, phases=[Phase.generate],
+                    suppress_health_check=list(HealthCheck))
+    scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=300)
+               | st.floats(allow_nan=True, allow_infinity=True))
+    values = st.recursive(scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c,
+                                                                                         max_size=3), max_leaves=6)
+    names = st.text(max_size=200) | st.sampled_from(["London", "New York", "CA", "STARLINK-1008", "", "\x00"])
+    ends = (st.builds(lambda k, v: {k: v}, st.sampled_from(["sat", "gateway", "city", "lat", "lon", "x"]),
+                      names | values)
+            | st.builds(lambda a, b: {"lat": a, "lon": b}, values, values) | values)
+    try:
+        stepping.running(2)
+
+        @fuzz
+        @given(data=st.binary(max_size=300))
+        def random_bytes(data: bytes) -> None:
+            send(data)
+
+        @fuzz
+        @given(value=values)
+        def random_json(value: Any) -> None:
+            if isinstance(value, dict):
+                value.pop("reply_to", None)  # replies must come to the default topic to be counted
+            send(json.dumps(value).encode())
+
+        @fuzz
+        @given(a=ends, b=ends)
+        def endpoints(a: Any, b: Any) -> None:
+            send(json.dumps({"from": a, "to": b}).encode())  # NaN and Infinity as Python writes them
+
+        random_bytes()
+        random_json()
+        endpoints()
+        wait_for(lambda: sum(replies.values()) >= sent, 120, what=f"{sent} replies")
+        stepping.running(3)
+        c = stepping.service.counters
+        assert sum(replies.values()) == sent == c["route_requests"] >= 2000
+        assert c["routes_completed"] + c["routes_rejected"] == sent and c["internal_errors"] == 0
+        assert replies["completed"] == c["routes_completed"] > 0 and replies["rejected"] == c["routes_rejected"]
+        assert stepping.error is None
+        print(f"{sent} hostile route requests: {dict(replies)}; rejections by reason:",
+              {k: v for k, v in c.items() if k.startswith("rejected_")})
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        rec.close()
+        stepping.close()
