@@ -392,12 +392,14 @@ def test_two_thousand_hostile_route_requests_are_all_answered_and_the_twin_steps
         random_bytes()
         random_json()
         endpoints()
+        for city in ("Paris", "Tokyo", "Delhi", "Lagos", "Lima"):  # among them, good ones (at most 10 a tick)
+            send(json.dumps({"from": {"city": "London"}, "to": {"city": city}}).encode())
         wait_for(lambda: sum(replies.values()) >= sent, 120, what=f"{sent} replies")
         stepping.running(3)
         c = stepping.service.counters
         assert sum(replies.values()) == sent == c["route_requests"] >= 2000
         assert c["routes_completed"] + c["routes_rejected"] == sent and c["internal_errors"] == 0
-        assert replies["completed"] == c["routes_completed"] > 0 and replies["rejected"] == c["routes_rejected"]
+        assert replies["completed"] == c["routes_completed"] >= 5 and replies["rejected"] == c["routes_rejected"]
         assert stepping.error is None
         print(f"{sent} hostile route requests: {dict(replies)}; rejections by reason:",
               {k: v for k, v in c.items() if k.startswith("rejected_")})
