@@ -14,7 +14,7 @@ Everything under one prefix (default ``orbitwin/v1``)::
     {prefix}/fleet/tm/{packet}              fleet frame: one packet of every satellite due this tick
     {prefix}/replay/{sat}/tm/{packet}       telemetry sent again on request (same payload, same seq)
     {prefix}/errors                         replies to requests that cannot be routed
-    {prefix}/audit                          one record per request (cmd, fault, replay), accepted or not
+    {prefix}/audit                          one record per request (cmd, fault, replay, route), accepted or not
     {prefix}/sat/{sat}/tm/{packet}          telemetry packets (schema fields)
     {prefix}/sat/{sat}/event                events: limits, FDIR, SEU/SEL, faults, commands
     {prefix}/sat/{sat}/cmd | sat/{sat}/fault    requests for one satellite
