@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mqtt_helpers import Recorder, wait_for
-from twin.contract.telemetry_encoder import PacketSchedule, RateError, parse_rates
+from twin.contract.telemetry_encoder import TOPIC_RATES, PacketSchedule, RateError, parse_rates
 from twin.core.catalogue import load_catalogue
 from twin.core.design import load_design
 from twin.core.engine import FleetTwin
@@ -36,8 +36,8 @@ def test_plan_shed_keeps_high_priority_packets_first():
     due = {p: np.arange(10) for p in SHED_ORDER}
     kept, shed = plan_shed(due, 25, tick=3)
     assert kept["hk"].size == 10 and kept["payload"].size == 10 and kept["power"].size == 5
-    assert shed == {"power": 5, "orbit": 10, "thermal": 10, "radiation": 10}
-    assert sum(k.size for k in kept.values()) + sum(shed.values()) == 60
+    assert shed == {"power": 5, "net": 10, "orbit": 10, "thermal": 10, "radiation": 10}
+    assert sum(k.size for k in kept.values()) + sum(shed.values()) == 10 * len(SHED_ORDER)
     assert set(kept["power"]) <= set(range(10)) and len(set(kept["power"])) == 5
     # the partly kept window rotates with the tick
     assert not np.array_equal(plan_shed(due, 25, tick=4)[0]["power"], kept["power"])
@@ -233,7 +233,8 @@ def test_summary_and_status_rates(mosquitto, tmp_path):
             rec.find(lambda t, p: t == f"{P}/fleet/summary")), 10)
         assert [p["tick"] for _, p in summaries] == [2, 4, 6, 8, 10]
         assert rec.find(lambda t, p: t == f"{P}/fleet/status") == []
-        assert link.birth_extra["rates"] == {"summary": 0.5, "status": 0.0}
+        # the rates given, every other periodic topic at its default
+        assert link.birth_extra["rates"] == TOPIC_RATES | {"summary": 0.5, "status": 0.0}
     finally:
         twin.close()
         rec.close()

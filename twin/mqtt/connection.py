@@ -16,6 +16,7 @@ component's ``on_connect`` runs again (subscriptions) and the birth messages are
 from __future__ import annotations
 
 import ssl
+import struct
 import threading
 import time
 from collections import deque
@@ -88,6 +89,8 @@ def _fresh_in_packet() -> Any:
 
 def _remaining_length(n: int) -> bytes:
     """MQTT variable byte integer (the fixed header's remaining length)."""
+    if n > 268_435_455:
+        raise ValueError("Packet too large")
     if n < 128:
         return bytes((n,))
     out = bytearray()
@@ -96,6 +99,10 @@ def _remaining_length(n: int) -> bytes:
         out.append(byte | 0x80 if n else byte)
         if not n:
             return bytes(out)
+
+
+_N_LENGTHS = 1 << 14  # remaining lengths up to two bytes, encoded once
+_LENGTHS = tuple(_remaining_length(n) for n in range(_N_LENGTHS))
 
 
 class _LazyInfo(mqtt.MQTTMessageInfo):
@@ -155,6 +162,7 @@ class _LeanClient(mqtt.Client):
         self._puback_reasons: dict[int, ReasonCode] = {}
         self._puback_props = Properties(PacketTypes.PUBACK)
         self._topics: dict[str, bytes] = {}  # topics checked by publish_many, encoded
+        self._prefixes: dict[bytes, bytes] = {}  # topic -> its length and bytes as a PUBLISH carries them
         self._batch_info = _LazyInfo(0)
         # set it to have acknowledgements counted in bulk: called once per read with the number of
         # QoS > 0 messages a plain PUBACK completed, instead of on_publish for each of them
@@ -214,10 +222,14 @@ class _LeanClient(mqtt.Client):
         pos = 0
         rc = _SUCCESS
         fast = self.on_log is None and self._logger is None  # debug logging goes through paho
+        bulk = fast and self.on_publish_count is not None
         v5 = self._protocol == mqtt.MQTTv5
         try:
             while n - pos >= 2:
                 cmd = buf[pos]
+                if bulk and cmd == _PUBACK and buf[pos + 1] == 2 and n - pos >= 8:
+                    pos = self._puback_run(buf, pos, n)
+                    continue
                 i = pos + 1
                 length = shift = 0
                 complete = False
@@ -245,6 +257,32 @@ class _LeanClient(mqtt.Client):
         finally:
             del buf[:pos]
         return rc
+
+    def _puback_run(self, buf: bytearray, pos: int, n: int) -> int:
+        """Complete a run of plain 4-byte PUBACKs (``40 02 mid``) at ``pos`` in one go; the position after it.
+
+        One ``struct`` unpack for the run, one lock for the messages it completes, counted for
+        ``on_publish_count``; ends at the first other packet (at least one PUBACK is taken: the
+        caller checked the first).
+        """
+        k = (n - pos) // 4
+        words = struct.unpack_from(f">{k}I", buf, pos)
+        head = buf[pos:pos + 4 * k:4]
+        if head.count(_PUBACK) != k or buf[pos + 1:pos + 4 * k:4].count(2) != k:
+            k = next(j for j, w in enumerate(words) if w >> 16 != 0x4002)
+        pop = self._out_messages.pop
+        done = slots = 0
+        with self._out_message_mutex:
+            for w in words[:k] if k < len(words) else words:
+                m = pop(w & 0xFFFF, None)
+                if m is None:
+                    continue
+                m.info._set_as_published()  # noqa: SLF001
+                done += 1
+                slots += m.qos > 0
+            self._inflight_messages -= slots  # the freed slots are refilled once the read is handled
+        self._acked_now += done
+        return pos + 4 * k
 
     def _handle_packet(self, command: int, body: bytearray) -> mqtt.MQTTErrorCode:
         """One complete packet through paho's own handlers."""
@@ -326,11 +364,13 @@ class _LeanClient(mqtt.Client):
         with self._mid_generate_mutex:  # the batch's message ids at once (1..65535, wrapping)
             first = self._last_mid
             self._last_mid = (first + len(messages) - 1) % 65535 + 1 if messages else first
-        rcs = []
+        rcs: list[mqtt.MQTTErrorCode] = []
         shared = self._batch_info  # nobody holds these messages' infos: one serves them all
         with self._out_message_mutex:
             self._open_sink()
             try:
+                if self._plain():
+                    return self._enqueue_plain(messages, qos, first, shared)
                 for k, (topic, payload) in enumerate(messages):
                     topic_bytes = topics.get(topic)
                     if topic_bytes is None:
@@ -340,6 +380,81 @@ class _LeanClient(mqtt.Client):
                     rcs.append(enqueue(topic_bytes, payload, qos, False, None, (first + k) % 65535 + 1, shared).rc)
             finally:
                 self._close_sink()
+        return rcs
+
+    def _plain(self) -> bool:
+        """Whether PUBLISH packets can be built inline: connected, no logging (paho's builder logs)."""
+        return self._sock is not None and self.on_log is None and self._logger is None
+
+    def _prefix(self, topic: bytes) -> bytes:
+        """The topic as a PUBLISH packet carries it (2-byte length, then the bytes), cached."""
+        prefix = self._prefixes.get(topic)
+        if prefix is None:
+            if len(self._prefixes) > 200_000:
+                self._prefixes.clear()
+            prefix = self._prefixes[topic] = len(topic).to_bytes(2, "big") + topic
+        return prefix
+
+    def _enqueue_plain(self, messages: Sequence[tuple[str, bytes]], qos: int, first: int,
+                       info: mqtt.MQTTMessageInfo) -> list[mqtt.MQTTErrorCode]:
+        """:meth:`publish_many`'s loop with the packets built inline (caller holds the lock, the sink is open).
+
+        The same state as :meth:`_enqueue` per message (an ``MQTTMessage`` in ``_out_messages``,
+        in flight or queued behind older queued messages), without its per-message calls and checks.
+        """
+        topics, out, queued, sink = self._topics, self._out_messages, self._queued, self._sink
+        assert sink is not None
+        window, max_queued = self._max_inflight_messages, self._max_queued_messages
+        if queued and self._inflight_messages < window:
+            self._refill_plain()  # slots freed and not yet refilled: the older queued messages go first
+        inflight = self._inflight_messages
+        in_flight_state = mqtt.mqtt_ms_wait_for_puback if qos == 1 else mqtt.mqtt_ms_wait_for_pubrec
+        queued_state = mqtt.mqtt_ms_queued
+        head = bytes((_PUBLISH | (qos << 1),))
+        props = b"\x00" if self._protocol == mqtt.MQTTv5 else b""
+        extra = 2 + len(props)  # message id and the properties' length
+        new, cls = mqtt.MQTTMessage.__new__, mqtt.MQTTMessage
+        now = mqtt.time_func()
+        ok, full = _SUCCESS, mqtt.MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
+        rcs: list[mqtt.MQTTErrorCode] = []
+        built = 0
+        for k, (topic, payload) in enumerate(messages):
+            topic_bytes = topics.get(topic)
+            if topic_bytes is None:
+                topic_bytes = topic.encode("utf-8")
+                self._raise_for_invalid_topic(topic_bytes)
+                topics[topic] = topic_bytes
+            mid = (first + k) % 65535 + 1
+            if (max_queued > 0 and len(out) >= max_queued) or mid in out:
+                rcs.append(full)
+                continue
+            if not isinstance(payload, (bytes, bytearray)):
+                payload = mqtt._encode_payload(payload)  # noqa: SLF001
+            m = new(cls)
+            m.timestamp = now
+            m.mid = mid
+            m._topic = topic_bytes  # noqa: SLF001
+            m.payload = payload
+            m.qos = qos
+            m.retain = False
+            m.dup = False
+            m.properties = None
+            m.info = info
+            out[mid] = m
+            if window == 0 or (inflight < window and not queued):
+                inflight += 1
+                m.state = in_flight_state
+                prefix = self._prefix(topic_bytes)
+                length = len(prefix) + extra + len(payload)
+                sink.append(b"".join((head, _LENGTHS[length] if length < _N_LENGTHS else _remaining_length(length),
+                                      prefix, mid.to_bytes(2, "big"), props, payload)))
+                built += 1
+            else:
+                m.state = queued_state
+                queued.append(m)
+            rcs.append(ok)
+        self._inflight_messages = inflight
+        self.publish_packets += built
         return rcs
 
     def _enqueue(self, topic: bytes, payload: bytes | bytearray, qos: int, retain: bool,
@@ -397,6 +512,9 @@ class _LeanClient(mqtt.Client):
 
     def _fill_from_queue(self) -> mqtt.MQTTErrorCode:
         """Send waiting messages, oldest first, while in-flight slots are free (caller holds ``_out_message_mutex``)."""
+        if self._sink is not None and self._sink_owner == threading.get_ident() and self._plain():
+            self._refill_plain()
+            return _SUCCESS
         queued, out = self._queued, self._out_messages
         while queued and self._inflight_messages < self._max_inflight_messages:
             m = queued.popleft()
@@ -409,6 +527,38 @@ class _LeanClient(mqtt.Client):
             if rc != _SUCCESS:
                 return rc
         return _SUCCESS
+
+    def _refill_plain(self) -> None:
+        """:meth:`_fill_from_queue` with the packets built inline (caller holds the lock, this thread's sink is open)."""
+        queued, out = self._queued, self._out_messages
+        inflight, window = self._inflight_messages, self._max_inflight_messages
+        props = b"\x00" if self._protocol == mqtt.MQTTv5 else b""
+        queued_state = mqtt.mqtt_ms_queued
+        built = 0
+        while queued and inflight < window:
+            m = queued.popleft()
+            mid = m.mid
+            if m.state != queued_state or out.get(mid) is not m:
+                continue
+            inflight += 1
+            qos = m.qos
+            m.state = mqtt.mqtt_ms_wait_for_puback if qos == 1 else mqtt.mqtt_ms_wait_for_pubrec
+            if m.properties is not None:  # MQTT 5 properties: paho's builder (it keeps the gathered order)
+                self._inflight_messages = inflight
+                self._send_publish(mid, m._topic, m.payload, qos, m.retain, m.dup,  # noqa: SLF001
+                                   properties=m.properties)
+                continue
+            sink = self._sink
+            assert sink is not None
+            prefix = self._prefix(m._topic)  # noqa: SLF001
+            payload = m.payload
+            length = len(prefix) + 2 + len(props) + len(payload)
+            sink.append(b"".join((bytes((_PUBLISH | ((m.dup & 1) << 3) | (qos << 1) | int(m.retain),)),
+                                  _LENGTHS[length] if length < _N_LENGTHS else _remaining_length(length),
+                                  prefix, mid.to_bytes(2, "big"), props, payload)))
+            built += 1
+        self._inflight_messages = inflight
+        self.publish_packets += built
 
     def _open_sink(self) -> None:
         """From now on this thread's plain QoS > 0 PUBLISH packets gather in one buffer (see :meth:`_close_sink`)."""

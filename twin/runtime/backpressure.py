@@ -28,9 +28,10 @@ OVERLOAD_MODES = ("wait", "shed")
 
 # Shed first -> shed last. radiation and thermal change slowly (minutes) and their state carries
 # over (dose accumulates, temperatures are continuous), so a gap loses the least; orbit is
-# predictable from the catalogue; power and payload carry the energy and compute figures; hk
-# (mode, limit state, battery and payload headline, 1 Hz) is what operators and alerts watch.
-SHED_ORDER: tuple[str, ...] = ("radiation", "thermal", "orbit", "power", "payload", "hk")
+# predictable from the catalogue; net (links, gateway route, traffic) is re-derived every tick and
+# its fleet aggregates are in the fleet summary; power and payload carry the energy and compute
+# figures; hk (mode, limit state, battery and payload headline, 1 Hz) is what operators and alerts watch.
+SHED_ORDER: tuple[str, ...] = ("radiation", "thermal", "orbit", "net", "power", "payload", "hk")
 
 
 def plan_shed(due: Mapping[str, np.ndarray], allowed: int, tick: int) -> tuple[dict[str, np.ndarray], dict[str, int]]:
@@ -68,17 +69,22 @@ class DeliveryLag:
     thread calls :meth:`delivered` with its running count of acknowledged messages (QoS 1: PUBACK;
     QoS 0: written to the socket). A tick is delivered when every message published up to its
     mark is; its lag is then ``now - due`` in s.
+
+    Set :attr:`history` to a list to keep, per delivered tick, ``(due, handed, delivered)`` wall
+    times (s, :attr:`clock`): when the tick was due, when its messages were handed to the link,
+    when the broker had them all (the benchmark splits the lag with it).
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._marks: deque[tuple[int, float]] = deque()
+        self._marks: deque[tuple[int, float, float]] = deque()
         self.clock = clock
         self.last_s = 0.0
         self.max_s = 0.0
         self.ticks = 0
+        self.history: list[tuple[float, float, float]] | None = None
 
     def mark(self, published_total: int, due_wall: float) -> None:
-        self._marks.append((published_total, due_wall))
+        self._marks.append((published_total, due_wall, self.clock() if self.history is not None else 0.0))
 
     def delivered(self, acked_total: int) -> None:
         """Close every tick whose messages are all acknowledged (cheap when none is)."""
@@ -87,8 +93,10 @@ class DeliveryLag:
             return
         now = self.clock()
         while marks and acked_total >= marks[0][0]:
-            _, due = marks.popleft()
+            _, due, handed = marks.popleft()
             lag = max(now - due, 0.0)
+            if self.history is not None:
+                self.history.append((due, handed, now))
             self.last_s = lag
             self.max_s = max(self.max_s, lag)
             self.ticks += 1
