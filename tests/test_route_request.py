@@ -408,3 +408,24 @@ def test_a_thousand_hostile_route_requests_are_all_answered_and_the_twin_steps_o
         pub.disconnect()
         rec.close()
         stepping.close()
+
+
+def test_site_names_match_as_documented() -> None:
+    """Exact, then ignoring case, accents and punctuation, then a run of whole words; several: ambiguous."""
+    from twin.core.network.ground import load_cities, load_gateways
+    from twin.runtime.route_query import SiteNames
+    from twin.schema.commands import CommandError
+
+    cities = SiteNames(load_cities().names, "city")
+    gateways = SiteNames(load_gateways().names, "gateway")
+    for query, name in (("London", "London"), ("New York", "New-York-Newark"), ("sao paulo", "São-Paulo"),
+                        ("SÃO-PAULO", "São-Paulo"), ("Mexico City", "Ciudad-de-México-(Mexico-City)"),
+                        ("Osaka", "Kinki-M.M.A.-(Osaka)"), ("Bombay", "Mumbai-(Bombay)")):
+        assert cities.names[cities.find(query, "to.city")] == name, query
+    assert gateways.names[gateways.find("Adelanto", "g")] == "Adelanto, CA"
+    for sites, query, what in ((cities, "York New", "unknown"), (cities, "Lond", "unknown"), (cities, "-", "unknown"),
+                               (gateways, "CA", "ambiguous")):
+        with pytest.raises(CommandError) as exc:
+            sites.find(query, "from.x")
+        assert exc.value.reason.value == "bad_argument" and exc.value.field == "from.x"
+        assert what in exc.value.message, exc.value.message
