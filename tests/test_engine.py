@@ -138,7 +138,7 @@ def test_every_fault_and_command_is_accepted_with_valid_arguments():
     samples = {"field": "battery_temp_k", "value": 300.0, "bias": 2.0, "sigma": 0.1, "efficiency": 0.5,
                "load": 0.5, "power_w": 5000.0, "factor": 0.5, "work_top": 1e5, "node": "battery",
                "temp_k": 285.0, "mode": "nadir_fixed", "fault_id": 1, "strings": 2, "terminals": 1,
-               "count": 10, "device": 1}
+               "count": 10, "device": 1, "peer": twin.names[3], "gateway": "Adelanto, CA"}
     for name, spec in FAULTS.items():
         twin.submit("fault", name, {a.name: samples[a.name] for a in spec.args}, twin.names[0], duration_s=5.0)
     for name, spec in COMMANDS.items():
@@ -251,7 +251,7 @@ def test_sun_pointing_loss_tumbles_the_array():
 
 
 def test_laser_terminal_failure_reduces_isl_power():
-    twin = make(count=2)
+    twin = make(count=2, network=False)  # without the network the terminals' power is their working share
     twin.submit("fault", "laser_terminal_failure", {"terminals": 2}, twin.names[0])
     twin.step()
     assert twin.tm["isl_power_w"][0] == pytest.approx(twin.tm["isl_power_w"][1] / 2)

@@ -33,7 +33,8 @@ def limits(node):
 
 def make(names=(FULL_SUN, "STARLINK-2748"), dt_s=1.0):
     """Satellite 0 in full sun, satellite 1 (beta ~0) sunlit for the first minutes of the epoch."""
-    twin = FleetTwin(CAT.subset([CAT.names.index(n) for n in names]), DESIGN, dt_s=dt_s, seed=0)
+    # FDIR only: no network (two satellites make no mesh; the terminals draw their power as fitted)
+    twin = FleetTwin(CAT.subset([CAT.names.index(n) for n in names]), DESIGN, dt_s=dt_s, seed=0, network=False)
     twin.step()
     twin.drain_events()
     return twin

@@ -28,6 +28,9 @@ def add_fleet_options(p: argparse.ArgumentParser) -> None:
                         "median epoch, else keep; the default)")
     g.add_argument("--dt", type=float, default=1.0, help="time step in seconds (default 1)")
     g.add_argument("--seed", type=int, default=None, help="random seed (default 0, or the scenario's)")
+    g.add_argument("--no-network", dest="network", action="store_false", default=None,
+                   help="run without the laser mesh and routing (default: the design's [network] enabled, on in the "
+                        "shipped design); the laser terminals then draw their power as fitted")
 
 
 def fleet_options(a: argparse.Namespace) -> FleetOptions:
@@ -35,4 +38,4 @@ def fleet_options(a: argparse.Namespace) -> FleetOptions:
     from twin.runtime.run_loop import FleetOptions
 
     return FleetOptions(a.tle, a.design, a.names, a.alt_km, a.inc_deg, a.count, a.start, a.dt,
-                        0 if a.seed is None else a.seed, a.tle_epoch)
+                        0 if a.seed is None else a.seed, a.tle_epoch, getattr(a, "network", None))

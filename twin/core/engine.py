@@ -9,6 +9,7 @@ Figures of the step itself: docs/physics.md#engine.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import heapq
 import itertools
 import os
@@ -30,8 +31,9 @@ from twin.core.orbit import SGP4_ERROR_MESSAGES, FleetPropagator, beta_angle_rad
 from twin.core.orbit_pipeline import PipelinedPropagator
 from twin.core.power import HEATERS, ISL, LOAD_NAMES, PAYLOAD, RADIO, nominal_demand_w, power_step
 from twin.core.events import Event, Request
-from twin.core.faults import IMPULSE_FAULTS, FaultBook, FaultTarget
-from twin.core.network import Mesh, MeshState, terminals_from_count
+from twin.core.faults import IMPULSE_FAULTS, NETWORK_FAULTS, FaultBook, FaultTarget
+from twin.core.network import GroundSites, Mesh, MeshState, load_cities, load_gateways, terminals_from_count
+from twin.core.network.latency import CityRtt, city_fibre_rtt_s, city_rtt
 from twin.core.request_limits import RequestLimits
 from twin.core.solar_array import array_power_w
 from twin.core.telemetry_assembly import build_telemetry
@@ -48,6 +50,12 @@ HIL_DIVERGENCE = 0.25  # utilisation difference between board and twin that rais
 _SETPOINT_NODE = {"payload": thermal.PAYLOAD, "battery": thermal.BATTERY, "avionics": thermal.AVIONICS}
 # a satellite that never propagated sits here (its physics is not reported): 550 km over the equator
 _PLACEHOLDER_ALT_M = 550e3
+
+
+@functools.cache
+def _default_ground_sites() -> tuple[GroundSites, GroundSites]:
+    """The shipped gateways and cities, read once per process (immutable; shared by every twin)."""
+    return load_gateways(), load_cities()
 
 
 def julian_split(jd: float) -> tuple[float, float]:
@@ -69,13 +77,15 @@ class FleetTwin:
         seed: int = 0,
         orbit_worker: bool | None = None,
         limits: RequestLimits | None = None,
-        network: bool = False,
+        network: bool | None = None,
     ) -> None:
         """``orbit_worker``: propagate the next tick in a child process (default: for >= 2,000
         satellites on a machine with two or more cores). ``limits``: bounds on queued requests and
         active faults (:class:`RequestLimits` defaults when None). ``network``: step the laser mesh
-        and nearest-gateway routing every tick (``self.net``; docs/network.md), and let the laser
-        terminals' power follow their links."""
+        over the catalogue's satellites and nearest-gateway routing every tick (``self.net``), the
+        city-pair latency matrix every ``network.city_matrix_interval_s`` (``self.city_rtt``), and
+        let the laser terminals' power follow their links (docs/network.md#engine-integration);
+        None: the design's ``network.enabled``; False: the terminals draw their power as fitted."""
         if not dt_s > 0:
             raise ValueError(f"dt_s must be > 0, got {dt_s}")
         self.catalogue = catalogue
@@ -131,9 +141,16 @@ class FleetTwin:
         self.payload_source = np.zeros(n, dtype=np.int8)
         self.hil_divergence = np.zeros(n, dtype=bool)
         self.board_samples_rejected = 0  # hardware samples refused inside the step (not finite, out of range)
-        self.mesh: Mesh | None = (Mesh.from_catalogue(catalogue, design.network, design.power.isl_terminal_count,
-                                                      self.jd0 + self.fr0) if network else None)
+        self.mesh: Mesh | None = None
+        if design.network.enabled if network is None else network:
+            gateways, cities = _default_ground_sites()
+            self.mesh = Mesh.from_catalogue(catalogue, design.network, design.power.isl_terminal_count,
+                                            self.jd0 + self.fr0, gateways, cities)
         self.net: MeshState | None = None
+        self.city_rtt: CityRtt | None = None  # the last city-pair latency matrix, with its sim time
+        self._outage_version = -1  # the fault book's network version the outage arrays below reflect
+        self._link_outages = np.zeros((0, 2), dtype=np.int64)
+        self._gateway_ok: np.ndarray | None = None
         self.step(advance=False)
 
     def close(self) -> None:
@@ -201,6 +218,8 @@ class FleetTwin:
             raise CommandError(Reason.OUT_OF_RANGE, "duration must be > 0 s", "duration_s")
         if "device" in clean and clean["device"] is not None and clean["device"] >= self.design.payload.n_devices:
             raise CommandError(Reason.OUT_OF_RANGE, f"device must be < {self.design.payload.n_devices}", "device")
+        if kind == "fault" and name in NETWORK_FAULTS:
+            self._check_network_fault(name, clean, sats)
         if len(self._queue) >= self.limits.queued_total:
             raise CommandError(Reason.QUEUE_FULL, f"{len(self._queue)} requests already wait (the most allowed); "
                                "try again after some have run", None)
@@ -214,6 +233,45 @@ class FleetTwin:
             self._queued_faults[np.unique(sats)] += 1
         heapq.heappush(self._queue, dataclasses.replace(req, sats=self._stored_targets(sats)))
         return req
+
+    def _check_network_fault(self, name: str, args: dict[str, Any], sats: np.ndarray) -> None:
+        """A link or gateway outage names a satellite or gateway of this twin's network."""
+        if self.mesh is None:
+            raise CommandError(Reason.NOT_NOW, "the twin runs without its network model ([network] enabled = "
+                               "false or --no-network)", "fault")
+        if name == "link_outage":
+            peer = args["peer"]
+            if peer not in self.index:
+                raise CommandError(Reason.UNKNOWN_SATELLITE, f"unknown peer satellite {peer!r}", "peer")
+            if np.any(sats == self.index[peer]):
+                raise CommandError(Reason.BAD_ARGUMENT, "a link outage needs a peer other than the satellite itself",
+                                   "peer")
+        elif args["gateway"] not in self._gateway_number:
+            raise CommandError(Reason.BAD_ARGUMENT, f"unknown gateway {args['gateway']!r} (the names of the "
+                               "ground-site file, e.g. 'Adelanto, CA')", "gateway")
+
+    @functools.cached_property
+    def _city_fibre_rtt_s(self) -> np.ndarray | None:
+        cities = None if self.mesh is None else self.mesh.cities
+        return None if cities is None else city_fibre_rtt_s(cities)
+
+    @functools.cached_property
+    def _gateway_number(self) -> dict[str, int]:
+        return {} if self.mesh is None else {g: i for i, g in enumerate(self.mesh.gateways.names)}
+
+    def _network_outages(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(link outages (k, 2) satellite pairs, gateways in service) from the active faults; None: none."""
+        if self._outage_version != self.faults.network_version:
+            self._outage_version = self.faults.network_version
+            pairs = [(int(s), self.index[f.args["peer"]]) for f in self.faults.network_faults("link_outage")
+                     for s in f.sats]
+            self._link_outages = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+            down = [self._gateway_number[f.args["gateway"]] for f in self.faults.network_faults("gateway_outage")]
+            self._gateway_ok = None
+            if down and self.mesh is not None:
+                self._gateway_ok = np.ones(len(self.mesh.gateways), dtype=bool)
+                self._gateway_ok[down] = False
+        return (self._link_outages if self._link_outages.size else None), self._gateway_ok
 
     @property
     def queued(self) -> int:
@@ -401,9 +459,14 @@ class FleetTwin:
             count = des.power.isl_terminal_count
             powered = ~safe & self.isl_on & ~self.shed_state[:, ISL]
             terminals_ok = terminals_from_count(count - self.faults.isl_failed, count) & powered[:, None]
+            link_outages, gateway_ok = self._network_outages()
             self.net = self.mesh.step(self.t_s, np.where(bad[:, None], np.nan, orb.r_itrs_m), terminals_ok,
-                                      gmst_rad=gmst)
+                                      gateway_ok=gateway_ok, link_outages=link_outages, gmst_rad=gmst)
             demand[:, ISL] = des.power.isl_terminal_w * self.net.terminals_in_use
+            interval = des.network.city_matrix_interval_s
+            if advance and interval > 0 and (self.city_rtt is None or np.floor(self.t_s / interval + 1e-9)
+                                             > np.floor(self.city_rtt.t_s / interval + 1e-9)):
+                self.city_rtt = city_rtt(self.mesh, self.t_s, self._city_fibre_rtt_s)
         else:
             demand[:, ISL] *= np.where(safe | ~self.isl_on, 0.0, self.faults.isl_fraction(des.power))
         demand[:, RADIO] *= np.minimum(np.where(safe, 0.25, 1.0), self.radio_fraction)

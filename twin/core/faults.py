@@ -51,6 +51,7 @@ class ActiveFault:
 
 
 IMPULSE_FAULTS = frozenset({"seu_burst", "latchup"})  # act once; every other fault stays active
+NETWORK_FAULTS = frozenset({"link_outage", "gateway_outage"})  # act on the network (the engine reads them)
 
 
 class FaultBook:
@@ -74,6 +75,8 @@ class FaultBook:
         self._on_sat: dict[int, set[int]] = {}  # satellite -> ids of the faults active on it
         self._ends: list[tuple[float, int]] = []  # (end_s, fault_id), a heap; cleared faults stay until popped
         self._sensor: dict[int, ActiveFault] = {}  # sensor faults in start order (= fault id order)
+        self._network: dict[int, ActiveFault] = {}  # link and gateway outages in start order
+        self.network_version = 0  # counts starts and ends of network faults (the engine rebuilds its outages)
         self._next_id = 1
         self.array_strings_failed = np.zeros(n, dtype=np.int64)
         self.battery_strings_failed = np.zeros(n, dtype=np.int64)
@@ -129,6 +132,10 @@ class FaultBook:
             g = self.active[fid]
             self._apply(g, g.sats[mask[g.sats]])
 
+    def network_faults(self, kind: str) -> list[ActiveFault]:
+        """Active network faults of ``kind`` (``link_outage``, ``gateway_outage``) in start order."""
+        return [f for f in self._network.values() if f.kind == kind]
+
     def room(self, sats: np.ndarray, pending: np.ndarray | None = None) -> bool:
         """Whether every satellite of ``sats`` can take one more persistent fault (``pending``: (n,)
         faults already waiting to start, counted as active)."""
@@ -183,6 +190,9 @@ class FaultBook:
         self.per_sat[f.sats] += 1
         if kind.startswith("sensor_"):
             self._sensor[fid] = f
+        if kind in NETWORK_FAULTS:
+            self._network[fid] = f
+            self.network_version += 1
         if end is not None:
             heapq.heappush(self._ends, (end, fid))
         self._apply(f, f.sats)
@@ -200,6 +210,8 @@ class FaultBook:
     def _end(self, f: ActiveFault, why: str, fleet: FaultTarget) -> list[Event]:
         del self.active[f.fault_id]
         self._sensor.pop(f.fault_id, None)
+        if self._network.pop(f.fault_id, None) is not None:
+            self.network_version += 1
         s = f.sats
         for i in s.tolist():
             on = self._on_sat[i]

@@ -39,6 +39,7 @@ class FleetOptions:
     dt_s: float = 1.0
     seed: int = 0
     tle_epoch: str = "auto"  # stale-catalogue policy: auto, keep or shift (twin.core.catalogue.apply_tle_epoch)
+    network: bool | None = None  # step the laser mesh and routing (None: the design's network.enabled)
 
 
 def select_catalogue(opts: FleetOptions) -> Catalogue:
@@ -96,6 +97,7 @@ def build_twin(opts: FleetOptions) -> FleetTwin:
         start_jd=None if opts.start is None else iso_to_jd(opts.start),
         dt_s=opts.dt_s,
         seed=opts.seed,
+        network=opts.network,
     )
 
 

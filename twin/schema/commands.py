@@ -118,6 +118,10 @@ FAULTS: dict[str, Spec] = {s.name: s for s in (
     Spec("laser_terminal_failure", "Laser inter-satellite link terminals fail",
          (Arg("terminals", "int", "", "Terminals lost", min=1, max=16, required=False, default=1),)),
     Spec("sun_pointing_loss", "Attitude control loses sun pointing (the array tumbles)"),
+    Spec("link_outage", "The laser link between the satellite and a peer is down (no link between them forms)",
+         (Arg("peer", "str", "", "The other satellite's name"),)),
+    Spec("gateway_outage", "A gateway is out of service for the whole network (booked on the satellites it is sent to)",
+         (Arg("gateway", "str", "", "Gateway name from the ground-site file"),)),
 )}
 
 SENSOR_FAULTS = ("sensor_stuck", "sensor_bias", "sensor_noise")

@@ -203,7 +203,9 @@ def run_nominal_day(
     period_s = _period_s(sub)
     lag = np.maximum(np.round(period_s / dt_s).astype(int), 1)
     hist_len = int(lag.max()) * 2 + 2
-    with FleetTwin(sub, des, start_jd=jd, dt_s=dt_s, seed=0, orbit_worker=False) as twin:
+    # representatives of their shells, not a mesh: without the network their laser terminals draw the
+    # power of all terminals in use, as inside the full fleet (the conservative heat and energy case)
+    with FleetTwin(sub, des, start_jd=jd, dt_s=dt_s, seed=0, orbit_worker=False, network=False) as twin:
         n = twin.n
         lo = {f.name: np.full(n, np.inf) for f in LIMITED_FIELDS}
         hi = {f.name: np.full(n, -np.inf) for f in LIMITED_FIELDS}
