@@ -24,6 +24,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--speed", default="real", help="mqtt: real, xN or max (default real)")
     p.add_argument("--sim-duration", type=float, help="mqtt: sim seconds to run (default: --duration x speed)")
     p.add_argument("--qos", type=int, choices=(0, 1), default=1, help="mqtt: telemetry QoS (default 1)")
+    p.add_argument("--subscribers", type=int, default=1,
+                   help="mqtt: mosquitto_sub processes sharing the subscription (default 1)")
+    p.add_argument("--inflight", dest="inflight_window", type=int,
+                   help="mqtt: the broker's max_inflight_messages and the twin's in-flight window")
     p.add_argument("--count", type=int, help="satellites (default: all)")
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--dt", type=float, default=1.0)
@@ -60,7 +64,8 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
         result = bench_mqtt(duration_s=a.duration, count=a.count, baseline_s=a.baseline_duration,
                             contention=a.contention, overload=a.overload, speed=a.speed,
-                            sim_duration_s=a.sim_duration, qos=a.qos)
+                            sim_duration_s=a.sim_duration, qos=a.qos, subscribers=a.subscribers,
+                            **({} if a.inflight_window is None else {"window": a.inflight_window}))
     elif a.what == "serial":
         result = _serial()
     elif a.what == "placement":
