@@ -38,14 +38,14 @@ def add_parser(sub: Any) -> None:
 
 def cmd_send(a: argparse.Namespace) -> int:
     """Exit 0 when the request completed (or was accepted and is still waiting for its time), else 1."""
-    from twin.runtime.scenario import ScenarioError, publish_scenario, scenario_from_dict
-
     if a.request == "route":
-        return cmd_route(a)
+        return cmd_route(a)  # without the runtime's imports (the scenario module loads the engine: seconds)
     if a.route_from or a.route_to:
         raise ValueError("--from and --to are for routes: orbitwin send route --from END --to END")
     if not a.sat and not a.fleet:
         raise ValueError("a command or fault needs --sat NAME or --fleet")
+    from twin.runtime.scenario import ScenarioError, publish_scenario, scenario_from_dict
+
     try:
         request = json.loads(a.request)
     except ValueError as exc:
