@@ -156,3 +156,49 @@ def test_dashboards_read_only_grid_fields() -> None:
         read = set(re.findall(r'last\("(\w+)"\)', t["query"]))
         assert read <= {*grid.GRID_FIELD_BY_NAME, *grid.CENTRE_FIELDS}, read
         assert f'FROM "{grid.MEASUREMENT}"' in t["query"] and f'GROUP BY "{grid.TAG}"' in t["query"]
+
+
+def test_grid_network_fields_equal_the_mesh_satellite_by_satellite() -> None:
+    """The per-cell network fields (satellites without a gateway route, their gateway delay, the largest link
+    utilisation, the traffic carried) against the tick's MeshState cell by cell: one shell with the network,
+    every third satellite's terminals failed so that some are cut off; null and 0 without the network."""
+    from twin.core.design import load_design
+    from twin.core.engine import FleetTwin
+    from twin.core.ephemeris import iso_to_jd
+    from twin.runtime.run_loop import select_catalogue
+
+    start = "2026-02-20T10:00:00Z"
+    cat = select_catalogue(FleetOptions(alt_km="350:365", inc_deg="42.9:43.1", start=start))
+    with FleetTwin(cat, load_design(), start_jd=iso_to_jd(start), dt_s=10.0, seed=2, network=True) as t:
+        for name in t.names[::3]:
+            t.submit("fault", "laser_terminal_failure", {"terminals": 4}, name)
+        for _ in range(3):
+            t.step()
+        net, tm = t.net, t.tm
+        assert net is not None
+        g = fleet_summary(t)["grid"]
+        lat, lon = np.asarray(tm["lat_deg"]), np.asarray(tm["lon_deg"])
+        here = (t.mode != MODE_LOST) & np.isfinite(lat) & np.isfinite(lon)
+        cell = grid.cell_of(lat[here], lon[here])
+        idx = np.flatnonzero(here)
+        cut = int(np.sum(net.gw_hops[here] < 0))
+        assert 0 < cut < here.sum() and sum(g["no_route"]) == cut
+        for k in np.unique(cell):
+            members = idx[cell == k]
+            assert g["no_route"][k] == int(np.sum(net.gw_hops[members] < 0))
+            d = net.gw_delay_s[members][np.isfinite(net.gw_delay_s[members])] * 1e3
+            if d.size:  # 4 significant digits in the message
+                assert g["gw_delay_mean_ms"][k] == pytest.approx(d.mean(), rel=5e-4)
+                assert g["gw_delay_max_ms"][k] == pytest.approx(d.max(), rel=5e-4)
+            else:
+                assert g["gw_delay_mean_ms"][k] is None and g["gw_delay_max_ms"][k] is None
+            u = net.sat_max_util[members][np.isfinite(net.sat_max_util[members])]
+            assert g["link_util_max"][k] == (pytest.approx(u.max(), rel=5e-4) if u.size else None)
+            thr = net.sat_throughput_gbps[members][np.isfinite(net.sat_throughput_gbps[members])]
+            assert g["throughput_gbps"][k] == (pytest.approx(thr.sum(), rel=5e-4, abs=1e-9) if thr.size else None)
+        assert any(v is not None and v > 0 for v in g["throughput_gbps"])  # the cities' traffic flows
+        empty = sorted(set(range(grid.N_CELLS)) - set(cell.tolist()))
+        assert all(g["no_route"][k] == 0 and g["gw_delay_mean_ms"][k] is None for k in empty)
+        t.net = None  # a twin without the network model: nobody cut off, no values
+        g = fleet_summary(t)["grid"]
+        assert sum(g["no_route"]) == 0 and all(v is None for v in g["gw_delay_mean_ms"] + g["throughput_gbps"])

@@ -109,9 +109,41 @@ def fleet_grid(twin) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         "limit_state": worst.tolist(),
         "dose_rate_mean_rad_s": _sig(mean),
         "dose_rate_max_rad_s": _sig(np.where(n_dose > 0, peak, np.nan)),
-    }
+    } | _grid_network(getattr(twin, "net", None), here, cell)
     assert set(out) == {"cell_deg", *grid.GRID_FIELD_BY_NAME}, "twin.schema.fleet_grid.GRID_FIELDS drifted"
     return out
+
+
+def _cell_stats(cell: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per grid cell: count, sum and maximum (NaN when none) of the finite ``values`` of the satellites in ``cell``."""
+    ok = np.isfinite(values)
+    n = np.bincount(cell[ok], minlength=grid.N_CELLS)
+    total = np.bincount(cell[ok], weights=values[ok], minlength=grid.N_CELLS)
+    peak = np.full(grid.N_CELLS, -np.inf)
+    np.maximum.at(peak, cell[ok], values[ok])
+    return n, total, np.where(n > 0, peak, np.nan)
+
+
+def _grid_network(net, here: np.ndarray, cell: np.ndarray) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """The network fields of the fleet grid for the satellites ``here`` (in cells ``cell``) from the tick's mesh.
+
+    ``no_route``: satellites with no gateway route; ``gw_delay_mean_ms``/``gw_delay_max_ms`` [ms] over the
+    routed ones; ``link_util_max`` [1]; ``throughput_gbps`` [Gbit/s] summed. Without the network model
+    (``net`` None): no satellite is counted cut off and the values are null.
+    """
+    if net is None:
+        return {"no_route": [0] * grid.N_CELLS} | {
+            k: [None] * grid.N_CELLS
+            for k in ("gw_delay_mean_ms", "gw_delay_max_ms", "link_util_max", "throughput_gbps")}
+    cut = np.asarray(net.gw_hops)[here] < 0
+    n, total, peak = _cell_stats(cell, np.asarray(net.gw_delay_s, dtype=float)[here] * 1e3)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, total / np.maximum(n, 1), np.nan)
+    _, _, util = _cell_stats(cell, np.asarray(net.sat_max_util, dtype=float)[here])
+    n_thr, thr, _ = _cell_stats(cell, np.asarray(net.sat_throughput_gbps, dtype=float)[here])
+    return {"no_route": np.bincount(cell[cut], minlength=grid.N_CELLS).tolist(),
+            "gw_delay_mean_ms": _sig(mean), "gw_delay_max_ms": _sig(peak), "link_util_max": _sig(util),
+            "throughput_gbps": _sig(np.where(n_thr > 0, thr, np.nan))}
 
 
 def render(twin, step_ms: float, speed_achieved: float, lag_s: float, rows: int = 12, events: int = 0) -> str:  # type: ignore[no-untyped-def]

@@ -56,6 +56,17 @@ GRID_FIELDS: Final[tuple[GridField, ...]] = (
               "Mean dose_rate_rad_s of the cell's satellites (null when none reports one)"),
     GridField("dose_rate_max_rad_s", "rad(Si)/s", "float",
               "Largest dose_rate_rad_s of the cell's satellites (null when none reports one)"),
+    # the network (docs/network.md; 0 and null for a twin without the network model)
+    GridField("no_route", "", "int", "Of those, satellites with no route to any gateway"),
+    GridField("gw_delay_mean_ms", "ms", "float",
+              "Mean one-way delay to the nearest gateway of the cell's routed satellites (null when none is routed)"),
+    GridField("gw_delay_max_ms", "ms", "float",
+              "Largest one-way delay to the nearest gateway of the cell's routed satellites (null when none is "
+              "routed)"),
+    GridField("link_util_max", "1", "float", "Largest max_link_util of the cell's satellites (null without traffic)"),
+    GridField("throughput_gbps", "Gbps", "float",
+              "throughput_gbps summed over the cell's satellites (relayed traffic counts on each; null without "
+              "traffic)"),
 )
 GRID_FIELD_BY_NAME: Final[dict[str, GridField]] = {f.name: f for f in GRID_FIELDS}
 
