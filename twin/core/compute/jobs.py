@@ -233,7 +233,11 @@ class JobTable:
         return rows
 
     def rows_in(self, *states: JobState) -> I64:
-        rows: I64 = np.flatnonzero(np.isin(self.cols["state"], [int(s) for s in states]))
+        st = self.cols["state"]
+        mask = st == int(states[0])
+        for s in states[1:]:
+            mask |= st == int(s)
+        rows: I64 = np.flatnonzero(mask)
         return rows
 
     def __len__(self) -> int:

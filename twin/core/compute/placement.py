@@ -153,6 +153,8 @@ class Scheduler:
         self.placements = 0
         self._penalty: F64 = np.zeros(n)
         self._penalty_for: FleetView | None = None
+        self._unit_for: FleetView | None = None
+        self._unit_cache: tuple[F64, F64, B] = (np.zeros((n, 3)), np.zeros(n), np.zeros(n, bool))
 
     # --- configuration ----------------------------------------------------------------------
     @property
@@ -265,8 +267,19 @@ class Scheduler:
         return out
 
     def _free_slots(self, view: FleetView) -> B:
+        """Working devices with no job, on satellites that take work (a fresh array: callers update it)."""
         ok: B = (self.dev_job < 0) & view.device_ok & (view.available & (view.speed > 0))[:, None]
         return ok
+
+    def _unit(self, view: FleetView) -> tuple[F64, F64, B]:
+        """Unit position vectors, radii (m) and which satellites have a position; computed once per view."""
+        if self._unit_for is not view:
+            pos = view.pos_m
+            r = np.sqrt(np.einsum("ij,ij->i", pos, pos))
+            ok = np.isfinite(r)
+            self._unit_cache = (np.where(ok[:, None], pos, 0.0) / np.where(ok, r, 1.0)[:, None], r, ok)
+            self._unit_for = view
+        return self._unit_cache
 
     def _assign(self, row: int, sat: int, free: B, t_s: float, ready_s: float, delay_s: float) -> None:
         c = self.jobs.cols
@@ -340,9 +353,7 @@ class Scheduler:
             site_m = self.ground.pos_m[cities]
             up = self.ground.up[cities]
             pos = view.pos_m
-            r = np.sqrt(np.einsum("ij,ij->i", pos, pos))
-            ok = np.isfinite(r)
-            unit = np.where(ok[:, None], pos, 0.0) / np.where(ok, r, 1.0)[:, None]
+            unit, r, ok = self._unit(view)
             # coarse cone first (one matrix product), then the exact elevation test on the few inside
             r_max = float(r[ok].max()) if ok.any() else 0.0
             e = np.radians(self.p.user_min_elevation_deg)
