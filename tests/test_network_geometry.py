@@ -19,7 +19,7 @@ from twin.core.network import Mesh, load_cities, load_gateways
 from twin.core.network.geometry import (
     C_M_S, fibre_rtt_s, great_circle_m, isl_feasible, light_bound_rtt_s, max_isl_range_m, max_slant_range_m,
 )
-from twin.core.network.ground import GroundSites, elevation_rad, parse_sites_csv, visible_pairs, GroundError
+from twin.core.network.ground import GroundSites, VisibilityCache, elevation_rad, ensure_index, parse_sites_csv, visible_pairs, GroundError
 from twin.core.network.shells import MeanElements, group_planes
 from twin.validation import network_checks
 from twin.validation.network_checks import circular_positions_m, closed_form_checks, walker_elements
@@ -143,3 +143,27 @@ def test_validate_closed_forms_pass_and_catch_a_wrong_model(monkeypatch: pytest.
     strict_view = lambda sites, pos, e, *a: visible_pairs(sites, pos, e + math.radians(0.1), *a)  # noqa: E731
     monkeypatch.setattr(network_checks, "visible_pairs", strict_view)
     assert not closed_form_checks(NET, 4)[2].passed
+
+
+def test_visibility_cache_gives_exactly_the_pairs_of_visible_pairs() -> None:
+    """The mesh's gateway view (a candidate list kept across ticks) equals visible_pairs tick by tick: same pairs,
+    order and ranges, with satellites lost, coming back, jumping far away (absurd SGP4 output) and gateways out;
+    the list is rebuilt only every ~15 s of motion."""
+    el = walker(72, 22, 550e3, 53.0)
+    gw = load_gateways()
+    e = math.radians(NET.gateway_min_elevation_deg)
+    cache = VisibilityCache(gw, e)
+    index = ensure_index(None, gw, positions(el, 0.0), e)  # the reference's own index (rebuilt when needed)
+    rng = np.random.default_rng(7)
+    for t in np.arange(0.0, 120.0, 1.0):
+        pos = positions(el, float(t))
+        if t >= 40:
+            pos[rng.integers(0, len(pos), 10)] = np.nan  # lost this tick, back the next
+        if t >= 112:
+            pos[:5] *= 1e3  # far beyond any orbit (visible_pairs then indexes every site for every satellite)
+        ok = rng.random(len(gw)) > 0.05
+        index = ensure_index(index, gw, pos, e)
+        a, b = cache.visible(pos, ok), visible_pairs(gw, pos, e, ok, index)
+        assert np.array_equal(a.site, b.site) and np.array_equal(a.sat, b.sat)
+        assert np.array_equal(a.range_m, b.range_m)
+    assert 4 <= cache.refreshes <= 12

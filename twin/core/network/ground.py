@@ -225,6 +225,95 @@ def visible_pairs(sites: GroundSites, sat_pos_m: F64, min_elevation_rad: float,
 
 
 
+class VisibilityCache:
+    """The pairs :func:`visible_pairs` gives, from a candidate list kept across ticks.
+
+    Satellites up to ``FAR_ALT_M`` are listed with the sites within the largest central angle a
+    satellite ``RISE_M`` higher than the highest of them can be seen at, plus ``MOVE_RAD`` (a
+    superset, in satellite order). A satellite keeps its listed sites while it has moved less than
+    ``MOVE_RAD`` as seen from the Earth's centre (a displacement below R sin(MOVE_RAD) bounds it)
+    and flies below that altitude; any other satellite with a position (not listed then, moved,
+    risen, or beyond ``FAR_ALT_M``: SGP4 output of element sets long past their epoch can be absurd
+    without an error) is checked against every site. When more than ``RELIST_FRACTION`` of the
+    fleet that a list would serve is in that case, everything is listed again. Each call checks the pairs' elevations with
+    :func:`visible_pairs`' own expressions, so the pairs, their order and their ranges are the same.
+    One cache per fleet and site list.
+    """
+
+    MOVE_RAD = math.radians(1.0)  # setting: a satellite's listed sites serve it for this much motion (~15 s)
+    RISE_M = 20_000.0  # setting: ... and while it flies at most this much higher than the highest at listing
+    FAR_ALT_M = 2_000_000.0  # setting: satellites above this are never listed (every site, every call)
+    RELIST_FRACTION = 0.01  # setting: list again when more than this fraction of the fleet is not served
+
+    def __init__(self, sites: GroundSites, min_elevation_rad: float) -> None:
+        self.sites = sites
+        self.min_elevation_rad = float(min_elevation_rad)
+        self._index: SiteIndex | None = None
+        self._pos = np.zeros((0, 3))
+        self._listed = np.zeros(0, dtype=bool)
+        self._r2_limit = 0.0
+        self._site = np.zeros(0, dtype=np.int64)
+        self._sat = np.zeros(0, dtype=np.int64)
+        self.refreshes = 0
+
+    def _served(self, pos: F64, r2: F64) -> NDArray[np.bool_]:
+        """Satellites whose listed sites still cover them (NaN rows: False)."""
+        if self._pos.shape != pos.shape:
+            return np.zeros(pos.shape[0], dtype=bool)
+        dx, dy, dz = pos[:, 0] - self._pos[:, 0], pos[:, 1] - self._pos[:, 1], pos[:, 2] - self._pos[:, 2]
+        served: NDArray[np.bool_] = (self._listed & (dx * dx + dy * dy + dz * dz < (R_EARTH_M * math.sin(self.MOVE_RAD)) ** 2)
+                                     & (r2 <= self._r2_limit))
+        return served
+
+    def _refresh(self, pos: F64, r2: F64) -> None:
+        listed = np.isfinite(r2) & (r2 <= (R_EARTH_M + self.FAR_ALT_M) ** 2)
+        ids = np.flatnonzero(listed)
+        r_max = math.sqrt(float(r2[ids].max())) if ids.size else R_EARTH_M
+        alt = max(r_max - R_EARTH_M, 0.0) + self.RISE_M
+        if self._index is None or self._index.max_central_angle_rad < (
+                central_angle_rad(alt, self.min_elevation_rad) + self.MOVE_RAD):
+            self._index = SiteIndex(self.sites, central_angle_rad(alt + self.RISE_M, self.min_elevation_rad)
+                                    + self.MOVE_RAD)
+        s, k = self._index.candidates(pos[ids]) if ids.size else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        self._site, self._sat = s, ids[k]
+        self._pos, self._listed = pos.copy(), listed
+        self._r2_limit = (R_EARTH_M + alt) ** 2
+        self.refreshes += 1
+
+    def visible(self, sat_pos_m: F64, site_ok: NDArray[np.bool_] | None = None) -> Visibility:
+        """Every (site, satellite) pair in view now, as :func:`visible_pairs` (same pairs, order and ranges)."""
+        pos = np.asarray(sat_pos_m, dtype=np.float64)
+        x, y, z = pos[:, 0], pos[:, 1], pos[:, 2]
+        r2 = x * x + y * y + z * z
+        served = self._served(pos, r2)
+        finite = np.isfinite(r2)
+        unserved = np.flatnonzero(finite & ~served)
+        # those a new list would serve: listed then (moved or risen), or with a position only now
+        listable = finite & (r2 <= (R_EARTH_M + self.FAR_ALT_M) ** 2)
+        if int(np.count_nonzero(listable & ~served)) > self.RELIST_FRACTION * pos.shape[0]:
+            self._refresh(pos, r2)
+            served = self._served(pos, r2)
+            unserved = np.flatnonzero(np.isfinite(r2) & ~served)
+        keep_listed = np.flatnonzero(served[self._sat])
+        s, k = self._site[keep_listed], self._sat[keep_listed]
+        if unserved.size:  # every site for these, merged into satellite order (sites ascending within each)
+            n_sites = len(self.sites)
+            k = np.concatenate([k, np.repeat(unserved, n_sites)])
+            s = np.concatenate([s, np.tile(np.arange(n_sites, dtype=np.int64), unserved.size)])
+            o = np.argsort(k, kind="stable")  # two sorted runs: a linear merge
+            s, k = s[o], k[o]
+        sp, up = self.sites.pos_m, self.sites.up
+        vx = x[k] - sp[:, 0][s]
+        vy = y[k] - sp[:, 1][s]
+        vz = z[k] - sp[:, 2][s]
+        d = np.sqrt(vx * vx + vy * vy + vz * vz)
+        ok = vx * up[:, 0][s] + vy * up[:, 1][s] + vz * up[:, 2][s] >= np.sin(self.min_elevation_rad) * d
+        if site_ok is not None:
+            ok &= site_ok[s]
+        keep = np.flatnonzero(ok)
+        return Visibility(s[keep], k[keep], d[keep])
+
+
 def elevation_rad(sites: GroundSites, sat_pos_m: F64) -> F64:
     """Elevation of every satellite from every site (rad), (sites, satellites)."""
     v = sat_pos_m[None, :, :] - sites.pos_m[:, None, :]

@@ -22,8 +22,8 @@ from twin.core.network.grid import (
     N_SLOTS, REMATCH_EVERY_TICKS, GridLinks, count4, edge_lengths_m, slot_arrays, update_links,
 )
 from twin.core.network.ground import (
-    GroundSites, SiteIndex, Visibility, central_angle_rad, highest_altitude_m, load_cities, load_gateways,
-    visible_pairs,
+    GroundSites, SiteIndex, Visibility, VisibilityCache, central_angle_rad, highest_altitude_m, load_cities,
+    load_gateways, visible_pairs,
 )
 from twin.core.network.params import NetworkParams
 from twin.core.network.routing import Edges, GatewayRoutes, ground_matrix_s, nearest_gateway, shortest_path
@@ -193,7 +193,7 @@ class Mesh:
         self._isl = Edges(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
         self._gw_ok = np.ones(len(gateways), dtype=bool)
         self.state: MeshState | None = None
-        self._gw_index: SiteIndex | None = None
+        self._gw_view = VisibilityCache(gateways, np.radians(params.gateway_min_elevation_deg))
         self._city_index: SiteIndex | None = None
         n_cities = len(cities) if cities is not None else 0
         w = rank_size_weights(n_cities) if city_weights is None else np.asarray(city_weights, dtype=np.float64)
@@ -242,9 +242,7 @@ class Mesh:
         partner, slot_up, closing, lo, hi = slot_arrays(links, up)
         length = edge_lengths_m(pos, lo, hi)
         self._isl = Edges.isl(lo, hi, length)
-        e_gw = np.radians(p.gateway_min_elevation_deg)
-        self._gw_index = ensure_index(self._gw_index, self.gateways, pos, e_gw)
-        vis = visible_pairs(self.gateways, pos, e_gw, gw_ok, self._gw_index)
+        vis = self._gw_view.visible(pos, gw_ok)
         routes: GatewayRoutes = nearest_gateway(n, self._isl, vis.site, vis.sat, vis.range_m / C_M_S,
                                                 len(self.gateways))
         self._pos, self._gw_ok = pos, gw_ok
