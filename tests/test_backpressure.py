@@ -238,3 +238,32 @@ def test_summary_and_status_rates(mosquitto, tmp_path):
     finally:
         twin.close()
         rec.close()
+
+
+def test_shed_budget_caps_a_tick_by_the_rate_the_tick_loop_itself_hands_messages_over():
+    # a busy machine: the link delivers at once (backlog 0 after every tick), the twin is the slow part
+    now = [0.0]
+    b = ShedBudget(max_backlog=30_000, budget_s=0.4, clock=lambda: now[0], floor_s=0.1, min_sample=200)
+    assert b.allowed(backlog=0, acked_total=0) == 30_000  # nothing known yet
+    now[0] = 2.0  # handing 14,000 messages over took 2 s: 7,000 msg/s
+    b.published(backlog_after=0, acked_total=14_000)
+    assert b.own_rate == pytest.approx(7_000.0) and b.rate is None
+    now[0] = 3.0
+    # 0.1 s of step already spent: 0.3 s left x 7,000 msg/s
+    assert b.allowed(backlog=0, acked_total=14_000, elapsed_s=0.1) == 2_100
+    now[0] = 3.3  # the 2,100 kept took 0.3 s: the estimate holds
+    b.published(backlog_after=0, acked_total=16_100)
+    assert b.own_rate == pytest.approx(7_000.0)
+    # a tick with too few messages to measure raises the estimate by a quarter (never stuck low)
+    now[0] = 4.0
+    b.allowed(backlog=0, acked_total=16_100)
+    now[0] = 4.01
+    b.published(backlog_after=0, acked_total=16_150)
+    assert b.own_rate == pytest.approx(8_750.0)
+    # a fast tick loop (quiet machine): no longer limiting once a floor's worth exceeds the backlog limit
+    now[0] = 5.0
+    b.allowed(backlog=0, acked_total=16_150)
+    now[0] = 5.01
+    b.published(backlog_after=0, acked_total=56_150)  # 40,000 in 10 ms
+    assert b.own_rate is None
+    assert b.allowed(backlog=0, acked_total=56_150) == 30_000

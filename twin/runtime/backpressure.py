@@ -122,16 +122,27 @@ class ShedBudget:
     publish the difference between the cap and the backlog it finds, and nothing while an
     earlier tick's messages have waited longer than ``budget_s`` (``behind_s``: the link is
     already late, a rate estimate that is too high must not add to it).
+
+    The tick loop itself can be the limit (a busy machine: encoding and handing over the
+    messages takes the twin longer than the link takes to deliver them). :attr:`own_rate` is the
+    rate at which the tick loop hands messages to the link, measured from :meth:`allowed` to
+    :meth:`published` on ticks that publish at least ``min_sample`` messages (raised by a quarter
+    after a tick with fewer, so a low estimate cannot hold itself down); a tick publishes at most
+    ``own_rate * max(budget_s - elapsed_s, floor_s)`` messages, so the messages it keeps are
+    handed over within the budget and the tick ends in time for the next one.
     """
 
     def __init__(self, max_backlog: int, budget_s: float = 0.4, clock: Callable[[], float] = time.monotonic,
-                 floor_s: float = 0.1) -> None:
+                 floor_s: float = 0.1, min_sample: int = 200) -> None:
         self.max_backlog = max_backlog
         self.budget_s = budget_s
         self.floor_s = floor_s
+        self.min_sample = min_sample
         self.clock = clock
         self.rate: float | None = None  # messages/s the link delivered while saturated
+        self.own_rate: float | None = None  # messages/s the tick loop hands to the link while publishing
         self._prev: tuple[float, int, int] | None = None  # (wall, acked total, backlog after publishing)
+        self._asked: tuple[float, int, int] | None = None  # (wall, backlog, acked total) when allowed() ran
 
     def allowed(self, backlog: int, acked_total: int, elapsed_s: float = 0.0, behind_s: float = 0.0) -> int:
         """Messages this tick may publish, given the backlog and acknowledged count when it publishes,
@@ -148,12 +159,26 @@ class ShedBudget:
                         self.rate = None  # no cap (again), or a stale estimate from a stalled link
             elif after0 > 0:  # busy throughout: the link delivered at its rate
                 self.rate = sample if self.rate is None else 0.7 * self.rate + 0.3 * sample
+        self._asked = (now, backlog, acked_total)
         if backlog > 0 and behind_s > self.budget_s:
             return 0
         horizon_s = max(self.budget_s - max(elapsed_s, 0.0), self.floor_s)
         cap = self.max_backlog if self.rate is None else min(self.max_backlog, int(self.rate * horizon_s))
-        return max(cap - backlog, 0)
+        room = max(cap - backlog, 0)
+        return room if self.own_rate is None else min(room, int(self.own_rate * horizon_s))
 
     def published(self, backlog_after: int, acked_total: int) -> None:
         """Record the backlog right after the tick's messages were handed to the link."""
-        self._prev = (self.clock(), acked_total, backlog_after)
+        now = self.clock()
+        if self._asked is not None:
+            t0, backlog0, acked0 = self._asked
+            handed = backlog_after - backlog0 + acked_total - acked0  # messages the tick added
+            if handed >= self.min_sample and now > t0:
+                sample = handed / (now - t0)
+                self.own_rate = sample if self.own_rate is None else 0.7 * self.own_rate + 0.3 * sample
+            elif self.own_rate is not None:  # too few to measure (maybe held down by the estimate): probe up
+                self.own_rate *= 1.25
+            if self.own_rate is not None and self.own_rate * self.floor_s >= self.max_backlog:
+                self.own_rate = None  # far from limiting
+        self._asked = None
+        self._prev = (now, acked_total, backlog_after)
