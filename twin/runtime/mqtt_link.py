@@ -58,9 +58,10 @@ class LinkSettings:
     # ~65,000 can wait. A window wider than the backlog the tick loop allows (two ticks of the
     # full fleet, ~29,000) puts a tick's messages on the socket as they are published: the
     # network thread then only reads acknowledgements and writes, with no refill per read
-    # (bench mqtt, full fleet: 2.0 instead of 4.3-4.9 us of network-thread CPU per message than at
-    # 1,000). The broker's MQTT 5 Receive Maximum caps it (Mosquitto's max_inflight_messages:
-    # 20 by default, 100 in the embedded broker; set it that high on a broker the full fleet uses).
+    # (bench mqtt, full fleet: 2.0 us of network-thread CPU per message instead of 4.3-4.9 us
+    # with a window of 1,000). The broker's MQTT 5 Receive Maximum caps it (Mosquitto's
+    # max_inflight_messages: 20 by default, 100 in the embedded broker; set it that high on a
+    # broker the full fleet uses).
     max_queued: int = 60_000
     max_inflight: int = 30_000
     state_dir: str | None = None
