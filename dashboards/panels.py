@@ -29,6 +29,7 @@ UNITS: dict[str, str] = {
     "K": "kelvin", "W": "watt", "V": "volt", "A": "amp", "m": "lengthm", "deg": "degree",
     "1": "percentunit", "m/s": "velocityms", "TOPS": "suffix: TOPS", "TOP": "suffix: TOP",
     "rad(Si)/s": "suffix: rad(Si)/s", "rad(Si)": "suffix: rad(Si)", "1/(cm2 s)": "suffix: /cm²/s", "": "none",
+    "ms": "ms", "Gbps": "Gbits",
 }
 
 # Fleet aggregates written by the twin (``fleet`` measurement = twin.status_view.fleet_summary + tick).

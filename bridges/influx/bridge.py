@@ -65,8 +65,8 @@ from bridges.influx.birth_guard import BirthGuard
 from bridges.influx.dead_letter import DeadLetters
 from bridges.influx.drop_ledger import DropLedger
 from bridges.influx.writer import IsolationResult, write_isolating
-from bridges.influx.line_protocol import (MappingError, event_line, flat_line, frame_lines, message_lines, reply_line,
-                                          run_tag, runs_line, summary_lines, time_ns)
+from bridges.influx.line_protocol import (MappingError, event_line, flat_line, frame_lines, latency_lines, message_lines,
+                                          reply_line, run_tag, runs_line, summary_lines, time_ns)
 from bridges.mqtt_consumer import SequenceTracker, seq_ranges
 from bridges.influx.sequence_state import StateFile
 from bridges.influx.spool import Segment, Spool
@@ -290,6 +290,9 @@ class InfluxBridge:
             line = reply_line(obj, route[1] if route else None, self.guard.known_satellite, self._run_of(obj))
         elif leaf == "summary":  # the fleet point, and one point per grid cell (what the fleet maps read)
             out.add(summary_lines(obj, time_ns(obj.get("t")), {"run": run_tag(self._run_of(obj))}))
+            return
+        elif m.topic == self.topics.fleet("latency"):  # one city_rtt point per city pair
+            out.add(latency_lines(obj))
             return
         elif leaf == "status":
             line = flat_line("twin", obj, time_ns(obj.get("t")), {"run": run_tag(self._run_of(obj))},

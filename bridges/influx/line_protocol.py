@@ -15,6 +15,11 @@ Measurements (tags; fields; timestamp):
 * ``fleet_grid`` (``cell``: one of a fixed grid's cells; the summary's per-cell counts, worst limit
   state and dose rates, and the cell's centre; sim time): what the fleet maps read, a few hundred
   series instead of one per satellite (:mod:`twin.schema.fleet_grid`).
+* ``city_rtt`` (``src``, ``dst``: the two cities of a pair, ``run``; ``rtt_ms`` and ``stretch`` (left
+  out when the pair has no route), ``fibre_rtt_ms``, ``reachable``; the matrix's sim time): one
+  point per unordered city pair of each ``{prefix}/fleet/latency`` frame (4,950 for 100 cities).
+  The network's fleet aggregates (links up, overloaded links, partitioned satellites, gateway
+  delay percentiles) are fields of ``fleet``; the topology frame (every link) is not stored.
 * ``twin`` (``run``; the twin's runtime status counters; sim time).
 * ``bridge`` (``bridge``, ``run``: the run the bridge follows; the bridge's own counters; wall time).
 * ``runs`` (``run``; the run's sim window ``sim_start_ms`` .. ``sim_latest_ms``, its wall-clock
@@ -284,6 +289,47 @@ def grid_lines(summary: dict[str, Any], t_ns: int, tags: dict[str, str] | None =
         lat, lon = fleet_grid.cell_centre_deg(k)
         body = ",".join([f"lat_deg={lat!r},lon_deg={lon!r}", *(f"{n}={c[k]}" for n, c in cols if c[k] is not None)])
         out.append(f"{fleet_grid.MEASUREMENT},{fleet_grid.TAG}={fleet_grid.cell_name(k)}{tagtext} {body} {t_ns}".encode())
+    return out
+
+
+CITY_RTT = "city_rtt"  # measurement of the city-pair latency frames
+
+
+def latency_lines(frame: dict[str, Any]) -> list[bytes]:
+    """One ``city_rtt`` point per city pair of a latency frame (``{prefix}/fleet/latency``).
+
+    Tags ``src`` and ``dst`` (city names, src before dst in the frame's list) and ``run``; fields
+    ``rtt_ms`` and ``stretch`` (absent for a pair without a route), ``fibre_rtt_ms`` and ``reachable``.
+    """
+    try:
+        cities, pairs, run = frame["cities"], frame["pairs"], _int(frame["run"], "run")
+        t_ns = time_ns(frame["t"])
+        if not isinstance(cities, list) or not all(isinstance(c, str) for c in cities):
+            raise MappingError("cities must be a list of names")
+        if not isinstance(pairs, dict):
+            raise MappingError("pairs must be an object")
+        src, dst = pairs["src"], pairs["dst"]
+        cols = {k: pairs[k] for k in ("rtt_ms", "fibre_rtt_ms", "stretch")}
+    except KeyError as exc:
+        raise MappingError(f"latency frame lacks {exc.args[0]!r}") from None
+    n = len(src) if isinstance(src, list) else -1
+    if n < 0 or not isinstance(dst, list) or any(not isinstance(c, list) or len(c) != n for c in (dst, *cols.values())):
+        raise MappingError("pairs.src, dst, rtt_ms, fibre_rtt_ms and stretch must be lists of one length")
+    try:
+        texts = {k: CODECS["float"].line_values(v) for k, v in cols.items()}
+    except CodecError as exc:
+        raise MappingError(f"latency frame {exc}") from None
+    names = [tag(c) for c in cities]
+    out = []
+    for k in range(n):
+        i, j = src[k], dst[k]
+        if type(i) is not int or type(j) is not int or not 0 <= i < j < len(names):
+            raise MappingError(f"pair {k}: src and dst must be indices into cities with src < dst")
+        rtt = texts["rtt_ms"][k]
+        body = ",".join(f"{f}={v}" for f, v in (("rtt_ms", rtt), ("stretch", texts["stretch"][k]),
+                                                ("fibre_rtt_ms", texts["fibre_rtt_ms"][k])) if v is not None)
+        body += f"{',' if body else ''}reachable={'true' if rtt is not None else 'false'}"
+        out.append(f"{CITY_RTT},src={names[i]},dst={names[j]},run={run} {body} {t_ns}".encode())
     return out
 
 

@@ -45,7 +45,10 @@ from twin.contract.asyncapi_payloads import (
     catalogue_schema,
     summary_schema,
     status_schema,
+    topology_schema,
+    latency_schema,
 )
+from twin.contract.telemetry_encoder import TOPIC_RATES
 
 
 def _mqtt_op(qos: int, retain: bool = False) -> JSON:
@@ -102,6 +105,8 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
         "Catalogue": catalogue_schema(),
         "Summary": summary_schema(),
         "Status": status_schema(),
+        "Topology": topology_schema(),
+        "Latency": latency_schema(),
         **board_schemas(),
     }
     messages: JSON = {}
@@ -188,6 +193,10 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
         "routeReply": _message("routeReply", "Route reply", "RouteReply",
                                "completed with the route at once, or rejected", bindings=_REPLY_MSG_BINDINGS),
         "audit": _message("audit", "Audit record", "Audit", "One per request (cmd, fault, replay), accepted or not"),
+        "topology": _message("topology", "Fleet topology", "Topology",
+                             "The laser links up: an edge list with delays and utilisation"),
+        "latency": _message("latency", "City-pair latency", "Latency",
+                            "Round trip and stretch between every pair of cities over the mesh"),
     }
 
     channel("state", topics.state, {"state": "state"}, "Twin birth/death (retained, QoS 1); the death is the "
@@ -196,6 +205,11 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
     channel("summary", topics.summary, {"summary": "summary"}, "Fleet aggregates per tick")
     channel("status", topics.status, {"status": "status"}, "Twin runtime status and counters")
     channel("satEvent", topics.sat(sat, "event"), {"event": "event"}, "Events of one satellite", _SAT_PARAM)
+    channel("fleetTopology", topics.fleet("topology"), {"topology": "topology"},
+            "The laser mesh for bulk consumers (a twin with the network model): every link up with its delay and "
+            "utilisation, satellites by index into the name table")
+    channel("fleetLatency", topics.fleet("latency"), {"latency": "latency"},
+            "The city-pair latency matrix (a twin with the network model), as the engine computes it")
     channel("fleetEvent", topics.fleet("event"), {"event": "event"},
             "Events of requests that targeted several satellites")
     channel("satCommand", topics.sat(sat, "cmd"), {"command": "command"}, "Commands for one satellite", _SAT_PARAM)
@@ -247,6 +261,10 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
     operation("publishStatus", "send", "status", "Every 5 s of sim time by default (--rates status=HZ), and at "
               "the end of a run", 1)
     operation("publishSatEvent", "send", "satEvent", "As events happen", 1)
+    operation("publishTopology", "send", "fleetTopology", f"Every {1 / (TOPIC_RATES['topology'] or 1):g} s of sim "
+              "time by default (orbitwin run --rates topology=HZ)", 1)
+    operation("publishLatency", "send", "fleetLatency", "Each new matrix: every network.city_matrix_interval_s of "
+              "sim time (the design file)", 1)
     operation("publishFleetEvent", "send", "fleetEvent", "As fleet request events happen", 1)
     operation("replySatellite", "send", "satReply", "Replies to satellite requests", 1)
     operation("replyFleet", "send", "fleetReply", "Replies to fleet, replay and route requests", 1)

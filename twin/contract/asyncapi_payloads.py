@@ -409,9 +409,77 @@ def summary_schema() -> JSON:
                                    "description": f"Dose rate summed over the live satellites in region {r.label}: "
                                                   f"{r.description} (twin.schema.dose_regions)"}
                  for r in dose_regions.DOSE_REGIONS},
-              "grid": grid_schema()}
+              "grid": grid_schema(),
+              "net_partitioned": count | {"description": "Network: live satellites with no route to any gateway"},
+              "net_links_up": count | {"description": "Network: laser links up in the fleet"},
+              "net_overloaded_links": count | {"description": "Network: links (laser and ground) loaded above "
+                                                              "their capacity"},
+              "net_gw_delay_p50_ms": num | {"x-unit": "ms", "description": "Network: median one-way delay of the "
+                                                                          "live routed satellites to their nearest "
+                                                                          "gateway (null when none is routed)"},
+              "net_gw_delay_p99_ms": num | {"x-unit": "ms", "description": "Network: 99th percentile of the same"}}
     return {"title": "Fleet summary (every tick by default)", "type": "object", "properties": props,
-            "required": required + ["tick", "sats"]}
+            "required": required + ["tick", "sats"],
+            "description": "The net_* aggregates only from a twin with the network model (docs/network.md)"}
+
+
+def _columns(item: JSON, what: str, unit: str | None = None) -> JSON:
+    return {"type": "array", "items": item, "description": what} | ({"x-unit": unit} if unit else {})
+
+
+def topology_schema() -> JSON:
+    """``{prefix}/fleet/topology`` (:class:`twin.contract.network_frames.TopologyEncoder`)."""
+    props, required = _header_props(False)
+    count = {"type": "integer", "minimum": 0}
+    index = {"type": "integer", "minimum": 0}
+    props |= {
+        "run": {"type": "integer", "description": "Run id of the twin process"},
+        "tick": count | {"description": "Twin tick number"},
+        "links_up": count | {"description": "Laser links up (the number of edges)"},
+        "overloaded": count | {"description": "Links (laser and ground) above their capacity"},
+        "sats": {"type": "array", "items": {"type": "string"},
+                 "description": "The fleet in catalogue order: edges index this list"},
+        "edges": {"type": "object", "additionalProperties": False, "required": ["a", "b", "delay_ms", "util"],
+                  "description": "One laser link up per row k: sats[a[k]] - sats[b[k]] with a[k] < b[k]",
+                  "properties": {
+                      "a": _columns(index, "Lower satellite index of each link"),
+                      "b": _columns(index, "Higher satellite index of each link"),
+                      "delay_ms": _columns({"type": "number", "minimum": 0}, "One-way propagation delay", "ms"),
+                      "util": _columns({"type": "number", "minimum": 0},
+                                       "Utilisation: offered load / capacity (> 1 overloaded)", "1")}},
+    }
+    return {"title": "Fleet topology (laser links)", "type": "object", "properties": props,
+            "additionalProperties": False, "required": required + ["run", "tick", "links_up", "overloaded", "sats",
+                                                                   "edges"]}
+
+
+def latency_schema() -> JSON:
+    """``{prefix}/fleet/latency`` (:class:`twin.contract.network_frames.LatencyEncoder`)."""
+    props, required = _header_props(False)
+    count = {"type": "integer", "minimum": 0}
+    index = {"type": "integer", "minimum": 0}
+    num = {"type": ["number", "null"], "minimum": 0}
+    props |= {
+        "run": {"type": "integer", "description": "Run id of the twin process"},
+        "tick": count | {"description": "Twin tick number the frame was published at"},
+        "cities": {"type": "array", "items": {"type": "string"}, "description": "The user endpoints (cities)"},
+        "reachable_pairs": count | {"description": "City pairs with a route over the mesh"},
+        "pairs": {"type": "object", "additionalProperties": False,
+                  "required": ["src", "dst", "rtt_ms", "fibre_rtt_ms", "stretch"],
+                  "description": "Every unordered pair of distinct cities once, row k: cities[src[k]] - "
+                                 "cities[dst[k]] with src[k] < dst[k]",
+                  "properties": {
+                      "src": _columns(index, "First city of each pair"),
+                      "dst": _columns(index, "Second city of each pair"),
+                      "rtt_ms": _columns(num, "Round trip over the mesh (null when no route)", "ms"),
+                      "fibre_rtt_ms": _columns({"type": "number", "minimum": 0},
+                                               "Round trip of a great-circle fibre between the two cities", "ms"),
+                      "stretch": _columns(num, "rtt_ms / fibre_rtt_ms (null when no route)", "1")}},
+    }
+    return {"title": "City-pair latency matrix", "type": "object", "properties": props,
+            "additionalProperties": False,
+            "description": "t and t_s are the sim time the matrix was computed at",
+            "required": required + ["run", "tick", "cities", "reachable_pairs", "pairs"]}
 
 
 def grid_schema() -> JSON:

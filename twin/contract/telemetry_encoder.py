@@ -27,8 +27,9 @@ class RateError(ValueError):
 
 
 # Periodic topics that are not telemetry packets, with their default rate in Hz (None: every tick).
-# ``summary`` is ``{prefix}/fleet/summary``; ``status`` is ``{prefix}/fleet/status``.
-TOPIC_RATES: dict[str, float | None] = {"summary": None, "status": 0.2}
+# ``summary`` is ``{prefix}/fleet/summary``; ``status`` is ``{prefix}/fleet/status``; ``topology`` is
+# ``{prefix}/fleet/topology`` (a twin with the network: the laser links, :mod:`twin.contract.network_frames`).
+TOPIC_RATES: dict[str, float | None] = {"summary": None, "status": 0.2, "topology": 0.1}
 
 
 def parse_rates(text: str | None, *, topics: bool = True) -> dict[str, float]:
@@ -77,6 +78,11 @@ class PacketSchedule:
                 period = np.where(hz_arr > 0, np.maximum(1, np.rint(1.0 / (hz_arr * dt_s))), 0).astype(np.int64)
             self.period[packet] = period
         self.phase = {p: np.where(per > 0, idx % np.maximum(per, 1), 0) for p, per in self.period.items()}
+
+    def drop(self, packet: str) -> None:
+        """Never publish ``packet`` (a twin without the model behind it: ``net`` without the network)."""
+        for table in (self.rates, self.period, self.phase):
+            table.pop(packet, None)
 
     def due(self, tick: int) -> dict[str, np.ndarray]:
         """Satellite indices due for each packet at ``tick`` (packets with none are left out)."""

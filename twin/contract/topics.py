@@ -12,6 +12,8 @@ Everything under one prefix (default ``orbitwin/v1``)::
     {prefix}/fleet/replay                   replay requests (sat + sequence ranges)
     {prefix}/fleet/route                    route requests (two network endpoints), answered at once
     {prefix}/fleet/tm/{packet}              fleet frame: one packet of every satellite due this tick
+    {prefix}/fleet/topology                 the laser links up, with delays and utilisation (every 10 s)
+    {prefix}/fleet/latency                  the city-pair round-trip matrix (each new one)
     {prefix}/replay/{sat}/tm/{packet}       telemetry sent again on request (same payload, same seq)
     {prefix}/errors                         replies to requests that cannot be routed
     {prefix}/audit                          one record per request (cmd, fault, replay, route), accepted or not
@@ -115,10 +117,11 @@ class Topics:
     @property
     def archive_subscriptions(self) -> tuple[str, ...]:
         """Everything an archive of the twin keeps (the InfluxDB bridge): telemetry frames and replays,
-        events of satellites, fleet and bridges, replies, errors, the audit trail, fleet summary and twin status."""
+        events of satellites, fleet and bridges, replies, errors, the audit trail, fleet summary, twin status
+        and the city-pair latency frames."""
         return (self.fleet_tm("+"), self.replayed("+", "+"), self.sat("+", "event"), self.fleet("event"),
                 self.bridge("+", "event"), self.sat("+", "reply"), self.fleet("reply"), self.errors, self.audit,
-                self.summary, self.status)
+                self.summary, self.status, self.fleet("latency"))
 
     @property
     def request_subscriptions(self) -> tuple[str, ...]:

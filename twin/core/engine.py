@@ -497,7 +497,7 @@ class FleetTwin:
             e_flux=e_flux, dose_rate=dose_rate, temp_k=self.temp_k, soc=self.soc, dose_rad=self.dose_rad,
             seu_total=self.seu_total, mode=self.mode, attitude=self.attitude, payload=self.payload,
             payload_source=self.payload_source, hil_divergence=self.hil_divergence, faults=self.faults,
-            saa_proton_flux_cm2_s=des.radiation.saa_proton_flux_cm2_s, rng=self.rng)
+            saa_proton_flux_cm2_s=des.radiation.saa_proton_flux_cm2_s, rng=self.rng, net=self.net)
         self._run_fdir(dt if advance else 0.0)
 
     def _apply_backends(self, plan: pl.PayloadOutput) -> pl.PayloadOutput:

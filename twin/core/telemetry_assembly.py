@@ -6,6 +6,7 @@ import numpy as np
 
 from twin.core import thermal
 from twin.core.faults import FaultBook
+from twin.core.network import MeshState
 from twin.core.orbit import OrbitState
 from twin.core.payload import PayloadOutput, PayloadState, latched_mask, row_sum
 from twin.core.power import HEATERS, ISL, PAYLOAD, RADIO, AVIONICS, PowerStep
@@ -39,6 +40,7 @@ def build_telemetry(
     faults: FaultBook,
     saa_proton_flux_cm2_s: float,
     rng: np.random.Generator,
+    net: MeshState | None = None,
 ) -> dict[str, np.ndarray]:
     """Measured telemetry for every schema field (n,) — sensor faults applied, lost satellites NaN.
 
@@ -46,7 +48,8 @@ def build_telemetry(
     power step, payload output, array power [W], proton/electron flux [1/(cm^2 s)], dose rate
     [rad/s]. Fleet state: node temperatures (n, 5) [K], SoC, total dose [rad], upset count, mode,
     attitude, payload state, payload source and HIL divergence flags, the active faults (whose
-    sensor faults draw noise from ``rng``), and the SAA flag's proton-flux threshold.
+    sensor faults draw noise from ``rng``), and the SAA flag's proton-flux threshold; ``net``: this
+    tick of the network (:func:`net_fields`; None when the twin has no network model).
     """
     temp = temp_k
     pay = payload
@@ -110,7 +113,7 @@ def build_telemetry(
         "seu_total": seu_total,
         "sel_total": pay.sel_total,
         "in_saa": p_flux > saa_proton_flux_cm2_s,
-    }
+    } | net_fields(net, n)
     assert len(tm) == len(FIELDS)
     # snapshot: the engine mutates its state arrays in place on the next tick
     for f in FIELDS:
@@ -120,3 +123,27 @@ def build_telemetry(
         for name in ("lat_deg", "lon_deg", "speed_m_s", "beta_deg"):
             tm[name][lost] = np.nan
     return tm
+
+
+def net_fields(net: MeshState | None, n: int) -> dict[str, np.ndarray]:
+    """The ``net`` packet's fields (n,) from one tick of the mesh.
+
+    ``gw_hops`` is -1 and ``gw_delay_ms`` [ms] NaN where no gateway is reachable (lost satellites
+    included: they have no links and see no gateway); ``max_link_util`` [1] and ``throughput_gbps``
+    [Gbit/s] come from the mesh's traffic (NaN while it has none). Without a network model
+    (``net`` None) nothing is linked or routed: zero links and gateways, -1 hops, NaN values; a
+    twin without one does not publish the packet.
+    """
+    if net is None:
+        return {"links_up": np.zeros(n, np.int64), "gateways_visible": np.zeros(n, np.int64),
+                "gw_hops": np.full(n, -1, np.int64), "gw_delay_ms": np.full(n, np.nan),
+                "max_link_util": np.full(n, np.nan), "throughput_gbps": np.full(n, np.nan)}
+    delay_s = net.gw_delay_s
+    return {
+        "links_up": net.links_up,
+        "gateways_visible": net.gateways_visible,
+        "gw_hops": net.gw_hops,
+        "gw_delay_ms": np.where(np.isfinite(delay_s), delay_s * 1e3, np.nan),
+        "max_link_util": net.sat_max_util,
+        "throughput_gbps": net.sat_throughput_gbps,
+    }

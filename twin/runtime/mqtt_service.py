@@ -39,7 +39,7 @@ from twin.core.ephemeris import iso_to_jd
 from twin.runtime.run_loop import RunStats, run_loop, tle_epoch_info
 from twin.core.ephemeris import jd_to_datetime
 from twin.runtime.status_table import GridPacer, fleet_summary
-from twin.runtime.telemetry_out import TelemetryOut
+from twin.runtime.telemetry_out import NetworkFramesOut, TelemetryOut
 from twin.contract.telemetry_encoder import FrameEncoder, PacketEncoder, PacketSchedule
 
 
@@ -86,6 +86,8 @@ class TwinService:
         self.link = link
         self.topics: Topics = link.topics
         self.schedule = schedule or PacketSchedule(twin.n, twin.dt_s)
+        if twin.mesh is None:
+            self.schedule.drop("net")  # no network model: no net packet
         ids = twin.catalogue.norad_ids
         self.encoders = {p: PacketEncoder(p, twin.names, ids, self.topics) for p in self.schedule.period}
         self.frames = {p: FrameEncoder(p, twin.names, ids, self.topics) for p in self.schedule.period} if frames else {}
@@ -110,6 +112,7 @@ class TwinService:
         self.max_requests_per_tick = max_requests_per_tick
         self.out = TelemetryOut(link, self.schedule, self.encoders, self.frames, self.seq, self.replay, self.counters,
                                 overload=link.settings.overload, max_backlog=link.settings.max_backlog)
+        self.net_out = NetworkFramesOut(link, self.schedule, twin.names, self.topics, self.counters)
         self.last_stats: RunStats | None = None
         self._last_status_t = -1e18
         self.grid_pacer = GridPacer()  # which summaries carry the fleet grid (the fleet maps' data)
@@ -208,7 +211,7 @@ class TwinService:
             self._board_message(board[0], board[1], msg.payload)
             return
         parsed = self.topics.parse_request_topic(msg.topic)
-        if parsed is not None and parsed[2] in ("reply", "event", "status", "summary", "catalogue"):
+        if parsed is not None and parsed[2] in ("reply", "event", "status", "summary", "catalogue", "topology", "latency"):
             self.counters["output_topic_echo"] += 1  # an output topic (our own over MQTT 3.1.1): ignored
             return
         if parsed is None or parsed[2] not in ("cmd", "fault", "replay", "route"):
@@ -446,6 +449,7 @@ class TwinService:
         if self.schedule.topic_due("summary", twin.tick):
             summary = fleet_summary(twin, with_grid=self.grid_pacer.due(t_s))
             link.publish(self.topics.summary, dumps(header(None, t_iso, t_s, bseq, tick=twin.tick, **summary)), qos=1)
+        self.net_out.publish(twin, t_iso, t_s, bseq, self.run_id)  # topology and city-latency frames
         self._serve_replays()  # after this tick's live messages, with what they left
         if t_s - self._last_status_t >= self.status_every_s:
             self.publish_status()

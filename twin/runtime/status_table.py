@@ -38,7 +38,28 @@ def fleet_summary(twin, *, with_grid: bool = True) -> dict[str, Any]:  # type: i
         "mean_soc": float(np.nanmean(tm["battery_soc"][live])) if np.any(live) else float("nan"),
         "latched": int(np.sum(tm["devices_latched"][live] != 0)),
         "boards": int(np.sum(live & (tm["payload_source"] > 0))),
-    } | fleet_dose_by_region(twin) | ({"grid": fleet_grid(twin)} if with_grid else {})
+    } | fleet_dose_by_region(twin) | fleet_network(twin) | ({"grid": fleet_grid(twin)} if with_grid else {})
+
+
+def fleet_network(twin) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """The fleet's network aggregates of this tick (none for a twin without the network model).
+
+    ``net_partitioned``: live satellites with no route to any gateway; ``net_links_up``: laser links
+    up; ``net_overloaded_links``: links (laser and ground) loaded above their capacity;
+    ``net_gw_delay_p50_ms``/``net_gw_delay_p99_ms``: median and 99th percentile of the live routed
+    satellites' one-way delay to their nearest gateway [ms] (NaN when none is routed).
+    """
+    net = twin.net
+    if net is None:
+        return {}
+    live = twin.mode != MODE_LOST
+    delay_s = net.gw_delay_s[live]
+    routed = delay_s[np.isfinite(delay_s)]
+    p50, p99 = (np.percentile(routed, (50.0, 99.0)) * 1e3).tolist() if routed.size else (float("nan"),) * 2
+    return {"net_partitioned": int(np.count_nonzero(net.gw_hops[live] < 0)),
+            "net_links_up": int(net.edges.shape[0]),
+            "net_overloaded_links": int(net.overloaded),
+            "net_gw_delay_p50_ms": float(p50), "net_gw_delay_p99_ms": float(p99)}
 
 
 def fleet_dose_by_region(twin) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -157,6 +178,9 @@ def render(twin, step_ms: float, speed_achieved: float, lag_s: float, rows: int 
         f"lost {s['lost']}  sunlit {s['sunlit']}  in SAA {s['in_saa']}  latched {s['latched']}",
         f"array {s['array_power_mw']:.2f} MW  payload {s['payload_power_mw']:.2f} MW  "
         f"compute {s['throughput_eops']:.2f} EOPS  mean SoC {s['mean_soc']:.3f}",
+        *([f"net links {s['net_links_up']}  partitioned {s['net_partitioned']}  overloaded "
+           f"{s['net_overloaded_links']}  gateway delay p50 {s['net_gw_delay_p50_ms']:.1f} ms  "
+           f"p99 {s['net_gw_delay_p99_ms']:.1f} ms"] if "net_links_up" in s else []),
         "",
         f"{'satellite':<18}{'mode':>8}{'lim':>5}{'lat':>8}{'lon':>9}{'alt km':>8}{'sun':>5}"
         f"{'SoC':>6}{'pay K':>7}{'util':>6}{'rad/h':>8}",

@@ -16,8 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from twin.contract.network_frames import LatencyEncoder, TopologyEncoder
 from twin.contract.telemetry_encoder import FrameEncoder, PacketEncoder, PacketSchedule
+from twin.contract.topics import Topics, iso_utc
 from twin.core.engine import FleetTwin
+from twin.core.ephemeris import jd_to_datetime
 from twin.runtime.backpressure import ShedBudget, plan_shed
 from twin.runtime.mqtt_link import MqttLink
 from twin.runtime.replay_buffer import ReplayBuffer
@@ -134,3 +137,35 @@ class TelemetryOut:
                 "backpressure_wait_s": round(self.wait_s_total, 3), "shed": dict(self.shed),
                 "shed_ticks": self.shed_ticks,
                 "link_rate_msgs_s": None if self.budget.rate is None else round(self.budget.rate, 1)}
+
+
+class NetworkFramesOut:
+    """The network's fleet frames (:mod:`twin.contract.network_frames`) of a twin with the network model.
+
+    The topology frame at the schedule's ``topology`` rate; the city-latency frame once per matrix
+    the engine makes (``FleetTwin.city_rtt``, every ``network.city_matrix_interval_s``), stamped with
+    the matrix's own sim time. QoS 1, not retained.
+    """
+
+    def __init__(self, link: MqttLink, schedule: PacketSchedule, names: list[str] | tuple[str, ...], topics: Topics,
+                 counters: Counter[str]) -> None:
+        self.link = link
+        self.schedule = schedule
+        self.counters = counters
+        self.topology = TopologyEncoder(names, topics)
+        self.latency = LatencyEncoder(topics)
+        self.latency_t_s = -np.inf  # sim time of the last matrix published
+
+    def publish(self, twin: FleetTwin, t_iso: str, t_s: float, bseq: int, run_id: int) -> None:
+        """Publish what is due at ``twin.tick`` (nothing for a twin without the network)."""
+        if twin.net is not None and self.schedule.topic_due("topology", twin.tick):
+            topic, payload = self.topology.encode(twin.net, t_iso, t_s, run_id, bseq, twin.tick)
+            self.link.publish(topic, payload, qos=1)
+            self.counters["topology_frames"] += 1
+        rtt = getattr(twin, "city_rtt", None)
+        if rtt is not None and rtt.t_s > self.latency_t_s:
+            self.latency_t_s = rtt.t_s
+            when = t_iso if rtt.t_s == t_s else iso_utc(jd_to_datetime(sum(twin.jd_fr(rtt.t_s))))
+            topic, payload = self.latency.encode(rtt, when, run_id, bseq, twin.tick)
+            self.link.publish(topic, payload, qos=1)
+            self.counters["latency_frames"] += 1

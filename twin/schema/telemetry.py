@@ -54,9 +54,10 @@ class Field:
     enum: dict[int, str] | None = None
 
 
-# Default rates: the whole fleet (9,543 satellites) then publishes ~13,400 telemetry messages/s
-# (~120,000 field values/s into InfluxDB), which one Mosquitto, one bridge and one InfluxDB 1.x
-# sustain on a 2-core machine beside the twin (see the mqtt and influx benchmarks).
+# Default rates: the whole fleet (9,543 satellites) then publishes ~14,300 telemetry messages/s
+# (~126,000 field values/s into InfluxDB), which one Mosquitto, one bridge and one InfluxDB 1.x
+# sustain on a 2-core machine beside the twin (see the mqtt and influx benchmarks). ``net`` is
+# published only by a twin that steps the network (docs/network.md).
 PACKETS: tuple[Packet, ...] = (
     Packet("hk", 1.0, "Fast housekeeping: mode, limit state, battery, payload headline, light"),
     Packet("orbit", 0.1, "Position and orbit geometry"),
@@ -64,6 +65,7 @@ PACKETS: tuple[Packet, ...] = (
     Packet("thermal", 0.05, "Lumped thermal node temperatures and heaters"),
     Packet("payload", 0.1, "Compute payload: load, throughput, devices, errors"),
     Packet("radiation", 0.05, "Trapped radiation environment, dose and single-event effects"),
+    Packet("net", 0.1, "Laser mesh and ground segment: links up, gateways in view, route to the nearest gateway, traffic"),
 )
 
 FIELDS: tuple[Field, ...] = (
@@ -130,6 +132,17 @@ FIELDS: tuple[Field, ...] = (
     Field("seu_total", "", "radiation", "Single-event upsets since start", "int"),
     Field("sel_total", "", "radiation", "Single-event latch-ups since start", "int"),
     Field("in_saa", "", "radiation", "Inside the South Atlantic Anomaly (proton flux above threshold)", "bool"),
+    # net (docs/network.md): lost satellites have no links, no gateway and no route
+    Field("links_up", "", "net", "Laser inter-satellite links up (0 to the terminal count)", "int"),
+    Field("gateways_visible", "", "net", "Gateways in service in view at or above the gateway minimum elevation", "int"),
+    Field("gw_hops", "", "net", "Links on the route to the nearest reachable gateway (laser hops plus the ground "
+          "link; 1 = a gateway in view); -1 when no gateway is reachable", "int"),
+    Field("gw_delay_ms", "ms", "net", "One-way propagation delay to the nearest reachable gateway; null when none "
+          "is reachable"),
+    Field("max_link_util", "1", "net", "Largest utilisation (offered load / capacity) of the satellite's loaded "
+          "links (laser, gateway, user); above 1 overloaded", limits=Limits(None, None, 0.8, 1.0)),  # docs/network.md#telemetry
+    Field("throughput_gbps", "Gbps", "net", "Traffic through the satellite: relayed plus its ground up/down links, "
+          "counted once"),
 )
 
 FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
