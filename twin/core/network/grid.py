@@ -96,12 +96,19 @@ def intra_plane_ahead(plane: I64, u_rad: F64, usable: B, sorted_members: I64 | N
         order = sorted_members[usable[sorted_members]]
     if order.size < 2:
         return ahead
+    m = order.size
     p = plane[order]
-    first = np.r_[True, p[1:] != p[:-1]]
-    start = np.maximum.accumulate(np.where(first, np.arange(order.size), 0))
-    last = np.r_[p[1:] != p[:-1], True]
-    count = np.bincount(np.cumsum(first) - 1)[np.cumsum(first) - 1]
-    nxt_pos = np.where(last, start, np.arange(order.size) + 1)
+    brk = p[1:] != p[:-1]  # a new plane starts after these positions
+    first = np.empty(m, dtype=bool)
+    first[0], first[1:] = True, brk
+    last = np.empty(m, dtype=bool)
+    last[-1], last[:-1] = True, brk
+    starts = np.flatnonzero(first)  # each plane's run in the order
+    run = np.cumsum(first) - 1
+    start = starts[run]
+    count = np.diff(np.append(starts, m))[run]
+    pos = np.arange(m)
+    nxt_pos = np.where(last, start, pos + 1)
     keep = (count >= 3) | ((count == 2) & ~last)
     ahead[order[keep]] = order[nxt_pos[keep]]
     return ahead
