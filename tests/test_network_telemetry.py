@@ -314,3 +314,24 @@ def test_a_twin_run_lands_the_net_packet_and_city_rtt_in_influxdb(tmp_path: Path
     assert fibre_ms / 1.47 < rtt_ms < 60.0 and stretch == pytest.approx(rtt_ms / fibre_ms, abs=2e-4)
     (flags,) = _one(influxd, db, 'SELECT count("reachable") FROM "city_rtt"')
     assert flags == 4950
+
+
+def test_a_twin_without_the_network_publishes_no_net_packet_and_no_frames(tmp_path: Path) -> None:
+    from twin.mqtt import MqttSettings
+    from twin.runtime.mqtt_link import LinkSettings, MqttLink
+    from twin.runtime.mqtt_service import TwinService
+
+    cat = load_catalogue().select(count=3)
+    with FleetTwin(cat, DESIGN, dt_s=1.0, orbit_worker=False, network=False) as tw:
+        link = MqttLink(MqttSettings("mqtt://127.0.0.1:1"), LinkSettings(state_dir=str(tmp_path)))  # never started
+        service = TwinService(tw, link)
+        assert "net" not in service.schedule.rates and "net" not in service.encoders
+        assert "net" not in link.birth_extra["packets"]
+        assert not any(k.startswith("net_") for k in fleet_summary(tw, with_grid=False))
+        sent: list[str] = []
+        link.publish = lambda topic, payload, **kw: sent.append(topic) or True  # type: ignore[method-assign]
+        tw.step()
+        service.net_out.publish(tw, T_ISO, tw.t_s, 1, 1)
+        assert sent == [] and tw.city_rtt is None
+        # the packet's fields exist (the schema is one) but say nothing: no links, no route, no values
+        assert tw.tm["gw_hops"].tolist() == [-1, -1, -1] and np.isnan(tw.tm["gw_delay_ms"]).all()
