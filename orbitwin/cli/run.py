@@ -26,7 +26,8 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--no-mqtt", action="store_true", help="run without MQTT (status table only)")
     t.add_argument("--qos", type=int, default=1, choices=(0, 1), help="telemetry QoS (default 1)")
     t.add_argument("--rates", help="rates of the periodic topics in Hz: telemetry packets, summary (default every "
-                   "tick) and status (default 0.2), e.g. hk=1,orbit=0.2,summary=0.2")
+                   "tick), status (default 0.2) and topology (default 0.1; a twin with the network), "
+                   "e.g. hk=1,orbit=0.2,summary=0.2")
     t.add_argument("--sat-rates", help="per-satellite rates, e.g. 'STARLINK-1008:hk=10,orbit=1;STARLINK-1012:hk=0'")
     t.add_argument("--replay-mb", type=float, default=256.0, help="telemetry kept for replay requests (MiB)")
     t.add_argument("--state-dir", help="where the birth sequence counter is kept")
