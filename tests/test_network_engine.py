@@ -89,6 +89,26 @@ def test_a_terminal_failure_and_safe_mode_take_links_down_in_the_tick() -> None:
         assert not np.any(net.gw_next_sat == relay)  # nobody routes through it any more
 
 
+def test_isl_shedding_and_fdir_switch_the_terminals_off_with_their_links() -> None:
+    """The PCDU's low-battery ISL latch and FDIR's avionics response (``isl_on``) of the previous tick
+    power the terminals down: their links drop and draw nothing in the next tick."""
+    from twin.core.power import ISL
+
+    with _twin() as twin:
+        twin.step()
+        relay = _relay(twin)
+        other = int(np.flatnonzero((twin.net.links_up == 4) & (np.arange(twin.n) != relay))[0])  # type: ignore[union-attr]
+        twin.shed_state[relay, ISL] = True  # as the SoC latch leaves it at the end of a tick
+        twin.isl_on[other] = False  # as FDIR leaves it for a red-hot avionics node
+        twin.step()
+        net = twin.net
+        assert net is not None
+        for sat in (relay, other):
+            assert net.links_up[sat] == 0 and net.terminals_in_use[sat] == 0
+            assert twin.tm["isl_power_w"][sat] == 0.0
+            assert not np.any(net.partner == sat) and not np.any(net.gw_next_sat == sat)
+
+
 def test_a_lost_satellite_goes_dark_in_the_tick() -> None:
     with _twin() as twin:
         twin.step()
