@@ -32,7 +32,8 @@ SHARE_GROUP = "orbitwin-bench"
 
 
 def _subscriber(host: str, port: int, topic: str, ready: Any, stop: Any, wall0: Any, speed: float,
-                out: Any, keep_seen: bool = False, subscribers: int = 1) -> None:  # pragma: no cover - child process
+                out: Any, keep_seen: bool = False, subscribers: int = 1,
+                expected: Any = None) -> None:  # pragma: no cover - child process
     """Count messages with ``subscribers`` C clients ``mosquitto_sub`` (QoS 1) and check them in Python.
 
     Each message is timestamped by ``mosquitto_sub`` when it received it (``-F %U``: Unix time
@@ -101,7 +102,13 @@ def _subscriber(host: str, port: int, topic: str, ready: Any, stop: Any, wall0: 
     out.put({"pids": [p.pid for p in procs]})
     ready.set()
     stop.wait()
-    while time.time() - state["last"] < 2.0:  # drain: stop when nothing arrived for 2 s
+    # drain: until every expected message arrived and nothing more for 2 s, or nothing at all for
+    # 20 s (a starved subscriber on a busy machine can be silent for seconds and still get them all)
+    while True:
+        quiet = time.time() - state["last"]
+        want = int(expected.value) if expected is not None else 0
+        if quiet >= 20.0 or (quiet >= 2.0 and state["received"] >= want):
+            break
         time.sleep(0.2)
     for proc in procs:
         proc.terminate()
@@ -130,14 +137,16 @@ def _subscriber(host: str, port: int, topic: str, ready: Any, stop: Any, wall0: 
 
 
 def _with_subscriber(host: str, port: int, topic: str, speed: float, body: Any,
-                     keep_seen: bool = False, subscribers: int = 1,
-                     sampler: CpuSampler | None = None, role: str = "") -> tuple[Any, dict[str, Any]]:
-    """Run ``body(wall0)`` while a subscriber process counts ``topic``; ``sampler`` also samples its CPU."""
+                     keep_seen: bool = False, subscribers: int = 1, sampler: CpuSampler | None = None,
+                     role: str = "", expect: Any = None) -> tuple[Any, dict[str, Any]]:
+    """Run ``body(wall0)`` while a subscriber process counts ``topic``; ``sampler`` also samples its CPU;
+    ``expect(result)``: how many messages the subscriber should wait for before it stops."""
     ctx = mp.get_context("spawn")
     ready, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
     wall0 = ctx.Value("d", 0.0)
+    expected = ctx.Value("q", 0)
     proc = ctx.Process(target=_subscriber, args=(host, port, topic, ready, stop, wall0, speed, out, keep_seen,
-                                                 subscribers), daemon=True)
+                                                 subscribers, expected), daemon=True)
     proc.start()
     if not ready.wait(20):
         raise RuntimeError("bench subscriber did not connect")
@@ -148,6 +157,8 @@ def _with_subscriber(host: str, port: int, topic: str, speed: float, body: Any,
             sampler.add(f"{role}mosquitto_sub_{k}", pid)
     try:
         result = body(wall0)
+        if expect is not None:
+            expected.value = int(expect(result))
     finally:
         stop.set()
     sub = out.get(timeout=600)
@@ -445,7 +456,8 @@ def bench_mqtt(duration_s: float = 60.0, count: int | None = None, baseline_s: f
             return {"stats": stats, "elapsed": elapsed}
 
         out, sub = _with_subscriber(broker.host, broker.port, topic, pace or 1.0, run_twin, keep_seen=True,
-                                    subscribers=subscribers, sampler=sampler)
+                                    subscribers=subscribers, sampler=sampler,
+                                    expect=lambda _: service.counters["telemetry"])
         stats = out["stats"]
         published = int(service.counters["telemetry"])
         shed = dict(service.out.shed)
@@ -514,7 +526,8 @@ def bench_mqtt(duration_s: float = 60.0, count: int | None = None, baseline_s: f
                     stop_contention(neighbours)
 
             bare, bare_sub = _with_subscriber(broker.host, broker.port, bare_topic, 1.0, run_bare,
-                                              subscribers=subscribers)
+                                              subscribers=subscribers,
+                                              expect=lambda r: r["published"] - r["unacked_at_stop"])
             result["baseline_bare_paho"] = {
                 "duration_s": baseline_s,
                 "contention_procs": contention,
