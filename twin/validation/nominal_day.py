@@ -303,8 +303,10 @@ def format_table(result: NominalDayResult) -> str:
     rows = [("field", "worst", "side", "yellow", "red limit", "state", "satellite", "time red")]
     for w in result.worst:
         red_h = result.red_s.get(w.name, 0.0) / 3600.0
-        rows.append((w.name, f"{w.value:.6g} {w.unit}".strip(), w.side, "-" if w.yellow is None else f"{w.yellow:g}",
-                     "-" if w.limit is None else f"{w.limit:g}", names[w.state], w.sat,
+        seen = bool(np.isfinite(w.value))  # a field with no value all day (net without the network): no worst
+        rows.append((w.name, f"{w.value:.6g} {w.unit}".strip() if seen else "no value", w.side,
+                     "-" if w.yellow is None else f"{w.yellow:g}",
+                     "-" if w.limit is None else f"{w.limit:g}", names[w.state], w.sat if seen else "-",
                      f"{red_h:.2f} sat-h" if w.state == 2 else "-"))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(wd) for cell, wd in zip(r, widths)).rstrip() for r in rows]
