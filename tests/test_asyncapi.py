@@ -291,7 +291,8 @@ def test_live_messages_validate(mosquitto: Any, tmp_path: Path) -> None:
     expected = {f"satTelemetry_{p.name}" for p in PACKETS} | {
         "state", "catalogue", "summary", "status", "satEvent", "fleetEvent", "satReply:accepted",
         "satReply:completed", "satReply:rejected", "fleetReply:accepted", "fleetReply:completed",
-        "responseTopic:accepted", "responseTopic:completed", "errors:rejected"} | (
+        "responseTopic:accepted", "responseTopic:completed", "errors:rejected",
+        "fleetTopology", "fleetLatency"} | (
         {"fleetFrame", "replayedTelemetry"} & set(DOC["channels"]))
     assert expected <= set(checked), expected - set(checked)
     corr = [p.CorrelationData for t, _, p in msgs if t == "me/replies"]
