@@ -20,4 +20,14 @@ command -v systemctl >/dev/null 2>&1 && systemctl stop mosquitto influxdb >/dev/
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 export ORBITWIN_REQUIRE_SERVERS=1
-exec python3 -m pytest -q "$@"
+if [ $# -gt 0 ]; then
+  exec python3 -m pytest -q "$@"
+fi
+# The whole suite: everything but the timing tests on every core (pytest-xdist; each worker has its
+# own servers on free ports), then the tests that measure wall-clock behaviour (publish lag, live
+# silence, speed) alone, so that the suite's own load does not decide them.
+workers="${ORBITWIN_TEST_WORKERS:-$(python3 -c 'import os; print(max(2, len(os.sched_getaffinity(0))))')}"
+rc=0
+python3 -m pytest -q -n "$workers" -m "not timing" || rc=$?
+python3 -m pytest -q -m timing || rc=$?
+exit "$rc"

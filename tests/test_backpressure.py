@@ -22,6 +22,8 @@ from twin.runtime.clock import Pacer
 from twin.runtime.mqtt_link import LinkSettings, MqttLink
 from twin.runtime.mqtt_service import TwinService
 
+pytestmark = pytest.mark.timing  # wall-clock silence and lag: run alone (scripts/test.sh)
+
 P = "orbitwin/v1"
 
 

@@ -42,6 +42,7 @@ def link(sim: SimHandle) -> Iterator[SerialLink]:
         yield lk
 
 
+@pytest.mark.timing
 def test_handshake_and_time_sync(sim: SimHandle, link: SerialLink) -> None:
     caps = link.capabilities
     assert caps["board_id"] == "sim-0" and caps["platform"] == "sim"

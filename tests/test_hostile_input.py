@@ -36,6 +36,8 @@ from twin.core.request_limits import RequestLimits
 from twin.schema.commands import CommandError, Reason
 from twin.schema.telemetry import FIELDS
 
+pytestmark = pytest.mark.timing  # wall-clock silence and lag: run alone (scripts/test.sh)
+
 P = "orbitwin/v1"
 CAT = load_catalogue()
 DESIGN = load_design()

@@ -348,6 +348,7 @@ def test_recipe(name: str, running_twin: RunningTwin) -> None:
     assert not running_twin.error
 
 
+@pytest.mark.timing
 def test_recipes_in_document_order_on_one_real_time_twin(mosquitto: Any, tmp_path: Path) -> None:
     """A user copying the guide: every recipe, in the order the guide gives them, against one twin at
     ``--speed x1`` (started at the catalogue's epoch, so all five satellites propagate whatever the

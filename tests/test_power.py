@@ -338,6 +338,7 @@ def test_property_battery_step_identity(soc: float, v_rc: float, power_w: float,
         assert abs(r.power_w[0]) <= abs(power_w) + ONE_MICROWATT
 
 
+@pytest.mark.timing
 def test_power_step_performance_n9543() -> None:
     n = 9543
     rng = np.random.default_rng(1)
