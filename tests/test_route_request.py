@@ -199,8 +199,11 @@ def test_replies_equal_the_mesh_route_of_the_tick(bench: Bench) -> None:
     assert later["result"]["one_way_ms"] != ldn["one_way_ms"]  # the satellites moved in that second
     c = bench.service.counters
     assert (c["route_requests"], c["routes_completed"], c["routes_rejected"]) == (len(asks) + 3, len(asks) + 3, 0)
-    audits = [p for t, p in bench.rec.find(lambda t, p: t == f"{P}/audit" and isinstance(p, dict))
-              if p.get("request") == "route"]
+    def route_audits() -> list[Any]:
+        return [p for t, p in bench.rec.find(lambda t, p: t == f"{P}/audit" and isinstance(p, dict))
+                if p.get("request") == "route"]
+    wait_for(lambda: len(route_audits()) >= len(asks) + 3, 10, what="every route audited")
+    audits = route_audits()
     assert len(audits) == len(asks) + 3 and all(a["result"] == "accepted" for a in audits)
 
 
@@ -265,8 +268,12 @@ def test_bad_requests_are_rejected_with_reasons_counted_and_the_twin_steps_on(be
     for reason, n in expected_reasons.items():
         assert c[f"rejected_{reason}"] == n + (reason == "unknown_command"), reason
     assert c["internal_errors"] == 0
-    audits = bench.rec.find(lambda t, p: t == f"{P}/audit" and isinstance(p, dict) and p.get("request") == "route")
-    assert sum(1 for _, a in audits if a["result"] == "rejected") == n_bad
+
+    def rejected_audits() -> int:
+        found = bench.rec.find(lambda t, p: t == f"{P}/audit" and isinstance(p, dict) and p.get("request") == "route")
+        return sum(1 for _, a in found if a["result"] == "rejected")
+    wait_for(lambda: rejected_audits() >= n_bad, 10, what="every rejection audited")
+    assert rejected_audits() == n_bad
 
 
 def test_routes_per_tick_are_bounded_and_repeats_are_free(bench: Bench) -> None:
