@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dashboards.network import PARTITION_ALERT_SHARE, partition_share_query
 from dashboards.panels import DS_UID, is_boolean, window_s
 from twin.schema.telemetry import LIMITED_FIELDS, Field
 
@@ -44,6 +45,8 @@ EXPR = {"type": "__expr__", "uid": "__expr__"}
 _RULE_SIDES = {"red_high": (">", "gt", "max"), "red_low": ("<", "lt", "min")}
 RULE_LIMITS = tuple(_RULE_SIDES)
 UID_MAX = 40  # Grafana's longest rule uid
+NET_PARTITION_UID = "orbitwin-net-partition"
+NET_OVERLOAD_UID = "orbitwin-net-overload"
 
 
 def limit_rule_uid(field: str, limit: str) -> str:
@@ -150,11 +153,37 @@ def fleet_rules() -> list[dict[str, Any]]:
     ]
 
 
+def network_rules() -> list[dict[str, Any]]:
+    """Rules on the network aggregates of the ``fleet`` point (one series per run; :mod:`dashboards.network`).
+
+    Partition: the share of live satellites with no route to any gateway above
+    :data:`~dashboards.network.PARTITION_ALERT_SHARE` (a full fleet has some nominally: satellites
+    between shells have no laser links). Overload: any link whose offered load exceeds its capacity
+    (``net_overloaded_links`` > 0; per satellite, the ``max_link_util`` red-high limit rule says which).
+    """
+    share = partition_share_query("time > now() - 60s") + ' GROUP BY "run"'
+    over = ('SELECT last("net_overloaded_links") AS "net_overloaded_links" FROM "fleet" WHERE time > now() - 60s '
+            'GROUP BY "run"')
+    return [
+        _rule(NET_PARTITION_UID, "Network: satellites cut off from the gateways",
+              _data(share, 60, "last", "gt", PARTITION_ALERT_SHARE), severity="warning", scope="network", for_="1m",
+              summary="Run {{ $labels.run }}: {{ $values.B }} of the live satellites have no gateway route",
+              description=f"More than {PARTITION_ALERT_SHARE:.0%} of the live satellites have no route to any gateway "
+                          "in service (gateway outages, link outages, terminal failures, safe mode): see the network "
+                          "dashboard's map and table of satellites without a route."),
+        _rule(NET_OVERLOAD_UID, "Network: overloaded links", _data(over, 60, "last", "gt", 0), severity="warning",
+              scope="network", summary="Run {{ $labels.run }}: {{ $values.B }} links loaded beyond their capacity",
+              description="Offered traffic exceeds the capacity of some laser or ground links (utilisation > 1): "
+                          "see the network dashboard's most loaded satellites."),
+    ]
+
+
 def alert_rules() -> dict[str, Any]:
     sat_rules = [r for f in LIMITED_FIELDS for r in limit_rules(f)]
     return {"apiVersion": 1, "groups": [
         {"orgId": 1, "name": "orbitwin-satellite-limits", "folder": FOLDER, "interval": INTERVAL, "rules": sat_rules},
         {"orgId": 1, "name": "orbitwin-fleet", "folder": FOLDER, "interval": INTERVAL, "rules": fleet_rules()},
+        {"orgId": 1, "name": "orbitwin-network", "folder": FOLDER, "interval": INTERVAL, "rules": network_rules()},
     ]}
 
 

@@ -3,7 +3,8 @@
 50 satellites, 300 s at dt 5, ending 60 s in the future (so alert rules' ``now() - 30s`` windows
 still hold data a minute after filling). Telemetry goes through the fleet-frame encoder and
 ``bridges.influx.line_protocol.frame_lines``; events like ``twin/runtime/mqtt_service.py`` publishes them, through
-``event_line``; the fleet summary (and its grid) through ``summary_lines``; ``twin`` and ``bridge``
+``event_line``; the fleet summary (and its grid) through ``summary_lines``; each city-pair latency
+matrix through the latency frame encoder and ``latency_lines``; ``twin`` and ``bridge``
 status points with the fields ``TwinService.status()`` and ``InfluxBridge.status()`` carry.
 Injected: a latch-up, a hang and a throttle command on one satellite, a stuck sensor beyond each
 red limit of every float field on its own satellite (so every per-satellite alert has a satellite
@@ -20,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from bridges.influx.line_protocol import event_line, flat_line, frame_lines, runs_line, summary_lines
+from bridges.influx.line_protocol import event_line, flat_line, frame_lines, latency_lines, runs_line, summary_lines
+from twin.contract.network_frames import LatencyEncoder
 from twin.contract.topics import Topics, header, iso_utc
 from twin.core.payload import HardwareSample
 from twin.runtime.run_loop import FleetOptions, build_twin
@@ -109,6 +111,7 @@ def fill(influxd: Any, db: str, count: int = 50, duration_s: float = 300.0, dt_s
     lines: list[bytes] = []
     fleet_fields: set[str] = set()
     pacer = GridPacer()
+    latency, latency_t_s = LatencyEncoder(topics), -np.inf
     live_at_grid = 0
     counters = {"telemetry": 0, "frames": 0, "events": 0}
     t_iso = iso_utc(start)
@@ -139,6 +142,9 @@ def fill(influxd: Any, db: str, count: int = 50, duration_s: float = 300.0, dt_s
         fleet_fields |= {k for k, v in summary.items() if k not in ("v", "t", "t_s", "bseq")
                          and isinstance(v, (int, float)) and v == v}
         lines += summary_lines(summary, _ns(t), {"run": str(RUN)})
+        if twin.city_rtt is not None and twin.city_rtt.t_s > latency_t_s:  # each city matrix once, as the bridge stores it
+            latency_t_s = twin.city_rtt.t_s
+            lines += latency_lines(json.loads(latency.encode(twin.city_rtt, t_iso, RUN, BSEQ, twin.tick)[1]))
         if tick % 2 == 0:
             lines.append(flat_line("twin", header(None, t_iso, twin.t_s, BSEQ, **_twin_status(twin.tick, counters)),
                                    _ns(t), {"run": str(RUN)}, skip=("v", "t", "t_s")))

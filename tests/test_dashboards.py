@@ -252,11 +252,20 @@ def series_of(influxd: Any, db: str, q: str) -> list[dict[str, Any]]:
     return influxd.query(q, db)["results"][0].get("series", [])
 
 
+def city_with_routes(influxd: Any, db: str, run: str = str(RUN)) -> str | None:
+    """The city (network dashboard's ``$city``) with the most pairs with a route in the run's latency matrices."""
+    rows = series_of(influxd, db, f'SELECT count("rtt_ms") FROM "city_rtt" WHERE "run" = \'{run}\' GROUP BY "src"')
+    return max(rows, key=lambda s: s["values"][0][1])["tags"]["src"] if rows else None
+
+
 def _run_panel_query(influxd: Any, db: str, f: Filled, q: str, run: str = str(RUN)) -> list[dict[str, Any]]:
-    """Series of a query (``$run`` = ``run``); for per-satellite variables, the first satellite that has data."""
+    """Series of a query (``$run`` = ``run``); for per-satellite variables, the first satellite that has data;
+    ``$city`` the city with the most routed pairs."""
     candidates = [f.subject, f.board_sat, *f.red_sats.values(), *f.names] if "$sat" in q or "$hil_sat" in q else [None]
+    city = city_with_routes(influxd, db, run) if "$city" in q else None
     for sat in candidates:
         subst = {} if sat is None else {"hil_sat": f"({_regex_escape(sat)})", "sat": _regex_escape(sat)}
+        subst |= {"city": _regex_escape(city)} if city else {}
         series = series_of(influxd, db, substitute(q, f, subst, run))
         if series:
             return series
@@ -293,6 +302,9 @@ def test_template_variables_list_the_satellites(filled: tuple[Any, str, Filled])
             values = {row[1] for row in series[0]["values"]}
             if v["name"] == "run":
                 assert str(RUN) in values
+                continue
+            if v["name"] == "city":  # the network dashboard's: the cities of the run's latency matrices
+                assert city_with_routes(influxd, db) in values
                 continue
             assert (f.board_sat in values) if v["name"] == "hil_sat" else (set(f.names) - values == set()), v["name"]
             assert not series_of(influxd, db, v["query"].replace("$run", "1")), v["name"]  # another run: none
