@@ -96,13 +96,15 @@ def _nx_nearest_gateway(g: Any, n: int, sources: set[int]) -> GatewayRoutes:
     return GatewayRoutes(delay, hops, gateway, next_sat)
 
 
-def _median_time(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    times, out = [], None
+def _median_time(fn: Callable[[], Any], repeat: int) -> tuple[float, Any, float]:
+    """Median wall time (s), the last result and the median CPU time (s) of ``repeat`` calls."""
+    times, cpu, out = [], [], None
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+        cpu.append(time.process_time() - c0)
+    return statistics.median(times), out, statistics.median(cpu)
 
 
 def bench_mesh(steps: int = 60, dt_s: float = 1.0, count: int | None = None, start_days: float = 0.0,
@@ -154,14 +156,16 @@ def bench_mesh(steps: int = 60, dt_s: float = 1.0, count: int | None = None, sta
         isl = Edges.isl(st.edges[:, 0], st.edges[:, 1], st.edge_length_m)
         return nearest_gateway(n, isl, vis.site, vis.sat, gw_delay, n_gw)
 
-    scipy_s, routes = _median_time(ours, 15)
+    scipy_s, routes, scipy_cpu = _median_time(ours, 15)
     isl = Edges.isl(st.edges[:, 0], st.edges[:, 1], st.edge_length_m)
     ground = Edges(vis.site + n, vis.sat, gw_delay)
     g = _nx_graph(isl + ground)
     sources = set((np.unique(vis.site) + n).tolist())
-    nx_dist_s, ref = _median_time(lambda: nx.multi_source_dijkstra_path_length(g, sources, weight="w"), nx_repeat)
-    nx_same_s, nx_routes = _median_time(lambda: _nx_nearest_gateway(g, n, sources), nx_repeat)
-    nx_tick_s, _r = _median_time(lambda: _nx_nearest_gateway(_nx_graph(isl + ground), n, sources), nx_repeat)
+    nx_dist_s, ref, nx_dist_cpu = _median_time(lambda: nx.multi_source_dijkstra_path_length(g, sources, weight="w"),
+                                               nx_repeat)
+    nx_same_s, nx_routes, nx_same_cpu = _median_time(lambda: _nx_nearest_gateway(g, n, sources), nx_repeat)
+    nx_tick_s, _r, nx_tick_cpu = _median_time(lambda: _nx_nearest_gateway(_nx_graph(isl + ground), n, sources),
+                                              nx_repeat)
     got = routes.delay_s
     diff = max((abs(got[i] - d) for i, d in ref.items() if i < n), default=0.0)
     reach = np.isfinite(nx_routes.delay_s)
@@ -170,7 +174,7 @@ def bench_mesh(steps: int = 60, dt_s: float = 1.0, count: int | None = None, sta
     agree_gw = float(np.mean(nx_routes.gateway[reach] == routes.gateway[reach])) if reach.any() else 1.0
     agree_hops = float(np.mean(nx_routes.hops[reach] == routes.hops[reach])) if reach.any() else 1.0
     # the city matrix, scipy against networkx (a sample of cities, scaled to all)
-    matrix_s, m = _median_time(mesh.city_matrix_s, 3)
+    matrix_s, m, _c = _median_time(mesh.city_matrix_s, 3)
     cities = mesh.cities
     assert cities is not None
     cv = visible_pairs(cities, pos[-1], math.radians(design.network.user_min_elevation_deg))
@@ -224,6 +228,10 @@ def bench_mesh(steps: int = 60, dt_s: float = 1.0, count: int | None = None, sta
         "ratio_routing_vs_networkx_same_outputs_prebuilt": round(nx_same_s / scipy_s, 1),
         "ratio_routing_vs_networkx_same_work_per_tick": round(nx_tick_s / scipy_s, 1),
         "ratio_step_vs_networkx_routing_per_tick": round(nx_tick_s / step_med, 1),
+        "routing_scipy_cpu_ms_median": round(scipy_cpu * 1e3, 3),
+        "ratio_routing_vs_networkx_cpu": {"distances_prebuilt": round(nx_dist_cpu / scipy_cpu, 1),
+                                          "same_outputs_prebuilt": round(nx_same_cpu / scipy_cpu, 1),
+                                          "same_work_per_tick": round(nx_tick_cpu / scipy_cpu, 1)},
         "max_delay_difference_vs_networkx_s": float(diff),
         "same_reachability_as_networkx": same_reach,
         "same_gateway_as_networkx_fraction": round(agree_gw, 6),
