@@ -269,3 +269,74 @@ def test_shed_budget_caps_a_tick_by_the_rate_the_tick_loop_itself_hands_messages
     b.published(backlog_after=0, acked_total=56_150)  # 40,000 in 10 ms
     assert b.own_rate is None
     assert b.allowed(backlog=0, acked_total=56_150) == 30_000
+
+
+# --- the door's acknowledgement count and packets (what the backlog and the lag are computed from) ---
+def _lean(protocol):
+    import paho.mqtt.client as mqtt
+
+    from twin.mqtt.connection import _LeanClient
+
+    c = _LeanClient(mqtt.CallbackAPIVersion.VERSION2, client_id="unit", protocol=protocol)
+    c._sock = object()  # noqa: SLF001 - "connected": packets are built inline, nothing is written here
+    return c
+
+
+def test_door_counts_runs_of_plain_pubacks_exactly():
+    import paho.mqtt.client as mqtt
+
+    from twin.mqtt.connection import _LazyInfo
+
+    c = _lean(mqtt.MQTTv5)
+    counted = []
+    c.on_publish_count = counted.append
+    for mid in range(1, 40):
+        m = mqtt.MQTTMessage(mid, b"t")
+        m.qos, m.info = 1, _LazyInfo(mid)
+        c._out_messages[mid] = m  # noqa: SLF001
+    c._inflight_messages = 39  # noqa: SLF001
+    buf = bytearray()
+    for mid in range(1, 20):
+        buf += bytes((0x40, 2, mid >> 8, mid & 0xFF))
+    buf += b"\xd0\x00"  # a PINGRESP between two runs
+    for mid in [*range(20, 40), 999]:  # 999: not ours (already completed), ignored
+        buf += bytes((0x40, 2, mid >> 8, mid & 0xFF))
+    buf += b"\x40\x02\x00"  # the first 3 bytes of the next PUBACK
+    c._rbuf = buf  # noqa: SLF001
+    assert c._handle_buffered() == 0  # noqa: SLF001
+    assert c._acked_now == 39 and c._inflight_messages == 0 and not c._out_messages  # noqa: SLF001
+    assert bytes(c._rbuf) == b"\x40\x02\x00"  # noqa: SLF001 - the partial packet waits for its last byte
+    c._sock = None  # noqa: SLF001
+
+
+@pytest.mark.parametrize("v5", [True, False])
+def test_door_builds_publish_packets_inline_as_the_spec_lays_them_out(v5):
+    import paho.mqtt.client as mqtt
+
+    c = _lean(mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
+    c._max_inflight_messages = 2  # noqa: SLF001 - two go out at once, the third waits for a slot
+    payloads = [b"x" * 5, b"y" * 200, b"z" * 20_000]  # remaining lengths of 1, 2 and 3 bytes
+    msgs = [(f"a/{k}", p) for k, p in enumerate(payloads)]
+    with c._out_message_mutex:  # noqa: SLF001
+        c._open_sink()  # noqa: SLF001
+        rcs = c._enqueue_plain(msgs, 1, 0, c._batch_info)  # noqa: SLF001
+        sent = list(c._sink)  # noqa: SLF001
+        c._inflight_messages -= 1  # noqa: SLF001 - one acknowledged: the third takes its slot
+        c._refill_plain()  # noqa: SLF001
+        sent += c._sink[len(sent):]  # noqa: SLF001
+        c._sink = None  # noqa: SLF001
+
+    def expected(mid, topic, payload):
+        body = len(topic).to_bytes(2, "big") + topic + mid.to_bytes(2, "big") + (b"\x00" if v5 else b"") + payload
+        n, length = len(body), bytearray()
+        while True:  # MQTT variable byte integer
+            n, byte = n >> 7, n & 0x7F
+            length.append(byte | (0x80 if n else 0))
+            if not n:
+                break
+        return bytes((0x32,)) + bytes(length) + body
+
+    assert rcs == [0, 0, 0]
+    assert sent == [expected(k + 1, f"a/{k}".encode(), p) for k, p in enumerate(payloads)]
+    assert [c._out_messages[k + 1].state for k in range(3)] == [mqtt.mqtt_ms_wait_for_puback] * 3  # noqa: SLF001
+    c._sock = None  # noqa: SLF001
