@@ -64,3 +64,28 @@ def test_catalogue_listing(capsys):
     assert main(["catalogue", "--names", "STARLINK-100*", "--limit", "3"]) == 0
     out = capsys.readouterr().out
     assert "STARLINK-1008" in out and "km-" in out
+
+
+def test_gateway_and_endpoint_files_replace_the_shipped_sites(tmp_path, capsys):
+    """--gateways/--endpoints: the mesh uses exactly the sites of the files (non-operational rows left out);
+    a broken file is a one-line error naming the file and line, exit code 2."""
+    from orbitwin.cli.fleet_options import add_fleet_options, fleet_options
+    from twin.runtime.run_loop import build_twin
+    import argparse
+
+    gw = tmp_path / "gw.csv"
+    gw.write_text("name,lat_deg,lon_deg,type,status\nHawthorne,33.92,-118.33,gateway,operational\n"
+                  "Planned,10.0,10.0,gateway,planned\nRedmond,47.67,-122.12,gateway,operational\n")
+    ends = tmp_path / "ends.csv"
+    ends.write_text("name,lat_deg,lon_deg\nLab A,52.0,4.4\nLab B,-33.9,18.4\n")
+    p = argparse.ArgumentParser()
+    add_fleet_options(p)
+    twin = build_twin(fleet_options(p.parse_args(["--count", "30", "--gateways", str(gw), "--endpoints", str(ends)])))
+    assert twin.mesh is not None
+    assert list(twin.mesh.gateways.names) == ["Hawthorne", "Redmond"]
+    assert list(twin.mesh.cities.names) == ["Lab A", "Lab B"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,lat_deg,lon_deg\nX,95.0,0.0\n")
+    assert main(["run", "--count", "1", "--duration", "1", "--gateways", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.csv: line 2: latitude/longitude out of range" in err

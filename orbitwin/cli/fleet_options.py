@@ -31,6 +31,13 @@ def add_fleet_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-network", dest="network", action="store_false", default=None,
                    help="run without the laser mesh and routing (default: the design's [network] enabled, on in the "
                         "shipped design); the laser terminals then draw their power as fitted")
+    g.add_argument("--gateways", metavar="CSV",
+                   help="gateway sites: a CSV with columns name, lat_deg, lon_deg (optional type and status: only rows "
+                        "of type 'gateway' and status 'operational' are used; default: the shipped Starlink gateway "
+                        "list)")
+    g.add_argument("--endpoints", metavar="CSV",
+                   help="user endpoints (traffic sources, city-pair latency, route names): a CSV with columns name, "
+                        "lat_deg, lon_deg, in order of traffic weight (default: the 100 most populous cities)")
 
 
 def fleet_options(a: argparse.Namespace) -> FleetOptions:
@@ -38,4 +45,5 @@ def fleet_options(a: argparse.Namespace) -> FleetOptions:
     from twin.runtime.run_loop import FleetOptions
 
     return FleetOptions(a.tle, a.design, a.names, a.alt_km, a.inc_deg, a.count, a.start, a.dt,
-                        0 if a.seed is None else a.seed, a.tle_epoch, getattr(a, "network", None))
+                        0 if a.seed is None else a.seed, a.tle_epoch, getattr(a, "network", None),
+                        getattr(a, "gateways", None), getattr(a, "endpoints", None))

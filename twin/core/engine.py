@@ -78,6 +78,8 @@ class FleetTwin:
         orbit_worker: bool | None = None,
         limits: RequestLimits | None = None,
         network: bool | None = None,
+        gateways: GroundSites | None = None,
+        endpoints: GroundSites | None = None,
     ) -> None:
         """``orbit_worker``: propagate the next tick in a child process (default: for >= 2,000
         satellites on a machine with two or more cores). ``limits``: bounds on queued requests and
@@ -85,7 +87,9 @@ class FleetTwin:
         over the catalogue's satellites and nearest-gateway routing every tick (``self.net``), the
         city-pair latency matrix every ``network.city_matrix_interval_s`` (``self.city_rtt``), and
         let the laser terminals' power follow their links (docs/network.md#engine-integration);
-        None: the design's ``network.enabled``; False: the terminals draw their power as fitted."""
+        None: the design's ``network.enabled``; False: the terminals draw their power as fitted.
+        ``gateways``/``endpoints``: the ground sites (default: the shipped gateway list and the 100
+        most populous cities)."""
         if not dt_s > 0:
             raise ValueError(f"dt_s must be > 0, got {dt_s}")
         self.catalogue = catalogue
@@ -143,9 +147,10 @@ class FleetTwin:
         self.board_samples_rejected = 0  # hardware samples refused inside the step (not finite, out of range)
         self.mesh: Mesh | None = None
         if design.network.enabled if network is None else network:
-            gateways, cities = _default_ground_sites()
+            default_gateways, default_cities = _default_ground_sites()
             self.mesh = Mesh.from_catalogue(catalogue, design.network, design.power.isl_terminal_count,
-                                            self.jd0 + self.fr0, gateways, cities)
+                                            self.jd0 + self.fr0, default_gateways if gateways is None else gateways,
+                                            default_cities if endpoints is None else endpoints)
         self.net: MeshState | None = None
         self.city_rtt: CityRtt | None = None  # the last city-pair latency matrix, with its sim time
         self._outage_version = -1  # the fault book's network version the outage arrays below reflect

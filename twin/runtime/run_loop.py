@@ -13,6 +13,7 @@ from twin.runtime.clock import Pacer
 from twin.core.design import load_design
 from twin.core.engine import FleetTwin, julian_split
 from twin.core.ephemeris import iso_to_jd, jd_to_datetime
+from twin.core.network import load_cities, load_gateways
 
 
 def parse_band(text: str | None) -> tuple[float, float] | None:
@@ -40,6 +41,8 @@ class FleetOptions:
     seed: int = 0
     tle_epoch: str = "auto"  # stale-catalogue policy: auto, keep or shift (twin.core.catalogue.apply_tle_epoch)
     network: bool | None = None  # step the laser mesh and routing (None: the design's network.enabled)
+    gateways: str | None = None  # gateway sites CSV (name, lat_deg, lon_deg[, status]); None: the shipped list
+    endpoints: str | None = None  # user endpoint sites CSV (name, lat_deg, lon_deg); None: the 100 largest cities
 
 
 def select_catalogue(opts: FleetOptions) -> Catalogue:
@@ -98,6 +101,8 @@ def build_twin(opts: FleetOptions) -> FleetTwin:
         dt_s=opts.dt_s,
         seed=opts.seed,
         network=opts.network,
+        gateways=None if opts.gateways is None else load_gateways(opts.gateways),
+        endpoints=None if opts.endpoints is None else load_cities(opts.endpoints),
     )
 
 
