@@ -120,8 +120,9 @@ class Backend:
 
 
 def finite_state(twin: FleetTwin) -> bool:
+    # orbit fields are NaN for a lost satellite and gw_delay_ms where no gateway is reachable: by definition
     floats = [f.name for f in FIELDS if f.dtype == "float" and f.name not in ("lat_deg", "lon_deg", "speed_m_s",
-                                                                                  "beta_deg", "alt_m")]
+                                                                                  "beta_deg", "alt_m", "gw_delay_ms")]
     return all(np.all(np.isfinite(twin.tm[name])) for name in floats) and bool(
         np.all(np.isfinite(twin.temp_k)) and np.all(np.isfinite(twin.soc)))
 
