@@ -21,8 +21,10 @@ from orbitwin.bench.influxd import InfluxdProcess
 from pipeline import (bridge_proc, check_exactly_once, expected_counts, last_status, status_reports, ticks_done,
                       twin_proc, wait_settled)
 from twin.core.catalogue import load_catalogue
+from twin.schema.telemetry import PACKET_BY_NAME
 
 SATS = 12
+ALL_PACKETS = ", ".join(PACKET_BY_NAME)  # seq counts a satellite's messages over all its packets
 NAMES = list(load_catalogue().select(count=SATS).names)
 
 
@@ -342,8 +344,7 @@ def test_v2_path_through_the_bridge_against_a_protocol_level_fake(tmp_path, mosq
                    and w.query.get("precision") == "ns" for w in writes)
         assert bridge.counters["write_retries"] >= 1
         def stored() -> int:
-            return sum(1 for k in list(fake.points["telemetry"]) if k[0] in ("hk", "orbit", "power", "thermal",
-                                                                            "payload", "radiation"))
+            return sum(1 for k in list(fake.points["telemetry"]) if k[0] in PACKET_BY_NAME)
         try:
             wait_for(lambda: stored() >= int(counts.sum()), 20, 0.2)  # the last batch may still be in flight
         except AssertionError:
@@ -388,12 +389,12 @@ def test_two_runs_with_identical_inputs_are_both_retrievable(tmp_path, mosquitto
             wait_settled(bridge)
         assert runs_seen[0] != runs_seen[1] and runs_seen[1] > runs_seen[0]
         counts = expected_counts(SATS, ticks_done(twin))
-        per_run = _per_run(influxd, db, 'SELECT "seq" FROM hk, orbit, power, thermal, payload, radiation '
+        per_run = _per_run(influxd, db, f'SELECT "seq" FROM {ALL_PACKETS} '
                                         'GROUP BY "sat", "run"')
         assert sorted(per_run) == sorted(map(str, runs_seen))
         for run in per_run:
             got: dict[str, list[int]] = {}
-            for s in influxd.query(f'SELECT "seq" FROM hk, orbit, power, thermal, payload, radiation '
+            for s in influxd.query(f'SELECT "seq" FROM {ALL_PACKETS} '
                                    f'WHERE "run" = \'{run}\' GROUP BY "sat"', db=db)["results"][0]["series"]:
                 got.setdefault(s["tags"]["sat"], []).extend(v[1] for v in s["values"])
             for name, count in zip(NAMES, counts):
