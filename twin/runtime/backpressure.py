@@ -132,7 +132,7 @@ class ShedBudget:
     handed over within the budget and the tick ends in time for the next one.
     """
 
-    def __init__(self, max_backlog: int, budget_s: float = 0.4, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, max_backlog: int, budget_s: float = 0.3, clock: Callable[[], float] = time.monotonic,
                  floor_s: float = 0.1, min_sample: int = 200) -> None:
         self.max_backlog = max_backlog
         self.budget_s = budget_s

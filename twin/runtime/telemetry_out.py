@@ -45,7 +45,7 @@ class TelemetryOut:
     def __init__(self, link: MqttLink, schedule: PacketSchedule, encoders: Mapping[str, PacketEncoder],
                  frames: Mapping[str, FrameEncoder], seq: np.ndarray, replay: ReplayBuffer,
                  counters: Counter[str], *, overload: str = "wait", max_backlog: int | None = None,
-                 shed_budget_s: float = 0.4) -> None:
+                 shed_budget_s: float = 0.3) -> None:
         self.link = link
         self.schedule = schedule
         self.encoders = encoders
