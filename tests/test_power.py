@@ -348,7 +348,9 @@ def test_power_step_performance_n9543() -> None:
     power_step(gen, demand, soc, v_rc, shed, 1.0, BP, PP, failed)
     call = lambda: power_step(gen, demand, soc, v_rc, shed, 1.0, BP, PP, failed)  # noqa: E731
     best_s = min(_timed(call) for _ in range(30))
-    assert best_s < 2e-3
+    # its share of the whole fleet's step at 30x real time (33 ms per 1 s tick): at most 4 ms (measured
+    # 1.9-2.2 ms best of 30 on the 2-core machine, alone); a vectorisation lost shows as 10x or more
+    assert best_s < 4e-3, f"power_step over {n} satellites took {best_s * 1e3:.2f} ms"
 
 
 def _timed(fn) -> float:  # type: ignore[no-untyped-def]
