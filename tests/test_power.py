@@ -347,10 +347,17 @@ def test_power_step_performance_n9543() -> None:
     shed, failed = rng.random((n, 5)) < 0.2, rng.integers(0, 2, n)
     power_step(gen, demand, soc, v_rc, shed, 1.0, BP, PP, failed)
     call = lambda: power_step(gen, demand, soc, v_rc, shed, 1.0, BP, PP, failed)  # noqa: E731
-    best_s = min(_timed(call) for _ in range(30))
-    # its share of the whole fleet's step at 30x real time (33 ms per 1 s tick): at most 4 ms (measured
-    # 1.9-2.2 ms best of 30 on the 2-core machine, alone); a vectorisation lost shows as 10x or more
-    assert best_s < 4e-3, f"power_step over {n} satellites took {best_s * 1e3:.2f} ms"
+    x, y = rng.random(n), rng.random(n)
+
+    def baseline() -> None:  # 100 plain numpy passes over n values: the machine's speed, measured beside it
+        a = x
+        for _ in range(25):
+            a = np.where(a > 0.5, np.sqrt(np.abs(a)) * y, a + y * 0.5) - np.minimum(a, y)
+
+    best_s = min(_timed(call) for _ in range(40))
+    base_s = min(_timed(baseline) for _ in range(40))
+    # measured 2.3-2.5x the baseline (2-4 ms on the 2-core machine); a lost vectorisation is 100x
+    assert best_s < 5.0 * base_s, f"power_step over {n} satellites: {best_s * 1e3:.2f} ms, baseline {base_s * 1e3:.2f} ms"
 
 
 def _timed(fn) -> float:  # type: ignore[no-untyped-def]
