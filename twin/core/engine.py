@@ -49,7 +49,7 @@ TUMBLE_PERIOD_S = 600.0
 HIL_DIVERGENCE = 0.25  # utilisation difference between board and twin that raises the alarm
 _SETPOINT_NODE = {"payload": thermal.PAYLOAD, "battery": thermal.BATTERY, "avionics": thermal.AVIONICS}
 # a satellite that never propagated sits here (its physics is not reported): 550 km over the equator
-_PLACEHOLDER_ALT_M = 550e3
+_PLACEHOLDER_ALT_M = radiation.PLACEHOLDER_ALT_M
 
 
 @functools.cache
@@ -107,7 +107,8 @@ class FleetTwin:
         if orbit_worker is None:
             orbit_worker = n >= 2000 and (os.cpu_count() or 1) >= 2
         self.propagator: FleetPropagator | PipelinedPropagator = (
-            PipelinedPropagator(catalogue) if orbit_worker else FleetPropagator(catalogue))
+            PipelinedPropagator(catalogue, (design.radiation, design.solar_array.cover_glass_g_cm2))
+            if orbit_worker else FleetPropagator(catalogue))
         self.sun = SunEphemeris()
         self.radiation_env = radiation.load_environment(design.radiation, design.solar_array.cover_glass_g_cm2)
         d = design.payload.n_devices
@@ -438,16 +439,15 @@ class FleetTwin:
         earth_ir = earth_ir_flux_w_m2(alt_env_m)
 
         # radiation environment first: SEL onsets this tick affect the payload's draw
-        lat_rad = np.where(bad, 0.0, orb.lat_rad)
-        lon_rad = np.where(bad, 0.0, orb.lon_rad)
-        local = self.radiation_env.sample(lat_rad, lon_rad, np.where(bad, _PLACEHOLDER_ALT_M, orb.alt_m))
-        p_flux = np.where(bad, 0.0, local.proton_flux_cm2_s)
-        e_flux = np.where(bad, 0.0, local.electron_flux_cm2_s)
-        dose_rate = np.where(bad, 0.0, local.dose_rate_rad_s)
+        # (sampled along the orbit by the orbit worker when there is one: the same code, bit for bit)
+        local = self.propagator.radiation_at(orb) if isinstance(self.propagator, PipelinedPropagator) else None
+        if local is None:
+            local = radiation.sample_along_orbit(self.radiation_env, orb)
+        p_flux, e_flux, dose_rate = local.proton_flux_cm2_s, local.electron_flux_cm2_s, local.dose_rate_rad_s
         if advance:
             self.dose_rad += dose_rate * dt
-            self.cover_dose_rad += np.where(bad, 0.0, local.cover_dose_rate_rad_s) * dt
-            self._radiation_effects(p_flux, np.where(bad, 0.0, local.seu_scale), dt)
+            self.cover_dose_rad += local.cover_dose_rate_rad_s * dt
+            self._radiation_effects(p_flux, local.seu_scale, dt)
 
         # payload, heaters and power
         safe = self.mode != MODE_NOMINAL

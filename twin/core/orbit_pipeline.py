@@ -2,9 +2,12 @@
 
 The orbit of tick k+1 does not depend on anything the models compute at tick k, so while the
 parent steps the physics of tick k a child process propagates tick k+1 into shared memory.
-The child runs exactly the same code (:class:`~twin.core.orbit.FleetPropagator`), so results are
-bit-identical to in-process propagation. If the child dies, the parent falls back to
-propagating in-process and says so in :attr:`PipelinedPropagator.fallback_reason`.
+With a radiation environment it also samples the trapped-particle environment at those
+positions (:func:`twin.core.radiation.sample_along_orbit`), the other orbit-only work of a tick.
+The child runs exactly the same code (:class:`~twin.core.orbit.FleetPropagator`,
+:class:`~twin.core.radiation.RadiationEnvironment`), so results are bit-identical to in-process
+computation. If the child dies, the parent falls back to computing in-process and says so in
+:attr:`PipelinedPropagator.fallback_reason`.
 """
 
 from __future__ import annotations
@@ -17,17 +20,22 @@ import numpy as np
 
 from twin.core.catalogue import Catalogue, parse_tle_text, shift_epochs
 from twin.core.orbit import FleetPropagator, OrbitState
+from twin.core.radiation import LocalRadiation, RadiationParams, load_environment, sample_along_orbit
 
-_FLOATS_PER_SAT = 3 + 3 + 3 + 3  # r_teme, v_teme, r_itrs, lat/lon/alt
+_ORBIT_FLOATS = 3 + 3 + 3 + 3  # r_teme, v_teme, r_itrs, lat/lon/alt
+_RADIATION_FLOATS = 5  # LocalRadiation's five channels
+_FLOATS_PER_SAT = _ORBIT_FLOATS + _RADIATION_FLOATS
 
 
-def _layout(n: int, buf: memoryview, slot: int) -> OrbitState:
-    """Views of one result slot in the shared buffer."""
+def _layout(n: int, buf: memoryview, slot: int) -> tuple[OrbitState, LocalRadiation]:
+    """Views of one result slot in the shared buffer (channels of one quantity contiguous)."""
     per_slot = n * (_FLOATS_PER_SAT * 8 + 1)
     base = slot * per_slot
-    f = np.ndarray((n, _FLOATS_PER_SAT), dtype=np.float64, buffer=buf, offset=base)
+    f = np.ndarray((n, _ORBIT_FLOATS), dtype=np.float64, buffer=buf, offset=base)
+    rad = np.ndarray((_RADIATION_FLOATS, n), dtype=np.float64, buffer=buf, offset=base + n * _ORBIT_FLOATS * 8)
     err = np.ndarray((n,), dtype=np.int8, buffer=buf, offset=base + n * _FLOATS_PER_SAT * 8)
-    return OrbitState(f[:, 0:3], f[:, 3:6], f[:, 6:9], f[:, 9], f[:, 10], f[:, 11], err)
+    return (OrbitState(f[:, 0:3], f[:, 3:6], f[:, 6:9], f[:, 9], f[:, 10], f[:, 11], err),
+            LocalRadiation(rad[0], rad[1], rad[2], rad[3], rad[4]))
 
 
 def _buffer(shm: shared_memory.SharedMemory) -> memoryview:
@@ -39,12 +47,14 @@ def _buffer(shm: shared_memory.SharedMemory) -> memoryview:
 
 
 def _worker(conn: Connection, tle_text: str, shm_name: str,
-            shift_days: tuple[float, float] | None = None) -> None:  # pragma: no cover - runs in the child
+            shift_days: tuple[float, float] | None = None,
+            radiation: tuple[RadiationParams, float] | None = None) -> None:  # pragma: no cover - runs in the child
     shm = shared_memory.SharedMemory(name=shm_name)
     try:
         cat = parse_tle_text(tle_text, "<worker>")
         # a re-epoched catalogue (twin.core.catalogue.shift_epochs): the same shift of the same text, bit for bit
         prop = FleetPropagator(cat if shift_days is None else shift_epochs(cat, shift_days))
+        env = load_environment(*radiation) if radiation is not None else None
         n = len(prop)
         slots = [_layout(n, _buffer(shm), k) for k in (0, 1)]
         while True:
@@ -53,7 +63,7 @@ def _worker(conn: Connection, tle_text: str, shm_name: str,
                 break
             slot, jd, fr, gmst = msg
             o = prop.propagate(jd, fr, gmst)
-            s = slots[slot]
+            s, rs = slots[slot]
             s.r_teme_m[:] = o.r_teme_m
             s.v_teme_m_s[:] = o.v_teme_m_s
             s.r_itrs_m[:] = o.r_itrs_m
@@ -61,6 +71,13 @@ def _worker(conn: Connection, tle_text: str, shm_name: str,
             s.lon_rad[:] = o.lon_rad
             s.alt_m[:] = o.alt_m
             s.error_code[:] = o.error_code
+            if env is not None:
+                r = sample_along_orbit(env, o)
+                rs.proton_flux_cm2_s[:] = r.proton_flux_cm2_s
+                rs.electron_flux_cm2_s[:] = r.electron_flux_cm2_s
+                rs.dose_rate_rad_s[:] = r.dose_rate_rad_s
+                rs.cover_dose_rate_rad_s[:] = r.cover_dose_rate_rad_s
+                rs.seu_scale[:] = r.seu_scale
             conn.send(slot)
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
         pass
@@ -70,10 +87,15 @@ def _worker(conn: Connection, tle_text: str, shm_name: str,
 
 
 class PipelinedPropagator:
-    """A :class:`FleetPropagator` whose next tick is computed ahead in a child process."""
+    """A :class:`FleetPropagator` whose next tick is computed ahead in a child process.
 
-    def __init__(self, catalogue: Catalogue) -> None:
+    ``radiation``: (params, cover glass g/cm^2) of a :func:`~twin.core.radiation.load_environment`
+    to sample along the prefetched orbit as well (:meth:`radiation_at`).
+    """
+
+    def __init__(self, catalogue: Catalogue, radiation: tuple[RadiationParams, float] | None = None) -> None:
         self.local = FleetPropagator(catalogue)
+        self.radiation = radiation
         self.n = n = len(catalogue)
         self.fallback_reason: str | None = None
         size = 2 * n * (_FLOATS_PER_SAT * 8 + 1)
@@ -83,12 +105,15 @@ class PipelinedPropagator:
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
         shift = catalogue.epoch.shift_days if catalogue.epoch.applied == "shift" else None
-        self._proc = ctx.Process(target=_worker, args=(child, text, self._shm.name, shift), daemon=True,
+        self._proc = ctx.Process(target=_worker, args=(child, text, self._shm.name, shift, radiation),
+                                 daemon=True,
                                  name="orbitwin-orbit")
         self._proc.start()
         child.close()
         self._pending: tuple[int, float, float, float] | None = None
         self._next_slot = 0
+        self._served: tuple[int, OrbitState] | None = None  # the slot the last propagate() returned
+        self.radiation_served = 0  # ticks whose radiation sample came from the child
 
     def __len__(self) -> int:
         return self.n
@@ -126,12 +151,23 @@ class PipelinedPropagator:
 
     def propagate(self, jd_utc: float, fr_utc: float, gmst_rad: float) -> OrbitState:
         """The orbit at an instant: from the prefetched slot when it matches, else computed now."""
+        self._served = None
         if self._pending is not None:
             key = self._pending[1:]
             slot = self._collect()
             if slot is not None and key == (jd_utc, fr_utc, gmst_rad):
-                return self._slots[slot]
+                orbit = self._slots[slot][0]
+                self._served = (slot, orbit)
+                return orbit
         return self.local.propagate(jd_utc, fr_utc, gmst_rad)
+
+    def radiation_at(self, orbit: OrbitState) -> LocalRadiation | None:
+        """The child's radiation sample for ``orbit`` when it is the slot the last :meth:`propagate` returned
+        (and the child samples radiation), else None: the caller samples in-process."""
+        if self.radiation is None or self._served is None or self._served[1] is not orbit:
+            return None
+        self.radiation_served += 1
+        return self._slots[self._served[0]][1]
 
     def _fail(self, reason: str) -> None:
         self.fallback_reason = reason
@@ -151,6 +187,7 @@ class PipelinedPropagator:
                 self._proc.kill()
         self._conn.close()
         self._slots = []
+        self._served = None
         try:
             self._shm.close()
         except BufferError:  # a caller still holds a view of a slot: the OS frees it at exit

@@ -399,6 +399,22 @@ class RadiationEnvironment:
         return LocalRadiation(v[0], v[1], v[2], v[3], v[4] * (1.0 / self.seu_reference_flux_cm2_s))
 
 
+PLACEHOLDER_ALT_M = 550e3  # where a satellite whose propagation failed is sampled (its values are zeroed)
+
+
+def sample_along_orbit(env: RadiationEnvironment, orbit: Any) -> LocalRadiation:
+    """``env`` at every satellite of an :class:`~twin.core.orbit.OrbitState`; satellites whose propagation
+    failed (``error_code != 0``) get zeros."""
+    bad = orbit.error_code != 0
+    local = env.sample(np.where(bad, 0.0, orbit.lat_rad), np.where(bad, 0.0, orbit.lon_rad),
+                       np.where(bad, PLACEHOLDER_ALT_M, orbit.alt_m))
+    if not bad.any():
+        return local
+    return LocalRadiation(*(np.where(bad, 0.0, v) for v in (local.proton_flux_cm2_s, local.electron_flux_cm2_s,
+                                                           local.dose_rate_rad_s, local.cover_dose_rate_rad_s,
+                                                           local.seu_scale)))
+
+
 _ENVIRONMENTS: dict[tuple[RadiationParams, float], RadiationEnvironment] = {}
 _MAX_ENVIRONMENTS = 8
 
