@@ -21,6 +21,10 @@ links with their lengths, and the (gateway, satellite) pairs in view with their 
   ``multi_source_dijkstra`` with paths on the prebuilt graph, the gateway, next hop and hops read
   from the paths: the same outputs as ours; (3) as (2) plus building the graph from the tick's
   arrays: the same work per tick as ours (every delay changes every tick).
+
+The kernels alone (one-source Dijkstra distances on a prebuilt graph: scipy, and igraph and
+rustworkx when installed) are timed too: they bound the prebuilt ratios any routing on that
+library can reach.
 """
 
 from __future__ import annotations
@@ -96,6 +100,39 @@ def _nx_nearest_gateway(g: Any, n: int, sources: set[int]) -> GatewayRoutes:
     return GatewayRoutes(delay, hops, gateway, next_sat)
 
 
+def _kernels(n: int, edges: np.ndarray, length_m: np.ndarray, gw_sat: np.ndarray, gw_delay_s: np.ndarray,
+             repeat: int = 15) -> dict[str, float]:
+    """Median ms of the bare one-source Dijkstra distances on a prebuilt graph of the tick (a virtual source
+    joined to every satellite in view by its shortest ground link): scipy, and igraph and rustworkx when
+    installed. The floor of any routing built on that library, against networkx's prebuilt figure."""
+    from scipy.sparse.csgraph import dijkstra
+
+    from twin.core.network.routing import shortest_per_group
+
+    best = shortest_per_group(gw_sat, gw_delay_s)
+    e = Edges.isl(edges[:, 0], edges[:, 1], length_m) + Edges(np.full(best.size, n), gw_sat[best], gw_delay_s[best])
+    graph = e.graph(n + 1)
+    out = {"scipy": round(_median_time(lambda: dijkstra(graph, directed=True, indices=n), repeat)[0] * 1e3, 3)}
+    try:
+        import igraph
+        g = igraph.Graph(n=n + 1, edges=np.stack([e.src, e.dst], axis=1).tolist(), directed=True)
+        g.es["w"] = e.delay_s.tolist()
+        out["igraph"] = round(_median_time(lambda: g.distances(source=[n], weights="w", mode="out"),
+                                           repeat)[0] * 1e3, 3)
+    except ImportError:
+        pass
+    try:
+        import rustworkx
+        rg = rustworkx.PyDiGraph()
+        rg.add_nodes_from(range(n + 1))
+        rg.add_edges_from(list(zip(e.src.tolist(), e.dst.tolist(), e.delay_s.tolist())))
+        out["rustworkx"] = round(_median_time(lambda: rustworkx.dijkstra_shortest_path_lengths(rg, n, float),
+                                              repeat)[0] * 1e3, 3)
+    except ImportError:
+        pass
+    return out
+
+
 def _median_time(fn: Callable[[], Any], repeat: int) -> tuple[float, Any, float]:
     """Median wall time (s), the last result and the median CPU time (s) of ``repeat`` calls."""
     times, cpu, out = [], [], None
@@ -157,6 +194,7 @@ def bench_mesh(steps: int = 60, dt_s: float = 1.0, count: int | None = None, sta
         return nearest_gateway(n, isl, vis.site, vis.sat, gw_delay, n_gw)
 
     scipy_s, routes, scipy_cpu = _median_time(ours, 15)
+    kernels = _kernels(n, st.edges, st.edge_length_m, vis.sat, gw_delay)
     isl = Edges.isl(st.edges[:, 0], st.edges[:, 1], st.edge_length_m)
     ground = Edges(vis.site + n, vis.sat, gw_delay)
     g = _nx_graph(isl + ground)
@@ -232,6 +270,8 @@ def bench_mesh(steps: int = 60, dt_s: float = 1.0, count: int | None = None, sta
         "ratio_routing_vs_networkx_cpu": {"distances_prebuilt": round(nx_dist_cpu / scipy_cpu, 1),
                                           "same_outputs_prebuilt": round(nx_same_cpu / scipy_cpu, 1),
                                           "same_work_per_tick": round(nx_tick_cpu / scipy_cpu, 1)},
+        "routing_kernel_prebuilt_ms": kernels,
+        "ratio_networkx_distances_prebuilt_vs_scipy_kernel": round(nx_dist_s / (kernels["scipy"] / 1e3), 1),
         "max_delay_difference_vs_networkx_s": float(diff),
         "same_reachability_as_networkx": same_reach,
         "same_gateway_as_networkx_fraction": round(agree_gw, 6),
