@@ -155,6 +155,7 @@ class Scheduler:
         self._penalty_for: FleetView | None = None
         self._unit_for: FleetView | None = None
         self._unit_cache: tuple[F64, F64, B] = (np.zeros((n, 3)), np.zeros(n), np.zeros(n, bool))
+        self._planned: tuple[float, I64, F64, int, int, int] | None = None
 
     # --- configuration ----------------------------------------------------------------------
     @property
@@ -201,14 +202,43 @@ class Scheduler:
 
     # --- the tick ---------------------------------------------------------------------------
     def step(self, t_s: float, dt_s: float, view: FleetView) -> StepResult:
-        """Advance the jobs over [t_s, t_s + dt_s) on the fleet described by ``view``."""
-        c = self.jobs.cols
+        """Advance the jobs over [t_s, t_s + dt_s) on the fleet described by ``view``: :meth:`plan` then
+        :meth:`advance` with the same view (the devices run at ``view.speed``)."""
+        self.plan(t_s, dt_s, view)
+        return self.advance(t_s, dt_s, view)
+
+    def plan(self, t_s: float, dt_s: float, view: FleetView) -> F64:
+        """Decide the tick: end late jobs, requeue those on failed devices, migrate, place; returns each
+        device's planned load (n, d), the share of the tick its job would run at ``view.speed``.
+
+        The engine sets the payload from it, then calls :meth:`advance` with the speed the devices
+        actually ran at (throttling, power cap, a payload the power system switched off).
+        """
         ended0 = self.jobs.ledger.total
         self._release_failed(view)
         self._expire(t_s)
         migrated = self._migrate(t_s, view) if self._policy == "aware" else 0
         placed = self._place(t_s, dt_s, view)
-        device_load, dyn_w, batt_w = self._run(t_s, dt_s, view)
+        rows, s, dev, _w0, run_s = self._shares(t_s, dt_s, view.speed)
+        device_load = np.zeros((self.n, self.p.n_devices))
+        np.add.at(device_load, (s, dev), run_s / dt_s)
+        self._planned = (t_s, rows, run_s, placed, migrated, ended0)
+        return device_load
+
+    def advance(self, t_s: float, dt_s: float, view: FleetView) -> StepResult:
+        """Run the planned tick at ``view.speed`` (the devices' actual clock factor) with ``view.battery_fraction``
+        (the battery's actual share of the payload's power): work, energy, checkpoints, completions.
+
+        A job runs no longer than planned (the payload was loaded for that long), so its energy is
+        never more than the payload drew.
+        """
+        c = self.jobs.cols
+        planned = self._planned
+        if planned is None or planned[0] != t_s:
+            raise RuntimeError("Scheduler.advance without a plan for this tick")
+        _t, rows, planned_run_s, placed, migrated, ended0 = planned
+        self._planned = None
+        device_load, dyn_w, batt_w = self._run(t_s, dt_s, view, rows, planned_run_s)
         mig = self.jobs.rows_in(JobState.MIGRATING)
         arrived = mig[c["ready_s"][mig] <= t_s + dt_s]
         c["state"][arrived] = JobState.RUNNING
@@ -624,22 +654,36 @@ class Scheduler:
             moved += 1
         return moved
 
-    def _run(self, t_s: float, dt_s: float, view: FleetView) -> tuple[F64, F64, F64]:
+    def _shares(self, t_s: float, dt_s: float, speed_by_sat: F64) -> tuple[I64, I64, I64, F64, F64]:
+        """The jobs holding a device, their satellite and device, the wait before they can run this tick
+        (input or checkpoint still arriving, submitted within the tick) and how long they run (s)."""
+        c = self.jobs.cols
+        rows = self.jobs.rows_in(JobState.RUNNING, JobState.MIGRATING)
+        s, dev = c["sat"][rows], c["device"][rows]
+        w0 = np.clip(c["ready_s"][rows] - t_s, 0.0, dt_s)
+        w0 = np.maximum(w0, np.clip(c["submit_s"][rows] - t_s, 0.0, dt_s))
+        speed = speed_by_sat[s]
+        remaining = c["work_dev_s"][rows] - c["done_dev_s"][rows]
+        need = np.where(speed > 0, remaining / np.maximum(speed, 1e-12), np.inf)
+        run_s: F64 = np.minimum(dt_s - w0, need)
+        return rows, s, dev, w0, run_s
+
+    def _run(self, t_s: float, dt_s: float, view: FleetView, planned_rows: I64 | None = None,
+             planned_run_s: F64 | None = None) -> tuple[F64, F64, F64]:
         c, p = self.jobs.cols, self.p
         d = p.n_devices
         device_load = np.zeros((self.n, d))
         dyn_w = np.zeros(self.n)
         batt_w = np.zeros(self.n)
-        rows = self.jobs.rows_in(JobState.RUNNING, JobState.MIGRATING)
+        rows, s, dev, w0, run_s = self._shares(t_s, dt_s, view.speed)
         if rows.size == 0:
             return device_load, dyn_w, batt_w
-        s, dev = c["sat"][rows], c["device"][rows]
-        w0 = np.clip(c["ready_s"][rows] - t_s, 0.0, dt_s)
-        w0 = np.maximum(w0, np.clip(c["submit_s"][rows] - t_s, 0.0, dt_s))
+        if planned_rows is not None and planned_run_s is not None:
+            # no longer than planned (0 for a job the plan did not load)
+            cap = np.zeros(self.jobs.capacity)
+            cap[planned_rows] = planned_run_s
+            run_s = np.minimum(run_s, cap[rows])
         speed = view.speed[s]
-        remaining = c["work_dev_s"][rows] - c["done_dev_s"][rows]
-        need = np.where(speed > 0, remaining / np.maximum(speed, 1e-12), np.inf)
-        run_s = np.minimum(dt_s - w0, need)
         work = run_s * speed
         c["done_dev_s"][rows] += work
         every = c["checkpoint_every_dev_s"][rows]
