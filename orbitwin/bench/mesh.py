@@ -114,7 +114,7 @@ def _kernels(n: int, edges: np.ndarray, length_m: np.ndarray, gw_sat: np.ndarray
     graph = e.graph(n + 1)
     out = {"scipy": round(_median_time(lambda: dijkstra(graph, directed=True, indices=n), repeat)[0] * 1e3, 3)}
     try:
-        import igraph
+        import igraph  # type: ignore[import-untyped,import-not-found,unused-ignore]
         g = igraph.Graph(n=n + 1, edges=np.stack([e.src, e.dst], axis=1).tolist(), directed=True)
         g.es["w"] = e.delay_s.tolist()
         out["igraph"] = round(_median_time(lambda: g.distances(source=[n], weights="w", mode="out"),
@@ -122,7 +122,7 @@ def _kernels(n: int, edges: np.ndarray, length_m: np.ndarray, gw_sat: np.ndarray
     except ImportError:
         pass
     try:
-        import rustworkx
+        import rustworkx  # type: ignore[import-not-found,unused-ignore]
         rg = rustworkx.PyDiGraph()
         rg.add_nodes_from(range(n + 1))
         rg.add_edges_from(list(zip(e.src.tolist(), e.dst.tolist(), e.delay_s.tolist())))

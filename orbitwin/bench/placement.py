@@ -27,6 +27,7 @@ from twin.core.compute import (
     POLICIES, DemandGenerator, DemandParams, FleetView, JobKind, JobState, PlacementParams, Scheduler,
     eclipse_outlook, region_outlook,
 )
+from twin.core.compute.coupling import saa_mask
 from twin.core.constants import SECONDS_PER_DAY
 from twin.core.design import Design, load_design
 from twin.core.ephemeris import SunEphemeris
@@ -34,18 +35,6 @@ from twin.core.network import load_cities
 from twin.core.orbit import FleetPropagator, gmst82_rad, teme_to_itrs
 
 REGIONS = {"americas": (-180.0, -30.0), "europe_africa": (-30.0, 60.0), "asia_oceania": (60.0, 180.0)}
-
-
-def saa_mask(design: Design, alt_m: float = 550e3, step_deg: float = 1.0) -> np.ndarray:
-    """Latitude/longitude cells (180/step x 360/step) where the proton flux at ``alt_m`` is above the
-    design's SAA threshold (``radiation.saa_proton_flux_cm2_s``)."""
-    env = radiation.load_environment(design.radiation, design.solar_array.cover_glass_g_cm2)
-    lat = np.radians(-90.0 + step_deg * (np.arange(int(180 / step_deg)) + 0.5))
-    lon = np.radians(-180.0 + step_deg * (np.arange(int(360 / step_deg)) + 0.5))
-    la, lo = np.meshgrid(lat, lon, indexing="ij")
-    local = env.sample(la.ravel(), lo.ravel(), np.full(la.size, alt_m))
-    out: np.ndarray = (local.proton_flux_cm2_s > design.radiation.saa_proton_flux_cm2_s).reshape(la.shape)
-    return out
 
 
 class FleetState:

@@ -27,7 +27,9 @@ from twin.core.design import Design
 from twin.core.environment import albedo_flux_w_m2, earth_ir_flux_w_m2, solar_flux_w_m2
 from twin.core.ephemeris import SunEphemeris
 from twin.core.eclipse import illumination_fraction
-from twin.core.orbit import SGP4_ERROR_MESSAGES, FleetPropagator, beta_angle_rad, gmst82_rad
+from twin.core.orbit import SGP4_ERROR_MESSAGES, FleetPropagator, OrbitState, beta_angle_rad, gmst82_rad
+from twin.core.compute.coupling import ComputeCoupling
+from twin.core.compute.demand import DemandGenerator, DemandParams
 from twin.core.orbit_pipeline import PipelinedPropagator
 from twin.core.power import HEATERS, ISL, LOAD_NAMES, PAYLOAD, RADIO, nominal_demand_w, power_step
 from twin.core.events import Event, Request
@@ -80,6 +82,8 @@ class FleetTwin:
         network: bool | None = None,
         gateways: GroundSites | None = None,
         endpoints: GroundSites | None = None,
+        compute_policy: str | None = None,
+        compute_demand_scale: float = 0.0,
     ) -> None:
         """``orbit_worker``: propagate the next tick in a child process (default: for >= 2,000
         satellites on a machine with two or more cores). ``limits``: bounds on queued requests and
@@ -89,7 +93,10 @@ class FleetTwin:
         let the laser terminals' power follow their links (docs/network.md#engine-integration);
         None: the design's ``network.enabled``; False: the terminals draw their power as fitted.
         ``gateways``/``endpoints``: the ground sites (default: the shipped gateway list and the 100
-        most populous cities)."""
+        most populous cities). ``compute_policy``: place compute jobs across the fleet with this
+        scheduler policy (``twin.core.compute.POLICIES``; ``self.compute``), which then owns the
+        payloads' load set-point (docs/physics.md#compute-jobs); ``compute_demand_scale``: the seeded
+        diurnal demand from the endpoints, times this (0: jobs only as submitted)."""
         if not dt_s > 0:
             raise ValueError(f"dt_s must be > 0, got {dt_s}")
         self.catalogue = catalogue
@@ -153,6 +160,16 @@ class FleetTwin:
                                             self.jd0 + self.fr0, default_gateways if gateways is None else gateways,
                                             default_cities if endpoints is None else endpoints)
         self.net: MeshState | None = None
+        self.compute: ComputeCoupling | None = None
+        if compute_policy is not None:
+            cities = self.mesh.cities if self.mesh is not None else None
+            if cities is None:
+                cities = endpoints if endpoints is not None else _default_ground_sites()[1]
+            demand = None
+            if compute_demand_scale > 0:
+                demand = DemandGenerator(cities, DemandParams().scaled(compute_demand_scale), seed=seed,
+                                         utc_hour_at_zero=(self.fr0 * 24.0 + 12.0) % 24.0)
+            self.compute = ComputeCoupling(n, design, compute_policy, seed=seed, cities=cities, demand=demand)
         self.city_rtt: CityRtt | None = None  # the last city-pair latency matrix, with its sim time
         self._outage_version = -1  # the fault book's network version the outage arrays below reflect
         self._link_outages = np.zeros((0, 2), dtype=np.int64)
@@ -451,6 +468,8 @@ class FleetTwin:
 
         # payload, heaters and power
         safe = self.mode != MODE_NOMINAL
+        if self.compute is not None and advance:
+            self._plan_compute(orb, bad, sun_unit, gmst, illum, safe)
         plan = pl.plan(self.payload, des.payload, self.temp_k[:, thermal.PAYLOAD], safe)
         plan = self._apply_backends(plan)
         heater_w = thermal.heater_power_w(self.temp_k, self.setpoint_k, np.ones(self.n, bool), des.thermal,
@@ -481,6 +500,11 @@ class FleetTwin:
                         des.battery, des.power, self.faults.battery_strings_failed, self.charge_limit)
         powered = ps.load_on[:, PAYLOAD] & (demand[:, PAYLOAD] > 0)
         out = pl.commit(self.payload, plan, powered, dt if advance else 0.0)
+        if self.compute is not None and advance:
+            delivered = out.util * des.payload.n_devices / np.maximum(out.devices_working, 1)
+            loads_w = ps.load_w.sum(axis=1)
+            batt = np.clip(ps.battery.power_w / np.where(loads_w > 0, loads_w, 1.0), 0.0, 1.0)
+            self.compute.settle(self.t_s - dt, dt, delivered, batt)
         heater_on = ps.load_on[:, HEATERS]
         heater_w = np.where(heater_on[:, None], heater_w, 0.0)
         self.last_heater_w = heater_w.copy()
@@ -504,6 +528,21 @@ class FleetTwin:
             payload_source=self.payload_source, hil_divergence=self.hil_divergence, faults=self.faults,
             saa_proton_flux_cm2_s=des.radiation.saa_proton_flux_cm2_s, rng=self.rng, net=self.net)
         self._run_fdir(dt if advance else 0.0)
+
+    def _plan_compute(self, orb: OrbitState, bad: np.ndarray, sun_unit: np.ndarray, gmst: float,
+                      illum: np.ndarray, safe: np.ndarray) -> None:
+        """The scheduler's plan for the tick now starting (sim time ``t_s - dt``): its loads become the
+        payloads' set-point (the jobs own the accelerators while compute placement is on)."""
+        assert self.compute is not None
+        p = self.payload
+        device_ok = (p.off_remaining_s <= 0.0) & ~p.latched & ~p.hung[:, None]
+        available = (~safe & ~bad & ~self.fdir.shed_payload & ~self.payload_off & ~self.shed_state[:, PAYLOAD])
+        pos = np.where(bad[:, None], np.nan, orb.r_itrs_m)
+        t0 = self.t_s - self.dt_s
+        view = self.compute.view(t0, orb.r_teme_m, orb.v_teme_m_s, sun_unit, gmst, pos, illum, self.soc,
+                                 self.temp_k[:, thermal.PAYLOAD], device_ok, available)
+        p.load_setpoint[:] = self.compute.plan(t0, self.dt_s, view)
+        p.backlog_top[:] = 0.0
 
     def _apply_backends(self, plan: pl.PayloadOutput) -> pl.PayloadOutput:
         """Rows of satellites whose payload is a board: the board's measurement replaces the model."""
@@ -579,6 +618,8 @@ class FleetTwin:
                 backend = p.backends.get(s)
                 if backend is not None:
                     backend.radiation_effect("seu_uncorrectable", int(d), int(unc[k, d]))
+                if self.compute is not None:
+                    self.compute.upset(s, int(d))
         # all devices of a satellite share the payload node's temperature
         temp = self.temp_k[:, thermal.PAYLOAD:thermal.PAYLOAD + 1]
         rows, devs = radiation.sel_hits(self.rng, p_flux, temp, dt, des.radiation, nd)

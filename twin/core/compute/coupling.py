@@ -1,0 +1,105 @@
+"""The scheduler inside the engine: the fleet's state as the scheduler sees it, and its plan back.
+
+:class:`ComputeCoupling` builds a :class:`~twin.core.compute.placement.FleetView` from the engine's
+arrays each tick (sunlight and the eclipse ahead, the SAA ahead from the radiation grid, state of
+charge, junction headroom, device health), turns the scheduler's planned device loads into the
+payload's load set-point, and after the power step tells the scheduler the speed the devices
+actually ran at and the battery's share of the payload's power, so each job's energy is the
+energy the payload drew. Pure numpy: no clock, no I/O. Model: docs/physics.md#compute-jobs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from numpy.typing import NDArray
+
+from twin.core import radiation
+from twin.core.compute.demand import DemandGenerator
+from twin.core.compute.outlook import eclipse_outlook, region_outlook
+from twin.core.compute.placement import FleetView, PlacementParams, Scheduler, StepResult
+from twin.core.design import Design
+from twin.core.network.ground import GroundSites
+
+F64 = NDArray[np.float64]
+B = NDArray[np.bool_]
+
+SAA_OUTLOOK_INTERVAL_S = 60.0  # setting: the SAA ahead is recomputed this often (sim s), counted down between
+SAA_HORIZON_S = 5400.0  # setting: how far ahead the SAA outlook looks (about one orbit)
+SAA_STEP_S = 30.0  # setting: ground-track sampling of the SAA outlook
+
+
+def saa_mask(design: Design, alt_m: float = 550e3, step_deg: float = 1.0) -> B:
+    """Latitude/longitude cells (180/step x 360/step) where the proton flux at ``alt_m`` is above the
+    design's SAA threshold (``radiation.saa_proton_flux_cm2_s``)."""
+    env = radiation.load_environment(design.radiation, design.solar_array.cover_glass_g_cm2)
+    lat = np.radians(-90.0 + step_deg * (np.arange(int(180 / step_deg)) + 0.5))
+    lon = np.radians(-180.0 + step_deg * (np.arange(int(360 / step_deg)) + 0.5))
+    la, lo = np.meshgrid(lat, lon, indexing="ij")
+    local = env.sample(la.ravel(), lo.ravel(), np.full(la.size, alt_m))
+    out: B = (local.proton_flux_cm2_s > design.radiation.saa_proton_flux_cm2_s).reshape(la.shape)
+    return out
+
+
+class ComputeCoupling:
+    """A :class:`Scheduler` for ``n`` satellites of ``design``, fed by the engine every tick."""
+
+    def __init__(self, n: int, design: Design, policy: str = "aware", *, seed: int = 0,
+                 cities: GroundSites | None = None, demand: DemandGenerator | None = None) -> None:
+        self.design = design
+        self.params = PlacementParams.from_design(design)
+        self.scheduler = Scheduler(n, self.params, policy, seed=seed, ground=cities)
+        self.demand = demand
+        self.mask = saa_mask(design)
+        self._saa_t = -np.inf
+        self._saa = (np.full(n, np.inf), np.zeros(n), np.zeros(n, bool))
+        self.speed = np.ones(n)  # the devices' clock factor last tick
+        self.battery_fraction = np.zeros(n)  # the battery's share of the loads last tick
+        self.last: StepResult | None = None
+        self._view: FleetView | None = None
+        self._requested = np.zeros(n)
+
+    def view(self, t_s: float, r_teme_m: F64, v_teme_m_s: F64, sun_unit: F64, gmst_rad: float, pos_itrs_m: F64,
+             illum: F64, soc: F64, payload_temp_k: F64, device_ok: B, available: B) -> FleetView:
+        """The scheduler's view of the fleet at ``t_s`` (arrays over satellites; non-finite rows: lost)."""
+        ecl = eclipse_outlook(r_teme_m, v_teme_m_s, sun_unit)
+        if t_s - self._saa_t >= SAA_OUTLOOK_INTERVAL_S:
+            o = region_outlook(r_teme_m, v_teme_m_s, gmst_rad, self.mask, SAA_HORIZON_S, SAA_STEP_S)
+            self._saa, self._saa_t = (o.time_to_eclipse_s, o.eclipse_left_s, o.in_eclipse), t_s
+        tts0, left0, inside = self._saa
+        age = t_s - self._saa_t
+        tts = np.maximum(tts0 - age, 0.0)
+        left = np.where(inside, np.maximum(left0 - age, 0.0), left0)
+        p = self.design.payload
+        junction_full_k = payload_temp_k + p.junction_rise_k_per_w * p.device_peak_w
+        return FleetView(pos_itrs_m, illum, soc, ecl.time_to_eclipse_s, ecl.eclipse_left_s, tts, left,
+                         p.throttle_start_k - junction_full_k, self.speed, device_ok, available,
+                         self.battery_fraction)
+
+    def plan(self, t_s: float, dt_s: float, view: FleetView) -> F64:
+        """New demand, then the scheduler's plan; returns the load set-point per working device (n,) 0..1."""
+        if self.demand is not None:
+            self.scheduler.submit(self.demand.between(t_s, t_s + dt_s))
+        device_load = self.scheduler.plan(t_s, dt_s, view)
+        working = np.maximum(np.count_nonzero(view.device_ok, axis=1), 1)
+        self._requested = np.clip(device_load.sum(axis=1) / working, 0.0, 1.0)
+        self._view = view
+        return self._requested
+
+    def settle(self, t_s: float, dt_s: float, delivered_load: F64, battery_fraction: F64) -> StepResult:
+        """Advance the jobs with what the payload delivered: ``delivered_load`` (n,) the load per working
+        device after throttling, the power cap and the power system; ``battery_fraction`` (n,) the
+        battery's share of the satellite's loads this tick."""
+        assert self._view is not None, "settle() without plan()"
+        req = self._requested
+        speed = np.where(req > 0, np.clip(delivered_load / np.where(req > 0, req, 1.0), 0.0, 1.0), self.speed)
+        view = dataclasses.replace(self._view, speed=speed, battery_fraction=battery_fraction)
+        self.last = self.scheduler.advance(t_s, dt_s, view)
+        self.speed, self.battery_fraction = speed, battery_fraction
+        self._view = None
+        return self.last
+
+    def upset(self, sat: int, device: int) -> int:
+        """An uncorrectable upset on a device: the job there is hit (re-run or corrupt, by policy)."""
+        return self.scheduler.upset(sat, device)
