@@ -77,3 +77,25 @@ def test_an_uncorrectable_upset_hits_only_the_job_on_that_device() -> None:
     twin.compute.upset(int(on[0]), int(on[1]))  # type: ignore[union-attr]
     assert c["corrupt"][rows].tolist() == [True, False, False]
     assert c["upsets"][rows].tolist() == [1, 0, 0]
+
+
+def test_run_options_turn_placement_on() -> None:
+    import argparse
+
+    from orbitwin.cli.fleet_options import add_fleet_options, fleet_options
+    from twin.runtime.run_loop import build_twin
+
+    p = argparse.ArgumentParser()
+    add_fleet_options(p)
+    opts = fleet_options(p.parse_args(["--count", "20", "--no-network", "--compute", "round_robin",
+                                       "--compute-demand", "0.5", "--dt", "10"]))
+    twin = build_twin(opts)
+    try:
+        assert twin.compute is not None and twin.compute.scheduler.policy == "round_robin"
+        assert twin.compute.demand is not None
+        for _ in range(30):
+            twin.step()
+        assert twin.compute.scheduler.jobs.next_id > 0
+    finally:
+        twin.close()
+    assert build_twin(fleet_options(p.parse_args(["--count", "5", "--no-network"]))).compute is None

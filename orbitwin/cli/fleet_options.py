@@ -38,6 +38,12 @@ def add_fleet_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--endpoints", metavar="CSV",
                    help="user endpoints (traffic sources, city-pair latency, route names): a CSV with columns name, "
                         "lat_deg, lon_deg, in order of traffic weight (default: the 100 most populous cities)")
+    g.add_argument("--compute", dest="compute_policy", choices=("nearest", "random", "round_robin", "aware"),
+                   help="place compute jobs across the fleet with this scheduler policy; the jobs then own the "
+                        "payloads' load (default: off, the payloads run their commanded load)")
+    g.add_argument("--compute-demand", dest="compute_demand_scale", type=float, default=1.0, metavar="SCALE",
+                   help="with --compute: the seeded diurnal job demand from the endpoints, times SCALE (default 1; "
+                        "0: no generated jobs)")
 
 
 def fleet_options(a: argparse.Namespace) -> FleetOptions:
@@ -46,4 +52,5 @@ def fleet_options(a: argparse.Namespace) -> FleetOptions:
 
     return FleetOptions(a.tle, a.design, a.names, a.alt_km, a.inc_deg, a.count, a.start, a.dt,
                         0 if a.seed is None else a.seed, a.tle_epoch, getattr(a, "network", None),
-                        getattr(a, "gateways", None), getattr(a, "endpoints", None))
+                        getattr(a, "gateways", None), getattr(a, "endpoints", None),
+                        getattr(a, "compute_policy", None), float(getattr(a, "compute_demand_scale", 1.0)))

@@ -43,6 +43,8 @@ class FleetOptions:
     network: bool | None = None  # step the laser mesh and routing (None: the design's network.enabled)
     gateways: str | None = None  # gateway sites CSV (name, lat_deg, lon_deg[, status]); None: the shipped list
     endpoints: str | None = None  # user endpoint sites CSV (name, lat_deg, lon_deg); None: the 100 largest cities
+    compute_policy: str | None = None  # place compute jobs with this policy (twin.core.compute.POLICIES); None: off
+    compute_demand_scale: float = 1.0  # with compute_policy: the seeded diurnal demand times this (0: none)
 
 
 def select_catalogue(opts: FleetOptions) -> Catalogue:
@@ -103,6 +105,8 @@ def build_twin(opts: FleetOptions) -> FleetTwin:
         network=opts.network,
         gateways=None if opts.gateways is None else load_gateways(opts.gateways),
         endpoints=None if opts.endpoints is None else load_cities(opts.endpoints),
+        compute_policy=opts.compute_policy,
+        compute_demand_scale=opts.compute_demand_scale,
     )
 
 
