@@ -99,3 +99,11 @@ def test_run_options_turn_placement_on() -> None:
     finally:
         twin.close()
     assert build_twin(fleet_options(p.parse_args(["--count", "5", "--no-network"]))).compute is None
+
+
+def test_commanded_load_is_refused_while_placement_owns_the_payload() -> None:
+    twin = _twin(demand=0.0)
+    twin.submit("command", "set_payload_load", {"load": 0.5}, twin.names[0])
+    twin.step()
+    failed = [e for e in twin.drain_events() if e.name == "command_failed"]
+    assert failed and "compute placement is on" in str(failed[0].detail["result"])

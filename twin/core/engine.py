@@ -356,6 +356,10 @@ class FleetTwin:
             raise CommandError(Reason.NOT_NOW, "satellite is lost (no valid orbit)", "sat")
         s = s[~lost]
         name = req.name
+        if name in ("set_payload_load", "submit_jobs") and self.compute is not None:
+            raise CommandError(Reason.NOT_NOW, "compute placement is on (orbitwin run --compute): the placed jobs "
+                                               "own the payloads' load", "load" if name == "set_payload_load"
+                               else "work_top")
         if name in ("set_payload_load", "submit_jobs", "throttle", "set_power_cap", "power_cycle"):
             for i in s:
                 backend = p.backends.get(int(i))
