@@ -24,3 +24,14 @@ def test_placement_bench_report_is_consistent() -> None:
         assert r["compute_energy_wh"] > 0 and r["scheduler_ms_per_tick_p50"] > 0
         assert r["interactive_latency_p50_ms"] is not None and r["interactive_latency_p50_ms"] > 50.0  # 50 ms of compute
     assert out["aware_vs_nearest"]["battery_energy_reduction"] is not None
+
+
+def test_placement_bench_inside_the_engine_adds_up() -> None:
+    out = bench_placement(hours=0.1, dt_s=10.0, count=80, seed=3, policies=("nearest", "aware"), demand_scale=0.05,
+                          engine=True)
+    assert out["fleet"] == "engine"
+    for r in out["policies"].values():
+        assert r["fleet"] == "engine" and r["jobs_submitted"] > 0
+        assert r["jobs_submitted"] == r["jobs_completed"] + r["failed"] + r["rejected"] + r["still_active"]
+        assert r["compute_energy_wh"] > 0 and r["throttled_device_hours"] is not None
+        assert r["scheduler_ms_per_tick_p50"] > 0

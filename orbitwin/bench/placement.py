@@ -157,6 +157,15 @@ def run_policy(policy: str, design: Design, hours: float, dt_s: float, count: in
         hit, _, unc = radiation.seu_hits(upset_rng, seu_scale, dt_s, design.radiation, nd)
         for row, dev in zip(*np.nonzero(unc)):
             sched.upset(int(hit[row]), int(dev))
+    return _metrics(policy, hours, sched, cities, cost_ms, cpu_ms,
+                    {"throttled_device_hours": None,  # no thermal model in the proxy fleet
+                     "satellite_ticks_below_soc_0_5": soc_low})
+
+
+def _metrics(policy: str, hours: float, sched: Scheduler, cities: Any, cost_ms: np.ndarray, cpu_ms: np.ndarray,
+             extra: dict[str, Any]) -> dict[str, Any]:
+    """The metrics of issue 16 from a scheduler's ledger and its timed ticks."""
+    steps = cost_ms.size
     led = sched.jobs.ledger
     lat, src = led.latencies()
     lon = cities.lon_deg[src] if src.size else np.zeros(0)
@@ -185,17 +194,65 @@ def run_policy(policy: str, design: Design, hours: float, dt_s: float, count: in
         "compute_energy_wh": energy_j / 3600.0,
         "compute_energy_from_battery_wh": sched.battery_j / 3600.0,
         "compute_energy_from_arrays_wh": (energy_j - sched.battery_j) / 3600.0,
-        "throttled_device_hours": None,  # no thermal model in this bench
         "jobs_corrupted": int(led.corrupted + np.count_nonzero(c["corrupt"][active])),
         "upsets_on_jobs": int(led.upsets + c["upsets"][active].sum()),
         "migrations": int(led.migrations + c["migrations"][active].sum()),
         "bytes_moved": float(led.bytes_moved + c["bytes_moved"][active].sum()),
         "transfer_energy_wh": sched.transfer_j / 3600.0,
-        "satellite_ticks_below_soc_0_5": soc_low,
         "scheduler_ms_per_tick_p50": float(np.median(cost_ms)) if steps else None,
         "scheduler_ms_per_tick_p99": float(np.percentile(cost_ms, 99)) if steps else None,
         "scheduler_cpu_ms_per_tick_p50": float(np.median(cpu_ms)) if steps else None,
-    }
+    } | extra
+
+
+def run_policy_engine(policy: str, design: Design, hours: float, dt_s: float, count: int | None, seed: int,
+                      demand_scale: float) -> dict[str, Any]:
+    """One policy placed inside the engine (:class:`twin.core.engine.FleetTwin` with ``compute_policy``):
+    the payload, power, thermal and radiation models decide speed, battery share and upsets. What is
+    timed is the scheduler's part of each tick (``ComputeCoupling.view`` + ``plan`` + ``settle``)."""
+    from twin.core.engine import FleetTwin
+
+    cat = load_catalogue()
+    if count is not None:
+        cat = cat.subset(np.arange(min(count, len(cat))))
+    twin = FleetTwin(cat, design, dt_s=dt_s, seed=seed, network=False, compute_policy=policy,
+                     compute_demand_scale=demand_scale)
+    comp = twin.compute
+    assert comp is not None
+    timed = {"wall": 0.0, "cpu": 0.0}
+
+    def timer(fn: Any) -> Any:
+        def wrapped(*args: Any, **kw: Any) -> Any:
+            t0, c0 = time.perf_counter(), time.process_time()
+            try:
+                return fn(*args, **kw)
+            finally:
+                timed["wall"] += time.perf_counter() - t0
+                timed["cpu"] += time.process_time() - c0
+        return wrapped
+
+    comp.view = timer(comp.view)  # type: ignore[method-assign]
+    comp.plan = timer(comp.plan)  # type: ignore[method-assign]
+    comp.settle = timer(comp.settle)  # type: ignore[method-assign]
+    steps = int(round(hours * 3600.0 / dt_s))
+    cost_ms, cpu_ms = np.zeros(steps), np.zeros(steps)
+    throttled_dev_s = 0.0
+    soc_low = 0
+    try:
+        for k in range(steps):
+            timed["wall"] = timed["cpu"] = 0.0
+            twin.step()
+            cost_ms[k], cpu_ms[k] = timed["wall"] * 1e3, timed["cpu"] * 1e3
+            last = comp.last
+            if last is not None:
+                busy = np.count_nonzero(last.device_load > 0, axis=1)
+                throttled_dev_s += float(np.sum(busy * (twin.tm["payload_throttle"] < 0.999))) * dt_s
+            soc_low += int(np.count_nonzero(twin.soc < 0.5))
+    finally:
+        twin.close()
+    return _metrics(policy, hours, comp.scheduler, twin.mesh.cities if twin.mesh else load_cities(), cost_ms, cpu_ms,
+                    {"throttled_device_hours": throttled_dev_s / 3600.0, "satellite_ticks_below_soc_0_5": soc_low,
+                     "fleet": "engine"})
 
 
 def _ms(x: float | None) -> float | None:
@@ -203,14 +260,21 @@ def _ms(x: float | None) -> float | None:
 
 
 def bench_placement(hours: float = 24.0, dt_s: float = 1.0, count: int | None = None, seed: int = 1,
-                    policies: tuple[str, ...] = POLICIES, demand_scale: float = 1.0) -> dict[str, Any]:
-    """Every policy over the same seeded demand and upsets; the metrics side by side and against nearest."""
+                    policies: tuple[str, ...] = POLICIES, demand_scale: float = 1.0,
+                    engine: bool = False) -> dict[str, Any]:
+    """Every policy over the same seeded demand; the metrics side by side and against nearest.
+
+    ``engine``: place inside the full engine (payload, power, thermal and radiation models; upsets
+    from the engine's own generator) instead of the proxy fleet (same upsets for every policy).
+    """
     design = load_design()
     t0 = time.perf_counter()
-    results = {p: run_policy(p, design, hours, dt_s, count, seed, demand_scale) for p in policies}
+    run = run_policy_engine if engine else run_policy
+    results = {p: run(p, design, hours, dt_s, count, seed, demand_scale) for p in policies}
     out: dict[str, Any] = {
         "benchmark": "placement", "satellites": count or len(load_catalogue()), "sim_hours": hours, "dt_s": dt_s,
-        "seed": seed, "demand_scale": demand_scale, "machine": platform.machine(),
+        "seed": seed, "demand_scale": demand_scale, "fleet": "engine" if engine else "proxy",
+        "machine": platform.machine(),
         "wall_s": time.perf_counter() - t0, "policies": results,
     }
     if "nearest" in results and "aware" in results:

@@ -37,6 +37,9 @@ def add_parser(sub: Any) -> None:
                    help="placement: comma-separated policies (default all four)")
     p.add_argument("--demand-scale", type=float, default=1.0, help="placement: arrival rates times this")
     p.add_argument("--seed", type=int, default=1, help="placement: demand and upset seed (default 1)")
+    p.add_argument("--engine", action="store_true",
+                   help="placement: place inside the full engine (payload, power, thermal, radiation) instead of "
+                        "the proxy fleet")
     p.set_defaults(func=cmd_bench)
 
 
@@ -73,7 +76,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
         result = bench_placement(hours=a.hours, dt_s=a.dt, count=a.count, seed=a.seed,
                                  policies=tuple(x for x in a.policies.split(",") if x),
-                                 demand_scale=a.demand_scale)
+                                 demand_scale=a.demand_scale, engine=a.engine)
     elif a.what == "dashboards":
         from orbitwin.bench.dashboards import bench_dashboards
 
