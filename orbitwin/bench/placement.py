@@ -28,7 +28,7 @@ from twin.core.compute import (
     eclipse_outlook, region_outlook,
 )
 from twin.core.compute.coupling import saa_mask
-from twin.core.constants import SECONDS_PER_DAY
+from twin.core.constants import R_EARTH_M, SECONDS_PER_DAY
 from twin.core.design import Design, load_design
 from twin.core.ephemeris import SunEphemeris
 from twin.core.network import load_cities
@@ -106,7 +106,7 @@ class FleetState:
         lon = np.arctan2(y, x)
         ok = np.isfinite(rr)
         out: np.ndarray = self.env.sample(np.where(ok, lat, 0), np.where(ok, lon, 0),
-                                          np.where(ok, rr - 6_378_137.0, 550e3)).seu_scale
+                                          np.where(ok, rr - R_EARTH_M, radiation.PLACEHOLDER_ALT_M)).seu_scale
         return np.where(ok, out, 0.0)
 
 

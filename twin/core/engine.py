@@ -50,8 +50,6 @@ _ATT_BY_NAME = {"sun_track": ATT_SUN_TRACK, "nadir_fixed": ATT_NADIR_FIXED, "saf
 TUMBLE_PERIOD_S = 600.0
 HIL_DIVERGENCE = 0.25  # utilisation difference between board and twin that raises the alarm
 _SETPOINT_NODE = {"payload": thermal.PAYLOAD, "battery": thermal.BATTERY, "avionics": thermal.AVIONICS}
-# a satellite that never propagated sits here (its physics is not reported): 550 km over the equator
-_PLACEHOLDER_ALT_M = radiation.PLACEHOLDER_ALT_M
 
 
 @functools.cache
@@ -149,7 +147,7 @@ class FleetTwin:
         self._seq = itertools.count()
         self._events: list[Event] = []
         self.tm: dict[str, np.ndarray] = {}
-        self._r_last = np.tile([R_EARTH_M + _PLACEHOLDER_ALT_M, 0.0, 0.0], (n, 1))
+        self._r_last = np.tile([R_EARTH_M + radiation.PLACEHOLDER_ALT_M, 0.0, 0.0], (n, 1))
         self.payload_source = np.zeros(n, dtype=np.int8)
         self.hil_divergence = np.zeros(n, dtype=bool)
         self.board_samples_rejected = 0  # hardware samples refused inside the step (not finite, out of range)

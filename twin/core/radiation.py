@@ -399,7 +399,7 @@ class RadiationEnvironment:
         return LocalRadiation(v[0], v[1], v[2], v[3], v[4] * (1.0 / self.seu_reference_flux_cm2_s))
 
 
-PLACEHOLDER_ALT_M = 550e3  # where a satellite whose propagation failed is sampled (its values are zeroed)
+PLACEHOLDER_ALT_M = 550e3  # where a satellite without a valid orbit is placed and sampled (its values are zeroed)
 
 
 def sample_along_orbit(env: RadiationEnvironment, orbit: Any) -> LocalRadiation:
