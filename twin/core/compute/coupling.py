@@ -11,6 +11,8 @@ energy the payload drew. Pure numpy: no clock, no I/O. Model: docs/physics.md#co
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,6 +20,7 @@ from numpy.typing import NDArray
 from twin.core import radiation
 from twin.core.compute.demand import DemandGenerator
 from twin.core.compute.outlook import eclipse_outlook, region_outlook
+from twin.core.compute.jobs import JobKind, JobState
 from twin.core.compute.placement import FleetView, PlacementParams, Scheduler, StepResult
 from twin.core.design import Design
 from twin.core.network.ground import GroundSites
@@ -28,6 +31,7 @@ B = NDArray[np.bool_]
 SAA_OUTLOOK_INTERVAL_S = 60.0  # setting: the SAA ahead is recomputed this often (sim s), counted down between
 SAA_HORIZON_S = 5400.0  # setting: how far ahead the SAA outlook looks (about one orbit)
 SAA_STEP_S = 30.0  # setting: ground-track sampling of the SAA outlook
+LATENCY_WINDOW_S = 3600.0  # setting: the fleet summary's interactive latency percentiles cover this much sim time
 
 
 def saa_mask(design: Design, alt_m: float = 550e3, step_deg: float = 1.0) -> B:
@@ -59,6 +63,9 @@ class ComputeCoupling:
         self.last: StepResult | None = None
         self._view: FleetView | None = None
         self._requested = np.zeros(n)
+        self.throttled_dev_s = 0.0  # device-seconds that ran a job slower than planned (throttle, cap, power)
+        self._latency: deque[tuple[float, F64]] = deque()  # (end of tick s, interactive latencies s) in the window
+        self._ledger_seen = 0
 
     def view(self, t_s: float, r_teme_m: F64, v_teme_m_s: F64, sun_unit: F64, gmst_rad: float, pos_itrs_m: F64,
              illum: F64, soc: F64, payload_temp_k: F64, device_ok: B, available: B) -> FleetView:
@@ -96,6 +103,14 @@ class ComputeCoupling:
         speed = np.where(req > 0, np.clip(delivered_load / np.where(req > 0, req, 1.0), 0.0, 1.0), self.speed)
         view = dataclasses.replace(self._view, speed=speed, battery_fraction=battery_fraction)
         self.last = self.scheduler.advance(t_s, dt_s, view)
+        busy = np.count_nonzero(self.last.device_load > 0, axis=1)
+        self.throttled_dev_s += float(np.sum(busy * (speed < 0.999))) * dt_s
+        led = self.scheduler.jobs.ledger
+        if len(led.latency_s) > self._ledger_seen:
+            self._latency.append((t_s + dt_s, np.concatenate(led.latency_s[self._ledger_seen:])))
+            self._ledger_seen = len(led.latency_s)
+        while self._latency and self._latency[0][0] < t_s + dt_s - LATENCY_WINDOW_S:
+            self._latency.popleft()
         self.speed, self.battery_fraction = speed, battery_fraction
         self._view = None
         return self.last
@@ -103,3 +118,51 @@ class ComputeCoupling:
     def upset(self, sat: int, device: int) -> int:
         """An uncorrectable upset on a device: the job there is hit (re-run or corrupt, by policy)."""
         return self.scheduler.upset(sat, device)
+
+    # --- what the twin publishes (schema: the ``compute`` packet and the fleet summary's compute_* keys)
+    def telemetry(self) -> dict[str, np.ndarray]:
+        """Per satellite (n,): jobs holding a device, the jobs' accelerator power and its battery part
+        (W, last tick), and since start the jobs completed there, of them corrupt, and upsets that hit jobs."""
+        last = self.last
+        zeros = np.zeros(self.scheduler.n)
+        sch = self.scheduler
+        return {
+            "jobs_running": sch.running_per_sat(),
+            "compute_power_w": zeros if last is None else last.dynamic_w,
+            "compute_battery_w": zeros if last is None else last.battery_w,
+            "jobs_completed_total": sch.sat_completed.copy(),
+            "jobs_corrupted_total": sch.sat_corrupted.copy(),
+            "job_upsets_total": sch.sat_upsets.copy(),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """Fleet-wide compute figures for the fleet summary (totals since start unless stated):
+        jobs by end state, deadline misses, corrupt results, migrations and bytes moved, accelerator
+        energy for jobs from the battery and from the arrays (Wh), throttled device-hours, and the
+        interactive latency p50/p99 (ms) over the last ``LATENCY_WINDOW_S`` (NaN when none)."""
+        sch = self.scheduler
+        led = sch.jobs.ledger
+        c = sch.jobs.cols
+        active = sch.jobs.active_rows()
+        state = c["state"][active]
+        lat = np.concatenate([x for _, x in self._latency]) if self._latency else np.zeros(0)
+        p50, p99 = (np.percentile(lat, (50.0, 99.0)) * 1e3).tolist() if lat.size else (float("nan"),) * 2
+        return {
+            "compute_policy": sch.policy,
+            "jobs_submitted": int(sch.jobs.next_id),
+            "jobs_queued": int(np.count_nonzero(state == JobState.QUEUED)),
+            "jobs_running": int(np.count_nonzero((state == JobState.RUNNING) | (state == JobState.MIGRATING))),
+            "jobs_completed": int(led.ended[:, JobState.COMPLETED].sum()),
+            "jobs_failed": int(led.ended[:, JobState.FAILED].sum()),
+            "jobs_rejected": int(led.ended[:, JobState.REJECTED].sum()),
+            "jobs_interactive_completed": int(led.ended[JobKind.INTERACTIVE, JobState.COMPLETED]),
+            "jobs_deadline_missed": int(led.deadline_misses),
+            "jobs_corrupted": int(led.corrupted),
+            "job_migrations": int(led.migrations + c["migrations"][active].sum()),
+            "job_bytes_moved": float(led.bytes_moved + c["bytes_moved"][active].sum()),
+            "compute_battery_wh": sch.battery_j / 3600.0,
+            "compute_array_wh": (sch.energy_j - sch.battery_j) / 3600.0,
+            "throttled_device_h": self.throttled_dev_s / 3600.0,
+            "interactive_latency_p50_ms": float(p50),
+            "interactive_latency_p99_ms": float(p99),
+        }

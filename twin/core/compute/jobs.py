@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -157,6 +158,8 @@ _RUN_FIELDS: dict[str, tuple[type, float]] = {
     "corrupt": (np.bool_, False),  # its current result is corrupt
     "migrations": (np.int64, 0),
     "bytes_moved": (np.float64, 0.0),  # checkpoint bytes moved by migrations
+    "ran_on": (np.int64, -1),  # the satellite it last held a device on (kept after it is freed)
+    "watch": (np.bool_, False),  # report its life (placed, migrated, requeued, ended) in ``JobTable.events``
 }
 
 
@@ -190,6 +193,17 @@ class Ledger:
         return np.concatenate(self.latency_s), np.concatenate(self.latency_src)
 
 
+@dataclass(frozen=True)
+class JobEvent:
+    """A step in a watched job's life: ``what`` is ``placed``, ``migrated``, ``requeued`` or ``ended``;
+    ``detail`` holds plain numbers and strings (satellite indices, not names)."""
+
+    what: str
+    job_id: int
+    t_s: float
+    detail: dict[str, Any]
+
+
 class JobTable:
     """The jobs that have not ended, as arrays over rows; ended rows are freed and reused.
 
@@ -201,6 +215,7 @@ class JobTable:
         self._cap = 0
         self.log: list[tuple[I64, int, I64, F64]] | None = [] if record else None
         self.next_id = 0
+        self.events: list[JobEvent] = []  # lives of watched jobs, in order (drained by the caller)
         self.cols: dict[str, np.ndarray] = {}
         self._grow(max(int(capacity), 16))
         self.ledger = Ledger()
@@ -296,6 +311,20 @@ class JobTable:
             else:
                 led.latency_s.append(np.asarray(latency_s, dtype=np.float64)[done].copy())
             led.latency_src.append(c["src"][r].copy())
+        watched = c["watch"][rows]
+        if np.any(watched):
+            at = np.broadcast_to(np.asarray(at_s, dtype=np.float64), rows.shape)
+            lat = None if latency_s is None else np.broadcast_to(np.asarray(latency_s, dtype=np.float64), rows.shape)
+            for k in np.flatnonzero(watched):
+                r = int(rows[k])
+                latency = float(at[k] - c["submit_s"][r] + 2.0 * c["delay_s"][r]) if lat is None else float(lat[k])
+                self.events.append(JobEvent("ended", int(c["id"][r]), float(at[k]), {
+                    "state": JobState(state).name.lower(), "reason": JobReason(int(reasons[k])).name.lower(),
+                    "sat": int(c["ran_on"][r]), "latency_s": latency if c["kind"][r] == JobKind.INTERACTIVE and
+                    state == JobState.COMPLETED else float("nan"),
+                    "energy_j": float(c["energy_j"][r]), "battery_j": float(c["battery_j"][r]),
+                    "upsets": int(c["upsets"][r]), "migrations": int(c["migrations"][r]),
+                    "bytes_moved": float(c["bytes_moved"][r])}))
         if self.log is not None:
             self.log.append((c["id"][rows].copy(), int(state), reasons.astype(np.int64),
                              np.broadcast_to(np.asarray(at_s, dtype=np.float64), rows.shape).copy()))

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from twin.core.compute.jobs import GROUND, JobBatch, JobKind, JobReason, JobState, JobTable
+from twin.core.compute.jobs import GROUND, JobBatch, JobEvent, JobKind, JobReason, JobState, JobTable
 from twin.core.design import Design
 from twin.core.network.geometry import C_M_S
 from twin.core.constants import R_EARTH_M
@@ -151,11 +151,16 @@ class Scheduler:
         self.battery_j = 0.0
         self.transfer_j = 0.0  # laser-link energy of migrations and uploads
         self.placements = 0
+        # per satellite, since start: jobs completed there, of them with a corrupt result, upsets that hit jobs
+        self.sat_completed = np.zeros(n, dtype=np.int64)
+        self.sat_corrupted = np.zeros(n, dtype=np.int64)
+        self.sat_upsets = np.zeros(n, dtype=np.int64)
         self._penalty: F64 = np.zeros(n)
         self._penalty_for: FleetView | None = None
         self._unit_for: FleetView | None = None
         self._unit_cache: tuple[F64, F64, B] = (np.zeros((n, 3)), np.zeros(n), np.zeros(n, bool))
         self._planned: tuple[float, I64, F64, int, int, int] | None = None
+        self._t_s = 0.0
 
     # --- configuration ----------------------------------------------------------------------
     @property
@@ -174,14 +179,29 @@ class Scheduler:
         return self._policy == "aware"
 
     # --- inputs -----------------------------------------------------------------------------
-    def submit(self, batch: JobBatch) -> I64:
-        """Queue new jobs; malformed ones end at once as REJECTED/INVALID. Returns their ids."""
+    def submit(self, batch: JobBatch, watch: bool = False) -> I64:
+        """Queue new jobs; malformed ones end at once as REJECTED/INVALID. Returns their ids.
+
+        ``watch``: report each job's life in :meth:`drain_events` (jobs submitted by a client)."""
         rows = self.jobs.add(batch)
+        self.jobs.cols["watch"][rows] = watch
         bad = batch.problems()
         if bad.any():
             self.jobs.end(rows[bad], JobState.REJECTED, JobReason.INVALID, batch.submit_s[bad])
         ids: I64 = np.arange(self.jobs.next_id - len(batch), self.jobs.next_id)
         return ids
+
+    def drain_events(self) -> list[JobEvent]:
+        """The watched jobs' events since the last call, in order."""
+        ev, self.jobs.events = self.jobs.events, []
+        return ev
+
+    def running_per_sat(self) -> I64:
+        """Jobs holding a device (running or arriving by migration) on each satellite (n,)."""
+        c = self.jobs.cols
+        rows = self.jobs.rows_in(JobState.RUNNING, JobState.MIGRATING)
+        out: I64 = np.bincount(c["sat"][rows], minlength=self.n).astype(np.int64)
+        return out
 
     def upset(self, sat: int, device: int) -> int:
         """An uncorrectable upset on one device: the job running there (if any) is hit.
@@ -194,6 +214,7 @@ class Scheduler:
         if row < 0 or c["state"][row] != JobState.RUNNING:
             return -1
         c["upsets"][row] += 1
+        self.sat_upsets[sat] += 1
         if self.reruns:
             c["done_dev_s"][row] = c["saved_dev_s"][row]
         else:
@@ -215,6 +236,7 @@ class Scheduler:
         actually ran at (throttling, power cap, a payload the power system switched off).
         """
         ended0 = self.jobs.ledger.total
+        self._t_s = t_s
         self._release_failed(view)
         self._expire(t_s)
         migrated = self._migrate(t_s, view) if self._policy == "aware" else 0
@@ -268,6 +290,10 @@ class Scheduler:
         ck = c["kind"][bad] == JobKind.CHECKPOINT
         c["done_dev_s"][bad] = np.where(ck, c["saved_dev_s"][bad], 0.0)
         c["state"][bad] = JobState.QUEUED
+        for r in bad[c["watch"][bad]]:
+            self.jobs.events.append(JobEvent("requeued", int(c["id"][r]), float(self._t_s), {
+                "sat": int(c["ran_on"][r]), "reason": "device_failed",
+                "resume_from_dev_s": float(c["done_dev_s"][r])}))
 
     def _expire(self, t_s: float) -> None:
         c = self.jobs.cols
@@ -311,18 +337,23 @@ class Scheduler:
             self._unit_for = view
         return self._unit_cache
 
-    def _assign(self, row: int, sat: int, free: B, t_s: float, ready_s: float, delay_s: float) -> None:
+    def _assign(self, row: int, sat: int, free: B, t_s: float, ready_s: float, delay_s: float,
+                migrating: bool = False) -> None:
         c = self.jobs.cols
         dev = int(np.argmax(free[sat]))
         free[sat, dev] = False
         self.dev_job[sat, dev] = row
         c["sat"][row], c["device"][row] = sat, dev
+        c["ran_on"][row] = sat
         c["state"][row] = JobState.RUNNING
         c["ready_s"][row] = max(float(c["ready_s"][row]), ready_s)
         if np.isnan(c["start_s"][row]):
             c["start_s"][row] = max(t_s, float(c["submit_s"][row]))
         c["delay_s"][row] = delay_s
         self.placements += 1
+        if c["watch"][row] and not migrating:
+            self.jobs.events.append(JobEvent("placed", int(c["id"][row]), t_s, {
+                "sat": sat, "device": dev, "ready_s": float(c["ready_s"][row]), "delay_s": delay_s}))
 
     def _aware_cost(self, run_s: F64, view: FleetView, lost_per_upset_s: F64 | float,
                     sats: I64 | None = None) -> F64:
@@ -644,9 +675,14 @@ class Scheduler:
             if not free[target].any():
                 continue
             mv = float(c["state_bytes"][row]) * 8.0 / p.transfer_rate_bps
+            origin = int(c["sat"][row])
             self._free_device(np.array([row]))
             c["saved_dev_s"][row] = c["done_dev_s"][row]  # a checkpoint is written to move
-            self._assign(int(row), int(target), free, t_s, t_s + mv, float(c["delay_s"][row]))
+            self._assign(int(row), int(target), free, t_s, t_s + mv, float(c["delay_s"][row]), migrating=True)
+            if c["watch"][row]:
+                self.jobs.events.append(JobEvent("migrated", int(c["id"][row]), t_s, {
+                    "from_sat": origin, "sat": int(target), "bytes": float(c["state_bytes"][row]),
+                    "arrives_s": t_s + mv, "done_dev_s": float(c["done_dev_s"][row])}))
             c["state"][row] = JobState.MIGRATING
             c["migrations"][row] += 1
             c["bytes_moved"][row] += c["state_bytes"][row]
@@ -710,6 +746,8 @@ class Scheduler:
                                np.nan)
             late = (answer_s > c["deadline_s"][r]) | (latency > c["latency_bound_s"][r])
             reason = np.where(c["corrupt"][r], JobReason.CORRUPTED, np.where(late, JobReason.LATE, JobReason.DONE))
+            np.add.at(self.sat_completed, s[done], 1)
+            np.add.at(self.sat_corrupted, s[done], c["corrupt"][r].astype(np.int64))
             self._free_device(r)
             self.jobs.end(r, JobState.COMPLETED, reason.astype(np.int8), end_s, latency)
         return device_load, dyn_w, batt_w
