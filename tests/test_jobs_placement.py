@@ -290,3 +290,43 @@ def test_region_outlook_finds_a_band_ahead() -> None:
     assert not out.in_eclipse[0]
     assert out.time_to_eclipse_s[0] == pytest.approx(t_in, abs=4.0)
     assert out.eclipse_left_s[0] == pytest.approx(t_out - t_in, abs=4.0)
+
+
+@pytest.mark.parametrize("policy", ["nearest", "aware"])
+def test_board_backed_jobs_run_on_the_board_and_report_its_measurements(policy: str) -> None:
+    """Work placed on a board-backed satellite is not run by the model: it is dispatched once, and
+    the board's measured time and upsets end it (re-run by aware, corrupt for the baselines)."""
+    pos = above([0.0, 0.0], [0.0, 90.0])
+    sched = Scheduler(2, PARAMS, policy, record=True)
+    sched.external[0] = True
+    batch = JobBatch.of(submit_s=0.0, kind=JobKind.BATCH, work_dev_s=[5.0, 5.0], src_kind=1, src=0, dst_kind=1,
+                        dst=0)
+    ids = sched.submit(batch, watch=True)
+    view = view_of(pos, battery_fraction=[0.25, 0.0])
+    sched.step(0.0, 1.0, view)
+    on_board = [j for j in ids if int(sched.jobs.sat[sched.jobs.id == j][0]) == 0]
+    assert on_board, "nearest to satellite 0 means satellite 0 (board-backed)"
+    sent = sched.external_dispatch(1.0)
+    assert sorted(j for j, *_ in sent) == sorted(on_board) and all(w == pytest.approx(5.0) for *_, w in sent)
+    assert sched.external_dispatch(1.0) == []  # sent once
+    for _ in range(10):  # the model does no work for the board's jobs
+        sched.step(1.0, 1.0, view)
+    j = on_board[0]
+    assert sched.jobs.done_dev_s[sched.jobs.id == j][0] == 0.0
+    assert sched.external_done(j, 12.0, board_s=4.0, upsets=1)
+    if policy == "aware":  # re-run: dispatched again, not ended
+        assert [x[0] for x in sched.external_dispatch(12.0)] == [j]
+        assert sched.external_done(j, 13.0, board_s=4.0, upsets=0)
+    ended = {e.job_id: e for e in sched.drain_events() if e.what == "ended"}
+    assert ended[j].detail["reason"] == ("done" if policy == "aware" else "corrupted")
+    assert ended[j].detail["board_s"] == pytest.approx(4.0)
+    runs = 2 if policy == "aware" else 1
+    assert ended[j].detail["energy_j"] == pytest.approx(runs * 4.0 * DYN)
+    assert ended[j].detail["battery_j"] == pytest.approx(runs * 4.0 * DYN * 0.25)
+    assert not sched.external_done(j, 14.0, board_s=1.0, upsets=0)  # ended: a late report is ignored
+    # the board is unbound: its other dispatched jobs go back to the queue
+    rest = [x for x in on_board if x != j]
+    sched.external[0] = False
+    sched.step(14.0, 1.0, view)
+    for x in rest:
+        assert not bool(sched.jobs.dispatched[sched.jobs.id == x][0])

@@ -528,7 +528,8 @@ class FleetTwin:
             e_flux=e_flux, dose_rate=dose_rate, temp_k=self.temp_k, soc=self.soc, dose_rad=self.dose_rad,
             seu_total=self.seu_total, mode=self.mode, attitude=self.attitude, payload=self.payload,
             payload_source=self.payload_source, hil_divergence=self.hil_divergence, faults=self.faults,
-            saa_proton_flux_cm2_s=des.radiation.saa_proton_flux_cm2_s, rng=self.rng, net=self.net)
+            saa_proton_flux_cm2_s=des.radiation.saa_proton_flux_cm2_s, rng=self.rng, net=self.net,
+            compute=self.compute)
         self._run_fdir(dt if advance else 0.0)
 
     def _plan_compute(self, orb: OrbitState, bad: np.ndarray, sun_unit: np.ndarray, gmst: float,
@@ -541,10 +542,28 @@ class FleetTwin:
         available = (~safe & ~bad & ~self.fdir.shed_payload & ~self.payload_off & ~self.shed_state[:, PAYLOAD])
         pos = np.where(bad[:, None], np.nan, orb.r_itrs_m)
         t0 = self.t_s - self.dt_s
+        sched = self.compute.scheduler
+        sched.external[:] = False
+        for i, backend in p.backends.items():
+            # a linked board runs the jobs placed on its satellite (hardware in the loop); its results first
+            sched.external[i] = callable(getattr(backend, "run_job", None)) and int(self.payload_source[i]) in (1, 3)
+            try:
+                for job_id, board_s, upsets, failed in getattr(backend, "job_results", lambda: [])():
+                    sched.external_done(int(job_id), t0, float(board_s), int(upsets), failed)
+            except Exception as exc:  # noqa: BLE001 - a board's bad report must never stop the step
+                self._emit(i, "hil", "board_job_result_rejected", "warning", board=getattr(backend, "board", None),
+                           why=f"{type(exc).__name__}: {str(exc)[:120]}")
         view = self.compute.view(t0, orb.r_teme_m, orb.v_teme_m_s, sun_unit, gmst, pos, illum, self.soc,
                                  self.temp_k[:, thermal.PAYLOAD], device_ok, available)
         p.load_setpoint[:] = self.compute.plan(t0, self.dt_s, view)
         p.backlog_top[:] = 0.0
+        for job_id, sat, device, work_dev_s in sched.external_dispatch(self.t_s):
+            try:
+                p.backends[sat].run_job(job_id, work_dev_s)  # type: ignore[attr-defined]
+            except Exception as exc:  # noqa: BLE001 - the job goes back to the queue, the step goes on
+                sched.external_done(job_id, t0, 0.0, 0, failed="board_unreachable")
+                self._emit(sat, "hil", "board_job_not_sent", "warning", board=getattr(p.backends[sat], "board", None),
+                           job=job_id, why=f"{type(exc).__name__}: {str(exc)[:120]}")
 
     def _apply_backends(self, plan: pl.PayloadOutput) -> pl.PayloadOutput:
         """Rows of satellites whose payload is a board: the board's measurement replaces the model."""

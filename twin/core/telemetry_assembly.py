@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from twin.core import thermal
+from twin.core.compute.coupling import ComputeCoupling
 from twin.core.faults import FaultBook
 from twin.core.network import MeshState
 from twin.core.orbit import OrbitState
@@ -41,6 +42,7 @@ def build_telemetry(
     saa_proton_flux_cm2_s: float,
     rng: np.random.Generator,
     net: MeshState | None = None,
+    compute: ComputeCoupling | None = None,
 ) -> dict[str, np.ndarray]:
     """Measured telemetry for every schema field (n,) — sensor faults applied, lost satellites NaN.
 
@@ -49,7 +51,9 @@ def build_telemetry(
     [rad/s]. Fleet state: node temperatures (n, 5) [K], SoC, total dose [rad], upset count, mode,
     attitude, payload state, payload source and HIL divergence flags, the active faults (whose
     sensor faults draw noise from ``rng``), and the SAA flag's proton-flux threshold; ``net``: this
-    tick of the network (:func:`net_fields`; None when the twin has no network model).
+    tick of the network (:func:`net_fields`; None when the twin has no network model); ``compute``:
+    the compute-job scheduler after this tick's settle (:func:`compute_fields`; None when compute
+    placement is off).
     """
     temp = temp_k
     pay = payload
@@ -113,7 +117,7 @@ def build_telemetry(
         "seu_total": seu_total,
         "sel_total": pay.sel_total,
         "in_saa": p_flux > saa_proton_flux_cm2_s,
-    } | net_fields(net, n)
+    } | net_fields(net, n) | compute_fields(compute, n)
     assert len(tm) == len(FIELDS)
     # snapshot: the engine mutates its state arrays in place on the next tick
     for f in FIELDS:
@@ -147,3 +151,18 @@ def net_fields(net: MeshState | None, n: int) -> dict[str, np.ndarray]:
         "max_link_util": net.sat_max_util,
         "throughput_gbps": net.sat_throughput_gbps,
     }
+
+
+def compute_fields(compute: ComputeCoupling | None, n: int) -> dict[str, np.ndarray]:
+    """The ``compute`` packet's fields (n,) from the compute-job scheduler (:meth:`ComputeCoupling.telemetry`).
+
+    Jobs holding a device, the jobs' accelerator power and its battery part [W] over the last tick,
+    and per-satellite counters since start (completed, corrupt, upsets that hit a job). Without
+    compute placement (``compute`` None) no job runs: zeros everywhere, no NaN; a twin without it
+    does not publish the packet.
+    """
+    if compute is None:
+        return {"jobs_running": np.zeros(n, np.int64), "compute_power_w": np.zeros(n),
+                "compute_battery_w": np.zeros(n), "jobs_completed_total": np.zeros(n, np.int64),
+                "jobs_corrupted_total": np.zeros(n, np.int64), "job_upsets_total": np.zeros(n, np.int64)}
+    return compute.telemetry()

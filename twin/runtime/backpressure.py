@@ -29,9 +29,13 @@ OVERLOAD_MODES = ("wait", "shed")
 # Shed first -> shed last. radiation and thermal change slowly (minutes) and their state carries
 # over (dose accumulates, temperatures are continuous), so a gap loses the least; orbit is
 # predictable from the catalogue; net (links, gateway route, traffic) is re-derived every tick and
-# its fleet aggregates are in the fleet summary; power and payload carry the energy and compute
-# figures; hk (mode, limit state, battery and payload headline, 1 Hz) is what operators and alerts watch.
-SHED_ORDER: tuple[str, ...] = ("radiation", "thermal", "orbit", "net", "power", "payload", "hk")
+# its fleet aggregates are in the fleet summary; compute (a twin with compute placement) holds
+# counters that carry over a gap (jobs completed, corrupt, upsets) and the jobs' power of the last
+# tick, whose fleet totals (battery and array energy, misses, latency) are in the fleet summary and
+# whose load shows in payload and power: after net, before them; power and payload carry the energy
+# and compute figures; hk (mode, limit state, battery and payload headline, 1 Hz) is what operators
+# and alerts watch.
+SHED_ORDER: tuple[str, ...] = ("radiation", "thermal", "orbit", "net", "compute", "power", "payload", "hk")
 
 
 def plan_shed(due: Mapping[str, np.ndarray], allowed: int, tick: int) -> tuple[dict[str, np.ndarray], dict[str, int]]:

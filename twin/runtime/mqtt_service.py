@@ -88,6 +88,8 @@ class TwinService:
         self.schedule = schedule or PacketSchedule(twin.n, twin.dt_s)
         if twin.mesh is None:
             self.schedule.drop("net")  # no network model: no net packet
+        if twin.compute is None:
+            self.schedule.drop("compute")  # compute placement off: no compute packet
         ids = twin.catalogue.norad_ids
         self.encoders = {p: PacketEncoder(p, twin.names, ids, self.topics) for p in self.schedule.period}
         self.frames = {p: FrameEncoder(p, twin.names, ids, self.topics) for p in self.schedule.period} if frames else {}

@@ -38,7 +38,23 @@ def fleet_summary(twin, *, with_grid: bool = True) -> dict[str, Any]:  # type: i
         "mean_soc": float(np.nanmean(tm["battery_soc"][live])) if np.any(live) else float("nan"),
         "latched": int(np.sum(tm["devices_latched"][live] != 0)),
         "boards": int(np.sum(live & (tm["payload_source"] > 0))),
-    } | fleet_dose_by_region(twin) | fleet_network(twin) | ({"grid": fleet_grid(twin)} if with_grid else {})
+    } | fleet_dose_by_region(twin) | fleet_network(twin) | fleet_compute(twin) | (
+        {"grid": fleet_grid(twin)} if with_grid else {})
+
+
+def fleet_compute(twin) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """The fleet's compute-job figures (none for a twin without compute placement).
+
+    :meth:`twin.core.compute.coupling.ComputeCoupling.summary`: ``compute_policy`` (the placement
+    policy, a string), job counts since start by end state (``jobs_completed``, ``jobs_failed``,
+    ``jobs_rejected``, ``jobs_interactive_completed``), ``jobs_submitted``, ``jobs_queued`` and
+    ``jobs_running`` now, ``jobs_deadline_missed``, ``jobs_corrupted``, ``job_migrations``,
+    ``job_bytes_moved``, the jobs' accelerator energy from the battery and the arrays
+    (``compute_battery_wh``, ``compute_array_wh``), ``throttled_device_h`` and the interactive
+    latency p50/p99 [ms] over the last hour (NaN when none completed).
+    """
+    compute = getattr(twin, "compute", None)
+    return {} if compute is None else compute.summary()
 
 
 def fleet_network(twin) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -181,6 +197,9 @@ def render(twin, step_ms: float, speed_achieved: float, lag_s: float, rows: int 
         *([f"net links {s['net_links_up']}  partitioned {s['net_partitioned']}  overloaded "
            f"{s['net_overloaded_links']}  gateway delay p50 {s['net_gw_delay_p50_ms']:.1f} ms  "
            f"p99 {s['net_gw_delay_p99_ms']:.1f} ms"] if "net_links_up" in s else []),
+        *([f"jobs ({s['compute_policy']}) running {s['jobs_running']}  queued {s['jobs_queued']}  completed "
+           f"{s['jobs_completed']}  missed {s['jobs_deadline_missed']}  corrupt {s['jobs_corrupted']}  battery "
+           f"{s['compute_battery_wh']:.1f} Wh  array {s['compute_array_wh']:.1f} Wh"] if "compute_policy" in s else []),
         "",
         f"{'satellite':<18}{'mode':>8}{'lim':>5}{'lat':>8}{'lon':>9}{'alt km':>8}{'sun':>5}"
         f"{'SoC':>6}{'pay K':>7}{'util':>6}{'rad/h':>8}",

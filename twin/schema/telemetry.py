@@ -57,7 +57,8 @@ class Field:
 # Default rates: the whole fleet (9,543 satellites) then publishes ~14,300 telemetry messages/s
 # (~126,000 field values/s into InfluxDB), which one Mosquitto, one bridge and one InfluxDB 1.x
 # sustain on a 2-core machine beside the twin (see the mqtt and influx benchmarks). ``net`` is
-# published only by a twin that steps the network (docs/network.md).
+# published only by a twin that steps the network (docs/network.md), ``compute`` only by a twin with
+# compute placement on (``orbitwin run --compute POLICY``; docs/physics.md#compute-jobs).
 PACKETS: tuple[Packet, ...] = (
     Packet("hk", 1.0, "Fast housekeeping: mode, limit state, battery, payload headline, light"),
     Packet("orbit", 0.1, "Position and orbit geometry"),
@@ -66,6 +67,8 @@ PACKETS: tuple[Packet, ...] = (
     Packet("payload", 0.1, "Compute payload: load, throughput, devices, errors"),
     Packet("radiation", 0.05, "Trapped radiation environment, dose and single-event effects"),
     Packet("net", 0.1, "Laser mesh and ground segment: links up, gateways in view, route to the nearest gateway, traffic"),
+    Packet("compute", 0.1, "Compute jobs placed by the scheduler: jobs running, their power and battery share, results "
+                           "and upsets"),
 )
 
 FIELDS: tuple[Field, ...] = (
@@ -143,6 +146,21 @@ FIELDS: tuple[Field, ...] = (
           "links (laser, gateway, user); above 1 overloaded", limits=Limits(None, None, 0.8, 1.0)),  # docs/network.md#telemetry
     Field("throughput_gbps", "Gbps", "net", "Traffic through the satellite: relayed plus its ground up/down links, "
           "counted once"),
+    # compute (docs/physics.md#compute-jobs; twin.core.compute.coupling.ComputeCoupling.telemetry): no limits, the
+    # scheduler itself keeps jobs off low-charge, hot and unhealthy satellites
+    Field("jobs_running", "", "compute", "Jobs holding an accelerator on this satellite now (running, or arriving "
+          "by migration)", "int"),
+    Field("compute_power_w", "W", "compute", "Accelerator dynamic power (above idle) the jobs drew over the last "
+          "tick, averaged over the tick"),
+    Field("compute_battery_w", "W", "compute", "The battery's part of compute_power_w (the jobs' power times the "
+          "battery's share of the satellite's loads over the last tick)"),
+    Field("jobs_completed_total", "", "compute", "Jobs that completed on this satellite since start (corrupt results "
+          "included)", "int"),
+    Field("jobs_corrupted_total", "", "compute", "Of jobs_completed_total, those whose result an uncorrectable upset "
+          "corrupted", "int"),
+    Field("job_upsets_total", "", "compute", "Uncorrectable upsets on this satellite's accelerators that hit a running "
+          "job since start (rolled back to a checkpoint or re-run under the aware policy, else the result is "
+          "corrupt)", "int"),
 )
 
 FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}

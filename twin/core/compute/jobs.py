@@ -159,6 +159,8 @@ _RUN_FIELDS: dict[str, tuple[type, float]] = {
     "migrations": (np.int64, 0),
     "bytes_moved": (np.float64, 0.0),  # checkpoint bytes moved by migrations
     "ran_on": (np.int64, -1),  # the satellite it last held a device on (kept after it is freed)
+    "dispatched": (np.bool_, False),  # sent to the board of a board-backed satellite, which runs it
+    "board_s": (np.float64, np.nan),  # the board's measured run time (s) of the last dispatch
     "watch": (np.bool_, False),  # report its life (placed, migrated, requeued, ended) in ``JobTable.events``
 }
 
@@ -324,7 +326,7 @@ class JobTable:
                     state == JobState.COMPLETED else float("nan"),
                     "energy_j": float(c["energy_j"][r]), "battery_j": float(c["battery_j"][r]),
                     "upsets": int(c["upsets"][r]), "migrations": int(c["migrations"][r]),
-                    "bytes_moved": float(c["bytes_moved"][r])}))
+                    "bytes_moved": float(c["bytes_moved"][r]), "board_s": float(c["board_s"][r])}))
         if self.log is not None:
             self.log.append((c["id"][rows].copy(), int(state), reasons.astype(np.int64),
                              np.broadcast_to(np.asarray(at_s, dtype=np.float64), rows.shape).copy()))

@@ -151,6 +151,10 @@ class Scheduler:
         self.battery_j = 0.0
         self.transfer_j = 0.0  # laser-link energy of migrations and uploads
         self.placements = 0
+        # satellites whose payload is a board in the loop: their jobs run on the board (external_dispatch,
+        # external_done), not in this model
+        self.external = np.zeros(n, dtype=bool)
+        self._battery_fraction: F64 = np.zeros(n)
         # per satellite, since start: jobs completed there, of them with a corrupt result, upsets that hit jobs
         self.sat_completed = np.zeros(n, dtype=np.int64)
         self.sat_corrupted = np.zeros(n, dtype=np.int64)
@@ -195,6 +199,67 @@ class Scheduler:
         """The watched jobs' events since the last call, in order."""
         ev, self.jobs.events = self.jobs.events, []
         return ev
+
+    def external_dispatch(self, t_s: float) -> list[tuple[int, int, int, float]]:
+        """Jobs holding a device of a board-backed satellite, ready by ``t_s`` and not yet sent to the
+        board: ``(job id, satellite, device, device-seconds left)`` each, now marked as sent."""
+        c = self.jobs.cols
+        rows = self.jobs.rows_in(JobState.RUNNING)
+        rows = rows[self.external[c["sat"][rows]] & ~c["dispatched"][rows] & (c["ready_s"][rows] <= t_s)]
+        c["dispatched"][rows] = True
+        return [(int(c["id"][r]), int(c["sat"][r]), int(c["device"][r]),
+                 float(c["work_dev_s"][r] - c["done_dev_s"][r])) for r in rows]
+
+    def external_done(self, job_id: int, t_s: float, board_s: float, upsets: int, failed: str | None = None) -> bool:
+        """A board finished (or, with ``failed``, could not finish) a dispatched job at sim time ``t_s``,
+        after ``board_s`` seconds of measured run time, with ``upsets`` uncorrectable upsets detected.
+
+        The job's energy is the board's run time at the device's full dynamic power (the board ran
+        it at full duty), its battery part the satellite's battery share of the last tick. An upset
+        re-runs the job under a re-running policy, else its result is corrupt; a failure requeues it
+        (from its last checkpoint). Returns False for a job that is not (or no longer) dispatched:
+        it ended meanwhile (deadline) or its board was unbound.
+        """
+        c, p = self.jobs.cols, self.p
+        hit = np.flatnonzero((c["id"] == job_id) & (c["state"] == JobState.RUNNING) & c["dispatched"])
+        if hit.size == 0:
+            return False
+        r = int(hit[0])
+        row = np.array([r])
+        s = int(c["sat"][r])
+        c["dispatched"][r] = False
+        c["board_s"][r] = board_s
+        energy = max(float(board_s), 0.0) * p.device_dynamic_w
+        batt = energy * float(self._battery_fraction[s])
+        c["energy_j"][r] += energy
+        c["battery_j"][r] += batt
+        self.energy_j += energy
+        self.battery_j += batt
+        if failed is not None:
+            self._free_device(row)
+            c["done_dev_s"][r] = c["saved_dev_s"][r] if c["kind"][r] == JobKind.CHECKPOINT else 0.0
+            c["state"][r] = JobState.QUEUED
+            if c["watch"][r]:
+                self.jobs.events.append(JobEvent("requeued", job_id, t_s, {"sat": s, "reason": failed,
+                                                                          "resume_from_dev_s": float(c["done_dev_s"][r])}))
+            return True
+        if upsets > 0:
+            c["upsets"][r] += upsets
+            self.sat_upsets[s] += upsets
+            if self.reruns:
+                return True  # still RUNNING and not dispatched: sent again next tick
+            c["corrupt"][r] = True
+        c["done_dev_s"][r] = c["work_dev_s"][r]
+        answer_s = t_s + c["output_bytes"][r] * 8.0 / p.uplink_rate_bps
+        inter = c["kind"][r] == JobKind.INTERACTIVE
+        latency = answer_s - c["submit_s"][r] + 2 * c["delay_s"][r] if inter else np.nan
+        late = answer_s > c["deadline_s"][r] or (inter and latency > c["latency_bound_s"][r])
+        reason = JobReason.CORRUPTED if c["corrupt"][r] else JobReason.LATE if late else JobReason.DONE
+        self.sat_completed[s] += 1
+        self.sat_corrupted[s] += int(c["corrupt"][r])
+        self._free_device(row)
+        self.jobs.end(row, JobState.COMPLETED, reason, t_s, np.array([latency]))
+        return True
 
     def running_per_sat(self) -> I64:
         """Jobs holding a device (running or arriving by migration) on each satellite (n,)."""
@@ -260,6 +325,7 @@ class Scheduler:
             raise RuntimeError("Scheduler.advance without a plan for this tick")
         _t, rows, planned_run_s, placed, migrated, ended0 = planned
         self._planned = None
+        self._battery_fraction = view.battery_fraction
         device_load, dyn_w, batt_w = self._run(t_s, dt_s, view, rows, planned_run_s)
         mig = self.jobs.rows_in(JobState.MIGRATING)
         arrived = mig[c["ready_s"][mig] <= t_s + dt_s]
@@ -283,10 +349,11 @@ class Scheduler:
         if rows.size == 0:
             return
         s, d = c["sat"][rows], c["device"][rows]
-        bad = rows[~(view.available[s] & view.device_ok[s, d])]
+        bad = rows[~(view.available[s] & view.device_ok[s, d]) | (c["dispatched"][rows] & ~self.external[s])]
         if bad.size == 0:
             return
         self._free_device(bad)
+        c["dispatched"][bad] = False
         ck = c["kind"][bad] == JobKind.CHECKPOINT
         c["done_dev_s"][bad] = np.where(ck, c["saved_dev_s"][bad], 0.0)
         c["state"][bad] = JobState.QUEUED
@@ -644,7 +711,7 @@ class Scheduler:
         c, p = self.jobs.cols, self.p
         rows = self.jobs.rows_in(JobState.RUNNING)
         rows = rows[(c["kind"][rows] == JobKind.CHECKPOINT) & (c["state_bytes"][rows] > 0)
-                    & (c["ready_s"][rows] <= t_s)]
+                    & (c["ready_s"][rows] <= t_s) & ~c["dispatched"][rows]]
         if rows.size == 0:
             return 0
         s = c["sat"][rows]
@@ -701,7 +768,7 @@ class Scheduler:
         speed = speed_by_sat[s]
         remaining = c["work_dev_s"][rows] - c["done_dev_s"][rows]
         need = np.where(speed > 0, remaining / np.maximum(speed, 1e-12), np.inf)
-        run_s: F64 = np.minimum(dt_s - w0, need)
+        run_s: F64 = np.where(self.external[s], 0.0, np.minimum(dt_s - w0, need))  # boards run their own
         return rows, s, dev, w0, run_s
 
     def _run(self, t_s: float, dt_s: float, view: FleetView, planned_rows: I64 | None = None,
