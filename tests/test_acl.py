@@ -61,6 +61,7 @@ PUBLISH: dict[str, set[str]] = {
     f"{P}/bridge/grafana/orbitwin-grafana-bridge/reply": {"twin"},
     f"{P}/board/{BOARD}/state": {"serial-bridge"},
     f"{P}/board/{BOARD}/tm": {"serial-bridge"},
+    f"{P}/board/{BOARD}/job": {"serial-bridge"},
     f"{P}/board/{BOARD}/event": {"twin", "serial-bridge"},
     f"{P}/board/{BOARD}/reply": {"twin", "serial-bridge"},
     f"{P}/bridge/influx/status": {"influx-bridge"},
@@ -75,7 +76,8 @@ PUBLISH[f"{P}/audit"] = {"twin"}  # the request audit trail: the twin writes it,
 # role -> the topics of PUBLISH it receives when subscribed to everything (besides operator and observer: all)
 READ: dict[str, set[str]] = {
     "twin": {f"{P}/sat/{SAT}/cmd", f"{P}/fleet/cmd", f"{P}/sat/{SAT}/fault", f"{P}/fleet/fault", f"{P}/fleet/replay",
-             f"{P}/fleet/route", f"{P}/state", f"{P}/board/{BOARD}/state", f"{P}/board/{BOARD}/tm"},
+             f"{P}/fleet/route", f"{P}/state", f"{P}/board/{BOARD}/state", f"{P}/board/{BOARD}/tm",
+             f"{P}/board/{BOARD}/job"},
     "influx-bridge": {f"{P}/fleet/tm/{PACKET}", f"{P}/replay/{SAT}/tm/{PACKET}", f"{P}/sat/{SAT}/event",
                       f"{P}/fleet/event", f"{P}/bridge/influx/event", f"{P}/bridge/grafana/event",
                       f"{P}/sat/{SAT}/reply", f"{P}/fleet/reply", f"{P}/errors", f"{P}/fleet/summary",

@@ -6,6 +6,10 @@ The bridge keeps a :class:`~bridges.board.link.SerialLink` to the board (a devic
 offline), forwards the board's measurements to ``{prefix}/board/{board}/tm`` and link events to
 ``/event``, and takes requests on ``/cmd`` and ``/fault`` from the twin or any MQTT client, with
 the same replies as the twin (accepted, then completed with the board's ACK, or rejected).
+Jobs: ``run_job`` (``job_id``, ``ops``) queues a job on the board (JOB_START); its end (JOB_DONE:
+the ops run, the board-measured busy time, the uncorrectable upsets during it, done / cancelled /
+refused) goes to ``/job``. A board reset or unplug loses the jobs it holds: the bridge reports
+each as ``lost`` there (as it does a job whose request could not reach the board).
 Unplugging the board never stops the bridge: the link reconnects when the port returns, and
 meanwhile the state says ``linked: false`` so the twin falls back to its simulated payload.
 """
@@ -39,6 +43,12 @@ BOARD_COMMANDS: dict[str, tuple[str, str | None, tuple[float, float] | None]] = 
     "ping": ("ping", None, None),
 }
 BOARD_FAULTS = ("seu", "seu_double", "latchup", "hang")
+_U32 = 2**32 - 1
+# job requests: name -> (SerialLink method, its integer arguments with their ranges: the JOB_START / JOB_CANCEL fields)
+BOARD_JOB_COMMANDS: dict[str, tuple[str, tuple[tuple[str, int, int], ...]]] = {
+    "run_job": ("start_job", (("job_id", 0, _U32), ("ops", 1, _U32))),
+    "cancel_job": ("cancel_job", (("job_id", 0, _U32),)),
+}
 
 
 @dataclass
@@ -66,12 +76,14 @@ class SerialBridge:
         self.s = s
         self.board = s.board or s.sat
         self.topics = Topics(s.prefix)
-        self.counters: dict[str, int] = {"tm": 0, "requests": 0, "rejected": 0, "events": 0}
+        self.counters: dict[str, int] = {"tm": 0, "requests": 0, "rejected": 0, "events": 0, "jobs": 0}
         self.seq = 0
         self._last_tm = 0.0
         self._seu_seen = 0
         self._latched_seen = 0
         self._jobs: queue.SimpleQueue[tuple[str, dict[str, Any], Any] | None] = queue.SimpleQueue()
+        self._held: set[int] = set()  # board jobs started and not yet ended (JOB_DONE) or lost
+        self._held_lock = threading.Lock()
         self._rng_bits = uuid.uuid4().int
         self.link = SerialLink(s.port, s.baudrate, on_message=self._on_board, on_event=self._on_link_event)
         will = MqttMessage(self.topics.board(self.board, "state"),
@@ -129,7 +141,7 @@ class SerialBridge:
         rid = req.get("id") if isinstance(req.get("id"), str) else f"b{self.counters['requests']}"
         name = req.get("command" if leaf == "cmd" else "fault")
         args = req.get("args") or {}
-        known = BOARD_COMMANDS if leaf == "cmd" else dict.fromkeys(BOARD_FAULTS)
+        known = {**BOARD_COMMANDS, **BOARD_JOB_COMMANDS} if leaf == "cmd" else dict.fromkeys(BOARD_FAULTS)
         if not isinstance(name, str) or name not in known:
             self._reply(route, "rejected", rid, name if isinstance(name, str) else None, reason="unknown_command",
                         message=f"unknown board {leaf} {name!r}", field="command" if leaf == "cmd" else "fault")
@@ -138,7 +150,18 @@ class SerialBridge:
             self._reply(route, "rejected", rid, name, reason="bad_argument", message="args must be an object",
                         field="args")
             return
-        if leaf == "cmd":
+        if leaf == "cmd" and name in BOARD_JOB_COMMANDS:
+            for key, lo, hi in BOARD_JOB_COMMANDS[name][1]:
+                n = args.get(key)
+                if isinstance(n, bool) or not isinstance(n, int):
+                    self._reply(route, "rejected", rid, name, reason="bad_argument",
+                                message=f"{key} must be an integer", field=key)
+                    return
+                if not lo <= n <= hi:
+                    self._reply(route, "rejected", rid, name, reason="out_of_range",
+                                message=f"{key}={n} outside [{lo}, {hi}]", field=key)
+                    return
+        elif leaf == "cmd":
             _, arg, rng = BOARD_COMMANDS[name]
             if arg is not None:
                 v = args.get(arg)
@@ -172,7 +195,28 @@ class SerialBridge:
         self.conn.publish(self.topics.board(self.board, "event"), json.dumps(body, default=str), qos=1)
 
     # --- the board ----------------------------------------------------------------------
+    def _job_ended(self, job_id: int, ops_done: int, busy_us: int, upsets: int, status: str) -> None:
+        """Publish a job's end on ``/job`` (qos 1: the twin ends the job with it)."""
+        with self._held_lock:
+            self._held.discard(job_id)
+        self.counters["jobs"] += 1
+        body = {"v": 1, "board": self.board, "sat": self.s.sat, "wall_time": time.time(), "job_id": job_id,
+                "ops_done": ops_done, "busy_s": busy_us / 1e6, "upsets": upsets, "status": status}
+        self.conn.publish(self.topics.board(self.board, "job"), json.dumps(body), qos=1)
+
+    def _jobs_lost(self) -> None:
+        """The board reset or went away: the jobs it held are gone (the firmware keeps no queue across a reset)."""
+        with self._held_lock:
+            lost, self._held = sorted(self._held), set()
+        for job_id in lost:
+            self._job_ended(job_id, 0, 0, 0, "lost")
+
     def _on_board(self, msg: Message) -> None:
+        if msg.mtype == m.JOB_DONE:
+            f = msg.fields
+            self._job_ended(int(f["job_id"]), int(f["ops_done"]), int(f["busy_us"]), int(f["upsets"]),
+                            m.JOB_STATUS_NAMES.get(int(f["status"]), str(f["status"])))
+            return
         if msg.mtype != m.PAYLOAD_TELEMETRY:
             return
         f = msg.fields
@@ -199,6 +243,8 @@ class SerialBridge:
     def _on_link_event(self, name: str, detail: dict[str, Any]) -> None:
         severity = "warning" if name in ("disconnected", "silent", "board_reset") else "info"
         self._event(f"link_{name}", severity, **{k: v for k, v in detail.items() if k != "capabilities"})
+        if name in ("disconnected", "board_reset"):
+            self._jobs_lost()
         if name in ("connected", "disconnected", "silent", "alive"):
             self._publish_state("online")
 
@@ -216,6 +262,22 @@ class SerialBridge:
 
     def _execute(self, leaf: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
         link = self.link
+        if leaf == "cmd" and name in BOARD_JOB_COMMANDS:
+            job_id = int(args["job_id"])
+            if name == "cancel_job":
+                ack = link.cancel_job(job_id)
+            else:
+                with self._held_lock:
+                    self._held.add(job_id)  # before the request: its JOB_DONE may follow the ACK at once
+                try:
+                    ack = link.start_job(job_id, int(args["ops"]))
+                except (LinkError, OSError, ValueError):
+                    with self._held_lock:
+                        held = job_id in self._held
+                    if held:  # not reported by the board meanwhile: it never got it (or lost it)
+                        self._job_ended(job_id, 0, 0, 0, "lost")
+                    raise
+            return {"ack": ack.status, "detail": ack.detail, "rtt_ms": round(ack.rtt_s * 1e3, 3)}
         if leaf == "cmd":
             method, arg, _ = BOARD_COMMANDS[name]
             out = getattr(link, method)(float(args[arg])) if arg else getattr(link, method)()

@@ -157,6 +157,15 @@ class SerialLink(BoardCommands):
         """Send FAULT (SEU / LATCHUP / HANG) and wait for its ACK."""
         return self._acked(m.FAULT, {"kind": kind, "flags": flags, "arg": arg}, timeout, None)
 
+    def start_job(self, job_id: int, ops: int, *, timeout: float | None = None) -> Ack:
+        """Send JOB_START and wait for its ACK (OK: queued, ``detail`` = jobs the board holds; REFUSED:
+        queue full). Its JOB_DONE arrives later as a message; a board reset loses queued jobs."""
+        return self._acked(m.JOB_START, {"job_id": job_id, "ops": ops}, timeout, None)
+
+    def cancel_job(self, job_id: int, *, timeout: float | None = None) -> Ack:
+        """Send JOB_CANCEL and wait for its ACK (OK: dropped, a JOB_DONE cancelled follows; BAD_ARG: not held)."""
+        return self._acked(m.JOB_CANCEL, {"job_id": job_id}, timeout, None)
+
     def time_sync(self, timeout: float | None = None) -> TimeSync:
         """One TIME_SYNC exchange; stores and returns the result."""
         sent = time.monotonic()

@@ -1,4 +1,4 @@
-"""Firmware main loop: protocol handling, duty-cycled workload, scrub, telemetry.
+"""Firmware main loop: protocol handling, duty-cycled workload, jobs, scrub, telemetry.
 
 Firmware(board).step() runs one loop iteration; run() loops forever.  On a
 board, a top-level /main.py calls run_board().  MicroPython-compatible.
@@ -22,7 +22,7 @@ class Firmware:
 
     def __init__(self, board, seed=1, buffer_size=8192, block_size=256,
                  telemetry_hz=10, heartbeat_hz=5, scrub_blocks_per_s=400,
-                 load=0.5, boot_count=0, reset_cause=m.RC_POWER_ON):
+                 load=0.5, boot_count=0, reset_cause=m.RC_POWER_ON, job_queue=m.JOB_QUEUE):
         self.board = board
         self.port = board.port
         self.payload = Payload(buffer_size, block_size, seed)
@@ -42,6 +42,10 @@ class Firmware:
         self.job_latency_us = 0
         self.errors_rx = 0
         self.reset_request = None        # reset cause, handled by run()/simulator
+        # host jobs (JOB_START), first = running: [job_id, ops, ops_done, busy_us, uncorrectable at start
+        # or -1 before its first op]; lost on reset (the host times them out)
+        self.jobs = []
+        self.job_queue = job_queue
         self._acks = []                  # [(seq, type, wire bytes)] for dedup
         self._err_pending = None
         now = bd.ticks_ms()
@@ -126,7 +130,7 @@ class Firmware:
 
     def handle(self, frame):
         t = frame.mtype
-        if t == m.COMMAND or t == m.FAULT:
+        if t in m.ACKED:
             for seq, typ, wire in self._acks:
                 if seq == frame.seq and typ == t:
                     self.port.write(wire)        # retry of a command already executed
@@ -146,6 +150,10 @@ class Firmware:
             self._command(frame, f["code"], f["value"])
         elif t == m.FAULT:
             self._fault(frame, f["kind"], f["flags"], f["arg"])
+        elif t == m.JOB_START:
+            self._job_start(frame, f["job_id"], f["ops"])
+        elif t == m.JOB_CANCEL:
+            self._job_cancel(frame, f["job_id"])
         else:                                     # board->host types sent to the board
             self.send(m.ERROR, {"code": m.E_TYPE, "ref_type": t, "ref_seq": frame.seq,
                                 "count": self.errors_rx})
@@ -195,6 +203,51 @@ class Firmware:
         else:
             self._ack(frame, m.ST_UNKNOWN)
 
+    # ---- jobs ---------------------------------------------------------------
+    def _job_start(self, frame, job_id, ops):
+        """Queue a job of `ops` unit jobs.  ACK detail = jobs held; a job not queued (ops 0: BAD_ARG,
+        queue full: REFUSED) also gets its JOB_DONE (refused) at once."""
+        if ops < 1 or len(self.jobs) >= self.job_queue:
+            self._ack(frame, m.ST_BAD_ARG if ops < 1 else m.ST_REFUSED, len(self.jobs))
+            self._job_done([job_id, ops, 0, 0, -1], m.JOB_ST_REFUSED)
+            return
+        self.jobs.append([job_id, ops, 0, 0, -1])
+        self._ack(frame, m.ST_OK, len(self.jobs))
+
+    def _job_cancel(self, frame, job_id):
+        for i in range(len(self.jobs)):
+            if self.jobs[i][0] == job_id:
+                job = self.jobs.pop(i)
+                self._ack(frame, m.ST_OK)
+                self._job_done(job, m.JOB_ST_CANCELLED)
+                return
+        self._ack(frame, m.ST_BAD_ARG)            # not held: unknown, or already ended
+
+    def _job_done(self, job, status):
+        upsets = self.payload.seu_uncorrectable - job[4] if job[4] >= 0 else 0
+        self.send(m.JOB_DONE, {"job_id": job[0], "ops_done": job[2], "busy_us": min(job[3], 0xFFFFFFFF),
+                               "upsets": upsets, "status": status})
+
+    def _job_op(self, d):
+        """Credit one unit job of `d` us to the running job; end it after its last op."""
+        job = self.jobs[0]
+        if job[4] < 0:
+            job[4] = self.payload.seu_uncorrectable
+        job[2] += 1
+        job[3] += d
+        if job[2] >= job[1]:
+            self.jobs.pop(0)
+            self._job_done(job, m.JOB_ST_DONE)
+
+    def duty(self):
+        """Busy fraction the workload runs at: host jobs take the accelerator at `throttle`, ahead of
+        the background set-point `load * throttle`; nothing while latched."""
+        if self.latched:
+            return 0.0
+        if self.jobs:
+            return self.throttle
+        return self.load * self.throttle
+
     # ---- loop ---------------------------------------------------------------
     def _work(self, now_us):
         dt = bd.ticks_diff(now_us, self._last_us)
@@ -202,8 +255,8 @@ class Firmware:
         if dt < 0:
             dt = 0
         self._win_us += dt
-        duty = self.load * self.throttle
-        if self.latched or duty <= 0.0:
+        duty = self.duty()
+        if duty <= 0.0:
             self._credit_us = 0
             return
         self._credit_us = min(self._credit_us + duty * dt, WINDOW_US)
@@ -218,6 +271,8 @@ class Firmware:
             self._busy_us += d
             self.jobs_done += 1
             self.job_latency_us = d if not self.job_latency_us else (self.job_latency_us * 7 + d) // 8
+            if self.jobs:
+                self._job_op(d)
             if bd.ticks_diff(t1, t_start) > MAX_BURST_US:
                 break
 
@@ -278,7 +333,7 @@ class Firmware:
                                 "ref_seq": m.NO_SEQ, "count": self.errors_rx})
             self._err_pending = None
         idle = min(bd.ticks_diff(self._next_hb, now), bd.ticks_diff(self._next_tm, now), 20)
-        if self.load * self.throttle > 0 and not self.latched:
+        if self.duty() > 0:
             idle = 0 if self._credit_us > 0 else min(idle, 2)
         return max(0, idle)
 

@@ -31,6 +31,9 @@ TIME_SYNC_REPLY = 0x06          # board -> host
 COMMAND = 0x10                  # host -> board, answered by ACK
 FAULT = 0x11                    # host -> board (fault injection), answered by ACK
 ACK = 0x12                      # board -> host
+JOB_START = 0x13                # host -> board: queue a job of `ops` unit jobs, answered by ACK
+JOB_DONE = 0x14                 # board -> host: a job ended (done, cancelled or refused)
+JOB_CANCEL = 0x15               # host -> board: drop a queued job, answered by ACK
 ERROR = 0x7F                    # either way: a bad frame was received
 
 # type -> (struct format, field names)
@@ -55,6 +58,9 @@ LAYOUTS = {
     COMMAND: ("<Bf", ("code", "value")),
     FAULT: ("<BBI", ("kind", "flags", "arg")),
     ACK: ("<HBBI", ("ref_seq", "ref_type", "status", "detail")),
+    JOB_START: ("<II", ("job_id", "ops")),
+    JOB_DONE: ("<IIIIB", ("job_id", "ops_done", "busy_us", "upsets", "status")),
+    JOB_CANCEL: ("<I", ("job_id",)),
     ERROR: ("<BBHI", ("code", "ref_type", "ref_seq", "count")),
 }
 
@@ -62,8 +68,10 @@ NAMES = {
     HELLO: "HELLO", CAPABILITIES: "CAPABILITIES", HEARTBEAT: "HEARTBEAT",
     PAYLOAD_TELEMETRY: "PAYLOAD_TELEMETRY", TIME_SYNC: "TIME_SYNC",
     TIME_SYNC_REPLY: "TIME_SYNC_REPLY", COMMAND: "COMMAND", FAULT: "FAULT",
-    ACK: "ACK", ERROR: "ERROR",
+    ACK: "ACK", JOB_START: "JOB_START", JOB_DONE: "JOB_DONE", JOB_CANCEL: "JOB_CANCEL",
+    ERROR: "ERROR",
 }
+ACKED = (COMMAND, FAULT, JOB_START, JOB_CANCEL)     # host requests answered by ACK (deduplicated)
 
 SIZES = {}
 DEFAULTS = {}                   # type -> tuple of zero values (b"" for strings)
@@ -96,6 +104,13 @@ ST_UNKNOWN = 2
 ST_REFUSED = 3
 ST_UNSUPPORTED = 4
 STATUS_NAMES = {0: "OK", 1: "BAD_ARG", 2: "UNKNOWN", 3: "REFUSED", 4: "UNSUPPORTED"}
+
+# ---- jobs (JOB_START / JOB_DONE / JOB_CANCEL) -----------------------------
+JOB_QUEUE = 16              # jobs a board holds (queued + running); more are refused
+JOB_ST_DONE = 0             # JOB_DONE.status: every op ran
+JOB_ST_CANCELLED = 1        # dropped by JOB_CANCEL
+JOB_ST_REFUSED = 2          # not queued: the queue was full (or ops == 0)
+JOB_STATUS_NAMES = {0: "done", 1: "cancelled", 2: "refused"}
 
 # ---- HEARTBEAT.flags bits --------------------------------------------------
 HB_LATCHED = 0x01

@@ -4,11 +4,11 @@ Six roles, each one MQTT user in the Docker stack (the user name is the role nam
 
 ============== ================================================================================
 twin           publishes telemetry, events, replies, status; reads requests (cmd, fault,
-               replay, route) and the serial bridges' board state and measurements
+               replay, route) and the serial bridges' board state, measurements and job ends
 influx-bridge  reads what an archive keeps (:attr:`Topics.archive_subscriptions`, birth,
                catalogue); publishes replay requests and its own status and events
 grafana-bridge publishes commands (not faults) from alerts; reads its own reply topic
-serial-bridge  publishes a bench board's state, measurements, events and replies; reads the
+serial-bridge  publishes a bench board's state, measurements, job ends, events and replies; reads the
                board's requests
 operator       publishes commands, faults, replay and route requests (satellite, fleet, board);
                reads everything under the prefix
@@ -73,7 +73,8 @@ def roles(topics: Topics | None = None) -> tuple[Role, ...]:
                       t.fleet("topology"), t.fleet("latency"),
                       t.replayed("+", "+"), t.sat("+", "event"), t.fleet("event"), *board_requests,
                       t.board("+", "event"), t.audit, *reply_topics(t)),
-             read=(*requests, t.replay, t.route, t.state, t.board("+", "state"), t.board("+", "tm"))),
+             read=(*requests, t.replay, t.route, t.state, t.board("+", "state"), t.board("+", "tm"),
+                   t.board("+", "job"))),
         Role("influx-bridge", "stores telemetry, events and replies in InfluxDB; asks the twin for replays",
              publish=(t.replay, t.bridge(INFLUX_BRIDGE_ID, "status"), t.bridge(INFLUX_BRIDGE_ID, "event")),
              # its own status too: the container's health check reads it with the bridge's credentials
@@ -82,7 +83,8 @@ def roles(topics: Topics | None = None) -> tuple[Role, ...]:
              publish=(t.sat("+", "cmd"), t.fleet("cmd"), t.bridge(GRAFANA_BRIDGE_ID, "event")),
              read=(t.private_reply("bridge", GRAFANA_BRIDGE_ID, "+"),)),
         Role("serial-bridge", "binds a bench board to a satellite's payload",
-             publish=(t.board("+", "state"), t.board("+", "tm"), t.board("+", "event"), t.board("+", "reply")),
+             publish=(t.board("+", "state"), t.board("+", "tm"), t.board("+", "job"), t.board("+", "event"),
+                      t.board("+", "reply")),
              read=board_requests),
         Role("operator", "sends commands, faults, replay and route requests; reads everything",
              publish=(*requests, *board_requests, t.replay, t.route), read=(everything,)),

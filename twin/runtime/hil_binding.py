@@ -16,6 +16,14 @@ on ``{prefix}/board/{board}/cmd`` and ``/fault``. When the board's data is older
 events. Faster than real time, the board cannot keep up: the twin holds its last measurement
 (``payload_source`` 3) rather than pretending the board ran faster.
 
+Compute jobs the scheduler places on the bound satellite run on the board (:meth:`BoardBackend.run_job`:
+a ``run_job`` request of ``work_dev_s x jobs_per_s_max`` unit jobs, so one device-second of twin work
+is one second of the board at full duty); their ends come back on ``{prefix}/board/{board}/job`` with
+the board-measured run time and the uncorrectable upsets during the job (:meth:`BoardBackend.job_done`),
+and the engine collects them each tick (:meth:`BoardBackend.job_results`). A board keeps no jobs over
+a reset: a job with no end after ``job_timeout_factor`` x its expected time + ``job_timeout_s``
+(on the backend's clock) fails as ``board_timeout``; cancelled, refused or lost ones fail with that reason.
+
 Measurements arrive already checked (:func:`twin.contract.board_messages.parse_board_measurement`:
 types, finiteness, ranges); the engine checks the scaled sample again before it enters the state.
 """
@@ -28,7 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from twin.contract.board_messages import BoardMeasurement
+from twin.contract.board_messages import BoardJobResult, BoardMeasurement
 from twin.core.payload import HardwareSample, PayloadParams
 
 SOURCE_SIM, SOURCE_BOARD, SOURCE_BOARD_LOST, SOURCE_BOARD_HELD = 0, 1, 2, 3
@@ -39,7 +47,8 @@ class BoardBackend:
 
     def __init__(self, board: str, sat: str, params: PayloadParams, publish: Callable[[str, bytes], Any],
                  prefix: str, *, stale_s: float = 2.0, realtime: bool = True,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, jobs_per_s_max: float | None = None,
+                 job_timeout_factor: float = 3.0, job_timeout_s: float = 5.0) -> None:
         self.board = board
         self.sat = sat
         self.p = params
@@ -54,6 +63,12 @@ class BoardBackend:
         self.linked = True
         self._ids = itertools.count()
         self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.jobs_per_s_max = jobs_per_s_max  # the board's unit jobs per second at full duty (CAPABILITIES)
+        self.job_timeout_factor = job_timeout_factor
+        self.job_timeout_s = job_timeout_s
+        self.jobs_pending: dict[int, float] = {}  # job id -> its deadline on ``clock``
+        self._job_results: list[tuple[int, float, int, str | None]] = []
+        self.job_counters: dict[str, int] = dict.fromkeys(("sent", "done", "failed", "timeout", "unknown"), 0)
 
     def update(self, tm: BoardMeasurement) -> None:
         """A checked board telemetry message (``board/{board}/tm``) arrived."""
@@ -84,6 +99,40 @@ class BoardBackend:
             hung=False,
             held=not self.realtime,
         )
+
+    def run_job(self, job_id: int, work_dev_s: float) -> None:
+        """Run a dispatched job on the board: ``max(1, round(work_dev_s x jobs_per_s_max))`` unit jobs.
+        Raises (the engine requeues the job) while the board's rate is unknown."""
+        rate = self.jobs_per_s_max
+        if not rate or rate <= 0:
+            raise RuntimeError(f"board {self.board} has not reported its jobs_per_s_max")
+        ops = min(max(1, round(float(work_dev_s) * rate)), 2**32 - 1)
+        self.jobs_pending[int(job_id)] = self.clock() + self.job_timeout_factor * ops / rate + self.job_timeout_s
+        self.job_counters["sent"] += 1
+        self._request("cmd", {"command": "run_job", "args": {"job_id": int(job_id), "ops": ops}})
+
+    def job_done(self, r: BoardJobResult) -> bool:
+        """A checked job end (``board/{board}/job``) arrived; False for a job not pending here (ended, timed
+        out, or another twin's)."""
+        if self.jobs_pending.pop(r.job_id, None) is None:
+            self.job_counters["unknown"] += 1
+            return False
+        failed = None if r.status == "done" else f"board_{r.status}"
+        self.job_counters["done" if failed is None else "failed"] += 1
+        self._job_results.append((r.job_id, r.busy_s, r.upsets, failed))
+        return True
+
+    def job_results(self) -> list[tuple[int, float, int, str | None]]:
+        """The job ends since the last call, ``(job id, board_s, upsets, failed)``, with the pending jobs
+        past their deadline as failed ``board_timeout``; cleared."""
+        now = self.clock()
+        for job_id, deadline in list(self.jobs_pending.items()):
+            if now > deadline:
+                del self.jobs_pending[job_id]
+                self.job_counters["timeout"] += 1
+                self._job_results.append((job_id, 0.0, 0, "board_timeout"))
+        out, self._job_results = self._job_results, []
+        return out
 
     def _request(self, leaf: str, body: dict[str, Any]) -> None:
         body = {**body, "id": f"twin-{self.sat}-{next(self._ids)}"}
