@@ -21,7 +21,8 @@ the rule's subquery, 4.2 s for ``count()`` over the same points). A run that end
 wall clock keeps its last samples in the window until the wall clock passes them: its alerts
 carry its ``run`` label.
 
-Fleet rules read the ``fleet`` aggregates the twin writes every tick (one series per run).
+Fleet rules read the ``fleet`` aggregates the twin writes every tick (one series per run); so do
+the network and compute rules.
 Queries carry their own ``time > now() - Ns`` and no ``$`` at all: Grafana interpolates
 environment variables in provisioned alerting files (labels, queries), and annotations use
 ``{{ $labels.sat }}``, which it leaves alone.
@@ -31,6 +32,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dashboards.compute import (ALERT_WINDOW_S, COMPUTE_BATTERY_ALERT_W_PER_SAT, DEADLINE_MISS_ALERT_PER_H,
+                                battery_power_query, deadline_miss_rate_query)
 from dashboards.network import PARTITION_ALERT_SHARE, partition_share_query
 from dashboards.panels import DS_UID, is_boolean, window_s
 from twin.schema.telemetry import LIMITED_FIELDS, Field
@@ -47,6 +50,8 @@ RULE_LIMITS = tuple(_RULE_SIDES)
 UID_MAX = 40  # Grafana's longest rule uid
 NET_PARTITION_UID = "orbitwin-net-partition"
 NET_OVERLOAD_UID = "orbitwin-net-overload"
+COMPUTE_MISSES_UID = "orbitwin-compute-deadline-misses"
+COMPUTE_BATTERY_UID = "orbitwin-compute-battery"
 
 
 def limit_rule_uid(field: str, limit: str) -> str:
@@ -178,12 +183,44 @@ def network_rules() -> list[dict[str, Any]]:
     ]
 
 
+def compute_rules() -> list[dict[str, Any]]:
+    """Rules on the compute figures of the ``fleet`` point (a twin with compute placement on; :mod:`dashboards.compute`).
+
+    Deadline misses: the run's ``jobs_deadline_missed`` per hour above
+    :data:`~dashboards.compute.DEADLINE_MISS_ALERT_PER_H`. Battery: the jobs' battery power per live
+    satellite (the rate of ``compute_battery_wh`` over ``sats - lost``) above
+    :data:`~dashboards.compute.COMPUTE_BATTERY_ALERT_W_PER_SAT` W. Both average the point-to-point
+    derivative of the fleet totals over the last ``ALERT_WINDOW_S`` (and, for a run ahead of the wall
+    clock, up to its latest summary); a twin without compute writes neither total: no series, OK.
+    """
+    window = ALERT_WINDOW_S
+    return [
+        _rule(COMPUTE_MISSES_UID, "Compute: deadline misses", _data(deadline_miss_rate_query(window), window, "last",
+                                                                    "gt", DEADLINE_MISS_ALERT_PER_H),
+              severity="warning", scope="compute", for_="1m",
+              summary="Run {{ $labels.run }}: {{ $values.B }} compute jobs per hour miss their deadline",
+              description=f"More than {DEADLINE_MISS_ALERT_PER_H:g} jobs per hour of sim time (mean over the last "
+                          f"{window // 60} min) completed past their deadline or latency bound, or failed at their "
+                          "deadline: the placement policy or the fleet (eclipse, SAA, throttling, lost satellites) "
+                          "no longer keeps up; see the compute dashboard."),
+        _rule(COMPUTE_BATTERY_UID, "Compute: battery energy spent on jobs",
+              _data(battery_power_query(window), window, "last", "gt", COMPUTE_BATTERY_ALERT_W_PER_SAT),
+              severity="warning", scope="compute", for_="1m",
+              summary="Run {{ $labels.run }}: compute jobs draw {{ $values.B }} W per satellite from the batteries",
+              description=f"The jobs' accelerator power taken from the batteries averaged more than "
+                          f"{COMPUTE_BATTERY_ALERT_W_PER_SAT:g} W per live satellite over the last {window // 60} min "
+                          "(rate of the fleet summary's compute_battery_wh): jobs run in eclipse and eat into the "
+                          "batteries' reserve; see the compute dashboard's top satellites."),
+    ]
+
+
 def alert_rules() -> dict[str, Any]:
     sat_rules = [r for f in LIMITED_FIELDS for r in limit_rules(f)]
     return {"apiVersion": 1, "groups": [
         {"orgId": 1, "name": "orbitwin-satellite-limits", "folder": FOLDER, "interval": INTERVAL, "rules": sat_rules},
         {"orgId": 1, "name": "orbitwin-fleet", "folder": FOLDER, "interval": INTERVAL, "rules": fleet_rules()},
         {"orgId": 1, "name": "orbitwin-network", "folder": FOLDER, "interval": INTERVAL, "rules": network_rules()},
+        {"orgId": 1, "name": "orbitwin-compute", "folder": FOLDER, "interval": INTERVAL, "rules": compute_rules()},
     ]}
 
 

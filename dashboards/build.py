@@ -5,7 +5,7 @@ root, that is the committed copy which docker-compose.yml mounts into Grafana)::
 
     provisioning/datasources/influxdb.yaml    InfluxDB 2.x through InfluxQL (DBRP bucket/autogen), uid orbitwin-influx
     provisioning/dashboards/orbitwin.yaml     file provider for /var/lib/grafana/dashboards
-    provisioning/alerting/rules.yaml          alert rules from the schema's red limits, the fleet and network aggregates
+    provisioning/alerting/rules.yaml          alert rules from the schema's red limits, the fleet, network and compute aggregates
     provisioning/alerting/contact-points.yaml webhook to the grafana bridge (basic auth from the environment)
     provisioning/alerting/policies.yaml       notification policy tree
     json/*.json                               the dashboards
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from dashboards.alerts import alert_rules, contact_points, notification_policies
+from dashboards.compute import compute
 from dashboards.panels import DS_UID
 from dashboards.fleet import fleet_overview, pipeline_health
 from dashboards.network import network
@@ -95,7 +96,8 @@ def dashboard_provider() -> dict[str, Any]:
 def dashboards() -> dict[str, dict[str, Any]]:
     """File name -> dashboard JSON model."""
     return {"fleet-overview.json": fleet_overview(), "satellite-detail.json": satellite_detail(),
-            "hil-bench.json": hil_bench(), "pipeline-health.json": pipeline_health(), "network.json": network()}
+            "hil-bench.json": hil_bench(), "pipeline-health.json": pipeline_health(), "network.json": network(),
+            "compute.json": compute()}
 
 
 def build() -> dict[str, str]:

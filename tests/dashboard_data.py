@@ -1,7 +1,9 @@
 """Realistic InfluxDB contents for the dashboard tests: a short real twin run mapped like the bridge does.
 
 50 satellites, 300 s at dt 5, ending 60 s in the future (so alert rules' ``now() - 30s`` windows
-still hold data a minute after filling). Telemetry goes through the fleet-frame encoder and
+still hold data a minute after filling), with compute placement on (the aware policy at the default
+demand: jobs complete, so the compute dashboard and rules have data; ``set_payload_load`` is then
+refused, the jobs load the payloads). Telemetry goes through the fleet-frame encoder and
 ``bridges.influx.line_protocol.frame_lines``; events like ``twin/runtime/mqtt_service.py`` publishes them, through
 ``event_line``; the fleet summary (and its grid) through ``summary_lines``; each city-pair latency
 matrix through the latency frame encoder and ``latency_lines``; ``twin`` and ``bridge``
@@ -79,7 +81,8 @@ def _ns(t: dt.datetime) -> int:
 def fill(influxd: Any, db: str, count: int = 50, duration_s: float = 300.0, dt_s: float = 5.0) -> Filled:
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     start = now - dt.timedelta(seconds=duration_s - 60)
-    twin = build_twin(FleetOptions(count=count, dt_s=dt_s, seed=3, start=start.isoformat()))
+    twin = build_twin(FleetOptions(count=count, dt_s=dt_s, seed=3, start=start.isoformat(), compute_policy="aware",
+                                   compute_demand_scale=1.0))
     names = list(twin.names)
     live = [n for i, n in enumerate(names) if twin.mode[i] == MODE_NOMINAL]  # SGP4 failures are lost from the start
     subject, board_sat = live[1], live[2]

@@ -38,7 +38,7 @@ def test_plan_shed_keeps_high_priority_packets_first():
     due = {p: np.arange(10) for p in SHED_ORDER}
     kept, shed = plan_shed(due, 25, tick=3)
     assert kept["hk"].size == 10 and kept["payload"].size == 10 and kept["power"].size == 5
-    assert shed == {"power": 5, "net": 10, "orbit": 10, "thermal": 10, "radiation": 10}
+    assert shed == {"power": 5, "compute": 10, "net": 10, "orbit": 10, "thermal": 10, "radiation": 10}
     assert sum(k.size for k in kept.values()) + sum(shed.values()) == 10 * len(SHED_ORDER)
     assert set(kept["power"]) <= set(range(10)) and len(set(kept["power"])) == 5
     # the partly kept window rotates with the tick

@@ -6,7 +6,8 @@ publishes in influxd 1.6.7. Then the dashboards' queries run with Grafana's vari
 (``$run`` the latest run, the time range the run's sim window from the ``runs`` measurement), and
 the alert rules' queries run as Grafana evaluates them: with the wall clock's ``now()``. The run
 is what a user gets from the README: no ``--start`` (the sim clock starts at the wall clock) at
-x10, so its sim time runs ahead of the wall clock.
+x10, so its sim time runs ahead of the wall clock; with compute placement on (``--compute aware``) so
+the compute dashboard and rules read a real run's jobs.
 Also: values a panel shows equal what the twin published (a short deterministic run).
 """
 
@@ -60,7 +61,8 @@ def pipeline(tmp_path_factory, influxd):
     wait_for(lambda: last_status(bridge).get("connected"), 30, 0.1)
     serial = SerialBridge(SerialBridgeSettings(sims[0].port_path, NAMES[2], broker.url)).start()
     twin = twin_proc(tmp, broker.url, COUNT, "--names", ",".join(NAMES), "--speed", f"x{SPEED}", "--duration",
-                     str(DURATION), "--seed", "11", "--sat-rates", f"{NAMES[4]}:payload=1;{NAMES[2]}:payload=1").start()
+                     str(DURATION), "--seed", "11", "--sat-rates", f"{NAMES[4]}:payload=1;{NAMES[2]}:payload=1",
+                     "--compute", "aware", "--compute-demand", "1").start()
     try:
         wait_for(lambda: rec.find(lambda t, p: True), 30)
         for topic, body in (

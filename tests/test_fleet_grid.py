@@ -25,7 +25,8 @@ from twin.schema.telemetry import LIMIT_RED, LIMIT_YELLOW, MODE_LOST, MODE_SAFE
 
 @pytest.fixture(scope="module")
 def twin():  # type: ignore[no-untyped-def]
-    t = build_twin(FleetOptions(count=300, dt_s=5.0, seed=4, start="2026-02-20T10:00:00Z"))
+    # compute placement on: the summary then holds every key of its schema (checked both ways below)
+    t = build_twin(FleetOptions(count=300, dt_s=5.0, seed=4, start="2026-02-20T10:00:00Z", compute_policy="aware"))
     t.submit("fault", "sensor_stuck", {"field": "payload_temp_k", "value": 400.0}, t.names[3])  # red
     t.submit("fault", "sensor_stuck", {"field": "payload_temp_k", "value": 356.0}, t.names[4])  # yellow
     for _ in range(6):

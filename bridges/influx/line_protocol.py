@@ -2,8 +2,9 @@
 
 Measurements (tags; fields; timestamp):
 
-* ``hk``, ``orbit``, ``power``, ``thermal``, ``payload``, ``radiation`` — one per telemetry
-  packet (``sat``, ``run``; the packet's schema fields, typed as the schema says, plus the
+* ``hk``, ``orbit``, ``power``, ``thermal``, ``payload``, ``radiation``, ``net``, ``compute`` — one
+  per telemetry packet (``net`` from a twin with the network, ``compute`` from one with compute
+  placement on) (``sat``, ``run``; the packet's schema fields, typed as the schema says, plus the
   message's ``seq`` integer; the packet's sim time). Null and non-finite values are left out
   (InfluxDB has no null; field types and non-finite handling are :mod:`twin.schema.codec`'s).
   The birth sequence is not stored: it identifies an MQTT session, not data.
@@ -11,7 +12,10 @@ Measurements (tags; fields; timestamp):
   ``seq``; sim time + ``seq mod 10^6`` ns so that events of one tick never overwrite each other).
 * ``replies`` (``sat`` or ``fleet``, ``status``, ``request``, ``run``; ``id``, ``reason``, ``field``,
   ``message``, ``result`` (JSON), ``seq``; sim time + ``seq mod 10^6`` ns).
-* ``fleet`` (``run``; the fleet summary: counts per state, power, compute; sim time).
+* ``fleet`` (``run``; the fleet summary: counts per state, power, compute; sim time). Its numbers
+  and booleans are fields; of its strings only :data:`SUMMARY_TEXT_FIELDS` (``compute_policy``, a
+  twin with compute placement on) are stored, as string fields; NaN (a percentile of nothing) is
+  left out like every non-finite value.
 * ``fleet_grid`` (``cell``: one of a fixed grid's cells; the summary's per-cell counts, worst limit
   state and dose rates, and the cell's centre; sim time): what the fleet maps read, a few hundred
   series instead of one per satellite (:mod:`twin.schema.fleet_grid`).
@@ -257,9 +261,16 @@ def numeric_fields(d: dict[str, Any], prefix: str = "") -> Iterable[str]:
             yield from numeric_fields(v, f"{prefix}{k}_")
 
 
+# Fleet summary keys stored as string fields of the ``fleet`` point (every other string is left out):
+# the compute placement policy (twin/runtime/status_table.py fleet_compute), at most TEXT_FIELD_MAX characters.
+SUMMARY_TEXT_FIELDS = ("compute_policy",)
+TEXT_FIELD_MAX = 64
+
+
 def summary_lines(summary: dict[str, Any], t_ns: int, tags: dict[str, str] | None = None) -> list[bytes]:
-    """A fleet summary (``{prefix}/fleet/summary``): the ``fleet`` point of its numbers, then its grid's points."""
-    return [flat_line("fleet", summary, t_ns, tags, skip=("v", "t", "t_s", "bseq", "grid")),
+    """A fleet summary (``{prefix}/fleet/summary``): the ``fleet`` point of its numbers (and of
+    :data:`SUMMARY_TEXT_FIELDS`, as strings), then its grid's points."""
+    return [flat_line("fleet", summary, t_ns, tags, skip=("v", "t", "t_s", "bseq", "grid"), texts=SUMMARY_TEXT_FIELDS),
             *grid_lines(summary, t_ns, tags)]
 
 
@@ -334,12 +345,23 @@ def latency_lines(frame: dict[str, Any]) -> list[bytes]:
 
 
 def flat_line(measurement: str, d: dict[str, Any], t_ns: int, tags: dict[str, str] | None = None,
-              skip: tuple[str, ...] = ("v", "t", "t_s")) -> bytes:
+              skip: tuple[str, ...] = ("v", "t", "t_s"), texts: tuple[str, ...] = ()) -> bytes:
     """A lightly tagged point of every number in ``d`` (fleet summary, twin and bridge status, runs).
 
-    A key that is also a tag (``run``) is not repeated as a field.
+    A key that is also a tag (``run``) is not repeated as a field. Keys in ``texts`` are string
+    fields when present (a string of at most :data:`TEXT_FIELD_MAX` characters, else MappingError:
+    one key must keep one InfluxDB field type); other strings are left out.
     """
-    fields = ",".join(numeric_fields({k: v for k, v in d.items() if k not in skip and k not in (tags or {})}))
+    keep = {k: v for k, v in d.items() if k not in skip and k not in (tags or {})}
+    text_fields = []
+    for k in texts:
+        if k not in keep:
+            continue
+        v = keep.pop(k)
+        if not isinstance(v, str) or len(v) > TEXT_FIELD_MAX:
+            raise MappingError(f"{measurement}: {k} must be a string of at most {TEXT_FIELD_MAX} characters")
+        text_fields.append(f"{k.translate(_TAG_ESCAPE)}={field_str(v)}")
+    fields = ",".join([*numeric_fields(keep), *text_fields])
     if not fields:
         raise MappingError(f"{measurement}: no numeric fields")
     tagtext = "".join(f",{tag(k)}={tag(v)}" for k, v in (tags or {}).items())

@@ -82,9 +82,16 @@ def ticks_done(twin: Proc) -> int:
     return int(m.group(1))
 
 
-def expected_counts(n: int, ticks: int, dt_s: float = 1.0, rates: dict[str, float] | None = None) -> np.ndarray:
-    """Telemetry messages per satellite after ``ticks`` ticks (sequence numbers 0..count-1)."""
+def expected_counts(n: int, ticks: int, dt_s: float = 1.0, rates: dict[str, float] | None = None,
+                    compute: bool = False) -> np.ndarray:
+    """Telemetry messages per satellite after ``ticks`` ticks (sequence numbers 0..count-1).
+
+    ``compute``: the twin runs with compute placement on (``--compute``); without it the twin does not
+    publish the ``compute`` packet.
+    """
     sched = PacketSchedule(n, dt_s, rates)
+    if not compute:
+        sched.drop("compute")
     counts = np.zeros(n, dtype=np.int64)
     for k in range(1, ticks + 1):
         for rows in sched.due(k).values():
