@@ -109,7 +109,7 @@ def test_operations_by_direction() -> None:
     sent = {op["channel"]["$ref"].rsplit("/", 1)[1] for op in ops if op["action"] == "send"}
     taken = {op["channel"]["$ref"].rsplit("/", 1)[1] for op in ops if op["action"] == "receive"}
     assert taken == {"satCommand", "satFault", "fleetCommand", "fleetFault", "fleetReplay", "fleetRoute", "boardState",
-                     "boardTelemetry"}
+                     "boardTelemetry", "boardJob"}
     assert {f"satTelemetry_{p.name}" for p in PACKETS} | {"state", "satEvent", "satReply", "errors"} <= sent
     bindings = {op["channel"]["$ref"].rsplit("/", 1)[1]: op["bindings"]["mqtt"] for op in ops}
     assert bindings["state"]["retain"] is True and bindings["catalogue"]["retain"] is True
@@ -226,7 +226,8 @@ def test_live_messages_validate(mosquitto: Any, tmp_path: Path) -> None:
     from twin.runtime.run_loop import FleetOptions, build_twin
     from twin.runtime.mqtt_service import TwinService
 
-    twin = build_twin(FleetOptions(count=3, dt_s=1.0, seed=3))
+    # compute placement on: the compute packet and the summary's compute keys are among the messages validated
+    twin = build_twin(FleetOptions(count=3, dt_s=1.0, seed=3, compute_policy="aware"))
     link = MqttLink(MqttSettings(mosquitto.url), LinkSettings(state_dir=str(tmp_path)))
     service = TwinService(twin, link, status_every_s=2.0)
     rec = Recorder(mosquitto.host, mosquitto.port, ("orbitwin/v1/#", "me/replies"))

@@ -138,17 +138,30 @@ def test_every_fault_and_command_is_accepted_with_valid_arguments():
     samples = {"field": "battery_temp_k", "value": 300.0, "bias": 2.0, "sigma": 0.1, "efficiency": 0.5,
                "load": 0.5, "power_w": 5000.0, "factor": 0.5, "work_top": 1e5, "node": "battery",
                "temp_k": 285.0, "mode": "nadir_fixed", "fault_id": 1, "strings": 2, "terminals": 1,
-               "count": 10, "device": 1, "peer": twin.names[3], "gateway": "Adelanto, CA"}
+               "count": 10, "device": 1, "peer": twin.names[3], "gateway": "Adelanto, CA",
+               # compute jobs (a twin with compute placement on, below)
+               "kind": "batch", "work_dev_s": 10.0, "input_bytes": 1e6, "output_bytes": 1e5, "state_bytes": 0.0,
+               "checkpoint_every_dev_s": 0.0, "deadline_s": 600.0, "latency_bound_ms": None,
+               "source": f"sat:{twin.names[2]}", "destination": "city:London", "jurisdiction": "USA",
+               "policy": "aware"}
+    compute = ("run_job", "set_compute_policy")  # need compute placement on, which refuses set_payload_load
     for name, spec in FAULTS.items():
         twin.submit("fault", name, {a.name: samples[a.name] for a in spec.args}, twin.names[0], duration_s=5.0)
     for name, spec in COMMANDS.items():
-        twin.submit("command", name, {a.name: samples[a.name] for a in spec.args}, twin.names[1])
+        if name not in compute:
+            twin.submit("command", name, {a.name: samples[a.name] for a in spec.args}, twin.names[1])
     run(twin, 10)
     ev = twin.drain_events()
     assert len([e for e in ev if e.name == "fault_applied"]) == len(FAULTS)
     done = [e for e in ev if e.kind == "command" and e.name == "command_completed"]
-    assert len(done) >= len(COMMANDS) - 1  # clear_fault of fault 1 may race its own expiry
+    assert len(done) >= len(COMMANDS) - len(compute) - 1  # clear_fault of fault 1 may race its own expiry
     assert not twin.faults.active  # every fault with a duration has ended
+    on = make(count=4, compute_policy="nearest", compute_demand_scale=0.0)
+    for name in compute:
+        on.submit("command", name, {a.name: samples[a.name] for a in COMMANDS[name].args}, "*")
+    run(on, 2)
+    done = {e.detail["request"]: e.detail["result"] for e in on.drain_events() if e.name == "command_completed"}
+    assert set(done) == set(compute) and done["run_job"]["jurisdiction"]["codes"] == ["USA"]
 
 
 def test_solar_array_string_loss_and_battery_failure_reduce_power():

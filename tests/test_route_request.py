@@ -420,7 +420,7 @@ def test_a_thousand_hostile_route_requests_are_all_answered_and_the_twin_steps_o
 def test_site_names_match_as_documented() -> None:
     """Exact, then ignoring case, accents and punctuation, then a run of whole words; several: ambiguous."""
     from twin.core.network.ground import load_cities, load_gateways
-    from twin.runtime.route_query import SiteNames
+    from twin.core.site_names import SiteNames
     from twin.schema.commands import CommandError
 
     cities = SiteNames(load_cities().names, "city")

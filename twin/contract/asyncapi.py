@@ -238,6 +238,7 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
     messages |= {
         "boardState": _message("boardState", "Board state", "BoardState", "Retained: the satellite a board binds to"),
         "boardTelemetry": _message("boardTelemetry", "Board telemetry", "BoardTelemetry", "A board's measurements"),
+        "boardJob": _message("boardJob", "Board job end", "BoardJob", "A job the board ran ended"),
         "boardRequest": _message("boardRequest", "Board request", "BoardRequest", "A command or fault for a board",
                                  [{"command": "set_load", "args": {"load": 0.5}, "id": "b-1"}], _REQUEST_MSG_BINDINGS),
     }
@@ -246,12 +247,16 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
             board_param)
     channel("boardTelemetry", topics.board("{board}", "tm"), {"tm": "boardTelemetry"},
             "A board's measurements (5 Hz); the twin scales them to the bound satellite's payload", board_param)
+    channel("boardJob", topics.board("{board}", "job"), {"job": "boardJob"},
+            "Published by orbitwin bridge serial when a job the board ran ends (run_job on its cmd topic); the twin "
+            "ends the compute job with the board-measured time and upsets", board_param)
     channel("boardCommand", topics.board("{board}", "cmd"), {"request": "boardRequest"},
             "Board commands, from the twin (its commands for the bound satellite) or any client", board_param)
     channel("boardFault", topics.board("{board}", "fault"), {"request": "boardRequest"},
             "Board faults, from the twin (SEU/SEL it decides for the bound satellite) or any client", board_param)
     operation("receiveBoardState", "receive", "boardState", "Bind or unbind a board", 1, True)
     operation("receiveBoardTelemetry", "receive", "boardTelemetry", "Take a bound board's measurements", 0)
+    operation("receiveBoardJob", "receive", "boardJob", "End a compute job the bound board ran", 1)
     operation("sendBoardCommand", "send", "boardCommand", "Forward a payload command to the bound board", 1)
     operation("sendBoardFault", "send", "boardFault", "Forward a radiation effect to the bound board", 1)
 

@@ -14,6 +14,8 @@ from twin.contract.topics import CONTRACT_VERSION, Topics, header
 from twin.contract import request_parser as _requests
 from twin.contract.request_parser import MAX_REPLAY_SPAN, MAX_REQUEST_BYTES
 from twin.core.catalogue import TLE_EPOCH_POLICIES
+from twin.core.compute.coupling import LATENCY_WINDOW_S
+from twin.core.compute.placement import POLICIES as COMPUTE_POLICIES
 from twin.schema import dose_regions, fleet_grid
 from twin.schema.codec import CODECS, codec
 from twin.schema.telemetry import FIELD_BY_NAME, FIELDS, PACKET_FIELDS, SCHEMA_VERSION, Field
@@ -314,9 +316,55 @@ def reply_schemas() -> dict[str, JSON]:
         "message": {"type": "string", "description": "Human-readable explanation"},
         "field": {"type": "string", "description": "The offending key, argument or topic"},
     }, ["reason", "message"])
-    return {"ReplyAccepted": accepted, "ReplyCompleted": completed, "ReplyRejected": rejected,
-            "Reply": {"title": "Reply", "description": "accepted then completed, or rejected (at any stage)",
-                      "oneOf": [_ref("ReplyAccepted"), _ref("ReplyCompleted"), _ref("ReplyRejected")]}}
+    out = {"ReplyAccepted": accepted, "ReplyCompleted": completed, "ReplyRejected": rejected} | job_reply_schemas(accepted)
+    return out | {"Reply": {"title": "Reply", "description": "accepted then completed, or rejected (at any stage); a "
+                                                         "run_job request: queued, then its job's life "
+                                                         "(twin.runtime.job_replies)",
+                            "oneOf": [_ref(k) for k in out]}}
+
+
+def job_reply_schemas(accepted: JSON) -> dict[str, JSON]:
+    """Replies through a compute job's life (``run_job``; :mod:`twin.runtime.job_replies`)."""
+    from twin.core.compute.jobs import END_REASONS, OUTCOMES
+
+    count = {"type": "integer", "minimum": 0}
+    wh = {"type": "number", "x-unit": "Wh"}
+    job = {"job_id": count | {"description": "The job's id (the same in every reply of its life)"},
+           "job_t_s": {"type": "number", "x-unit": "s", "description": "Sim time of the step in the job's life"}}
+    queued = dict(accepted, title="Reply queued")
+    queued["properties"] = dict(accepted["properties"], status={"const": "queued"})
+    placed = _reply_variant("accepted", job | {"placement": {
+        "type": "object", "additionalProperties": False, "required": ["sat", "device", "delay_ms", "ready_t_s"],
+        "properties": {"sat": {"type": "string"}, "device": count,
+                       "delay_ms": {"type": "number", "x-unit": "ms", "description": "One-way delay source to satellite"},
+                       "ready_t_s": {"type": "number", "x-unit": "s", "description": "When its input has arrived"}}}},
+        ["job_id", "job_t_s", "placement"])
+    placed["title"] = "Reply accepted (job placed)"
+    migrated = _reply_variant("migrated", job | {
+        "from": {"type": "string"}, "to": {"type": "string"}, "bytes": {"type": "number", "x-unit": "B"},
+        "arrives_t_s": {"type": "number", "x-unit": "s"}, "done_dev_s": {"type": "number", "x-unit": "s"}},
+        ["job_id", "from", "to"])
+    requeued = _reply_variant("requeued", job | {
+        "sat": {"type": ["string", "null"]}, "why": {"type": "string", "description": "device_failed, "
+                                                     "leaving_jurisdiction, or a board's board_<status>"},
+        "resume_from_dev_s": {"type": "number", "x-unit": "s"}}, ["job_id", "why"])
+    done = _reply_variant("completed", job | {
+        "outcome": {"enum": list(OUTCOMES)}, "sat": {"type": ["string", "null"]},
+        "latency_ms": {"type": ["number", "null"], "x-unit": "ms", "description": "Interactive: measured round trip"},
+        "energy_wh": wh, "battery_wh": wh, "array_wh": wh, "upsets": count, "migrations": count,
+        "bytes_moved": {"type": "number", "x-unit": "B"},
+        "board_s": {"type": ["number", "null"], "x-unit": "s", "description": "Run time a board in the loop measured"},
+        "downlink_gateway": {"type": ["string", "null"], "description": "Jurisdiction: the gateway in it the result "
+                                                                         "went down through"}},
+        ["job_id", "outcome", "energy_wh", "battery_wh", "array_wh"])
+    done["title"] = "Reply completed (job)"
+    ended = {"reason": {"enum": list(END_REASONS)}, "message": {"type": "string"}, "sat": {"type": ["string", "null"]},
+             "energy_wh": wh}
+    failed = _reply_variant("failed", job | ended, ["job_id", "reason", "message"])
+    rejected = _reply_variant("rejected", job | ended, ["job_id", "reason", "message"])
+    rejected["title"] = "Reply rejected (job)"
+    return {"ReplyQueued": queued, "ReplyJobAccepted": placed, "ReplyMigrated": migrated, "ReplyRequeued": requeued,
+            "ReplyJobCompleted": done, "ReplyFailed": failed, "ReplyJobRejected": rejected}
 
 
 def _header_props(with_sat: bool) -> tuple[JSON, list[str]]:
@@ -417,10 +465,53 @@ def summary_schema() -> JSON:
               "net_gw_delay_p50_ms": num | {"x-unit": "ms", "description": "Network: median one-way delay of the "
                                                                           "live routed satellites to their nearest "
                                                                           "gateway (null when none is routed)"},
-              "net_gw_delay_p99_ms": num | {"x-unit": "ms", "description": "Network: 99th percentile of the same"}}
+              "net_gw_delay_p99_ms": num | {"x-unit": "ms", "description": "Network: 99th percentile of the same"},
+              **compute_summary_props()}
     return {"title": "Fleet summary (every tick by default)", "type": "object", "properties": props,
             "required": required + ["tick", "sats"],
-            "description": "The net_* aggregates only from a twin with the network model (docs/network.md)"}
+            "description": "The net_* aggregates only from a twin with the network model (docs/network.md); "
+                           "the compute keys (compute_policy, jobs_*, job_*, compute_*_wh, throttled_device_h, "
+                           "interactive_latency_*) only from a twin with compute placement on "
+                           "(docs/physics.md#compute-jobs)"}
+
+
+def compute_summary_props() -> JSON:
+    """The fleet summary's compute keys (:meth:`twin.core.compute.coupling.ComputeCoupling.summary`)."""
+    count = {"type": "integer", "minimum": 0}
+    since = "since start"
+    wh = {"type": "number", "minimum": 0, "x-unit": "Wh"}
+    window = f"over the last {LATENCY_WINDOW_S / 3600:g} h of sim time (null when none completed)"
+    return {
+        "compute_policy": {"type": "string", "enum": list(COMPUTE_POLICIES),
+                           "description": "Compute: the scheduler's placement policy"},
+        "jobs_submitted": count | {"description": f"Compute: jobs submitted {since}"},
+        "jobs_queued": count | {"description": "Compute: jobs waiting for a device now"},
+        "jobs_running": count | {"description": "Compute: jobs holding a device now (running or migrating)"},
+        "jobs_completed": count | {"description": f"Compute: jobs completed {since} (corrupt results included)"},
+        "jobs_failed": count | {"description": f"Compute: jobs failed {since} (their deadline passed before they "
+                                              "completed)"},
+        "jobs_rejected": count | {"description": f"Compute: jobs rejected {since} (malformed, or no satellite could "
+                                                "take them)"},
+        "jobs_interactive_completed": count | {"description": f"Compute: interactive jobs completed {since}"},
+        "jobs_deadline_missed": count | {"description": f"Compute: jobs that completed late (past their deadline or "
+                                                       f"latency bound) or failed at their deadline {since}"},
+        "jobs_corrupted": count | {"description": f"Compute: completed jobs whose result an upset corrupted {since}"},
+        "job_migrations": count | {"description": f"Compute: job moves between satellites {since}"},
+        "job_bytes_moved": {"type": "number", "minimum": 0, "x-unit": "B",
+                            "description": f"Compute: job state moved over the links by migrations {since}"},
+        "compute_battery_wh": wh | {"description": f"Compute: accelerator energy of the jobs drawn from the "
+                                                   f"batteries {since}"},
+        "compute_array_wh": wh | {"description": f"Compute: accelerator energy of the jobs from the solar arrays "
+                                                 f"{since}"},
+        "throttled_device_h": {"type": "number", "minimum": 0, "x-unit": "h",
+                               "description": f"Compute: device-hours of busy accelerators delivering less than "
+                                              f"the scheduler planned {since} (throttling, power cap, payload off)"},
+        "interactive_latency_p50_ms": {"type": ["number", "null"], "minimum": 0, "x-unit": "ms",
+                                       "description": f"Compute: median interactive job latency (submit to answer "
+                                                      f"at the user) {window}"},
+        "interactive_latency_p99_ms": {"type": ["number", "null"], "minimum": 0, "x-unit": "ms",
+                                       "description": f"Compute: 99th percentile of the same {window}"},
+    }
 
 
 def _columns(item: JSON, what: str, unit: str | None = None) -> JSON:
@@ -539,7 +630,7 @@ def board_schemas() -> dict[str, JSON]:
     """Payloads of ``{prefix}/board/{board}/...`` (``orbitwin bridge serial``); board fields from the serial protocol."""
     from orbitwin_fw import messages as fw
 
-    from twin.contract.board_messages import BOARD_MEASUREMENT
+    from twin.contract.board_messages import BOARD_JOB, BOARD_MEASUREMENT
 
     raw: JSON = {name: {"type": "number"} for name in fw.LAYOUTS[fw.PAYLOAD_TELEMETRY][1]}
     for a in BOARD_MEASUREMENT.args:  # what the twin reads, checked on arrival (a bad one is rejected)
@@ -547,6 +638,11 @@ def board_schemas() -> dict[str, JSON]:
                        "description": a.description}
     base = {"v": {"type": "integer"}, "board": {"type": "string"}, "sat": {"type": "string"},
             "wall_time": {"type": "number", "description": "Unix time at the bridge (s)"}}
+    job: JSON = {}
+    for a in BOARD_JOB.args:  # checked on arrival like the measurements
+        job[a.name] = ({"enum": list(a.choices or ())} if a.type == "str" else
+                       {"type": "integer" if a.type == "int" else "number", "minimum": a.min, "maximum": a.max}) | (
+            {"x-unit": a.unit} if a.unit else {}) | {"description": a.description}
     return {
         "BoardState": {"title": "BoardState", "type": "object", "required": ["board", "sat", "state"],
                        "properties": base | {"state": {"enum": ["online", "offline"]}, "linked": {"type": "boolean"},
@@ -557,9 +653,14 @@ def board_schemas() -> dict[str, JSON]:
                                                  "raw": {"type": "object", "properties": raw,
                                                          "required": [a.name for a in BOARD_MEASUREMENT.args],
                                                          "description": "PAYLOAD_TELEMETRY of the serial protocol"}}},
+        "BoardJob": {"title": "BoardJob", "type": "object", "required": ["board", "sat", *job],
+                     "properties": base | job,
+                     "description": "The end of a job the board ran (JOB_DONE of the serial protocol); lost: the "
+                                    "board reset or was unplugged while it held the job, or never got it"},
         "BoardRequest": {"title": "BoardRequest", "type": "object",
                          "description": "A command (set_load, set_throttle, power_cycle, reset, hardware_reset, "
-                                        "ping) or a fault (seu, seu_double, latchup, hang) for the board",
+                                        "ping, run_job with job_id and ops, cancel_job with job_id) or a fault (seu, "
+                                        "seu_double, latchup, hang) for the board",
                          "properties": {"command": {"type": "string"}, "fault": {"type": "string"},
                                         "args": {"type": "object"}, "id": {"type": "string"}}},
     }

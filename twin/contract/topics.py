@@ -23,6 +23,7 @@ Everything under one prefix (default ``orbitwin/v1``)::
     {prefix}/sat/{sat}/reply                replies (MQTT 3.1.1 clients; MQTT 5 uses response topic)
     {prefix}/board/{board}/state            a serial bridge's board: bound satellite, link state (retained)
     {prefix}/board/{board}/tm               the board's measurements (utilisation, jobs, SEU counts, ...)
+    {prefix}/board/{board}/job              the end of a job the board ran (measured time, upsets, status)
     {prefix}/board/{board}/event            link up/down, board resets, detected upsets
     {prefix}/board/{board}/cmd | /fault     requests to the board (same request/reply rules)
     {prefix}/board/{board}/reply            replies of the serial bridge
@@ -127,7 +128,7 @@ class Topics:
     def request_subscriptions(self) -> tuple[str, ...]:
         """What the twin subscribes to (with no-local, so its own publications do not echo)."""
         return (f"{self.prefix}/sat/+/+", f"{self.prefix}/fleet/+", f"{self.prefix}/board/+/state",
-                f"{self.prefix}/board/+/tm")
+                f"{self.prefix}/board/+/tm", f"{self.prefix}/board/+/job")
 
     def parse_board_topic(self, topic: str) -> tuple[str, str] | None:
         """``(board, leaf)`` for ``{prefix}/board/{board}/{leaf}``; else None."""

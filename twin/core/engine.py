@@ -167,7 +167,10 @@ class FleetTwin:
             if compute_demand_scale > 0:
                 demand = DemandGenerator(cities, DemandParams().scaled(compute_demand_scale), seed=seed,
                                          utc_hour_at_zero=(self.fr0 * 24.0 + 12.0) % 24.0)
-            self.compute = ComputeCoupling(n, design, compute_policy, seed=seed, cities=cities, demand=demand)
+            gws = self.mesh.gateways if self.mesh is not None else (
+                gateways if gateways is not None else _default_ground_sites()[0])
+            self.compute = ComputeCoupling(n, design, compute_policy, seed=seed, cities=cities, demand=demand,
+                                           gateways=gws)
         self.city_rtt: CityRtt | None = None  # the last city-pair latency matrix, with its sim time
         self._outage_version = -1  # the fault book's network version the outage arrays below reflect
         self._link_outages = np.zeros((0, 2), dtype=np.int64)
@@ -396,6 +399,14 @@ class FleetTwin:
                 raise CommandError(Reason.NOT_NOW, "attitude control has lost sun pointing", "mode")
             self.attitude[s] = _ATT_BY_NAME[a["mode"]]
             return {"mode": a["mode"], "applied": int(s.size)}
+        if name in ("run_job", "set_compute_policy"):
+            if self.compute is None:
+                raise CommandError(Reason.NOT_NOW, "compute placement is off (orbitwin run --compute POLICY)",
+                                   "command")
+            if name == "set_compute_policy":
+                previous, self.compute.scheduler.policy = self.compute.scheduler.policy, a["policy"]
+                return {"policy": a["policy"], "previous": previous}
+            return self.compute.submit_job(a, s, self.t_s, self.index)
         if name == "clear_fault":
             result, caused = self.faults.clear(a["fault_id"], self._fault_target())
             self._events += caused
@@ -554,7 +565,7 @@ class FleetTwin:
                 self._emit(i, "hil", "board_job_result_rejected", "warning", board=getattr(backend, "board", None),
                            why=f"{type(exc).__name__}: {str(exc)[:120]}")
         view = self.compute.view(t0, orb.r_teme_m, orb.v_teme_m_s, sun_unit, gmst, pos, illum, self.soc,
-                                 self.temp_k[:, thermal.PAYLOAD], device_ok, available)
+                                 self.temp_k[:, thermal.PAYLOAD], device_ok, available, dt_s=self.dt_s)
         p.load_setpoint[:] = self.compute.plan(t0, self.dt_s, view)
         p.backlog_top[:] = 0.0
         for job_id, sat, device, work_dev_s in sched.external_dispatch(self.t_s):

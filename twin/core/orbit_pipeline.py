@@ -25,6 +25,7 @@ from twin.core.radiation import LocalRadiation, RadiationParams, load_environmen
 _ORBIT_FLOATS = 3 + 3 + 3 + 3  # r_teme, v_teme, r_itrs, lat/lon/alt
 _RADIATION_FLOATS = 5  # LocalRadiation's five channels
 _FLOATS_PER_SAT = _ORBIT_FLOATS + _RADIATION_FLOATS
+_ALIVE_CHECK_S = 1.0  # setting: while waiting for the orbit worker, check this often that it still lives
 
 
 def _layout(n: int, buf: memoryview, slot: int) -> tuple[OrbitState, LocalRadiation]:
@@ -143,6 +144,12 @@ class PipelinedPropagator:
         slot = self._pending[0]
         self._pending = None
         try:
+            # a child that died before it took its end of the pipe leaves that end open in this process
+            # (multiprocessing's fd sharer): wait for its answer only while it is alive
+            while not self._conn.poll(_ALIVE_CHECK_S):
+                if not self._proc.is_alive():
+                    self._fail(f"orbit worker exited (code {self._proc.exitcode}) before answering")
+                    return None
             got = self._conn.recv()
         except (EOFError, OSError) as exc:
             self._fail(f"orbit worker gone: {exc}")

@@ -34,6 +34,7 @@ from twin.contract.request_auth import RequestVerifier, Verdict, claimed_object
 from twin.contract.request_parser import (
     ParsedRequest, Selector, decode_json, parse_replay, parse_request, parse_route, valid_reply_topic,
 )
+from twin.runtime.job_replies import JobReplies
 from twin.runtime.route_query import RouteQuery
 from twin.core.ephemeris import iso_to_jd
 from twin.runtime.run_loop import RunStats, run_loop, tle_epoch_info
@@ -106,6 +107,7 @@ class TwinService:
         self.counters: Counter[str] = Counter()
         self.routes: dict[str, Route] = {}
         self.route_query = RouteQuery(twin)  # route requests, answered from the last tick's mesh
+        self.job_replies: JobReplies[Route] = JobReplies()  # run_job requests, answered through the job's life
         self._next_key = 0
         status_hz = self.schedule.topic_rates["status"]
         # sim seconds between status messages: the argument, else the schedule's status rate (0 Hz: never)
@@ -297,7 +299,7 @@ class TwinService:
     def _board_message(self, board: str, leaf: str, payload: bytes) -> None:
         """A board's state (bind/unbind) or measurement from ``orbitwin bridge serial``, checked at the
         boundary: a bad one is counted (``board_rejected_<reason>``) and answered on the board's event topic."""
-        from twin.contract.board_messages import parse_board_measurement, parse_board_state
+        from twin.contract.board_messages import parse_board_job, parse_board_measurement, parse_board_state
 
         self.counters["board_messages"] += 1
         try:
@@ -309,6 +311,12 @@ class TwinService:
                     return
                 self.boards[board].update(parse_board_measurement(payload))
                 self.counters["board_tm"] += 1
+            elif leaf == "job":  # a job the board ran ended: the engine ends it in the scheduler next tick
+                if board not in self.boards:
+                    self.counters["board_job_unbound"] += 1
+                    return
+                result = parse_board_job(payload)
+                self.counters["board_jobs" if self.boards[board].job_done(result) else "board_job_unknown"] += 1
         except CommandError as exc:
             self.counters["board_rejected"] += 1
             self.counters[f"board_rejected_{exc.reason.value}"] += 1
@@ -323,6 +331,7 @@ class TwinService:
         current = self.boards.get(board)
         if current is not None and st.state == "online" and st.sat == current.sat:
             current.linked = st.linked  # link up/down of a bound board
+            current.jobs_per_s_max = st.jobs_per_s_max or current.jobs_per_s_max  # measured again at each boot
             return
         old = self.boards.pop(board, None)
         if old is not None:
@@ -334,7 +343,7 @@ class TwinService:
             raise CommandError(Reason.UNKNOWN_SATELLITE, f"this twin has no satellite {st.sat!r}", "sat")
         backend = BoardBackend(board, st.sat, self.twin.design.payload,
                                lambda t, p: self.link.publish(t, p, qos=1), self.topics.prefix,
-                               realtime=self.realtime)
+                               realtime=self.realtime, jobs_per_s_max=st.jobs_per_s_max)
         backend.linked = st.linked
         self.boards[board] = backend
         i = self.twin.index[st.sat]
@@ -377,7 +386,9 @@ class TwinService:
         self.waiting[route.topic] += 1
         self.counters["accepted"] += 1
         late = {} if at_s is None or at_s >= queued.at_s else {"late_s": round(queued.at_s - at_s, 6)}
-        self._send_reply(route, "accepted", execute_t_s=queued.at_s, sats=int(queued.sats.size), **late)
+        # a job is "accepted" when it is placed (twin.runtime.job_replies); on receipt it is "queued"
+        status = "queued" if req.name == "run_job" else "accepted"
+        self._send_reply(route, status, execute_t_s=queued.at_s, sats=int(queued.sats.size), **late)
 
     def _replay(self, route: Route, obj: dict[str, Any]) -> None:
         """Queue a replay request; it is served after live telemetry, on the replay budget."""
@@ -448,6 +459,13 @@ class TwinService:
         self.out.publish(twin, t_iso, t_s, bseq, self.run_id)  # waits or sheds under backpressure
         for ev in twin.drain_events():
             self._publish_event(ev, t_iso, bseq)
+        if twin.compute is not None:
+            gateways = twin.compute.gateways.names if twin.compute.gateways is not None else ()
+            for route, status, fields, last in self.job_replies.replies(twin.compute.scheduler.drain_events(),
+                                                                        twin.names, gateways):
+                self._send_reply(route, status, **fields)
+                if last:
+                    self._release(route)
         if self.schedule.topic_due("summary", twin.tick):
             summary = fleet_summary(twin, with_grid=self.grid_pacer.due(t_s))
             link.publish(self.topics.summary, dumps(header(None, t_iso, t_s, bseq, tick=twin.tick, **summary)), qos=1)
@@ -468,8 +486,13 @@ class TwinService:
         key = detail.get("request_id")
         if isinstance(key, str) and key in self.routes:
             route = self.routes.pop(key)
-            self._release(route)
             detail["request_id"] = route.request_id
+            result = detail.get("result")
+            if route.request == "run_job" and ev.name == "command_completed" and isinstance(result, dict):
+                self.job_replies.bind(int(result["job_id"]), route)  # its replies follow the job's life
+                route = None
+            else:
+                self._release(route)
         sat = self.twin.names[ev.sat] if ev.sat >= 0 else None
         slot = ev.sat if ev.sat >= 0 else self.twin.n
         seq = int(self.event_seq[slot])

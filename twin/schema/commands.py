@@ -75,6 +75,9 @@ class Spec:
 THERMAL_SETPOINT_NODES = ("payload", "battery", "avionics")
 ATTITUDE_CHOICES = ("sun_track", "nadir_fixed", "safe_sun")
 
+COMPUTE_POLICIES = ("nearest", "random", "round_robin", "aware")  # twin.core.compute.placement
+JOB_KINDS = ("interactive", "batch", "checkpoint")  # twin.core.compute.jobs.JobKind, in its order
+
 _DEVICE = Arg("device", "int", "", "Accelerator index; omit for all devices", min=0, max=63, required=False)
 
 COMMANDS: dict[str, Spec] = {s.name: s for s in (
@@ -94,6 +97,33 @@ COMMANDS: dict[str, Spec] = {s.name: s for s in (
     Spec("set_attitude_mode", "Change the attitude mode",
          (Arg("mode", "str", "", "Attitude mode", choices=ATTITUDE_CHOICES),)),
     Spec("clear_fault", "End an injected fault now", (Arg("fault_id", "int", "", "Fault id from the injection reply", min=0),)),
+    Spec("run_job", "Submit a compute job: the scheduler places it on one of the selected (or addressed) satellites "
+         "and replies queued, then accepted (with the placement), migrated, and completed, failed or rejected", (
+             Arg("kind", "str", "", "interactive (latency bound, starts at once or is rejected), batch (deadline, "
+                 "may wait) or checkpoint (long, checkpoints, may be moved)", choices=JOB_KINDS),
+             Arg("work_dev_s", "float", "s", "Accelerator work in device-seconds (one device at full clock for 1 s)",
+                 min=1e-3, max=1e7),
+             Arg("input_bytes", "float", "B", "Input data sent from the source", min=0.0, max=1e13, required=False,
+                 default=0.0),
+             Arg("output_bytes", "float", "B", "Result data sent to the destination", min=0.0, max=1e13,
+                 required=False, default=0.0),
+             Arg("state_bytes", "float", "B", "Checkpoint size, moved when the job migrates (checkpoint jobs)",
+                 min=0.0, max=1e13, required=False, default=0.0),
+             Arg("checkpoint_every_dev_s", "float", "s", "Work between checkpoints (0: none)", min=0.0, max=1e7,
+                 required=False, default=0.0),
+             Arg("deadline_s", "float", "s", "The work must be done this long after it is queued (omit: no deadline)",
+                 min=1e-3, max=1e8, required=False),
+             Arg("latency_bound_ms", "float", "ms", "Interactive: round trip from submission to the answer (omit: none)",
+                 min=1.0, max=1e7, required=False),
+             Arg("source", "str", "", "Where the input comes from: 'city:NAME' (a ground endpoint of the twin) or "
+                 "'sat:NAME'"),
+             Arg("destination", "str", "", "Where the result goes, as source (omit: the source)", required=False),
+             Arg("jurisdiction", "str", "", "Data sovereignty: comma-separated ISO 3166-1 alpha-3 codes or region "
+                 "names (e.g. 'FRA,DEU' or 'EU'); the job is then processed only above that territory and its "
+                 "result downlinked only through gateways in it", required=False),
+         )),
+    Spec("set_compute_policy", "Change the compute scheduler's placement policy (takes effect from the next tick)",
+         (Arg("policy", "str", "", "Placement policy", choices=COMPUTE_POLICIES),)),
 )}
 
 FAULTS: dict[str, Spec] = {s.name: s for s in (

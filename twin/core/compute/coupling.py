@@ -20,8 +20,13 @@ from numpy.typing import NDArray
 from twin.core import radiation
 from twin.core.compute.demand import DemandGenerator
 from twin.core.compute.outlook import eclipse_outlook, region_outlook
-from twin.core.compute.jobs import JobKind, JobState
+from twin.core.compute.jobs import GROUND, SATELLITE, JobBatch, JobKind, JobState
+from twin.core.site_names import SiteNames
+from twin.schema.commands import CommandError, Reason
 from twin.core.compute.placement import FleetView, PlacementParams, Scheduler, StepResult
+from twin.core.compute.sovereignty import TrackTerritory
+from twin.core.compute.territory import Jurisdiction
+from twin.core.constants import OMEGA_EARTH_RAD_S
 from twin.core.design import Design
 from twin.core.network.ground import GroundSites
 
@@ -50,7 +55,10 @@ class ComputeCoupling:
     """A :class:`Scheduler` for ``n`` satellites of ``design``, fed by the engine every tick."""
 
     def __init__(self, n: int, design: Design, policy: str = "aware", *, seed: int = 0,
-                 cities: GroundSites | None = None, demand: DemandGenerator | None = None) -> None:
+                 cities: GroundSites | None = None, demand: DemandGenerator | None = None,
+                 gateways: GroundSites | None = None) -> None:
+        """``cities``: the ground endpoints jobs come from and go to; ``gateways``: where results may be
+        downlinked (a job's jurisdiction allows only its own)."""
         self.design = design
         self.params = PlacementParams.from_design(design)
         self.scheduler = Scheduler(n, self.params, policy, seed=seed, ground=cities)
@@ -66,10 +74,17 @@ class ComputeCoupling:
         self.throttled_dev_s = 0.0  # device-seconds that ran a job slower than planned (throttle, cap, power)
         self._latency: deque[tuple[float, F64]] = deque()  # (end of tick s, interactive latencies s) in the window
         self._ledger_seen = 0
+        self._city_names: SiteNames | None = None
+        self.gateways = gateways
+        self._territories: dict[str, TrackTerritory] = {}
 
     def view(self, t_s: float, r_teme_m: F64, v_teme_m_s: F64, sun_unit: F64, gmst_rad: float, pos_itrs_m: F64,
-             illum: F64, soc: F64, payload_temp_k: F64, device_ok: B, available: B) -> FleetView:
-        """The scheduler's view of the fleet at ``t_s`` (arrays over satellites; non-finite rows: lost)."""
+             illum: F64, soc: F64, payload_temp_k: F64, device_ok: B, available: B, dt_s: float = 0.0) -> FleetView:
+        """The scheduler's view of the tick starting at ``t_s`` (arrays over satellites; non-finite rows: lost).
+
+        The engine's state (positions, sunlight) is the one at the tick's end; ``track_from_m`` is where
+        each satellite was ``dt_s`` earlier, at its start (the inertial velocity turned into the rotating
+        frame by ``gmst_rad``, polar motion neglected), so a jurisdiction is checked over the whole tick."""
         ecl = eclipse_outlook(r_teme_m, v_teme_m_s, sun_unit)
         if t_s - self._saa_t >= SAA_OUTLOOK_INTERVAL_S:
             o = region_outlook(r_teme_m, v_teme_m_s, gmst_rad, self.mask, SAA_HORIZON_S, SAA_STEP_S)
@@ -80,9 +95,16 @@ class ComputeCoupling:
         left = np.where(inside, np.maximum(left0 - age, 0.0), left0)
         p = self.design.payload
         junction_full_k = payload_temp_k + p.junction_rise_k_per_w * p.device_peak_w
+        track_from = None
+        if dt_s > 0:
+            c, s = np.cos(gmst_rad), np.sin(gmst_rad)
+            v = v_teme_m_s
+            v_fixed = np.stack([c * v[:, 0] + s * v[:, 1] + OMEGA_EARTH_RAD_S * pos_itrs_m[:, 1],
+                                -s * v[:, 0] + c * v[:, 1] - OMEGA_EARTH_RAD_S * pos_itrs_m[:, 0], v[:, 2]], axis=1)
+            track_from = pos_itrs_m - v_fixed * dt_s
         return FleetView(pos_itrs_m, illum, soc, ecl.time_to_eclipse_s, ecl.eclipse_left_s, tts, left,
                          p.throttle_start_k - junction_full_k, self.speed, device_ok, available,
-                         self.battery_fraction)
+                         self.battery_fraction, track_from)
 
     def plan(self, t_s: float, dt_s: float, view: FleetView) -> F64:
         """New demand, then the scheduler's plan; returns the load set-point per working device (n,) 0..1."""
@@ -114,6 +136,72 @@ class ComputeCoupling:
         self.speed, self.battery_fraction = speed, battery_fraction
         self._view = None
         return self.last
+
+    def submit_job(self, args: dict[str, Any], sats: np.ndarray, t_s: float, sat_index: dict[str, int]) -> dict[str, Any]:
+        """Queue one client job (the checked arguments of the ``run_job`` command) at sim time ``t_s``, to
+        run only on satellites ``sats`` (indices; the request's selection); its life is watched
+        (:meth:`Scheduler.drain_events`). Raises CommandError for an endpoint it cannot resolve."""
+        src_kind, src = self._endpoint(args["source"], "source", sat_index)
+        dst_kind, dst = (src_kind, src) if args.get("destination") is None else \
+            self._endpoint(args["destination"], "destination", sat_index)
+        kind = JobKind[args["kind"].upper()]
+        deadline = args.get("deadline_s")
+        bound = args.get("latency_bound_ms")
+        batch = JobBatch.of(submit_s=t_s, kind=kind, work_dev_s=args["work_dev_s"], input_bytes=args["input_bytes"],
+                            output_bytes=args["output_bytes"], state_bytes=args["state_bytes"],
+                            checkpoint_every_dev_s=args["checkpoint_every_dev_s"],
+                            deadline_s=np.inf if deadline is None else t_s + deadline,
+                            latency_bound_s=np.inf if bound is None else bound / 1e3,
+                            src_kind=src_kind, src=src, dst_kind=dst_kind, dst=dst)
+        allowed = None
+        if sats.size < self.scheduler.n:
+            allowed = np.zeros(self.scheduler.n, dtype=bool)
+            allowed[sats] = True
+        territory, key = None, None
+        if args.get("jurisdiction") is not None:
+            territory, key = self.territory(args["jurisdiction"])
+        (job_id,) = self.scheduler.submit(batch, watch=True, allowed=allowed, territory=territory, territory_key=key)
+        out = {"job_id": int(job_id), "kind": args["kind"], "policy": self.scheduler.policy,
+               "satellites_allowed": int(sats.size)}
+        if territory is not None:
+            out["jurisdiction"] = territory.jurisdiction.describe() | {"gateways": len(territory.gateway_index)}
+        return out
+
+    def territory(self, spec: str) -> tuple[TrackTerritory, str]:
+        """The jurisdiction of a ``run_job`` argument (comma-separated ISO-3 codes or region names), built once
+        per distinct territory; CommandError when it names nothing known or has no gateway to downlink through."""
+        entries = [e.strip() for e in spec.split(",") if e.strip()]
+        try:
+            jur = Jurisdiction.parse(entries)
+        except ValueError as exc:
+            raise CommandError(Reason.BAD_ARGUMENT, str(exc), "jurisdiction") from None
+        key = ",".join(jur.codes) if jur.kind == "countries" else spec
+        t = self._territories.get(key)
+        if t is None:
+            t = TrackTerritory(jur, self.gateways)
+            self._territories[key] = t
+        if t.gateway_index.size == 0:
+            raise CommandError(Reason.BAD_ARGUMENT, f"no gateway of this twin is in the jurisdiction {spec!r}: "
+                               "its results could not be downlinked", "jurisdiction")
+        return t, key
+
+    def _endpoint(self, text: str, field: str, sat_index: dict[str, int]) -> tuple[int, int]:
+        """(kind, index) of ``'city:NAME'``, ``'sat:NAME'`` or a bare satellite or city name."""
+        kind, sep, name = text.partition(":")
+        if not sep:
+            kind, name = ("sat" if text in sat_index else "city"), text
+        if kind == "sat":
+            if name not in sat_index:
+                raise CommandError(Reason.UNKNOWN_SATELLITE, f"unknown satellite {name!r}", field)
+            return SATELLITE, sat_index[name]
+        if kind != "city":
+            raise CommandError(Reason.BAD_ARGUMENT, f"{field} must be 'city:NAME' or 'sat:NAME', not {text!r}", field)
+        ground = self.scheduler.ground
+        if ground is None:
+            raise CommandError(Reason.NOT_NOW, "this twin has no ground endpoints (cities) for jobs", field)
+        if self._city_names is None:
+            self._city_names = SiteNames(ground.names, "city")
+        return GROUND, self._city_names.find(name, field)
 
     def upset(self, sat: int, device: int) -> int:
         """An uncorrectable upset on a device: the job there is hit (re-run or corrupt, by policy)."""

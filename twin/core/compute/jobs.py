@@ -52,6 +52,12 @@ class JobReason(IntEnum):
     DEADLINE_MISSED = 5  # failed: the deadline passed before the work was done
     CORRUPTED = 6  # completed, but an uncorrectable upset hit it and it was not re-run (result corrupt)
     INVALID = 7  # rejected: malformed (non-finite or negative sizes)
+    NOT_ALLOWED = 8  # rejected: no free satellite where it may run (its selection or jurisdiction) when it had to start
+
+
+# how a completed job ended (the ``outcome`` of its reply) and why one that did not was failed or rejected
+OUTCOMES: tuple[str, ...] = tuple(r.name.lower() for r in (JobReason.DONE, JobReason.LATE, JobReason.CORRUPTED))
+END_REASONS: tuple[str, ...] = tuple(r.name.lower() for r in JobReason if r.name.lower() not in OUTCOMES + ("none",))
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,8 @@ _RUN_FIELDS: dict[str, tuple[type, float]] = {
     "ran_on": (np.int64, -1),  # the satellite it last held a device on (kept after it is freed)
     "dispatched": (np.bool_, False),  # sent to the board of a board-backed satellite, which runs it
     "board_s": (np.float64, np.nan),  # the board's measured run time (s) of the last dispatch
+    "zone": (np.int64, -1),  # where it may run (Scheduler.zones: a selection, a jurisdiction); -1 anywhere
+    "gateway": (np.int64, -1),  # the gateway its result went down through (jurisdiction jobs), else -1
     "watch": (np.bool_, False),  # report its life (placed, migrated, requeued, ended) in ``JobTable.events``
 }
 
@@ -326,7 +334,8 @@ class JobTable:
                     state == JobState.COMPLETED else float("nan"),
                     "energy_j": float(c["energy_j"][r]), "battery_j": float(c["battery_j"][r]),
                     "upsets": int(c["upsets"][r]), "migrations": int(c["migrations"][r]),
-                    "bytes_moved": float(c["bytes_moved"][r]), "board_s": float(c["board_s"][r])}))
+                    "bytes_moved": float(c["bytes_moved"][r]), "board_s": float(c["board_s"][r]),
+                    "gateway": int(c["gateway"][r])}))
         if self.log is not None:
             self.log.append((c["id"][rows].copy(), int(state), reasons.astype(np.int64),
                              np.broadcast_to(np.asarray(at_s, dtype=np.float64), rows.shape).copy()))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,12 +29,13 @@ from twin.core.network.geometry import C_M_S
 from twin.core.constants import R_EARTH_M
 from twin.core.network.ground import GroundSites, central_angle_rad
 from twin.core.radiation import seu_rate_per_device_s
+from twin.schema.commands import COMPUTE_POLICIES
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 B = NDArray[np.bool_]
 
-POLICIES = ("nearest", "random", "round_robin", "aware")
+POLICIES = COMPUTE_POLICIES
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,9 @@ class FleetView:
     device_ok: B
     available: B
     battery_fraction: F64
+    # (n, 3) Earth-fixed at the other end of the tick's interval (the engine's pos_m is at its end, this at
+    # its start); None: the tick is taken at pos_m alone
+    track_from_m: F64 | None = None
 
     @classmethod
     def nominal(cls, pos_m: F64, n_devices: int) -> FleetView:
@@ -111,6 +115,27 @@ class FleetView:
         return cls(pos_m, np.ones(n), np.ones(n), np.full(n, np.inf), np.zeros(n), np.full(n, np.inf),
                    np.zeros(n), np.full(n, 50.0), np.ones(n), np.ones((n, n_devices), bool), np.ones(n, bool),
                    np.zeros(n))
+
+
+class Territory(Protocol):
+    """Where a job's data may be processed (a jurisdiction): decided per tick from the ground track, and
+    the gateways its result may be downlinked through."""
+
+    def downlink(self, sat_pos_m: F64) -> tuple[int, float]:
+        """The allowed gateway nearest the satellite (index, -1 none) and the straight-line distance to it (m)."""
+
+    def allowed_m(self, pos_m: F64, other_m: F64 | None) -> B:
+        """Satellites (n,) whose whole ground track between ``pos_m`` and ``other_m`` (Earth-fixed, m; None:
+        the point) lies above allowed territory; non-finite rows False."""
+
+
+@dataclass(frozen=True)
+class Zone:
+    """Where a job may run: ``sats`` a fixed selection (bool (n,), None: all) and ``territory`` (None: anywhere)."""
+
+    sats: B | None = None
+    territory: Territory | None = None
+    key: tuple[Any, ...] = ()
 
 
 class StepResult(NamedTuple):
@@ -165,6 +190,10 @@ class Scheduler:
         self._unit_cache: tuple[F64, F64, B] = (np.zeros((n, 3)), np.zeros(n), np.zeros(n, bool))
         self._planned: tuple[float, I64, F64, int, int, int] | None = None
         self._t_s = 0.0
+        self.zones: list[Zone] = []  # where zoned jobs may run (JobTable column ``zone``)
+        self._zone_by_key: dict[tuple[Any, ...], int] = {}
+        self._zone_masks: dict[int, B] = {}
+        self._zone_for: FleetView | None = None
 
     # --- configuration ----------------------------------------------------------------------
     @property
@@ -183,17 +212,56 @@ class Scheduler:
         return self._policy == "aware"
 
     # --- inputs -----------------------------------------------------------------------------
-    def submit(self, batch: JobBatch, watch: bool = False) -> I64:
+    def submit(self, batch: JobBatch, watch: bool = False, allowed: B | None = None,
+               territory: Territory | None = None, territory_key: Any = None) -> I64:
         """Queue new jobs; malformed ones end at once as REJECTED/INVALID. Returns their ids.
 
-        ``watch``: report each job's life in :meth:`drain_events` (jobs submitted by a client)."""
+        ``watch``: report each job's life in :meth:`drain_events` (jobs submitted by a client);
+        ``allowed`` (bool (n,)): the only satellites they may run on; ``territory``: they are processed
+        only while their satellite's ground track over the tick is above it (``territory_key``: its
+        identity, so jobs with the same constraint share one zone)."""
         rows = self.jobs.add(batch)
         self.jobs.cols["watch"][rows] = watch
+        if allowed is not None or territory is not None:
+            self.jobs.cols["zone"][rows] = self._zone(allowed, territory, territory_key)
         bad = batch.problems()
         if bad.any():
             self.jobs.end(rows[bad], JobState.REJECTED, JobReason.INVALID, batch.submit_s[bad])
         ids: I64 = np.arange(self.jobs.next_id - len(batch), self.jobs.next_id)
         return ids
+
+    def _zone(self, allowed: B | None, territory: Territory | None, territory_key: Any) -> int:
+        mask = None if allowed is None else np.asarray(allowed, dtype=bool).copy()
+        key = (None if mask is None else hash(np.packbits(mask).tobytes()), None if territory is None else
+               (territory_key if territory_key is not None else id(territory)))
+        z = self._zone_by_key.get(key)
+        if z is None:
+            z = len(self.zones)
+            self.zones.append(Zone(mask, territory, key))
+            self._zone_by_key[key] = z
+        return z
+
+    def zone_mask(self, z: int, view: FleetView) -> B:
+        """Satellites (n,) where jobs of zone ``z`` may be processed during the tick of ``view`` (cached per view)."""
+        if self._zone_for is not view:
+            self._zone_masks, self._zone_for = {}, view
+        m = self._zone_masks.get(z)
+        if m is None:
+            zone = self.zones[z]
+            m = np.ones(self.n, dtype=bool) if zone.sats is None else zone.sats.copy()
+            if zone.territory is not None:
+                m &= zone.territory.allowed_m(view.pos_m, view.track_from_m)
+            self._zone_masks[z] = m
+        return m
+
+    def _row_allowed(self, rows: I64, sats: I64, view: FleetView) -> B:
+        """Whether each job ``rows[k]`` may be processed on satellite ``sats[k]`` this tick."""
+        zone = self.jobs.cols["zone"][rows]
+        ok: B = np.ones(rows.size, dtype=bool)
+        for z in np.unique(zone[zone >= 0]):
+            sel = zone == z
+            ok[sel] = self.zone_mask(int(z), view)[sats[sel]]
+        return ok
 
     def drain_events(self) -> list[JobEvent]:
         """The watched jobs' events since the last call, in order."""
@@ -303,10 +371,11 @@ class Scheduler:
         ended0 = self.jobs.ledger.total
         self._t_s = t_s
         self._release_failed(view)
+        self._handover(t_s, view)
         self._expire(t_s)
         migrated = self._migrate(t_s, view) if self._policy == "aware" else 0
         placed = self._place(t_s, dt_s, view)
-        rows, s, dev, _w0, run_s = self._shares(t_s, dt_s, view.speed)
+        rows, s, dev, _w0, run_s = self._shares(t_s, dt_s, view)
         device_load = np.zeros((self.n, self.p.n_devices))
         np.add.at(device_load, (s, dev), run_s / dt_s)
         self._planned = (t_s, rows, run_s, placed, migrated, ended0)
@@ -361,6 +430,35 @@ class Scheduler:
             self.jobs.events.append(JobEvent("requeued", int(c["id"][r]), float(self._t_s), {
                 "sat": int(c["ran_on"][r]), "reason": "device_failed",
                 "resume_from_dev_s": float(c["done_dev_s"][r])}))
+
+    def _handover(self, t_s: float, view: FleetView) -> None:
+        """Jobs with a jurisdiction whose satellite will not be above it for this whole tick leave it with
+        their progress: the input or checkpoint (the larger) moves over the laser links, counted as a
+        migration, and the job waits in the queue for a satellite above the territory (ready when the
+        data has arrived). A board-backed satellite never holds one (it cannot pause)."""
+        c, p = self.jobs.cols, self.p
+        rows = self.jobs.rows_in(JobState.RUNNING, JobState.MIGRATING)
+        rows = rows[c["zone"][rows] >= 0]
+        if rows.size == 0:
+            return
+        zoned = np.array([self.zones[int(z)].territory is not None for z in c["zone"][rows]], dtype=bool)
+        rows = rows[zoned]
+        if rows.size == 0:
+            return
+        leave = rows[~self._row_allowed(rows, c["sat"][rows], view)]
+        for r in leave:
+            origin = int(c["sat"][r])
+            self._free_device(np.array([r]))
+            moved = float(max(c["state_bytes"][r], c["input_bytes"][r]))
+            c["saved_dev_s"][r] = c["done_dev_s"][r]
+            c["state"][r] = JobState.QUEUED
+            c["ready_s"][r] = t_s + moved * 8.0 / p.transfer_rate_bps
+            c["migrations"][r] += 1
+            c["bytes_moved"][r] += moved
+            self.transfer_j += moved * 8.0 * p.transfer_j_per_bit
+            if c["watch"][r]:
+                self.jobs.events.append(JobEvent("requeued", int(c["id"][r]), t_s, {
+                    "sat": origin, "reason": "leaving_jurisdiction", "resume_from_dev_s": float(c["done_dev_s"][r])}))
 
     def _expire(self, t_s: float) -> None:
         c = self.jobs.cols
@@ -458,6 +556,10 @@ class Scheduler:
         queued = queued[c["submit_s"][queued] < t_s + dt_s]
         free = self._free_slots(view)
         placed = 0
+        zoned = c["zone"][queued] >= 0
+        if zoned.any():  # client jobs with a selection or jurisdiction: few, placed first, one by one
+            placed += self._place_zoned(queued[zoned], t_s, view, free)
+            queued = queued[~zoned]
         inter = queued[c["kind"][queued] == JobKind.INTERACTIVE]
         if inter.size:
             placed += self._place_interactive(inter, t_s, view, free)
@@ -574,6 +676,93 @@ class Scheduler:
         if rejected:
             self.jobs.end(np.array(rejected, dtype=np.int64), JobState.REJECTED, np.array(reasons, dtype=np.int8), t_s)
         return placed
+
+    def _place_zoned(self, rows: I64, t_s: float, view: FleetView, free: B) -> int:
+        """Jobs that may run only on some satellites (a selection, a jurisdiction), each on the policy's
+        best allowed satellite with a free device: nearest, aware (cost, and for interactive jobs the
+        latency bound), random, or the next in round-robin order. An interactive job that finds none
+        is rejected (``NOT_ALLOWED``, or ``LATENCY_BOUND`` when only the bound excluded them); a batch
+        job waits. A jurisdiction never places on a board-backed satellite (a board cannot pause)."""
+        c, p = self.jobs.cols, self.p
+        pos = view.pos_m
+        src = self._src_pos(rows, view)
+        upload = c["input_bytes"][rows] * 8.0 / p.uplink_rate_bps
+        inter = c["kind"][rows] == JobKind.INTERACTIVE
+        near = self._policy in ("nearest", "aware")
+        vis_sats, vis_rng = self._visible(rows[inter], view) if near and inter.any() else ([], [])
+        vi = 0
+        placed = 0
+        for k, row in enumerate(rows):
+            z = int(c["zone"][row])
+            ok = free.any(axis=1) & self.zone_mask(z, view)
+            if self.zones[z].territory is not None:
+                ok &= ~self.external
+            kind = JobKind(int(c["kind"][row]))
+            remaining = float(c["work_dev_s"][row] - c["done_dev_s"][row])
+            reason = JobReason.NOT_ALLOWED
+            if inter[k] and near:
+                cand, rng = vis_sats[vi], vis_rng[vi]
+                vi += 1
+                keep = ok[cand]
+                cand, rng = cand[keep], rng[keep]
+                if self._policy == "aware" and cand.size:
+                    answer = upload[k] + remaining / np.maximum(view.speed[cand], 1e-9) + \
+                        c["output_bytes"][row] * 8.0 / p.uplink_rate_bps
+                    fits = 2.0 * rng / C_M_S + answer <= c["latency_bound_s"][row]
+                    if not fits.any():
+                        reason = JobReason.LATENCY_BOUND
+                    cand, rng = cand[fits], rng[fits]
+                    run = np.full(cand.size, remaining)
+                    score = self._aware_cost(run, view, run, cand) + rng * p.distance_j_per_m
+                else:
+                    score = rng
+            else:
+                cand = np.flatnonzero(ok)
+                rng = np.sqrt(np.sum((pos[cand] - src[k]) ** 2, axis=1))
+                if self._policy == "nearest":
+                    score = rng
+                elif self._policy == "aware":
+                    run = remaining / np.maximum(view.speed[cand], 1e-9)
+                    lost = _lost_per_upset(kind, run, float(c["checkpoint_every_dev_s"][row]))
+                    score = self._aware_cost(run, view, lost, cand) + rng * p.distance_j_per_m
+                elif self._policy == "random":
+                    score = self.rng.random(cand.size)
+                else:
+                    score = ((cand - self._rr) % self.n).astype(np.float64)
+            if cand.size == 0:
+                if inter[k]:
+                    self.jobs.end(np.array([row]), JobState.REJECTED, reason, t_s)
+                continue
+            j = int(np.argmin(score))
+            s = int(cand[j])
+            if inter[k]:
+                ready = float(c["ready_s"][row] + upload[k])
+                delay = float(rng[j] / C_M_S) if near else float(self._delay_s(src[k], pos[s], False))
+            else:
+                ready = max(float(c["ready_s"][row]), t_s + (0.0 if c["done_dev_s"][row] > 0 else float(upload[k])))
+                delay = float(self._delay_s(src[k], pos[s], False))
+                self._upload_cost(int(row), float(upload[k]))
+            self._assign(int(row), s, free, t_s, ready, delay)
+            if self._policy == "round_robin":
+                self._rr = s + 1
+            placed += 1
+        return placed
+
+    def _downlink(self, rows: I64, sats: I64, view: FleetView) -> F64:
+        """One-way delay (s) of each finished job's result to the ground: back the way its input came
+        (``delay_s``), or, for a job with a jurisdiction, through the nearest gateway in it (recorded in
+        the ``gateway`` column; the laser route stretched by ``route_stretch``)."""
+        c = self.jobs.cols
+        out: F64 = c["delay_s"][rows].copy()
+        zone = c["zone"][rows]
+        for k in np.flatnonzero(zone >= 0):
+            territory = self.zones[int(zone[k])].territory
+            if territory is None:
+                continue
+            gw, dist_m = territory.downlink(view.pos_m[sats[k]])
+            c["gateway"][rows[k]] = gw
+            out[k] = dist_m / C_M_S * self.p.route_stretch if gw >= 0 else np.inf
+        return out
 
     def _spread(self, k: int, free: B) -> I64:
         """Satellites for k jobs, by the random or round-robin policy (-1 when none is free)."""
@@ -736,7 +925,7 @@ class Scheduler:
         same = targets == c["sat"][rows]
         targets = np.where(same, best[-1], targets)  # never "move" to its own satellite
         gain, cost_j, ok = self.migration_gain_cost_j(rows, targets, t_s, view)
-        go = ok & (gain > p.migrate_margin * cost_j) & (targets != c["sat"][rows])
+        go = ok & (gain > p.migrate_margin * cost_j) & (targets != c["sat"][rows]) & self._row_allowed(rows, targets, view)
         moved = 0
         for row, target in zip(rows[go], targets[go]):
             if not free[target].any():
@@ -757,9 +946,11 @@ class Scheduler:
             moved += 1
         return moved
 
-    def _shares(self, t_s: float, dt_s: float, speed_by_sat: F64) -> tuple[I64, I64, I64, F64, F64]:
+    def _shares(self, t_s: float, dt_s: float, view: FleetView) -> tuple[I64, I64, I64, F64, F64]:
         """The jobs holding a device, their satellite and device, the wait before they can run this tick
-        (input or checkpoint still arriving, submitted within the tick) and how long they run (s)."""
+        (input or checkpoint still arriving, submitted within the tick) and how long they run (s): not at
+        all on a board (it runs its own) or where a zoned job may not be processed this tick (paused)."""
+        speed_by_sat = view.speed
         c = self.jobs.cols
         rows = self.jobs.rows_in(JobState.RUNNING, JobState.MIGRATING)
         s, dev = c["sat"][rows], c["device"][rows]
@@ -769,6 +960,9 @@ class Scheduler:
         remaining = c["work_dev_s"][rows] - c["done_dev_s"][rows]
         need = np.where(speed > 0, remaining / np.maximum(speed, 1e-12), np.inf)
         run_s: F64 = np.where(self.external[s], 0.0, np.minimum(dt_s - w0, need))  # boards run their own
+        zoned = c["zone"][rows] >= 0
+        if zoned.any():
+            run_s[zoned] = np.where(self._row_allowed(rows[zoned], s[zoned], view), run_s[zoned], 0.0)
         return rows, s, dev, w0, run_s
 
     def _run(self, t_s: float, dt_s: float, view: FleetView, planned_rows: I64 | None = None,
@@ -778,7 +972,7 @@ class Scheduler:
         device_load = np.zeros((self.n, d))
         dyn_w = np.zeros(self.n)
         batt_w = np.zeros(self.n)
-        rows, s, dev, w0, run_s = self._shares(t_s, dt_s, view.speed)
+        rows, s, dev, w0, run_s = self._shares(t_s, dt_s, view)
         if rows.size == 0:
             return device_load, dyn_w, batt_w
         if planned_rows is not None and planned_run_s is not None:
@@ -809,8 +1003,9 @@ class Scheduler:
             r = rows[done]
             end_s = t_s + w0[done] + run_s[done]
             answer_s = end_s + c["output_bytes"][r] * 8.0 / p.uplink_rate_bps
-            latency = np.where(c["kind"][r] == JobKind.INTERACTIVE, answer_s - c["submit_s"][r] + 2 * c["delay_s"][r],
-                               np.nan)
+            back_s = self._downlink(r, s[done], view)
+            latency = np.where(c["kind"][r] == JobKind.INTERACTIVE,
+                               answer_s - c["submit_s"][r] + c["delay_s"][r] + back_s, np.nan)
             late = (answer_s > c["deadline_s"][r]) | (latency > c["latency_bound_s"][r])
             reason = np.where(c["corrupt"][r], JobReason.CORRUPTED, np.where(late, JobReason.LATE, JobReason.DONE))
             np.add.at(self.sat_completed, s[done], 1)
