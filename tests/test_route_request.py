@@ -436,3 +436,37 @@ def test_site_names_match_as_documented() -> None:
             sites.find(query, "from.x")
         assert exc.value.reason.value == "bad_argument" and exc.value.field == "from.x"
         assert what in exc.value.message, exc.value.message
+
+
+def test_a_route_in_a_jurisdiction_reaches_the_ground_only_through_its_gateways(bench: Bench) -> None:
+    """Data sovereignty for routes: with a jurisdiction, {"gateway": "*"} is the nearest reachable gateway in it
+    (the same as a multi-gateway Mesh.route over exactly those gateways), a named gateway outside it is refused,
+    and a jurisdiction without a gateway of the twin is refused."""
+    from twin.core.compute.territory import Jurisdiction
+
+    twin = bench.twin
+    mesh = twin.mesh
+    assert mesh is not None
+    gw = mesh.gateways
+    inside_eu = tuple(int(i) for i in np.flatnonzero(Jurisdiction.parse(["EU"]).gateways_allowed(gw.lat_deg, gw.lon_deg)))
+    net = twin.net
+    assert net is not None
+    sat = int(np.flatnonzero(np.isfinite(net.gw_delay_s))[0])
+    bench.send({"from": {"sat": twin.names[sat]}, "to": {"gateway": "*"}, "jurisdiction": "EU", "id": "eu"})
+    bench.send({"from": {"sat": twin.names[sat]}, "to": {"gateway": "*"}, "id": "any"})
+    bench.send({"from": {"city": "Paris"}, "to": {"gateway": "Adelanto"}, "jurisdiction": "EU", "id": "outside"})
+    bench.send({"from": {"city": "Paris"}, "to": {"gateway": "*"}, "jurisdiction": "MNG", "id": "none"})
+    bench.send({"from": {"city": "Paris"}, "to": {"gateway": "*"}, "jurisdiction": "Atlantis", "id": "bad"})
+    bench.take()
+    eu = bench.reply("eu")
+    ROUTE_REPLY.validate(eu)
+    result = eu["result"]
+    check_equal(result, expected(twin, Endpoint.sat(sat), Endpoint.gateways(inside_eu)))
+    assert result["jurisdiction"] == "EU" and result["reachable"]
+    used = result["path"][-1].removeprefix("gateway:")
+    assert gw.names.index(used) in inside_eu  # the ground hop is a gateway in the EU
+    anyg = bench.reply("any")["result"]
+    assert anyg["one_way_ms"] <= result["one_way_ms"]  # the constraint can only lengthen the route
+    for rid, field in (("outside", "to.gateway"), ("none", "jurisdiction"), ("bad", "jurisdiction")):
+        r = bench.reply(rid)
+        assert (r["status"], r["reason"], r["field"]) == ("rejected", "bad_argument", field), rid

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from twin.contract.asyncapi_payloads import JSON, _ref, _reply_variant
 from twin.contract.request_parser import (
-    ENDPOINT_NAMED, LAT_LIMIT_DEG, LON_LIMIT_DEG, MAX_ENDPOINT_NAME, MAX_REQUEST_BYTES, ROUTE_KEYS,
+    ENDPOINT_NAMED, LAT_LIMIT_DEG, LON_LIMIT_DEG, MAX_ENDPOINT_NAME, MAX_JURISDICTION, MAX_REQUEST_BYTES, ROUTE_KEYS,
 )
 
 ROUTE_EXAMPLE: JSON = {"from": {"city": "London"}, "to": {"city": "New York"}, "id": "rt-1"}
 
 _NAMED_DOC = {
     "sat": "A satellite, by its catalogue name (exact)",
-    "gateway": "A gateway of the twin's gateway file, by name (see the matching rules)",
+    "gateway": "A gateway of the twin's gateway file, by name (see the matching rules); \"*\": the nearest reachable "
+               "gateway (in the request's jurisdiction when it gives one)",
     "city": "A city of the twin's city file, by name (see the matching rules)",
 }
 
@@ -43,7 +44,11 @@ def endpoint_schema() -> JSON:
 
 def route_request_schema() -> JSON:
     props: JSON = {"from": _ref("RouteEndpoint"), "to": _ref("RouteEndpoint"), "id": _ref("RequestId"),
-                   "reply_to": _ref("ReplyTo")}
+                   "reply_to": _ref("ReplyTo"),
+                   "jurisdiction": {"type": "string", "minLength": 1, "maxLength": MAX_JURISDICTION,
+                                    "description": "Data sovereignty: comma-separated ISO 3166-1 alpha-3 codes or "
+                                                   "region names (EU, ...); a gateway end must then be in that "
+                                                   "territory ({\"gateway\": \"*\"}: the nearest reachable one in it)"}}
     assert set(props) == set(ROUTE_KEYS)
     return {"type": "object", "title": "Route request", "additionalProperties": False,
             "required": ["from", "to"], "properties": props,
@@ -74,7 +79,9 @@ def route_result_schema() -> JSON:
         "bound_rtt_ms": ms | {"description": "Light-time lower bound of any route between the two ground ends "
                                              "(great circle at c); null when an end is a satellite"},
     }
-    return {"type": "object", "title": "Route", "additionalProperties": False, "required": list(props),
+    required = list(props)
+    props["jurisdiction"] = {"type": "string", "description": "The request's jurisdiction, when it gave one"}
+    return {"type": "object", "title": "Route", "additionalProperties": False, "required": required,
             "properties": props}
 
 

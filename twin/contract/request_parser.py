@@ -217,7 +217,9 @@ def parse_replay(obj: dict[str, Any]) -> ReplayRequest:
 
 
 # --- route requests ({prefix}/fleet/route) ------------------------------------------------------
-ROUTE_KEYS = ("from", "to", "id", "reply_to")
+ROUTE_KEYS = ("from", "to", "id", "reply_to", "jurisdiction")
+ANY_GATEWAY = "*"  # {"gateway": "*"}: the nearest reachable gateway (in the jurisdiction when one is given)
+MAX_JURISDICTION = 256  # characters of a route request's jurisdiction
 #: an endpoint is one of these objects: a satellite, gateway or city by name, or a latitude/longitude
 ENDPOINT_NAMED = ("sat", "gateway", "city")
 ENDPOINT_POINT = ("lat", "lon")
@@ -244,6 +246,7 @@ class RouteRequest:
     b: RouteEnd
     request_id: str | None
     reply_to: str | None
+    jurisdiction: str | None = None  # comma-separated ISO-3 codes or region names: ground ends only in it
 
 
 def _route_end(v: Any, key: str) -> RouteEnd:
@@ -283,4 +286,4 @@ def parse_route(obj: dict[str, Any]) -> RouteRequest:
         if key not in obj:
             raise CommandError(Reason.BAD_ARGUMENT, f"route requests need {key!r} (an endpoint)", key)
     return RouteRequest(_route_end(obj["from"], "from"), _route_end(obj["to"], "to"), _opt_str(obj, "id"),
-                        _opt_str(obj, "reply_to", 1024))
+                        _opt_str(obj, "reply_to", 1024), _opt_str(obj, "jurisdiction", MAX_JURISDICTION))

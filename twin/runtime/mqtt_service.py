@@ -413,12 +413,14 @@ class TwinService:
         mesh each); the same pair asked again in the tick is answered from the first answer."""
         rq = parse_route(obj)
         q = self.route_query
-        a, label_a = q.endpoint(rq.a, "from")
-        b, label_b = q.endpoint(rq.b, "to")
+        a, label_a = q.endpoint(rq.a, "from", rq.jurisdiction)
+        b, label_b = q.endpoint(rq.b, "to", rq.jurisdiction)
         if not q.cached(a, b) and q.computed_this_tick() >= self.limits.routes_per_tick:
             raise CommandError(Reason.QUEUE_FULL, f"{self.limits.routes_per_tick} routes were already computed this "
                                "tick (the most allowed); ask again after the next tick", None)
         result = {"from": label_a, "to": label_b, **q.route(a, b)}
+        if rq.jurisdiction is not None:
+            result["jurisdiction"] = rq.jurisdiction
         self.counters["routes_completed"] += 1
         if not result["reachable"]:
             self.counters["routes_unreachable"] += 1

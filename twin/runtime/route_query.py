@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from twin.contract.request_parser import RouteEnd
+import numpy as np
+
+from twin.contract.request_parser import ANY_GATEWAY, RouteEnd
+from twin.core.compute.territory import Jurisdiction
 from twin.core.engine import FleetTwin
 from twin.core.network.mesh import Endpoint, Mesh
 from twin.core.site_names import SiteNames
@@ -31,7 +34,24 @@ class RouteQuery:
         self._cache: dict[tuple[Endpoint, Endpoint], dict[str, Any]] = {}
         self._cache_tick = -1
         self._computed = 0  # routes computed (cache misses) in the tick of the cache
+        self._jurisdictions: dict[str, tuple[Jurisdiction, tuple[int, ...]]] = {}
 
+    def jurisdiction(self, spec: str) -> tuple[Jurisdiction, tuple[int, ...]]:
+        """A route request's jurisdiction and the twin's gateways in it (cached per spec); CommandError
+        when it names nothing known or holds no gateway (no route could reach the ground in it)."""
+        hit = self._jurisdictions.get(spec)
+        if hit is None:
+            try:
+                jur = Jurisdiction.parse([e.strip() for e in spec.split(",") if e.strip()])
+            except ValueError as exc:
+                raise CommandError(Reason.BAD_ARGUMENT, str(exc), "jurisdiction") from None
+            gw = self.mesh.gateways
+            inside = tuple(int(i) for i in np.flatnonzero(jur.gateways_allowed(gw.lat_deg, gw.lon_deg)))
+            hit = self._jurisdictions[spec] = (jur, inside)
+        if not hit[1]:
+            raise CommandError(Reason.BAD_ARGUMENT, f"no gateway of this twin is in the jurisdiction {spec!r}",
+                               "jurisdiction")
+        return hit
     @property
     def mesh(self) -> Mesh:
         """The twin's mesh; CommandError(not_now) when the twin runs without the network model."""
@@ -41,9 +61,17 @@ class RouteQuery:
                                "--no-network): no routes", "topic")
         return mesh
 
-    def endpoint(self, end: RouteEnd, field: str) -> tuple[Endpoint, dict[str, Any]]:
-        """The mesh endpoint of one end and how the reply names it (``{"city": "London"}``, ...)."""
+    def endpoint(self, end: RouteEnd, field: str, jurisdiction: str | None = None) -> tuple[Endpoint, dict[str, Any]]:
+        """The mesh endpoint of one end and how the reply names it (``{"city": "London"}``, ...).
+
+        ``{"gateway": "*"}`` is any gateway (the nearest reachable); with a ``jurisdiction`` a gateway end
+        is only one of the gateways in it (a named one outside is refused), so the route reaches the
+        ground only there."""
         mesh = self.mesh
+        inside = None if jurisdiction is None else self.jurisdiction(jurisdiction)[1]
+        if end.kind == "gateway" and end.name == ANY_GATEWAY:
+            every = tuple(range(len(mesh.gateways))) if inside is None else inside
+            return Endpoint.gateways(every), {"gateway": ANY_GATEWAY}
         if end.kind == "sat":
             i = self.twin.index.get(end.name)
             if i is None:
@@ -53,6 +81,9 @@ class RouteQuery:
             if self._gateways is None:
                 self._gateways = SiteNames(mesh.gateways.names, "gateway")
             g = self._gateways.find(end.name, f"{field}.gateway")
+            if inside is not None and g not in inside:
+                raise CommandError(Reason.BAD_ARGUMENT, f"gateway {mesh.gateways.names[g]!r} is outside the "
+                                   f"jurisdiction {jurisdiction!r}", f"{field}.gateway")
             return Endpoint.gateway(g), {"gateway": mesh.gateways.names[g]}
         if end.kind == "city":
             if mesh.cities is None:

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from twin.core import radiation
 from twin.core.compute.demand import DemandGenerator
-from twin.core.compute.outlook import eclipse_outlook, region_outlook
+from twin.core.compute.outlook import OutlookCache, eclipse_outlook, region_outlook
 from twin.core.compute.jobs import GROUND, SATELLITE, JobBatch, JobKind, JobState
 from twin.core.site_names import SiteNames
 from twin.schema.commands import CommandError, Reason
@@ -33,9 +33,12 @@ from twin.core.network.ground import GroundSites
 F64 = NDArray[np.float64]
 B = NDArray[np.bool_]
 
-SAA_OUTLOOK_INTERVAL_S = 60.0  # setting: the SAA ahead is recomputed this often (sim s), counted down between
+# Both outlooks are refreshed for every satellite this often (sim s), a slice of the fleet per tick, and
+# counted down between refreshes (OutlookCache)
+ECLIPSE_OUTLOOK_INTERVAL_S = 10.0  # setting: closed form; a refresh corrects the circular-orbit drift
+SAA_OUTLOOK_INTERVAL_S = 60.0  # setting
 SAA_HORIZON_S = 5400.0  # setting: how far ahead the SAA outlook looks (about one orbit)
-SAA_STEP_S = 30.0  # setting: ground-track sampling of the SAA outlook
+SAA_STEP_S = 60.0  # setting: ground-track sampling of the SAA outlook (a pass lasts 5-15 min at 550 km)
 LATENCY_WINDOW_S = 3600.0  # setting: the fleet summary's interactive latency percentiles cover this much sim time
 
 
@@ -64,8 +67,8 @@ class ComputeCoupling:
         self.scheduler = Scheduler(n, self.params, policy, seed=seed, ground=cities)
         self.demand = demand
         self.mask = saa_mask(design)
-        self._saa_t = -np.inf
-        self._saa = (np.full(n, np.inf), np.zeros(n), np.zeros(n, bool))
+        self._eclipse = OutlookCache(n, ECLIPSE_OUTLOOK_INTERVAL_S)
+        self._saa = OutlookCache(n, SAA_OUTLOOK_INTERVAL_S)
         self.speed = np.ones(n)  # the devices' clock factor last tick
         self.battery_fraction = np.zeros(n)  # the battery's share of the loads last tick
         self.last: StepResult | None = None
@@ -85,14 +88,17 @@ class ComputeCoupling:
         The engine's state (positions, sunlight) is the one at the tick's end; ``track_from_m`` is where
         each satellite was ``dt_s`` earlier, at its start (the inertial velocity turned into the rotating
         frame by ``gmst_rad``, polar motion neglected), so a jurisdiction is checked over the whole tick."""
-        ecl = eclipse_outlook(r_teme_m, v_teme_m_s, sun_unit)
-        if t_s - self._saa_t >= SAA_OUTLOOK_INTERVAL_S:
-            o = region_outlook(r_teme_m, v_teme_m_s, gmst_rad, self.mask, SAA_HORIZON_S, SAA_STEP_S)
-            self._saa, self._saa_t = (o.time_to_eclipse_s, o.eclipse_left_s, o.in_eclipse), t_s
-        tts0, left0, inside = self._saa
-        age = t_s - self._saa_t
-        tts = np.maximum(tts0 - age, 0.0)
-        left = np.where(inside, np.maximum(left0 - age, 0.0), left0)
+        # the state is the tick's end: outlooks computed from it are referred to that time
+        t_end = t_s + dt_s
+        due = self._eclipse.due(t_end, dt_s)
+        if due.size:
+            self._eclipse.refresh(due, eclipse_outlook(r_teme_m[due], v_teme_m_s[due], sun_unit), t_end)
+        due = self._saa.due(t_end, dt_s)
+        if due.size:
+            self._saa.refresh(due, region_outlook(r_teme_m[due], v_teme_m_s[due], gmst_rad, self.mask, SAA_HORIZON_S,
+                                                  SAA_STEP_S), t_end)
+        ecl, saa = self._eclipse.at(t_s), self._saa.at(t_s)
+        tts, left = saa.time_to_eclipse_s, saa.eclipse_left_s
         p = self.design.payload
         junction_full_k = payload_temp_k + p.junction_rise_k_per_w * p.device_peak_w
         track_from = None

@@ -120,3 +120,53 @@ def region_outlook(r_m: F64, v_m_s: F64, gmst_rad: float, mask: B, horizon_s: fl
     left = np.where(now, np.where(has_change, t_change, np.inf),
                     np.where(has_change, t_end - t_change, 0.0))
     return Outlook(now, tte, left)
+
+
+class OutlookCache:
+    """An outlook kept per satellite and counted down between refreshes, refreshed a slice at a time.
+
+    Each satellite's outlook is recomputed every ``interval_s`` of sim time, a different slice of the
+    fleet each tick (``index % k == tick % k``), so the cost is spread evenly over the ticks instead of
+    landing on one. Between refreshes :meth:`at` counts the stored times down: an entry that falls due
+    turns into being inside for the rest of the pass; an exit that falls due turns into being outside
+    with the next entry unknown (inf) until the next refresh. ``interval_s`` must be well below the
+    passes' lengths (minutes) for that to be rare.
+    """
+
+    def __init__(self, n: int, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.t_ref = np.full(n, -np.inf)
+        self.inside = np.zeros(n, dtype=bool)
+        self.tte = np.full(n, np.inf)
+        self.left = np.zeros(n)
+
+    def due(self, t_s: float, dt_s: float) -> NDArray[np.int64]:
+        """Satellites to refresh at ``t_s``: never computed, older than ``interval_s``, or this tick's slice."""
+        n = self.t_ref.size
+        k = max(1, int(round(self.interval_s / dt_s))) if dt_s > 0 else 1
+        tick = int(round(t_s / dt_s)) if dt_s > 0 else 0
+        stale = (t_s - self.t_ref >= self.interval_s) | ~np.isfinite(self.t_ref)
+        if k > 1 and not np.all(stale):
+            mine = (np.arange(n) % k) == (tick % k)
+            stale = stale & (mine | ~np.isfinite(self.t_ref) | (t_s - self.t_ref >= 2 * self.interval_s))
+        out: NDArray[np.int64] = np.flatnonzero(stale)
+        return out
+
+    def refresh(self, idx: NDArray[np.int64], fresh: Outlook, t_s: float) -> None:
+        """Store ``fresh`` (computed at ``t_s`` for satellites ``idx``, arrays of ``idx``'s length)."""
+        self.t_ref[idx] = t_s
+        self.inside[idx] = fresh.in_eclipse
+        self.tte[idx] = fresh.time_to_eclipse_s
+        self.left[idx] = fresh.eclipse_left_s
+
+    def at(self, t_s: float) -> Outlook:
+        """The outlook of every satellite at ``t_s``, counted down from its last refresh."""
+        age = np.maximum(t_s - self.t_ref, 0.0)
+        was_in = self.inside
+        entered = ~was_in & (self.tte <= age)
+        left_in = np.where(was_in, self.left - age, np.where(entered, self.left - (age - self.tte), 0.0))
+        now_in = (was_in | entered) & (left_in > 0)
+        exited = (was_in | entered) & ~now_in
+        tte = np.where(now_in, 0.0, np.where(exited, np.inf, self.tte - age))
+        left = np.where(now_in, left_in, np.where(exited, 0.0, self.left))
+        return Outlook(now_in, tte, left)

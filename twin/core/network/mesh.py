@@ -82,6 +82,7 @@ class Endpoint:
     index: int = -1
     lat_deg: float = 0.0
     lon_deg: float = 0.0
+    indices: tuple[int, ...] = ()  # kind "gateways": any of these gateways (the nearest reachable one)
 
     @classmethod
     def sat(cls, i: int) -> Endpoint:
@@ -90,6 +91,13 @@ class Endpoint:
     @classmethod
     def gateway(cls, i: int) -> Endpoint:
         return cls("gateway", int(i))
+
+    @classmethod
+    def gateways(cls, indices: tuple[int, ...]) -> Endpoint:
+        """Any of these gateways: the route ends at whichever gives the shortest delay."""
+        if not indices:
+            raise ValueError("a gateway set needs at least one gateway")
+        return cls("gateways", -1, indices=tuple(int(i) for i in indices))
 
     @classmethod
     def city(cls, i: int) -> Endpoint:
@@ -310,6 +318,14 @@ class Mesh:
                               sites.lon_deg[e.index:e.index + 1], sites.pos_m[e.index:e.index + 1],
                               sites.up[e.index:e.index + 1])
             return one, f"gateway:{sites.names[e.index]}", p.gateway_min_elevation_deg
+        if e.kind == "gateways":
+            sites = self.gateways
+            idx = np.asarray(e.indices, dtype=np.int64)
+            if idx.size == 0 or idx.min() < 0 or idx.max() >= len(sites):
+                raise ValueError("gateway index out of range")
+            many = GroundSites(tuple(sites.names[i] for i in idx), sites.lat_deg[idx], sites.lon_deg[idx],
+                               sites.pos_m[idx], sites.up[idx])
+            return many, "gateway:any", p.gateway_min_elevation_deg
         if e.kind == "city":
             if self.cities is None or not 0 <= e.index < len(self.cities):
                 raise ValueError(f"city index {e.index} out of range")
@@ -322,25 +338,39 @@ class Mesh:
             return one, f"point:{e.lat_deg:.4f},{e.lon_deg:.4f}", p.user_min_elevation_deg
         raise ValueError(f"unknown endpoint kind {e.kind!r}")
 
+    def _in_service(self, e: Endpoint) -> B | None:
+        """Which of an endpoint's gateways are in service (None for a city or point: all of them)."""
+        if e.kind == "gateway":
+            out: B = self._gw_ok[e.index:e.index + 1]
+            return out
+        if e.kind == "gateways":
+            out = self._gw_ok[np.asarray(e.indices, dtype=np.int64)]
+            return out
+        return None
+
     def route(self, a: Endpoint, b: Endpoint) -> Route:
         """The shortest-delay route between two endpoints over the last step's mesh."""
         n, p = self.n, self.params
         ga, gb = self._ground(a), self._ground(b)
         edges = self._isl
         src, dst = a.index, b.index
+        va = vb = None
         if ga is not None:
             src = n
-            ok = None if a.kind != "gateway" else self._gw_ok[a.index:a.index + 1]
-            v = visible_pairs(ga[0], self._pos, np.radians(ga[2]), ok)
-            edges = edges + Edges(np.full(v.sat.size, src, dtype=np.int64), v.sat, v.range_m / C_M_S)
+            va = visible_pairs(ga[0], self._pos, np.radians(ga[2]), self._in_service(a))
+            edges = edges + Edges(np.full(va.sat.size, src, dtype=np.int64), va.sat, va.range_m / C_M_S)
         if gb is not None:
             dst = n + 1
-            ok = None if b.kind != "gateway" else self._gw_ok[b.index:b.index + 1]
-            v = visible_pairs(gb[0], self._pos, np.radians(gb[2]), ok)
-            edges = edges + Edges(v.sat, np.full(v.sat.size, dst, dtype=np.int64), v.range_m / C_M_S)
+            vb = visible_pairs(gb[0], self._pos, np.radians(gb[2]), self._in_service(b))
+            edges = edges + Edges(vb.sat, np.full(vb.sat.size, dst, dtype=np.int64), vb.range_m / C_M_S)
         delay, nodes = shortest_path(edges.graph(n + 2), src, dst)
         sats = np.array([x for x in nodes if x < n], dtype=np.int64)
-        labels = [self.names[x] if x < n else (ga[1] if x == n and ga else gb[1] if gb else "?") for x in nodes]
+        label_a = label_b = "?"
+        if ga is not None:
+            label_a = _used_site(ga[0], va, nodes[1]) if a.kind == "gateways" and len(nodes) >= 2 else ga[1]
+        if gb is not None:
+            label_b = _used_site(gb[0], vb, nodes[-2]) if b.kind == "gateways" and len(nodes) >= 2 else gb[1]
+        labels = [self.names[x] if x < n else (label_a if x == n else label_b) for x in nodes]
         hops = max(len(nodes) - 1, 0)
         ground_hops = int(ga is not None) + int(gb is not None)
         caps = ([p.isl_capacity_gbps] if hops > ground_hops else []) + ([p.ground_link_capacity_gbps] if ground_hops else [])
@@ -351,3 +381,11 @@ class Mesh:
             bound = float(light_bound_rtt_s(ga[0].pos_m, gb[0].pos_m)[0])
             stretch = 2 * delay / fibre if fibre > 0 else float("nan")
         return Route(tuple(labels), sats, delay, 2 * delay, hops, float(bottleneck), fibre, stretch, bound)
+
+
+def _used_site(sites: GroundSites, vis: Visibility | None, sat: int) -> str:
+    """``gateway:NAME`` of the nearest of ``sites`` in view of ``sat`` (the ground hop a shortest path took)."""
+    assert vis is not None
+    k = np.flatnonzero(vis.sat == sat)
+    j = int(vis.site[k[np.argmin(vis.range_m[k])]])
+    return f"gateway:{sites.names[j]}"
