@@ -146,7 +146,9 @@ class SteppingTwin:
             self.error = exc
 
     def running(self, ticks: int = 5, timeout: float = 20.0) -> None:
-        """Wait until it has stepped ``ticks`` more ticks (and has not failed)."""
+        """Wait until it is connected (its request subscriptions sent) and has stepped ``ticks`` more ticks
+        (and has not failed)."""
+        wait_for(self.link.connected.is_set, timeout, what="twin connected")
         tick = self.twin.tick
         wait_for(lambda: self.twin.tick >= tick + ticks or self.error, timeout, what="twin stepping")
         assert self.error is None, f"the twin stopped stepping: {self.error!r}"

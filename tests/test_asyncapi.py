@@ -248,6 +248,9 @@ def test_live_messages_validate(mosquitto: Any, tmp_path: Path) -> None:
         (f"orbitwin/v1/sat/{sat}/cmd", b"\xff not json", None),
     ]
     try:
+        # the twin subscribes before it publishes its birth (one connection, in order): once the birth is
+        # here, requests published now reach it
+        wait_for(lambda: any(t == "orbitwin/v1/state" for t, *_ in rec.snapshot()), 20, what="the twin's birth")
         for topic, body, p in requests:
             payload = body if isinstance(body, bytes) else json.dumps(body).encode()
             client.publish(topic, payload, qos=1, properties=p).wait_for_publish(5)

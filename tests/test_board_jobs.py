@@ -245,6 +245,12 @@ def test_backend_sizes_jobs_from_the_board_rate_and_times_out_lost_ones() -> Non
     now[0] += 3.0
     assert b.job_results() == [(3, 0.0, 0, "board_timeout")]
     assert not b.job_done(BoardJobResult(3, 40000, 2.0, 0, "done"))  # too late: already failed
+    b.run_job(5, 1.0)
+    b.cancel_job(5)  # its deadline passed in the twin: the board is told to drop it
+    assert sent[-1][1]["command"] == "cancel_job" and sent[-1][1]["args"] == {"job_id": 5}
+    assert not b.job_done(BoardJobResult(5, 0, 0.1, 0, "cancelled")) and b.job_results() == []
+    b.cancel_job(5)  # not pending any more: nothing is sent
+    assert sent[-1][1]["args"] == {"job_id": 5} and sum(x[1]["command"] == "cancel_job" for x in sent) == 1
     good = {"job_id": 1, "ops_done": 1, "busy_s": 0.5, "upsets": 0, "status": "done"}
     for bad, field in (({"busy_s": -1.0}, "busy_s"), ({"busy_s": "x"}, "busy_s"), ({"job_id": 2**32}, "job_id"),
                        ({"upsets": None}, "upsets"), ({"status": "weird"}, "status"), ({"ops_done": 1.5}, "ops_done")):

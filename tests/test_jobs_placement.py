@@ -330,3 +330,19 @@ def test_board_backed_jobs_run_on_the_board_and_report_its_measurements(policy: 
     sched.step(14.0, 1.0, view)
     for x in rest:
         assert not bool(sched.jobs.dispatched[sched.jobs.id == x][0])
+
+
+def test_a_board_job_past_its_deadline_is_cancelled_on_the_board():
+    pos = above([0.0], [0.0])
+    sched = Scheduler(1, PARAMS, "nearest")
+    sched.external[0] = True
+    (jid,) = sched.submit(JobBatch.of(submit_s=0.0, kind=JobKind.BATCH, work_dev_s=100.0, deadline_s=5.0,
+                                      src_kind=1, src=0, dst_kind=1, dst=0), watch=True)
+    sched.step(0.0, 1.0, FleetView.nominal(pos, ND))
+    assert [x[0] for x in sched.external_dispatch(1.0)] == [jid]
+    for t in range(1, 7):
+        sched.step(float(t), 1.0, FleetView.nominal(pos, ND))
+    assert sched.external_cancelled == [(jid, 0)]
+    assert not sched.external_done(jid, 7.0, 3.0, 0)  # its late report is ignored: it failed on its deadline
+    ended = [e for e in sched.drain_events() if e.what == "ended"]
+    assert [(e.job_id, e.detail["reason"]) for e in ended] == [(jid, "deadline_missed")]

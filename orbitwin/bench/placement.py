@@ -28,13 +28,13 @@ from twin.core.compute import (
     eclipse_outlook, region_outlook,
 )
 from twin.core.compute.coupling import saa_mask
+from twin.core.compute.territory import continent_of
 from twin.core.constants import R_EARTH_M, SECONDS_PER_DAY
 from twin.core.design import Design, load_design
 from twin.core.ephemeris import SunEphemeris
 from twin.core.network import load_cities
 from twin.core.orbit import FleetPropagator, gmst82_rad, teme_to_itrs
 
-REGIONS = {"americas": (-180.0, -30.0), "europe_africa": (-30.0, 60.0), "asia_oceania": (60.0, 180.0)}
 
 
 class FleetState:
@@ -168,11 +168,13 @@ def _metrics(policy: str, hours: float, sched: Scheduler, cities: Any, cost_ms: 
     steps = cost_ms.size
     led = sched.jobs.ledger
     lat, src = led.latencies()
-    lon = cities.lon_deg[src] if src.size else np.zeros(0)
-    by_region = {name: {"p50_ms": _ms(_percentile(lat[(lon >= a) & (lon < b)], 50)),
-                        "p99_ms": _ms(_percentile(lat[(lon >= a) & (lon < b)], 99)),
-                        "completed": int(np.count_nonzero((lon >= a) & (lon < b)))}
-                 for name, (a, b) in REGIONS.items()}
+    # regions: the continent of each source city (Natural Earth, twin.core.compute.territory)
+    city_region = np.array(continent_of(cities.lat_deg, cities.lon_deg), dtype=object)
+    region = city_region[src] if src.size else np.zeros(0, dtype=object)
+    by_region = {name: {"p50_ms": _ms(_percentile(lat[region == name], 50)),
+                        "p99_ms": _ms(_percentile(lat[region == name], 99)),
+                        "completed": int(np.count_nonzero(region == name))}
+                 for name in sorted(set(city_region.tolist()))}
     active = sched.jobs.active_rows()
     c = sched.jobs.cols
     energy_j = sched.energy_j

@@ -568,6 +568,14 @@ class FleetTwin:
                                  self.temp_k[:, thermal.PAYLOAD], device_ok, available, dt_s=self.dt_s)
         p.load_setpoint[:] = self.compute.plan(t0, self.dt_s, view)
         p.backlog_top[:] = 0.0
+        cancelled, sched.external_cancelled = sched.external_cancelled, []
+        for job_id, sat in cancelled:  # their deadline passed while a board ran them
+            cancel = getattr(p.backends.get(sat), "cancel_job", None)
+            if callable(cancel):
+                try:
+                    cancel(job_id)
+                except Exception:  # noqa: BLE001 - the job has ended here whatever the board does
+                    pass
         for job_id, sat, device, work_dev_s in sched.external_dispatch(self.t_s):
             try:
                 p.backends[sat].run_job(job_id, work_dev_s)  # type: ignore[attr-defined]

@@ -68,7 +68,7 @@ class BoardBackend:
         self.job_timeout_s = job_timeout_s
         self.jobs_pending: dict[int, float] = {}  # job id -> its deadline on ``clock``
         self._job_results: list[tuple[int, float, int, str | None]] = []
-        self.job_counters: dict[str, int] = dict.fromkeys(("sent", "done", "failed", "timeout", "unknown"), 0)
+        self.job_counters: dict[str, int] = dict.fromkeys(("sent", "done", "failed", "timeout", "unknown", "cancelled"), 0)
 
     def update(self, tm: BoardMeasurement) -> None:
         """A checked board telemetry message (``board/{board}/tm``) arrived."""
@@ -110,6 +110,13 @@ class BoardBackend:
         self.jobs_pending[int(job_id)] = self.clock() + self.job_timeout_factor * ops / rate + self.job_timeout_s
         self.job_counters["sent"] += 1
         self._request("cmd", {"command": "run_job", "args": {"job_id": int(job_id), "ops": ops}})
+
+    def cancel_job(self, job_id: int) -> None:
+        """Stop a job the twin no longer wants (its deadline passed): the board drops it and its late
+        ``cancelled`` report is ignored (the job is no longer pending here)."""
+        if self.jobs_pending.pop(int(job_id), None) is not None:
+            self.job_counters["cancelled"] += 1
+            self._request("cmd", {"command": "cancel_job", "args": {"job_id": int(job_id)}})
 
     def job_done(self, r: BoardJobResult) -> bool:
         """A checked job end (``board/{board}/job``) arrived; False for a job not pending here (ended, timed

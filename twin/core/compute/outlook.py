@@ -141,15 +141,17 @@ class OutlookCache:
         self.left = np.zeros(n)
 
     def due(self, t_s: float, dt_s: float) -> NDArray[np.int64]:
-        """Satellites to refresh at ``t_s``: never computed, older than ``interval_s``, or this tick's slice."""
+        """Satellites to refresh at ``t_s``: this tick's slice (``index % k == tick % k``, k = interval / dt),
+        and any never computed or left older than twice the interval (ticks skipped)."""
         n = self.t_ref.size
         k = max(1, int(round(self.interval_s / dt_s))) if dt_s > 0 else 1
         tick = int(round(t_s / dt_s)) if dt_s > 0 else 0
-        stale = (t_s - self.t_ref >= self.interval_s) | ~np.isfinite(self.t_ref)
-        if k > 1 and not np.all(stale):
-            mine = (np.arange(n) % k) == (tick % k)
-            stale = stale & (mine | ~np.isfinite(self.t_ref) | (t_s - self.t_ref >= 2 * self.interval_s))
-        out: NDArray[np.int64] = np.flatnonzero(stale)
+        due = ~np.isfinite(self.t_ref) | (t_s - self.t_ref >= 2 * self.interval_s)  # new, or skipped ticks
+        if k > 1:
+            due |= (np.arange(n) % k) == (tick % k)
+        else:
+            due[:] = True
+        out: NDArray[np.int64] = np.flatnonzero(due)
         return out
 
     def refresh(self, idx: NDArray[np.int64], fresh: Outlook, t_s: float) -> None:

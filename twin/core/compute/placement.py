@@ -78,6 +78,7 @@ class Scheduler(Placing, Migrating):
         # satellites whose payload is a board in the loop: their jobs run on the board (external_dispatch,
         # external_done), not in this model
         self.external = np.zeros(n, dtype=bool)
+        self.external_cancelled: list[tuple[int, int]] = []  # (job id, satellite): boards to tell to drop them
         self._battery_fraction: F64 = np.zeros(n)
         # per satellite, since start: jobs completed there, of them with a corrupt result, upsets that hit jobs
         self.sat_completed = np.zeros(n, dtype=np.int64)
@@ -335,6 +336,8 @@ class Scheduler(Placing, Migrating):
         rows = self.jobs.active_rows()
         late = rows[c["deadline_s"][rows] <= t_s]
         if late.size:
+            gone = late[c["dispatched"][late]]
+            self.external_cancelled += [(int(c["id"][r]), int(c["sat"][r])) for r in gone]
             self._free_device(late)
             self.jobs.end(late, JobState.FAILED, JobReason.DEADLINE_MISSED, t_s)
 
