@@ -107,3 +107,30 @@ def test_commanded_load_is_refused_while_placement_owns_the_payload() -> None:
     twin.step()
     failed = [e for e in twin.drain_events() if e.name == "command_failed"]
     assert failed and "compute placement is on" in str(failed[0].detail["result"])
+
+
+def test_a_jobs_input_loads_the_mesh_links_on_its_way_up():
+    """Data transfers load the mesh: while a job's input arrives, the uplink rate it gets flows between the
+    satellite running it and that satellite's gateway (feeder and laser links), on top of the cities' traffic."""
+    shell = load_catalogue().select(alt_km=(530.0, 550.0), inc_deg=(53.1, 53.3))
+    twin = FleetTwin(shell, DESIGN, dt_s=1.0, orbit_worker=False, network=True, compute_policy="nearest",
+                     compute_demand_scale=0.0)
+    net = twin.net
+    assert net is not None and twin.compute is not None
+    far = np.flatnonzero(np.isfinite(net.gw_delay_s) & (net.gw_hops >= 3))
+    sat = int(far[0])  # its input crosses laser links to reach it
+    rate_gbps = twin.compute.params.uplink_rate_bps / 1e9
+    twin.submit("command", "run_job", {"kind": "batch", "work_dev_s": 50.0, "input_bytes": 2e11,
+                                       "output_bytes": 0.0, "state_bytes": 0.0, "checkpoint_every_dev_s": 0.0,
+                                       "source": f"sat:{twin.names[sat]}"}, np.array([sat]))
+    twin.step()  # queued at the end of this tick, placed in the next
+    for _ in range(3):
+        twin.step()
+        tr = twin.net.traffic
+        assert tr.feeder_load_gbps.sum() - tr.carried_gbps == pytest.approx(rate_gbps, rel=1e-9)
+        assert twin.net.sat_throughput_gbps[sat] >= rate_gbps
+    upload_s = 2e11 * 8 / twin.compute.params.uplink_rate_bps
+    for _ in range(int(upload_s) + 2):
+        twin.step()
+    tr = twin.net.traffic
+    assert tr.feeder_load_gbps.sum() - tr.carried_gbps == pytest.approx(0.0, abs=1e-9)  # the input has arrived

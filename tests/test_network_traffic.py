@@ -242,6 +242,18 @@ def test_route_traffic_on_a_small_tree() -> None:
     assert (tr.offered_gbps, tr.carried_gbps, tr.unserved_gbps) == pytest.approx((13.0, 12.0, 1.0))
     with pytest.raises(ValueError):
         route_traffic(np.array([1.0]), np.array([0]), np.array([1, 0]), edges[:1], 10.0, 10.0)
+    # compute jobs' input arriving at satellites 2 (3 Gbit/s) and 4 (5): the same paths and feeder, no user
+    # link; a satellite with no gateway (-1) gets none
+    gw = np.array([1, 1, 1, 1, -1])
+    tr2 = route_traffic(np.array([4.0, 8.0, 1.0]), np.array([3, 4, -1]), next_sat, edges, 10.0, 10.0, gw, 2,
+                        sat_demand_gbps=np.array([0.0, 0.0, 3.0, 0.0, 0.0]))
+    assert tr2.edge_load_gbps.tolist() == pytest.approx([15.0, 7.0, 4.0, 8.0, 0.0])
+    assert tr2.feeder_load_gbps.tolist() == pytest.approx([15.0, 0, 0, 0, 0])
+    assert tr2.user_load_gbps.tolist() == pytest.approx(tr.user_load_gbps.tolist())
+    assert (tr2.offered_gbps, tr2.carried_gbps) == pytest.approx((13.0, 12.0))  # the cities' figures
+    none = route_traffic(np.array([4.0, 8.0, 1.0]), np.array([3, 4, -1]), next_sat, edges, 10.0, 10.0, gw, 2,
+                         sat_demand_gbps=np.array([0.0, 0.0, 0.0, 0.0, 5.0]))
+    assert none.feeder_load_gbps.sum() == pytest.approx(12.0)
 
 
 def test_access_candidates_give_exactly_the_satellites_in_view(fleet: Fleet) -> None:

@@ -497,8 +497,10 @@ class FleetTwin:
             powered = ~safe & self.isl_on & ~self.shed_state[:, ISL]
             terminals_ok = terminals_from_count(count - self.faults.isl_failed, count) & powered[:, None]
             link_outages, gateway_ok = self._network_outages()
+            jobs_gbps = None if self.compute is None else self.compute.transfer_gbps(self.t_s - dt)
             self.net = self.mesh.step(self.t_s, np.where(bad[:, None], np.nan, orb.r_itrs_m), terminals_ok,
-                                      gateway_ok=gateway_ok, link_outages=link_outages, gmst_rad=gmst)
+                                      gateway_ok=gateway_ok, link_outages=link_outages, gmst_rad=gmst,
+                                      sat_demand_gbps=jobs_gbps)
             demand[:, ISL] = des.power.isl_terminal_w * self.net.terminals_in_use
             interval = des.network.city_matrix_interval_s
             if advance and interval > 0 and (self.city_rtt is None or np.floor(self.t_s / interval + 1e-9)
@@ -565,7 +567,8 @@ class FleetTwin:
                 self._emit(i, "hil", "board_job_result_rejected", "warning", board=getattr(backend, "board", None),
                            why=f"{type(exc).__name__}: {str(exc)[:120]}")
         view = self.compute.view(t0, orb.r_teme_m, orb.v_teme_m_s, sun_unit, gmst, pos, illum, self.soc,
-                                 self.temp_k[:, thermal.PAYLOAD], device_ok, available, dt_s=self.dt_s)
+                                 self.temp_k[:, thermal.PAYLOAD], device_ok, available, dt_s=self.dt_s,
+                                 link_util=None if self.net is None else self.net.sat_max_util)
         p.load_setpoint[:] = self.compute.plan(t0, self.dt_s, view)
         p.backlog_top[:] = 0.0
         cancelled, sched.external_cancelled = sched.external_cancelled, []

@@ -82,7 +82,8 @@ class ComputeCoupling:
         self._territories: dict[str, TrackTerritory] = {}
 
     def view(self, t_s: float, r_teme_m: F64, v_teme_m_s: F64, sun_unit: F64, gmst_rad: float, pos_itrs_m: F64,
-             illum: F64, soc: F64, payload_temp_k: F64, device_ok: B, available: B, dt_s: float = 0.0) -> FleetView:
+             illum: F64, soc: F64, payload_temp_k: F64, device_ok: B, available: B, dt_s: float = 0.0,
+             link_util: F64 | None = None) -> FleetView:
         """The scheduler's view of the tick starting at ``t_s`` (arrays over satellites; non-finite rows: lost).
 
         The engine's state (positions, sunlight) is the one at the tick's end; ``track_from_m`` is where
@@ -110,7 +111,7 @@ class ComputeCoupling:
             track_from = pos_itrs_m - v_fixed * dt_s
         return FleetView(pos_itrs_m, illum, soc, ecl.time_to_eclipse_s, ecl.eclipse_left_s, tts, left,
                          p.throttle_start_k - junction_full_k, self.speed, device_ok, available,
-                         self.battery_fraction, track_from)
+                         self.battery_fraction, track_from, link_util)
 
     def plan(self, t_s: float, dt_s: float, view: FleetView) -> F64:
         """New demand, then the scheduler's plan; returns the load set-point per working device (n,) 0..1."""
@@ -208,6 +209,18 @@ class ComputeCoupling:
         if self._city_names is None:
             self._city_names = SiteNames(ground.names, "city")
         return GROUND, self._city_names.find(name, field)
+
+    def transfer_gbps(self, t_s: float) -> F64:
+        """Per satellite (n,): the jobs' input arriving from the ground during the tick that starts at ``t_s``
+        (Gbit/s: the uplink rate each job's input gets, ``PlacementParams.uplink_rate_bps``). The engine
+        adds it to the mesh's traffic between the satellite and its gateway. Migrations between
+        satellites are charged their energy but not routed over particular laser links."""
+        sch = self.scheduler
+        c = sch.jobs.cols
+        rows = sch.jobs.rows_in(JobState.RUNNING)
+        rows = rows[(c["ready_s"][rows] > t_s) & (c["done_dev_s"][rows] == 0) & (c["input_bytes"][rows] > 0)]
+        out: F64 = np.bincount(c["sat"][rows], minlength=sch.n).astype(np.float64) * (self.params.uplink_rate_bps / 1e9)
+        return out
 
     def upset(self, sat: int, device: int) -> int:
         """An uncorrectable upset on a device: the job there is hit (re-run or corrupt, by policy)."""

@@ -358,12 +358,14 @@ class Placing:
 
     def _penalty_j(self, view: FleetView) -> F64:
         """Per satellite, the aware policy's penalty (J) for low charge, no thermal headroom, an unhealthy
-        payload and throttled devices; computed once per view."""
+        payload, throttled devices and overloaded network links (its data would queue); computed once per view."""
         if self._penalty_for is not view:
             p = self.p
             healthy = np.count_nonzero(view.device_ok, axis=1) / max(p.n_devices, 1)
             bad = ((view.soc < p.soc_floor).astype(np.float64) + (view.headroom_k < p.thermal_margin_k)
                    + (healthy < p.min_health) + 0.1 * (1.0 - view.speed))
+            if view.link_util is not None:
+                bad = bad + 0.5 * (np.nan_to_num(view.link_util) > 1.0)
             self._penalty, self._penalty_for = _PENALTY_J * bad, view
         return self._penalty
 

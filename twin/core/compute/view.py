@@ -94,6 +94,9 @@ class FleetView:
     # (n, 3) Earth-fixed at the other end of the tick's interval (the engine's pos_m is at its end, this at
     # its start); None: the tick is taken at pos_m alone
     track_from_m: F64 | None = None
+    # (n,) the highest utilisation of the satellite's loaded network links last tick (> 1 overloaded); None: no
+    # network model
+    link_util: F64 | None = None
 
     @classmethod
     def nominal(cls, pos_m: F64, n_devices: int) -> FleetView:

@@ -222,7 +222,7 @@ class Mesh:
     # --- per tick ---------------------------------------------------------------------------
     def step(self, t_s: float, positions_m: F64, terminals_ok: ArrayLike | None = None,
              gateway_ok: ArrayLike | None = None, link_outages: ArrayLike | None = None,
-             gmst_rad: float | None = None) -> MeshState:
+             gmst_rad: float | None = None, sat_demand_gbps: ArrayLike | None = None) -> MeshState:
         """The network at ``t_s`` (s after the mesh's time origin).
 
         ``positions_m`` (n, 3): Earth-fixed (ITRS) positions, non-finite rows for lost satellites;
@@ -230,7 +230,9 @@ class Mesh:
         all); ``gateway_ok`` (n_gateways,) bool (default all); ``link_outages`` (k, 2) satellite
         index pairs forced down; ``gmst_rad``: the Greenwich sidereal angle of ``positions_m``'s
         frame, so the in-plane order comes from the positions themselves (recommended; without it,
-        from the mean elements advanced linearly, fine for days but not months past their epochs).
+        from the mean elements advanced linearly, fine for days but not months past their epochs);
+        ``sat_demand_gbps`` (n,): traffic between each satellite and its nearest gateway beside the
+        cities' (compute jobs' input on its way up to the satellite that runs them).
         """
         n, p = self.n, self.params
         pos = np.asarray(positions_m, dtype=np.float64)
@@ -255,7 +257,8 @@ class Mesh:
                                                 len(self.gateways))
         self._pos, self._gw_ok = pos, gw_ok
         edges = np.stack([lo, hi], axis=1)
-        traffic = self._traffic(pos, routes, edges)
+        traffic = self._traffic(pos, routes, edges, None if sat_demand_gbps is None else
+                                np.asarray(sat_demand_gbps, dtype=np.float64))
         self.state = MeshState(
             float(t_s), partner, slot_up, count4(slot_up), count4(closing),
             edges, length, np.bincount(vis.sat, minlength=n).astype(np.int16),
@@ -266,16 +269,19 @@ class Mesh:
             unserved_gbps=traffic.unserved_gbps, traffic=traffic)
         return self.state
 
-    def _traffic(self, pos: F64, routes: GatewayRoutes, edges: I64) -> TrafficState:
-        """The cities' offered traffic routed to their nearest gateways over this tick's tree."""
+    def _traffic(self, pos: F64, routes: GatewayRoutes, edges: I64, sat_demand_gbps: F64 | None = None) -> TrafficState:
+        """The cities' offered traffic (and ``sat_demand_gbps``) routed to the nearest gateways over this tick's tree."""
         p = self.params
         if self.cities is None or len(self.cities) == 0:
+            if sat_demand_gbps is not None:
+                return route_traffic(np.zeros(0), np.zeros(0, np.int64), routes.next_sat, edges, p.isl_capacity_gbps,
+                                     p.ground_link_capacity_gbps, routes.gateway, len(self.gateways), sat_demand_gbps)
             return empty_traffic(self.n, len(edges), 0, p.isl_capacity_gbps, len(self.gateways))
         if self._access is None:
             self._access = AccessCandidates(self.cities, np.radians(p.user_min_elevation_deg))
         city_sat = access_from_candidates(self._access, pos, routes.delay_s)
         return route_traffic(self.city_demand_gbps, city_sat, routes.next_sat, edges, p.isl_capacity_gbps,
-                             p.ground_link_capacity_gbps, routes.gateway, len(self.gateways))
+                             p.ground_link_capacity_gbps, routes.gateway, len(self.gateways), sat_demand_gbps)
 
     def _terminals(self, terminals_ok: ArrayLike | None) -> B:
         n = self.n

@@ -226,7 +226,8 @@ class TrafficState:
 
 def route_traffic(demand_gbps: F64, city_sat: I64, next_sat: I64, edges: I64,
                   isl_capacity_gbps: float, ground_capacity_gbps: float,
-                  sat_gateway: I64 | None = None, n_gateways: int = 0) -> TrafficState:
+                  sat_gateway: I64 | None = None, n_gateways: int = 0,
+                  sat_demand_gbps: F64 | None = None) -> TrafficState:
     """Accumulate each city's demand along the nearest-gateway tree.
 
     ``demand_gbps`` (c,): each city's offered traffic; ``city_sat`` (c,): its access satellite (-1:
@@ -235,13 +236,20 @@ def route_traffic(demand_gbps: F64, city_sat: I64, next_sat: I64, edges: I64,
     the up laser links; ``sat_gateway`` (n,): each satellite's nearest gateway (for the load each
     gateway receives, ``n_gateways`` long). The traffic through every satellite is summed by walking all the loaded
     paths one hop per step (as many steps as the longest path's hops), one ``np.add.at`` over
-    at most one walker per served city each.
+    at most one walker per served city each. ``sat_demand_gbps`` (n,): traffic between a satellite and its
+    nearest gateway that no city offers (compute jobs' input arriving at the satellite that runs them): it
+    loads the same path and feeder, not a user link.
     """
     n = next_sat.size
     demand = np.asarray(demand_gbps, dtype=np.float64)
     served = city_sat >= 0
     through = np.zeros(n)
     cur, load = city_sat[served], demand[served]
+    if sat_demand_gbps is not None:
+        extra = np.asarray(sat_demand_gbps, dtype=np.float64)
+        routed = np.ones(n, dtype=bool) if sat_gateway is None else sat_gateway >= 0
+        own = np.flatnonzero((extra > 0) & routed)  # a satellite with no route gets nothing
+        cur, load = np.concatenate([cur, own]), np.concatenate([load, extra[own]])
     for _ in range(n + 1):  # a tree: at most n hops (guards against a malformed next_sat)
         if cur.size == 0:
             break
