@@ -40,6 +40,7 @@ from dashboards.panels import (
     window_s,
 )
 from dashboards.satellite import query_variable
+from twin.schema.compute_regions import latency_region_keys
 from twin.schema.telemetry import PACKET_FIELDS
 
 COMPUTE = "compute"  # the packet (and InfluxDB measurement) of the per-satellite compute fields
@@ -50,7 +51,8 @@ COMPUTE_POLICY_FIELD = "compute_policy"  # a string field of the fleet point (br
 COMPUTE_FLEET_FIELDS = ("jobs_submitted", "jobs_queued", "jobs_running", "jobs_completed", "jobs_failed",
                         "jobs_rejected", "jobs_interactive_completed", "jobs_deadline_missed", "jobs_corrupted",
                         "job_migrations", "job_bytes_moved", "compute_battery_wh", "compute_array_wh",
-                        "throttled_device_h", "interactive_latency_p50_ms", "interactive_latency_p99_ms")
+                        "throttled_device_h", "interactive_latency_p50_ms", "interactive_latency_p99_ms",
+                        *latency_region_keys())
 # Deadline misses per hour (fleet) above which the miss-rate alert fires (a setting). Measured at the
 # default demand over the whole fleet (docs/physics.md#compute-jobs, 2 h of sim time): aware 0 misses,
 # nearest ~1,400/h, random and round robin ~27,000/h; 100/h is ~0.3 % of the default ~30,000 jobs/h
@@ -183,6 +185,16 @@ def compute() -> dict[str, Any]:
                        field_config("ms"),
                        description="Median and 99th percentile of the interactive jobs' latency (submit to answer at "
                                    "the user) over the last hour of sim time (fleet summary)"), w=8)
+    lay.add(timeseries("Interactive latency p50 by region",
+                       [target(series_query("fleet", [k for k in latency_region_keys() if "_p50_" in k], agg="max"))],
+                       field_config("ms"),
+                       description="Median interactive job latency by the continent of the source city, over the "
+                                   "last hour of sim time (no line: no job from there)"), w=8)
+    lay.add(timeseries("Interactive latency p99 by region",
+                       [target(series_query("fleet", [k for k in latency_region_keys() if "_p99_" in k], agg="max"))],
+                       field_config("ms"),
+                       description="99th percentile of the interactive jobs' latency by the continent of their "
+                                   "source city, over the last hour of sim time (no line: no job from there)"), w=8)
     lay.add(timeseries("Throttled device-hours", [target(series_query("fleet", ["throttled_device_h"], agg="last"))],
                        field_config("h"),
                        description="Device-hours since start of busy accelerators delivering less than the scheduler "

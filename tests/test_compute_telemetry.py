@@ -24,6 +24,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from bridges.influx.line_protocol import SUMMARY_TEXT_FIELDS, MappingError, frame_lines, summary_lines
+from twin.schema.compute_regions import latency_region_keys
 from dashboards.compute import COMPUTE_FLEET_FIELDS, COMPUTE_POLICY_FIELD, battery_power_query, deadline_miss_rate_query
 from mqtt_helpers import Recorder, wait_for
 from pipeline import bridge_proc, expected_counts, ticks_done, twin_proc
@@ -115,11 +116,12 @@ def test_fleet_summary_carries_the_couplings_summary_everywhere(twin: FleetTwin)
     # the message validates against the contract, and so does one whose latency percentiles are NaN (null)
     body = json.loads(dumps(header(None, T_ISO, twin.t_s, 1, tick=twin.tick, **s)))
     _validator("summary").validate(body)
-    nan = body | {"interactive_latency_p50_ms": None, "interactive_latency_p99_ms": None}
+    nan = body | dict.fromkeys(["interactive_latency_p50_ms", "interactive_latency_p99_ms", *latency_region_keys()])
     _validator("summary").validate(nan)
     assert not _validator("summary").is_valid(body | {"compute_policy": "greedy"})
     # line protocol: compute_policy a string field, NaN left out, counts as integers
     (fleet, *_) = summary_lines(nan | {"interactive_latency_p50_ms": float("nan")}, 10**18, {"run": "5"})
+    assert any(np.isfinite(s[k]) for k in latency_region_keys())  # by region: from the cities' continents
     assert b'compute_policy="aware"' in fleet and b"interactive_latency" not in fleet and b"nan" not in fleet.lower()
     assert f"jobs_completed={s['jobs_completed']}i".encode() in fleet
     for bad in (5, "x" * 65):  # another type, or text beyond the bound: refused (dead letters), never a type clash

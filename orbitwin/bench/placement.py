@@ -170,7 +170,7 @@ def _metrics(policy: str, hours: float, sched: Scheduler, cities: Any, cost_ms: 
     lat, src = led.latencies()
     # regions: the continent of each source city (Natural Earth, twin.core.compute.territory)
     city_region = np.array(continent_of(cities.lat_deg, cities.lon_deg), dtype=object)
-    region = city_region[src] if src.size else np.zeros(0, dtype=object)
+    region = np.where(src >= 0, city_region[np.clip(src, 0, None)], "satellite") if src.size else np.zeros(0, dtype=object)
     by_region = {name: {"p50_ms": _ms(_percentile(lat[region == name], 50)),
                         "p99_ms": _ms(_percentile(lat[region == name], 99)),
                         "completed": int(np.count_nonzero(region == name))}

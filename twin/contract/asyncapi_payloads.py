@@ -15,6 +15,7 @@ from twin.contract import request_parser as _requests
 from twin.contract.request_parser import MAX_REPLAY_SPAN, MAX_REQUEST_BYTES
 from twin.core.catalogue import TLE_EPOCH_POLICIES
 from twin.core.compute.coupling import LATENCY_WINDOW_S
+from twin.schema.compute_regions import latency_region_keys
 from twin.core.compute.placement import POLICIES as COMPUTE_POLICIES
 from twin.schema import dose_regions, fleet_grid
 from twin.schema.codec import CODECS, codec
@@ -511,7 +512,10 @@ def compute_summary_props() -> JSON:
                                                       f"at the user) {window}"},
         "interactive_latency_p99_ms": {"type": ["number", "null"], "minimum": 0, "x-unit": "ms",
                                        "description": f"Compute: 99th percentile of the same {window}"},
-    }
+    } | {key: {"type": ["number", "null"], "minimum": 0, "x-unit": "ms",
+               "description": f"Compute: the {key.split('_')[2]} of the interactive latency of jobs from cities in "
+                              f"{key.split('_ms_')[1].replace('_', ' ')} {window}"}
+         for key in latency_region_keys()}
 
 
 def _columns(item: JSON, what: str, unit: str | None = None) -> JSON:

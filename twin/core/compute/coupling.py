@@ -25,7 +25,8 @@ from twin.core.site_names import SiteNames
 from twin.schema.commands import CommandError, Reason
 from twin.core.compute.placement import FleetView, PlacementParams, Scheduler, StepResult
 from twin.core.compute.sovereignty import TrackTerritory
-from twin.core.compute.territory import Jurisdiction
+from twin.core.compute.territory import Jurisdiction, continent_of
+from twin.schema.compute_regions import CONTINENTS, LATENCY_REGIONS
 from twin.core.constants import OMEGA_EARTH_RAD_S
 from twin.core.design import Design
 from twin.core.network.ground import GroundSites
@@ -75,7 +76,11 @@ class ComputeCoupling:
         self._view: FleetView | None = None
         self._requested = np.zeros(n)
         self.throttled_dev_s = 0.0  # device-seconds that ran a job slower than planned (throttle, cap, power)
-        self._latency: deque[tuple[float, F64]] = deque()  # (end of tick s, interactive latencies s) in the window
+        # (end of tick s, interactive latencies s, their source endpoints) in the window
+        self._latency: deque[tuple[float, F64, NDArray[np.int64]]] = deque()
+        self._city_region = np.zeros(0, np.int64) if cities is None else np.array(
+            [CONTINENTS.index(c) if c in CONTINENTS else -1 for c in continent_of(cities.lat_deg, cities.lon_deg)],
+            dtype=np.int64)
         self._ledger_seen = 0
         self._city_names: SiteNames | None = None
         self.gateways = gateways
@@ -136,7 +141,8 @@ class ComputeCoupling:
         self.throttled_dev_s += float(np.sum(busy * (speed < 0.999))) * dt_s
         led = self.scheduler.jobs.ledger
         if len(led.latency_s) > self._ledger_seen:
-            self._latency.append((t_s + dt_s, np.concatenate(led.latency_s[self._ledger_seen:])))
+            self._latency.append((t_s + dt_s, np.concatenate(led.latency_s[self._ledger_seen:]),
+                                  np.concatenate(led.latency_src[self._ledger_seen:])))
             self._ledger_seen = len(led.latency_s)
         while self._latency and self._latency[0][0] < t_s + dt_s - LATENCY_WINDOW_S:
             self._latency.popleft()
@@ -252,8 +258,17 @@ class ComputeCoupling:
         c = sch.jobs.cols
         active = sch.jobs.active_rows()
         state = c["state"][active]
-        lat = np.concatenate([x for _, x in self._latency]) if self._latency else np.zeros(0)
+        lat = np.concatenate([x for _, x, _ in self._latency]) if self._latency else np.zeros(0)
+        src = np.concatenate([s for _, _, s in self._latency]) if self._latency else np.zeros(0, np.int64)
         p50, p99 = (np.percentile(lat, (50.0, 99.0)) * 1e3).tolist() if lat.size else (float("nan"),) * 2
+        region = np.full(src.size, -1)
+        if self._city_region.size and src.size:
+            region = np.where(src >= 0, self._city_region[np.clip(src, 0, self._city_region.size - 1)], -1)
+        by_region: dict[str, float] = {}
+        for k, name in enumerate(LATENCY_REGIONS):
+            mine = lat[region == k]
+            q = (np.percentile(mine, (50.0, 99.0)) * 1e3).tolist() if mine.size else [float("nan")] * 2
+            by_region[f"interactive_latency_p50_ms_{name}"], by_region[f"interactive_latency_p99_ms_{name}"] = q
         return {
             "compute_policy": sch.policy,
             "jobs_submitted": int(sch.jobs.next_id),
@@ -272,4 +287,4 @@ class ComputeCoupling:
             "throttled_device_h": self.throttled_dev_s / 3600.0,
             "interactive_latency_p50_ms": float(p50),
             "interactive_latency_p99_ms": float(p99),
-        }
+        } | by_region

@@ -320,7 +320,7 @@ class JobTable:
                 led.latency_s.append(end - c["submit_s"][r] + 2.0 * c["delay_s"][r])
             else:
                 led.latency_s.append(np.asarray(latency_s, dtype=np.float64)[done].copy())
-            led.latency_src.append(c["src"][r].copy())
+            led.latency_src.append(np.where(c["src_kind"][r] == GROUND, c["src"][r], -1))  # -1: from a satellite
         watched = c["watch"][rows]
         if np.any(watched):
             at = np.broadcast_to(np.asarray(at_s, dtype=np.float64), rows.shape)
