@@ -182,3 +182,26 @@ def test_a_jurisdiction_without_a_gateway_or_unknown_is_refused():
                                      "state_bytes": 0.0, "checkpoint_every_dev_s": 0.0, "source": "city:Paris",
                                      "jurisdiction": spec}, np.arange(20), 0.0, twin.index)
         assert exc.value.field == "jurisdiction" and words in exc.value.message
+
+
+def test_a_configured_polygon_is_a_jurisdiction_jobs_can_name(tmp_path):
+    from twin.runtime.run_loop import FleetOptions, build_twin, load_jurisdictions
+
+    good = tmp_path / "j.toml"
+    good.write_text('[germany-box]\npolygon = [[47.0, 5.0], [47.0, 16.0], [55.0, 16.0], [55.0, 5.0]]\n')
+    twin = build_twin(FleetOptions(count=20, dt_s=10.0, network=False, compute_policy="aware",
+                                   compute_demand_scale=0.0, jurisdictions=str(good)))
+    args = {"kind": "batch", "work_dev_s": 1.0, "input_bytes": 0.0, "output_bytes": 0.0, "state_bytes": 0.0,
+            "checkpoint_every_dev_s": 0.0, "source": "city:Paris", "jurisdiction": "germany-box"}
+    out = twin.compute.submit_job(args, np.arange(20), 0.0, twin.index)
+    assert out["jurisdiction"]["kind"] == "polygon" and out["jurisdiction"]["gateways"] >= 1
+    with pytest.raises(CommandError) as exc:
+        twin.compute.submit_job(args | {"jurisdiction": "alps"}, np.arange(20), 0.0, twin.index)
+    assert "germany-box" in exc.value.message  # the refusal names what is configured
+    bad = tmp_path / "bad.toml"
+    for text, words in (('[x]\npolygon = [[1.0, 2.0]]\n', "[x]"), ('[x]\nvertices = 3\n', "exactly polygon"),
+                        ('not toml [', "cannot read")):
+        bad.write_text(text)
+        with pytest.raises(ValueError) as err:
+            load_jurisdictions(str(bad))
+        assert str(bad) in str(err.value) and words in str(err.value)

@@ -44,6 +44,9 @@ def add_fleet_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--compute-demand", dest="compute_demand_scale", type=float, default=1.0, metavar="SCALE",
                    help="with --compute: the seeded diurnal job demand from the endpoints, times SCALE (default 1; "
                         "0: no generated jobs)")
+    g.add_argument("--jurisdictions", metavar="TOML",
+                   help="with --compute: named jurisdiction polygons jobs may name beside country codes and "
+                        "regions, a TOML of [name] tables with polygon = [[lat, lon], ...] in degrees")
 
 
 def fleet_options(a: argparse.Namespace) -> FleetOptions:
@@ -53,4 +56,5 @@ def fleet_options(a: argparse.Namespace) -> FleetOptions:
     return FleetOptions(a.tle, a.design, a.names, a.alt_km, a.inc_deg, a.count, a.start, a.dt,
                         0 if a.seed is None else a.seed, a.tle_epoch, getattr(a, "network", None),
                         getattr(a, "gateways", None), getattr(a, "endpoints", None),
-                        getattr(a, "compute_policy", None), float(getattr(a, "compute_demand_scale", 1.0)))
+                        getattr(a, "compute_policy", None), float(getattr(a, "compute_demand_scale", 1.0)),
+                        getattr(a, "jurisdictions", None))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,7 @@ from twin.core.catalogue import Catalogue, apply_tle_epoch, load_catalogue
 from twin.runtime.clock import Pacer
 from twin.core.design import load_design
 from twin.core.engine import FleetTwin, julian_split
+from twin.core.compute.territory import Jurisdiction
 from twin.core.ephemeris import iso_to_jd, jd_to_datetime
 from twin.core.network import load_cities, load_gateways
 
@@ -45,6 +47,7 @@ class FleetOptions:
     endpoints: str | None = None  # user endpoint sites CSV (name, lat_deg, lon_deg); None: the 100 largest cities
     compute_policy: str | None = None  # place compute jobs with this policy (twin.core.compute.POLICIES); None: off
     compute_demand_scale: float = 1.0  # with compute_policy: the seeded diurnal demand times this (0: none)
+    jurisdictions: str | None = None  # with compute_policy: a TOML of named jurisdiction polygons
 
 
 def select_catalogue(opts: FleetOptions) -> Catalogue:
@@ -94,9 +97,35 @@ def _days(gap_days: float) -> str:
     return f"{amount} {'before' if gap_days >= 0 else 'after'}"
 
 
+def load_jurisdictions(path: str) -> dict[str, Jurisdiction]:
+    """Named jurisdiction polygons from a TOML file: ``[name]`` tables with ``polygon = [[lat, lon], ...]``
+    (degrees, at least 3 vertices). ValueError naming the file and the entry for anything else."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read jurisdictions: {exc}") from None
+    out: dict[str, Jurisdiction] = {}
+    for name, table in data.items():
+        if not isinstance(table, dict) or set(table) != {"polygon"}:
+            raise ValueError(f"{path}: [{name}] must hold exactly polygon = [[lat, lon], ...]")
+        if "," in name:
+            raise ValueError(f"{path}: [{name}]: a jurisdiction name cannot contain a comma")
+        try:
+            out[name] = Jurisdiction.parse({"polygon": table["polygon"]})
+        except ValueError as exc:
+            raise ValueError(f"{path}: [{name}]: {exc}") from None
+    return out
+
+
 def build_twin(opts: FleetOptions) -> FleetTwin:
     """A twin of the selected satellites with the given design, start, step and seed."""
-    return FleetTwin(
+    named = None
+    if opts.jurisdictions is not None:
+        if opts.compute_policy is None:
+            raise ValueError("--jurisdictions needs --compute (jurisdictions constrain compute jobs)")
+        named = load_jurisdictions(opts.jurisdictions)
+    twin = FleetTwin(
         select_catalogue(opts),
         load_design(opts.design),
         start_jd=None if opts.start is None else iso_to_jd(opts.start),
@@ -108,6 +137,9 @@ def build_twin(opts: FleetOptions) -> FleetTwin:
         compute_policy=opts.compute_policy,
         compute_demand_scale=opts.compute_demand_scale,
     )
+    if named is not None and twin.compute is not None:
+        twin.compute.named_jurisdictions = named
+    return twin
 
 
 @dataclass

@@ -85,6 +85,7 @@ class ComputeCoupling:
         self._city_names: SiteNames | None = None
         self.gateways = gateways
         self._territories: dict[str, TrackTerritory] = {}
+        self.named_jurisdictions: dict[str, Jurisdiction] = {}  # configured polygons jobs may name
 
     def view(self, t_s: float, r_teme_m: F64, v_teme_m_s: F64, sun_unit: F64, gmst_rad: float, pos_itrs_m: F64,
              illum: F64, soc: F64, payload_temp_k: F64, device_ok: B, available: B, dt_s: float = 0.0,
@@ -184,11 +185,17 @@ class ComputeCoupling:
         """The jurisdiction of a ``run_job`` argument (comma-separated ISO-3 codes or region names), built once
         per distinct territory; CommandError when it names nothing known or has no gateway to downlink through."""
         entries = [e.strip() for e in spec.split(",") if e.strip()]
-        try:
-            jur = Jurisdiction.parse(entries)
-        except ValueError as exc:
-            raise CommandError(Reason.BAD_ARGUMENT, str(exc), "jurisdiction") from None
-        key = ",".join(jur.codes) if jur.kind == "countries" else spec
+        named = self.named_jurisdictions.get(spec.strip())
+        if named is not None:
+            jur, key = named, f"polygon:{spec.strip()}"
+        else:
+            try:
+                jur = Jurisdiction.parse(entries)
+            except ValueError as exc:
+                names = f" or one of the configured {', '.join(sorted(self.named_jurisdictions))}" \
+                    if self.named_jurisdictions else ""
+                raise CommandError(Reason.BAD_ARGUMENT, f"{exc}{names}", "jurisdiction") from None
+            key = ",".join(jur.codes)
         t = self._territories.get(key)
         if t is None:
             t = TrackTerritory(jur, self.gateways)
