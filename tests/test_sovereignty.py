@@ -205,3 +205,28 @@ def test_a_configured_polygon_is_a_jurisdiction_jobs_can_name(tmp_path):
         with pytest.raises(ValueError) as err:
             load_jurisdictions(str(bad))
         assert str(bad) in str(err.value) and words in str(err.value)
+
+
+def test_the_jobs_example_scenario_runs_to_the_end():
+    """examples/jobs.toml, as the README tells users to run it: every job ends completed, the EU and UK jobs
+    downlink through gateways in their jurisdiction, and the policy switch is applied."""
+    from pathlib import Path
+
+    from twin.runtime.scenario import apply_scenario, load_scenario
+
+    cat = load_catalogue()
+    twin = FleetTwin(cat.subset(np.arange(0, len(cat), 3)), load_design(), dt_s=10.0, seed=11, network=False,
+                     compute_policy="aware", compute_demand_scale=0.0)
+    apply_scenario(twin, load_scenario(Path(__file__).resolve().parents[1] / "examples" / "jobs.toml"))
+    sched = twin.compute.scheduler
+    events = []
+    for _ in range(100):  # 1,000 s
+        twin.step()
+        events += sched.drain_events()
+    ended = {e.job_id: e.detail for e in events if e.what == "ended"}
+    assert len(ended) == 3 and all(d["state"] == "completed" and d["reason"] == "done" for d in ended.values())
+    gw = twin.compute.gateways
+    for jid, spec in ((0, ["GBR"]), (2, ["EU"])):
+        g = ended[jid]["gateway"]
+        assert g >= 0 and Jurisdiction.parse(spec).gateways_allowed(gw.lat_deg[g:g + 1], gw.lon_deg[g:g + 1])[0]
+    assert sched.policy == "nearest"
