@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from twin.core import commanding
 from twin.core import fdir as fdir_mod
+from twin.core import hil_payload as hil
 from twin.core import payload as pl
 from twin.core import radiation
 from twin.core import thermal
@@ -41,15 +43,12 @@ from twin.core.solar_array import array_power_w
 from twin.core.telemetry_assembly import build_telemetry
 from twin.schema.commands import COMMANDS, FAULTS, CommandError, Reason, validate
 from twin.schema.telemetry import (
-    ATT_NADIR_FIXED, ATT_SAFE_SUN, ATT_SUN_TRACK, ATT_TUMBLING, FIELD_BY_NAME, MODE_LOST, MODE_NOMINAL, MODE_SAFE,
+    ATT_NADIR_FIXED, ATT_SUN_TRACK, ATT_TUMBLING, FIELD_BY_NAME, MODE_LOST, MODE_NOMINAL, MODE_SAFE,
 )
 
 __all__ = ["Event", "FleetTwin", "Request", "julian_split"]
 
-_ATT_BY_NAME = {"sun_track": ATT_SUN_TRACK, "nadir_fixed": ATT_NADIR_FIXED, "safe_sun": ATT_SAFE_SUN}
 TUMBLE_PERIOD_S = 600.0
-HIL_DIVERGENCE = 0.25  # utilisation difference between board and twin that raises the alarm
-_SETPOINT_NODE = {"payload": thermal.PAYLOAD, "battery": thermal.BATTERY, "avionics": thermal.AVIONICS}
 
 
 @functools.cache
@@ -260,19 +259,7 @@ class FleetTwin:
 
     def _check_network_fault(self, name: str, args: dict[str, Any], sats: np.ndarray) -> None:
         """A link or gateway outage names a satellite or gateway of this twin's network."""
-        if self.mesh is None:
-            raise CommandError(Reason.NOT_NOW, "the twin runs without its network model ([network] enabled = "
-                               "false or --no-network)", "fault")
-        if name == "link_outage":
-            peer = args["peer"]
-            if peer not in self.index:
-                raise CommandError(Reason.UNKNOWN_SATELLITE, f"unknown peer satellite {peer!r}", "peer")
-            if np.any(sats == self.index[peer]):
-                raise CommandError(Reason.BAD_ARGUMENT, "a link outage needs a peer other than the satellite itself",
-                                   "peer")
-        elif args["gateway"] not in self._gateway_number:
-            raise CommandError(Reason.BAD_ARGUMENT, f"unknown gateway {args['gateway']!r} (the names of the "
-                               "ground-site file, e.g. 'Adelanto, CA')", "gateway")
+        commanding.check_network_fault(self, name, args, sats)
 
     @functools.cached_property
     def _city_fibre_rtt_s(self) -> np.ndarray | None:
@@ -351,74 +338,12 @@ class FleetTwin:
                        args=req.args, sats=int(req.sats.size), result=result)
 
     def _execute_command(self, req: Request) -> dict[str, Any]:
-        s, a, p = req.sats, req.args, self.payload
-        lost = self.mode[s] == MODE_LOST
-        if np.all(lost):
-            raise CommandError(Reason.NOT_NOW, "satellite is lost (no valid orbit)", "sat")
-        s = s[~lost]
-        name = req.name
-        if name in ("set_payload_load", "submit_jobs") and self.compute is not None:
-            raise CommandError(Reason.NOT_NOW, "compute placement is on (orbitwin run --compute): the placed jobs "
-                                               "own the payloads' load", "load" if name == "set_payload_load"
-                               else "work_top")
-        if name in ("set_payload_load", "submit_jobs", "throttle", "set_power_cap", "power_cycle"):
-            for i in s:
-                backend = p.backends.get(int(i))
-                if backend is not None:
-                    backend.command(name, a)
-        if name == "set_payload_load":
-            safe = self.mode[s] == MODE_SAFE
-            if np.all(safe):
-                raise CommandError(Reason.NOT_NOW, "payload is off in safe mode", "load")
-            p.load_setpoint[s[~safe]] = a["load"]
-            return {"load": a["load"], "applied": int((~safe).sum()), "skipped_safe": int(safe.sum())}
-        if name == "set_power_cap":
-            p.power_cap_w[s] = a["power_w"]
-            return {"power_w": a["power_w"], "applied": int(s.size)}
-        if name == "throttle":
-            p.cmd_throttle[s] = a["factor"]
-            return {"factor": a["factor"], "applied": int(s.size)}
-        if name == "submit_jobs":
-            p.backlog_top[s] += a["work_top"]
-            return {"backlog_top": float(p.backlog_top[s].max()), "applied": int(s.size)}
-        if name == "power_cycle":
-            pl.power_cycle(p, self.design.payload, s, a["device"])
-            return {"device": a["device"], "off_s": self.design.payload.power_cycle_s, "applied": int(s.size)}
-        if name == "enter_safe_mode":
-            self._enter_safe(s, "command")
-            return {"mode": "safe", "applied": int(s.size)}
-        if name == "leave_safe_mode":
-            self.mode[s] = MODE_NOMINAL
-            self.attitude[s] = np.where(self.faults.tumbling[s], ATT_TUMBLING, ATT_SUN_TRACK)
-            return {"mode": "nominal", "applied": int(s.size)}
-        if name == "set_heater_setpoint":
-            self.setpoint_k[s, _SETPOINT_NODE[a["node"]]] = a["temp_k"]
-            return {"node": a["node"], "temp_k": a["temp_k"], "applied": int(s.size)}
-        if name == "set_attitude_mode":
-            if np.any(self.faults.tumbling[s]):
-                raise CommandError(Reason.NOT_NOW, "attitude control has lost sun pointing", "mode")
-            self.attitude[s] = _ATT_BY_NAME[a["mode"]]
-            return {"mode": a["mode"], "applied": int(s.size)}
-        if name in ("run_job", "set_compute_policy"):
-            if self.compute is None:
-                raise CommandError(Reason.NOT_NOW, "compute placement is off (orbitwin run --compute POLICY)",
-                                   "command")
-            if name == "set_compute_policy":
-                previous, self.compute.scheduler.policy = self.compute.scheduler.policy, a["policy"]
-                return {"policy": a["policy"], "previous": previous}
-            return self.compute.submit_job(a, s, self.t_s, self.index)
-        if name == "clear_fault":
-            result, caused = self.faults.clear(a["fault_id"], self._fault_target())
-            self._events += caused
-            return result
-        raise CommandError(Reason.UNKNOWN_COMMAND, f"unknown command {name!r}", "command")  # pragma: no cover
+        """Carry out a due command (:func:`twin.core.commanding.execute_command`)."""
+        return commanding.execute_command(self, req)
 
     def _enter_safe(self, sats: np.ndarray, why: str) -> None:
-        new = sats[self.mode[sats] == MODE_NOMINAL]
-        self.mode[new] = MODE_SAFE
-        self.attitude[new] = np.where(self.faults.tumbling[new], ATT_TUMBLING, ATT_SAFE_SUN)
-        for i in new:
-            self._emit(int(i), "fdir", "safe_mode_entered", "critical", reason=why)
+        """Put the nominal ones of ``sats`` in safe mode (:func:`twin.core.commanding.enter_safe`)."""
+        commanding.enter_safe(self, sats, why)
 
     # --- the step ---------------------------------------------------------------
     def step(self, advance: bool = True) -> None:
@@ -555,97 +480,25 @@ class FleetTwin:
         available = (~safe & ~bad & ~self.fdir.shed_payload & ~self.payload_off & ~self.shed_state[:, PAYLOAD])
         pos = np.where(bad[:, None], np.nan, orb.r_itrs_m)
         t0 = self.t_s - self.dt_s
-        sched = self.compute.scheduler
-        sched.external[:] = False
-        for i, backend in p.backends.items():
-            # a linked board runs the jobs placed on its satellite (hardware in the loop); its results first
-            sched.external[i] = callable(getattr(backend, "run_job", None)) and int(self.payload_source[i]) in (1, 3)
-            try:
-                for job_id, board_s, upsets, failed in getattr(backend, "job_results", lambda: [])():
-                    sched.external_done(int(job_id), t0, float(board_s), int(upsets), failed)
-            except Exception as exc:  # noqa: BLE001 - a board's bad report must never stop the step
-                self._emit(i, "hil", "board_job_result_rejected", "warning", board=getattr(backend, "board", None),
-                           why=f"{type(exc).__name__}: {str(exc)[:120]}")
+        hil.collect_board_jobs(self, t0)  # boards' results first (hardware in the loop)
         view = self.compute.view(t0, orb.r_teme_m, orb.v_teme_m_s, sun_unit, gmst, pos, illum, self.soc,
                                  self.temp_k[:, thermal.PAYLOAD], device_ok, available, dt_s=self.dt_s,
                                  link_util=None if self.net is None else self.net.sat_max_util)
         p.load_setpoint[:] = self.compute.plan(t0, self.dt_s, view)
         p.backlog_top[:] = 0.0
-        cancelled, sched.external_cancelled = sched.external_cancelled, []
-        for job_id, sat in cancelled:  # their deadline passed while a board ran them
-            cancel = getattr(p.backends.get(sat), "cancel_job", None)
-            if callable(cancel):
-                try:
-                    cancel(job_id)
-                except Exception:  # noqa: BLE001 - the job has ended here whatever the board does
-                    pass
-        for job_id, sat, device, work_dev_s in sched.external_dispatch(self.t_s):
-            try:
-                p.backends[sat].run_job(job_id, work_dev_s)  # type: ignore[attr-defined]
-            except Exception as exc:  # noqa: BLE001 - the job goes back to the queue, the step goes on
-                sched.external_done(job_id, t0, 0.0, 0, failed="board_unreachable")
-                self._emit(sat, "hil", "board_job_not_sent", "warning", board=getattr(p.backends[sat], "board", None),
-                           job=job_id, why=f"{type(exc).__name__}: {str(exc)[:120]}")
+        hil.send_board_jobs(self, t0)  # cancellations and new jobs to the boards
 
     def _apply_backends(self, plan: pl.PayloadOutput) -> pl.PayloadOutput:
         """Rows of satellites whose payload is a board: the board's measurement replaces the model."""
-        if not self.payload.backends:
-            if self.payload_source.any() or self.hil_divergence.any():
-                self.payload_source[:] = 0
-                self.hil_divergence[:] = False
-            return plan
-        for i, backend in self.payload.backends.items():
-            why: str | None = None
-            try:
-                sample = backend.sample()
-            except Exception as exc:  # noqa: BLE001 - a board's bad data must never stop the step
-                sample, why = None, f"{type(exc).__name__}: {str(exc)[:120]}"
-            else:
-                why = None if sample is None else pl.sample_problem(sample, self.design.payload)
-                if why is not None:
-                    sample = None
-            if why is not None:
-                self.board_samples_rejected += 1
-                self._emit(i, "hil", "board_sample_rejected", "warning", board=getattr(backend, "board", None),
-                           why=why)
-            old_src = int(self.payload_source[i])
-            if sample is None:
-                src = 2
-            else:
-                src = 3 if sample.held else 1
-                expected = float(plan.util[i])
-                diverged = abs(sample.util - expected) > HIL_DIVERGENCE
-                if diverged != bool(self.hil_divergence[i]):
-                    self.hil_divergence[i] = diverged
-                    self._emit(i, "hil", "divergence" if diverged else "divergence_cleared",
-                               "warning" if diverged else "info", board_util=sample.util, expected_util=expected)
-                plan.util[i], plan.power_w[i], plan.throughput_tops[i] = sample.util, sample.power_w, sample.throughput_tops
-                self.payload.ecc_corrected[i, :] = 0
-                self.payload.ecc_corrected[i, 0] = sample.ecc_corrected_total
-                self.payload.ecc_uncorrectable[i, :] = 0
-                self.payload.ecc_uncorrectable[i, 0] = sample.ecc_uncorrectable_total
-                bits = (sample.latched_mask >> np.arange(self.design.payload.n_devices)) & 1
-                self.payload.latched[i, :] = bits.astype(bool)
-                self.payload.hung[i] = sample.hung
-            if src != old_src:
-                self.payload_source[i] = src
-                name = {1: "board_linked", 2: "board_lost_fallback", 3: "board_held"}[src]
-                if src == 2 and old_src == 0:
-                    name = "board_waiting"  # bound, no measurement yet: the model runs meanwhile
-                self._emit(i, "hil", name, "warning" if src == 2 else "info",
-                           board=getattr(backend, "board", None))
-        return plan
+        return hil.apply_backends(self, plan)
 
     def attach_backend(self, sat: int, backend: pl.PayloadBackend) -> None:
         """Bind a hardware backend to satellite ``sat``'s payload."""
-        self.payload.backends[sat] = backend
+        hil.attach_backend(self, sat, backend)
 
     def detach_backend(self, sat: int) -> None:
         """Give satellite ``sat`` its simulated payload back."""
-        if self.payload.backends.pop(sat, None) is not None:
-            self.payload_source[sat] = 0
-            self.hil_divergence[sat] = False
-            self._emit(sat, "hil", "board_unbound", "info")
+        hil.detach_backend(self, sat)
 
     def _radiation_effects(self, p_flux: np.ndarray, seu_scale: np.ndarray, dt: float) -> None:
         des, p = self.design, self.payload
