@@ -1,7 +1,7 @@
 """The scheduler's outlooks counted down between staggered refreshes agree with fresh ones (issue 16).
 
-At dt 1 s the eclipse outlook is refreshed for a tenth of the fleet per tick and the SAA outlook for a
-sixtieth; in between the stored times are counted down. Along real SGP4 orbits the counted-down
+At dt 1 s the engine refreshes the eclipse outlook for a twentieth of the fleet per tick and the SAA outlook
+for a 120th (here: a tenth, every 10 s); in between the stored times are counted down. Along real SGP4 orbits the counted-down
 times to the next eclipse must stay within a few seconds of a fresh closed-form computation.
 """
 

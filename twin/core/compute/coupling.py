@@ -36,8 +36,8 @@ B = NDArray[np.bool_]
 
 # Both outlooks are refreshed for every satellite this often (sim s), a slice of the fleet per tick, and
 # counted down between refreshes (OutlookCache)
-ECLIPSE_OUTLOOK_INTERVAL_S = 10.0  # setting: closed form; a refresh corrects the circular-orbit drift
-SAA_OUTLOOK_INTERVAL_S = 60.0  # setting
+ECLIPSE_OUTLOOK_INTERVAL_S = 20.0  # setting: closed form; a refresh corrects the circular-orbit drift
+SAA_OUTLOOK_INTERVAL_S = 120.0  # setting: a pass lasts 5-15 min; the outlook looks one orbit ahead
 SAA_HORIZON_S = 5400.0  # setting: how far ahead the SAA outlook looks (about one orbit)
 SAA_STEP_S = 60.0  # setting: ground-track sampling of the SAA outlook (a pass lasts 5-15 min at 550 km)
 LATENCY_WINDOW_S = 3600.0  # setting: the fleet summary's interactive latency percentiles cover this much sim time

@@ -95,16 +95,18 @@ def region_outlook(r_m: F64, v_m_s: F64, gmst_rad: float, mask: B, horizon_s: fl
     y_hat = np.cross(k_hat, x_hat)
     omega = np.where(ok, h_norm / r_safe**2, 0.0)
     times = np.arange(0.0, horizon_s + step_s / 2, step_s)
-    inside = np.zeros((times.size, n), dtype=bool)
-    for j, t in enumerate(times):
-        ang = omega * t
-        p = np.cos(ang)[:, None] * x_hat + np.sin(ang)[:, None] * y_hat
-        lat = np.arcsin(np.clip(p[:, 2], -1.0, 1.0))
-        lon = np.arctan2(p[:, 1], p[:, 0]) - (gmst_rad + OMEGA_EARTH_RAD_S * t)
-        lon = np.mod(lon + np.pi, 2 * np.pi) - np.pi
-        i_lat = np.clip(((lat + np.pi / 2) / np.pi * n_lat).astype(np.int64), 0, n_lat - 1)
-        i_lon = np.clip(((lon + np.pi) / (2 * np.pi) * n_lon).astype(np.int64), 0, n_lon - 1)
-        inside[j] = mask[i_lat, i_lon] & ok
+    # every sample at once, (times, satellites): a loop over the samples is overhead-bound for a slice of the fleet
+    ang = omega[None, :] * times[:, None]
+    c, s = np.cos(ang), np.sin(ang)
+    px = c * x_hat[None, :, 0] + s * y_hat[None, :, 0]
+    py = c * x_hat[None, :, 1] + s * y_hat[None, :, 1]
+    pz = c * x_hat[None, :, 2] + s * y_hat[None, :, 2]
+    lat = np.arcsin(np.clip(pz, -1.0, 1.0))
+    lon = np.arctan2(py, px) - (gmst_rad + OMEGA_EARTH_RAD_S * times)[:, None]
+    lon = np.mod(lon + np.pi, 2 * np.pi) - np.pi
+    i_lat = np.clip(((lat + np.pi / 2) / np.pi * n_lat).astype(np.int64), 0, n_lat - 1)
+    i_lon = np.clip(((lon + np.pi) / (2 * np.pi) * n_lon).astype(np.int64), 0, n_lon - 1)
+    inside = mask[i_lat, i_lon] & ok[None, :]
     now = inside[0]
     # first sample that differs from now: exit when inside, entry when outside
     change = inside != now[None, :]
