@@ -281,3 +281,36 @@ def test_access_candidates_give_exactly_the_satellites_in_view(fleet: Fleet) -> 
                                                      d[ok].tolist())) < 1e-6
     # re-listed when satellites have moved ~56 km (0.5 deg): every ~7 s at 7.6 km/s, plus the jumps
     assert 4 <= cand.refreshes <= 10
+
+
+def test_flows_between_satellites_load_the_shortest_laser_path(fleet: Fleet) -> None:
+    """Checkpoints moving between satellites: each flow's rate lands on every laser link and satellite of
+    the shortest-delay path (networkx as the reference), utilisations and overloads follow."""
+    import networkx as nx
+
+    from twin.core.network.traffic import add_flows
+
+    mesh = fleet.mesh()
+    st = mesh.step(0.0, fleet.pos(0.0), gmst_rad=fleet.gmst(0.0))
+    tr = st.traffic
+    edges = st.edges
+    g = nx.Graph()
+    for (a, b), d in zip(edges, st.edge_length_m):
+        g.add_edge(int(a), int(b), weight=float(d))
+    comp = max(nx.connected_components(g), key=len)
+    a, b = sorted(comp)[0], sorted(comp)[-1]
+    path = nx.shortest_path(g, a, b, weight="weight")
+    new, unrouted = add_flows(tr, edges, mesh._isl.graph(mesh.n), np.array([a]), np.array([b]), np.array([60.0]))
+    assert unrouted == 0
+    key = {(min(x, y), max(x, y)): k for k, (x, y) in enumerate(edges.tolist())}
+    on_path = [key[(min(x, y), max(x, y))] for x, y in zip(path[:-1], path[1:])]
+    delta = new.edge_load_gbps - tr.edge_load_gbps
+    assert delta[on_path] == pytest.approx(60.0) and np.count_nonzero(delta) == len(on_path)
+    assert (new.sat_throughput_gbps - tr.sat_throughput_gbps)[path] == pytest.approx(60.0)
+    twice, _ = add_flows(new, edges, mesh._isl.graph(mesh.n), np.array([a]), np.array([b]), np.array([60.0]))
+    assert twice.overloaded >= new.overloaded + len(on_path) - np.count_nonzero(new.edge_util[on_path] > 1.0)
+    assert np.all(twice.edge_util[on_path] > 1.0)  # 120 Gbit/s over 100 Gbit/s links
+    isolated = np.setdiff1d(np.arange(mesh.n), np.array(sorted(comp)))
+    if isolated.size:
+        _, none = add_flows(tr, edges, mesh._isl.graph(mesh.n), np.array([a]), isolated[:1], np.array([1.0]))
+        assert none == 1

@@ -422,10 +422,12 @@ class FleetTwin:
             powered = ~safe & self.isl_on & ~self.shed_state[:, ISL]
             terminals_ok = terminals_from_count(count - self.faults.isl_failed, count) & powered[:, None]
             link_outages, gateway_ok = self._network_outages()
-            jobs_gbps = None if self.compute is None else self.compute.transfer_gbps(self.t_s - dt)
+            jobs_gbps = None if self.compute is None else self.compute.transfer_gbps(self.t_s - dt, dt)
             self.net = self.mesh.step(self.t_s, np.where(bad[:, None], np.nan, orb.r_itrs_m), terminals_ok,
                                       gateway_ok=gateway_ok, link_outages=link_outages, gmst_rad=gmst,
-                                      sat_demand_gbps=jobs_gbps)
+                                      sat_demand_gbps=jobs_gbps,
+                                      flows=None if self.compute is None else self.compute.migration_flows(self.t_s - dt,
+                                                                                                            dt))
             demand[:, ISL] = des.power.isl_terminal_w * self.net.terminals_in_use
             interval = des.network.city_matrix_interval_s
             if advance and interval > 0 and (self.city_rtt is None or np.floor(self.t_s / interval + 1e-9)

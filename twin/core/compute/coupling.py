@@ -223,17 +223,31 @@ class ComputeCoupling:
             self._city_names = SiteNames(ground.names, "city")
         return GROUND, self._city_names.find(name, field)
 
-    def transfer_gbps(self, t_s: float) -> F64:
-        """Per satellite (n,): the jobs' input arriving from the ground during the tick that starts at ``t_s``
-        (Gbit/s: the uplink rate each job's input gets, ``PlacementParams.uplink_rate_bps``). The engine
+    def transfer_gbps(self, t_s: float, dt_s: float) -> F64:
+        """Per satellite (n,): the jobs' input arriving from the ground during the tick [t_s, t_s + dt_s)
+        (Gbit/s averaged over the tick: the uplink rate each job's input gets, ``PlacementParams.uplink_rate_bps``,
+        times the share of the tick it is still arriving). The engine
         adds it to the mesh's traffic between the satellite and its gateway. Migrations between
         satellites are charged their energy but not routed over particular laser links."""
         sch = self.scheduler
         c = sch.jobs.cols
         rows = sch.jobs.rows_in(JobState.RUNNING)
         rows = rows[(c["ready_s"][rows] > t_s) & (c["done_dev_s"][rows] == 0) & (c["input_bytes"][rows] > 0)]
-        out: F64 = np.bincount(c["sat"][rows], minlength=sch.n).astype(np.float64) * (self.params.uplink_rate_bps / 1e9)
+        share = np.clip((c["ready_s"][rows] - t_s) / dt_s, 0.0, 1.0) if dt_s > 0 else np.ones(rows.size)
+        out: F64 = np.bincount(c["sat"][rows], weights=share, minlength=sch.n).astype(np.float64) * (
+            self.params.uplink_rate_bps / 1e9)
         return out
+
+    def migration_flows(self, t_s: float, dt_s: float) -> tuple[NDArray[np.int64], NDArray[np.int64], F64]:
+        """Checkpoints moving between satellites during the tick [t_s, t_s + dt_s): (from, to, Gbit/s each
+        averaged over the tick: the transfer rate a migration gets, ``PlacementParams.transfer_rate_bps``,
+        times the share of the tick it is still moving); the engine routes them over the mesh's laser links."""
+        sch = self.scheduler
+        c = sch.jobs.cols
+        rows = sch.jobs.rows_in(JobState.MIGRATING)
+        rows = rows[(c["ready_s"][rows] > t_s) & (c["moved_from"][rows] >= 0)]
+        share = np.clip((c["ready_s"][rows] - t_s) / dt_s, 0.0, 1.0) if dt_s > 0 else np.ones(rows.size)
+        return c["moved_from"][rows].copy(), c["sat"][rows].copy(), share * (self.params.transfer_rate_bps / 1e9)
 
     def upset(self, sat: int, device: int) -> int:
         """An uncorrectable upset on a device: the job there is hit (re-run or corrupt, by policy)."""

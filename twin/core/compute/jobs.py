@@ -164,6 +164,7 @@ _RUN_FIELDS: dict[str, tuple[type, float]] = {
     "corrupt": (np.bool_, False),  # its current result is corrupt
     "migrations": (np.int64, 0),
     "bytes_moved": (np.float64, 0.0),  # checkpoint bytes moved by migrations
+    "moved_from": (np.int64, -1),  # while MIGRATING: the satellite its checkpoint leaves
     "ran_on": (np.int64, -1),  # the satellite it last held a device on (kept after it is freed)
     "dispatched": (np.bool_, False),  # sent to the board of a board-backed satellite, which runs it
     "board_s": (np.float64, np.nan),  # the board's measured run time (s) of the last dispatch

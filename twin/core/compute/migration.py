@@ -122,6 +122,7 @@ class Migrating:
                 continue
             mv = float(c["state_bytes"][row]) * 8.0 / p.transfer_rate_bps
             origin = int(c["sat"][row])
+            c["moved_from"][row] = origin
             self._free_device(np.array([row]))
             c["saved_dev_s"][row] = c["done_dev_s"][row]  # a checkpoint is written to move
             self._assign(int(row), int(target), free, t_s, t_s + mv, float(c["delay_s"][row]), migrating=True)

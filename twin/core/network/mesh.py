@@ -29,8 +29,8 @@ from twin.core.network.params import NetworkParams
 from twin.core.network.routing import Edges, GatewayRoutes, ground_matrix_s, nearest_gateway, shortest_path
 from twin.core.network.shells import MeanElements, Planes, arg_latitude_rad, elements_from_catalogue, group_planes
 from twin.core.network.traffic import (
-    AccessCandidates, TrafficState, access_from_candidates, city_demand_gbps, empty_traffic, rank_size_weights,
-    route_traffic,
+    AccessCandidates, TrafficState, access_from_candidates, add_flows, city_demand_gbps, empty_traffic,
+    rank_size_weights, route_traffic,
 )
 
 F64 = NDArray[np.float64]
@@ -197,6 +197,7 @@ class Mesh:
         self._links = GridLinks.empty(n)
         self._first = True
         self._ticks = 0
+        self.flows_unrouted = 0  # satellite-to-satellite flows (Mesh.step flows) that found no laser path
         self._pos = np.full((n, 3), np.nan)
         self._isl = Edges(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
         self._gw_ok = np.ones(len(gateways), dtype=bool)
@@ -222,7 +223,8 @@ class Mesh:
     # --- per tick ---------------------------------------------------------------------------
     def step(self, t_s: float, positions_m: F64, terminals_ok: ArrayLike | None = None,
              gateway_ok: ArrayLike | None = None, link_outages: ArrayLike | None = None,
-             gmst_rad: float | None = None, sat_demand_gbps: ArrayLike | None = None) -> MeshState:
+             gmst_rad: float | None = None, sat_demand_gbps: ArrayLike | None = None,
+             flows: tuple[I64, I64, F64] | None = None) -> MeshState:
         """The network at ``t_s`` (s after the mesh's time origin).
 
         ``positions_m`` (n, 3): Earth-fixed (ITRS) positions, non-finite rows for lost satellites;
@@ -232,7 +234,10 @@ class Mesh:
         frame, so the in-plane order comes from the positions themselves (recommended; without it,
         from the mean elements advanced linearly, fine for days but not months past their epochs);
         ``sat_demand_gbps`` (n,): traffic between each satellite and its nearest gateway beside the
-        cities' (compute jobs' input on its way up to the satellite that runs them).
+        cities' (compute jobs' input on its way up to the satellite that runs them); ``flows``
+        (source satellites, destination satellites, Gbit/s): traffic between satellites over the
+        shortest-delay laser path (compute jobs' checkpoints moving); flows with no path are counted in
+        ``flows_unrouted``.
         """
         n, p = self.n, self.params
         pos = np.asarray(positions_m, dtype=np.float64)
@@ -259,6 +264,9 @@ class Mesh:
         edges = np.stack([lo, hi], axis=1)
         traffic = self._traffic(pos, routes, edges, None if sat_demand_gbps is None else
                                 np.asarray(sat_demand_gbps, dtype=np.float64))
+        if flows is not None and len(flows[0]):
+            traffic, unrouted = add_flows(traffic, edges, self._isl.graph(n), *flows)
+            self.flows_unrouted += unrouted
         self.state = MeshState(
             float(t_s), partner, slot_up, count4(slot_up), count4(closing),
             edges, length, np.bincount(vis.sat, minlength=n).astype(np.int16),

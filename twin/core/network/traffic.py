@@ -16,11 +16,14 @@ link's utilisation. Loads are never clipped: a link above its capacity is report
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import dijkstra
 
 from twin.core.constants import R_EARTH_M
 from twin.core.network.geometry import C_M_S
@@ -295,3 +298,49 @@ def empty_traffic(n_sats: int, n_edges: int, n_cities: int, isl_capacity_gbps: f
     return TrafficState(np.zeros(n_edges), np.full(n_edges, float(isl_capacity_gbps)), np.zeros(n_edges), z, z.copy(),
                         z.copy(), z.copy(), np.zeros(n_cities), np.full(n_cities, -1, dtype=np.int64),
                         np.zeros(n_cities), 0, np.zeros(0, dtype=np.int64), 0.0, 0.0, 0.0, np.zeros(n_gateways))
+
+
+def add_flows(tr: TrafficState, edges: I64, graph: csr_matrix, src: I64, dst: I64,
+              gbps: F64) -> tuple[TrafficState, int]:
+    """``tr`` with satellite-to-satellite flows added (compute jobs' checkpoints moving between satellites):
+    flow k carries ``gbps[k]`` from satellite ``src[k]`` to ``dst[k]`` over the shortest-delay path of the
+    laser links ``edges`` (m, 2) (``graph``: their CSR adjacency over at least the satellites). The loads,
+    utilisations and overload counts are recomputed; returns the new state and how many flows had no path.
+    """
+    src, dst = np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)
+    gbps = np.asarray(gbps, dtype=np.float64)
+    if src.size == 0:
+        return tr, 0
+    n = tr.sat_throughput_gbps.size
+    lo, hi = np.minimum(edges[:, 0], edges[:, 1]), np.maximum(edges[:, 0], edges[:, 1])
+    keys = lo * n + hi
+    order = np.argsort(keys)
+    sources, which = np.unique(src, return_inverse=True)
+    _, pred = dijkstra(graph, directed=True, indices=sources, return_predecessors=True)
+    edge_load = tr.edge_load_gbps.copy()
+    through = tr.sat_throughput_gbps.copy()
+    unrouted = 0
+    for k in range(src.size):
+        path = [int(dst[k])]
+        row = pred[which[k]]
+        while path[-1] != src[k] and row[path[-1]] >= 0:
+            path.append(int(row[path[-1]]))
+        if path[-1] != src[k]:
+            unrouted += 1
+            continue
+        nodes = np.array(path[::-1], dtype=np.int64)
+        a, b = np.minimum(nodes[:-1], nodes[1:]), np.maximum(nodes[:-1], nodes[1:])
+        idx = order[np.searchsorted(keys[order], a * n + b)]
+        edge_load[idx] += gbps[k]
+        through[nodes] += gbps[k]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        edge_util = np.where(edge_load > 0, edge_load / tr.edge_capacity_gbps, 0.0)
+    sat_max = tr.sat_max_util.copy()
+    loaded = np.flatnonzero(edge_load > 0)
+    np.maximum.at(sat_max, lo[loaded], edge_util[loaded])
+    np.maximum.at(sat_max, hi[loaded], edge_util[loaded])
+    over_edges = np.flatnonzero(edge_util > 1.0)
+    overloaded = tr.overloaded - tr.overloaded_edges.size + over_edges.size
+    return dataclasses.replace(tr, edge_load_gbps=edge_load, edge_util=edge_util, sat_throughput_gbps=through,
+                               sat_max_util=sat_max, overloaded=int(overloaded),
+                               overloaded_edges=over_edges.astype(np.int64)), unrouted
