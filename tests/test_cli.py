@@ -42,7 +42,6 @@ def test_schema_as_json_and_markdown(capsys):
 @pytest.mark.parametrize("args,needle", [
     (["run", "--tle", "/nonexistent.tle", "--duration", "1"], "cannot read TLE file"),
     (["run", "--names", "NOPE*", "--duration", "1"], "no satellite matches"),
-    (["run", "--speed", "warp", "--duration", "1", "--count", "1"], "speed must be"),
     (["run", "--alt-km", "550", "--duration", "1"], "expected LO:HI"),
 ])
 def test_bad_input_gives_a_clear_error_and_exit_2(args, needle, capsys):
@@ -89,3 +88,37 @@ def test_gateway_and_endpoint_files_replace_the_shipped_sites(tmp_path, capsys):
     assert main(["run", "--count", "1", "--duration", "1", "--gateways", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.csv: line 2: latitude/longitude out of range" in err
+
+
+@pytest.mark.parametrize("args,option,allowed", [
+    (["run", "--count", "0"], "--count", "a whole number >= 1"),
+    (["run", "--duration", "-5"], "--duration", "a finite number of seconds > 0"),
+    (["run", "--dt", "nan"], "--dt", "a finite number of seconds > 0"),
+    (["run", "--speed", "inf"], "--speed", "real, max or xN"),
+    (["run", "--speed", "warp"], "--speed", "real, max or xN"),
+    (["run", "--start", "yesterday"], "--start", "an ISO 8601 UTC time"),
+    (["run", "--compute", "aware", "--compute-demand", "-1"], "--compute-demand", "a finite number >= 0"),
+])
+def test_a_bad_option_value_is_named_with_what_is_allowed(args, option, allowed, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: must be {allowed}" in err and repr(args[-1]) in err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.startswith("orbitwin ")
+
+
+def test_dimensionless_limits_have_no_unit_and_others_keep_theirs():
+    from twin.schema.commands import COMMANDS, CommandError, validate
+
+    with pytest.raises(CommandError) as exc:
+        validate(COMMANDS, "throttle", {"factor": 2.0})
+    assert exc.value.message == "factor=2.0 outside [0, 1]"
+    with pytest.raises(CommandError) as exc:
+        validate(COMMANDS, "set_power_cap", {"power_w": -1.0})
+    assert exc.value.message.endswith("outside [0, 1e+06] W")

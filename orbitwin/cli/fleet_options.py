@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from typing import TYPE_CHECKING
+from orbitwin.cli import arg_types
 
 if TYPE_CHECKING:  # the runtime (and the numerical core behind it) loads only when a command runs
     from twin.runtime.run_loop import FleetOptions
@@ -17,8 +18,8 @@ def add_fleet_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--names", help="name patterns, comma-separated globs (e.g. 'STARLINK-3*')")
     g.add_argument("--alt-km", help="shell altitude band LO:HI in km (mean altitude)")
     g.add_argument("--inc-deg", help="shell inclination band LO:HI in degrees")
-    g.add_argument("--count", type=int, help="keep the first N selected satellites")
-    g.add_argument("--start", help="start time, ISO 8601 UTC (default: orbitwin run at real or xN speed: the wall clock; "
+    g.add_argument("--count", type=arg_types.positive_int, help="keep the first N selected satellites (N >= 1)")
+    g.add_argument("--start", type=arg_types.utc_time, help="start time, ISO 8601 UTC (default: orbitwin run at real or xN speed: the wall clock; "
                                    "otherwise the catalogue's median epoch)")
     g.add_argument("--tle-epoch", default="auto", choices=("auto", "keep", "shift"),
                    help="a catalogue far from the start: keep (propagate the TLEs as given: SGP4 extrapolation, "
@@ -26,7 +27,7 @@ def add_fleet_options(p: argparse.ArgumentParser) -> None:
                         "so the catalogue's median epoch is the start: the catalogue's constellation, not where "
                         "the real satellites are) or auto (shift when the start is more than 7 days from the "
                         "median epoch, else keep; the default)")
-    g.add_argument("--dt", type=float, default=1.0, help="time step in seconds (default 1)")
+    g.add_argument("--dt", type=arg_types.positive_seconds, default=1.0, help="time step in seconds (default 1)")
     g.add_argument("--seed", type=int, default=None, help="random seed (default 0, or the scenario's)")
     g.add_argument("--no-network", dest="network", action="store_false", default=None,
                    help="run without the laser mesh and routing (default: the design's [network] enabled, on in the "
@@ -41,7 +42,8 @@ def add_fleet_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--compute", dest="compute_policy", choices=("nearest", "random", "round_robin", "aware"),
                    help="place compute jobs across the fleet with this scheduler policy; the jobs then own the "
                         "payloads' load (default: off, the payloads run their commanded load)")
-    g.add_argument("--compute-demand", dest="compute_demand_scale", type=float, default=1.0, metavar="SCALE",
+    g.add_argument("--compute-demand", dest="compute_demand_scale", type=arg_types.non_negative, default=1.0,
+                   metavar="SCALE",
                    help="with --compute: the seeded diurnal job demand from the endpoints, times SCALE (default 1; "
                         "0: no generated jobs)")
     g.add_argument("--jurisdictions", metavar="TOML",

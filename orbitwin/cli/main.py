@@ -29,8 +29,19 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
+def _version() -> str:
+    """The installed package's version (``unknown`` when run from a tree that was never installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("orbitwin")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="orbitwin", description="Digital twin of orbital compute constellations")
+    parser.add_argument("--version", action="version", version=f"orbitwin {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     run.add_parser(sub)
     schema.add_parser(sub)

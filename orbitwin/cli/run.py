@@ -9,15 +9,17 @@ from typing import Any
 
 from orbitwin.cli.fleet_options import add_fleet_options, fleet_options
 from orbitwin.cli.mqtt_options import add_mqtt_options, mqtt_settings_from_args
+from orbitwin.cli import arg_types
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("run", help="step the fleet and show a live status table")
     add_fleet_options(p)
-    p.add_argument("--speed", default="real", help="real, xN (e.g. x10) or max (default real)")
-    p.add_argument("--duration", type=float, help="sim seconds to run (default: until Ctrl-C)")
-    p.add_argument("--rows", type=int, default=12, help="satellites shown in the table")
-    p.add_argument("--refresh", type=float, default=1.0, help="seconds between table refreshes")
+    p.add_argument("--speed", default="real", type=arg_types.speed, help="real, xN (e.g. x10) or max (default real)")
+    p.add_argument("--duration", type=arg_types.positive_seconds, help="sim seconds to run (default: until Ctrl-C)")
+    p.add_argument("--rows", type=arg_types.positive_int, default=12, help="satellites shown in the table")
+    p.add_argument("--refresh", type=arg_types.non_negative, default=1.0,
+                   help="seconds between table refreshes (0: every tick)")
     p.add_argument("--plain", action="store_true", help="no screen clearing, one block per refresh")
     p.add_argument("--scenario", help="scenario file (TOML/JSON) of timed faults and commands")
     add_mqtt_options(p, required=False, connect_timeout_s=10.0,

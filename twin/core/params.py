@@ -28,6 +28,12 @@ class DesignError(ValueError):
         super().__init__(f"{key}: {problem}")
 
 
+
+def _unit(meta: Mapping[str, Any]) -> str:
+    """`` UNIT`` for messages; nothing for a dimensionless value (unit "1" or none)."""
+    unit = str(meta.get("unit", ""))
+    return "" if unit in ("", "1") else f" {unit}"
+
 def param(
     unit: str,
     description: str,
@@ -52,9 +58,9 @@ def _check_number(key: str, value: Any, meta: Mapping[str, Any]) -> float:
         raise DesignError(key, f"must be finite, got {value!r}")
     lo, hi = meta.get("min"), meta.get("max")
     if lo is not None and value < lo:
-        raise DesignError(key, f"{value!r} is below the minimum {lo} {meta.get('unit', '')}".rstrip())
+        raise DesignError(key, f"{value!r} is below the minimum {lo}{_unit(meta)}")
     if hi is not None and value > hi:
-        raise DesignError(key, f"{value!r} is above the maximum {hi} {meta.get('unit', '')}".rstrip())
+        raise DesignError(key, f"{value!r} is above the maximum {hi}{_unit(meta)}")
     return value
 
 

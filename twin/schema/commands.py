@@ -184,7 +184,8 @@ def _coerce(arg: Arg, value: Any) -> Any:
     if (arg.min is not None and value < arg.min) or (arg.max is not None and value > arg.max):
         lo = "-inf" if arg.min is None else f"{arg.min:g}"
         hi = "inf" if arg.max is None else f"{arg.max:g}"
-        raise CommandError(Reason.OUT_OF_RANGE, f"{arg.name}={value} outside [{lo}, {hi}] {arg.unit}".rstrip(), arg.name)
+        unit = "" if arg.unit in ("", "1") else f" {arg.unit}"  # a dimensionless value has no unit
+        raise CommandError(Reason.OUT_OF_RANGE, f"{arg.name}={value} outside [{lo}, {hi}]{unit}", arg.name)
     return value
 
 

@@ -1,0 +1,68 @@
+"""Checked option values for the command line: each bad value is refused by argparse with the option's
+name and what is allowed (``orbitwin run: error: argument --count: must be a whole number >= 1, not '0'``)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def _fail(what: str, text: str) -> argparse.ArgumentTypeError:
+    return argparse.ArgumentTypeError(f"must be {what}, not {text!r}")
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1 (a count of satellites, rows, ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise _fail("a whole number >= 1", text) from None
+    if value < 1:
+        raise _fail("a whole number >= 1", text)
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """A finite number of seconds > 0 (a duration, a time step)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise _fail("a number of seconds > 0", text) from None
+    if not (math.isfinite(value) and value > 0):
+        raise _fail("a finite number of seconds > 0", text)
+    return value
+
+
+def non_negative(text: str) -> float:
+    """A finite number >= 0 (a scale factor)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise _fail("a number >= 0", text) from None
+    if not (math.isfinite(value) and value >= 0):
+        raise _fail("a finite number >= 0", text)
+    return value
+
+
+def speed(text: str) -> str:
+    """``real``, ``max`` or ``xN`` with N a finite number > 0 (kept as text: the runtime parses it)."""
+    from twin.runtime.clock import parse_speed
+
+    try:
+        value = parse_speed(text)
+    except ValueError:
+        raise _fail("real, max or xN with N > 0 (e.g. x10)", text) from None
+    if value is not None and not math.isfinite(value):
+        raise _fail("real, max or xN with a finite N > 0 (e.g. x10)", text)
+    return text
+
+
+def utc_time(text: str) -> str:
+    """An ISO 8601 UTC time (kept as text: the runtime parses it)."""
+    from twin.core.ephemeris import iso_to_jd
+
+    try:
+        iso_to_jd(text)
+    except (ValueError, OverflowError):
+        raise _fail("an ISO 8601 UTC time such as 2026-06-21T00:00:00Z", text) from None
+    return text
