@@ -16,7 +16,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
 # the Debian packages install services; the tests start their own servers on free ports
-command -v systemctl >/dev/null 2>&1 && systemctl stop mosquitto influxdb >/dev/null 2>&1 || true
+# (the tests never use them; stopped only in CI or when asked, never a user's services otherwise)
+if [ "${CI:-}" = "true" ] || [ "${ORBITWIN_STOP_SERVICES:-}" = "1" ]; then
+  command -v systemctl >/dev/null 2>&1 && systemctl stop mosquitto influxdb >/dev/null 2>&1 || true
+fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 export ORBITWIN_REQUIRE_SERVERS=1

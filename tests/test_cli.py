@@ -98,6 +98,8 @@ def test_gateway_and_endpoint_files_replace_the_shipped_sites(tmp_path, capsys):
     (["run", "--speed", "warp"], "--speed", "real, max or xN"),
     (["run", "--start", "yesterday"], "--start", "an ISO 8601 UTC time"),
     (["run", "--compute", "aware", "--compute-demand", "-1"], "--compute-demand", "a finite number >= 0"),
+    (["bridge", "influx", "--influx", "localhost:8086"], "--influx", "an http:// or https:// URL"),
+    (["bridge", "influx", "--influx", "http://:8086"], "--influx", "an http:// or https:// URL"),
 ])
 def test_a_bad_option_value_is_named_with_what_is_allowed(args, option, allowed, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -66,3 +66,17 @@ def utc_time(text: str) -> str:
     except (ValueError, OverflowError):
         raise _fail("an ISO 8601 UTC time such as 2026-06-21T00:00:00Z", text) from None
     return text
+
+
+def http_url(text: str) -> str:
+    """An http:// or https:// URL with a host (``localhost:8086`` alone is refused: say the scheme)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise _fail("an http:// or https:// URL such as http://localhost:8086", text) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _fail("an http:// or https:// URL such as http://localhost:8086", text)
+    return text

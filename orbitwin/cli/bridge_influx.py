@@ -8,13 +8,15 @@ from typing import Any
 
 from orbitwin.cli.lifecycle import report_until_stopped, stop_on_signals
 from orbitwin.cli.mqtt_options import add_mqtt_options, mqtt_settings_from_args, secret_from_sources
+from orbitwin.cli import arg_types
 
 
 def add_parser(bsub: Any) -> None:
     b = bsub.add_parser("influx", help="store telemetry, events and replies in InfluxDB")
     add_mqtt_options(b, client_id="orbitwin-influx-bridge")
     g = b.add_argument_group("InfluxDB")
-    g.add_argument("--influx", required=True, help="InfluxDB URL, e.g. http://localhost:8086")
+    g.add_argument("--influx", required=True, type=arg_types.http_url,
+                   help="InfluxDB URL with its scheme, e.g. http://localhost:8086")
     g.add_argument("--api", choices=("v1", "v2"), default="v1", help="v1 /write (InfluxDB 1.x) or v2 (2.x/3.x)")
     g.add_argument("--db", default="orbitwin", help="v1: database (default orbitwin)")
     g.add_argument("--rp", help="v1: retention policy")
