@@ -40,19 +40,15 @@ from dashboards.panels import (
     window_s,
 )
 from dashboards.satellite import query_variable
-from twin.schema.compute_regions import latency_region_keys
+from twin.schema.compute_summary import NUMERIC_KEYS, POLICY_KEY, latency_region_keys
 from twin.schema.telemetry import PACKET_FIELDS
 
 COMPUTE = "compute"  # the packet (and InfluxDB measurement) of the per-satellite compute fields
 COMPUTE_FIELDS = PACKET_FIELDS[COMPUTE]
 # Compute figures of the fleet summary (twin/runtime/status_table.py fleet_compute =
 # twin.core.compute.coupling.ComputeCoupling.summary; drift-tested in tests/test_compute_telemetry.py):
-COMPUTE_POLICY_FIELD = "compute_policy"  # a string field of the fleet point (bridges/influx/line_protocol.py)
-COMPUTE_FLEET_FIELDS = ("jobs_submitted", "jobs_queued", "jobs_running", "jobs_completed", "jobs_failed",
-                        "jobs_rejected", "jobs_interactive_completed", "jobs_deadline_missed", "jobs_corrupted",
-                        "job_migrations", "job_bytes_moved", "compute_battery_wh", "compute_array_wh",
-                        "throttled_device_h", "interactive_latency_p50_ms", "interactive_latency_p99_ms",
-                        *latency_region_keys())
+COMPUTE_POLICY_FIELD = POLICY_KEY  # a string field of the fleet point (bridges/influx/line_protocol.py)
+COMPUTE_FLEET_FIELDS = NUMERIC_KEYS
 # Deadline misses per hour (fleet) above which the miss-rate alert fires (a setting). Measured at the
 # default demand over the whole fleet (docs/physics.md#compute-jobs, 2 h of sim time): aware 0 misses,
 # nearest ~1,400/h, random and round robin ~27,000/h; 100/h is ~0.3 % of the default ~30,000 jobs/h

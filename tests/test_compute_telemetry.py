@@ -24,7 +24,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from bridges.influx.line_protocol import SUMMARY_TEXT_FIELDS, MappingError, frame_lines, summary_lines
-from twin.schema.compute_regions import latency_region_keys
+from twin.schema.compute_summary import latency_region_keys
 from dashboards.compute import COMPUTE_FLEET_FIELDS, COMPUTE_POLICY_FIELD, battery_power_query, deadline_miss_rate_query
 from mqtt_helpers import Recorder, wait_for
 from pipeline import bridge_proc, expected_counts, ticks_done, twin_proc

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 
 
 def _fail(what: str, text: str) -> argparse.ArgumentTypeError:
@@ -22,26 +23,24 @@ def positive_int(text: str) -> int:
     return value
 
 
-def positive_seconds(text: str) -> float:
-    """A finite number of seconds > 0 (a duration, a time step)."""
+def _number(text: str, what: str, ok: Callable[[float], bool]) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise _fail("a number of seconds > 0", text) from None
-    if not (math.isfinite(value) and value > 0):
-        raise _fail("a finite number of seconds > 0", text)
+        raise _fail(what, text) from None
+    if not (math.isfinite(value) and ok(value)):
+        raise _fail(what, text)
     return value
+
+
+def positive_seconds(text: str) -> float:
+    """A finite number of seconds > 0 (a duration, a time step)."""
+    return _number(text, "a finite number of seconds > 0", lambda v: v > 0)
 
 
 def non_negative(text: str) -> float:
     """A finite number >= 0 (a scale factor)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise _fail("a number >= 0", text) from None
-    if not (math.isfinite(value) and value >= 0):
-        raise _fail("a finite number >= 0", text)
-    return value
+    return _number(text, "a finite number >= 0", lambda v: v >= 0)
 
 
 def speed(text: str) -> str:

@@ -17,7 +17,7 @@ from twin.contract.asyncapi_common import EXAMPLE_SAT, JSON, _ENVELOPE_DOC, _hea
 from twin.contract.topics import Topics
 from twin.core.catalogue import TLE_EPOCH_POLICIES
 from twin.core.compute.coupling import LATENCY_WINDOW_S
-from twin.schema.compute_regions import latency_region_keys
+from twin.schema.compute_summary import latency_region_keys
 from twin.core.compute.placement import POLICIES as COMPUTE_POLICIES
 from twin.schema import dose_regions, fleet_grid
 from twin.schema.codec import CODECS, codec

@@ -26,7 +26,7 @@ from twin.schema.commands import CommandError, Reason
 from twin.core.compute.placement import FleetView, PlacementParams, Scheduler, StepResult
 from twin.core.compute.sovereignty import TrackTerritory
 from twin.core.compute.territory import Jurisdiction, continent_of
-from twin.schema.compute_regions import CONTINENTS, LATENCY_REGIONS
+from twin.schema.compute_summary import CONTINENTS, LATENCY_REGIONS
 from twin.core.constants import OMEGA_EARTH_RAD_S
 from twin.core.design import Design
 from twin.core.network.ground import GroundSites

@@ -35,7 +35,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from twin.core.constants import R_EARTH_M
-from twin.schema.compute_regions import CONTINENTS as CONTINENTS  # the continents of the data (re-exported)
+from twin.schema.compute_summary import CONTINENTS as CONTINENTS  # the continents of the data (re-exported)
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
