@@ -346,3 +346,24 @@ def test_a_board_job_past_its_deadline_is_cancelled_on_the_board():
     assert not sched.external_done(jid, 7.0, 3.0, 0)  # its late report is ignored: it failed on its deadline
     ended = [e for e in sched.drain_events() if e.what == "ended"]
     assert [(e.job_id, e.detail["reason"]) for e in ended] == [(jid, "deadline_missed")]
+
+
+def test_aware_avoids_a_hot_payload_the_saa_ahead_and_overloaded_links():
+    """Four sunlit, charged satellites over one spot: 0 has no thermal headroom, 1 enters the SAA in 60 s,
+    2's network links were overloaded; the aware policy takes 3 (the farthest), nearest takes 0."""
+    pos = above([0.0, 1.0, 2.0, 3.0], [0.0, 0.0, 0.0, 0.0])
+    view = view_of(pos, headroom_k=[0.0, 50.0, 50.0, 50.0], time_to_saa_s=[np.inf, 60.0, np.inf, np.inf],
+                   saa_left_s=[0.0, 900.0, 0.0, 0.0])
+    view = dataclasses.replace(view, link_util=np.array([0.2, 0.2, 2.0, 0.2]))
+    ground = GroundSites.from_lat_lon(["here"], [0.0], [0.0])
+    batch = JobBatch.of(submit_s=0.0, kind=JobKind.BATCH, work_dev_s=600.0, deadline_s=7200.0, src=0)
+    for policy, expect in (("aware", 3), ("nearest", 0)):
+        sched = Scheduler(4, PARAMS, policy, ground=ground)
+        sched.submit(batch)
+        sched.step(0.0, 1.0, view)
+        assert int(sched.jobs.sat[sched.jobs.state == JobState.RUNNING][0]) == expect, policy
+    # the overload moved to satellite 3: the aware policy now takes 2 (the link penalty decides)
+    sched = Scheduler(4, PARAMS, "aware", ground=ground)
+    sched.submit(batch)
+    sched.step(0.0, 1.0, dataclasses.replace(view, link_util=np.array([0.2, 0.2, 0.2, 2.0])))
+    assert int(sched.jobs.sat[sched.jobs.state == JobState.RUNNING][0]) == 2
