@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from orbitwin.cli import arg_types
 from orbitwin.cli.fleet_options import add_fleet_options, fleet_options
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("catalogue", help="list the selected satellites and their shells")
     add_fleet_options(p)
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=arg_types.positive_int, default=50,
+                   help="satellites to list (default 50; the total is always printed)")
     p.set_defaults(func=cmd_catalogue)
 
 

@@ -14,6 +14,10 @@ def add_fleet_options(p: argparse.ArgumentParser) -> None:
     """TLE and design files, satellite selection, start time, step and seed."""
     g = p.add_argument_group("fleet")
     g.add_argument("--tle", help="TLE file (default: the shipped Starlink catalogue, 9,543 satellites)")
+    g.add_argument("--constellation", metavar="TOML",
+                   help="a synthetic constellation (Walker shells; a file or a shipped name: starlink-gen1-shell1, "
+                        "kuiper-shell1, dawn-dusk-cluster, million) instead of the TLE catalogue; with --tle "
+                        "(a file, or 'shipped') after the catalogue's satellites")
     g.add_argument("--design", help="design TOML (default: the shipped V3 compute satellite)")
     g.add_argument("--names", help="name patterns, comma-separated globs (e.g. 'STARLINK-3*')")
     g.add_argument("--alt-km", help="shell altitude band LO:HI in km (mean altitude)")
@@ -59,4 +63,4 @@ def fleet_options(a: argparse.Namespace) -> FleetOptions:
                         0 if a.seed is None else a.seed, a.tle_epoch, getattr(a, "network", None),
                         getattr(a, "gateways", None), getattr(a, "endpoints", None),
                         getattr(a, "compute_policy", None), float(getattr(a, "compute_demand_scale", 1.0)),
-                        getattr(a, "jurisdictions", None))
+                        getattr(a, "jurisdictions", None), getattr(a, "constellation", None))

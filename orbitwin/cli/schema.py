@@ -8,7 +8,8 @@ from typing import Any
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("schema", help="print the telemetry schema")
-    p.add_argument("--format", choices=("json", "markdown"), default="json")
+    p.add_argument("--format", choices=("json", "markdown"), default="json",
+                   help="json (machine-readable, default) or markdown (a table for docs)")
     p.set_defaults(func=cmd_schema)
 
 

@@ -15,7 +15,7 @@ import fnmatch
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -32,6 +32,7 @@ TLE_EPOCH_POLICIES = ("auto", "keep", "shift")
 # fail 7 days after its epoch, 68 after 14, 980 after 282; published TLE accuracy is ~1 km near
 # epoch, growing by kilometres a day in low orbit)
 AUTO_SHIFT_AFTER_DAYS = 7.0
+_SGP4_MAX_SATNUM = 339_999
 _JD_SGP4_EPOCH0 = 2433281.5  # sgp4init's epoch origin, 1949 December 31 00:00 UT (Julian date)
 
 
@@ -78,12 +79,44 @@ class Catalogue:
     line2: tuple[str, ...]
     source: str
     epoch: TleEpoch = TleEpoch()
+    # mean elements (:func:`element_table`) of a catalogue built from elements rather than text (a
+    # synthetic constellation, or one mixed with a TLE file): its satrecs are sgp4init of these rows
+    # and its line1/line2 are empty; None for a catalogue read from TLE text
+    elements: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_elements(cls, names: tuple[str, ...], elements: np.ndarray, source: str) -> Catalogue:
+        """A catalogue of ``elements`` (:func:`element_table` rows), initialised with sgp4init (WGS-72)."""
+        if len(names) != len(elements):
+            raise CatalogueError(f"{source}: {len(names)} names for {len(elements)} element sets")
+        blank = ("",) * len(names)
+        return cls(names, tuple(satrecs_from_elements(elements)), blank, blank, source, TleEpoch(), elements)
+
+    def element_rows(self) -> np.ndarray:
+        """Every satellite's mean elements as :func:`element_table` rows (from the satrecs for a TLE catalogue)."""
+        return self.elements if self.elements is not None else elements_of(self.satrecs)
+
+    def __add__(self, other: Catalogue) -> Catalogue:
+        """This catalogue followed by ``other`` (a TLE file mixed with a synthetic constellation).
+
+        The result is built from elements, so both parts go through sgp4init the same way in every process.
+        """
+        if self.epoch.applied == "shift" or other.epoch.applied == "shift":
+            raise CatalogueError("join catalogues before re-epoching them")
+        clash = set(self.names) & set(other.names)
+        if clash:
+            raise CatalogueError(f"satellite names in both catalogues: {', '.join(sorted(clash)[:5])}")
+        return Catalogue.from_elements(self.names + other.names,
+                                       np.concatenate([self.element_rows(), other.element_rows()]),
+                                       f"{self.source}+{other.source}")
 
     def __len__(self) -> int:
         return len(self.names)
 
     @property
     def norad_ids(self) -> np.ndarray:
+        if self.elements is not None:
+            return np.asarray(self.elements["satnum"], dtype=np.int64)
         return np.array([s.satnum for s in self.satrecs], dtype=np.int64)
 
     @property
@@ -125,6 +158,7 @@ class Catalogue:
             tuple(self.line2[i] for i in idx),
             self.source,
             self.epoch,
+            None if self.elements is None else self.elements[np.asarray(idx, dtype=np.int64)],
         )
 
     def select(
@@ -158,6 +192,43 @@ class Catalogue:
         if idx.size == 0:
             raise CatalogueError("no satellite matches the selection")
         return self.subset(idx)
+
+
+ELEMENT_FIELDS = ("satnum", "epoch_whole", "epoch_frac", "bstar", "ndot", "nddot", "ecco", "argpo", "inclo", "mo",
+                  "no_kozai", "nodeo")
+
+
+def element_table(n: int) -> np.ndarray:
+    """``n`` zeroed rows of SGP4 mean elements: ``satnum`` (int), epoch as a UTC Julian date in two parts
+    (``epoch_whole`` ending in .5, ``epoch_frac``), ``bstar`` (1/earth radii), ``ndot``/``nddot``, ``ecco``,
+    angles ``argpo``/``inclo``/``mo``/``nodeo`` (rad) and ``no_kozai`` (rad/min): sgp4init's arguments."""
+    return np.zeros(n, dtype=[(k, np.int64 if k == "satnum" else np.float64) for k in ELEMENT_FIELDS])
+
+
+def elements_of(satrecs: Sequence[Satrec]) -> np.ndarray:
+    """The :func:`element_table` rows of initialised satrecs."""
+    table = element_table(len(satrecs))
+    for k in ELEMENT_FIELDS:
+        attr = {"epoch_whole": "jdsatepoch", "epoch_frac": "jdsatepochF"}.get(k, k)
+        table[k] = [getattr(s, attr) for s in satrecs]
+    return table
+
+
+def satrecs_from_elements(elements: np.ndarray) -> list[Satrec]:
+    """sgp4init (WGS-72, improved mode) of every row of :func:`element_table`, epochs set exactly.
+
+    The same rows give bit-identical satrecs in every process (the orbit worker rebuilds them so).
+    """
+    out: list[Satrec] = []
+    cols = [elements[k].tolist() for k in ELEMENT_FIELDS]
+    for satnum, whole, frac, bstar, ndot, nddot, ecco, argpo, inclo, mo, no, nodeo in zip(*cols):
+        sat = Satrec()
+        # sgp4 keeps catalogue numbers up to Alpha-5's 339,999; larger ones (synthetic) live in the table only
+        sat.sgp4init(WGS72, "i", satnum if satnum <= _SGP4_MAX_SATNUM else 0, (whole - _JD_SGP4_EPOCH0) + frac, bstar, ndot, nddot, ecco, argpo, inclo,
+                     mo, no, nodeo)
+        sat.jdsatepoch, sat.jdsatepochF = whole, frac
+        out.append(sat)
+    return out
 
 
 def shell_label(alt_m: np.ndarray, inc_deg: np.ndarray) -> list[str]:
@@ -259,14 +330,16 @@ def shift_epochs(cat: Catalogue, shift_days: tuple[float, float], policy: str = 
     catalogue are kept and the time since each epoch is unchanged. Applies to the element text's
     epochs whatever ``cat`` carried before.
     """
-    if cat.epoch.applied == "shift":
+    if cat.epoch.applied == "shift" and cat.elements is not None:
+        cat = Catalogue.from_elements(cat.names, cat.elements, cat.source)
+    elif cat.epoch.applied == "shift":
         cat = parse_tle_text("\n".join(f"{a}\n{b}" for a, b in zip(cat.line1, cat.line2)), cat.source)
     original = cat.median_epoch_jd()
     dw, df = shift_days
     sats = tuple(_reepoch(s, *_normalise(s.jdsatepoch + dw, s.jdsatepochF + df)) for s in cat.satrecs)
     return Catalogue(cat.names, sats, cat.line1, cat.line2, cat.source,
                      TleEpoch(policy, "shift", (float(dw), float(df)), original, cat.epoch.threshold_days,
-                              float(dw) + float(df)))
+                              float(dw) + float(df)), cat.elements)
 
 
 def decide_tle_epoch(policy: str, start_minus_epoch_days: float,

@@ -47,12 +47,14 @@ def _buffer(shm: shared_memory.SharedMemory) -> memoryview:
     return buf
 
 
-def _worker(conn: Connection, tle_text: str, shm_name: str,
+def _worker(conn: Connection, source: str | tuple[tuple[str, ...], np.ndarray], shm_name: str,
             shift_days: tuple[float, float] | None = None,
             radiation: tuple[RadiationParams, float] | None = None) -> None:  # pragma: no cover - runs in the child
     shm = shared_memory.SharedMemory(name=shm_name)
     try:
-        cat = parse_tle_text(tle_text, "<worker>")
+        # TLE text, or (names, elements) for a catalogue built from elements: rebuilt as the parent built it
+        cat = parse_tle_text(source, "<worker>") if isinstance(source, str) else \
+            Catalogue.from_elements(source[0], source[1], "<worker>")
         # a re-epoched catalogue (twin.core.catalogue.shift_epochs): the same shift of the same text, bit for bit
         prop = FleetPropagator(cat if shift_days is None else shift_epochs(cat, shift_days))
         env = load_environment(*radiation) if radiation is not None else None
@@ -102,7 +104,9 @@ class PipelinedPropagator:
         size = 2 * n * (_FLOATS_PER_SAT * 8 + 1)
         self._shm = shared_memory.SharedMemory(create=True, size=size)
         self._slots = [_layout(n, _buffer(self._shm), k) for k in (0, 1)]
-        text = "\n".join(f"{a}\n{b}\n{c}" for a, b, c in zip(catalogue.names, catalogue.line1, catalogue.line2))
+        text: str | tuple[tuple[str, ...], np.ndarray] = (
+            (catalogue.names, catalogue.elements) if catalogue.elements is not None else
+            "\n".join(f"{a}\n{b}\n{c}" for a, b, c in zip(catalogue.names, catalogue.line1, catalogue.line2)))
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
         shift = catalogue.epoch.shift_days if catalogue.epoch.applied == "shift" else None

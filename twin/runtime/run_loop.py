@@ -48,16 +48,35 @@ class FleetOptions:
     compute_policy: str | None = None  # place compute jobs with this policy (twin.core.compute.POLICIES); None: off
     compute_demand_scale: float = 1.0  # with compute_policy: the seeded diurnal demand times this (0: none)
     jurisdictions: str | None = None  # with compute_policy: a TOML of named jurisdiction polygons
+    constellation: str | None = None  # a synthetic constellation TOML (or a shipped one's name): instead of the
+    # TLE catalogue, or joined to it when ``tle`` is given ("shipped": the shipped catalogue)
 
 
 def select_catalogue(opts: FleetOptions) -> Catalogue:
     """The selected satellites, their epochs handled by ``opts.tle_epoch`` for a run starting at
     ``opts.start`` (None: at the catalogue's median epoch, where nothing is shifted)."""
-    cat = load_catalogue(opts.tle)
+    cat = _base_catalogue(opts)
     if opts.names or opts.alt_km or opts.inc_deg or opts.count:
         cat = cat.select(opts.names, parse_band(opts.alt_km), parse_band(opts.inc_deg), opts.count)
     start = None if opts.start is None else julian_split(iso_to_jd(opts.start))
     return apply_tle_epoch(cat, opts.tle_epoch, start)
+
+
+def _base_catalogue(opts: FleetOptions) -> Catalogue:
+    """The TLE catalogue, the synthetic constellation, or the TLE catalogue followed by the constellation.
+
+    A constellation whose epoch is ``start`` is generated at the run's start; joined to a TLE catalogue,
+    at that catalogue's median epoch, so the stale-catalogue policy moves both together.
+    """
+    if opts.constellation is None:
+        return load_catalogue(opts.tle)
+    from twin.core.constellation import DEFAULT_EPOCH_ISO, build_catalogue, load_constellation
+
+    spec = load_constellation(opts.constellation)
+    if opts.tle is None:
+        return build_catalogue(spec, iso_to_jd(opts.start or DEFAULT_EPOCH_ISO))
+    tle = load_catalogue(None if opts.tle == "shipped" else opts.tle)
+    return tle + build_catalogue(spec, tle.median_epoch_jd())
 
 
 def describe_tle_epoch(cat: Catalogue) -> str:
