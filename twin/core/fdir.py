@@ -62,16 +62,18 @@ _LIMIT_TABLE = np.array([[np.nan if v is None else v for v in
                          for f in LIMITED_FIELDS if f.limits is not None]).T  # (4, F)
 
 
+assert (LIMIT_GREEN, LIMIT_YELLOW) == (0, 1), "evaluate_limits casts the yellow test to the state code"
+
+
 def evaluate_limits(telemetry: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Limit state of every limited field, keyed by field name (one vectorised pass; same rules as
     :func:`limit_states`)."""
-    values = np.stack([np.asarray(telemetry[f.name], dtype=float) for f in LIMITED_FIELDS], axis=-1)
-    y_lo, y_hi, r_lo, r_hi = _LIMIT_TABLE
+    # (fields, satellites): each field's row is one contiguous copy, and each state row a view
+    values = np.stack([np.asarray(telemetry[f.name], dtype=float) for f in LIMITED_FIELDS], axis=0)
+    y_lo, y_hi, r_lo, r_hi = (t[:, None] for t in _LIMIT_TABLE)
     with np.errstate(invalid="ignore"):
-        yellow = (values < y_lo) | (values > y_hi)
-        red = (values < r_lo) | (values > r_hi)
-    state = np.where(red, np.int8(LIMIT_RED), np.where(yellow, np.int8(LIMIT_YELLOW), np.int8(LIMIT_GREEN)))
-    state = np.ascontiguousarray(state.astype(np.int8).T)
+        state = ((values < y_lo) | (values > y_hi)).astype(np.int8)
+        state[(values < r_lo) | (values > r_hi)] = LIMIT_RED
     return {f.name: state[k] for k, f in enumerate(LIMITED_FIELDS)}
 
 
