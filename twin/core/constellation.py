@@ -23,6 +23,7 @@ import numpy as np
 from sgp4.earth_gravity import wgs72
 
 from twin.core.catalogue import Catalogue, element_table
+from twin.core.constants import JD_J2000, SECONDS_PER_DAY
 
 R_WGS72_M = wgs72.radiusearthkm * 1e3  # the equatorial radius SGP4 uses with WGS-72 (m)
 MU_WGS72_M3_S2 = wgs72.mu * 1e9  # WGS-72 gravitational parameter (m^3/s^2)
@@ -89,7 +90,7 @@ def sso_inclination_deg(altitude_km: float, eccentricity: float = 0.0) -> float:
     a_m = R_WGS72_M + altitude_km * 1e3
     n_rad_s = math.sqrt(MU_WGS72_M3_S2 / a_m**3)
     p_m = a_m * (1.0 - eccentricity**2)
-    rate_rad_s = 2.0 * math.pi / (SIDEREAL_YEAR_DAYS * 86400.0)
+    rate_rad_s = 2.0 * math.pi / (SIDEREAL_YEAR_DAYS * SECONDS_PER_DAY)
     cos_i = -rate_rad_s / (1.5 * n_rad_s * J2_WGS72 * (R_WGS72_M / p_m) ** 2)
     if not -1.0 <= cos_i <= 1.0:
         raise ConstellationError(f"no sun-synchronous orbit at {altitude_km:g} km")
@@ -99,7 +100,7 @@ def sso_inclination_deg(altitude_km: float, eccentricity: float = 0.0) -> float:
 def sun_right_ascension_deg(jd_utc: float) -> float:
     """The Sun's apparent right ascension [deg] at a UTC Julian date (Astronomical Almanac low-precision
     formula, about 0.01 deg from 1950 to 2050)."""
-    d = jd_utc - 2451545.0
+    d = jd_utc - JD_J2000
     g = math.radians((357.529 + 0.98560028 * d) % 360.0)
     q = (280.459 + 0.98564736 * d) % 360.0
     lam = math.radians(q + 1.915 * math.sin(g) + 0.020 * math.sin(2 * g))
