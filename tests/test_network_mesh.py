@@ -366,9 +366,10 @@ def test_validate_cli_prints_the_network_cases(monkeypatch: pytest.MonkeyPatch, 
 
     real = network_checks.fleet_orbit_checks
 
-    def coarse(params, count, dt_s, reference_ticks, reference_cities, catalogue_count=None):  # type: ignore[no-untyped-def]
+    def coarse(params, count, dt_s, reference_ticks, reference_cities, catalogue_count=None,  # type: ignore[no-untyped-def]
+               progress=None):
         assert dt_s == 120.0 and reference_ticks == 2  # what --quick asks for
-        return real(params, count, 1_000.0, 1, 1, catalogue_count)
+        return real(params, count, 1_000.0, 1, 1, catalogue_count, progress)
 
     monkeypatch.setattr(network_checks, "fleet_orbit_checks", coarse)
     assert main(["validate", "--only", "network", "--quick"]) == 0

@@ -18,6 +18,7 @@ import re
 import statistics
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,8 @@ PER_SATELLITE_MAP = [
 ]
 
 
-def _fill(w: InfluxV1Writer, ticks: int, count: int | None) -> dict[str, Any]:
+def _fill(w: InfluxV1Writer, ticks: int, count: int | None,
+          progress: Callable[[float, float], None] | None = None) -> dict[str, Any]:
     from twin.core.catalogue import load_catalogue
     from twin.contract.topics import Topics, header, iso_utc
     from twin.core.design import load_design
@@ -64,7 +66,9 @@ def _fill(w: InfluxV1Writer, ticks: int, count: int | None) -> dict[str, Any]:
     buf: list[bytes] = []
     t0 = time.perf_counter()
     start_ns = end_ns = 0
-    for _ in range(ticks):
+    for tick in range(ticks):
+        if progress is not None and tick:
+            progress(tick, ticks)
         twin.step()
         t_iso = iso_utc(jd_to_datetime(twin.now_jd))
         t_ns = time_ns(t_iso)
@@ -97,6 +101,8 @@ def _fill(w: InfluxV1Writer, ticks: int, count: int | None) -> dict[str, Any]:
     if buf:
         _write(w, buf)
         points += len(buf)
+    if progress is not None and ticks:
+        progress(ticks, ticks)
     fill_s = time.perf_counter() - t0
     names = list(twin.names)
     twin.close()
@@ -160,10 +166,11 @@ def _time_panels(w: InfluxV1Writer, queries: list[tuple[str, str]], filled: dict
 
 
 def bench_dashboards(ticks: int = 330, count: int | None = None, repeats: int = 3,
-                     contention: int = 0) -> dict[str, Any]:
+                     contention: int = 0, progress: Callable[[float, float], None] | None = None) -> dict[str, Any]:
     """Fill ``ticks`` seconds of the fleet, then time every dashboard query (JSON-able results).
 
     ``contention`` > 0: time them all again beside that many CPU-burning neighbour processes.
+    ``progress(done, total)``: ticks filled (the long part).
     """
     from dashboards import build as gen
 
@@ -175,7 +182,7 @@ def bench_dashboards(ticks: int = 330, count: int | None = None, repeats: int = 
         db = f"dash{uuid.uuid4().hex[:6]}"
         influxd.create_database(db)
         w = InfluxV1Writer(influxd.url, db)
-        filled = _fill(w, ticks, count)
+        filled = _fill(w, ticks, count, progress)
         queries = _queries(gen.dashboards())
         w.query('SELECT last("sats") FROM "fleet"')  # warm up the server once, not per panel
         quiet = _time_panels(w, queries, filled, repeats)

@@ -6,6 +6,7 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,8 +38,9 @@ def _naive_per_satellite_s(twin: FleetTwin, sample: int, steps: int = 3) -> floa
     return (time.perf_counter() - t0) / (steps * len(sats))
 
 
-def _time_steps(twin: FleetTwin, steps: int) -> tuple[list[float], list[float]]:
-    """Per-step wall times of the full step and of bare SGP4 for the same satellites and instants."""
+def _time_steps(twin: FleetTwin, steps: int,
+                tick: Callable[[], None] | None = None) -> tuple[list[float], list[float]]:
+    """Per-step wall times of the full step and of bare SGP4 for the same satellites and instants; ``tick`` after each."""
     for _ in range(3):
         twin.step()
     step_s, sgp4_s = [], []
@@ -50,25 +52,35 @@ def _time_steps(twin: FleetTwin, steps: int) -> tuple[list[float], list[float]]:
         t0 = time.perf_counter()
         twin.step()
         step_s.append(time.perf_counter() - t0)
+        if tick is not None:
+            tick()
     return step_s, sgp4_s
 
 
 def bench_fleet(count: int | None = None, steps: int = 60, dt_s: float = 1.0, naive_sample: int = 200,
-                seed: int = 0) -> dict[str, Any]:
+                seed: int = 0, progress: Callable[[float, float], None] | None = None) -> dict[str, Any]:
     """Time ``steps`` fleet steps; compare with SGP4 alone and with a naive loop measured in the same run.
 
     The headline figures use the default engine (next tick's orbit pipelined on a second core when
-    the machine has one); the single-process figures are measured too.
+    the machine has one); the single-process figures are measured too. ``progress(done, total)``:
+    timed steps, single-process then pipelined.
     """
+    done = [0]
+
+    def tick() -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], 2 * steps)
+
     cat = load_catalogue()
     if count is not None:
         cat = cat.select(count=count)
     with FleetTwin(cat, load_design(), dt_s=dt_s, seed=seed, orbit_worker=False) as single:
-        single_step_s, single_sgp4_s = _time_steps(single, steps)
+        single_step_s, single_sgp4_s = _time_steps(single, steps, tick)
     t_build = time.perf_counter()
     twin = FleetTwin(cat, load_design(), dt_s=dt_s, seed=seed)
     build_s = time.perf_counter() - t_build
-    step_s, sgp4_s = _time_steps(twin, steps)
+    step_s, sgp4_s = _time_steps(twin, steps, tick)
     pipelined = twin.propagator.__class__.__name__ == "PipelinedPropagator"
     twin.close()
     step_med = statistics.median(step_s)

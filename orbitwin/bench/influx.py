@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -69,7 +70,7 @@ def _bridge(tmp: Path, mqtt_url: str, influx_url: str, db: str, client_id: str) 
     return subprocess.Popen(
         [sys.executable, "-m", "orbitwin.cli", "bridge", "influx", "--mqtt", mqtt_url, "--influx", influx_url, "--db", db,
          "--client-id", client_id, "--spool-dir", str(tmp / f"spool-{db}"), "--dead-letter", str(tmp / "dead.jsonl"),
-         "--report-every", "0.25"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+         "--report-every", "0.25", "--json"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _status_reader(proc: subprocess.Popen, state: dict[str, Any]) -> threading.Thread:
@@ -143,7 +144,7 @@ def throughput(broker, influxd, tmp: Path, ticks: int = 20) -> dict[str, Any]:  
 
 
 def end_to_end(broker, influxd, tmp: Path, duration_s: float, count: int | None,  # type: ignore[no-untyped-def]
-               contention: int = 0) -> dict[str, Any]:
+               contention: int = 0, progress: Callable[[float, float], None] | None = None) -> dict[str, Any]:
     from twin.core.catalogue import load_catalogue
     from orbitwin.bench.mqtt import start_contention, stop_contention
     from orbitwin.bench.pipeline import expected_counts, ticks_done, twin_proc
@@ -198,6 +199,8 @@ def end_to_end(broker, influxd, tmp: Path, duration_s: float, count: int | None,
                     if sat in last_seen:
                         visible.append((time.time(), t_ns))
                     last_seen[sat] = t_ns
+        if progress is not None:
+            progress(min(time.time() - t_start, duration_s), duration_s)
         time.sleep(0.05)
     stop_contention(neighbours)
     sub.stop()
@@ -257,9 +260,9 @@ def _field_values(n: int, ticks: int) -> int:
 
 
 def bench_influx(duration_s: float = 60.0, count: int | None = None, throughput_ticks: int = 20,
-                 contention: int = 0) -> dict[str, Any]:
+                 contention: int = 0, progress: Callable[[float, float], None] | None = None) -> dict[str, Any]:
     """Bridge throughput vs raw /write, then the fleet end to end (``contention`` CPU-burning neighbours
-    run beside the end-to-end part)."""
+    run beside the end-to-end part; ``progress(done, total)``: its wall seconds, up to ``duration_s``)."""
     from twin.runtime.embedded_broker import MosquittoProcess
 
     with tempfile.TemporaryDirectory() as d:
@@ -272,7 +275,7 @@ def bench_influx(duration_s: float = 60.0, count: int | None = None, throughput_
             result["bridge_points_per_s"] = result["throughput"]["bridge_points_per_s"]
             result["raw_points_per_s"] = result["throughput"]["raw_points_per_s"]
             result["ratio"] = result["throughput"]["ratio"]
-            result["end_to_end"] = end_to_end(broker, influxd, tmp, duration_s, count, contention)
+            result["end_to_end"] = end_to_end(broker, influxd, tmp, duration_s, count, contention, progress)
             return result
         finally:
             broker.stop()

@@ -145,8 +145,12 @@ def _median_time(fn: Callable[[], Any], repeat: int) -> tuple[float, Any, float]
 
 
 def bench_mesh(steps: int = 60, dt_s: float = 1.0, count: int | None = None, start_days: float = 0.0,
-               nx_city_sample: int = 10, nx_repeat: int = 3) -> dict[str, Any]:
-    """Time ``steps`` mesh ticks of the fleet (after 5 warm-up ticks), the city matrix and networkx."""
+               nx_city_sample: int = 10, nx_repeat: int = 3,
+               progress: Callable[[float, float], None] | None = None) -> dict[str, Any]:
+    """Time ``steps`` mesh ticks of the fleet (after 5 warm-up ticks), the city matrix and networkx.
+
+    ``progress(done, total)``: mesh ticks, warm-up included.
+    """
     nx = _networkx()
     load_before = os.getloadavg()
     cat = load_catalogue()
@@ -183,6 +187,8 @@ def bench_mesh(steps: int = 60, dt_s: float = 1.0, count: int | None = None, sta
             step_cpu_s.append(cpu)
             net_s.append(wall - (traffic_s[-1] if traffic_s else 0.0))
             net_cpu_s.append(cpu - (traffic_cpu_s[-1] if traffic_cpu_s else 0.0))
+        if progress is not None:
+            progress(k + 1, times.size)
     n = mesh.n
     # nearest-gateway routing, ours against networkx, on the last tick's inputs
     vis = st.gw_visibility

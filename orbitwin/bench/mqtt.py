@@ -19,6 +19,7 @@ import multiprocessing as mp
 import re
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -369,7 +370,8 @@ def gaps_per_packet(schedule: Any, names: list[str], ticks: int, final_seq: np.n
 
 def bench_mqtt(duration_s: float = 60.0, count: int | None = None, baseline_s: float = 20.0, *,
                contention: int = 0, overload: str = "wait", speed: str = "real", sim_duration_s: float | None = None,
-               qos: int = 1, subscribers: int = 1, window: int = BROKER_MAX_INFLIGHT) -> dict[str, Any]:
+               qos: int = 1, subscribers: int = 1, window: int = BROKER_MAX_INFLIGHT,
+               progress: Callable[[float, float], None] | None = None) -> dict[str, Any]:
     """Run the fleet against a local Mosquitto; JSON-able results.
 
     ``duration_s``: sim = wall seconds in real time; ``speed`` ``max`` runs ``sim_duration_s``
@@ -377,6 +379,7 @@ def bench_mqtt(duration_s: float = 60.0, count: int | None = None, baseline_s: f
     neighbour processes during the run. ``overload``/``qos``: the twin's link settings.
     ``subscribers``: ``mosquitto_sub`` processes sharing the subscription. ``window``: the broker's
     ``max_inflight_messages`` (its Receive Maximum) and the twin's in-flight window.
+    ``progress(done, total)``: sim seconds run by the twin, after every tick.
 
     Besides the subscriber's lag, the result splits it by stage (``lag_stages_s``, per tick,
     p50/p99): ``handed`` when the tick's messages were handed to the link (the tick's work),
@@ -446,7 +449,8 @@ def bench_mqtt(duration_s: float = 60.0, count: int | None = None, baseline_s: f
             gc_watch.start()
             wall0.value = time.time()
             t0 = time.perf_counter()
-            stats = service.run(pacer, duration_s=sim_s)
+            stats = service.run(pacer, duration_s=sim_s, on_tick=None if progress is None else
+                                lambda twin, _: progress(min(twin.t_s, sim_s), sim_s))
             elapsed = time.perf_counter() - t0
             deadline = time.time() + 60
             while link.outstanding > 0 and time.time() < deadline:

@@ -69,10 +69,10 @@ def twin_proc(tmp: Path, mqtt_url: str, count: int, *args: str) -> Proc:
 
 
 def bridge_proc(tmp: Path, mqtt_url: str, influx_url: str, db: str, *args: str, client_id: str = "bridge-1") -> Proc:
-    """``orbitwin bridge influx`` into database ``db``, spool and dead letters in ``tmp``, a status line each 0.5 s."""
+    """``orbitwin bridge influx`` into database ``db``, spool and dead letters in ``tmp``, a JSON status line each 0.5 s."""
     return Proc([sys.executable, "-m", "orbitwin.cli", "bridge", "influx", "--mqtt", mqtt_url, "--influx", influx_url,
                  "--db", db, "--client-id", client_id, "--spool-dir", str(tmp / "spool"),
-                 "--dead-letter", str(tmp / "dead.jsonl"), "--report-every", "0.5", *args], tmp / "bridge.log")
+                 "--dead-letter", str(tmp / "dead.jsonl"), "--report-every", "0.5", "--json", *args], tmp / "bridge.log")
 
 
 def ticks_done(twin: Proc) -> int:

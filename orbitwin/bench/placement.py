@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import platform
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -115,8 +116,12 @@ def _percentile(x: np.ndarray, q: float) -> float | None:
 
 
 def run_policy(policy: str, design: Design, hours: float, dt_s: float, count: int | None, seed: int,
-               demand_scale: float, anchor_s: float = 60.0) -> dict[str, Any]:
-    """One policy over ``hours`` of sim time; the metrics of issue 16 as a dict."""
+               demand_scale: float, anchor_s: float = 60.0,
+               progress: Callable[[float, float], None] | None = None) -> dict[str, Any]:
+    """One policy over ``hours`` of sim time; the metrics of issue 16 as a dict.
+
+    ``progress(done, total)``: after every tick, sim seconds placed of the run's.
+    """
     fleet = FleetState(design, count, anchor_s, seed)
     params = PlacementParams.from_design(design)
     cities = load_cities()
@@ -157,6 +162,8 @@ def run_policy(policy: str, design: Design, hours: float, dt_s: float, count: in
         hit, _, unc = radiation.seu_hits(upset_rng, seu_scale, dt_s, design.radiation, nd)
         for row, dev in zip(*np.nonzero(unc)):
             sched.upset(int(hit[row]), int(dev))
+        if progress is not None:
+            progress((k + 1) * dt_s, steps * dt_s)
     return _metrics(policy, hours, sched, cities, cost_ms, cpu_ms,
                     {"throttled_device_hours": None,  # no thermal model in the proxy fleet
                      "satellite_ticks_below_soc_0_5": soc_low})
@@ -208,10 +215,11 @@ def _metrics(policy: str, hours: float, sched: Scheduler, cities: Any, cost_ms: 
 
 
 def run_policy_engine(policy: str, design: Design, hours: float, dt_s: float, count: int | None, seed: int,
-                      demand_scale: float) -> dict[str, Any]:
+                      demand_scale: float, progress: Callable[[float, float], None] | None = None) -> dict[str, Any]:
     """One policy placed inside the engine (:class:`twin.core.engine.FleetTwin` with ``compute_policy``):
     the payload, power, thermal and radiation models decide speed, battery share and upsets. What is
-    timed is the scheduler's part of each tick (``ComputeCoupling.view`` + ``plan`` + ``settle``)."""
+    timed is the scheduler's part of each tick (``ComputeCoupling.view`` + ``plan`` + ``settle``).
+    ``progress(done, total)``: after every tick, sim seconds placed of the run's."""
     from twin.core.engine import FleetTwin
 
     cat = load_catalogue()
@@ -250,6 +258,8 @@ def run_policy_engine(policy: str, design: Design, hours: float, dt_s: float, co
                 busy = np.count_nonzero(last.device_load > 0, axis=1)
                 throttled_dev_s += float(np.sum(busy * (twin.tm["payload_throttle"] < 0.999))) * dt_s
             soc_low += int(np.count_nonzero(twin.soc < 0.5))
+            if progress is not None:
+                progress((k + 1) * dt_s, steps * dt_s)
     finally:
         twin.close()
     return _metrics(policy, hours, comp.scheduler, twin.mesh.cities if twin.mesh else load_cities(), cost_ms, cpu_ms,
@@ -263,16 +273,23 @@ def _ms(x: float | None) -> float | None:
 
 def bench_placement(hours: float = 24.0, dt_s: float = 1.0, count: int | None = None, seed: int = 1,
                     policies: tuple[str, ...] = POLICIES, demand_scale: float = 1.0,
-                    engine: bool = False) -> dict[str, Any]:
+                    engine: bool = False, progress: Callable[[float, float], None] | None = None) -> dict[str, Any]:
     """Every policy over the same seeded demand; the metrics side by side and against nearest.
 
     ``engine``: place inside the full engine (payload, power, thermal and radiation models; upsets
     from the engine's own generator) instead of the proxy fleet (same upsets for every policy).
+    ``progress(done, total)``: sim seconds placed, over every policy's run.
     """
     design = load_design()
     t0 = time.perf_counter()
     run = run_policy_engine if engine else run_policy
-    results = {p: run(p, design, hours, dt_s, count, seed, demand_scale) for p in policies}
+    results = {}
+    for i, p in enumerate(policies):
+        def part(done: float, total: float, i: int = i) -> None:
+            if progress is not None:
+                progress(i * total + done, len(policies) * total)
+
+        results[p] = run(p, design, hours, dt_s, count, seed, demand_scale, progress=part)
     out: dict[str, Any] = {
         "benchmark": "placement", "satellites": count or len(load_catalogue()), "sim_hours": hours, "dt_s": dt_s,
         "seed": seed, "demand_scale": demand_scale, "fleet": "engine" if engine else "proxy",

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 import tty
+from collections.abc import Callable
 
 import serial
 
@@ -62,7 +63,8 @@ def _raw_echo_baseline(n: int) -> dict:
     return {"round_trip_p50_ms": _pct(rtts, 0.5), "round_trip_p99_ms": _pct(rtts, 0.99), "samples": n}
 
 
-def _bench_one(baud: int, n: int, flood_s: float, seed: int, mode: str, load: float) -> dict:
+def _bench_one(baud: int, n: int, flood_s: float, seed: int, mode: str, load: float,
+               tick: Callable[[], None] | None = None) -> dict:
     sims = start_sims(1, seed, mode=mode, load=load)
     count = [0]
 
@@ -80,6 +82,8 @@ def _bench_one(baud: int, n: int, flood_s: float, seed: int, mode: str, load: fl
             if not link.ping().ok:
                 raise RuntimeError("ping refused")
             rtts.append(time.perf_counter() - t0)
+            if tick is not None:
+                tick()
         link.set_telemetry_hz(1000.0)
         c0, t0 = count[0], time.perf_counter()
         time.sleep(flood_s)                    # measuring a rate over a fixed window
@@ -100,7 +104,7 @@ def _bench_one(baud: int, n: int, flood_s: float, seed: int, mode: str, load: fl
 
 def run_serial_bench(n_pings: int = 500, bauds: tuple[int, ...] = (115200, PTY_MAX_BAUD),
                      flood_s: float = 1.0, seed: int = 1, mode: str = "process",
-                     load: float = 0.5) -> dict:
+                     load: float = 0.5, progress: Callable[[float, float], None] | None = None) -> dict:
     """Measure ACK round trip (host -> board -> host) and received frames/s.
 
     Round trip = SerialLink.ping() wall time: COMMAND written, firmware loop
@@ -108,7 +112,15 @@ def run_serial_bench(n_pings: int = 500, bauds: tuple[int, ...] = (115200, PTY_M
     host decoded per second with board telemetry set to 1000 Hz (capped by the
     firmware loop, not by the pty).  mode "process" runs the board in its own
     process, as real hardware would be; the board keeps `load` busy meanwhile.
+    ``progress(done, total)``: pings answered, over every baud rate.
     """
+    done = [0]
+
+    def tick() -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], n_pings * len(bauds))
+
     out: dict = {
         "transport": "pty (firmware-sim, %s mode)" % mode,
         "note": "pty ignores baud rate; rows differ only in the termios setting",
@@ -117,7 +129,7 @@ def run_serial_bench(n_pings: int = 500, bauds: tuple[int, ...] = (115200, PTY_M
         "by_baud": {},
     }
     for baud in bauds:
-        out["by_baud"][str(baud)] = _bench_one(baud, n_pings, flood_s, seed, mode, load)
+        out["by_baud"][str(baud)] = _bench_one(baud, n_pings, flood_s, seed, mode, load, tick)
     return out
 
 

@@ -10,10 +10,23 @@ import argparse
 import json
 from typing import Any
 
+from orbitwin.cli import arg_types
+from orbitwin.cli.progress import ProgressFn, add_no_progress_option, progress_display
+
+# each benchmark's main loop: (label, unit shown, shown units per callback unit)
+_TASKS: dict[str, tuple[str, str, float]] = {
+    "fleet": ("timed steps", "steps", 1.0), "mesh": ("mesh ticks", "ticks", 1.0),
+    "mqtt": ("twin on MQTT", "s sim", 1.0), "serial": ("pings", "pings", 1.0),
+    "placement": ("placement", "h sim", 1 / 3600), "dashboards": ("fill", "s sim", 1.0),
+    "influx": ("end to end", "s", 1.0),
+}
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("bench", help="benchmarks printing JSON")
-    p.add_argument("what", choices=("fleet", "mesh", "mqtt", "serial", "influx", "dashboards", "placement"))
+    p.add_argument("what", choices=("fleet", "mesh", "mqtt", "serial", "influx", "dashboards", "placement"),
+                   help="fleet: step time; mesh: laser mesh and routing; mqtt: publish throughput; serial: the "
+                        "board link; influx: MQTT to InfluxDB; dashboards: every panel query; placement: job policies")
     p.add_argument("--window", type=int, default=330, help="dashboards: seconds of fleet data to fill (default 330)")
     p.add_argument("--duration", type=float, default=60.0, help="mqtt: sim = wall seconds to run (default 60)")
     p.add_argument("--baseline-duration", type=float, default=20.0, help="mqtt: seconds of the bare paho baseline")
@@ -28,9 +41,9 @@ def add_parser(sub: Any) -> None:
                    help="mqtt: mosquitto_sub processes sharing the subscription (default 1)")
     p.add_argument("--inflight", dest="inflight_window", type=int,
                    help="mqtt: the broker's max_inflight_messages and the twin's in-flight window")
-    p.add_argument("--count", type=int, help="satellites (default: all)")
-    p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--dt", type=float, default=1.0)
+    p.add_argument("--count", type=arg_types.positive_int, help="satellites (default: all)")
+    p.add_argument("--steps", type=arg_types.positive_int, default=60, help="fleet, mesh: timed steps (default 60)")
+    p.add_argument("--dt", type=arg_types.positive_seconds, default=1.0, help="fleet, mesh: time step in seconds (default 1)")
     p.add_argument("--naive-sample", type=int, default=200, help="satellites in the naive skyfield baseline")
     p.add_argument("--hours", type=float, default=24.0, help="placement: sim hours of demand per policy (default 24)")
     p.add_argument("--policies", default="nearest,random,round_robin,aware",
@@ -40,13 +53,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--engine", action="store_true",
                    help="placement: place inside the full engine (payload, power, thermal, radiation) instead of "
                         "the proxy fleet")
+    add_no_progress_option(p)
     p.set_defaults(func=cmd_bench)
 
 
-def _serial() -> dict[str, Any]:
+def _serial(progress: ProgressFn) -> dict[str, Any]:
     from orbitwin.bench.serial import run_serial_bench
 
-    result = run_serial_bench()
+    result = run_serial_bench(progress=progress)
     rows = result["by_baud"].values()
     return {"benchmark": "serial", "round_trip_p50_ms": max(r["round_trip_p50_ms"] for r in rows),
             "round_trip_p99_ms": max(r["round_trip_p99_ms"] for r in rows),
@@ -54,36 +68,41 @@ def _serial() -> dict[str, Any]:
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
+    with progress_display(f"bench {a.what}", enabled=not a.no_progress) as show:
+        result = _run(a, show.task(*_TASKS[a.what]))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _run(a: argparse.Namespace, progress: ProgressFn) -> dict[str, Any]:
+    """Run the benchmark ``a.what``; ``progress`` follows its main loop."""
     if a.what == "fleet":
         from orbitwin.bench.fleet import bench_fleet
 
-        result = bench_fleet(count=a.count, steps=a.steps, dt_s=a.dt, naive_sample=a.naive_sample)
-    elif a.what == "mesh":
+        return bench_fleet(count=a.count, steps=a.steps, dt_s=a.dt, naive_sample=a.naive_sample, progress=progress)
+    if a.what == "mesh":
         from orbitwin.bench.mesh import bench_mesh
 
-        result = bench_mesh(steps=a.steps, dt_s=a.dt, count=a.count)
-    elif a.what == "mqtt":
+        return bench_mesh(steps=a.steps, dt_s=a.dt, count=a.count, progress=progress)
+    if a.what == "mqtt":
         from orbitwin.bench.mqtt import bench_mqtt
 
-        result = bench_mqtt(duration_s=a.duration, count=a.count, baseline_s=a.baseline_duration,
-                            contention=a.contention, overload=a.overload, speed=a.speed,
-                            sim_duration_s=a.sim_duration, qos=a.qos, subscribers=a.subscribers,
-                            **({} if a.inflight_window is None else {"window": a.inflight_window}))
-    elif a.what == "serial":
-        result = _serial()
-    elif a.what == "placement":
+        return bench_mqtt(duration_s=a.duration, count=a.count, baseline_s=a.baseline_duration,
+                          contention=a.contention, overload=a.overload, speed=a.speed,
+                          sim_duration_s=a.sim_duration, qos=a.qos, subscribers=a.subscribers, progress=progress,
+                          **({} if a.inflight_window is None else {"window": a.inflight_window}))
+    if a.what == "serial":
+        return _serial(progress)
+    if a.what == "placement":
         from orbitwin.bench.placement import bench_placement
 
-        result = bench_placement(hours=a.hours, dt_s=a.dt, count=a.count, seed=a.seed,
-                                 policies=tuple(x for x in a.policies.split(",") if x),
-                                 demand_scale=a.demand_scale, engine=a.engine)
-    elif a.what == "dashboards":
+        return bench_placement(hours=a.hours, dt_s=a.dt, count=a.count, seed=a.seed,
+                               policies=tuple(x for x in a.policies.split(",") if x),
+                               demand_scale=a.demand_scale, engine=a.engine, progress=progress)
+    if a.what == "dashboards":
         from orbitwin.bench.dashboards import bench_dashboards
 
-        result = bench_dashboards(ticks=a.window, count=a.count, contention=a.contention)
-    else:
-        from orbitwin.bench.influx import bench_influx
+        return bench_dashboards(ticks=a.window, count=a.count, contention=a.contention, progress=progress)
+    from orbitwin.bench.influx import bench_influx
 
-        result = bench_influx(duration_s=a.duration, count=a.count, contention=a.contention)
-    print(json.dumps(result, indent=2))
-    return 0
+    return bench_influx(duration_s=a.duration, count=a.count, contention=a.contention, progress=progress)

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,6 +43,7 @@ _LN10 = float(np.log(10.0))
 _MILLIDEX = 1000.0  # the file stores log10 values as int16 thousandths of a decade (0.23 % steps)
 DEFAULT_GRID_PATH = Path(__file__).resolve().parents[1] / "data" / "radiation_grid_default.npz"
 _BUILD_TIME_ISO = "2025-01-01T00:00:00"  # AE8/AP8 fields are epoch-fixed; any UTC time gives the same flux
+_BUILD_CHUNK = 4096  # grid nodes evaluated per aep8 call of a build (each node on its own: same values in any chunk)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,14 +268,22 @@ class RadiationGrid(LogGrid):
             return cls(spec, _from_millidex(z["log10_flux_millidex"]), meta)
 
 
-def build_grid(spec: GridSpec) -> RadiationGrid:
-    """Evaluate AE8/AP8 spectra on every grid node (lazy aep8 import; ~3 min on a loaded machine)."""
+def build_grid(spec: GridSpec, progress: Callable[[float, float], None] | None = None) -> RadiationGrid:
+    """Evaluate AE8/AP8 spectra on every grid node (lazy aep8 import; ~3 min on a loaded machine).
+
+    ``progress(done, total)``: grid nodes evaluated, after every chunk of :data:`_BUILD_CHUNK`.
+    """
     from importlib.metadata import version
 
     lat, lon, alt = spec.axes()
     la, lo, al = (x.ravel() for x in np.meshgrid(lat, lon, alt, indexing="ij"))
-    p, e = _spectra_pair(la, lo, al, spec)
-    log10_flux = to_log10(np.concatenate([p, e], axis=-1)).reshape(lat.size, lon.size, alt.size, spec.n_channels)
+    chunks = []
+    for start in range(0, la.size, _BUILD_CHUNK):
+        end = min(start + _BUILD_CHUNK, la.size)
+        chunks.append(np.concatenate(_spectra_pair(la[start:end], lo[start:end], al[start:end], spec), axis=-1))
+        if progress is not None:
+            progress(end, la.size)
+    log10_flux = to_log10(np.concatenate(chunks)).reshape(lat.size, lon.size, alt.size, spec.n_channels)
     # quantise as the file stores it, so a fresh build and a loaded one give bit-identical results
     log10_flux = _from_millidex(_to_millidex(log10_flux))
     return RadiationGrid(spec, log10_flux, {"aep8_version": version("aep8"), "source": "aep8 (IRBEM AE8/AP8)"})
@@ -327,8 +337,11 @@ def cache_dir() -> Path:
 _LOADED: dict[GridSpec, RadiationGrid] = {}
 
 
-def get_grid(spec: GridSpec) -> RadiationGrid:
-    """The spectral grid for ``spec``: memory, shipped default, disk cache, or a fresh (cached) build."""
+def get_grid(spec: GridSpec, progress: Callable[[float, float], None] | None = None) -> RadiationGrid:
+    """The spectral grid for ``spec``: memory, shipped default, disk cache, or a fresh (cached) build.
+
+    ``progress``: passed to :func:`build_grid`, so called only when the grid is built.
+    """
     if spec in _LOADED:
         return _LOADED[spec]
     grid = None
@@ -345,7 +358,7 @@ def get_grid(spec: GridSpec) -> RadiationGrid:
         if path.exists():
             grid = RadiationGrid.load(path)
         else:
-            grid = build_grid(spec)
+            grid = build_grid(spec, progress)
             try:
                 grid.save(path)
             except OSError:

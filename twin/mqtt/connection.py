@@ -15,6 +15,7 @@ component's ``on_connect`` runs again (subscriptions) and the birth messages are
 
 from __future__ import annotations
 
+import socket
 import ssl
 import struct
 import threading
@@ -831,35 +832,42 @@ class MqttConnection:
             return
         deadline = time.monotonic() + wait_s
         delay = float(s.reconnect_min_s)
+        connect_timeout = self.client.connect_timeout
         while True:
-            try:
+            try:  # a TCP connect or TLS handshake to a silent host gives up at the deadline, not paho's 5 s later
+                self.client._connect_timeout = min(connect_timeout, max(deadline - time.monotonic(), 0.1))  # noqa: SLF001
                 self.client.connect(s.host, s.port, keepalive=s.keepalive_s, **self._connect_kwargs())
                 break
             except ssl.SSLError as exc:
                 hint = "; check --mqtt-ca" if isinstance(exc, ssl.SSLCertVerificationError) else ""
                 raise MqttConnectError(f"TLS with {s.redacted_url} failed: {_describe(exc)}{hint}") from None
             except OSError as exc:
-                self.last_error = _describe(exc)
+                self.last_error = _connect_failure(exc, s.host)
                 if time.monotonic() + delay >= deadline:
                     raise MqttConnectError(f"could not connect to {s.redacted_url} within {wait_s:g} s: "
                                            f"{self.last_error}") from None
                 time.sleep(delay)
                 delay = min(delay * 2, float(s.reconnect_max_s))
+        self.client._connect_timeout = connect_timeout  # noqa: SLF001 - paho's setter refuses while a socket is open
         self.client.loop_start()
         self._settled.wait(max(deadline - time.monotonic(), 0.0))
         if self._fatal is not None or not self.connected.is_set():
+            reason = self._fatal or self._no_connack_reason(wait_s)  # before disconnect() reports a disconnection
             self.client.disconnect()
             self.client.loop_stop()
-            raise MqttConnectError(self._fatal or self._no_connack_reason(wait_s))
+            raise MqttConnectError(reason)
 
     def _no_connack_reason(self, wait_s: float) -> str:
         s = self.settings
+        if self.refusals:
+            return f"{s.redacted_url} kept refusing the connection for {wait_s:g} s ({self.last_error or 'refused'})"
         if self.disconnects == 0:
-            return f"no answer from {s.redacted_url} within {wait_s:g} s" + (
-                f" ({self.last_error})" if self.last_error else "")
+            return (f"no CONNACK from {s.redacted_url} within {wait_s:g} s: the connection opened but the broker "
+                    "never answered (is it an MQTT port?)" + (f"; {self.last_error}" if self.last_error else ""))
         hint = ("is it a TLS port? then use mqtts://" if not s.tls else
                 "does the broker require a client certificate (--mqtt-cert, --mqtt-key)?")
-        return f"{s.redacted_url} closed the connection without accepting it ({self.last_error}); {hint}"
+        return (f"{s.redacted_url} closed the connection without accepting it "
+                f"({self.last_error or 'before its CONNACK'}); {hint}")
 
     def stop(self, final: Message | None = None, *, graceful: bool = True, timeout_s: float = 2.0) -> None:
         """Publish ``final`` (a death) if connected, disconnect and stop the network thread.
@@ -907,6 +915,19 @@ class MqttConnection:
         """Connection counters for a component's status report."""
         return {"connected": self.connected.is_set(), "connects": self.connects, "disconnects": self.disconnects,
                 "refusals": self.refusals, "last_error": self.last_error}
+
+
+def _connect_failure(exc: OSError, host: str) -> str:
+    """Why a TCP connect or TLS handshake failed, in a few words (never empty)."""
+    if isinstance(exc, socket.gaierror):
+        return f"DNS lookup of {host} failed ({exc.strerror or _describe(exc)})"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listening on that port?)"
+    if isinstance(exc, TimeoutError):
+        return "TLS handshake timed out" if "handshake" in str(exc) else "TCP connect timed out"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset by the peer"
+    return _describe(exc)
 
 
 def _describe(exc: BaseException) -> str:

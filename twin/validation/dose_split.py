@@ -19,6 +19,7 @@ SHIELDOSE-2 splits by particle, not by region; the table prints both, side by si
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 
@@ -83,17 +84,23 @@ def dose_by_particle_5yr_rad(params: RadiationParams, inclination_deg: float, da
     return float(p * scale), float(e * scale)
 
 
-def two_depth_checks(params: RadiationParams | None = None, cover_glass_g_cm2: float | None = None, days: float = 5.0) -> list[Check]:
-    """5-year dose at 550 km, 50 and 55 deg, behind 2.5 mm and 10 mm Al vs SHIELDOSE-2: pass within a factor of 2."""
+def two_depth_checks(params: RadiationParams | None = None, cover_glass_g_cm2: float | None = None, days: float = 5.0,
+                     progress: Callable[[float, float], None] | None = None) -> list[Check]:
+    """5-year dose at 550 km, 50 and 55 deg, behind 2.5 mm and 10 mm Al vs SHIELDOSE-2: pass within a factor of 2.
+
+    ``progress(done, total)``: orbits averaged (one per reference case).
+    """
     p = params or RadiationParams()
     out = []
-    for (inc, mm), ref in SPENVIS_5YR_RAD.items():
+    for done, ((inc, mm), ref) in enumerate(SPENVIS_5YR_RAD.items(), 1):
         dose = orbit_dose_5yr_rad(_environment(p, mm, cover_glass_g_cm2), inc, days)
         ratio = dose / ref[0]
         out.append(Check(f"5-yr dose 550 km / {inc:g} deg behind {mm:g} mm Al", dose, ref[0], 0.0, "rad(Si)",
                          0.5 <= ratio <= 2.0,
                          f"{dose:.0f} rad(Si) vs SHIELDOSE-2 {ref[0]:.0f} (x{ratio:.2f}; pass within a factor of 2, "
                          "docs/physics.md#validation-radiation)"))
+        if progress is not None:
+            progress(done, len(SPENVIS_5YR_RAD))
     return out
 
 
@@ -149,14 +156,16 @@ def split_table(params: RadiationParams | None = None, cover_glass_g_cm2: float 
     return lines
 
 
-def dose_report(quick: bool = False) -> tuple[list[Check], list[str]]:
+def dose_report(quick: bool = False,
+                progress: Callable[[float, float], None] | None = None) -> tuple[list[Check], list[str]]:
     """For ``orbitwin validate``: the two-depth checks and the split table for the default design.
 
-    ``quick`` averages 1 day of orbit instead of 5.
+    ``quick`` averages 1 day of orbit instead of 5. ``progress(done, total)``: the two-depth
+    checks' (:func:`two_depth_checks`).
     """
     from twin.core.design import load_design
 
     design = load_design()
     days = 1.0 if quick else 5.0
     cover = design.solar_array.cover_glass_g_cm2
-    return two_depth_checks(design.radiation, cover, days), split_table(design.radiation, cover, days)
+    return two_depth_checks(design.radiation, cover, days, progress), split_table(design.radiation, cover, days)

@@ -246,13 +246,15 @@ def _tick_links(st_partner: I64, st_slot_up: NDArray[np.bool_], edges: I64, leng
 
 
 def fleet_orbit_checks(params: NetworkParams, terminal_count: int, dt_s: float, reference_ticks: int,
-                       reference_cities: int, catalogue_count: int | None = None) -> tuple[list[Check], list[str]]:
+                       reference_cities: int, catalogue_count: int | None = None,
+                       progress: Callable[[float, float], None] | None = None) -> tuple[list[Check], list[str]]:
     """One orbit of the shipped fleet from its median epoch every ``dt_s``: every link and route checked.
 
     Each tick: link lengths within range and 80 km line of sight, terminal counts, symmetry, the
     London-New York route (RTT, stretch, light bound). ``reference_ticks`` ticks spread over the orbit:
     nearest-gateway delays of every satellite and ``reference_cities`` rows of the city matrix
     against the reference solver, and every city pair's RTT against the light bound.
+    ``progress(done, total)``: after every tick, sim seconds walked of the orbit's (ticks times ``dt_s``).
     """
     from twin.core.catalogue import load_catalogue
     from twin.core.orbit import FleetPropagator, gmst82_rad
@@ -301,6 +303,8 @@ def fleet_orbit_checks(params: NetworkParams, terminal_count: int, dt_s: float, 
         if k in ref_at:
             _reference_tick(mesh, pos, st.edges, st.edge_length_m, st.gw_visibility.site, st.gw_visibility.sat,
                             st.gw_visibility.range_m, st.gw_delay_s, cities, reference_cities, solver, tally)
+        if progress is not None:
+            progress((k + 1) * dt_s, times.size * dt_s)
     elapsed = time.perf_counter() - started
     out: list[Check] = []
     where = (f"({tally.ticks} ticks every {dt_s:g} s over {orbit_s / 60:.1f} min, {mesh.n} satellites, "
@@ -399,8 +403,12 @@ def _reference_tick(mesh: Mesh, pos: F64, edges: I64, length_m: F64, gw_site: I6
         tally.bound_margin_s = min(tally.bound_margin_s, float(margin.min()))
 
 
-def network_report(quick: bool = False) -> tuple[list[Check], list[str]]:
-    """For ``orbitwin validate``: the closed forms and one orbit of the shipped fleet (every 120 s quick, else 10 s)."""
+def network_report(quick: bool = False,
+                   progress: Callable[[float, float], None] | None = None) -> tuple[list[Check], list[str]]:
+    """For ``orbitwin validate``: the closed forms and one orbit of the shipped fleet (every 120 s quick, else 10 s).
+
+    ``progress(done, total)``: the orbit walk's, as :func:`fleet_orbit_checks`.
+    """
     from twin.core.design import load_design
 
     design = load_design()
@@ -408,7 +416,8 @@ def network_report(quick: bool = False) -> tuple[list[Check], list[str]]:
     count = design.power.isl_terminal_count
     checks = closed_form_checks(params, count)
     orbit, lines = fleet_orbit_checks(params, count, dt_s=120.0 if quick else 10.0,
-                                      reference_ticks=2 if quick else 6, reference_cities=3 if quick else 10)
+                                      reference_ticks=2 if quick else 6, reference_cities=3 if quick else 10,
+                                      progress=progress)
     return checks + orbit, lines
 
 

@@ -18,6 +18,7 @@ Figures and tolerances: docs/physics.md#validation-nominal-day.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -188,11 +189,13 @@ def run_nominal_day(
     catalogue: Catalogue | None = None,
     start_jd: float | None = None,
     sats: list[Representative] | None = None,
+    progress: Callable[[float, float], None] | None = None,
 ) -> NominalDayResult:
     """Fly the representative satellites for ``hours`` of sim time with ``dt_s`` steps, no commands.
 
     Every limited field's worst value and state, the orbit-to-orbit temperature change over the
     last orbit and the day's energy balance are measured (see the module docstring).
+    ``progress(done, total)``: after every step, sim seconds flown of the day's.
     """
     cat = load_catalogue() if catalogue is None else catalogue
     jd = cat.median_epoch_jd() if start_jd is None else start_jd
@@ -263,6 +266,8 @@ def run_nominal_day(
             for ev in twin.drain_events():
                 if ev.kind in ("fdir", "limit"):
                     events[f"{ev.kind}:{ev.name}"] += 1
+            if progress is not None:
+                progress((k + 1) * dt_s, steps * dt_s)
         e1 = stored_energy_j(twin.soc, b, twin.faults.battery_strings_failed, twin.v_rc_v)
         if not np.all(twin.mode == MODE_NOMINAL):
             events["mode:not_nominal_at_end"] += 1

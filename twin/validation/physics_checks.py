@@ -20,6 +20,9 @@ from twin.core.eclipse import cylindrical_eclipse_fraction, illumination_fractio
 if TYPE_CHECKING:
     from twin.validation.nominal_day import NominalDayResult
 
+#: ``progress(done, total)``: how far a long case is, in units of its own (documented per function).
+ProgressFn = Callable[[float, float], None]
+
 
 @dataclass(frozen=True)
 class Check:
@@ -64,8 +67,12 @@ def eclipse_checks() -> list[Check]:
     return out
 
 
-def sunlit_vs_skyfield(sample: int | None = None, start_jd: float | None = None) -> Check:
-    """Conical sunlit state (illumination > 0.5) vs skyfield ``is_sunlit`` over the shipped fleet."""
+def sunlit_vs_skyfield(sample: int | None = None, start_jd: float | None = None,
+                       progress: ProgressFn | None = None) -> Check:
+    """Conical sunlit state (illumination > 0.5) vs skyfield ``is_sunlit`` over the shipped fleet.
+
+    ``progress(done, total)``: satellites compared.
+    """
     from skyfield.api import EarthSatellite
 
     from twin.core.catalogue import load_catalogue
@@ -85,7 +92,9 @@ def sunlit_vs_skyfield(sample: int | None = None, start_jd: float | None = None)
     if sample is not None:
         idx = idx[np.linspace(0, idx.size - 1, min(sample, idx.size)).astype(int)]
     mismatch = penumbra = 0
-    for i in idx:
+    for done, i in enumerate(idx, 1):
+        if progress is not None:
+            progress(done, idx.size)
         sat = EarthSatellite(cat.line1[i], cat.line2[i], cat.names[i], ts)
         sunlit = bool(sat.at(t).is_sunlit(eph)[0])
         if 0.0 < illum[i] < 1.0:
@@ -96,8 +105,11 @@ def sunlit_vs_skyfield(sample: int | None = None, start_jd: float | None = None)
                  f"{mismatch} disagreements over {idx.size - penumbra} satellites ({penumbra} in penumbra skipped)")
 
 
-def positions_vs_skyfield(sample: int = 200, hours: float = 6.0) -> Check:
-    """Fleet TEME positions rotated to GCRS vs skyfield ``EarthSatellite.at``: worst error (m)."""
+def positions_vs_skyfield(sample: int = 200, hours: float = 6.0, progress: ProgressFn | None = None) -> Check:
+    """Fleet TEME positions rotated to GCRS vs skyfield ``EarthSatellite.at``: worst error (m).
+
+    ``progress(done, total)``: instants compared (4, each with ``sample`` satellites).
+    """
     from skyfield.api import EarthSatellite
     from skyfield.sgp4lib import TEME
 
@@ -112,7 +124,7 @@ def positions_vs_skyfield(sample: int = 200, hours: float = 6.0) -> Check:
     ts, _ = skyfield_context()
     jd0 = cat.median_epoch_jd()
     worst = 0.0
-    for h in np.linspace(0.0, hours, 4):
+    for n_time, h in enumerate(np.linspace(0.0, hours, 4)):
         jd = jd0 + h / 24.0
         whole = np.floor(jd - 0.5) + 0.5
         r_teme, _, err = prop.teme(whole, jd - whole)
@@ -123,6 +135,8 @@ def positions_vs_skyfield(sample: int = 200, hours: float = 6.0) -> Check:
             sat = EarthSatellite(sub.line1[k], sub.line2[k], sub.names[k], ts)
             ref = sat.at(t).position.m[:, 0]
             worst = max(worst, float(np.linalg.norm(ours_gcrs[k] - ref)))
+        if progress is not None:
+            progress(n_time + 1, 4)
     return _check("fleet positions vs skyfield EarthSatellite", worst, 0.0, 1.0, "m", f"(worst of {sample} sats x 4 times)")
 
 
@@ -170,8 +184,11 @@ def thermal_checks() -> list[Check]:
 
 
 # --- engine-level: energy balance, radiation, reproducibility --------------------------------
-def orbit_energy_balance(dt_s: float = 1.0, count: int = 20) -> Check:
-    """Over one orbit: generated - loads - shunt - battery losses vs change in stored energy (J)."""
+def orbit_energy_balance(dt_s: float = 1.0, count: int = 20, progress: ProgressFn | None = None) -> Check:
+    """Over one orbit: generated - loads - shunt - battery losses vs change in stored energy (J).
+
+    ``progress(done, total)``: sim seconds flown of the orbit's.
+    """
     from twin.core.battery import stored_energy_j
     from twin.core.catalogue import load_catalogue
     from twin.core.design import load_design
@@ -182,8 +199,11 @@ def orbit_energy_balance(dt_s: float = 1.0, count: int = 20) -> Check:
     b = twin.design.battery
     e0 = stored_energy_j(twin.soc, b, twin.faults.battery_strings_failed, twin.v_rc_v)
     gen = loads = shunt = heat = np.zeros(twin.n)
-    for _ in range(int(5740 / dt_s)):
+    steps = int(5740 / dt_s)
+    for k in range(steps):
         twin.step()
+        if progress is not None:
+            progress((k + 1) * dt_s, steps * dt_s)
         tm = twin.tm
         gen = gen + tm["array_power_w"] * dt_s
         loads = loads + tm["load_power_w"] * dt_s
@@ -228,22 +248,27 @@ def radiation_checks(days: float = 1.0, dt_s: float = 10.0) -> list[Check]:
     return out
 
 
-def reproducibility_check(steps: int = 120) -> Check:
-    """Two runs with the same seed, faults and commands give bit-identical telemetry."""
+def reproducibility_check(steps: int = 120, progress: ProgressFn | None = None) -> Check:
+    """Two runs with the same seed, faults and commands give bit-identical telemetry.
+
+    ``progress(done, total)``: steps of the two runs.
+    """
     from twin.core.catalogue import load_catalogue
     from twin.core.design import load_design
     from twin.core.engine import FleetTwin
 
-    def run() -> dict[str, np.ndarray]:
+    def run(first: int) -> dict[str, np.ndarray]:
         twin = FleetTwin(load_catalogue().select(count=300), load_design(), dt_s=5.0, seed=42)
         twin.submit("fault", "sensor_noise", {"field": "battery_temp_k", "sigma": 0.5}, twin.names[3], at_s=50)
         twin.submit("fault", "seu_burst", {"count": 500}, "*", at_s=100)
         twin.submit("command", "set_payload_load", {"load": 0.3}, twin.names[:10], at_s=200)
-        for _ in range(steps):
+        for k in range(steps):
             twin.step()
+            if progress is not None:
+                progress(first + k + 1, 2 * steps)
         return twin.tm
 
-    a, b = run(), run()
+    a, b = run(0), run(steps)
     differ = [k for k in a if not np.array_equal(a[k], b[k], equal_nan=True)]
     return Check("reproducibility: same seed, same telemetry", float(len(differ)), 0.0, 0.0, "fields", not differ,
                  "bit-identical" if not differ else f"differ: {', '.join(differ)}")
@@ -279,12 +304,12 @@ def nominal_day_checks(result: NominalDayResult) -> list[Check]:
     return out
 
 
-CASES: dict[str, Callable[[bool], list[Check]]] = {
-    "eclipse": lambda quick: eclipse_checks(),
-    "sunlit": lambda quick: [sunlit_vs_skyfield(500 if quick else None)],
-    "positions": lambda quick: [positions_vs_skyfield(50 if quick else 200)],
-    "thermal": lambda quick: thermal_checks(),
-    "energy": lambda quick: [orbit_energy_balance()],
+CASES: dict[str, Callable[[bool, ProgressFn | None], list[Check]]] = {
+    "eclipse": lambda quick, progress: eclipse_checks(),
+    "sunlit": lambda quick, progress: [sunlit_vs_skyfield(500 if quick else None, progress=progress)],
+    "positions": lambda quick, progress: [positions_vs_skyfield(50 if quick else 200, progress=progress)],
+    "thermal": lambda quick, progress: thermal_checks(),
+    "energy": lambda quick, progress: [orbit_energy_balance(progress=progress)],
 }
 
 
@@ -293,20 +318,23 @@ def run_validation(
     only: list[str] | None = None,
     on_day: Callable[[NominalDayResult], None] | None = None,
     day_hours: float = 24.0,
+    progress: Callable[[str], ProgressFn | None] | None = None,
 ) -> list[Check]:
     """Run every validation case (or ``only`` those named) and return the checks.
 
     The ``day`` case flies the nominal day (``day_hours`` of sim time, 10 s steps, 30 s with
     ``quick``); ``on_day`` receives its full result (``orbitwin validate`` prints its table).
+    ``progress(case)``: the progress callback for a case about to run (None: no progress); the
+    long cases (sunlit, positions, energy, reproducibility, day) report through it.
     """
     cases = dict(CASES)
-    cases["radiation"] = lambda q: radiation_checks()
-    cases["reproducibility"] = lambda q: [reproducibility_check()]
+    cases["radiation"] = lambda q, p: radiation_checks()
+    cases["reproducibility"] = lambda q, p: [reproducibility_check(progress=p)]
 
-    def day(q: bool) -> list[Check]:
+    def day(q: bool, p: ProgressFn | None) -> list[Check]:
         from twin.validation.nominal_day import run_nominal_day
 
-        result = run_nominal_day(day_hours, 30.0 if q else 10.0)
+        result = run_nominal_day(day_hours, 30.0 if q else 10.0, progress=p)
         if on_day is not None:
             on_day(result)
         return nominal_day_checks(result)
@@ -315,5 +343,5 @@ def run_validation(
     out: list[Check] = []
     for name, fn in cases.items():
         if only is None or name in only:
-            out.extend(fn(quick))
+            out.extend(fn(quick, None if progress is None else progress(name)))
     return out
