@@ -14,7 +14,8 @@ def orbitwin(*args, timeout=120):
 
 
 def test_run_steps_the_fleet_and_prints_the_status_table():
-    r = orbitwin("run", "--count", "40", "--duration", "60", "--speed", "max", "--plain", "--dt", "2")
+    r = orbitwin("run", "--count", "40", "--duration", "60", "--speed", "max", "--plain", "--dt", "2",
+                 "--broker-port", "0")
     assert r.returncode == 0, r.stderr
     assert "40 satellites" in r.stdout
     assert "STARLINK-1008" in r.stdout
@@ -24,7 +25,7 @@ def test_run_steps_the_fleet_and_prints_the_status_table():
 
 def test_run_selects_by_shell_and_start_time():
     r = orbitwin("run", "--alt-km", "565:575", "--inc-deg", "69:71", "--count", "5", "--start",
-                 "2026-03-01T00:00:00Z", "--duration", "10", "--speed", "max", "--plain")
+                 "2026-03-01T00:00:00Z", "--duration", "10", "--speed", "max", "--plain", "--broker-port", "0")
     assert r.returncode == 0, r.stderr
     assert "5 satellites" in r.stdout and "sim 2026-03-01 00:00:10 UTC" in r.stdout
 

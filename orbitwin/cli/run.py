@@ -1,4 +1,4 @@
-"""``orbitwin run``: step the fleet, publish it on MQTT (own broker or yours) and show a live status table."""
+"""``orbitwin run``: step the fleet, publish it on MQTT (own broker or yours) and show a live view."""
 
 from __future__ import annotations
 
@@ -13,19 +13,28 @@ from orbitwin.cli import arg_types
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("run", help="step the fleet and show a live status table")
+    p = sub.add_parser("run", help="step the fleet and show a live view")
     add_fleet_options(p)
     p.add_argument("--speed", default="real", type=arg_types.speed, help="real, xN (e.g. x10) or max (default real)")
     p.add_argument("--duration", type=arg_types.positive_seconds, help="sim seconds to run (default: until Ctrl-C)")
-    p.add_argument("--rows", type=arg_types.positive_int, default=12, help="satellites shown in the table")
+    p.add_argument("--rows", type=arg_types.positive_int, default=12,
+                   help="satellites shown, worst first: red, yellow, lost, safe, nominal (default 12; fewer when "
+                        "the terminal is short)")
+    p.add_argument("--events", type=arg_types.positive_int, default=8,
+                   help="latest events shown (FDIR, faults, commands, limit crossings; default 8)")
     p.add_argument("--refresh", type=arg_types.non_negative, default=1.0,
-                   help="seconds between table refreshes (0: every tick)")
-    p.add_argument("--plain", action="store_true", help="no screen clearing, one block per refresh")
+                   help="wall seconds between refreshes of the view (default 1; 0: none, only the final state)")
+    p.add_argument("--plain", action="store_true",
+                   help="plain text blocks, one per refresh, no colour or cursor movement (for logs and CI; "
+                        "the default when stdout is not a terminal)")
     p.add_argument("--scenario", help="scenario file (TOML/JSON) of timed faults and commands")
     add_mqtt_options(p, required=False, connect_timeout_s=10.0,
                      url_help="broker URL mqtt://host[:port] or mqtts://... (default: start an embedded broker)")
     t = p.add_argument_group("twin on MQTT")
-    t.add_argument("--no-mqtt", action="store_true", help="run without MQTT (status table only)")
+    t.add_argument("--no-mqtt", action="store_true", help="run without MQTT (status view only)")
+    t.add_argument("--broker-port", type=broker_port, metavar="N",
+                   help="without --mqtt: the embedded broker's port on 127.0.0.1 (0: any free port; default 1883 "
+                        "when free, else any free port, said on start); a busy port is an error")
     t.add_argument("--qos", type=int, default=1, choices=(0, 1), help="telemetry QoS (default 1)")
     t.add_argument("--rates", help="rates of the periodic topics in Hz: telemetry packets, summary (default every "
                    "tick), status (default 0.2) and topology (default 0.1; a twin with the network), "
@@ -49,11 +58,24 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_run)
 
 
+def broker_port(text: str) -> int:
+    """``--broker-port``: a TCP port, 0..65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 0..65535 (0: any free port), got {text!r}")
+    return port
+
+
 def cmd_run(a: argparse.Namespace) -> int:
     from twin.runtime.launch import EMBEDDED_PLACEHOLDER_URL, RunSpec, run_twin
     from twin.runtime.mqtt_link import LinkSettings
 
     use_mqtt = not a.no_mqtt
+    if a.broker_port is not None and (a.mqtt or not use_mqtt):
+        raise ValueError("--broker-port sets the embedded broker's port: it cannot go with --mqtt or --no-mqtt")
     spec = RunSpec(
         fleet=fleet_options(a), seed_given=a.seed is not None, speed=a.speed, duration_s=a.duration,
         scenario_path=a.scenario, use_mqtt=use_mqtt,
@@ -66,7 +88,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         rates=a.rates, sat_rates=a.sat_rates, replay_bytes=int(a.replay_mb * 2**20),
         connect_timeout_s=a.connect_timeout, rows=a.rows, refresh_s=a.refresh,
         tty=sys.stdout.isatty() and not a.plain, keys_path=a.keys, allow_unsigned=a.allow_unsigned,
-        auth_window_s=a.auth_window)
+        auth_window_s=a.auth_window, broker_port=a.broker_port, events=a.events)
     stopping = [False]
     signal.signal(signal.SIGTERM, lambda *_: stopping.__setitem__(0, True))
     run_twin(spec, should_stop=lambda: stopping[0])

@@ -1,11 +1,13 @@
 """A private MQTT broker for ``orbitwin run`` and the tests: mosquitto, else in-process amqtt.
 
-:class:`MosquittoProcess` runs a real mosquitto as a child process on a free loopback port; every
+:class:`MosquittoProcess` runs a real mosquitto as a child process on a loopback port; every
 broker gets its own temp dir holding a generated ``mosquitto.conf``, the persistence database and
 the log file; nothing touches a system service.
 
 :func:`start_embedded_broker` prefers mosquitto and falls back to :class:`AmqttBroker`, the
-pure-Python ``amqtt`` broker in a thread, when mosquitto is not installed. amqtt speaks MQTT 3.1.1
+pure-Python ``amqtt`` broker in a thread, when mosquitto is not installed. It listens on the port
+asked for (refused when busy), else on the preferred port (``orbitwin run``: 1883, MQTT's own)
+when free, else on any free port (``busy_port`` then names the preferred one). amqtt speaks MQTT 3.1.1
 only (no session expiry, response topics or no-local), so the twin then connects with
 ``--mqtt-protocol 3.1.1`` (the broker's ``protocol``): good for a small fleet, not for the full one.
 """
@@ -27,7 +29,12 @@ from typing import Any, Self
 
 __all__ = [
     "BrokerError",
+    "DEFAULT_MQTT_PORT",
     "MosquittoProcess",
+    "PortBusyError",
+    "check_port",
+    "port_is_free",
+    "port_note",
     "find_mosquitto",
     "free_port",
     "start_embedded_broker",
@@ -38,8 +45,15 @@ _SEARCH_PATHS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homeb
 INSTALL_HINT = "install mosquitto (Debian/Ubuntu: apt-get install mosquitto; macOS: brew install mosquitto)"
 
 
+DEFAULT_MQTT_PORT = 1883
+
+
 class BrokerError(RuntimeError):
     """The broker binary is missing or the process failed to come up."""
+
+
+class PortBusyError(BrokerError, ValueError):
+    """The port asked for is taken (a ValueError: the user can fix it by choosing another)."""
 
 
 def find_mosquitto() -> str | None:
@@ -58,6 +72,17 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """True when a listener could bind ``host:port`` now (as a broker does: with SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
@@ -139,6 +164,7 @@ class MosquittoProcess(ChildServer):
     """
 
     kind = "mosquitto"
+    busy_port: int | None = None  # the preferred port that was taken (start_embedded_broker)
 
     def __init__(
         self,
@@ -265,6 +291,7 @@ class AmqttBroker:
 
     kind = "amqtt, in-process, MQTT 3.1.1"
     protocol = "3.1.1"
+    busy_port: int | None = None  # the preferred port that was taken (start_embedded_broker)
 
     def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
         self.host = host
@@ -328,12 +355,55 @@ class AmqttBroker:
     cleanup = stop
 
 
-def start_embedded_broker(port: int | None = None, **kwargs: object) -> MosquittoProcess | AmqttBroker:
-    """Start a private MQTT broker: a mosquitto child process, else in-process amqtt (MQTT 3.1.1)."""
+def start_embedded_broker(port: int | None = None, *, preferred: int | None = None, host: str = "127.0.0.1",
+                          **kwargs: object) -> MosquittoProcess | AmqttBroker:
+    """Start a private MQTT broker on ``host``: a mosquitto child process, else in-process amqtt (MQTT 3.1.1).
+
+    ``port`` > 0: that port (:class:`PortBusyError` when taken); 0, or None without ``preferred``: any
+    free port; None with ``preferred``: that port when free, else any free port, the broker's
+    ``busy_port`` then saying which was taken (:func:`port_note`).
+    """
+    if port is not None and not 0 <= port <= 65535:
+        raise ValueError(f"broker port {port} is outside 0..65535")
+    busy = None
+    if port:
+        check_port(host, port)
+    elif port is None and preferred:
+        if port_is_free(host, preferred):
+            try:
+                return _start(preferred, host, kwargs)
+            except BrokerError:  # taken between the check and the bind
+                pass
+        busy = preferred
+    broker = _start(None, host, kwargs)
+    broker.busy_port = busy
+    return broker
+
+
+def check_port(host: str, port: int) -> None:
+    """:class:`PortBusyError` naming ``host:port`` when a broker could not listen there now."""
+    if not port_is_free(host, port):
+        raise PortBusyError(f"port {port} on {host} is busy: the embedded broker cannot listen there "
+                            f"(choose another port, or 0 for any free one)")
+
+
+def _start(port: int | None, host: str, kwargs: dict[str, object]) -> MosquittoProcess | AmqttBroker:
     if find_mosquitto() is not None:
-        return MosquittoProcess(port, **kwargs).start()  # type: ignore[arg-type]
+        broker = MosquittoProcess(port, host=host, **kwargs)  # type: ignore[arg-type]
+        try:
+            return broker.start()
+        except BrokerError:
+            broker.cleanup()
+            raise
     try:
         import amqtt  # noqa: F401
     except ImportError:
         raise BrokerError(f"no MQTT broker available: mosquitto not found ({INSTALL_HINT}) and amqtt not installed") from None
-    return AmqttBroker(port).start()
+    return AmqttBroker(port, host).start()
+
+
+def port_note(broker: MosquittoProcess | AmqttBroker) -> str | None:
+    """The line saying the preferred port was busy and where the broker listens instead (None when not)."""
+    if broker.busy_port is None:
+        return None
+    return f"port {broker.busy_port} is busy; the embedded broker listens on {broker.port}"

@@ -3,8 +3,9 @@
 :func:`run_twin` builds the twin from :class:`RunSpec` (a paced run without ``--start`` starts its
 sim clock at the wall clock: :func:`with_default_start`), applies its scenario, starts an embedded
 broker when no broker is given, connects through the MQTT door, and steps the fleet on the paced
-sim clock until the duration has passed or ``should_stop()`` says so, printing the live status
-table to ``out``. Everything it started is stopped on the way out, whatever happened.
+sim clock until the duration has passed or ``should_stop()`` says so, showing the status view on
+``out`` (:mod:`twin.runtime.status_view`: live in a terminal, plain blocks otherwise) and a final
+summary. Everything it started is stopped on the way out, whatever happened.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from twin.runtime.clock import Pacer, parse_speed, wall_clock_start
 from twin.runtime.mqtt_link import LinkSettings
 from twin.runtime.run_loop import FleetOptions, RunStats, build_twin, describe_tle_epoch, run_loop
 from twin.runtime.scenario import apply_scenario, load_scenario
-from twin.runtime.status_table import StatusPrinter, render
+from twin.runtime.fleet_view import Connection, connection_lines
+from twin.runtime.status_view import StatusView
 
-EMBEDDED_PLACEHOLDER_URL = "mqtt://127.0.0.1"
+EMBEDDED_HOST = "127.0.0.1"
+EMBEDDED_PLACEHOLDER_URL = f"mqtt://{EMBEDDED_HOST}"
 
 
 @dataclass
@@ -57,6 +60,9 @@ class RunSpec:
     keys_path: str | None = None  # request key file: signed requests required (twin.runtime.request_keys)
     allow_unsigned: bool = False  # with keys_path: still take unsigned requests (marked authenticated: false)
     auth_window_s: float = 30.0  # how far a signed request's issue time may be from the wall clock (s)
+    broker_port: int | None = None  # embedded broker: this port (0: any free one); None: preferred_port if free
+    preferred_port: int = 1883  # the embedded broker's port when free and broker_port is None
+    events: int = 8  # latest events shown by the status view
 
 
 def parse_sat_rates(text: str | None, names: dict[str, int]) -> dict[int, dict[str, float]]:
@@ -102,22 +108,29 @@ def run_twin(spec: RunSpec, *, out: TextIO = sys.stdout,
     given = spec.fleet.start is not None
     spec = with_default_start(spec)
     verifier = request_verifier(spec)  # a bad key file fails before the fleet is built
+    if spec.use_mqtt and spec.mqtt is None and spec.broker_port:
+        from twin.runtime.embedded_broker import check_port
+
+        check_port(EMBEDDED_HOST, spec.broker_port)  # so does a busy --broker-port
     twin = build_from_spec(spec)
     pacer = Pacer(parse_speed(spec.speed))
-    printer = StatusPrinter(out, rows=spec.rows, refresh_s=spec.refresh_s, tty=spec.tty)
+    view = StatusView(out, rows=spec.rows, refresh_s=spec.refresh_s, tty=spec.tty, target=spec.speed,
+                      duration_s=spec.duration_s, feed=spec.events)
     origin = "--start" if given else "the wall clock" if spec.fleet.start is not None else "the catalogue epoch"
     print(f"orbitwin: {twin.n} satellites, dt {twin.dt_s:g} s, seed {twin.seed}, speed {spec.speed}, "
           f"sim start {iso_utc(jd_to_datetime(twin.now_jd))} ({origin})", file=out, flush=True)
     print(f"orbitwin: {describe_tle_epoch(twin.catalogue)}", file=out, flush=True)
-    broker = link = None
+    broker = link = service = None
     stats = RunStats()
+    interrupted = False
     try:
         if not spec.use_mqtt:
-            stats = run_loop(twin, pacer, duration_s=spec.duration_s, on_tick=printer.on_tick,
-                             should_stop=should_stop)
+            view.begin(twin)
+            stats = run_loop(twin, pacer, duration_s=spec.duration_s, on_tick=view.on_tick,
+                             should_stop=should_stop, stats=stats)
         else:
             from twin.contract.telemetry_encoder import PacketSchedule, parse_rates
-            from twin.runtime.embedded_broker import start_embedded_broker
+            from twin.runtime.embedded_broker import port_note, start_embedded_broker
             from twin.runtime.mqtt_link import MqttLink
             from twin.runtime.mqtt_service import TwinService
 
@@ -125,34 +138,40 @@ def run_twin(spec: RunSpec, *, out: TextIO = sys.stdout,
                                       parse_sat_rates(spec.sat_rates, twin.index))
             settings = spec.mqtt
             if settings is None:
-                broker = start_embedded_broker()
+                broker = start_embedded_broker(spec.broker_port, preferred=spec.preferred_port, host=EMBEDDED_HOST)
                 template = spec.embedded_template or MqttSettings(EMBEDDED_PLACEHOLDER_URL)
                 settings = dataclasses.replace(template, url=broker.url, protocol=getattr(broker, "protocol", "5"))
-                prefix = spec.link.prefix
-                print(f"orbitwin: embedded MQTT broker ({broker.kind}) at {broker.url}\n"
-                      f"  watch:   mosquitto_sub -h {broker.host} -p {broker.port} -t '{prefix}/#' -v\n"
-                      f"  command: mosquitto_pub -h {broker.host} -p {broker.port} -t '{prefix}/sat/{twin.names[0]}/cmd'"
-                      f" -m '{{\"command\":\"throttle\",\"args\":{{\"factor\":0.5}}}}'", file=out, flush=True)
+                note = port_note(broker)
+                if note:
+                    print(f"orbitwin: {note}", file=out, flush=True)
+            view.connection = Connection(
+                settings.redacted_url, settings.host, settings.port, spec.link.prefix, twin.names[0],
+                note=f"embedded {broker.kind}" if broker is not None else "",
+                username=settings.username, tls=settings.tls, ca_file=settings.ca_file)
+            print("\n".join(f"orbitwin: {line}" for line in connection_lines(view.connection)), file=out, flush=True)
             link = MqttLink(settings, spec.link)
             service = TwinService(twin, link, schedule, replay_bytes=spec.replay_bytes, auth=verifier)
             print(f"orbitwin: requests: {auth_summary(service.auth)}", file=out, flush=True)
-            printer.service = service
+            view.attach(service)
             link.start(wait_s=spec.connect_timeout_s)
             print(f"orbitwin: connected to {settings.redacted_url} as run {service.run_id} (bseq {link.bseq}; "
                   f"the run tag in InfluxDB); "
                   f"{schedule.messages_per_s():.0f} telemetry messages/s", file=out, flush=True)
-            stats = service.run(pacer, duration_s=spec.duration_s, on_tick=printer.on_tick, should_stop=should_stop)
+            view.begin(twin)
+            stats = service.run(pacer, duration_s=spec.duration_s, on_tick=view.on_tick, should_stop=should_stop)
+        view.finish(twin, stats)
     except KeyboardInterrupt:
-        return stats
+        interrupted = True
+        if service is not None and service.last_stats is not None:
+            stats = service.last_stats
     finally:
+        view.stop()
         if link is not None:
             link.stop(graceful=True)
         if broker is not None:
             broker.stop()
         twin.close()
-    print(render(twin, stats.last_step_s * 1e3, 0.0, stats.lag_s, spec.rows, printer.events), file=out)
-    print(f"done: {stats.ticks} ticks, mean step {stats.step_s_total / max(stats.ticks, 1) * 1e3:.2f} ms, "
-          f"max lag {stats.max_lag_s:.3f} s", file=out)
+    view.print_summary(twin, stats, interrupted)
     return stats
 
 

@@ -105,6 +105,7 @@ class TwinService:
         self.replays = ReplayQueue(self.replay, self.limits)
         self.waiting: Counter[str] = Counter()  # requests waiting per client (reply topic)
         self.counters: Counter[str] = Counter()
+        self.on_event: Callable[[Event], None] | None = None  # sees every published event (the status view)
         self.routes: dict[str, Route] = {}
         self.route_query = RouteQuery(twin)  # route requests, answered from the last tick's mesh
         self.job_replies: JobReplies[Route] = JobReplies()  # run_job requests, answered through the job's life
@@ -504,6 +505,8 @@ class TwinService:
         topic = self.topics.sat(sat, "event") if sat is not None else self.topics.fleet("event")
         self.link.publish(topic, dumps(body), qos=1)
         self.counters["events"] += 1
+        if self.on_event is not None:
+            self.on_event(ev)
         if route is not None:
             if ev.name in ("command_completed", "fault_applied"):
                 self._send_reply(route, "completed", result=detail.get("result"))

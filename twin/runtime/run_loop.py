@@ -163,12 +163,21 @@ def build_twin(opts: FleetOptions) -> FleetTwin:
 
 @dataclass
 class RunStats:
+    """What a run did so far: ticks, step times [s], lag [s], and the sim and wall time it took [s]."""
+
     ticks: int = 0
     step_s_total: float = 0.0
     last_step_s: float = 0.0
     lag_s: float = 0.0  # s the tick started behind its schedule (slow ticks and backpressure waits)
     max_lag_s: float = 0.0
     gate_s_total: float = 0.0  # s spent waiting for the output link (backpressure)
+    sim_s: float = 0.0  # sim seconds stepped by run_loop
+    wall_s: float = 0.0  # wall seconds from run_loop's start to its last tick
+
+    @property
+    def speed(self) -> float:
+        """Achieved speed over the run: sim seconds per wall second (0 before any tick)."""
+        return self.sim_s / self.wall_s if self.wall_s > 0 else 0.0
 
 
 def run_loop(
@@ -192,6 +201,7 @@ def run_loop(
     tick = twin.step if tick is None else tick
     end = None if duration_s is None else twin.t_s + duration_s
     pacer.start(twin.t_s)
+    wall0, sim0 = time.perf_counter(), twin.t_s
     while (end is None or twin.t_s < end - 1e-9) and not should_stop():
         stats.lag_s = pacer.wait_until(twin.t_s + twin.dt_s)
         if gate is not None:
@@ -207,6 +217,7 @@ def run_loop(
         stats.last_step_s = time.perf_counter() - t0
         stats.step_s_total += stats.last_step_s
         stats.ticks += 1
+        stats.wall_s, stats.sim_s = time.perf_counter() - wall0, twin.t_s - sim0
         if on_tick is not None:
             on_tick(twin, stats)
     return stats
