@@ -38,7 +38,13 @@ from dashboards.network import PARTITION_ALERT_SHARE, partition_share_query
 from dashboards.panels import DS_UID, is_boolean, window_s
 from twin.schema.telemetry import LIMITED_FIELDS, Field
 
+# One folder for the dashboards and the alert rules. File provisioning names it by title on both sides:
+# alerting files take only a folder title (Grafana 11 looks it up or creates it, with a generated uid) and
+# are provisioned before the dashboards, so a dashboards provider with its own folderUid would create a
+# second "Orbitwin" folder (grafana/grafana#125079); a provider with the title alone finds the first.
+# `orbitwin dashboards push` creates the folder with FOLDER_UID and puts everything in it by uid.
 FOLDER = "Orbitwin"
+FOLDER_UID = "orbitwin"
 INTERVAL = "30s"
 MIN_RULE_WINDOW_S = 30
 CONTACT_POINT = "orbitwin-grafana-bridge"

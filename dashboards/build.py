@@ -22,11 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from dashboards.alerts import alert_rules, contact_points, notification_policies
+from dashboards.alerts import FOLDER, alert_rules, contact_points, notification_policies
 from dashboards.compute import compute
 from dashboards.panels import DS_UID
 from dashboards.fleet import fleet_overview, pipeline_health
@@ -87,8 +88,9 @@ def datasource() -> dict[str, Any]:
 
 
 def dashboard_provider() -> dict[str, Any]:
+    """The file provider: folder by title only, the one the alert rules' groups name (:data:`~dashboards.alerts.FOLDER`)."""
     return {"apiVersion": 1, "providers": [{
-        "name": "orbitwin", "orgId": 1, "folder": "Orbitwin", "folderUid": "orbitwin", "type": "file",
+        "name": "orbitwin", "orgId": 1, "folder": FOLDER, "type": "file",
         "disableDeletion": True, "allowUiUpdates": False, "updateIntervalSeconds": 30,
         "options": {"path": GRAFANA_DASHBOARDS_DIR, "foldersFromFilesStructure": False}}]}
 
@@ -144,6 +146,8 @@ def shipped_dir() -> Path:
 
 
 def cmd_dashboards(a: argparse.Namespace) -> int:
+    if a.action != "build":
+        return int(a.actions[a.action](a))
     out = Path(a.out) if a.out else (shipped_dir() if a.check else DEFAULT_OUT)
     if a.check:
         diff = differences(out)
@@ -156,11 +160,20 @@ def cmd_dashboards(a: argparse.Namespace) -> int:
     return 0
 
 
-def add_cli(sub: Any) -> None:
-    """Add ``orbitwin dashboards build [--out DIR] [--check]`` to the CLI's subparsers."""
-    p = sub.add_parser("dashboards", help="generate Grafana dashboards, alert rules and provisioning from the schema")
-    p.add_argument("action", choices=("build",))
+def add_cli(sub: Any,
+            actions: Mapping[str, Callable[[argparse.Namespace], int]] | None = None) -> argparse.ArgumentParser:
+    """Add ``orbitwin dashboards build [--out DIR] [--check]`` to the CLI's subparsers; returns its parser.
+
+    ``actions``: further actions (name -> handler), e.g. ``push`` from the CLI layer, whose options
+    the caller adds to the returned parser (this generator opens no connection).
+    """
+    more = dict(actions or {})
+    p = sub.add_parser("dashboards", help="generate Grafana dashboards, alert rules and provisioning from the schema"
+                                          + (" (or " + ", ".join(more) + " them)" if more else ""))
+    p.add_argument("action", choices=("build", *more), help="build: write the files" + "".join(
+        f"; {name}: see the {name} options" for name in more))
     p.add_argument("--out", help="output directory (default: ./dashboards under the current directory; "
                                  "with --check: the copy shipped in the installed package)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if the files differ from the generator")
-    p.set_defaults(func=cmd_dashboards)
+    p.set_defaults(func=cmd_dashboards, actions=more)
+    return p

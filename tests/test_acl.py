@@ -84,7 +84,7 @@ READ: dict[str, set[str]] = {
                       f"{P}/fleet/status", f"{P}/state", f"{P}/fleet/catalogue", f"{P}/bridge/influx/status",
                       f"{P}/audit"},
     "grafana-bridge": {f"{P}/bridge/grafana/orbitwin-grafana-bridge/reply"},
-    "serial-bridge": {f"{P}/board/{BOARD}/cmd", f"{P}/board/{BOARD}/fault"},
+    "serial-bridge": {f"{P}/board/{BOARD}/cmd", f"{P}/board/{BOARD}/fault", f"{P}/fleet/catalogue"},
 }
 
 

@@ -16,7 +16,8 @@ answer does not wait for them).
 Every action, suppressed action, reply and reply timeout is an event on
 ``{prefix}/bridge/{bridge_id}/event``, shaped like the twin's events (``v``, ``t`` (wall time),
 ``t_s``, ``run``, ``seq``, ``kind`` = ``bridge``, ``name``, ``severity``, ``sat``, ``detail``), so
-the InfluxDB mapping of events applies to it as is. ``GET /healthz``, ``/metrics`` (counters,
+the InfluxDB mapping of events applies to it as is. With ``annotations`` in the settings (an :class:`EventSink`,
+e.g. :class:`bridges.grafana_api.annotations.Annotator`) each event is also handed to it. ``GET /healthz``, ``/metrics`` (counters,
 JSON) and ``/events`` (the last 200 events) are not authenticated.
 
 Errors: 401 (auth), 404/405 (path, method), 411 (no length), 413 (body over the limit), 415
@@ -38,7 +39,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 
@@ -46,6 +47,14 @@ from twin.contract.topics import DEFAULT_PREFIX, Topics
 from twin.mqtt import MqttConnection, MqttSettings, reply_properties
 
 from bridges.alerts.rules import Action, Alert, Planner, RuleTable
+
+
+class EventSink(Protocol):
+    """Takes a copy of every bridge event without blocking (e.g. Grafana annotations) and reports its status."""
+
+    def submit(self, event: dict[str, Any]) -> None: ...
+
+    def status(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -65,6 +74,7 @@ class GrafanaBridgeSettings:
     bridge_id: str = "grafana"
     # signs each command: (topic, request) -> payload bytes (twin.contract.request_auth.Signer); None: unsigned
     signer: Callable[[str, Mapping[str, Any]], bytes] | None = field(default=None, repr=False)
+    annotations: EventSink | None = field(default=None, repr=False)  # bridges.grafana_api.annotations.Annotator
 
     def __post_init__(self) -> None:
         self.mqtt = MqttSettings.coerce(self.mqtt)
@@ -278,6 +288,11 @@ class GrafanaBridge:
             self.events.append(ev)
         self.counters["events"] += 1
         self.conn.publish(self.event_topic, json.dumps(ev, separators=(",", ":"), default=str), qos=1)
+        if self.s.annotations is not None:
+            try:
+                self.s.annotations.submit(ev)
+            except Exception:  # noqa: BLE001 - annotations are optional: count, never stop the bridge
+                self.counters["annotation_errors"] += 1
         return ev
 
     def status(self) -> dict[str, Any]:
@@ -285,7 +300,8 @@ class GrafanaBridge:
             pending = len(self.pending)
             planner = dict(self.planner.counters)
         return {"bridge": self.s.bridge_id, "mqtt_connected": self.connected.is_set(), "pending_replies": pending,
-                "planner": planner, "counters": dict(self.counters), "twin_run": self.twin_run}
+                "planner": planner, "counters": dict(self.counters), "twin_run": self.twin_run} | (
+            {"annotations": self.s.annotations.status()} if self.s.annotations is not None else {})
 
     # --- HTTP ------------------------------------------------------------------------
     def authorised(self, header: str | None) -> bool:

@@ -85,6 +85,7 @@ class SerialBridge:
         self._held: set[int] = set()  # board jobs started and not yet ended (JOB_DONE) or lost
         self._held_lock = threading.Lock()
         self._rng_bits = uuid.uuid4().int
+        self._early_events: list[tuple[str, dict[str, Any]]] | None = []
         self.link = SerialLink(s.port, s.baudrate, on_message=self._on_board, on_event=self._on_link_event)
         will = MqttMessage(self.topics.board(self.board, "state"),
                            json.dumps({"v": 1, "board": self.board, "sat": s.sat, "state": "offline"}), qos=1,
@@ -98,8 +99,19 @@ class SerialBridge:
     # --- lifecycle ------------------------------------------------------------------
     def start(self, wait_s: float | None = 10.0) -> SerialBridge:
         """Connect to the broker (waiting up to ``wait_s`` s; :class:`~twin.mqtt.MqttConnectError` on failure),
-        then open the board's port (the link retries by itself until the board answers)."""
-        self.conn.start(wait_s)
+        then open the board's port (the link retries by itself until the board answers).
+
+        To fail fast on a port that cannot be opened, call ``link.open_port()`` first: it raises
+        :class:`~bridges.board.link.PortUnavailable` before anything is published.
+        """
+        try:
+            self.conn.start(wait_s)
+        except BaseException:
+            self.link.stop()  # a port opened beforehand is closed again
+            raise
+        early, self._early_events = self._early_events, None
+        for name, detail in early or ():
+            self._on_link_event(name, detail)
         self._worker.start()
         self.link.start()
         return self
@@ -241,6 +253,9 @@ class SerialBridge:
         self.conn.publish(self.topics.board(self.board, "tm"), json.dumps(body, default=str), qos=0)
 
     def _on_link_event(self, name: str, detail: dict[str, Any]) -> None:
+        if self._early_events is not None:  # the port opened before the broker connection: told once connected
+            self._early_events.append((name, detail))
+            return
         severity = "warning" if name in ("disconnected", "silent", "board_reset") else "info"
         self._event(f"link_{name}", severity, **{k: v for k, v in detail.items() if k != "capabilities"})
         if name in ("disconnected", "board_reset"):

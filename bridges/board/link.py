@@ -20,10 +20,10 @@ import serial
 from orbitwin_fw import messages as m
 from orbitwin_fw.framing import Frame, FrameDecoder, encode_frame
 from bridges.board.link_commands import BoardCommands
-from bridges.board.link_types import (Ack, LinkDown, LinkError, LinkTimeout, Message, TimeSync,
-                                  _Waiter, put_drop_oldest, safe_call, strings)
+from bridges.board.link_types import (Ack, LinkDown, LinkError, LinkTimeout, Message, PortUnavailable, TimeSync,
+                                      _Waiter, open_failure, put_drop_oldest, safe_call, strings)
 
-__all__ = ["SerialLink", "Message", "Ack", "TimeSync", "LinkError", "LinkDown", "LinkTimeout"]
+__all__ = ["SerialLink", "Message", "Ack", "TimeSync", "LinkError", "LinkDown", "LinkTimeout", "PortUnavailable"]
 
 _ERROR_STAT = {m.E_COBS: "garbage", m.E_SHORT: "garbage", m.E_VERSION: "garbage",
                m.E_TYPE: "garbage", m.E_LENGTH: "garbage", m.E_CRC: "crc_errors",
@@ -38,7 +38,7 @@ class SerialLink(BoardCommands):
                  on_message: Callable[[Message], Any] | None = None,
                  on_event: Callable[[str, dict], Any] | None = None,
                  silence_ms: float = 1000.0, ack_timeout_s: float = 0.25, retries: int = 3,
-                 reconnect_interval_s: float = 0.1, read_timeout_s: float = 0.01,
+                 reconnect_interval_s: float = 0.1, reconnect_max_s: float = 1.0, read_timeout_s: float = 0.01,
                  time_sync_interval_s: float = 10.0, sim_time: Callable[[], float] = time.time,
                  queue_size: int = 1000, open_fn: Callable[..., Any] = serial.serial_for_url) -> None:
         self.url = url
@@ -48,7 +48,10 @@ class SerialLink(BoardCommands):
         self.silence_ms = silence_ms
         self.ack_timeout_s = ack_timeout_s
         self.retries = retries
-        self.reconnect_interval_s = reconnect_interval_s
+        self.reconnect_interval_s = reconnect_interval_s  # first wait after a failed open, doubling up to reconnect_max_s
+        self.reconnect_max_s = max(reconnect_max_s, reconnect_interval_s)
+        self.open_error = ""  # why the last open failed ("" while the port is open)
+        self.open_failures = 0  # failed opens in a row
         self.read_timeout_s = read_timeout_s
         self.time_sync_interval_s = time_sync_interval_s
         self.sim_time = sim_time
@@ -96,6 +99,16 @@ class SerialLink(BoardCommands):
             t.start()
         return self
 
+    def open_port(self) -> None:
+        """Open the port now, in this thread (before :meth:`start`): :class:`PortUnavailable` says why it cannot."""
+        if self._ser is None and not self._try_open():
+            raise PortUnavailable(self.url, self.open_error)
+
+    @property
+    def retry_delay_s(self) -> float:
+        """Seconds until the next attempt to open a port that failed to open (doubling, capped)."""
+        return min(self.reconnect_interval_s * 2.0 ** max(self.open_failures - 1, 0), self.reconnect_max_s)
+
     def stop(self) -> None:
         """Stop threads and close the port.  Safe to call twice."""
         self._stop.set()
@@ -116,6 +129,11 @@ class SerialLink(BoardCommands):
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def port_open(self) -> bool:
+        """The port is open (the board may not have answered yet: see :attr:`connected`)."""
+        return self._ser is not None
 
     @property
     def silent(self) -> bool:
@@ -243,8 +261,11 @@ class SerialLink(BoardCommands):
         kw = {} if self.url.startswith("rfc2217://") else {"write_timeout": 1.0}
         try:
             ser = self._open_fn(self.url, baudrate=self.baudrate, timeout=self.read_timeout_s, **kw)
-        except (serial.SerialException, OSError, ValueError, NotImplementedError):
+        except (serial.SerialException, OSError, ValueError, NotImplementedError) as exc:
+            self.open_error = open_failure(exc)
+            self.open_failures += 1
             return False
+        self.open_error, self.open_failures = "", 0
         self._decoder.reset()
         with self._wlock:
             self._ser = ser
@@ -286,7 +307,7 @@ class SerialLink(BoardCommands):
             ser = self._ser
             if ser is None:
                 if not self._try_open():
-                    self._stop.wait(self.reconnect_interval_s)
+                    self._stop.wait(self.retry_delay_s)
                 continue
             try:
                 n = ser.in_waiting

@@ -1,6 +1,8 @@
 """Value types and errors of the serial link (see bridges.board.link)."""
 from __future__ import annotations
 
+import errno
+import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -19,6 +21,31 @@ class LinkDown(LinkError):
 
 class LinkTimeout(LinkError):
     """No reply after all retries."""
+
+
+class PortUnavailable(LinkError):
+    """The serial port cannot be opened (missing, no permission, busy); ``reason`` says which."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot open serial port {url}: {reason}")
+        self.url, self.reason = url, reason
+
+
+_OPEN_HINTS = {
+    errno.ENOENT: "no such device: is the board plugged in? `orbitwin boards` lists the serial ports",
+    errno.EACCES: "permission denied: add your user to the dialout group (sudo usermod -aG dialout $USER, "
+                  "then log in again)",
+    errno.EBUSY: "the port is busy: another program has it open",
+}
+
+
+def open_failure(exc: BaseException) -> str:
+    """Why opening a port failed, in one line: the OS reason with its errno name, and a hint where one helps."""
+    code = getattr(exc, "errno", None)
+    if isinstance(code, int) and code > 0:
+        name = errno.errorcode.get(code, str(code))
+        return f"{_OPEN_HINTS.get(code, os.strerror(code))} ({name})"
+    return str(exc).strip() or type(exc).__name__
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ from twin.mqtt import MqttConnection, MqttSettings
 from bridges.influx.birth_guard import BirthGuard
 from bridges.influx.dead_letter import DeadLetters
 from bridges.influx.drop_ledger import DropLedger
-from bridges.influx.writer import IsolationResult, write_isolating
+from bridges.influx.writer import IsolationResult, WriteOutcome, write_isolating
 from bridges.influx.line_protocol import (MappingError, event_line, flat_line, frame_lines, latency_lines, message_lines,
                                           reply_line, run_tag, runs_line, summary_lines, time_ns)
 from bridges.mqtt_consumer import SequenceTracker, seq_ranges
@@ -404,7 +404,7 @@ class InfluxBridge:
             # loudly and retry slowly; the data waits in the spool meanwhile
             self.retry_at = time.monotonic() + (30.0 if fatal else (res.outcome.retry_after_s or 1.0))
             self.counters["write_fatal" if fatal else "write_retries"] += 1
-            msg = f"InfluxDB {res.outcome.status} ({res.outcome.http_status}): {res.outcome.message[:200]}"
+            msg = self._why_not_ok(res.outcome)
             if fatal and msg != self.db_error:
                 import sys
 
@@ -415,6 +415,15 @@ class InfluxBridge:
                 self.db_ok_since = time.monotonic()
             self.db_ok = True
             self.db_error = ""
+
+    def _why_not_ok(self, out: WriteOutcome) -> str:
+        """The ``db_error`` of a failed write, never empty: the outcome, who answered (or did not) and why."""
+        url = getattr(self.writer, "url", "InfluxDB")
+        text = out.message[:200] or "no reason given"
+        if out.http_status is None:
+            return f"InfluxDB write {out.status}: {text}"
+        said = text if text.startswith("HTTP ") else f"HTTP {out.http_status}: {text}"
+        return f"InfluxDB write {out.status}: {url} answered {said}"
 
     def _copies_stored(self, res: IsolationResult, copies: Iterable[tuple[int, bytes, int | None]]) -> None:
         """Tell the ledger which copy lines (``(index, line, run)``) a write stored (not the rejected ones)."""
@@ -568,11 +577,16 @@ class InfluxBridge:
                            skip=())]
         runs = sorted(r for r in self._runs_dirty if r in self.guard.births)
         lines += [runs_line(r, self.guard.run_info(r), self._run_start_ns(r)) for r in runs]
-        if self.db_ok and not self.spool.segments:
-            res = write_isolating(self.writer, lines)
+        if not self.spool.segments and (self.db_ok or time.monotonic() >= self.retry_at):
+            res = write_isolating(self.writer, lines)  # while InfluxDB is down it is also the probe of its return
             if res.pending:
                 self.db_ok = False
+                self.db_error = self._why_not_ok(res.outcome)
+                fatal = res.outcome.status == "fatal"
+                self.retry_at = time.monotonic() + (30.0 if fatal else (res.outcome.retry_after_s or 1.0))
             else:
+                if not self.db_ok:
+                    self.db_ok, self.db_ok_since, self.db_error = True, time.monotonic(), ""
                 self._runs_dirty.clear()  # a failed write keeps them dirty: the next report writes them again
 
     def _run_start_ns(self, run: int) -> int:

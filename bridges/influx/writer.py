@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
+import errno
+import http.client
 import json
 import re
 import time
@@ -123,10 +125,17 @@ def _message(body: bytes | str | None, headers: Mapping[str, str] | None) -> str
     return text[:MESSAGE_LIMIT]
 
 
+def _status_text(http_status: int) -> str:
+    """``HTTP 401 Unauthorized``: what to say of an error answer that came without a body."""
+    return f"HTTP {http_status} {http.client.responses.get(http_status, '')}".rstrip()
+
+
 def classify(http_status: int, body: bytes | str | None = None,
              headers: Mapping[str, str] | None = None) -> WriteOutcome:
     """Map an HTTP answer to a write to a :class:`WriteOutcome`."""
     msg = _message(body, headers)
+    if not msg and not 200 <= http_status < 300:
+        msg = _status_text(http_status)
     retry_after = parse_retry_after(headers.get("Retry-After") if headers is not None else None)
     dropped = int(m.group(1)) if (m := _DROPPED.search(msg)) else None
     if 200 <= http_status < 300:
@@ -146,11 +155,29 @@ def classify(http_status: int, body: bytes | str | None = None,
     return WriteOutcome(status, http_status, retry_after, msg, dropped, maybe_stored)
 
 
-def _connection_error(exc: BaseException) -> WriteOutcome:
+_OBJECT_REPR = re.compile(r"<[^<>]* at 0x[0-9a-f]+>: ")
+
+
+def no_answer(exc: BaseException, url: str) -> str:
+    """Why a request to ``url`` got no HTTP answer, never empty: ``no answer from URL: NewConnectionError,
+    Connection refused (ECONNREFUSED)`` (the OS error of the chain with its errno name, else the exception's text)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        code = getattr(cause, "errno", None)
+        if isinstance(cause, OSError) and isinstance(code, int) and code != 0:
+            name = errno.errorcode.get(code, f"errno {code}")
+            return f"no answer from {url}: {type(exc).__name__}, {cause.strerror or name} ({name})"
+        cause = cause.__cause__ or cause.__context__
+    text = _OBJECT_REPR.sub("", str(exc)).strip()
+    return f"no answer from {url}: {type(exc).__name__}" + (f", {text}" if text else "")
+
+
+def _connection_error(exc: BaseException, url: str) -> WriteOutcome:
     """A request that got no HTTP answer: it may have been stored unless no connection was made."""
     never_sent = isinstance(exc, (urllib3.exceptions.ConnectTimeoutError, ConnectionRefusedError))
-    return WriteOutcome("retry", None, None, f"{type(exc).__name__}: {exc}"[:MESSAGE_LIMIT],
-                        maybe_stored=not never_sent)
+    return WriteOutcome("retry", None, None, no_answer(exc, url)[:MESSAGE_LIMIT], maybe_stored=not never_sent)
 
 
 def _rows(doc: dict[str, Any], q: str) -> list[dict[str, Any]]:
@@ -183,14 +210,14 @@ class _HttpQuery:
                 r = self._http.request("GET", f"{self.url}/query", fields=fields)
             else:
                 r = self._http.request_encode_body("POST", f"{self.url}/query", fields=fields, encode_multipart=False)
-        except urllib3.exceptions.HTTPError as e:
-            raise InfluxQueryError(f"query {q!r}: {e}") from e
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise InfluxQueryError(f"query {q!r}: {no_answer(e, self.url)}") from e
         try:
             doc = json.loads(r.data or b"{}")
         except ValueError:
             doc = {"error": r.data.decode("utf-8", "replace")[:MESSAGE_LIMIT]}
-        if r.status != 200 and "error" not in doc:
-            doc["error"] = f"HTTP {r.status}"
+        if r.status != 200 and not doc.get("error"):
+            doc["error"] = _status_text(r.status)
         return _rows(doc, q)
 
     def close(self) -> None:
@@ -240,7 +267,7 @@ class InfluxV1Writer(_HttpQuery):
         try:
             r = self._http.request("POST", self._write_url, body=body, headers=self._write_headers)
         except (urllib3.exceptions.HTTPError, OSError) as e:
-            return _connection_error(e)
+            return _connection_error(e, self.url)
         return classify(r.status, r.data, r.headers)
 
     def ensure_database(self) -> bool:
@@ -305,10 +332,10 @@ class InfluxV2Writer(_HttpQuery):
                                   write_precision=WritePrecision.NS)  # type: ignore[arg-type]
         except ApiException as e:
             if not e.status:
-                return _connection_error(e)
+                return _connection_error(e, self.url)
             return classify(e.status, e.body, e.headers)
         except (urllib3.exceptions.HTTPError, OSError) as e:
-            return _connection_error(e)
+            return _connection_error(e, self.url)
         return WriteOutcome("ok", 204)
 
     def ping(self) -> bool:
@@ -323,7 +350,7 @@ class InfluxV2Writer(_HttpQuery):
         try:
             r = self._http.request("GET", f"{self.url}/api/v2/buckets", fields={"org": self.org, "name": self.bucket})
         except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise InfluxQueryError(f"bucket check: {e}") from e
+            raise InfluxQueryError(f"bucket check: {no_answer(e, self.url)}") from e
         if r.status in (401, 403):
             raise InfluxTargetError(f"InfluxDB refused the token ({r.status} {_message(r.data, r.headers)}): "
                                     "pass a token with write access to the bucket (ORBITWIN_INFLUX_TOKEN)")

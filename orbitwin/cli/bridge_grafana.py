@@ -10,8 +10,9 @@ import time
 from typing import Any
 
 from orbitwin.cli.key_options import add_key_options, client_id_and_signer
-from orbitwin.cli.lifecycle import report_until_stopped, stop_on_signals
+from orbitwin.cli.lifecycle import stop_on_signals
 from orbitwin.cli.mqtt_options import SecretOnCommandLine, add_mqtt_options, mqtt_settings_from_args, secret_from_sources
+from orbitwin.cli.status_line import add_json_option, grafana_line, report_until_stopped
 
 ENV_WEBHOOK_USER = "GRAFANA_WEBHOOK_USER"  # the names Grafana's provisioned contact point reads too
 ENV_WEBHOOK_PASSWORD = "GRAFANA_WEBHOOK_PASSWORD"
@@ -47,7 +48,7 @@ def add_parser(bsub: Any) -> None:
     p = g.add_argument_group("InfluxDB poller")
     p.add_argument("--poll-influx", help="evaluate the [[condition]] tables against this InfluxDB 1.x URL")
     p.add_argument("--db", default="orbitwin", help="InfluxDB database for --poll-influx (default orbitwin)")
-    p.add_argument("--influx-user")
+    p.add_argument("--influx-user", help="InfluxDB user for --poll-influx (password from the options below)")
     p.add_argument("--influx-password-file", metavar="FILE",
                    help=f"file holding the InfluxDB password (or ${ENV_INFLUX_PASSWORD})")
     p.add_argument("--influx-password", action=SecretOnCommandLine, instead=f"${ENV_INFLUX_PASSWORD} or "
@@ -55,6 +56,11 @@ def add_parser(bsub: Any) -> None:
     p.add_argument("--poll-interval", type=float, default=10.0, help="seconds between polls (default 10)")
     p.add_argument("--poll-once", action="store_true", help="poll once, act, wait for the replies, print JSON, exit")
     g.add_argument("--report-every", type=float, default=10.0, help="seconds between status lines")
+    g.add_argument("--grafana", metavar="URL",
+                   help="also post each command sent and the twin's reply as an annotation on the fleet overview "
+                        "dashboard of the Grafana at URL (credentials $GRAFANA_TOKEN, or $GRAFANA_USER and "
+                        "$GRAFANA_PASSWORD; failures are counted, never stop the bridge)")
+    add_json_option(g)
     g.set_defaults(func=cmd_bridge_grafana)
 
 
@@ -87,12 +93,14 @@ def cmd_bridge_grafana(a: argparse.Namespace) -> int:
         raise ValueError("--poll-influx: the rule table has no [[condition]] tables")
     user, password, token = _webhook_auth(a)
     client_id, signer = client_id_and_signer(a, "grafana-bridge")
+    annotator = _annotator(a.grafana) if a.grafana else None
     http = not (a.no_http or a.poll_once)
     host, _, port = a.listen.rpartition(":")
     settings = GrafanaBridgeSettings(broker, prefix=a.prefix, client_id=client_id, listen_host=host or "127.0.0.1",
                                      listen_port=int(port) if http else None, basic_user=user,
                                      basic_password=password, token=token, max_body_bytes=int(a.max_body_kb * 1024),
-                                     reply_timeout_s=a.reply_timeout, bridge_id=a.bridge_id, signer=signer)
+                                     reply_timeout_s=a.reply_timeout, bridge_id=a.bridge_id, signer=signer,
+                                     annotations=annotator)
     bridge = GrafanaBridge(settings, table)
     influx_password = secret_from_sources(a.influx_password_file, ENV_INFLUX_PASSWORD, "InfluxDB password")
     poller = (InfluxPoller(a.poll_influx, a.db, table.conditions, a.influx_user, influx_password)
@@ -116,7 +124,25 @@ def cmd_bridge_grafana(a: argparse.Namespace) -> int:
               f"poll {a.poll_influx or 'off'}; {len(table.rules)} rules; commands "
               f"{'signed as ' + signer.kid if signer else 'unsigned'}", flush=True)
         report_until_stopped(stopping, a.report_every,
-                             lambda: bridge.status() | ({"poller": poller.status()} if poller else {}))
+                             lambda: bridge.status() | ({"poller": poller.status()} if poller else {}),
+                             grafana_line, a.json)
     finally:
         bridge.stop()
+        if annotator is not None:
+            annotator.stop()
     return 0
+
+
+def _annotator(url: str) -> Any:
+    """The annotations poster for ``--grafana``; an unreachable Grafana or refused credentials only warn."""
+    import sys
+
+    from bridges.grafana_api.annotations import Annotator
+    from bridges.grafana_api.client import Grafana, GrafanaApiError, credential_from_env
+
+    grafana = Grafana(url, credential_from_env())
+    try:
+        grafana.call("checking the credentials", grafana.api.folder.get_all_folders)
+    except GrafanaApiError as exc:
+        print(f"orbitwin bridge grafana: warning: annotations may fail: {exc}", file=sys.stderr, flush=True)
+    return Annotator(grafana).start()

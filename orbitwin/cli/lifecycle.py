@@ -1,12 +1,9 @@
-"""What long-running subcommands share: stop on SIGTERM/SIGINT, a status line every few seconds."""
+"""What long-running subcommands share: stop on SIGTERM/SIGINT (status lines: :mod:`orbitwin.cli.status_line`)."""
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
-from collections.abc import Callable
-from typing import Any
 
 
 def stop_on_signals() -> threading.Event:
@@ -16,8 +13,3 @@ def stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     return stopping
 
-
-def report_until_stopped(stopping: threading.Event, every_s: float, status: Callable[[], dict[str, Any]]) -> None:
-    """Print ``status()`` as one JSON line every ``every_s`` seconds until ``stopping`` is set."""
-    while not stopping.wait(every_s):
-        print(json.dumps(status(), default=str), flush=True)

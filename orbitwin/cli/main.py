@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from orbitwin.cli import bench, bridge, catalogue, run, scenario, schema, send, validate
+from orbitwin.cli import bench, boards, bridge, catalogue, dashboards_push, run, scenario, schema, send, validate
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,9 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_parser(sub)
     bench.add_parser(sub)
     bridge.add_parser(sub)
-    from dashboards.build import add_cli as add_dashboards_parser
-
-    add_dashboards_parser(sub)
+    boards.add_parser(sub)
+    dashboards_push.add_parser(sub)  # the generator's `dashboards build` parser, with `push`
     scenario.add_parser(sub)
     send.add_parser(sub)
     catalogue.add_parser(sub)

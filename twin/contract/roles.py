@@ -9,7 +9,7 @@ influx-bridge  reads what an archive keeps (:attr:`Topics.archive_subscriptions`
                catalogue); publishes replay requests and its own status and events
 grafana-bridge publishes commands (not faults) from alerts; reads its own reply topic
 serial-bridge  publishes a bench board's state, measurements, job ends, events and replies; reads the
-               board's requests
+               board's requests and the catalogue (to check ``--sat``)
 operator       publishes commands, faults, replay and route requests (satellite, fleet, board);
                reads everything under the prefix
 observer       reads everything under the prefix and ``$SYS``; publishes only route requests
@@ -85,7 +85,8 @@ def roles(topics: Topics | None = None) -> tuple[Role, ...]:
         Role("serial-bridge", "binds a bench board to a satellite's payload",
              publish=(t.board("+", "state"), t.board("+", "tm"), t.board("+", "job"), t.board("+", "event"),
                       t.board("+", "reply")),
-             read=board_requests),
+             # the catalogue: `bridge serial --sat` is checked against the twin's satellites
+             read=(*board_requests, t.catalogue)),
         Role("operator", "sends commands, faults, replay and route requests; reads everything",
              publish=(*requests, *board_requests, t.replay, t.route), read=(everything,)),
         Role("observer", "reads everything (dashboards, debugging, health checks); asks for routes (read-only)",
