@@ -8,8 +8,6 @@ import argparse
 import json
 from typing import Any
 
-from twin.contract.topics import Topics
-
 from orbitwin.cli.key_options import add_key_options, client_id_and_signer
 from orbitwin.cli.mqtt_options import add_mqtt_options, mqtt_settings_from_args
 
@@ -64,82 +62,24 @@ def cmd_send(a: argparse.Namespace) -> int:
     return 0 if reply.get("status") in ("accepted", "completed") else 1
 
 
-ROUTE_END_KINDS = ("sat", "gateway", "city", "point")
-
-
-def route_end(text: str, option: str) -> dict[str, Any]:
-    """``city:London`` -> ``{"city": "London"}``; ``point:51.5,-0.12`` -> ``{"lat": 51.5, "lon": -0.12}``."""
-    kind, sep, rest = text.partition(":")
-    if not sep or kind not in ROUTE_END_KINDS or not rest:
-        raise ValueError(f"{option} {text!r}: expected sat:NAME, gateway:NAME, city:NAME or point:LAT,LON")
-    if kind != "point":
-        return {kind: rest}
-    try:
-        lat, lon = (float(x) for x in rest.split(","))
-    except ValueError:
-        raise ValueError(f"{option} {text!r}: point:LAT,LON takes two numbers in degrees") from None
-    return {"lat": lat, "lon": lon}
-
-
 def cmd_route(a: argparse.Namespace) -> int:
     """``orbitwin send route``: print the route reply as JSON; exit 0 when completed, else 1."""
+    import uuid
+
+    from orbitwin.client import OrbitwinClient, ReplyTimeout
+    from orbitwin.client.bodies import route_end
+
     if a.sat or a.fleet:
         raise ValueError("a route names its ends with --from and --to, not --sat or --fleet")
     if not a.route_from or not a.route_to:
         raise ValueError("a route needs --from END and --to END")
     body = {"from": route_end(a.route_from, "--from"), "to": route_end(a.route_to, "--to")}
-    client_id = a.client_id or None
-    reply = ask(Topics(a.prefix).route, body, mqtt_settings_from_args(a), a.prefix, a.wait,
-                connect_timeout_s=a.connect_timeout, client_id=client_id)
+    with OrbitwinClient(mqtt_settings_from_args(a), prefix=a.prefix, timeout_s=a.wait,
+                        client_id=a.client_id or f"orbitwin-send-{uuid.uuid4().hex[:8]}",
+                        connect_timeout_s=a.connect_timeout) as client:
+        try:
+            reply = client.request(client.topics.route, body, "route").wait(a.wait)
+        except ReplyTimeout:
+            reply = {"status": "no reply"}
     print(json.dumps(reply))
     return 0 if reply.get("status") == "completed" else 1
-
-
-def ask(topic: str, body: dict[str, Any], broker: Any, prefix: str, wait_s: float, *,
-        connect_timeout_s: float = 10.0, client_id: str | None = None) -> dict[str, Any]:
-    """Publish one request on ``topic`` once the twin is up and return its final reply (``completed`` or
-    ``rejected``; else the latest, or ``{"status": "no reply"}``, within ``wait_s`` seconds).
-
-    Replies come to this client's own reply topic under the prefix (the MQTT 5 response topic with the
-    request id as correlation data, or ``reply_to`` over MQTT 3.1.1), as for every other request."""
-    import threading
-    import uuid
-
-    from twin.mqtt import MqttConnection, reply_properties
-
-    topics = Topics(prefix)
-    me = uuid.uuid4().hex[:8]
-    rid = f"send-{me}"
-    reply_topic = topics.private_reply("send", me)
-    got: dict[str, Any] = {}
-    done, subscribed, twin_up = threading.Event(), threading.Event(), threading.Event()
-
-    def on_message(msg: Any) -> None:
-        try:
-            reply = json.loads(msg.payload)
-        except ValueError:
-            return
-        if not isinstance(reply, dict):
-            return
-        if msg.topic == topics.state:
-            if reply.get("state") == "online":
-                twin_up.set()
-        elif reply.get("id") == rid:
-            got.update(reply)
-            if reply.get("status") in ("completed", "rejected"):
-                done.set()
-
-    conn = MqttConnection(broker, client_id=client_id or f"orbitwin-send-{me}", on_message=on_message,
-                          on_connect=lambda c: c.subscribe([reply_topic, topics.state], qos=1))
-    conn.client.on_subscribe = lambda *a: subscribed.set()
-    conn.start(connect_timeout_s)
-    try:
-        subscribed.wait(wait_s)
-        twin_up.wait(wait_s)
-        payload = body | {"id": rid} | ({} if conn.v5 else {"reply_to": reply_topic})
-        conn.publish(topic, json.dumps(payload), qos=1,
-                     properties=reply_properties(reply_topic, rid.encode())).wait_for_publish(wait_s)
-        done.wait(wait_s)
-    finally:
-        conn.stop()
-    return dict(got) if got else {"id": rid, "status": "no reply"}
