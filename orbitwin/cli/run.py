@@ -48,6 +48,24 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--max-backlog", type=int,
                    help="messages the broker has not taken yet that the twin allows before it waits or sheds "
                         "(default: two ticks of telemetry)")
+    w = p.add_argument_group("telemetry policy and budget (docs/mqtt.md#telemetry-policy-and-budget)")
+    w.add_argument("--watch", default="all", metavar="SELECTION",
+                   help="satellites that publish per-satellite topics sat/{sat}/tm/{packet}: all (default), none, "
+                        "name globs ('STARLINK-10*'), terms 'names=GLOB,GLOB;alt_km=LO:HI;inc_deg=LO:HI;sats=A,B' "
+                        "or a JSON selector like a fleet command's select; changed at run time by the set_watch "
+                        "command")
+    w.add_argument("--frames", default="all", choices=("all", "watched", "off"),
+                   help="fleet frames fleet/tm/{packet} (what the InfluxDB bridge stores) carry all satellites "
+                        "(default), only the watched ones, or are off")
+    w.add_argument("--aggregates", default="off", metavar="on|off|HZ",
+                   help="per-shell and per-plane aggregates on fleet/agg/shell/{shell} and "
+                        "fleet/agg/plane/{shell}/{plane}: off (default), on (1 Hz) or a rate in Hz")
+    w.add_argument("--sink-ceilings", metavar="FILE",
+                   help="what the broker and InfluxDB of this deployment hold (TOML: [mqtt] messages_per_s, "
+                        "bytes_per_s; [influx] field_values_per_s; default: the shipped twin/data/"
+                        "sink_ceilings.toml, measured by orbitwin bench mqtt and influx on a 2-core machine)")
+    w.add_argument("--over-budget", action="store_true",
+                   help="run even when the policy's budget exceeds a ceiling (a warning instead of a refusal)")
     k = p.add_argument_group("signed requests")
     k.add_argument("--keys", metavar="FILE", help="request key file (TOML: key id -> secret and the commands and "
                    "faults it may issue): only signed requests are taken (docs/mqtt.md#signed-requests)")
@@ -88,7 +106,8 @@ def cmd_run(a: argparse.Namespace) -> int:
         rates=a.rates, sat_rates=a.sat_rates, replay_bytes=int(a.replay_mb * 2**20),
         connect_timeout_s=a.connect_timeout, rows=a.rows, refresh_s=a.refresh,
         tty=sys.stdout.isatty() and not a.plain, keys_path=a.keys, allow_unsigned=a.allow_unsigned,
-        auth_window_s=a.auth_window, broker_port=a.broker_port, events=a.events)
+        auth_window_s=a.auth_window, broker_port=a.broker_port, events=a.events, watch=a.watch, frames=a.frames,
+        aggregates=a.aggregates, sink_ceilings=a.sink_ceilings, over_budget=a.over_budget)
     stopping = [False]
     signal.signal(signal.SIGTERM, lambda *_: stopping.__setitem__(0, True))
     run_twin(spec, should_stop=lambda: stopping[0])

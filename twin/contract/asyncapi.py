@@ -48,6 +48,7 @@ from twin.contract.asyncapi_payloads import (
     topology_schema,
     latency_schema,
 )
+from twin.contract.asyncapi_fleet import aggregate_schema
 from twin.contract.telemetry_encoder import TOPIC_RATES
 
 
@@ -107,6 +108,7 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
         "Status": status_schema(),
         "Topology": topology_schema(),
         "Latency": latency_schema(),
+        "Aggregate": aggregate_schema(),
         **board_schemas(),
     }
     messages: JSON = {}
@@ -197,6 +199,9 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
                              "The laser links up: an edge list with delays and utilisation"),
         "latency": _message("latency", "City-pair latency", "Latency",
                             "Round trip and stretch between every pair of cities over the mesh"),
+        "aggregate": _message("aggregate", "Shell or plane aggregate", "Aggregate",
+                              "Counts nominal/yellow/red/safe/lost and mean/min/max of key fields of one shell or "
+                              "orbital plane"),
     }
 
     channel("state", topics.state, {"state": "state"}, "Twin birth/death (retained, QoS 1); the death is the "
@@ -210,6 +215,14 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
             "utilisation, satellites by index into the name table")
     channel("fleetLatency", topics.fleet("latency"), {"latency": "latency"},
             "The city-pair latency matrix (a twin with the network model), as the engine computes it")
+    shell_param = {"shell": {"description": "Shell name: median altitude and inclination, e.g. 550km-53deg "
+                                            "(other: satellites in no shell)", "examples": ["550km-53deg"]}}
+    channel("fleetAggShell", topics.fleet_agg_shell("{shell}"), {"aggregate": "aggregate"},
+            "One shell's aggregate (orbitwin run --aggregates on|HZ; off by default)", shell_param)
+    channel("fleetAggPlane", topics.fleet_agg_plane("{shell}", "{plane}"), {"aggregate": "aggregate"},
+            "One orbital plane's aggregate (orbitwin run --aggregates on|HZ; off by default)",
+            shell_param | {"plane": {"description": "Plane within the shell, p00 at the lowest RAAN, eastwards",
+                                     "examples": ["p00"]}})
     channel("fleetEvent", topics.fleet("event"), {"event": "event"},
             "Events of requests that targeted several satellites")
     channel("satCommand", topics.sat(sat, "cmd"), {"command": "command"}, "Commands for one satellite", _SAT_PARAM)
@@ -270,6 +283,9 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> JSON:
               "time by default (orbitwin run --rates topology=HZ)", 1)
     operation("publishLatency", "send", "fleetLatency", "Each new matrix: every network.city_matrix_interval_s of "
               "sim time (the design file)", 1)
+    operation("publishAggShell", "send", "fleetAggShell", "At the policy's aggregate rate (--aggregates), with "
+              "every plane's; never shed", 1)
+    operation("publishAggPlane", "send", "fleetAggPlane", "At the policy's aggregate rate (--aggregates)", 1)
     operation("publishFleetEvent", "send", "fleetEvent", "As fleet request events happen", 1)
     operation("replySatellite", "send", "satReply", "Replies to satellite requests", 1)
     operation("replyFleet", "send", "fleetReply", "Replies to fleet, replay and route requests", 1)

@@ -13,6 +13,8 @@ from dataclasses import asdict
 
 import numpy as np
 
+from twin.contract.fleet_aggregates import AGG_FIELDS, COUNTS
+from twin.contract.telemetry_policy import FRAMES_CHOICES
 from twin.contract.asyncapi_common import EXAMPLE_SAT, JSON, _ENVELOPE_DOC, _header_props, _json_type, _sample_property
 from twin.contract.topics import Topics
 from twin.core.catalogue import TLE_EPOCH_POLICIES
@@ -120,7 +122,37 @@ def state_schema() -> JSON:
                 "overload": {"type": "string", "enum": ["wait", "shed"],
                              "description": "What the twin does when the broker link cannot keep up (online only)"},
                 "tle_epoch": tle_epoch_schema() | {"description": "The stale-catalogue policy applied (online only)"},
+                "telemetry": policy_schema(),
             }, "required": ["v", "state", "bseq"]}
+
+
+def policy_schema() -> JSON:
+    """The birth's ``telemetry``: the policy (:meth:`twin.contract.telemetry_policy.TelemetryPolicy.describe`)."""
+    return {"type": "object", "description": "The telemetry policy (online only; docs/mqtt.md#telemetry-policy-and-"
+                                             "budget): orbitwin run --watch, --frames, --aggregates",
+            "properties": {
+                "watch": {"type": "string", "description": "The watched selection at start: all, none or a selector"},
+                "watched": {"type": "integer", "minimum": 0, "description": "Satellites watched now (set_watch "
+                                                                            "changes it; a rebirth says so)"},
+                "frames": {"type": "string", "enum": list(FRAMES_CHOICES)},
+                "aggregates_hz": {"type": "number", "minimum": 0, "x-unit": "Hz", "description": "0: off"},
+                "events": {"const": "always"}}}
+
+
+def aggregate_schema() -> JSON:
+    """``{prefix}/fleet/agg/shell/{shell}`` and ``.../plane/{shell}/{plane}`` (:mod:`twin.contract.fleet_aggregates`)."""
+    props, required = _header_props(False)
+    stat = {"type": ["number", "null"], "description": "Over live satellites and finite values; null when none"}
+    props |= {"run": {"type": "integer"}, "level": {"type": "string", "enum": ["shell", "plane"]},
+              "shell": {"type": "string"}, "plane": {"type": "string", "description": "Plane only"},
+              "sats": {"type": "integer", "minimum": 0},
+              "counts": {"type": "object", "required": list(COUNTS), "additionalProperties": False,
+                         "properties": {c: {"type": "integer", "minimum": 0} for c in COUNTS}},
+              "fields": {"type": "object", "additionalProperties": False, "properties": {
+                  f: {"type": "object", "x-unit": FIELD_BY_NAME[f].unit, "required": ["mean", "min", "max"],
+                      "properties": {k: stat for k in ("mean", "min", "max")}} for f in AGG_FIELDS}}}
+    return {"title": "Shell or plane aggregate", "type": "object", "properties": props,
+            "required": required + ["run", "level", "shell", "sats", "counts", "fields"]}
 
 
 def tle_epoch_schema() -> JSON:
@@ -317,6 +349,7 @@ def status_schema() -> JSON:
                        "description": "Per-satellite telemetry messages shed per packet (overload shed); each "
                                       "one is a gap in its satellite's seq"},
               "shed_ticks": {"type": "integer"},
+              "watched": {"type": "integer", "description": "Satellites publishing per-satellite topics now"},
               "link_rate_msgs_s": ms | {"description": "Delivery rate measured while the link was saturated"},
               "mqtt": {"type": "object", "description": "connected, bseq, connects, published, acked, outstanding, "
                                                         "refused_queue_full, rebirths, lost_qos0_disconnected, "

@@ -70,7 +70,7 @@ def roles(topics: Topics | None = None) -> tuple[Role, ...]:
     return (
         Role("twin", "steps the fleet: publishes telemetry, events, replies and status; takes requests",
              publish=(t.state, t.catalogue, t.status, t.summary, t.fleet_tm("+"), t.tm("+", "+"),
-                      t.fleet("topology"), t.fleet("latency"),
+                      t.fleet("topology"), t.fleet("latency"), t.fleet("agg/#"),
                       t.replayed("+", "+"), t.sat("+", "event"), t.fleet("event"), *board_requests,
                       t.board("+", "event"), t.audit, *reply_topics(t)),
              read=(*requests, t.replay, t.route, t.state, t.board("+", "state"), t.board("+", "tm"),

@@ -12,6 +12,8 @@ Everything under one prefix (default ``orbitwin/v1``)::
     {prefix}/fleet/replay                   replay requests (sat + sequence ranges)
     {prefix}/fleet/route                    route requests (two network endpoints), answered at once
     {prefix}/fleet/tm/{packet}              fleet frame: one packet of every satellite due this tick
+    {prefix}/fleet/agg/shell/{shell}       per-shell aggregates: counts, mean/min/max of key fields
+    {prefix}/fleet/agg/plane/{shell}/{plane}    per-plane aggregates (same; policy: --aggregates)
     {prefix}/fleet/topology                 the laser links up, with delays and utilisation (every 10 s)
     {prefix}/fleet/latency                  the city-pair round-trip matrix (each new one)
     {prefix}/replay/{sat}/tm/{packet}       telemetry sent again on request (same payload, same seq)
@@ -86,6 +88,14 @@ class Topics:
 
     def fleet_tm(self, packet: str) -> str:
         return f"{self.prefix}/fleet/tm/{packet}"
+
+    def fleet_agg_shell(self, shell: str) -> str:
+        """``{prefix}/fleet/agg/shell/{shell}``: one shell's aggregate (:mod:`twin.contract.fleet_aggregates`)."""
+        return f"{self.prefix}/fleet/agg/shell/{shell}"
+
+    def fleet_agg_plane(self, shell: str, plane: str) -> str:
+        """``{prefix}/fleet/agg/plane/{shell}/{plane}``: one orbital plane's aggregate."""
+        return f"{self.prefix}/fleet/agg/plane/{shell}/{plane}"
 
     def replayed(self, sat: str, packet: str) -> str:
         return f"{self.prefix}/replay/{sat}/tm/{packet}"

@@ -63,6 +63,12 @@ class RunSpec:
     broker_port: int | None = None  # embedded broker: this port (0: any free one); None: preferred_port if free
     preferred_port: int = 1883  # the embedded broker's port when free and broker_port is None
     events: int = 8  # latest events shown by the status view
+    # the telemetry policy (twin.contract.telemetry_policy): --watch, --frames, --aggregates
+    watch: str = "all"
+    frames: str = "all"
+    aggregates: str = "off"
+    sink_ceilings: str | None = None  # ceilings file (default: the shipped twin/data/sink_ceilings.toml)
+    over_budget: bool = False  # a budget above a ceiling warns instead of refusing
 
 
 def parse_sat_rates(text: str | None, names: dict[str, int]) -> dict[int, dict[str, float]]:
@@ -108,6 +114,10 @@ def run_twin(spec: RunSpec, *, out: TextIO = sys.stdout,
     given = spec.fleet.start is not None
     spec = with_default_start(spec)
     verifier = request_verifier(spec)  # a bad key file fails before the fleet is built
+    from twin.contract.telemetry_policy import load_ceilings, make_policy
+
+    policy = make_policy(spec.watch, spec.frames, spec.aggregates)  # so does a bad policy or ceilings file
+    ceilings = load_ceilings(spec.sink_ceilings) if spec.use_mqtt else None
     if spec.use_mqtt and spec.mqtt is None and spec.broker_port:
         from twin.runtime.embedded_broker import check_port
 
@@ -130,12 +140,21 @@ def run_twin(spec: RunSpec, *, out: TextIO = sys.stdout,
                              should_stop=should_stop, stats=stats)
         else:
             from twin.contract.telemetry_encoder import PacketSchedule, parse_rates
+            from twin.contract.topics import Topics
             from twin.runtime.embedded_broker import port_note, start_embedded_broker
             from twin.runtime.mqtt_link import MqttLink
             from twin.runtime.mqtt_service import TwinService
+            from twin.runtime.telemetry_budget import BudgetError, plan_policy, prune_schedule
 
-            schedule = PacketSchedule(twin.n, twin.dt_s, parse_rates(spec.rates),
-                                      parse_sat_rates(spec.sat_rates, twin.index))
+            schedule = prune_schedule(PacketSchedule(twin.n, twin.dt_s, parse_rates(spec.rates),
+                                                     parse_sat_rates(spec.sat_rates, twin.index)), twin)
+            assert ceilings is not None
+            plan = plan_policy(twin, schedule, policy, ceilings, Topics(spec.link.prefix))
+            print("\n".join(f"orbitwin: {line}" for line in plan.lines()), file=out, flush=True)
+            if plan.over and not spec.over_budget:
+                raise BudgetError(plan.over[0])  # before any broker is started or connected to
+            for line in plan.over:
+                print(f"orbitwin: warning: {line.split('; use ')[0]} (--over-budget)", file=out, flush=True)
             settings = spec.mqtt
             if settings is None:
                 broker = start_embedded_broker(spec.broker_port, preferred=spec.preferred_port, host=EMBEDDED_HOST)
@@ -150,7 +169,8 @@ def run_twin(spec: RunSpec, *, out: TextIO = sys.stdout,
                 username=settings.username, tls=settings.tls, ca_file=settings.ca_file)
             print("\n".join(f"orbitwin: {line}" for line in connection_lines(view.connection)), file=out, flush=True)
             link = MqttLink(settings, spec.link)
-            service = TwinService(twin, link, schedule, replay_bytes=spec.replay_bytes, auth=verifier)
+            service = TwinService(twin, link, schedule, replay_bytes=spec.replay_bytes, auth=verifier, policy=policy,
+                                  watched=plan.watched)
             print(f"orbitwin: requests: {auth_summary(service.auth)}", file=out, flush=True)
             view.attach(service)
             link.start(wait_s=spec.connect_timeout_s)

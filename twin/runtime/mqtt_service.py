@@ -40,8 +40,9 @@ from twin.core.ephemeris import iso_to_jd
 from twin.runtime.run_loop import RunStats, run_loop, tle_epoch_info
 from twin.core.ephemeris import jd_to_datetime
 from twin.runtime.status_table import GridPacer, fleet_summary
-from twin.runtime.telemetry_out import NetworkFramesOut, TelemetryOut
+from twin.runtime.telemetry_out import AggregatesOut, NetworkFramesOut, TelemetryOut
 from twin.contract.telemetry_encoder import FrameEncoder, PacketEncoder, PacketSchedule
+from twin.contract.telemetry_policy import TelemetryPolicy
 
 
 @dataclass
@@ -74,8 +75,13 @@ class TwinService:
         auth: RequestVerifier | None = None,
         wall_clock: Callable[[], float] = time.time,
         request_budget: float = 0.25,
+        policy: TelemetryPolicy | None = None,
+        watched: np.ndarray | None = None,
     ) -> None:
         self.twin = twin
+        # what is published (twin.contract.telemetry_policy); watched: bool per satellite (default: the policy's)
+        self.policy = policy or TelemetryPolicy(frames="all" if frames else "off")
+        watched = watch_mask(twin, self.policy) if watched is None else watched
         # signed requests (twin.contract.request_auth): None takes unsigned ones, marked authenticated: false
         self.auth = auth if auth is not None else RequestVerifier({}, require=False)
         self.wall_clock = wall_clock  # issue times of signed requests are checked against this (Unix s)
@@ -116,7 +122,11 @@ class TwinService:
             float("inf") if not status_hz else 1.0 / status_hz)
         self.max_requests_per_tick = max_requests_per_tick
         self.out = TelemetryOut(link, self.schedule, self.encoders, self.frames, self.seq, self.replay, self.counters,
-                                overload=link.settings.overload, max_backlog=link.settings.max_backlog)
+                                overload=link.settings.overload, max_backlog=link.settings.max_backlog,
+                                watched=watched, frame_rows=self.policy.frames)
+        self.agg_out = AggregatesOut(link, aggregate_encoder(twin, self.topics, self.policy), self.policy.aggregates_hz,
+                                     twin.dt_s, self.counters)
+        self.watch_pending: dict[str, tuple[str, np.ndarray]] = {}  # set_watch requests queued: key -> (mode, sats)
         self.net_out = NetworkFramesOut(link, self.schedule, twin.names, self.topics, self.counters)
         self.last_stats: RunStats | None = None
         self._last_status_t = -1e18
@@ -126,6 +136,7 @@ class TwinService:
         link.birth_extra = {"run": self.run_id, "sats": twin.n, "dt_s": twin.dt_s, "seed": twin.seed, "prefix": self.topics.prefix,
                             "packets": {p: hz for p, hz in self.schedule.rates.items()},
                             "rates": dict(self.schedule.topic_rates), "overload": self.out.overload,
+                            "telemetry": self.policy.describe(int(self.out.watched.sum())),
                             "tle_epoch": tle_epoch_info(twin.catalogue)}
         catalogue = {"v": 1, "tle_epoch": tle_epoch_info(twin.catalogue),
                      "sats": [{"sat": name, "norad": int(i), "shell": sh}
@@ -384,6 +395,8 @@ class TwinService:
         queued = self.twin.submit(req.kind, req.name, req.args, target, at_s=at_s, duration_s=req.duration_s,
                                   request_id=key)
         self.routes[key] = route
+        if req.name == "set_watch":  # the runtime's telemetry policy: applied when the engine runs it
+            self.watch_pending[key] = (queued.args["mode"], queued.sats)
         self.waiting[route.topic] += 1
         self.counters["accepted"] += 1
         late = {} if at_s is None or at_s >= queued.at_s else {"late_s": round(queued.at_s - at_s, 6)}
@@ -460,6 +473,7 @@ class TwinService:
         t_iso, t_s = self.now_iso(), twin.t_s
         bseq = link.bseq
         self.out.publish(twin, t_iso, t_s, bseq, self.run_id)  # waits or sheds under backpressure
+        self.agg_out.publish(twin, t_iso, t_s, bseq, self.run_id)  # per-shell and per-plane aggregates, if on
         for ev in twin.drain_events():
             self._publish_event(ev, t_iso, bseq)
         if twin.compute is not None:
@@ -491,6 +505,9 @@ class TwinService:
             route = self.routes.pop(key)
             detail["request_id"] = route.request_id
             result = detail.get("result")
+            watch = self.watch_pending.pop(key, None)
+            if watch is not None and ev.name == "command_completed" and isinstance(result, dict):
+                result["watched"] = self._set_watch(*watch)
             if route.request == "run_job" and ev.name == "command_completed" and isinstance(result, dict):
                 self.job_replies.bind(int(result["job_id"]), route)  # its replies follow the job's life
                 route = None
@@ -514,6 +531,12 @@ class TwinService:
                 result = detail.get("result") or {}
                 self.counters["rejected"] += 1
                 self._send_reply(route, "rejected", **{k: v for k, v in result.items()})
+
+    def _set_watch(self, mode: str, sats: np.ndarray) -> int:
+        """Change the watched selection (from the next tick's telemetry); the birth says so from then on."""
+        watched = self.out.set_watch(mode, sats)
+        self.link.birth_extra["telemetry"] = self.policy.describe(watched)
+        return watched
 
     def status(self) -> dict[str, Any]:
         """Runtime counters for the status topic and the status table."""
@@ -600,6 +623,23 @@ def select_sats(twin: FleetTwin, s: Selector) -> np.ndarray:
     if idx.size == 0:
         raise CommandError(Reason.UNKNOWN_SATELLITE, "the selector matches no satellite", "select")
     return idx
+
+
+def watch_mask(twin: FleetTwin, policy: TelemetryPolicy) -> np.ndarray:
+    """The satellites a policy watches (bool per satellite); a selector that matches none raises CommandError."""
+    mask = np.zeros(twin.n, dtype=bool)
+    if policy.watch is not None:
+        mask[select_sats(twin, policy.watch)] = True
+    return mask
+
+
+def aggregate_encoder(twin: FleetTwin, topics: Topics, policy: TelemetryPolicy) -> Any:
+    """The aggregates' encoder of a policy with aggregates on (shells and planes at the start), else None."""
+    if policy.aggregates_hz <= 0:
+        return None
+    from twin.contract.fleet_aggregates import AggregateEncoder, catalogue_groups
+
+    return AggregateEncoder(catalogue_groups(twin.catalogue, twin.now_jd), topics)
 
 
 def sim_seconds(twin: FleetTwin, at: float | str | None) -> float | None:

@@ -6,6 +6,12 @@ link has room for it, so every message goes out; in ``shed`` mode the tick keeps
 per-satellite messages beyond the link's room are shed lowest priority first, each consuming its
 sequence number and counted per packet (fleet frames still carry every row, so an archive
 reading frames loses nothing).
+
+The telemetry policy (:mod:`twin.contract.telemetry_policy`) says which satellites publish
+per-satellite messages (``watched``, changed by ``set_watch`` between ticks) and which rows the
+frames carry (``frames``: all, watched or off). A due satellite that is not watched still takes
+its sequence number (frames carry it), so a watcher sees a gap for the ticks it was not watched.
+:class:`AggregatesOut` publishes the per-shell and per-plane aggregates.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from twin.contract.fleet_aggregates import AggregateEncoder
 from twin.contract.network_frames import LatencyEncoder, TopologyEncoder
 from twin.contract.telemetry_encoder import FrameEncoder, PacketEncoder, PacketSchedule
 from twin.contract.topics import Topics, iso_utc
@@ -45,8 +52,11 @@ class TelemetryOut:
     def __init__(self, link: MqttLink, schedule: PacketSchedule, encoders: Mapping[str, PacketEncoder],
                  frames: Mapping[str, FrameEncoder], seq: np.ndarray, replay: ReplayBuffer,
                  counters: Counter[str], *, overload: str = "wait", max_backlog: int | None = None,
-                 shed_budget_s: float = 0.3) -> None:
+                 shed_budget_s: float = 0.3, watched: np.ndarray | None = None, frame_rows: str = "all") -> None:
         self.link = link
+        # per-satellite topics for these satellites (bool per satellite); frames: all, watched or off
+        self.watched = np.ones(seq.size, dtype=bool) if watched is None else np.asarray(watched, dtype=bool).copy()
+        self.frame_rows = frame_rows
         self.schedule = schedule
         self.encoders = encoders
         self.frames = frames
@@ -69,10 +79,31 @@ class TelemetryOut:
             self._due = (tick, self.schedule.due(tick))
         return self._due[1]
 
+    def set_watch(self, mode: str, sats: np.ndarray) -> int:
+        """``set_watch``: watch exactly ``sats`` (``set``), or add or remove them; returns how many are watched."""
+        if mode == "set":
+            self.watched[:] = False
+        self.watched[sats] = mode != "remove"
+        return int(self.watched.sum())
+
+    def _watched(self, due: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The due rows of watched satellites (the per-satellite messages of the tick)."""
+        if self.watched.all():
+            return dict(due)
+        return {p: rows[self.watched[rows]] for p, rows in due.items()}
+
+    def _frame_rows(self, rows: np.ndarray) -> np.ndarray | None:
+        """The rows a packet's frame carries (None: no frame)."""
+        if self.frame_rows == "off":
+            return None
+        out = rows if self.frame_rows == "all" else rows[self.watched[rows]]
+        return out if out.size else None
+
     def need(self, tick: int) -> int:
         """Messages the tick will publish: per-satellite telemetry, frames and the tick's other messages."""
         due = self.due(tick)
-        return sum(int(r.size) for r in due.values()) + sum(1 for p in due if p in self.frames) + _TICK_EXTRA
+        sats = sum(int(r.size) for r in self._watched(due).values())
+        return sats + sum(1 for p in due if p in self.frames) + _TICK_EXTRA
 
     def gate(self, tick: int, should_stop: Callable[[], bool] = lambda: False) -> float:
         """Before tick ``tick``: wait for room (``wait`` mode); returns the seconds waited (lag)."""
@@ -89,15 +120,15 @@ class TelemetryOut:
         """Encode and publish the telemetry due at ``twin.tick`` (after :meth:`gate`)."""
         link = self.link
         due = self.due(twin.tick)
-        kept: Mapping[str, np.ndarray] = due
+        kept: Mapping[str, np.ndarray] = self._watched(due)
         if self.overload == "shed":
-            total = sum(int(r.size) for r in due.values())
+            total = sum(int(r.size) for r in kept.values())
             start, self._tick_start = self._tick_start, None
             elapsed = 0.0 if start is None else self.budget.clock() - start
             allowed = self.budget.allowed(link.outstanding, link.stats.acked, elapsed, link.delivery.pending_s()) \
                 if link.can_send() else 0
             if allowed < total:
-                kept, shed = plan_shed(due, allowed, twin.tick)
+                kept, shed = plan_shed(kept, allowed, twin.tick)
                 self.shed.update(shed)
                 self.counters["telemetry_shed"] += sum(shed.values())
                 self.shed_ticks += 1
@@ -107,16 +138,22 @@ class TelemetryOut:
             send = kept[packet]
             encoder = self.encoders[packet]
             whole = send.size == rows.size
+            frame_rows = self._frame_rows(rows) if packet in self.frames else None
+            framed_all = frame_rows is not None and frame_rows.size == rows.size
             # each value's JSON text is made once: the satellites' messages and the fleet frame share it
-            cols = encoder.columns(twin.tm, rows) if whole or packet in self.frames else None
+            cols = encoder.columns(twin.tm, rows) if whole or framed_all else None
             if send.size:
                 send_seqs = seqs if whole else self.seq[send] - 1
                 msgs = encoder.encode(twin.tm, send, send_seqs, bseq, t_iso, t_s, run_id, cols=cols if whole else None)
                 self._send(msgs)
                 self.replay.add(send, send_seqs, msgs)
                 self.counters["telemetry"] += len(msgs)
-            if packet in self.frames:
-                topic, frame = self.frames[packet].encode(twin.tm, rows, seqs, bseq, t_iso, t_s, run_id, cols=cols)
+            if frame_rows is not None:
+                if framed_all:
+                    topic, frame = self.frames[packet].encode(twin.tm, rows, seqs, bseq, t_iso, t_s, run_id, cols=cols)
+                else:
+                    topic, frame = self.frames[packet].encode(twin.tm, frame_rows, self.seq[frame_rows] - 1, bseq,
+                                                              t_iso, t_s, run_id, cols=encoder.columns(twin.tm, frame_rows))
                 link.publish(topic, frame, qos=1)
                 self.counters["frames"] += 1
         if self.overload == "shed":
@@ -134,9 +171,33 @@ class TelemetryOut:
     def status(self) -> dict[str, Any]:
         """Backpressure figures for the twin's status: mode, backlog limit, waits, shed counts per packet."""
         return {"overload": self.overload, "max_backlog": self.max_backlog, "backpressure_waits": self.waits,
+                "watched": int(self.watched.sum()),
                 "backpressure_wait_s": round(self.wait_s_total, 3), "shed": dict(self.shed),
                 "shed_ticks": self.shed_ticks,
                 "link_rate_msgs_s": None if self.budget.rate is None else round(self.budget.rate, 1)}
+
+
+class AggregatesOut:
+    """The per-shell and per-plane aggregates (:mod:`twin.contract.fleet_aggregates`) at ``hz`` (0: none).
+
+    Published on the ticks where ``tick % period == 0`` (period: ``1 / (hz * dt)`` ticks, at least 1),
+    QoS 1, not retained, never shed.
+    """
+
+    def __init__(self, link: MqttLink, encoder: AggregateEncoder | None, hz: float, dt_s: float,
+                 counters: Counter[str]) -> None:
+        self.link = link
+        self.encoder = encoder
+        self.period = 0 if encoder is None or hz <= 0 else max(1, int(np.rint(1.0 / (hz * dt_s))))
+        self.counters = counters
+
+    def publish(self, twin: FleetTwin, t_iso: str, t_s: float, bseq: int, run_id: int) -> None:
+        """The aggregates of ``twin.tm`` when due at ``twin.tick``."""
+        if self.encoder is None or self.period == 0 or twin.tick % self.period:
+            return
+        for topic, payload in self.encoder.encode(twin.tm, twin.mode, t_iso, t_s, bseq, run_id):
+            self.link.publish(topic, payload, qos=1)
+            self.counters["aggregates"] += 1
 
 
 class NetworkFramesOut:
