@@ -167,12 +167,13 @@ class LogGrid:
         self._alt0_m, self._inv_dalt = self.alt_km[0] * 1e3, 1.0 / ((self.alt_km[1] - self.alt_km[0]) * 1e3)
 
     def _cell_table(self) -> np.ndarray:
-        """Per-cell table of the 8 corners x C channels (float32): one contiguous gather per point."""
+        """Per-cell table, shape (8 corners x C channels, cells), float32: each of its rows is gathered
+        for all points at once (rows (corner, channel), as the interpolation below reads them)."""
         if self._cells is None:
             g = self.log10_values
             nla, nlo, nal = (n + 1 for n in self._n_cells)
             corners = [g[i:nla - 1 + i, j:nlo - 1 + j, k:nal - 1 + k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]
-            self._cells = np.ascontiguousarray(np.stack(corners, axis=3).reshape(-1, 8 * self.n_channels))
+            self._cells = np.ascontiguousarray(np.stack(corners, axis=3).reshape(-1, 8 * self.n_channels).T)
         return self._cells
 
     def lookup(self, lat_rad: Any, lon_rad: Any, alt_m: Any) -> np.ndarray:
@@ -200,7 +201,7 @@ class LogGrid:
         k = np.minimum(fk.astype(np.intp), nal - 1)
         wi, wj, wk = ((f - n).astype(np.float32) for f, n in ((fi, i), (fj, j), (fk, k)))
         if nc <= _CELL_TABLE_MAX_CHANNELS:
-            c = np.take(self._cell_table(), (i * nlo + j) * nal + k, axis=0).T.copy()  # (8C, n), rows (corner, ch)
+            c = np.take(self._cell_table(), (i * nlo + j) * nal + k, axis=1)  # (8C, n), rows (corner, ch)
         else:  # many channels (spectra): gather the 8 corners from the node array, no per-cell table
             flat = self.log10_values.reshape(-1, nc)
             base = (i * (nlo + 1) + j) * (nal + 1) + k
