@@ -143,7 +143,7 @@ def test_every_fault_and_command_is_accepted_with_valid_arguments():
                "kind": "batch", "work_dev_s": 10.0, "input_bytes": 1e6, "output_bytes": 1e5, "state_bytes": 0.0,
                "checkpoint_every_dev_s": 0.0, "deadline_s": 600.0, "latency_bound_ms": None,
                "source": f"sat:{twin.names[2]}", "destination": "city:London", "jurisdiction": "USA",
-               "policy": "aware"}
+               "policy": "aware", "action": "add"}
     compute = ("run_job", "set_compute_policy")  # need compute placement on, which refuses set_payload_load
     for name, spec in FAULTS.items():
         twin.submit("fault", name, {a.name: samples[a.name] for a in spec.args}, twin.names[0], duration_s=5.0)

@@ -215,14 +215,14 @@ def test_watched_selection_publishes_per_sat_topics_only_for_watched_and_set_wat
                                                            and p.get("id") == "watch-1")]
                            if len(rec.find(lambda t, p: t == f"{P}/fleet/reply")) >= 2 else None, 10)
         assert [r["status"] for r in replies] == ["accepted", "completed"]
-        assert replies[1]["result"] == {"mode": "set", "sats": 2, "watched": 2}
+        assert replies[1]["result"] == {"action": "set", "sats": 2, "watched": 2}
         d.tick()
         t3 = twin.t_s
         wait_for(lambda: _frame_sats(rec, t3) == set(names), 10)
         assert _per_sat(rec, t3) == {names[3], names[4]}
-        # add one, then a bad mode is rejected naming the argument
-        rec.publish(f"{P}/sat/{names[0]}/cmd", {"command": "set_watch", "args": {"mode": "add"}, "id": "watch-2"})
-        rec.publish(f"{P}/fleet/cmd", {"command": "set_watch", "select": "*", "args": {"mode": "all"}, "id": "bad"})
+        # add one, then a bad action is rejected naming the argument
+        rec.publish(f"{P}/sat/{names[0]}/cmd", {"command": "set_watch", "args": {"action": "add"}, "id": "watch-2"})
+        rec.publish(f"{P}/fleet/cmd", {"command": "set_watch", "select": "*", "args": {"action": "all"}, "id": "bad"})
         wait_for(lambda: d.link.inbox.qsize() >= 2, 10)
         d.tick()
         d.tick()
@@ -230,7 +230,7 @@ def test_watched_selection_publishes_per_sat_topics_only_for_watched_and_set_wat
         wait_for(lambda: _frame_sats(rec, t5) == set(names), 10)
         assert _per_sat(rec, t5) == {names[0], names[3], names[4]}
         bad = wait_for(lambda: [p for _, p in rec.find(lambda t, p: t.endswith("/reply") and p.get("id") == "bad")], 10)
-        assert bad[0]["status"] == "rejected" and bad[0]["field"] == "mode"
+        assert bad[0]["status"] == "rejected" and bad[0]["field"] == "action"
         assert d.service.status()["watched"] == 3
     finally:
         rec.close()

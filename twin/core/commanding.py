@@ -77,7 +77,7 @@ def execute_command(twin: CommandedTwin, req: Request) -> dict[str, Any]:
     """Carry out a due command on its satellites (lost ones skipped); its result, or :class:`CommandError`."""
     s, a, p = req.sats, req.args, twin.payload
     if req.name == "set_watch":  # the runtime's telemetry policy changes when it sees this complete
-        return {"mode": a["mode"], "sats": int(s.size)}
+        return {"action": a["action"], "sats": int(s.size)}
     lost = twin.mode[s] == MODE_LOST
     if np.all(lost):
         raise CommandError(Reason.NOT_NOW, "satellite is lost (no valid orbit)", "sat")

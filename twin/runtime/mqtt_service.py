@@ -126,7 +126,7 @@ class TwinService:
                                 watched=watched, frame_rows=self.policy.frames)
         self.agg_out = AggregatesOut(link, aggregate_encoder(twin, self.topics, self.policy), self.policy.aggregates_hz,
                                      twin.dt_s, self.counters)
-        self.watch_pending: dict[str, tuple[str, np.ndarray]] = {}  # set_watch requests queued: key -> (mode, sats)
+        self.watch_pending: dict[str, tuple[str, np.ndarray]] = {}  # set_watch requests queued: key -> (action, sats)
         self.net_out = NetworkFramesOut(link, self.schedule, twin.names, self.topics, self.counters)
         self.last_stats: RunStats | None = None
         self._last_status_t = -1e18
@@ -396,7 +396,7 @@ class TwinService:
                                   request_id=key)
         self.routes[key] = route
         if req.name == "set_watch":  # the runtime's telemetry policy: applied when the engine runs it
-            self.watch_pending[key] = (queued.args["mode"], queued.sats)
+            self.watch_pending[key] = (queued.args["action"], queued.sats)
         self.waiting[route.topic] += 1
         self.counters["accepted"] += 1
         late = {} if at_s is None or at_s >= queued.at_s else {"late_s": round(queued.at_s - at_s, 6)}
@@ -532,9 +532,9 @@ class TwinService:
                 self.counters["rejected"] += 1
                 self._send_reply(route, "rejected", **{k: v for k, v in result.items()})
 
-    def _set_watch(self, mode: str, sats: np.ndarray) -> int:
+    def _set_watch(self, action: str, sats: np.ndarray) -> int:
         """Change the watched selection (from the next tick's telemetry); the birth says so from then on."""
-        watched = self.out.set_watch(mode, sats)
+        watched = self.out.set_watch(action, sats)
         self.link.birth_extra["telemetry"] = self.policy.describe(watched)
         return watched
 

@@ -79,11 +79,11 @@ class TelemetryOut:
             self._due = (tick, self.schedule.due(tick))
         return self._due[1]
 
-    def set_watch(self, mode: str, sats: np.ndarray) -> int:
+    def set_watch(self, action: str, sats: np.ndarray) -> int:
         """``set_watch``: watch exactly ``sats`` (``set``), or add or remove them; returns how many are watched."""
-        if mode == "set":
+        if action == "set":
             self.watched[:] = False
-        self.watched[sats] = mode != "remove"
+        self.watched[sats] = action != "remove"
         return int(self.watched.sum())
 
     def _watched(self, due: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -76,7 +76,7 @@ THERMAL_SETPOINT_NODES = ("payload", "battery", "avionics")
 ATTITUDE_CHOICES = ("sun_track", "nadir_fixed", "safe_sun")
 
 COMPUTE_POLICIES = ("nearest", "random", "round_robin", "aware")  # twin.core.compute.placement
-WATCH_MODES = ("set", "add", "remove")  # set_watch (twin.contract.telemetry_policy)
+WATCH_ACTIONS = ("set", "add", "remove")  # set_watch (twin.contract.telemetry_policy)
 JOB_KINDS = ("interactive", "batch", "checkpoint")  # twin.core.compute.jobs.JobKind, in its order
 
 _DEVICE = Arg("device", "int", "", "Accelerator index; omit for all devices", min=0, max=63, required=False)
@@ -128,8 +128,8 @@ COMMANDS: dict[str, Spec] = {s.name: s for s in (
     Spec("set_watch", "Change the watched selection of the telemetry policy: the satellites that publish "
          "per-satellite telemetry topics (from the tick after the one that runs it; fleet frames set to 'watched' "
          "follow, aggregates and events do not change). The targets are the topic's satellite or the select",
-         (Arg("mode", "str", "", "set: watch exactly the targets; add: watch them too; remove: stop watching them",
-              choices=WATCH_MODES, required=False, default="set"),)),
+         (Arg("action", "str", "", "set: watch exactly the targets; add: watch them too; remove: stop watching them",
+              choices=WATCH_ACTIONS, required=False, default="set"),)),
 )}
 
 FAULTS: dict[str, Spec] = {s.name: s for s in (
