@@ -215,3 +215,19 @@ def test_the_orbit_worker_rebuilds_a_synthetic_catalogue_bit_for_bit() -> None:
             np.testing.assert_array_equal(got.r_teme_m, want.r_teme_m)
     finally:
         piped.close()
+
+
+def test_bench_fleet_of_a_constellation_reports_speed_memory_and_where_the_time_goes() -> None:
+    from orbitwin.bench.scale import bench_scale
+
+    calls: list[tuple[float, float]] = []
+    out = bench_scale("dawn-dusk-cluster", steps=3, baseline=False, profile_steps=2,
+                      progress=lambda d, t: calls.append((d, t)))
+    run = out["run"]
+    assert run["sats"] == 120 and run["lost_sats"] == 0
+    assert run["step_ms_median"] > 0 and run["sat_steps_per_s"] == pytest.approx(120 / run["step_ms_median"] * 1e3,
+                                                                                rel=0.05)
+    assert run["parent_rss_mb"] > 0
+    assert all(k.startswith("twin.core.") or k.startswith("waiting") or k.startswith("other")
+               for k in run["profile_ms_per_step"])
+    assert calls[-1] == (3, 3) and out["realtime"] == (run["step_ms_median"] <= 1000.0)

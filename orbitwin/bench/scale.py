@@ -48,25 +48,40 @@ def _worker_pid(twin: FleetTwin) -> int | None:
     return None if proc is None else proc.pid
 
 
+def _module_of(path: str, func: str) -> str | None:
+    """The numerical-core module a profiled function belongs to, the orbit-worker wait, or None (a library)."""
+    if func in ("poll", "recv_bytes", "_poll", "wait") or "multiprocessing" in path or "selectors.py" in path:
+        return "waiting for the orbit worker"
+    if "/twin/core/" in path:
+        return "twin.core." + Path(path).stem
+    return None
+
+
 def _where_the_time_goes(twin: FleetTwin, steps: int) -> dict[str, float]:
-    """Milliseconds per step by module of ``twin`` (own time, profiled) and waiting for the orbit worker."""
+    """Milliseconds per step by module of the numerical core, each with the numpy time it called
+    (a library function's own time is shared among its callers in proportion to their calls' time,
+    up through library wrappers), and the time spent waiting for the orbit worker."""
     prof = cProfile.Profile()
     prof.enable()
     for _ in range(steps):
         twin.step()
     prof.disable()
-    by: dict[str, float] = {}
     stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
-    for (path, _line, func), (_cc, _nc, tottime, _ct, _callers) in stats.items():
-        if func in ("poll", "recv_bytes", "_poll", "wait") or "connection.py" in path or "selectors.py" in path:
-            key = "waiting for the orbit worker"
-        elif "/twin/core/" in path:
-            key = "twin.core." + Path(path).stem
-        elif "numpy" in path or path == "~":
-            key = "numpy and builtins called from the models"
-        else:
-            key = "other"
-        by[key] = by.get(key, 0.0) + tottime * 1e3 / steps
+    by: dict[str, float] = {}
+
+    def credit(key: tuple[str, int, str], ms: float, depth: int) -> None:
+        home = _module_of(key[0], key[2])
+        callers = stats.get(key, (0, 0, 0, 0, {}))[4]
+        if home is not None or depth > 6 or not callers:
+            name = home or "other (outside the core)"
+            by[name] = by.get(name, 0.0) + ms
+            return
+        total = sum(edge[3] for edge in callers.values()) or 1.0
+        for caller, edge in callers.items():
+            credit(caller, ms * edge[3] / total, depth + 1)
+
+    for key, (_cc, _nc, tottime, _ct, _callers) in stats.items():
+        credit(key, tottime * 1e3 / steps, 0)
     return dict(sorted(((k, round(v, 1)) for k, v in by.items() if v >= 0.5), key=lambda kv: -kv[1]))
 
 
