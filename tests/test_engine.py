@@ -313,6 +313,32 @@ def test_pipelined_orbit_worker_is_bit_identical_to_in_process():
         a.close()
 
 
+def test_moving_the_radiation_sample_out_of_the_orbit_worker_changes_nothing():
+    """When the orbit worker is the slower side the radiation sample moves to the parent mid-run; the
+    telemetry stays bit-identical to a single-process twin's, and the rule decides on timings alone."""
+    from twin.core.orbit_pipeline import BALANCE_TICKS, radiation_belongs_in_process
+
+    cat = CAT.select(count=300)
+    a = FleetTwin(cat, DESIGN, dt_s=7.0, seed=3, orbit_worker=True)
+    b = FleetTwin(cat, DESIGN, dt_s=7.0, seed=3, orbit_worker=False)
+    try:
+        for k in range(12):
+            if k == 5:
+                a.propagator.move_radiation_in_process("test")
+            a.step()
+            b.step()
+            for key in a.tm:
+                assert np.array_equal(a.tm[key], b.tm[key], equal_nan=True), (k, key)
+        assert a.propagator.fallback_reason is None and a.propagator.balance_note == "test"
+        assert 4 <= a.propagator.radiation_served <= 6  # the child sampled only before the move
+    finally:
+        a.close()
+    waits = [0.2] * BALANCE_TICKS
+    assert radiation_belongs_in_process(waits, [0.15] * BALANCE_TICKS)  # waited 200 ms, sample 150 ms: move
+    assert not radiation_belongs_in_process(waits, [0.3] * BALANCE_TICKS)  # the parent would become slower
+    assert not radiation_belongs_in_process(waits[:-1], [0.15] * BALANCE_TICKS)  # too few ticks to judge
+
+
 def test_orbit_worker_death_falls_back_to_in_process():
     cat = CAT.select(count=50)
     a = FleetTwin(cat, DESIGN, dt_s=5.0, orbit_worker=True)

@@ -105,6 +105,9 @@ def _measure(cat: Catalogue, steps: int, dt_s: float, profile_steps: int,
         parent_mb, worker_mb = rss_mb(), (rss_mb(pid) if pid else 0.0)
         where = _where_the_time_goes(twin, profile_steps) if profile_steps else {}
         lost = int(np.sum(twin.mode == 2))
+        prop = twin.propagator
+        balance = {"radiation_in_orbit_worker": bool(getattr(prop, "radiation_in_worker", False)),
+                   "balance_note": getattr(prop, "balance_note", None)}
     finally:
         twin.close()
     med = statistics.median(step_s)
@@ -115,7 +118,7 @@ def _measure(cat: Catalogue, steps: int, dt_s: float, profile_steps: int,
         "realtime_factor": round(dt_s / med, 2), "sat_steps_per_s": round(len(cat) / med),
         "memory_mb": round(total_mb), "bytes_per_sat": round(total_mb * 2**20 / len(cat)),
         "parent_rss_mb": round(parent_mb), "orbit_worker_rss_mb": round(worker_mb),
-        "lost_sats": lost, "profile_ms_per_step": where,
+        "lost_sats": lost, "profile_ms_per_step": where, **balance,
     }
 
 

@@ -13,6 +13,9 @@ computation. If the child dies, the parent falls back to computing in-process an
 from __future__ import annotations
 
 import multiprocessing as mp
+import statistics
+import time
+from collections import deque
 from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
 
@@ -26,6 +29,16 @@ _ORBIT_FLOATS = 3 + 3 + 3 + 3  # r_teme, v_teme, r_itrs, lat/lon/alt
 _RADIATION_FLOATS = 5  # LocalRadiation's five channels
 _FLOATS_PER_SAT = _ORBIT_FLOATS + _RADIATION_FLOATS
 _ALIVE_CHECK_S = 1.0  # setting: while waiting for the orbit worker, check this often that it still lives
+BALANCE_TICKS = 8  # setting: ticks of timings behind a decision to move the radiation sample in-process
+
+
+def radiation_belongs_in_process(waits_s: list[float], worker_radiation_s: list[float]) -> bool:
+    """True when the parent waited for the orbit worker (median over the ticks given) longer than the
+    worker's radiation sample takes: with the parent's own work P, the worker's W and the sample R,
+    a tick takes max(P, W) and after the move max(P + R, W - R), shorter exactly when W - P > R."""
+    if len(waits_s) < BALANCE_TICKS or not worker_radiation_s:
+        return False
+    return statistics.median(waits_s) > statistics.median(worker_radiation_s)
 
 
 def _layout(n: int, buf: memoryview, slot: int) -> tuple[OrbitState, LocalRadiation]:
@@ -64,7 +77,8 @@ def _worker(conn: Connection, source: str | tuple[tuple[str, ...], np.ndarray], 
             msg = conn.recv()
             if msg is None:
                 break
-            slot, jd, fr, gmst = msg
+            slot, jd, fr, gmst, with_radiation = msg
+            t0 = time.perf_counter()
             o = prop.propagate(jd, fr, gmst)
             s, rs = slots[slot]
             s.r_teme_m[:] = o.r_teme_m
@@ -74,14 +88,15 @@ def _worker(conn: Connection, source: str | tuple[tuple[str, ...], np.ndarray], 
             s.lon_rad[:] = o.lon_rad
             s.alt_m[:] = o.alt_m
             s.error_code[:] = o.error_code
-            if env is not None:
+            t1 = time.perf_counter()
+            if env is not None and with_radiation:
                 r = sample_along_orbit(env, o)
                 rs.proton_flux_cm2_s[:] = r.proton_flux_cm2_s
                 rs.electron_flux_cm2_s[:] = r.electron_flux_cm2_s
                 rs.dose_rate_rad_s[:] = r.dose_rate_rad_s
                 rs.cover_dose_rate_rad_s[:] = r.cover_dose_rate_rad_s
                 rs.seu_scale[:] = r.seu_scale
-            conn.send(slot)
+            conn.send((slot, t1 - t0, time.perf_counter() - t1))
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
         pass
     finally:
@@ -115,10 +130,16 @@ class PipelinedPropagator:
                                  name="orbitwin-orbit")
         self._proc.start()
         child.close()
-        self._pending: tuple[int, float, float, float] | None = None
+        self._pending: tuple[int, float, float, float, bool] | None = None
         self._next_slot = 0
-        self._served: tuple[int, OrbitState] | None = None  # the slot the last propagate() returned
+        self._served: tuple[int, OrbitState, bool] | None = None  # the slot the last propagate() returned
         self.radiation_served = 0  # ticks whose radiation sample came from the child
+        # the radiation sample runs in the child until the child turns out to be the slower side
+        # (radiation_belongs_in_process); results are the same wherever it runs
+        self.radiation_in_worker = radiation is not None
+        self.balance_note: str | None = None
+        self._waits_s: deque[float] = deque(maxlen=BALANCE_TICKS)
+        self._worker_radiation_s: deque[float] = deque(maxlen=BALANCE_TICKS)
 
     def __len__(self) -> int:
         return self.n
@@ -136,17 +157,18 @@ class PipelinedPropagator:
             return
         slot = self._next_slot
         try:
-            self._conn.send((slot, jd_utc, fr_utc, gmst_rad))
+            self._conn.send((slot, jd_utc, fr_utc, gmst_rad, self.radiation_in_worker))
         except (BrokenPipeError, OSError) as exc:
             self._fail(f"orbit worker gone: {exc}")
             return
-        self._pending = (slot, jd_utc, fr_utc, gmst_rad)
+        self._pending = (slot, jd_utc, fr_utc, gmst_rad, self.radiation_in_worker)
         self._next_slot = 1 - slot
 
     def _collect(self) -> int | None:
         assert self._pending is not None
-        slot = self._pending[0]
+        slot, with_radiation = self._pending[0], self._pending[4]
         self._pending = None
+        t0 = time.perf_counter()
         try:
             # a child that died before it took its end of the pipe leaves that end open in this process
             # (multiprocessing's fd sharer): wait for its answer only while it is alive
@@ -154,28 +176,41 @@ class PipelinedPropagator:
                 if not self._proc.is_alive():
                     self._fail(f"orbit worker exited (code {self._proc.exitcode}) before answering")
                     return None
-            got = self._conn.recv()
+            got, _orbit_s, radiation_s = self._conn.recv()
         except (EOFError, OSError) as exc:
             self._fail(f"orbit worker gone: {exc}")
             return None
+        if with_radiation:
+            self._waits_s.append(time.perf_counter() - t0)
+            self._worker_radiation_s.append(radiation_s)
+            if radiation_belongs_in_process(list(self._waits_s), list(self._worker_radiation_s)):
+                self.move_radiation_in_process(
+                    f"radiation sampled in-process: the orbit worker was the slower side (waited "
+                    f"{statistics.median(self._waits_s) * 1e3:.0f} ms a tick for it; its radiation sample took "
+                    f"{statistics.median(self._worker_radiation_s) * 1e3:.0f} ms)")
         return slot if got == slot else None
+
+    def move_radiation_in_process(self, why: str) -> None:
+        """From the next prefetch on, the caller samples radiation itself (:meth:`radiation_at` returns None)."""
+        self.radiation_in_worker = False
+        self.balance_note = why
 
     def propagate(self, jd_utc: float, fr_utc: float, gmst_rad: float) -> OrbitState:
         """The orbit at an instant: from the prefetched slot when it matches, else computed now."""
         self._served = None
         if self._pending is not None:
-            key = self._pending[1:]
+            key, with_radiation = self._pending[1:4], self._pending[4]
             slot = self._collect()
             if slot is not None and key == (jd_utc, fr_utc, gmst_rad):
                 orbit = self._slots[slot][0]
-                self._served = (slot, orbit)
+                self._served = (slot, orbit, with_radiation)
                 return orbit
         return self.local.propagate(jd_utc, fr_utc, gmst_rad)
 
     def radiation_at(self, orbit: OrbitState) -> LocalRadiation | None:
         """The child's radiation sample for ``orbit`` when it is the slot the last :meth:`propagate` returned
         (and the child samples radiation), else None: the caller samples in-process."""
-        if self.radiation is None or self._served is None or self._served[1] is not orbit:
+        if self.radiation is None or self._served is None or self._served[1] is not orbit or not self._served[2]:
             return None
         self.radiation_served += 1
         return self._slots[self._served[0]][1]
