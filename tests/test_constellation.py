@@ -231,3 +231,21 @@ def test_bench_fleet_of_a_constellation_reports_speed_memory_and_where_the_time_
     assert all(k.startswith("twin.core.") or k.startswith("waiting") or k.startswith("other")
                for k in run["profile_ms_per_step"])
     assert calls[-1] == (3, 3) and out["realtime"] == (run["step_ms_median"] <= 1000.0)
+
+
+def test_the_scaling_plan_is_the_budget_arithmetic_on_measured_sizes_and_ceilings() -> None:
+    from orbitwin.bench.scaling import SAT_STEPS_PER_CORE_S, scaling_plan
+
+    out = scaling_plan(sizes=(100_000, 1_000_000))
+    rows = {(r["sats"], r["policy"].split(":")[0]): r for r in out["rows"]}
+    big, small = rows[(1_000_000, "default")], rows[(100_000, "default")]
+    # per-satellite topics scale with the fleet: hk at 1 Hz plus the slower packets, ten times over
+    assert big["mqtt_msgs_per_s"] - 7 == pytest.approx(10 * (small["mqtt_msgs_per_s"] - 7), rel=1e-6)
+    assert big["mqtt_msgs_per_s"] > 1_000_000
+    ceilings = out["ceilings"]
+    assert big["broker_nodes"] >= math.ceil(big["mqtt_msgs_per_s"] / ceilings["mqtt_msgs_per_s"])
+    assert big["influx_nodes"] == math.ceil(big["influx_values_per_s"] / ceilings["influx_values_per_s"])
+    assert big["twin_cores_realtime"] == math.ceil(1_000_000 / SAT_STEPS_PER_CORE_S)
+    watched = rows[(1_000_000, "watched plane")]
+    assert watched["broker_nodes"] == watched["influx_nodes"] == 1
+    assert rows[(1_000_000, "frames only")]["mqtt_msgs_per_s"] < 20

@@ -1,4 +1,4 @@
-"""``orbitwin bench {fleet,mesh,mqtt,serial,influx,dashboards,placement}``: benchmarks printing JSON.
+"""``orbitwin bench {fleet,mesh,mqtt,serial,influx,dashboards,placement,scaling}``: benchmarks printing JSON.
 
 The MQTT and InfluxDB benchmarks start their own local Mosquitto and influxd (they measure this
 machine, not a remote broker), so they take no broker options.
@@ -18,15 +18,17 @@ _TASKS: dict[str, tuple[str, str, float]] = {
     "fleet": ("timed steps", "steps", 1.0), "mesh": ("mesh ticks", "ticks", 1.0),
     "mqtt": ("twin on MQTT", "s sim", 1.0), "serial": ("pings", "pings", 1.0),
     "placement": ("placement", "h sim", 1 / 3600), "dashboards": ("fill", "s sim", 1.0),
-    "influx": ("end to end", "s", 1.0),
+    "influx": ("end to end", "s", 1.0), "scaling": ("plan", "steps", 1.0),
 }
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("bench", help="benchmarks printing JSON")
-    p.add_argument("what", choices=("fleet", "mesh", "mqtt", "serial", "influx", "dashboards", "placement"),
+    p.add_argument("what", choices=("fleet", "mesh", "mqtt", "serial", "influx", "dashboards", "placement", "scaling"),
                    help="fleet: step time; mesh: laser mesh and routing; mqtt: publish throughput; serial: the "
-                        "board link; influx: MQTT to InfluxDB; dashboards: every panel query; placement: job policies")
+                        "board link; influx: MQTT to InfluxDB; dashboards: every panel query; placement: job policies; "
+                        "scaling: messages, bytes, field values and machines per telemetry policy for 100,000 and "
+                        "1,000,000 satellites from the measured figures")
     p.add_argument("--window", type=int, default=330, help="dashboards: seconds of fleet data to fill (default 330)")
     p.add_argument("--duration", type=float, default=60.0, help="mqtt: sim = wall seconds to run (default 60)")
     p.add_argument("--baseline-duration", type=float, default=20.0, help="mqtt: seconds of the bare paho baseline")
@@ -83,6 +85,10 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
 def _run(a: argparse.Namespace, progress: ProgressFn) -> dict[str, Any]:
     """Run the benchmark ``a.what``; ``progress`` follows its main loop."""
+    if a.what == "scaling":
+        from orbitwin.bench.scaling import scaling_plan
+
+        return scaling_plan(dt_s=a.dt)
     if a.what == "fleet" and a.constellation is not None:
         from orbitwin.bench.scale import bench_scale
 
