@@ -400,3 +400,23 @@ def test_dose_split_by_region_is_consistent_with_shieldose_particle_split() -> N
     assert thin.share["horns"] > 0.5 and thin.share["horns"] > thin.share["SAA"]
     assert thick.share["SAA"] > 0.95
     assert 0.02 < thin.time_share["SAA"] < 0.15  # the SAA is crossed a few % of the time at 53 deg
+
+
+def test_the_grid_build_command_reports_progress_with_the_time_left(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m twin.core.radiation`` prints a line per tenth of the nodes built, with the time left."""
+    import twin.core.radiation as rad
+
+    shipped = load_grid(P)
+
+    def fake_build(spec, progress=None):  # the real build takes minutes: replay its progress calls
+        for done in range(0, 1001, 50):
+            progress(float(done), 1000.0)
+        return shipped
+
+    monkeypatch.setattr(rad, "build_grid", fake_build)
+    rad.main(["--out", str(tmp_path / "grid.npz")])
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("grid: ")]
+    assert len(lines) == 11  # 0 %, 10 %, ..., 100 %
+    assert "time left ?" in lines[0] and lines[-1].startswith("grid: 1,000 of 1,000 nodes (100 %)")
+    assert all("s left" in ln for ln in lines[1:])

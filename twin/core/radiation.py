@@ -27,6 +27,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -598,7 +600,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=DEFAULT_GRID_PATH)
     args = ap.parse_args(argv)
     params = RadiationParams()
-    grid = build_grid(params.grid_spec())
+    started = time.monotonic()
+    shown = [-1]
+
+    def progress(done: float, total: float) -> None:  # a line per 10 %, with the time left at this rate
+        tenth = int(10 * done / total)
+        if tenth > shown[0]:
+            shown[0] = tenth
+            elapsed = time.monotonic() - started
+            left = f"~{elapsed * (total - done) / done:.0f} s left" if done else "time left ?"
+            print(f"grid: {done:,.0f} of {total:,.0f} nodes ({100 * done / total:.0f} %), {elapsed:.0f} s, {left}",
+                  file=sys.stderr, flush=True)
+
+    grid = build_grid(params.grid_spec(), progress)
     grid.save(args.out)
     env = RadiationEnvironment(grid, params, 0.0)  # the flux channels do not depend on the cover glass
     p = orbit_average(env.grid, 686e3, 98.2)[0]
