@@ -185,6 +185,7 @@ def test_live_view_in_a_terminal(tmp_path: Path, fleet_names: list[str]) -> None
     # the header: a real speed at --speed max, the progress bar done
     assert float(re.search(r"speed x([0-9.]+) \(max\)", lines[top])[1]) > 0  # type: ignore[index]
     assert "100% done" in lines[top + 1]
+    assert re.search(r"\d+% done, about [0-9hmins ]+ left", strip_ansi(raw)), "an estimate of the time left on the way"
     # the table: worst first (red, yellow, then green; by name within each), in colour
     table = next(i for i in range(top, len(lines)) if lines[i].lstrip().startswith("satellite"))
     rows = lines[table + 2:table + 22]
