@@ -291,7 +291,16 @@ def test_the_operator_commands_and_injects_faults_the_observer_cannot(broker: St
             assert c.acks[mid] == NOT_AUTHORISED, role
         finally:
             c.close()
-    time.sleep(1.0)
+    # a marker request from the operator after them: once its reply is out, any reply to theirs would be too
+    op_client = Client(broker, "operator", ())
+    try:
+        marker = f"marker-{uuid.uuid4().hex[:6]}"
+        op_client.publish(f"{P}/sat/{SAT}/cmd", json.dumps({"command": "throttle", "args": {"factor": 0.8},
+                                                            "id": marker}).encode())
+        wait_for(lambda: any(r.get("id") == marker for r in _json(twin["watcher"], f"{P}/sat/{SAT}/reply")), 10,
+                 what="the marker's reply")
+    finally:
+        op_client.close()
     replies = _json(twin["watcher"], f"{P}/sat/{SAT}/reply") + [
         json.loads(p) for t, p in list(twin["watcher"].received) if t.endswith("/reply")]
     assert not any(str(r.get("id", "")).startswith(("observer-", "influx-bridge-", "serial-bridge-")) for r in replies)
