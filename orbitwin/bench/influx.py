@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from twin.contract.telemetry_policy import INFLUX_EXTRA_PER_ROW
 from twin.schema.telemetry import PACKET_FIELDS
 
 from bridges.influx.writer import InfluxV1Writer
@@ -137,7 +138,8 @@ def throughput(broker, influxd, tmp: Path, ticks: int = 20) -> dict[str, Any]:  
     proc.wait(30)
     fields_per_row = np.mean([len(PACKET_FIELDS[json.loads(p)["packet"]]) for _, p in frames])
     return {
-        "points": len(lines), "frames": len(frames), "field_values": int(rows * (fields_per_row + 3)),
+        "points": len(lines), "frames": len(frames),
+        "field_values": int(rows * (fields_per_row + INFLUX_EXTRA_PER_ROW)),
         "raw_points_per_s": round(len(lines) / raw_s), "bridge_points_per_s": round(len(lines) / bridge_s),
         "ratio": round(raw_s / bridge_s, 3),
     }
@@ -256,7 +258,8 @@ def _field_values(n: int, ticks: int) -> int:
     from twin.contract.telemetry_encoder import PacketSchedule
 
     sched = PacketSchedule(n, 1.0)
-    return sum(rows.size * (len(PACKET_FIELDS[p]) + 3) for k in range(1, ticks + 1) for p, rows in sched.due(k).items())
+    return sum(rows.size * (len(PACKET_FIELDS[p]) + INFLUX_EXTRA_PER_ROW)
+               for k in range(1, ticks + 1) for p, rows in sched.due(k).items())
 
 
 def bench_influx(duration_s: float = 60.0, count: int | None = None, throughput_ticks: int = 20,

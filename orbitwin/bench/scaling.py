@@ -22,7 +22,8 @@ from twin.contract.topics import Topics
 from twin.core.constellation import build_catalogue, load_constellation
 from twin.core.design import load_design
 from twin.core.engine import FleetTwin
-from twin.runtime.telemetry_budget import measure_sizes, prune_schedule
+from twin.runtime.mqtt_service import prune_schedule
+from twin.runtime.telemetry_budget import measure_sizes
 
 # measured: `orbitwin bench fleet --constellation million` on the 2-core machine, 2026-12-03: median steps of
 # 0.999-1.28 s for 1,000,000 satellites over its two processes (docs/scaling.md): ~400,000 per core

@@ -20,18 +20,17 @@ live satellites and finite values (``null`` when none), of :data:`AGG_FIELDS`.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from typing import Any
 from dataclasses import dataclass
 
 import numpy as np
 
-from twin.contract.topics import Topics
-from twin.core.catalogue import Catalogue
+from twin.contract.topics import Topics, dumps, header
+from twin.core.catalogue import Catalogue, shell_label
 from twin.core.network.shells import Planes, elements_from_catalogue, group_planes
-from twin.schema.codec import json_safe
 from twin.schema.telemetry import (
-    FIELDS, LIMIT_RED, LIMIT_YELLOW, MODE_LOST, MODE_NOMINAL, MODE_SAFE, SCHEMA_VERSION,
+    FIELDS, LIMIT_RED, LIMIT_YELLOW, MODE_LOST, MODE_NOMINAL, MODE_SAFE,
 )
 
 # the fields aggregated: every float field with limits, and the float fields of the 1 Hz
@@ -62,9 +61,7 @@ def groups_from_planes(planes: Planes) -> Groups:
     """Name the shells and planes of ``planes`` (see the module docstring)."""
     n_shells = planes.n_shells
     names: list[str] = []
-    for s in range(n_shells):
-        alt_km = int(np.round(planes.shell_altitude_m[s] / 1e4) * 10)
-        label = f"{alt_km}km-{int(np.round(planes.shell_inclination_deg[s]))}deg"
+    for label in shell_label(planes.shell_altitude_m[:n_shells], planes.shell_inclination_deg[:n_shells]):
         k, base = 2, label
         while label in names:
             label, k = f"{base}-{k}", k + 1
@@ -85,6 +82,14 @@ def groups_from_planes(planes: Planes) -> Groups:
 def catalogue_groups(cat: Catalogue, jd_utc: float) -> Groups:
     """The shells and planes of a catalogue at ``jd_utc`` (:func:`twin.core.network.shells.group_planes`)."""
     return groups_from_planes(group_planes(elements_from_catalogue(cat, jd_utc)))
+
+
+def twin_groups(twin: Any) -> Groups:
+    """A twin's shells and planes: its mesh's own grouping when it has the network model, else grouped now."""
+    mesh = getattr(twin, "mesh", None)
+    if mesh is not None:
+        return groups_from_planes(mesh.planes)
+    return catalogue_groups(twin.catalogue, twin.now_jd)
 
 
 def _group_stats(key: np.ndarray, k: int, values: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -136,7 +141,7 @@ class AggregateEncoder:
                run: int) -> list[tuple[str, bytes]]:
         """(topic, payload) of every shell and plane aggregate now."""
         g = self.groups
-        head = {"v": SCHEMA_VERSION, "t": t_iso, "t_s": round(t_s, 6), "bseq": bseq, "run": run}
+        head = header(None, t_iso, t_s, bseq, run=run)
         out: list[tuple[str, bytes]] = []
         for level, key, k, topics in (("shell", g.shell, len(g.shell_names), self.shell_topics),
                                       ("plane", g.plane, len(g.plane_names), self.plane_topics)):
@@ -150,10 +155,6 @@ class AggregateEncoder:
                 body = head | {"level": level} | names | {
                     "sats": agg["sats"][i], "counts": {c: agg[c][i] for c in COUNTS},
                     "fields": {f: {s: agg[f"{f}.{s}"][i] for s in ("mean", "min", "max")} for f in fields}}
-                out.append((topic, json.dumps(json_safe(body), separators=(",", ":"), allow_nan=False).encode()))
+                out.append((topic, dumps(body)))
         return out
 
-
-def stat_names(fields: Sequence[str] = AGG_FIELDS) -> list[str]:
-    """``field.mean``, ``field.min``, ``field.max`` of each aggregated field (for documents and tests)."""
-    return [f"{f}.{s}" for f in fields for s in ("mean", "min", "max")]

@@ -18,18 +18,20 @@ import numpy as np
 
 from twin.core.ephemeris import jd_to_datetime
 from twin.core.events import Event
-from twin.schema.telemetry import LIMIT_RED, LIMIT_STATES, LIMIT_YELLOW, MODE_LOST, MODE_SAFE
+from twin.schema.telemetry import LIMIT_RED, LIMIT_STATES, LIMIT_YELLOW, MODE_LOST, MODE_SAFE, MODES
 
 #: Row states, worst first: the sort rank of each (red and yellow are live satellites' limit states).
 STATES = ("red", "yellow", "lost", "safe", "nominal")
 COLUMNS = ("satellite", "mode", "limit", "lat", "lon", "alt km", "sun", "SoC", "pay K", "util", "rad/h")
 
 
-def row_states(twin: Any) -> np.ndarray:
-    """Each satellite's rank in :data:`STATES` (0 red ... 4 nominal), shape (n,) int8."""
+def row_states(twin: Any, idx: np.ndarray | None = None) -> np.ndarray:
+    """Each satellite's rank in :data:`STATES` (0 red ... 4 nominal), shape (n,) int8 (of ``idx`` only when given)."""
     lim = np.asarray(twin.tm["limit_state"])
     mode = np.asarray(twin.mode)
-    rank = np.full(twin.n, 4, dtype=np.int8)
+    if idx is not None:
+        lim, mode = lim[idx], mode[idx]
+    rank = np.full(mode.shape, 4, dtype=np.int8)
     rank[mode == MODE_SAFE] = 3
     rank[lim == LIMIT_YELLOW] = 1
     rank[lim == LIMIT_RED] = 0
@@ -160,12 +162,11 @@ class Frame:
 
 def sat_rows(twin: Any, idx: np.ndarray) -> list[tuple[str, list[str]]]:
     """The table rows of the satellites ``idx``: their state and formatted cells."""
-    tm, states = twin.tm, row_states(twin)[idx]
-    modes = {0: "nominal", 1: "safe", 2: "lost"}
+    tm, states = twin.tm, row_states(twin, idx)
     out = []
     for i, st in zip(idx.tolist(), states.tolist()):
         out.append((STATES[st], [
-            twin.names[i][:17], modes[int(twin.mode[i])], LIMIT_STATES.get(int(tm["limit_state"][i]), "?"),
+            twin.names[i][:17], MODES[int(twin.mode[i])], LIMIT_STATES.get(int(tm["limit_state"][i]), "?"),
             f"{tm['lat_deg'][i]:.2f}", f"{tm['lon_deg'][i]:.2f}", f"{tm['alt_m'][i] / 1e3:.1f}",
             f"{tm['illumination'][i]:.2f}", f"{tm['battery_soc'][i]:.3f}", f"{tm['payload_temp_k'][i]:.1f}",
             f"{tm['payload_util'][i]:.2f}", f"{tm['dose_rate_rad_s'][i] * 3600:.4f}"]))

@@ -22,6 +22,7 @@ from twin.core.engine import FleetTwin
 from twin.core.ephemeris import jd_to_datetime
 from twin.mqtt import MqttSettings
 from twin.runtime.clock import Pacer, parse_speed, wall_clock_start
+from twin.runtime.embedded_broker import DEFAULT_MQTT_PORT
 from twin.runtime.mqtt_link import LinkSettings
 from twin.runtime.run_loop import FleetOptions, RunStats, build_twin, describe_tle_epoch, run_loop
 from twin.runtime.scenario import apply_scenario, load_scenario
@@ -61,7 +62,7 @@ class RunSpec:
     allow_unsigned: bool = False  # with keys_path: still take unsigned requests (marked authenticated: false)
     auth_window_s: float = 30.0  # how far a signed request's issue time may be from the wall clock (s)
     broker_port: int | None = None  # embedded broker: this port (0: any free one); None: preferred_port if free
-    preferred_port: int = 1883  # the embedded broker's port when free and broker_port is None
+    preferred_port: int = DEFAULT_MQTT_PORT  # the embedded broker's port when free and broker_port is None
     events: int = 8  # latest events shown by the status view
     # the telemetry policy (twin.contract.telemetry_policy): --watch, --frames, --aggregates
     watch: str = "all"
@@ -143,8 +144,8 @@ def run_twin(spec: RunSpec, *, out: TextIO = sys.stdout,
             from twin.contract.topics import Topics
             from twin.runtime.embedded_broker import port_note, start_embedded_broker
             from twin.runtime.mqtt_link import MqttLink
-            from twin.runtime.mqtt_service import TwinService
-            from twin.runtime.telemetry_budget import BudgetError, plan_policy, prune_schedule
+            from twin.runtime.mqtt_service import TwinService, prune_schedule
+            from twin.runtime.telemetry_budget import BudgetError, plan_policy
 
             schedule = prune_schedule(PacketSchedule(twin.n, twin.dt_s, parse_rates(spec.rates),
                                                      parse_sat_rates(spec.sat_rates, twin.index)), twin)
@@ -170,7 +171,7 @@ def run_twin(spec: RunSpec, *, out: TextIO = sys.stdout,
             print("\n".join(f"orbitwin: {line}" for line in connection_lines(view.connection)), file=out, flush=True)
             link = MqttLink(settings, spec.link)
             service = TwinService(twin, link, schedule, replay_bytes=spec.replay_bytes, auth=verifier, policy=policy,
-                                  watched=plan.watched)
+                                  watched=plan.watched, groups=plan.groups)
             print(f"orbitwin: requests: {auth_summary(service.auth)}", file=out, flush=True)
             view.attach(service)
             link.start(wait_s=spec.connect_timeout_s)

@@ -77,9 +77,12 @@ class TwinService:
         request_budget: float = 0.25,
         policy: TelemetryPolicy | None = None,
         watched: np.ndarray | None = None,
+        groups: Any = None,
     ) -> None:
         self.twin = twin
-        # what is published (twin.contract.telemetry_policy); watched: bool per satellite (default: the policy's)
+        # what is published (twin.contract.telemetry_policy; without one, ``frames`` False means frames off);
+        # watched: bool per satellite (default: the policy's); groups: the aggregates' shells and planes
+        # (twin.contract.fleet_aggregates.Groups; default: grouped here when the policy has aggregates)
         self.policy = policy or TelemetryPolicy(frames="all" if frames else "off")
         watched = watch_mask(twin, self.policy) if watched is None else watched
         # signed requests (twin.contract.request_auth): None takes unsigned ones, marked authenticated: false
@@ -92,14 +95,11 @@ class TwinService:
         self.request_budget_s: float | None = 0.25
         self.link = link
         self.topics: Topics = link.topics
-        self.schedule = schedule or PacketSchedule(twin.n, twin.dt_s)
-        if twin.mesh is None:
-            self.schedule.drop("net")  # no network model: no net packet
-        if twin.compute is None:
-            self.schedule.drop("compute")  # compute placement off: no compute packet
+        self.schedule = prune_schedule(schedule or PacketSchedule(twin.n, twin.dt_s), twin)
         ids = twin.catalogue.norad_ids
         self.encoders = {p: PacketEncoder(p, twin.names, ids, self.topics) for p in self.schedule.period}
-        self.frames = {p: FrameEncoder(p, twin.names, ids, self.topics) for p in self.schedule.period} if frames else {}
+        self.frames = {p: FrameEncoder(p, twin.names, ids, self.topics)
+                       for p in self.schedule.period} if self.policy.frames != "off" else {}
         self.event_seq = np.zeros(twin.n + 1, dtype=np.int64)  # per satellite; last slot: fleet events
         self.reply_seq = 0
         self.boards: dict[str, Any] = {}
@@ -124,7 +124,8 @@ class TwinService:
         self.out = TelemetryOut(link, self.schedule, self.encoders, self.frames, self.seq, self.replay, self.counters,
                                 overload=link.settings.overload, max_backlog=link.settings.max_backlog,
                                 watched=watched, frame_rows=self.policy.frames)
-        self.agg_out = AggregatesOut(link, aggregate_encoder(twin, self.topics, self.policy), self.policy.aggregates_hz,
+        self.agg_out = AggregatesOut(link, aggregate_encoder(twin, self.topics, self.policy, groups),
+                                     self.policy.aggregates_hz,
                                      twin.dt_s, self.counters)
         self.watch_pending: dict[str, tuple[str, np.ndarray]] = {}  # set_watch requests queued: key -> (action, sats)
         self.net_out = NetworkFramesOut(link, self.schedule, twin.names, self.topics, self.counters)
@@ -633,13 +634,23 @@ def watch_mask(twin: FleetTwin, policy: TelemetryPolicy) -> np.ndarray:
     return mask
 
 
-def aggregate_encoder(twin: FleetTwin, topics: Topics, policy: TelemetryPolicy) -> Any:
-    """The aggregates' encoder of a policy with aggregates on (shells and planes at the start), else None."""
+def prune_schedule(schedule: PacketSchedule, twin: FleetTwin) -> PacketSchedule:
+    """Drop the packets the twin has no model for (``net`` without the network, ``compute`` without placement)."""
+    if twin.mesh is None:
+        schedule.drop("net")
+    if twin.compute is None:
+        schedule.drop("compute")
+    return schedule
+
+
+def aggregate_encoder(twin: FleetTwin, topics: Topics, policy: TelemetryPolicy, groups: Any = None) -> Any:
+    """The aggregates' encoder of a policy with aggregates on (``groups``, else the shells and planes at the
+    start: :func:`twin.contract.fleet_aggregates.twin_groups`), else None."""
     if policy.aggregates_hz <= 0:
         return None
-    from twin.contract.fleet_aggregates import AggregateEncoder, catalogue_groups
+    from twin.contract.fleet_aggregates import AggregateEncoder, twin_groups
 
-    return AggregateEncoder(catalogue_groups(twin.catalogue, twin.now_jd), topics)
+    return AggregateEncoder(groups if groups is not None else twin_groups(twin), topics)
 
 
 def sim_seconds(twin: FleetTwin, at: float | str | None) -> float | None:

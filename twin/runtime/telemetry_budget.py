@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twin.contract.fleet_aggregates import AggregateEncoder, Groups, catalogue_groups
+from twin.contract.fleet_aggregates import AggregateEncoder, Groups, twin_groups
 from twin.contract.telemetry_encoder import FrameEncoder, PacketEncoder, PacketSchedule
 from twin.contract.telemetry_policy import (
     Budget, Ceilings, MessageSizes, PolicyError, TelemetryPolicy, budget, check_budget, human_bytes,
@@ -54,15 +54,6 @@ class PolicyPlan:
                 f"{human_bytes(c.mqtt_bytes_per_s)}/s, {c.influx_values_per_s:,.0f} field values/s: {c.source})"]
 
 
-def prune_schedule(schedule: PacketSchedule, twin: FleetTwin) -> PacketSchedule:
-    """Drop the packets the twin has no model for (``net`` without the network, ``compute`` without placement)."""
-    if twin.mesh is None:
-        schedule.drop("net")
-    if twin.compute is None:
-        schedule.drop("compute")
-    return schedule
-
-
 def measure_sizes(twin: FleetTwin, schedule: PacketSchedule, topics: Topics,
                   aggregates: AggregateEncoder | None = None, sample: int = SAMPLE_SATS) -> MessageSizes:
     """Message sizes (topic + payload bytes) from encoding the twin's present telemetry for a sample of satellites."""
@@ -102,7 +93,7 @@ def plan_policy(twin: FleetTwin, schedule: PacketSchedule, policy: TelemetryPoli
         watched = watch_mask(twin, policy)
     except CommandError as exc:
         raise PolicyError(f"--watch {policy.watch_text!r}: {exc.message} of this fleet") from None
-    groups = catalogue_groups(twin.catalogue, twin.now_jd) if policy.aggregates_hz > 0 else None
+    groups = twin_groups(twin) if policy.aggregates_hz > 0 else None
     encoder = AggregateEncoder(groups, topics) if groups is not None else None
     sizes = measure_sizes(twin, schedule, topics, encoder)
     b = budget(schedule, watched, policy.frames, sizes, aggregate_groups=groups.count if groups else 0,

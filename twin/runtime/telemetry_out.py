@@ -56,6 +56,7 @@ class TelemetryOut:
         self.link = link
         # per-satellite topics for these satellites (bool per satellite); frames: all, watched or off
         self.watched = np.ones(seq.size, dtype=bool) if watched is None else np.asarray(watched, dtype=bool).copy()
+        self._all_watched = bool(self.watched.all())
         self.frame_rows = frame_rows
         self.schedule = schedule
         self.encoders = encoders
@@ -84,19 +85,18 @@ class TelemetryOut:
         if action == "set":
             self.watched[:] = False
         self.watched[sats] = action != "remove"
+        self._all_watched = bool(self.watched.all())
         return int(self.watched.sum())
 
     def _watched(self, due: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The due rows of watched satellites (the per-satellite messages of the tick)."""
-        if self.watched.all():
+        if self._all_watched:
             return dict(due)
         return {p: rows[self.watched[rows]] for p, rows in due.items()}
 
-    def _frame_rows(self, rows: np.ndarray) -> np.ndarray | None:
-        """The rows a packet's frame carries (None: no frame)."""
-        if self.frame_rows == "off":
-            return None
-        out = rows if self.frame_rows == "all" else rows[self.watched[rows]]
+    def _frame_rows(self, rows: np.ndarray, watched_rows: np.ndarray) -> np.ndarray | None:
+        """The rows a packet's frame carries (None: no frame); ``watched_rows``: those of ``rows`` watched."""
+        out = rows if self.frame_rows == "all" else watched_rows
         return out if out.size else None
 
     def need(self, tick: int) -> int:
@@ -120,7 +120,8 @@ class TelemetryOut:
         """Encode and publish the telemetry due at ``twin.tick`` (after :meth:`gate`)."""
         link = self.link
         due = self.due(twin.tick)
-        kept: Mapping[str, np.ndarray] = self._watched(due)
+        watched = self._watched(due)
+        kept: Mapping[str, np.ndarray] = watched
         if self.overload == "shed":
             total = sum(int(r.size) for r in kept.values())
             start, self._tick_start = self._tick_start, None
@@ -138,22 +139,25 @@ class TelemetryOut:
             send = kept[packet]
             encoder = self.encoders[packet]
             whole = send.size == rows.size
-            frame_rows = self._frame_rows(rows) if packet in self.frames else None
+            frame_rows = self._frame_rows(rows, watched[packet]) if packet in self.frames else None
             framed_all = frame_rows is not None and frame_rows.size == rows.size
             # each value's JSON text is made once: the satellites' messages and the fleet frame share it
             cols = encoder.columns(twin.tm, rows) if whole or framed_all else None
+            frame_cols = cols if framed_all else (
+                None if frame_rows is None else encoder.columns(twin.tm, frame_rows))
+            # the satellites sent are a subsequence of the watched ones: the same rows when as many
+            send_cols = cols if whole else frame_cols if frame_rows is not None and frame_rows.size == send.size \
+                else None
             if send.size:
                 send_seqs = seqs if whole else self.seq[send] - 1
-                msgs = encoder.encode(twin.tm, send, send_seqs, bseq, t_iso, t_s, run_id, cols=cols if whole else None)
+                msgs = encoder.encode(twin.tm, send, send_seqs, bseq, t_iso, t_s, run_id, cols=send_cols)
                 self._send(msgs)
                 self.replay.add(send, send_seqs, msgs)
                 self.counters["telemetry"] += len(msgs)
             if frame_rows is not None:
-                if framed_all:
-                    topic, frame = self.frames[packet].encode(twin.tm, rows, seqs, bseq, t_iso, t_s, run_id, cols=cols)
-                else:
-                    topic, frame = self.frames[packet].encode(twin.tm, frame_rows, self.seq[frame_rows] - 1, bseq,
-                                                              t_iso, t_s, run_id, cols=encoder.columns(twin.tm, frame_rows))
+                frame_seqs = seqs if framed_all else self.seq[frame_rows] - 1
+                topic, frame = self.frames[packet].encode(twin.tm, frame_rows, frame_seqs, bseq, t_iso, t_s, run_id,
+                                                          cols=frame_cols)
                 link.publish(topic, frame, qos=1)
                 self.counters["frames"] += 1
         if self.overload == "shed":
