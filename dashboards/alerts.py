@@ -59,6 +59,8 @@ NET_OVERLOAD_UID = "orbitwin-net-overload"
 COMPUTE_MISSES_UID = "orbitwin-compute-deadline-misses"
 COMPUTE_BATTERY_UID = "orbitwin-compute-battery"
 
+SERVICE_LABEL = {"service": "orbitwin"}  # every rule carries it; the notification route matches on it
+
 
 def limit_rule_uid(field: str, limit: str) -> str:
     """The alert rule uid of a field's limit: ``orbitwin-{field}-{red-high}`` (``limit`` a :class:`Limits` name).
@@ -93,7 +95,7 @@ def _rule(uid: str, title: str, data: list[dict[str, Any]], *, severity: str, sc
           description: str, no_data: str = "OK", for_: str = "30s") -> dict[str, Any]:
     return {"uid": uid, "title": title, "condition": "C", "data": data, "noDataState": no_data,
             "execErrState": "Error", "for": for_, "isPaused": False,
-            "labels": {"severity": severity, "scope": scope, "service": "orbitwin"},
+            "labels": {"severity": severity, "scope": scope, **SERVICE_LABEL},
             "annotations": {"summary": summary, "description": description}}
 
 

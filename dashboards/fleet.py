@@ -38,6 +38,8 @@ from twin.schema.telemetry import LIMIT_GREEN, LIMIT_RED, LIMIT_STATES, LIMIT_YE
 # holds two grids or more while the twin publishes summaries at least every PERIOD_S (default: every tick).
 GRID_WINDOW_S = int(3 * grid.PERIOD_S)
 
+FLEET_UID = "orbitwin-fleet"  # the fleet overview dashboard (the Grafana bridge annotates it)
+
 
 def _count_steps(color: str) -> list[dict[str, Any]]:
     return [{"color": "green", "value": None}, {"color": color, "value": 1}]
@@ -163,7 +165,7 @@ def fleet_overview() -> dict[str, Any]:
     crit = ('SELECT "sat", "kind", "name", "detail" FROM "events" WHERE "severity" = \'critical\' AND $timeFilter '
             "ORDER BY time DESC LIMIT 200")
     lay.add(table("Critical events", [target(crit, fmt="table")]), w=24, h=8)
-    return dashboard("orbitwin-fleet", "Orbitwin / Fleet overview", lay, tags=["fleet"],
+    return dashboard(FLEET_UID, "Orbitwin / Fleet overview", lay, tags=["fleet"],
                      annotations=event_annotations(), description="Constellation state, positions, SAA, power, compute")
 
 

@@ -17,9 +17,10 @@ from collections import Counter
 from typing import Any
 
 from bridges.grafana_api.client import Grafana, GrafanaApiError
+from dashboards.fleet import FLEET_UID
 
 ANNOTATED_EVENTS = ("action_sent", "command_completed", "command_rejected", "command_timeout")
-DASHBOARD_UID = "orbitwin-fleet"  # dashboards.fleet's overview
+DASHBOARD_UID = FLEET_UID  # dashboards.fleet's overview
 _STOP = None
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from dashboards import alerts, build
 
-SERVICE_MATCHER = ["service", "=", "orbitwin"]  # the label dashboards.alerts gives every rule
+SERVICE_MATCHER = [*alerts.SERVICE_LABEL, "=", *alerts.SERVICE_LABEL.values()]  # the label every alert rule has
 DEFAULT_DATASOURCE_URL = "http://influxdb:8086"
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION_S = {"s": 1, "m": 60, "h": 3600}

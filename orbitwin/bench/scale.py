@@ -26,9 +26,10 @@ from twin.core.catalogue import Catalogue, load_catalogue
 from twin.core.constellation import build_catalogue, load_constellation
 from twin.core.design import load_design
 from twin.core.engine import FleetTwin
+from twin.schema.telemetry import MODE_LOST
 
 ProgressFn = Callable[[float, float], None]
-_EPOCH_JD = 2461377.5  # 2026-12-03 00:00 UTC: any fixed epoch (the run starts there)
+EPOCH_JD = 2461377.5  # 2026-12-03 00:00 UTC: any fixed epoch (the run starts there)
 
 
 def rss_mb(pid: int | None = None) -> float:
@@ -90,7 +91,7 @@ def _measure(cat: Catalogue, steps: int, dt_s: float, profile_steps: int,
     gc.collect()
     rss0 = rss_mb()
     t0 = time.perf_counter()
-    twin = FleetTwin(cat, load_design(), start_jd=_EPOCH_JD, dt_s=dt_s, seed=0, network=False)
+    twin = FleetTwin(cat, load_design(), start_jd=EPOCH_JD, dt_s=dt_s, seed=0, network=False)
     build_s = time.perf_counter() - t0
     try:
         for _ in range(2):
@@ -104,7 +105,7 @@ def _measure(cat: Catalogue, steps: int, dt_s: float, profile_steps: int,
         pid = _worker_pid(twin)
         parent_mb, worker_mb = rss_mb(), (rss_mb(pid) if pid else 0.0)
         where = _where_the_time_goes(twin, profile_steps) if profile_steps else {}
-        lost = int(np.sum(twin.mode == 2))
+        lost = int(np.sum(twin.mode == MODE_LOST))
         prop = twin.propagator
         balance = {"radiation_in_orbit_worker": bool(getattr(prop, "radiation_in_worker", False)),
                    "balance_note": getattr(prop, "balance_note", None)}
@@ -135,7 +136,7 @@ def bench_scale(constellation: str, steps: int = 10, dt_s: float = 1.0, baseline
 
     t0 = time.perf_counter()
     spec = load_constellation(constellation)
-    cat = build_catalogue(spec, _EPOCH_JD)
+    cat = build_catalogue(spec, EPOCH_JD)
     catalogue_s = time.perf_counter() - t0
     out: dict[str, Any] = {"benchmark": "fleet", "constellation": spec.name, "dt_s": dt_s, "steps": steps,
                            "network": False, "catalogue_build_s": round(catalogue_s, 1)}

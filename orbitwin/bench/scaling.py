@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from orbitwin.bench.scale import EPOCH_JD
 from twin.contract.telemetry_encoder import PacketSchedule
 from twin.contract.telemetry_policy import budget, load_ceilings
 from twin.contract.topics import Topics
@@ -36,18 +37,18 @@ POLICIES: tuple[tuple[str, str | int, str, float], ...] = (
 )
 
 
-def _groups(n: int) -> int:
-    """Shells plus planes of the ``million`` layout scaled to ``n`` satellites (25 shells, square planes)."""
-    per_shell = n / 25
-    planes = max(1, round(math.sqrt(per_shell)))
-    return 25 + 25 * planes
+def _groups(n: int, shells: int) -> int:
+    """Shells plus planes of a layout of ``shells`` shells scaled to ``n`` satellites (square shells: planes
+    of as many satellites as there are planes, as in the ``million`` layout)."""
+    planes = max(1, round(math.sqrt(n / shells)))
+    return shells + shells * planes
 
 
 def scaling_plan(sizes: tuple[int, ...] = (100_000, 1_000_000), dt_s: float = 1.0,
                  sat_steps_per_core_s: float = SAT_STEPS_PER_CORE_S) -> dict[str, Any]:
     """The budget and the machines for each fleet size and policy of :data:`POLICIES`."""
     spec = load_constellation("million")  # its first shell (40,000: names as long as the million's), every 100th
-    sample = build_catalogue(dataclasses.replace(spec, shells=spec.shells[:1]), 2461377.5).subset(range(0, 40_000, 100))
+    sample = build_catalogue(dataclasses.replace(spec, shells=spec.shells[:1]), EPOCH_JD).subset(range(0, 40_000, 100))
     topics = Topics()
     ceilings = load_ceilings()
     with FleetTwin(sample, load_design(), dt_s=dt_s, seed=0, network=False, orbit_worker=False) as twin:
@@ -59,7 +60,8 @@ def scaling_plan(sizes: tuple[int, ...] = (100_000, 1_000_000), dt_s: float = 1.
         for name, watch, frames, agg_hz in POLICIES:
             watched = np.zeros(n, dtype=bool)
             watched[: n if watch == "all" else 0 if watch == "none" else int(watch)] = True
-            b = budget(schedule, watched, frames, msg_sizes, aggregate_groups=_groups(n) if agg_hz else 0,
+            groups = _groups(n, len(spec.shells)) if agg_hz else 0
+            b = budget(schedule, watched, frames, msg_sizes, aggregate_groups=groups,
                        aggregates_hz=agg_hz)
             rows.append({
                 "sats": n, "policy": name,

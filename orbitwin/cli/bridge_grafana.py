@@ -12,7 +12,7 @@ from typing import Any
 from orbitwin.cli.key_options import add_key_options, client_id_and_signer
 from orbitwin.cli.lifecycle import stop_on_signals
 from orbitwin.cli.mqtt_options import SecretOnCommandLine, add_mqtt_options, mqtt_settings_from_args, secret_from_sources
-from orbitwin.cli.status_line import add_json_option, grafana_line, report_until_stopped
+from orbitwin.cli.status_line import add_status_options, grafana_line, report_until_stopped
 
 ENV_WEBHOOK_USER = "GRAFANA_WEBHOOK_USER"  # the names Grafana's provisioned contact point reads too
 ENV_WEBHOOK_PASSWORD = "GRAFANA_WEBHOOK_PASSWORD"
@@ -55,12 +55,11 @@ def add_parser(bsub: Any) -> None:
                    "--influx-password-file", help=argparse.SUPPRESS)
     p.add_argument("--poll-interval", type=float, default=10.0, help="seconds between polls (default 10)")
     p.add_argument("--poll-once", action="store_true", help="poll once, act, wait for the replies, print JSON, exit")
-    g.add_argument("--report-every", type=float, default=10.0, help="seconds between status lines")
     g.add_argument("--grafana", metavar="URL",
                    help="also post each command sent and the twin's reply as an annotation on the fleet overview "
                         "dashboard of the Grafana at URL (credentials $GRAFANA_TOKEN, or $GRAFANA_USER and "
                         "$GRAFANA_PASSWORD; failures are counted, never stop the bridge)")
-    add_json_option(g)
+    add_status_options(g)
     g.set_defaults(func=cmd_bridge_grafana)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from orbitwin.cli import arg_types
 from orbitwin.cli.lifecycle import stop_on_signals
 from orbitwin.cli.mqtt_options import add_mqtt_options, mqtt_settings_from_args, secret_from_sources
-from orbitwin.cli.status_line import add_json_option, influx_line, report_until_stopped
+from orbitwin.cli.status_line import add_status_options, influx_line, report_until_stopped
 
 
 def add_parser(bsub: Any) -> None:
@@ -35,9 +35,7 @@ def add_parser(bsub: Any) -> None:
     b.add_argument("--spool-dir", default="orbitwin-spool", help="on-disk spool for InfluxDB outages")
     b.add_argument("--spool-max-mb", type=float, default=1024.0, help="spool size limit (oldest dropped beyond)")
     b.add_argument("--dead-letter", default="orbitwin-dead-letters.jsonl", help="JSONL file of what cannot be stored")
-    b.add_argument("--report-every", type=arg_types.positive_seconds, default=10.0,
-                   help="seconds between status lines (default 10)")
-    add_json_option(b)
+    add_status_options(b)
     b.set_defaults(func=cmd_bridge_influx)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from orbitwin.cli import arg_types
 from orbitwin.cli.lifecycle import stop_on_signals
 from orbitwin.cli.mqtt_options import add_mqtt_options, mqtt_settings_from_args
-from orbitwin.cli.status_line import add_json_option, report_until_stopped, serial_line
+from orbitwin.cli.status_line import add_status_options, report_until_stopped, serial_line
 
 
 def add_parser(bsub: Any) -> None:
@@ -31,9 +31,7 @@ def add_parser(bsub: Any) -> None:
     b.add_argument("--sat-check-wait", type=arg_types.non_negative, default=3.0, metavar="SECONDS",
                    help="seconds to wait for the twin's retained catalogue to check --sat against (0: no check; "
                         "default 3)")
-    b.add_argument("--report-every", type=arg_types.positive_seconds, default=10.0,
-                   help="seconds between status lines (default 10)")
-    add_json_option(b)
+    add_status_options(b)
     add_mqtt_options(b, connect_timeout_s=10.0)
     b.set_defaults(func=cmd_bridge_serial)
 

@@ -17,8 +17,12 @@ Status = dict[str, Any]
 JSON_HELP = "print the status as one JSON object per line (for scripts) instead of a short line for people"
 
 
-def add_json_option(parser: Any) -> None:
-    """Add ``--json`` (the machine-readable status lines) to a bridge's parser."""
+def add_status_options(parser: Any) -> None:
+    """Add ``--report-every`` (seconds between status lines) and ``--json`` (machine-readable ones) to a bridge."""
+    from orbitwin.cli.arg_types import positive_seconds
+
+    parser.add_argument("--report-every", type=positive_seconds, default=10.0,
+                        help="seconds between status lines (default 10)")
     parser.add_argument("--json", action="store_true", help=JSON_HELP)
 
 

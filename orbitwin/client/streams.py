@@ -20,7 +20,11 @@ T = TypeVar("T")
 
 def topic_matches(pattern: str, topic: str) -> bool:
     """Whether ``topic`` matches the MQTT filter ``pattern`` (``+`` one level, ``#`` the rest)."""
-    p, t = pattern.split("/"), topic.split("/")
+    return _levels_match(pattern.split("/"), topic.split("/"))
+
+
+def _levels_match(p: list[str], t: list[str]) -> bool:
+    """:func:`topic_matches` on topic levels already split."""
     for k, part in enumerate(p):
         if part == "#":
             return True
@@ -65,9 +69,15 @@ class Stream(Generic[T]):
         self._clock = threading.Condition()
         self._keys: set[tuple[str, Any, Any]] = set()
         self._on_close = on_close
+        # matched on the network thread for every message: exact topics in a set, wildcard filters split once
+        self._exact = {f for f in self.filters if "+" not in f and "#" not in f}
+        self._wild = [f.split("/") for f in self.filters if f not in self._exact]
 
     def wants(self, topic: str) -> bool:
-        return any(topic_matches(f, topic) for f in self.filters)
+        if topic in self._exact:
+            return True
+        levels = topic.split("/")
+        return any(_levels_match(p, levels) for p in self._wild)
 
     def feed(self, topic: str, body: dict[str, Any]) -> None:
         """One message on a matching topic (called from the network thread)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -45,8 +46,8 @@ def parse_speed(text: str) -> float | None:
         value = float(t[1:] if t.startswith("x") else t)
     except ValueError:
         raise ValueError(f"speed must be 'real', 'max' or xN (e.g. x10), got {text!r}") from None
-    if not value > 0:
-        raise ValueError(f"speed must be > 0, got {text!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"speed must be a finite number > 0, got {text!r}")
     return value
 
 
