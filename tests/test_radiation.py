@@ -15,6 +15,7 @@ from twin.core import radiation_grid as rg
 from twin.core.constants import MU_EARTH_M3_S2, R_EARTH_M, SECONDS_PER_YEAR
 from twin.core.design import load_design
 from twin.core.params import DesignError
+from twin.core.sat_random import SEL, SEU, Draws, SatRandom
 from twin.core.radiation import (
     RadiationEnvironment,
     RadiationParams,
@@ -37,6 +38,11 @@ from twin.core.radiation import (
 DATA = Path(__file__).resolve().parents[1] / "twin" / "data"
 P = RadiationParams()
 COVER_G_CM2 = load_design().solar_array.cover_glass_g_cm2  # shipped design: 100 um at 2.54 g/cm^3
+
+
+def _draws(seed: int, n: int, stream: int = SEU) -> Draws:
+    """Draws of ``n`` satellites keyed 0..n-1 at tick 0."""
+    return SatRandom(seed, np.arange(n, dtype=np.uint64)).draws(stream, 0)
 
 
 @pytest.fixture(scope="module")
@@ -254,8 +260,8 @@ def test_seu_rates_reproduce_alsat1_at_reference_flux() -> None:
 
 
 def test_seu_poisson_statistics() -> None:
-    rng = np.random.default_rng(7)
     n, n_dev, dt = 20_000, 4, 10.0
+    rng = _draws(7, n)
     scale = np.where(np.arange(n) % 2 == 0, 1500.0 / 80.0, 1.0)  # SEU rate over its Alsat-1 orbit average
     corr, unc = seu_events(rng, scale, dt, P, n_dev)
     assert corr.shape == unc.shape == (n, n_dev) and corr.dtype.kind == "i"
@@ -273,10 +279,10 @@ def test_seu_poisson_statistics() -> None:
 
 def test_seu_same_seed_same_events_and_zero_flux() -> None:
     flux = np.linspace(0.0, 3000.0, 9543)
-    a = seu_events(np.random.default_rng(123), flux, 10.0, P, 3)
-    b = seu_events(np.random.default_rng(123), flux, 10.0, P, 3)
+    a = seu_events(_draws(123, flux.size), flux, 10.0, P, 3)
+    b = seu_events(_draws(123, flux.size), flux, 10.0, P, 3)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    z = seu_events(np.random.default_rng(1), np.array([0.0, np.nan, -5.0]), 1e6, P, 2)
+    z = seu_events(_draws(1, 3), np.array([0.0, np.nan, -5.0]), 1e6, P, 2)
     assert all(np.all(x == 0) for x in z)
 
 
@@ -286,23 +292,21 @@ def test_sel_rises_with_temperature() -> None:
     r_cold, r_hot = sel_rate_per_device_s(flux, cold, P), sel_rate_per_device_s(flux, hot, P)
     assert np.allclose(r_hot / r_cold, 2 ** (50.0 / P.sel_doubling_k))
     dt = 20.0 * 86_400.0  # long step so that events are numerous
-    # seed 6: sel_events draws sparsely (one uniform per satellite, see sel_hits); with seed 5 this
-    # 3-sigma check happens to land at 3.3 sigma (over 300 seeds: mean -0.04, std 0.99 sigma)
-    ev_cold = sel_events(np.random.default_rng(6), flux, cold, dt, P, 2)
-    ev_hot = sel_events(np.random.default_rng(6), flux, hot, dt, P, 2)
+    ev_cold = sel_events(_draws(6, flux.size), flux, cold, dt, P, 2)
+    ev_hot = sel_events(_draws(6, flux.size), flux, hot, dt, P, 2)
     assert ev_cold.dtype == bool and ev_cold.shape == (50_000, 2)
     assert ev_hot.sum() > 2 * ev_cold.sum() > 0
     p_hot = -np.expm1(-r_hot[0, 0] * dt)
     assert abs(ev_hot.mean() - p_hot) < 3 * np.sqrt(p_hot * (1 - p_hot) / ev_hot.size)
     # More flux -> more latch-ups; NaN temperature -> no event.
     assert sel_rate_per_device_s(np.array([1500.0]), cold[:1], P)[0, 0] > r_cold[0, 0]
-    assert not sel_events(np.random.default_rng(0), np.array([100.0]), np.array([[np.nan]]), dt, P, 1).any()
+    assert not sel_events(_draws(0, 1), np.array([100.0]), np.array([[np.nan]]), dt, P, 1).any()
 
 
 def test_sel_hits_devices_independent_with_the_per_device_probability() -> None:
     n, n_dev, dt = 200_000, 4, 300 * 86_400.0  # long step: P ~ 0.4 per device
     flux, temp = np.full(n, 100.0), np.full((n, 1), 400.0)  # devices share the node temperature
-    rows, devs = sel_hits(np.random.default_rng(1), flux, temp, dt, P, n_dev)
+    rows, devs = sel_hits(_draws(1, n), flux, temp, dt, P, n_dev)
     ev = np.zeros((n, n_dev), dtype=bool)
     ev[rows, devs] = True
     assert np.all(np.diff(rows) >= 0)
@@ -315,7 +319,7 @@ def test_sel_hits_devices_independent_with_the_per_device_probability() -> None:
     # one NaN device temperature: that device never latches, the others still do
     temp4 = np.full((1000, n_dev), 400.0)
     temp4[:, 1] = np.nan
-    r4, d4 = sel_hits(np.random.default_rng(2), np.full(1000, 100.0), temp4, dt, P, n_dev)
+    r4, d4 = sel_hits(_draws(2, 1000), np.full(1000, 100.0), temp4, dt, P, n_dev)
     assert 1 not in set(d4.tolist()) and d4.size > 0
 
 
@@ -373,12 +377,13 @@ def test_performance_n9543(env: RadiationEnvironment) -> None:
     n, n_dev = 9543, 4
     lat, lon = np.radians(rng.uniform(-70, 70, n)), np.radians(rng.uniform(-180, 180, n))
     alt, temp = rng.uniform(340e3, 1200e3, n), rng.uniform(280.0, 360.0, (n, n_dev))
+    streams = SatRandom.for_names(0, [f"SAT-{i}" for i in range(n)])
     best = np.inf
     for _ in range(30):
         t0 = time.perf_counter()
         local = env.sample(lat, lon, alt)
-        seu_events(rng, local.seu_scale, 10.0, P, n_dev)
-        sel_events(rng, local.proton_flux_cm2_s, temp, 10.0, P, n_dev)
+        seu_events(streams.draws(SEU, 1), local.seu_scale, 10.0, P, n_dev)
+        sel_events(streams.draws(SEL, 1), local.proton_flux_cm2_s, temp, 10.0, P, n_dev)
         best = min(best, time.perf_counter() - t0)
     # ~4.5 ms on a loaded 2-core machine (5-channel lookup ~2.6 ms, SEU ~0.8, SEL ~1.1); measured 10.2 ms once
     # while other suites ran on the same 2 cores, so the bound is 15 ms (a per-satellite loop would be ~100x slower)

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from twin.core import radiation
+from twin.core import radiation, sat_random
+from twin.core.sat_random import SatRandom
 from twin.core.catalogue import load_catalogue
 from twin.core.compute import (
     POLICIES, DemandGenerator, DemandParams, FleetView, JobKind, JobState, PlacementParams, Scheduler,
@@ -131,7 +132,7 @@ def run_policy(policy: str, design: Design, hours: float, dt_s: float, count: in
     nd = params.n_devices
     soc = np.full(fleet.n, design.battery.soc_initial)
     device_ok = np.ones((fleet.n, nd), bool)
-    upset_rng = np.random.default_rng(seed + 1)
+    upsets = SatRandom(seed + 1, np.arange(fleet.n, dtype=np.uint64))
     steps = int(round(hours * 3600.0 / dt_s))
     cost_ms = np.zeros(steps)
     cpu_ms = np.zeros(steps)
@@ -159,7 +160,7 @@ def run_policy(policy: str, design: Design, hours: float, dt_s: float, count: in
         # the same uncorrectable upsets for every policy (own generator, drawn before any decision)
         if k % 10 == 0:
             seu_scale = fleet.seu_scale(pos)
-        hit, _, unc = radiation.seu_hits(upset_rng, seu_scale, dt_s, design.radiation, nd)
+        hit, _, unc = radiation.seu_hits(upsets.draws(sat_random.SEU, k), seu_scale, dt_s, design.radiation, nd)
         for row, dev in zip(*np.nonzero(unc)):
             sched.upset(int(hit[row]), int(dev))
         if progress is not None:

@@ -77,3 +77,13 @@ def http_url(text: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise _fail("an http:// or https:// URL such as http://localhost:8086", text)
     return text
+
+
+def shard(text: str) -> str:
+    """``K/N``: shard K of N, 1 <= K <= N (kept as text ``K/N``)."""
+    from twin.core.shards import ShardSpec
+
+    try:
+        return ShardSpec.parse(text).label
+    except ValueError:
+        raise _fail("K/N with 1 <= K <= N (e.g. 1/2)", text) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 from typing import Any
@@ -48,6 +49,11 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--max-backlog", type=int,
                    help="messages the broker has not taken yet that the twin allows before it waits or sheds "
                         "(default: two ticks of telemetry)")
+    t.add_argument("--shard", type=arg_types.shard, metavar="K/N",
+                   help="run shard K of the fleet split into N by whole orbital planes (docs/scaling.md#shards): "
+                        "this process steps only its satellites, publishes their topics and its own fleet topics "
+                        "under {prefix}/shard/K, and leaves requests for other satellites to their shards; needs "
+                        "--no-network and an external broker (--mqtt) that every shard uses")
     w = p.add_argument_group("telemetry policy and budget (docs/mqtt.md#telemetry-policy-and-budget)")
     w.add_argument("--watch", default="all", metavar="SELECTION",
                    help="satellites that publish per-satellite topics sat/{sat}/tm/{packet}: all (default), none, "
@@ -94,14 +100,17 @@ def cmd_run(a: argparse.Namespace) -> int:
     use_mqtt = not a.no_mqtt
     if a.broker_port is not None and (a.mqtt or not use_mqtt):
         raise ValueError("--broker-port sets the embedded broker's port: it cannot go with --mqtt or --no-mqtt")
+    if a.shard is not None and not (a.mqtt and use_mqtt):
+        raise ValueError("--shard needs --mqtt: the shards of a fleet publish to one broker (or broker cluster)")
     spec = RunSpec(
-        fleet=fleet_options(a), seed_given=a.seed is not None, speed=a.speed, duration_s=a.duration,
+        fleet=dataclasses.replace(fleet_options(a), shard=a.shard), seed_given=a.seed is not None, speed=a.speed, duration_s=a.duration,
         scenario_path=a.scenario, use_mqtt=use_mqtt,
         # bad options fail before the fleet is built
         mqtt=mqtt_settings_from_args(a) if a.mqtt and use_mqtt else None,
         embedded_template=(mqtt_settings_from_args(a, EMBEDDED_PLACEHOLDER_URL)
                            if use_mqtt and not a.mqtt else None),
-        link=LinkSettings(prefix=a.prefix, client_id=a.client_id, qos=a.qos, state_dir=a.state_dir,
+        link=LinkSettings(prefix=a.prefix, shard=None if a.shard is None else a.shard.split("/")[0],
+                          client_id=a.client_id, qos=a.qos, state_dir=a.state_dir,
                           overload=a.overload, max_backlog=a.max_backlog),
         rates=a.rates, sat_rates=a.sat_rates, replay_bytes=int(a.replay_mb * 2**20),
         connect_timeout_s=a.connect_timeout, rows=a.rows, refresh_s=a.refresh,

@@ -30,6 +30,11 @@ Everything under one prefix (default ``orbitwin/v1``)::
     {prefix}/board/{board}/cmd | /fault     requests to the board (same request/reply rules)
     {prefix}/board/{board}/reply            replies of the serial bridge
     {prefix}/bridge/{id}/status | /event    a bridge's own status and events
+
+A shard of a sharded twin (``orbitwin run --shard K/N``) publishes its satellites' topics as above
+and its own fleet-level topics (state, fleet/..., errors, audit) under ``{prefix}/shard/{K}``, so
+shards never share a birth sequence, a frame or a summary; it takes requests on both
+``{prefix}/fleet/...`` (every shard) and ``{prefix}/shard/{K}/fleet/...`` (this shard only).
 """
 
 from __future__ import annotations
@@ -51,57 +56,68 @@ class Topics:
     """Topic names for one prefix."""
 
     prefix: str = DEFAULT_PREFIX
+    shard: str | None = None  # a shard's number ("+" in topic filters that match every shard); None: not sharded
+
+    @property
+    def root(self) -> str:
+        """Where the fleet-level topics live: the prefix, or ``{prefix}/shard/{shard}`` for a shard."""
+        return self.prefix if self.shard is None else f"{self.prefix}/shard/{self.shard}"
+
+    @property
+    def base(self) -> Topics:
+        """The unsharded topics of the same prefix (the fleet requests every shard takes)."""
+        return self if self.shard is None else Topics(self.prefix)
 
     @property
     def state(self) -> str:
-        return f"{self.prefix}/state"
+        return f"{self.root}/state"
 
     @property
     def catalogue(self) -> str:
-        return f"{self.prefix}/fleet/catalogue"
+        return f"{self.root}/fleet/catalogue"
 
     @property
     def status(self) -> str:
-        return f"{self.prefix}/fleet/status"
+        return f"{self.root}/fleet/status"
 
     @property
     def summary(self) -> str:
-        return f"{self.prefix}/fleet/summary"
+        return f"{self.root}/fleet/summary"
 
     @property
     def errors(self) -> str:
-        return f"{self.prefix}/errors"
+        return f"{self.root}/errors"
 
     @property
     def audit(self) -> str:
         """``{prefix}/audit``: the twin's audit trail, one record per request, accepted or rejected."""
-        return f"{self.prefix}/audit"
+        return f"{self.root}/audit"
 
     @property
     def replay(self) -> str:
-        return f"{self.prefix}/fleet/replay"
+        return f"{self.root}/fleet/replay"
 
     @property
     def route(self) -> str:
         """``{prefix}/fleet/route``: on-demand routes between two network endpoints (a read-only query)."""
-        return f"{self.prefix}/fleet/route"
+        return f"{self.root}/fleet/route"
 
     def fleet_tm(self, packet: str) -> str:
-        return f"{self.prefix}/fleet/tm/{packet}"
+        return f"{self.root}/fleet/tm/{packet}"
 
     def fleet_agg_shell(self, shell: str) -> str:
         """``{prefix}/fleet/agg/shell/{shell}``: one shell's aggregate (:mod:`twin.contract.fleet_aggregates`)."""
-        return f"{self.prefix}/fleet/agg/shell/{shell}"
+        return f"{self.root}/fleet/agg/shell/{shell}"
 
     def fleet_agg_plane(self, shell: str, plane: str) -> str:
         """``{prefix}/fleet/agg/plane/{shell}/{plane}``: one orbital plane's aggregate."""
-        return f"{self.prefix}/fleet/agg/plane/{shell}/{plane}"
+        return f"{self.root}/fleet/agg/plane/{shell}/{plane}"
 
     def replayed(self, sat: str, packet: str) -> str:
         return f"{self.prefix}/replay/{sat}/tm/{packet}"
 
     def fleet(self, leaf: str) -> str:
-        return f"{self.prefix}/fleet/{leaf}"
+        return f"{self.root}/fleet/{leaf}"
 
     def sat(self, sat: str, leaf: str) -> str:
         return f"{self.prefix}/sat/{sat}/{leaf}"
@@ -136,8 +152,10 @@ class Topics:
 
     @property
     def request_subscriptions(self) -> tuple[str, ...]:
-        """What the twin subscribes to (with no-local, so its own publications do not echo)."""
-        return (f"{self.prefix}/sat/+/+", f"{self.prefix}/fleet/+", f"{self.prefix}/board/+/state",
+        """What the twin subscribes to (with no-local, so its own publications do not echo); a shard
+        also takes its own ``{prefix}/shard/{K}/fleet/+``."""
+        own = () if self.shard is None else (f"{self.root}/fleet/+",)
+        return (f"{self.prefix}/sat/+/+", f"{self.prefix}/fleet/+", *own, f"{self.prefix}/board/+/state",
                 f"{self.prefix}/board/+/tm", f"{self.prefix}/board/+/job")
 
     def parse_board_topic(self, topic: str) -> tuple[str, str] | None:
@@ -157,6 +175,8 @@ class Topics:
             return "sat", parts[1], parts[2]
         if len(parts) == 2 and parts[0] == "fleet":
             return "fleet", None, parts[1]
+        if self.shard is not None and topic.startswith(self.root + "/fleet/") and topic.count("/") == self.root.count("/") + 2:
+            return "fleet", None, topic.rsplit("/", 1)[1]
         return None
 
 

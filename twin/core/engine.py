@@ -23,6 +23,7 @@ from twin.core import hil_payload as hil
 from twin.core import payload as pl
 from twin.core import radiation
 from twin.core import thermal
+from twin.core import sat_random
 from twin.core.catalogue import Catalogue
 from twin.core.constants import R_EARTH_M, SECONDS_PER_DAY
 from twin.core.design import Design
@@ -39,6 +40,8 @@ from twin.core.faults import IMPULSE_FAULTS, NETWORK_FAULTS, FaultBook, FaultTar
 from twin.core.network import GroundSites, Mesh, MeshState, load_cities, load_gateways, terminals_from_count
 from twin.core.network.latency import CityRtt, city_fibre_rtt_s, city_rtt
 from twin.core.request_limits import RequestLimits
+from twin.core.sat_random import SatRandom
+from twin.core.shards import ShardMap
 from twin.core.solar_array import array_power_w
 from twin.core.telemetry_assembly import build_telemetry
 from twin.schema.commands import COMMANDS, FAULTS, CommandError, Reason, validate
@@ -104,7 +107,8 @@ class FleetTwin:
         self.dt_s = float(dt_s)
         self.seed = seed
         self.limits = limits or RequestLimits()
-        self.rng = np.random.default_rng(seed)
+        self.shard: ShardMap | None = None  # set when this twin is one shard of a partitioned fleet (twin.core.shards)
+        self.random = SatRandom.for_names(seed, self.names)  # per-satellite streams: a shard draws as the whole
         self.jd0, self.fr0 = julian_split(catalogue.median_epoch_jd() if start_jd is None else start_jd)
         self.t_s = 0.0
         self.tick = 0
@@ -128,7 +132,7 @@ class FleetTwin:
         self.seu_total = np.zeros(n, dtype=np.int64)
         self.mode = np.full(n, MODE_NOMINAL, dtype=np.int8)
         self.attitude = np.full(n, ATT_SUN_TRACK, dtype=np.int8)
-        self.tumble_phase = self.rng.uniform(0.0, 2 * np.pi, n)
+        self.tumble_phase = 2 * np.pi * self.random.draws(sat_random.TUMBLE, 0).uniform()
         self.payload = pl.PayloadState.initial(n, design.payload)
         self.fdir = fdir_mod.FdirState.initial(n, d)
         # onboard FDIR responses decided at the end of a tick, applied in the next one
@@ -314,7 +318,8 @@ class FleetTwin:
         self._events.append(Event(self.t_s, sat, kind, name, severity, detail))
 
     def _fault_target(self) -> FaultTarget:
-        return FaultTarget(self.t_s, self.mode, self.attitude, self.seu_total, self.payload, self.rng)
+        return FaultTarget(self.t_s, self.mode, self.attitude, self.seu_total, self.payload, self.random,
+                           self.tick)
 
     def _run_due_requests(self) -> None:
         while self._queue and self._queue[0].at_s <= self.t_s + 1e-9:
@@ -468,7 +473,7 @@ class FleetTwin:
             e_flux=e_flux, dose_rate=dose_rate, temp_k=self.temp_k, soc=self.soc, dose_rad=self.dose_rad,
             seu_total=self.seu_total, mode=self.mode, attitude=self.attitude, payload=self.payload,
             payload_source=self.payload_source, hil_divergence=self.hil_divergence, faults=self.faults,
-            saa_proton_flux_cm2_s=des.radiation.saa_proton_flux_cm2_s, rng=self.rng, net=self.net,
+            saa_proton_flux_cm2_s=des.radiation.saa_proton_flux_cm2_s, sensor_noise=self.random.draws(sat_random.SENSOR_NOISE, self.tick), net=self.net,
             compute=self.compute)
         self._run_fdir(dt if advance else 0.0)
 
@@ -505,7 +510,7 @@ class FleetTwin:
     def _radiation_effects(self, p_flux: np.ndarray, seu_scale: np.ndarray, dt: float) -> None:
         des, p = self.design, self.payload
         nd = des.payload.n_devices
-        hit, corr, unc = radiation.seu_hits(self.rng, seu_scale, dt, des.radiation, nd)
+        hit, corr, unc = radiation.seu_hits(self.random.draws(sat_random.SEU, self.tick), seu_scale, dt, des.radiation, nd)
         if hit.size:
             p.ecc_corrected[hit] += corr
             p.ecc_uncorrectable[hit] += unc
@@ -520,7 +525,7 @@ class FleetTwin:
                     self.compute.upset(s, int(d))
         # all devices of a satellite share the payload node's temperature
         temp = self.temp_k[:, thermal.PAYLOAD:thermal.PAYLOAD + 1]
-        rows, devs = radiation.sel_hits(self.rng, p_flux, temp, dt, des.radiation, nd)
+        rows, devs = radiation.sel_hits(self.random.draws(sat_random.SEL, self.tick), p_flux, temp, dt, des.radiation, nd)
         for s, d in zip(rows, devs):
             if self.mode[s] == MODE_LOST or p.latched[s, d] or p.off_remaining_s[s, d] > 0:
                 continue

@@ -19,6 +19,8 @@ import numpy as np
 
 from twin.core.events import Event, Request
 from twin.core.payload import PayloadState
+from twin.core import sat_random
+from twin.core.sat_random import Draws, SatRandom
 from twin.core.power import PowerParams
 from twin.schema.commands import FAULTS, CommandError, Reason
 from twin.schema.telemetry import ATT_SAFE_SUN, ATT_SUN_TRACK, ATT_TUMBLING, MODE_LOST, MODE_SAFE
@@ -35,7 +37,8 @@ class FaultTarget:
     attitude: np.ndarray  # (n,) int8 ATT_*
     seu_total: np.ndarray  # (n,) int64 upsets counted so far
     payload: PayloadState
-    rng: np.random.Generator
+    random: SatRandom  # the satellites' random streams (twin.core.sat_random)
+    tick: int  # the tick now (the counter of the streams)
 
 
 @dataclass
@@ -48,6 +51,7 @@ class ActiveFault:
     args: dict[str, Any]
     start_s: float
     end_s: float | None
+    draw_index: np.ndarray | None = None  # per satellite of ``sats``: the index of its random draws
 
 
 IMPULSE_FAULTS = frozenset({"seu_burst", "latchup"})  # act once; every other fault stays active
@@ -78,6 +82,9 @@ class FaultBook:
         self._network: dict[int, ActiveFault] = {}  # link and gateway outages in start order
         self.network_version = 0  # counts starts and ends of network faults (the engine rebuilds its outages)
         self._next_id = 1
+        # faults started per satellite: numbers a fault's random draws per satellite (a fault id counts the
+        # faults of this process, so a shard numbers them differently; this count is the same everywhere)
+        self.started = np.zeros(n, dtype=np.int64)
         self.array_strings_failed = np.zeros(n, dtype=np.int64)
         self.battery_strings_failed = np.zeros(n, dtype=np.int64)
         self.radiator_eff = np.ones(n)
@@ -158,11 +165,14 @@ class FaultBook:
                                "(the most allowed); clear one first", "sat")
         fid = self._next_id
         self._next_id += 1
+        draw_index = self.started[s].copy()
+        self.started[s] += 1
         p, t = fleet.payload, fleet.t_s
         events: list[Event] = []
         if kind == "seu_burst":
             dev = 0 if a["device"] is None else a["device"]
-            unc = fleet.rng.binomial(a["count"], self.uncorrectable_fraction, size=s.size)
+            unc = fleet.random.draws(sat_random.SEU_BURST, fleet.tick).binomial(
+                a["count"], self.uncorrectable_fraction, s, index=draw_index)
             p.ecc_uncorrectable[s, dev] += unc
             p.ecc_corrected[s, dev] += a["count"] - unc
             fleet.seu_total[s] += a["count"]
@@ -183,7 +193,8 @@ class FaultBook:
                     _forward(p, int(i), "sel", dev, 1)
             return {"fault_id": fid, "devices": list(devs), "applied": int(s.size)}, events
         end = None if req.duration_s is None else t + req.duration_s
-        f = ActiveFault(fid, kind, np.unique(s), dict(a), t, end)
+        sats, first = np.unique(s, return_index=True)
+        f = ActiveFault(fid, kind, sats, dict(a), t, end, draw_index[first])
         self.active[fid] = f
         for i in f.sats.tolist():
             self._on_sat.setdefault(i, set()).add(fid)
@@ -246,9 +257,10 @@ class FaultBook:
             raise CommandError(Reason.BAD_ARGUMENT, f"no active fault with id {fault_id}", "fault_id")
         return {"fault_id": fault_id, "cleared": True}, self._end(f, "cleared", fleet)
 
-    def apply_sensor_faults(self, tm: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+    def apply_sensor_faults(self, tm: dict[str, np.ndarray], noise: Draws) -> None:
         """Turn true values into what the faulty sensors read (in place, copying touched fields).
 
+        ``noise``: this tick's sensor-noise stream of the satellites (each fault draws its own numbers).
         A field keeps its schema type: integer readings are rounded, boolean ones read true above 0.5.
         """
         readings: dict[str, np.ndarray] = {}  # each touched field copied once, whatever its number of faults
@@ -266,7 +278,7 @@ class FaultBook:
             elif f.kind == "sensor_bias":
                 values[s] += f.args["bias"]
             else:
-                values[s] += rng.normal(0.0, f.args["sigma"], s.size)
+                values[s] += f.args["sigma"] * noise.normal(s, f.draw_index if f.draw_index is not None else 0)
         for name, values in readings.items():
             dtype = tm[name].dtype
             if dtype.kind == "b":

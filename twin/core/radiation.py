@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from twin.core.constants import SECONDS_PER_DAY
+from twin.core.sat_random import INVERSION_MAX_MEAN, Draws, poisson_inverse
 from twin.core.params import DesignError, build, param
 from twin.core.radiation_grid import (
     DEFAULT_GRID_PATH,
@@ -498,14 +499,17 @@ def uncorrectable_fraction(params: RadiationParams) -> float:
 
 
 def seu_hits(
-    rng: np.random.Generator, seu_scale: np.ndarray, dt_s: float, params: RadiationParams, n_devices: int,
+    draws: Draws, seu_scale: np.ndarray, dt_s: float, params: RadiationParams, n_devices: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sparse Poisson upsets in ``dt_s``: (rows hit (k,), corrected (k, n_devices), uncorrectable (k, n_devices)).
 
-    ``seu_scale``: local SEU rate over its Alsat-1 orbit average (:attr:`LocalRadiation.seu_scale`).
-    Exact and fast: one Poisson draw per satellite for all devices and both classes, then the
-    (rare) nonzero totals are split uniformly over devices (multinomial) and into
-    uncorrectable ones (binomial thinning). Same generator state -> identical events.
+    ``draws``: this tick's SEU stream of the satellites (:mod:`twin.core.sat_random`), row i of
+    ``seu_scale`` being satellite i of the stream. ``seu_scale``: local SEU rate over its Alsat-1
+    orbit average (:attr:`LocalRadiation.seu_scale`). Exact and fast: one uniform per satellite
+    inverted through the Poisson CDF of all devices and both classes gives whether and how many
+    upsets; each upset of the (rare) hit satellites then draws its device (uniform: a multinomial
+    split) and whether ECC corrects it (binomial thinning). Same seed, satellite and tick ->
+    identical events, whichever other satellites are stepped alongside.
     """
     scale = np.nan_to_num(np.asarray(seu_scale, float), nan=0.0, posinf=0.0)
     corr_ref, unc_ref = _seu_rates_at_reference(params)
@@ -514,23 +518,33 @@ def seu_hits(
     if total_ref <= 0.0 or n_devices <= 0:
         return np.zeros(0, dtype=np.intp), empty, empty
     lam = np.maximum(scale, 0.0) * (total_ref * dt_s * n_devices)
-    counts = rng.poisson(lam)
-    hit = np.flatnonzero(counts)
+    u = draws.uniform()
+    hit = np.flatnonzero(u >= np.exp(-lam))  # P(at least one upset) = 1 - exp(-lam)
     if not hit.size:
         return hit, empty, empty
-    per_dev = rng.multinomial(counts[hit], np.full(n_devices, 1.0 / n_devices))
-    unc = rng.binomial(per_dev, unc_ref / total_ref)
-    return hit, per_dev - unc, unc
+    counts = np.maximum(poisson_inverse(lam[hit], u[hit]), 1)
+    for j in np.flatnonzero(lam[hit] > INVERSION_MAX_MEAN):
+        counts[j] = max(1, draws.generator(int(hit[j])).poisson(lam[hit[j]]))
+    row = np.repeat(np.arange(hit.size), counts)
+    k = np.arange(row.size) - np.repeat(np.cumsum(counts) - counts, counts)  # upset number within its satellite
+    sats = hit[row]
+    dev = np.minimum((draws.uniform(sats, 1 + 2 * k) * n_devices).astype(np.int64), n_devices - 1)
+    is_unc = draws.uniform(sats, 2 + 2 * k) < unc_ref / total_ref
+    corr = np.zeros((hit.size, n_devices), dtype=np.int64)
+    unc = np.zeros((hit.size, n_devices), dtype=np.int64)
+    np.add.at(unc, (row[is_unc], dev[is_unc]), 1)
+    np.add.at(corr, (row[~is_unc], dev[~is_unc]), 1)
+    return hit, corr, unc
 
 
 def seu_events(
-    rng: np.random.Generator, seu_scale: np.ndarray, dt_s: float, params: RadiationParams, n_devices: int,
+    draws: Draws, seu_scale: np.ndarray, dt_s: float, params: RadiationParams, n_devices: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Poisson upset counts in ``dt_s``: (corrected, uncorrectable), each (n, n_devices) int64 (see :func:`seu_hits`)."""
     n = np.size(seu_scale)
     corrected = np.zeros((n, max(n_devices, 0)), dtype=np.int64)
     uncorrectable = np.zeros((n, max(n_devices, 0)), dtype=np.int64)
-    hit, corr, unc = seu_hits(rng, seu_scale, dt_s, params, n_devices)
+    hit, corr, unc = seu_hits(draws, seu_scale, dt_s, params, n_devices)
     corrected[hit] = corr
     uncorrectable[hit] = unc
     return corrected, uncorrectable
@@ -548,7 +562,7 @@ def sel_rate_per_device_s(proton_flux: np.ndarray, temp_k: np.ndarray, params: R
 
 
 def sel_hits(
-    rng: np.random.Generator, proton_flux: np.ndarray, temp_k: np.ndarray, dt_s: float,
+    draws: Draws, proton_flux: np.ndarray, temp_k: np.ndarray, dt_s: float,
     params: RadiationParams, n_devices: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sparse latch-up onsets in ``dt_s``: (rows, devices), each (k,) int, by row then device.
@@ -556,9 +570,10 @@ def sel_hits(
     Each device latches independently with P = 1 - exp(-rate dt). Exact and fast: one uniform
     per satellite, inverted through P(first onset at device <= d) = 1 - exp(-sum_{j<=d} rate_j dt),
     gives whether any device latches and which is the first; the (rare) devices after a first onset
-    get their own independent draws. ``temp_k``: (n, 1) when all devices of a satellite share a
-    temperature, else (n, n_devices); a NaN temperature gives no onset. Same generator state ->
-    identical events.
+    get their own independent draws. ``draws``: this tick's SEL stream of the satellites
+    (:mod:`twin.core.sat_random`). ``temp_k``: (n, 1) when all devices of a satellite share a
+    temperature, else (n, n_devices); a NaN temperature gives no onset. Same seed, satellite and
+    tick -> identical events.
     """
     n = np.size(proton_flux)
     empty = np.zeros(0, dtype=np.intp)
@@ -568,14 +583,15 @@ def sel_hits(
     rate = sel_rate_per_device_s(proton_flux, temp, params)
     rate = np.where(np.isnan(rate), 0.0, rate)
     total = rate[:, 0] * n_devices if rate.shape[1] == 1 else rate.sum(axis=1)
-    u = rng.random(n)
+    u = draws.uniform()
     rows = np.flatnonzero(u < -np.expm1(-total * dt_s))
     if not rows.size:
         return empty, empty
     log_stay = np.broadcast_to(-rate[rows] * dt_s, (rows.size, n_devices))  # log P(no onset), per device
     first = (u[rows, None] >= -np.expm1(np.cumsum(log_stay, axis=1))).sum(axis=1)
     first = np.minimum(first, n_devices - 1)  # rounding at the last device
-    later = (np.arange(n_devices) > first[:, None]) & (rng.random((rows.size, n_devices)) < -np.expm1(log_stay))
+    u_dev = draws.uniform(np.repeat(rows, n_devices), 1 + np.tile(np.arange(n_devices), rows.size))
+    later = (np.arange(n_devices) > first[:, None]) & (u_dev.reshape(rows.size, n_devices) < -np.expm1(log_stay))
     hit = later
     hit[np.arange(rows.size), first] = True
     r, dev = np.nonzero(hit)
@@ -583,12 +599,12 @@ def sel_hits(
 
 
 def sel_events(
-    rng: np.random.Generator, proton_flux: np.ndarray, temp_k: np.ndarray, dt_s: float,
+    draws: Draws, proton_flux: np.ndarray, temp_k: np.ndarray, dt_s: float,
     params: RadiationParams, n_devices: int,
 ) -> np.ndarray:
     """Latch-up onsets in ``dt_s``: bool (n, n_devices); P = 1 - exp(-rate dt) (see :func:`sel_hits`)."""
     out = np.zeros((np.size(proton_flux), max(n_devices, 0)), dtype=bool)
-    rows, devs = sel_hits(rng, proton_flux, temp_k, dt_s, params, n_devices)
+    rows, devs = sel_hits(draws, proton_flux, temp_k, dt_s, params, n_devices)
     out[rows, devs] = True
     return out
 

@@ -11,6 +11,7 @@ from twin.core.network import MeshState
 from twin.core.orbit import OrbitState
 from twin.core.payload import PayloadOutput, PayloadState, latched_mask, row_sum
 from twin.core.power import HEATERS, ISL, PAYLOAD, RADIO, AVIONICS, PowerStep
+from twin.core.sat_random import Draws
 from twin.schema.codec import CODECS
 from twin.schema.telemetry import FIELDS, MODE_LOST
 
@@ -40,7 +41,7 @@ def build_telemetry(
     hil_divergence: np.ndarray,
     faults: FaultBook,
     saa_proton_flux_cm2_s: float,
-    rng: np.random.Generator,
+    sensor_noise: Draws,
     net: MeshState | None = None,
     compute: ComputeCoupling | None = None,
 ) -> dict[str, np.ndarray]:
@@ -50,7 +51,7 @@ def build_telemetry(
     power step, payload output, array power [W], proton/electron flux [1/(cm^2 s)], dose rate
     [rad/s]. Fleet state: node temperatures (n, 5) [K], SoC, total dose [rad], upset count, mode,
     attitude, payload state, payload source and HIL divergence flags, the active faults (whose
-    sensor faults draw noise from ``rng``), and the SAA flag's proton-flux threshold; ``net``: this
+    sensor faults draw noise from ``sensor_noise``, this tick's stream), and the SAA flag's proton-flux threshold; ``net``: this
     tick of the network (:func:`net_fields`; None when the twin has no network model); ``compute``:
     the compute-job scheduler after this tick's settle (:func:`compute_fields`; None when compute
     placement is off).
@@ -122,7 +123,7 @@ def build_telemetry(
     # snapshot: the engine mutates its state arrays in place on the next tick
     for f in FIELDS:
         tm[f.name] = np.array(tm[f.name], dtype=CODECS[f.dtype].numpy, copy=True)
-    faults.apply_sensor_faults(tm, rng)
+    faults.apply_sensor_faults(tm, sensor_noise)
     if np.any(lost):
         for name in ("lat_deg", "lon_deg", "speed_m_s", "beta_deg"):
             tm[name][lost] = np.nan

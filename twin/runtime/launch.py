@@ -131,6 +131,11 @@ def run_twin(spec: RunSpec, *, out: TextIO = sys.stdout,
     print(f"orbitwin: {twin.n} satellites, dt {twin.dt_s:g} s, seed {twin.seed}, speed {spec.speed}, "
           f"sim start {iso_utc(jd_to_datetime(twin.now_jd))} ({origin})", file=out, flush=True)
     print(f"orbitwin: {describe_tle_epoch(twin.catalogue)}", file=out, flush=True)
+    if twin.shard is not None:
+        m = twin.shard
+        print(f"orbitwin: shard {m.spec.label}: {twin.n} of the fleet's {len(m.names)} satellites (by whole orbital "
+              f"planes; shards hold {', '.join(map(str, m.counts()))}); fleet topics under "
+              f"{spec.link.prefix}/shard/{m.spec.index}", file=out, flush=True)
     broker = link = service = None
     stats = RunStats()
     interrupted = False
@@ -150,7 +155,7 @@ def run_twin(spec: RunSpec, *, out: TextIO = sys.stdout,
             schedule = prune_schedule(PacketSchedule(twin.n, twin.dt_s, parse_rates(spec.rates),
                                                      parse_sat_rates(spec.sat_rates, twin.index)), twin)
             assert ceilings is not None
-            plan = plan_policy(twin, schedule, policy, ceilings, Topics(spec.link.prefix))
+            plan = plan_policy(twin, schedule, policy, ceilings, Topics(spec.link.prefix, spec.link.shard))
             print("\n".join(f"orbitwin: {line}" for line in plan.lines()), file=out, flush=True)
             if plan.over and not spec.over_budget:
                 raise BudgetError(plan.over[0])  # before any broker is started or connected to

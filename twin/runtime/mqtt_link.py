@@ -51,6 +51,7 @@ class LinkSettings:
     """
 
     prefix: str = DEFAULT_PREFIX
+    shard: str | None = None  # this twin's shard number: its fleet-level topics under {prefix}/shard/{shard}
     client_id: str | None = None
     qos: int = 1
     session_expiry_s: int = 3600
@@ -119,7 +120,7 @@ class MqttLink:
                  birth_extra: dict[str, Any] | None = None) -> None:
         self.broker = broker
         self.settings = settings or LinkSettings()
-        self.topics = Topics(self.settings.prefix)
+        self.topics = Topics(self.settings.prefix, self.settings.shard)
         self.stats = LinkStats()
         self.inbox: queue.SimpleQueue[mqtt.MQTTMessage] = queue.SimpleQueue()
         self.birth_extra = dict(birth_extra or {})

@@ -8,6 +8,7 @@ so a flood cannot stall stepping). Every request gets a reply: ``accepted`` then
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 import time
@@ -139,6 +140,8 @@ class TwinService:
                             "rates": dict(self.schedule.topic_rates), "overload": self.out.overload,
                             "telemetry": self.policy.describe(int(self.out.watched.sum())),
                             "tle_epoch": tle_epoch_info(twin.catalogue)}
+        if twin.shard is not None:
+            link.birth_extra |= {"shard": twin.shard.spec.label, "fleet_sats": len(twin.shard.names)}
         catalogue = {"v": 1, "tle_epoch": tle_epoch_info(twin.catalogue),
                      "sats": [{"sat": name, "norad": int(i), "shell": sh}
                               for name, i, sh in zip(twin.names, ids, shells)]}
@@ -181,6 +184,8 @@ class TwinService:
         self.reply_seq += 1
         if route.sat is not None:
             body["sat"] = route.sat
+        if self.twin.shard is not None:
+            body["shard"] = self.twin.shard.spec.label
         if route.authenticated is not None:
             body["authenticated"] = route.authenticated
             if route.kid is not None:
@@ -237,7 +242,13 @@ class TwinService:
             self._reject(route, CommandError(Reason.UNKNOWN_COMMAND, f"no requests are taken on {msg.topic!r}", "topic"))
             return
         scope, sat, leaf = parsed
-        default = self.topics.sat(sat, "reply") if scope == "sat" and sat else self.topics.fleet("reply")
+        if self._not_ours(scope, sat, leaf):
+            return
+        # a fleet request on {prefix}/fleet/... is answered there, by every shard; one on a shard's own
+        # {prefix}/shard/{K}/fleet/... under that shard
+        default = self.topics.sat(sat, "reply") if scope == "sat" and sat else (
+            self.topics.fleet("reply") if msg.topic.startswith(self.topics.root + "/fleet/")
+            else self.topics.base.fleet("reply"))
         kind = "route" if leaf == "route" else None  # route replies say so even when the payload is garbage
         if kind:
             self.counters["route_requests"] += 1
@@ -268,6 +279,23 @@ class TwinService:
             self._audit(msg, route, verdict, exc.reason.value)
             return
         self._audit(msg, route, verdict, None)
+
+    def _not_ours(self, scope: str, sat: str | None, leaf: str) -> bool:
+        """A shard leaves a request to the shard that owns its satellite (shard 1 answers for a satellite
+        no shard has) and route requests to shard 1 (counted as ``other_shard``)."""
+        m = self.twin.shard
+        if m is None:
+            return False
+        first = m.spec.index == 1
+        if scope == "sat" and sat is not None and sat not in self.twin.index:
+            mine = first and not m.owned_elsewhere(sat)
+        elif leaf == "route":
+            mine = first
+        else:
+            return False
+        if not mine:
+            self.counters["other_shard"] += 1
+        return not mine
 
     def _audit(self, msg: Any, route: Route, verdict: Verdict, reason: str | None) -> None:
         """One record on ``{prefix}/audit`` per request: topic, key id, claimed client, result (and reason).
@@ -307,6 +335,11 @@ class TwinService:
             return
         req = parse_request(obj, leaf, fleet=scope == "fleet")
         target = self._resolve(req, sat)
+        if isinstance(target, np.ndarray) and target.size == 0:  # a shard none of whose satellites is selected
+            self.counters["other_shard"] += 1
+            self._send_reply(route, "accepted", execute_t_s=self.twin.t_s, sats=0)
+            self._send_reply(route, "completed", result={"applied": 0})
+            return
         self._submit(route, req, target)
 
     def _board_message(self, board: str, leaf: str, payload: bytes) -> None:
@@ -350,6 +383,9 @@ class TwinService:
         if old is not None:
             self.twin.detach_backend(self.twin.index[old.sat])
         if st.state == "offline":
+            return
+        if self.twin.shard is not None and self.twin.shard.owned_elsewhere(st.sat):
+            self.counters["other_shard"] += 1  # that shard binds it
             return
         if st.sat not in self.twin.index:
             self.counters["board_unknown_sat"] += 1
@@ -408,9 +444,15 @@ class TwinService:
     def _replay(self, route: Route, obj: dict[str, Any]) -> None:
         """Queue a replay request; it is served after live telemetry, on the replay budget."""
         rq = parse_replay(obj)
+        m = self.twin.shard
         for sat, lo, hi in rq.ranges:
-            if sat not in self.twin.index:
+            if sat not in self.twin.index and (m is None or sat not in m.index):
                 raise CommandError(Reason.UNKNOWN_SATELLITE, f"unknown satellite {sat!r}", "sat")
+        if m is not None:  # a shard replays its own satellites' ranges; the others are another shard's
+            rq = dataclasses.replace(rq, ranges=tuple(r for r in rq.ranges if r[0] in self.twin.index))
+            if not rq.ranges:
+                self.counters["other_shard"] += 1
+                return
         self._admit(route)
         if len(self.replays) >= self.limits.replay_queued_requests:
             raise CommandError(Reason.QUEUE_FULL, f"{len(self.replays)} replay requests already wait (the most "
@@ -604,22 +646,37 @@ class TwinService:
 
 
 def select_sats(twin: FleetTwin, s: Selector) -> np.ndarray:
-    """Fleet indices matching a selector (all criteria must hold); raise if none match."""
+    """Fleet indices matching a selector (all criteria must hold); raise if none match. A shard
+    resolves the selector over the whole fleet (the same answer and errors as one twin) and keeps
+    its own satellites: possibly none."""
+    m = twin.shard
+    if m is None:
+        cat = twin.catalogue
+        return select_rows(twin.names, twin.index, cat.mean_altitude_m, cat.inclination_deg, s)
+    return m.local(select_rows(m.names, m.index, m.mean_altitude_m, m.inclination_deg, s))
+
+
+def select_rows(names: tuple[str, ...], index: dict[str, int], alt_m: np.ndarray, inc_deg: np.ndarray,
+                s: Selector) -> np.ndarray:
+    """Rows of ``names`` (with their row ``index``, mean altitudes [m] and inclinations [deg]) that
+    a selector matches; raise if none do."""
+    n = len(names)
     if s.all:
-        return np.arange(twin.n)
-    mask = np.ones(twin.n, dtype=bool)
+        return np.arange(n)
+    mask = np.ones(n, dtype=bool)
     if s.sats:
-        mask &= np.isin(np.arange(twin.n), twin.resolve(list(s.sats)))
+        for name in s.sats:
+            if name not in index:
+                raise CommandError(Reason.UNKNOWN_SATELLITE, f"unknown satellite {name!r}", "sat")
+        mask &= np.isin(np.arange(n), [index[name] for name in s.sats])
     if s.names:
         pats = [p.strip() for p in s.names.split(",")]
-        mask &= np.array([any(fnmatch.fnmatchcase(n, p) for p in pats) for n in twin.names])
-    cat = twin.catalogue
+        mask &= np.array([any(fnmatch.fnmatchcase(n, p) for p in pats) for n in names])
     if s.alt_km:
-        alt = cat.mean_altitude_m / 1e3
+        alt = alt_m / 1e3
         mask &= (alt >= s.alt_km[0]) & (alt <= s.alt_km[1])
     if s.inc_deg:
-        inc = cat.inclination_deg
-        mask &= (inc >= s.inc_deg[0]) & (inc <= s.inc_deg[1])
+        mask &= (inc_deg >= s.inc_deg[0]) & (inc_deg <= s.inc_deg[1])
     idx = np.flatnonzero(mask)
     if idx.size == 0:
         raise CommandError(Reason.UNKNOWN_SATELLITE, "the selector matches no satellite", "select")

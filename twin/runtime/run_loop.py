@@ -16,6 +16,7 @@ from twin.core.engine import FleetTwin, julian_split
 from twin.core.compute.territory import Jurisdiction
 from twin.core.ephemeris import iso_to_jd, jd_to_datetime
 from twin.core.network import load_cities, load_gateways
+from twin.core.shards import ShardMap, ShardSpec, fleet_partition
 
 
 def parse_band(text: str | None) -> tuple[float, float] | None:
@@ -50,6 +51,7 @@ class FleetOptions:
     jurisdictions: str | None = None  # with compute_policy: a TOML of named jurisdiction polygons
     constellation: str | None = None  # a synthetic constellation TOML (or a shipped one's name): instead of the
     # TLE catalogue, or joined to it when ``tle`` is given ("shipped": the shipped catalogue)
+    shard: str | None = None  # "K/N": only shard K of the selected fleet split into N (twin.core.shards)
 
 
 def select_catalogue(opts: FleetOptions) -> Catalogue:
@@ -144,10 +146,25 @@ def build_twin(opts: FleetOptions) -> FleetTwin:
         if opts.compute_policy is None:
             raise ValueError("--jurisdictions needs --compute (jurisdictions constrain compute jobs)")
         named = load_jurisdictions(opts.jurisdictions)
+    cat = select_catalogue(opts)
+    design = load_design(opts.design)
+    start_jd = None if opts.start is None else iso_to_jd(opts.start)
+    shard = None
+    if opts.shard is not None:
+        if opts.compute_policy is not None:
+            raise ValueError("--shard cannot be used with --compute yet: the scheduler places jobs across the "
+                             "whole fleet in one process")
+        if design.network.enabled if opts.network is None else opts.network:
+            raise ValueError("--shard needs --no-network: the laser mesh does not cross shard borders yet")
+        spec = ShardSpec.parse(opts.shard)
+        if start_jd is None:
+            start_jd = cat.median_epoch_jd()  # the whole fleet's, so every shard starts at the same instant
+        shard = ShardMap.of(cat, fleet_partition(cat, start_jd, spec.count), spec)
+        cat = cat.subset(shard.rows)
     twin = FleetTwin(
-        select_catalogue(opts),
-        load_design(opts.design),
-        start_jd=None if opts.start is None else iso_to_jd(opts.start),
+        cat,
+        design,
+        start_jd=start_jd,
         dt_s=opts.dt_s,
         seed=opts.seed,
         network=opts.network,
@@ -158,6 +175,7 @@ def build_twin(opts: FleetOptions) -> FleetTwin:
     )
     if named is not None and twin.compute is not None:
         twin.compute.named_jurisdictions = named
+    twin.shard = shard
     return twin
 
 

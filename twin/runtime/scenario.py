@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from twin.contract.request_auth import Signer
 from twin.contract.request_parser import parse_request
 from twin.contract.topics import DEFAULT_PREFIX, Topics
@@ -98,14 +100,19 @@ def scenario_from_dict(data: Any, source: str = "<scenario>") -> Scenario:
 
 
 def apply_scenario(twin: FleetTwin, scenario: Scenario) -> list[Request]:
-    """Submit every step to the twin (time-tagged); errors name the step."""
+    """Submit every step to the twin (time-tagged); errors name the step. A shard submits the steps for
+    its own satellites (a step whose satellites are all another shard's is that shard's)."""
     from twin.runtime.mqtt_service import select_sats, sim_seconds
 
     queued = []
     for k, step in enumerate(scenario.steps):
         req = parse_request(step.payload, step.leaf, fleet=step.sat is None)
+        if twin.shard is not None and step.sat is not None and twin.shard.owned_elsewhere(step.sat):
+            continue
         try:
-            target = step.sat if req.selector is None else select_sats(twin, req.selector)
+            target: Any = step.sat if req.selector is None else select_sats(twin, req.selector)
+            if isinstance(target, np.ndarray) and target.size == 0:
+                continue
             queued.append(twin.submit(req.kind, req.name, req.args, target, at_s=sim_seconds(twin, req.at),
                                       duration_s=req.duration_s, request_id=req.request_id or f"scenario-{k}"))
         except CommandError as exc:

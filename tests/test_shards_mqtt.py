@@ -1,0 +1,147 @@
+"""Two ``orbitwin run --shard`` processes on one real mosquitto: the same telemetry as one twin, and
+requests that reach the shard owning their satellite (fleet requests every shard)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.mqtt_helpers import Recorder, start_twin, stop_process, wait_for
+from twin.core.catalogue import load_catalogue
+
+COUNT = 120
+NAMES = load_catalogue().names[:COUNT]
+FLEET = ["--count", str(COUNT), "--no-network", "--seed", "4", "--dt", "10"]
+
+SCENARIO = f"""
+seed = 4
+[[request]]
+at = 20
+sat = "{NAMES[3]}"
+fault = "sensor_noise"
+args = {{ field = "battery_soc", sigma = 0.02 }}
+
+[[request]]
+at = 30
+sat = "{NAMES[100]}"
+fault = "sensor_noise"
+args = {{ field = "payload_temp_k", sigma = 2.0 }}
+
+[[request]]
+at = 40
+select = "*"
+fault = "seu_burst"
+args = {{ count = 30 }}
+
+[[request]]
+at = 50
+sat = "{NAMES[70]}"
+fault = "sun_pointing_loss"
+"""
+
+
+def _telemetry(rec: Recorder, prefix: str) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """Every satellite packet under ``prefix`` by (satellite, packet, seq), without the run identity."""
+    out = {}
+    for topic, payload in rec.find(lambda t, p: t.startswith(f"{prefix}/sat/") and "/tm/" in t):
+        body = {k: v for k, v in payload.items() if k not in ("bseq", "run")}
+        out[(payload["sat"], topic.rsplit("/", 1)[1], payload["seq"])] = body
+    return out
+
+
+def test_two_shards_publish_the_single_twins_telemetry(mosquitto: Any, tmp_path: Path) -> None:
+    scenario = tmp_path / "scenario.toml"
+    scenario.write_text(SCENARIO)
+    rec = Recorder(mosquitto.host, mosquitto.port, [f"{p}/{leaf}" for p in ("single/v1", "sharded/v1")
+                                                    for leaf in ("sat/+/tm/+", "state", "shard/+/state",
+                                                                 "shard/+/fleet/catalogue")])
+    common = [*FLEET, "--speed", "max", "--duration", "300", "--frames", "off", "--scenario", str(scenario)]
+    procs = [start_twin(mosquitto.url, *common, "--prefix", "single/v1", state_dir=str(tmp_path))]
+    procs += [start_twin(mosquitto.url, *common, "--prefix", "sharded/v1", "--shard", f"{k}/2",
+                         state_dir=str(tmp_path)) for k in (1, 2)]
+    try:
+        for p in procs:
+            assert p.wait(120) == 0
+        single = wait_for(lambda: _telemetry(rec, "single/v1") if len(rec.find(
+            lambda t, p: t == "single/v1/state" and p.get("state") == "offline")) else None, 90, what="single done")
+        wait_for(lambda: len(rec.find(lambda t, p: t.startswith("sharded/v1/shard/") and t.endswith("/state")
+                                      and p.get("state") == "offline")) == 2, 90, what="both shards done")
+        sharded = _telemetry(rec, "sharded/v1")
+    finally:
+        for p in procs:
+            stop_process(p)
+        rec.close()
+    assert set(sharded) == set(single) and len(single) > COUNT * 30
+    diff = [k for k in single if single[k] != sharded[k]]
+    assert not diff, f"{len(diff)} packets differ, e.g. {diff[0]}: {single[diff[0]]} vs {sharded[diff[0]]}"
+    noisy = [v["fields"]["battery_soc"] for k, v in single.items() if k[0] == NAMES[3] and k[1] == "hk" and k[2] > 5]
+    assert len(set(noisy)) > 5  # the injected noise is in the compared telemetry
+    births = [p for t, p in rec.find(lambda t, p: t.startswith("sharded/v1/shard/") and t.endswith("/state")
+                                                  and p.get("state") == "online")]
+    assert sorted(b["shard"] for b in births) == ["1/2", "2/2"]
+    assert sum(b["sats"] for b in births) == COUNT and all(b["fleet_sats"] == COUNT for b in births)
+    cats = [p for t, p in rec.find(lambda t, p: t.startswith("sharded/v1/shard/") and t.endswith("/fleet/catalogue"))]
+    assert sorted(s["sat"] for c in cats for s in c["sats"]) == sorted(NAMES)
+
+
+def _replies(rec: Recorder, rid: str) -> list[dict[str, Any]]:
+    return [p for _, p in rec.find(lambda t, p: t.endswith("/reply") and isinstance(p, dict) and p.get("id") == rid)]
+
+
+def test_requests_reach_the_shard_that_owns_the_satellite(mosquitto: Any, tmp_path: Path) -> None:
+    rec = Recorder(mosquitto.host, mosquitto.port, ["orbitwin/v1/#"])
+    procs: list[subprocess.Popen[Any]] = [start_twin(mosquitto.url, *FLEET, "--speed", "x20", "--shard", f"{k}/2",
+                                                     state_dir=str(tmp_path)) for k in (1, 2)]
+    try:
+        cats = wait_for(lambda: (c := rec.find(lambda t, p: t.endswith("/fleet/catalogue"))) and len(c) == 2 and c,
+                        60, what="both shards' catalogues")
+        owner = {s["sat"]: t.split("/")[3] for t, p in cats for s in p["sats"]}
+        in_2 = next(n for n in NAMES if owner[n] == "2")
+        only_1 = [n for n in NAMES if owner[n] == "1"][:3]
+
+        def send(topic: str, body: dict[str, Any]) -> None:
+            rec.publish(f"orbitwin/v1/{topic}", json.dumps(body))
+
+        send(f"sat/{in_2}/cmd", {"id": "one", "command": "throttle", "args": {"factor": 0.5}})
+        send("sat/NO-SUCH-SAT/cmd", {"id": "nobody", "command": "throttle", "args": {"factor": 0.5}})
+        send("fleet/cmd", {"id": "all", "command": "throttle", "args": {"factor": 0.9}, "select": "*"})
+        send("fleet/cmd", {"id": "some", "command": "throttle", "args": {"factor": 0.8}, "select": {"sats": only_1}})
+        send("shard/2/fleet/cmd", {"id": "mine", "command": "throttle", "args": {"factor": 0.7}, "select": "*"})
+        wait_for(lambda: len([r for r in _replies(rec, "all") if r["status"] == "completed"]) == 2
+                 and len([r for r in _replies(rec, "some") if r["status"] == "completed"]) == 2
+                 and any(r["status"] == "completed" for r in _replies(rec, "one"))
+                 and any(r["status"] == "completed" for r in _replies(rec, "mine"))
+                 and _replies(rec, "nobody"), 60, what="the replies")
+    finally:
+        for p in procs:
+            stop_process(p)
+        rec.close()
+    one = _replies(rec, "one")
+    assert {r["shard"] for r in one} == {"2/2"} and [r["status"] for r in one] == ["accepted", "completed"]
+    nobody = _replies(rec, "nobody")
+    assert len(nobody) == 1 and nobody[0]["shard"] == "1/2" and nobody[0]["reason"] == "unknown_satellite"
+    taken = [r for r in _replies(rec, "all") if r["status"] == "accepted"]
+    assert sorted(r["shard"] for r in taken) == ["1/2", "2/2"] and sum(r["sats"] for r in taken) == COUNT
+    some = {r["shard"]: r for r in _replies(rec, "some") if r["status"] == "accepted"}
+    assert some["1/2"]["sats"] == len(only_1) and some["2/2"]["sats"] == 0
+    mine = _replies(rec, "mine")
+    assert {r["shard"] for r in mine} == {"2/2"}
+    # the shard's own fleet request is answered under the shard; fleet-wide ones on the common topic
+    topics = {t for t, p in rec.find(lambda t, p: isinstance(p, dict) and p.get("id") in ("all", "mine"))}
+    assert "orbitwin/v1/fleet/reply" in topics and "orbitwin/v1/shard/2/fleet/reply" in topics
+
+
+def test_shard_option_needs_an_external_broker_and_no_mesh(tmp_path: Path) -> None:
+    import sys
+
+    for extra, why in ((["--no-network"], "--shard needs --mqtt"),
+                       (["--mqtt", "mqtt://127.0.0.1:1"], "--shard needs --no-network"),
+                       (["--no-network", "--mqtt", "mqtt://127.0.0.1:1", "--shard", "3/2"], "K/N")):
+        args = ["--shard", "1/2", *extra] if "--shard" not in extra else extra
+        r = subprocess.run([sys.executable, "-m", "orbitwin.cli", "run", "--count", "60", "--plain", *args],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode != 0 and why in r.stderr, r.stderr
