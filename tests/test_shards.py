@@ -89,3 +89,16 @@ def test_shard_refuses_the_mesh_and_compute_placement() -> None:
         build_twin(FleetOptions(count=100, shard="1/2"))
     with pytest.raises(ValueError, match="--compute"):
         build_twin(FleetOptions(count=100, shard="1/2", network=False, compute_policy="nearest"))
+
+
+def test_bench_shards_reports_the_ratio_and_identical_telemetry() -> None:
+    from orbitwin.bench.shards import bench_shards
+
+    seen: list[float] = []
+    r = bench_shards(count=300, shards=2, steps=3, warmup=1, progress=lambda done, total: seen.append(done))
+    assert r["identical_telemetry"] is True and r["sats_compared"] == 300
+    single, piped, sharded = r["configs"]
+    assert single["processes"] == piped["processes"] == 1 and sharded["processes"] == 2
+    assert sum(p["sats"] for p in sharded["per_process"]) == 300
+    assert r["speedup_vs_one_process"] == pytest.approx(sharded["sat_steps_per_s"] / single["sat_steps_per_s"], rel=1e-2)
+    assert seen == [1, 2, 3]

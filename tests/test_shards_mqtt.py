@@ -145,3 +145,44 @@ def test_shard_option_needs_an_external_broker_and_no_mesh(tmp_path: Path) -> No
         r = subprocess.run([sys.executable, "-m", "orbitwin.cli", "run", "--count", "60", "--plain", *args],
                            capture_output=True, text=True, timeout=120)
         assert r.returncode != 0 and why in r.stderr, r.stderr
+
+
+def test_a_bridge_per_shard_stores_the_whole_fleet_exactly_once(mosquitto: Any, influxd: Any, tmp_path: Path) -> None:
+    """Two shards and two InfluxDB bridges, one per partition (``bridge influx --shard K``): every
+    satellite's telemetry stored once, each satellite's events by its own shard's bridge only."""
+    import uuid
+
+    import numpy as np
+
+    from tests.pipeline import bridge_proc, check_exactly_once, expected_counts, ticks_done, twin_proc, wait_settled
+
+    db = f"shards_{uuid.uuid4().hex[:6]}"
+    scenario = tmp_path / "scenario.toml"
+    scenario.write_text(SCENARIO)
+    dirs = [tmp_path / f"s{k}" for k in (1, 2)]
+    for d in dirs:
+        d.mkdir()
+    bridges = [bridge_proc(d, mosquitto.url, influxd.url, db, "--shard", str(k), "--bridge-id", f"influx-{k}",
+                           client_id=f"bridge-{k}-{uuid.uuid4().hex[:4]}").start() for k, d in zip((1, 2), dirs)]
+    twins = []
+    try:
+        for b in bridges:
+            wait_for(lambda b=b: '"connected": true' in b.text(), 30, what="bridge up")
+        twins = [twin_proc(d, mosquitto.url, COUNT, *FLEET[2:], "--speed", "x20", "--duration", "200",
+                           "--scenario", str(scenario), "--shard", f"{k}/2").start() for k, d in zip((1, 2), dirs)]
+        for t in twins:
+            assert t.popen is not None and t.popen.wait(120) == 0
+        status = [wait_settled(b) for b in bridges]
+    finally:
+        for p in (*twins, *bridges):
+            p.stop()
+    ticks = ticks_done(twins[0])
+    counts = expected_counts(COUNT, ticks, 10.0, network=False)
+    np.testing.assert_array_equal(counts, expected_counts(COUNT, ticks_done(twins[1]), 10.0, network=False))
+    result = check_exactly_once(influxd, db, list(NAMES), counts)
+    assert result["lost"] == 0 and result["duplicates"] == 0, result
+    assert all(st["shard"] in ("1", "2") and st["dead_letters"] == 0 for st in status)
+    assert all(st["other_partition"] > 0 for st in status)  # each saw the other shard's events and left them
+    res = influxd.query('SELECT count(*) FROM "events" GROUP BY "sat"', db=db)
+    series = res["results"][0].get("series", [])
+    assert {s["tags"]["sat"] for s in series} >= {NAMES[3], NAMES[100]}

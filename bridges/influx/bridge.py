@@ -98,6 +98,7 @@ class BridgeSettings:
     replay_interval_s: float = 2.0
     report_every_s: float = 5.0
     bridge_id: str = "influx"
+    shard: str | None = None  # store one shard's partition: its fleet topics ({prefix}/shard/{K}) and satellites
     drop_audit_max_points: int = 200_000  # dropped points that may be stored, kept for a database look-up
     drop_audit_delay_s: float = 5.0  # after InfluxDB answers again: time for writes that timed out to land
     state_path: str = ""  # the durable sequence state; "" = bridge-state.json in spool_dir
@@ -145,7 +146,7 @@ class InfluxBridge:
     def __init__(self, settings: BridgeSettings, writer: Any) -> None:
         self.s = settings
         self.writer = writer
-        self.topics = Topics(settings.prefix)
+        self.topics = Topics(settings.prefix, settings.shard)
         self.inbox: queue.SimpleQueue[_Msg] = queue.SimpleQueue()
         self.spool = Spool(settings.spool_dir, settings.spool_max_bytes)
         self.dead = DeadLetters(settings.dead_letter_path)
@@ -265,6 +266,9 @@ class InfluxBridge:
             raise MappingError(f"not JSON: {str(exc)[:80]}") from None
         if not isinstance(obj, dict):
             raise MappingError("payload must be a JSON object")
+        if self.topics.shard is not None and self._other_partition(m.topic):
+            self.counters["other_partition"] += 1  # another shard's satellite: its own bridge stores it
+            return
         leaf = m.topic.rsplit("/", 1)[-1]
         if "/tm/" in m.topic:  # fleet frames and replayed single messages
             rows = frame_lines(obj) if m.topic.startswith(self._fleet_tm_head) else message_lines(obj)
@@ -302,6 +306,14 @@ class InfluxBridge:
         else:
             raise MappingError(f"no mapping for topic {m.topic}")
         out.add([line])
+
+    def _other_partition(self, topic: str) -> bool:
+        """A satellite's event, reply or replayed packet whose satellite is not in this shard's catalogue
+        (every partition's bridge receives those topics; None from the guard: no catalogue yet, stored)."""
+        parts = topic[len(self.topics.prefix) + 1:].split("/")
+        if len(parts) >= 3 and parts[0] in ("sat", "replay"):
+            return self.guard.known_satellite(parts[1]) is False
+        return False
 
     def _process(self, batch: list[_Msg]) -> None:
         out = _Lines()
@@ -566,7 +578,8 @@ class InfluxBridge:
             "gaps_unrecoverable": self.counters["gaps_unrecoverable"], "duplicates_seen": self.tracker.duplicates,
             **self.guard.status(), "resumed": self.resumed, "state_saves": self.state.saves,
             "inbox": self.inbox.qsize(), "lag_s": round(self.lag_s, 3), "db_ok": self.db_ok,
-            "connected": self.connected.is_set(),
+            "connected": self.connected.is_set(), "shard": self.topics.shard,
+            "other_partition": self.counters["other_partition"],
         }
 
     def _report(self) -> None:

@@ -83,15 +83,17 @@ def ticks_done(twin: Proc) -> int:
 
 
 def expected_counts(n: int, ticks: int, dt_s: float = 1.0, rates: dict[str, float] | None = None,
-                    compute: bool = False) -> np.ndarray:
+                    compute: bool = False, network: bool = True) -> np.ndarray:
     """Telemetry messages per satellite after ``ticks`` ticks (sequence numbers 0..count-1).
 
     ``compute``: the twin runs with compute placement on (``--compute``); without it the twin does not
-    publish the ``compute`` packet.
+    publish the ``compute`` packet; ``network`` False: nor the ``net`` packet (``--no-network``).
     """
     sched = PacketSchedule(n, dt_s, rates)
     if not compute:
         sched.drop("compute")
+    if not network:
+        sched.drop("net")
     counts = np.zeros(n, dtype=np.int64)
     for k in range(1, ticks + 1):
         for rows in sched.due(k).values():

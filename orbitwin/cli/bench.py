@@ -1,4 +1,4 @@
-"""``orbitwin bench {fleet,mesh,mqtt,serial,influx,dashboards,placement,scaling}``: benchmarks printing JSON.
+"""``orbitwin bench {fleet,mesh,mqtt,serial,influx,dashboards,placement,scaling,shards}``: benchmarks printing JSON.
 
 The MQTT and InfluxDB benchmarks start their own local Mosquitto and influxd (they measure this
 machine, not a remote broker), so they take no broker options.
@@ -19,16 +19,19 @@ _TASKS: dict[str, tuple[str, str, float]] = {
     "mqtt": ("twin on MQTT", "s sim", 1.0), "serial": ("pings", "pings", 1.0),
     "placement": ("placement", "h sim", 1 / 3600), "dashboards": ("fill", "s sim", 1.0),
     "influx": ("end to end", "s", 1.0), "scaling": ("plan", "steps", 1.0),
+    "shards": ("configurations", "runs", 1.0),
 }
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("bench", help="benchmarks printing JSON")
-    p.add_argument("what", choices=("fleet", "mesh", "mqtt", "serial", "influx", "dashboards", "placement", "scaling"),
+    p.add_argument("what", choices=("fleet", "mesh", "mqtt", "serial", "influx", "dashboards", "placement", "scaling",
+                                        "shards"),
                    help="fleet: step time; mesh: laser mesh and routing; mqtt: publish throughput; serial: the "
                         "board link; influx: MQTT to InfluxDB; dashboards: every panel query; placement: job policies; "
                         "scaling: messages, bytes, field values and machines per telemetry policy for 100,000 and "
-                        "1,000,000 satellites from the measured figures")
+                        "1,000,000 satellites from the measured figures; shards: one process against --shards shard "
+                        "processes on the same fleet (throughput ratio, identical telemetry)")
     p.add_argument("--window", type=int, default=330, help="dashboards: seconds of fleet data to fill (default 330)")
     p.add_argument("--duration", type=float, default=60.0, help="mqtt: sim = wall seconds to run (default 60)")
     p.add_argument("--baseline-duration", type=float, default=20.0, help="mqtt: seconds of the bare paho baseline")
@@ -48,7 +51,7 @@ def add_parser(sub: Any) -> None:
                    help="fleet, mesh: timed steps (default 60; 10 for fleet --constellation)")
     p.add_argument("--dt", type=arg_types.positive_seconds, default=1.0, help="fleet, mesh: time step in seconds (default 1)")
     p.add_argument("--constellation", metavar="TOML",
-                   help="fleet: step a synthetic constellation (a file or a shipped name, e.g. million) instead of "
+                   help="fleet, shards: step a synthetic constellation (a file or a shipped name, e.g. million) instead of "
                         "the catalogue, without the network model, beside the shipped 9,543 satellites measured "
                         "the same way; reports memory and where a step's time goes")
     p.add_argument("--no-baseline", action="store_true",
@@ -62,6 +65,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--engine", action="store_true",
                    help="placement: place inside the full engine (payload, power, thermal, radiation) instead of "
                         "the proxy fleet")
+    p.add_argument("--shards", type=arg_types.positive_int, default=2, help="shards: shard processes (default 2)")
     add_no_progress_option(p)
     p.set_defaults(func=cmd_bench)
 
@@ -89,6 +93,11 @@ def _run(a: argparse.Namespace, progress: ProgressFn) -> dict[str, Any]:
         from orbitwin.bench.scaling import scaling_plan
 
         return scaling_plan(dt_s=a.dt)
+    if a.what == "shards":
+        from orbitwin.bench.shards import bench_shards
+
+        return bench_shards(count=a.count, constellation=a.constellation, shards=a.shards, steps=a.steps or 60,
+                            dt_s=a.dt, progress=progress)
     if a.what == "fleet" and a.constellation is not None:
         from orbitwin.bench.scale import bench_scale
 

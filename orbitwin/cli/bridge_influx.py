@@ -32,6 +32,10 @@ def add_parser(bsub: Any) -> None:
                    help="v2: API token (visible in ps: prefer $ORBITWIN_INFLUX_TOKEN or --token-file)")
     g.add_argument("--token-file", metavar="FILE", help="v2: file holding the API token (or $ORBITWIN_INFLUX_TOKEN_FILE)")
     b.add_argument("--bridge-id", default="influx", help="name in the bridge's own status")
+    b.add_argument("--shard", type=arg_types.positive_int, metavar="K",
+                   help="store the partition of twin shard K (orbitwin run --shard K/N): its fleet topics under "
+                        "{prefix}/shard/K and its satellites' events, replies and replays (one bridge per shard; "
+                        "give each its own --bridge-id, --spool-dir and --client-id)")
     b.add_argument("--spool-dir", default="orbitwin-spool", help="on-disk spool for InfluxDB outages")
     b.add_argument("--spool-max-mb", type=float, default=1024.0, help="spool size limit (oldest dropped beyond)")
     b.add_argument("--dead-letter", default="orbitwin-dead-letters.jsonl", help="JSONL file of what cannot be stored")
@@ -56,7 +60,8 @@ def cmd_bridge_influx(a: argparse.Namespace) -> int:
         writer = InfluxV1Writer(a.influx, a.db, a.rp, a.influx_user, a.influx_password)
     settings = BridgeSettings(broker, a.client_id, a.prefix, spool_dir=a.spool_dir,
                               spool_max_bytes=int(a.spool_max_mb * 2**20), dead_letter_path=a.dead_letter,
-                              bridge_id=a.bridge_id, report_every_s=min(a.report_every, 5.0))
+                              bridge_id=a.bridge_id, report_every_s=min(a.report_every, 5.0),
+                              shard=None if a.shard is None else str(a.shard))
     _check_target(writer)
     bridge = InfluxBridge(settings, writer)
     stopping = stop_on_signals()
