@@ -9,8 +9,9 @@
 MQTT checks read MQTT_URL (mqtt://host:port or mqtts://...), MQTT_USER_ENV/MQTT_PASSWORD_ENV
 (names of the variables holding this container's credentials: no secret on the check's command
 line), MQTT_CA (CA file for mqtts://)
-and MQTT_PREFIX (default: the contract's DEFAULT_PREFIX). They connect through the same MQTT door
-as the twin and the bridges.
+and MQTT_PREFIX (default: the contract's DEFAULT_PREFIX); MQTT_SHARD=K checks shard K's topics
+(``{prefix}/shard/K/state``, ``{prefix}/shard/K/bridge/ID/status``). They connect through the same MQTT
+door as the twin and the bridges.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def _message(topic: str) -> bytes | None:
 def main(argv: list[str]) -> int:
     from twin.contract.topics import DEFAULT_PREFIX, Topics
 
-    topics = Topics(os.environ.get("MQTT_PREFIX", DEFAULT_PREFIX))
+    topics = Topics(os.environ.get("MQTT_PREFIX", DEFAULT_PREFIX), os.environ.get("MQTT_SHARD") or None)
     if argv[:1] == ["mqtt-state"]:
         payload = _message(topics.state)
         return 0 if payload and json.loads(payload).get("state") == "online" else 1

@@ -73,18 +73,33 @@ PUBLISH: dict[str, set[str]] = {
     "elsewhere/sat/x/cmd": set(),
 }
 PUBLISH[f"{P}/audit"] = {"twin"}  # the request audit trail: the twin writes it, the archive keeps it
+S = f"{P}/shard/2"  # a shard of a sharded twin: its fleet-level topics (orbitwin run --shard 2/N)
+PUBLISH |= {
+    f"{S}/fleet/cmd": {"operator"}, f"{S}/fleet/fault": {"operator"},
+    f"{S}/fleet/replay": {"influx-bridge", "operator"}, f"{S}/fleet/route": {"operator", "observer"},
+    f"{S}/state": {"twin"}, f"{S}/fleet/catalogue": {"twin"}, f"{S}/fleet/status": {"twin"},
+    f"{S}/fleet/summary": {"twin"}, f"{S}/fleet/tm/{PACKET}": {"twin"}, f"{S}/fleet/event": {"twin"},
+    f"{S}/fleet/reply": {"twin"}, f"{S}/errors": {"twin"}, f"{S}/audit": {"twin"},
+    f"{S}/bridge/influx/status": {"influx-bridge"}, f"{S}/bridge/influx/event": {"influx-bridge"},
+    f"{S}/bridge/other/event": set(),
+    f"{S}/anything": set(), f"{P}/shard/2/sat/{SAT}/cmd": set(),
+}
 # role -> the topics of PUBLISH it receives when subscribed to everything (besides operator and observer: all)
 READ: dict[str, set[str]] = {
     "twin": {f"{P}/sat/{SAT}/cmd", f"{P}/fleet/cmd", f"{P}/sat/{SAT}/fault", f"{P}/fleet/fault", f"{P}/fleet/replay",
              f"{P}/fleet/route", f"{P}/state", f"{P}/board/{BOARD}/state", f"{P}/board/{BOARD}/tm",
-             f"{P}/board/{BOARD}/job"},
+             f"{P}/board/{BOARD}/job", f"{S}/fleet/cmd", f"{S}/fleet/fault", f"{S}/fleet/replay", f"{S}/fleet/route",
+             f"{S}/state"},
     "influx-bridge": {f"{P}/fleet/tm/{PACKET}", f"{P}/replay/{SAT}/tm/{PACKET}", f"{P}/sat/{SAT}/event",
                       f"{P}/fleet/event", f"{P}/bridge/influx/event", f"{P}/bridge/grafana/event",
                       f"{P}/sat/{SAT}/reply", f"{P}/fleet/reply", f"{P}/errors", f"{P}/fleet/summary",
                       f"{P}/fleet/status", f"{P}/state", f"{P}/fleet/catalogue", f"{P}/bridge/influx/status",
-                      f"{P}/audit"},
+                      f"{P}/audit", f"{S}/fleet/tm/{PACKET}", f"{S}/fleet/event", f"{S}/fleet/reply", f"{S}/errors",
+                      f"{S}/audit", f"{S}/fleet/summary", f"{S}/fleet/status", f"{S}/state", f"{S}/fleet/catalogue",
+                      f"{S}/bridge/influx/status", f"{S}/bridge/influx/event"},
     "grafana-bridge": {f"{P}/bridge/grafana/orbitwin-grafana-bridge/reply"},
-    "serial-bridge": {f"{P}/board/{BOARD}/cmd", f"{P}/board/{BOARD}/fault", f"{P}/fleet/catalogue"},
+    "serial-bridge": {f"{P}/board/{BOARD}/cmd", f"{P}/board/{BOARD}/fault", f"{P}/fleet/catalogue",
+                      f"{S}/fleet/catalogue"},
 }
 
 

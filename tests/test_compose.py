@@ -49,6 +49,7 @@ from twin.contract.roles import roles
 COMPOSE = REPO / "docker-compose.yml"
 SECRET_KEYS = ("PASSWORD", "TOKEN", "SECRET")
 VAR = re.compile(r"(?<!\$)\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+SHARD_SERVICES = ("twin-shard-1", "twin-shard-2", "influx-bridge-shard-1", "influx-bridge-shard-2")
 ORBITWIN_IMAGE = "orbitwin:local"
 GENERATED = ("./tls/", "./keys/")  # mount sources scripts/gen-env.sh writes (beside .env)
 # Executables of the third-party images the health checks call (no Docker here to look inside them):
@@ -225,7 +226,12 @@ def test_compose_file_matches_the_compose_specification(env: dict[str, str]) -> 
     cls(schema).validate(yaml.safe_load(compose_text()))
     done = yaml.safe_load(interpolate(compose_text(), env))
     cls(schema).validate(done)
-    assert set(done["services"]) == {"mosquitto", "influxdb", "grafana", "twin", "influx-bridge", "grafana-bridge"}
+    assert set(done["services"]) == {"mosquitto", "influxdb", "grafana", "twin", "influx-bridge", "grafana-bridge",
+                                     *SHARD_SERVICES}
+    # the default stack has no profile; the "shards" profile adds two twin shards and a bridge per shard
+    assert {n for n, svc in done["services"].items() if not svc.get("profiles")} == {
+        "mosquitto", "influxdb", "grafana", "twin", "influx-bridge", "grafana-bridge"}
+    assert {n for n, svc in done["services"].items() if svc.get("profiles") == ["shards"]} == set(SHARD_SERVICES)
 
 
 def test_every_service_is_health_checked_and_waits_for_healthy_dependencies() -> None:
@@ -237,7 +243,7 @@ def test_every_service_is_health_checked_and_waits_for_healthy_dependencies() ->
     assert services["mosquitto"]["image"] == "eclipse-mosquitto:2"
     assert services["influxdb"]["image"] == "influxdb:2.7"
     assert services["grafana"]["image"].startswith("grafana/grafana:11.")
-    assert set(orbitwin_services(services)) == {"twin", "influx-bridge", "grafana-bridge"}
+    assert set(orbitwin_services(services)) == {"twin", "influx-bridge", "grafana-bridge", *SHARD_SERVICES}
     # only loopback ports are published: the broker's TLS port, InfluxDB and Grafana
     ports = {n: s.get("ports") for n, s in services.items() if s.get("ports")}
     assert ports == {"mosquitto": ["127.0.0.1:8883:8883"], "influxdb": ["127.0.0.1:8086:8086"],
@@ -250,7 +256,9 @@ def test_every_orbitwin_command_parses_with_the_real_cli(services: dict[str, Any
     from orbitwin.cli.main import build_parser
     from orbitwin.cli.mqtt_options import mqtt_settings_from_args
 
-    users = {"twin": "twin", "influx-bridge": "influx-bridge", "grafana-bridge": "grafana-bridge"}
+    users = {"twin": "twin", "influx-bridge": "influx-bridge", "grafana-bridge": "grafana-bridge",
+             **{n: n.rsplit("-shard-", 1)[0] for n in SHARD_SERVICES}}
+    spools = set()
     for name, svc in orbitwin_services(services).items():
         argv = service_argv(svc, tmp_path)
         with environment(container_env(svc)):
@@ -271,10 +279,16 @@ def test_every_orbitwin_command_parses_with_the_real_cli(services: dict[str, Any
                 assert signer.secret == secret.read_text().strip().encode()
                 assert _webhook_auth(args) == (env["GRAFANA_WEBHOOK_USER"], env["GRAFANA_WEBHOOK_PASSWORD"], None)
                 assert resolve(args.rules, svc, generated) == REPO / "dashboards" / "alert-actions.toml"
-            if name == "influx-bridge":
+            if name.startswith("influx-bridge"):
                 assert (args.api, args.token, args.org, args.bucket) == ("v2", env["INFLUXDB_TOKEN"],
                                                                          env["INFLUXDB_ORG"], env["INFLUXDB_BUCKET"])
-            if name == "twin":
+                spools.add(args.spool_dir)
+            if name in SHARD_SERVICES:  # shard K of 2: the twin's --shard and its health check's MQTT_SHARD agree
+                k = name.rsplit("-", 1)[1]
+                assert os.environ["MQTT_SHARD"] == k
+                assert args.shard == (f"{k}/2" if name.startswith("twin") else int(k)), name
+                assert name.startswith("influx") or (args.network is False and args.constellation)
+            if name.startswith("twin"):
                 from twin.runtime.request_keys import load_keyring
 
                 assert args.command == "run" and args.speed == "real" and args.start
@@ -283,6 +297,7 @@ def test_every_orbitwin_command_parses_with_the_real_cli(services: dict[str, Any
                 # every secret the key file names is mounted beside it
                 for kid in keyring:
                     assert resolve(f"/orbitwin/keys/{kid}.secret", svc, generated) == generated / "keys" / f"{kid}.secret"
+    assert len(spools) == 3  # every bridge its own spool and sequence state
     # the webhook Grafana's provisioned contact point calls is the one the grafana bridge listens on
     contact = yaml.safe_load((REPO / "dashboards/provisioning/alerting/contact-points.yaml").read_text())
     url = contact["contactPoints"][0]["receivers"][0]["settings"]["url"]

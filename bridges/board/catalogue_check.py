@@ -1,8 +1,10 @@
 """Is ``--sat`` a satellite of the running twin? Read the twin's retained catalogue and say.
 
 The twin publishes ``{prefix}/fleet/catalogue`` (retained) on every connection, so a subscriber
-gets it at once while a twin runs or has run on the broker. No catalogue within the wait (no
-twin has run there yet, or the broker's ACL hides it) is not an error: the caller warns and goes on.
+gets it at once while a twin runs or has run on the broker; a sharded twin's shards each publish
+theirs under ``{prefix}/shard/{K}``, and the names are those of every shard. No catalogue within
+the wait (no twin has run there yet, or the broker's ACL hides it) is not an error: the caller
+warns and goes on.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 import threading
+import time
 import uuid
 
 import paho.mqtt.client as mqtt
@@ -27,9 +30,10 @@ def catalogue_names(settings: MqttSettings, prefix: str, wait_s: float, connect_
 
     Raises :class:`~twin.mqtt.MqttConnectError` when the broker cannot be reached.
     """
-    topic = Topics(prefix).catalogue
+    topics = [Topics(prefix).catalogue, Topics(prefix, "+").catalogue]
     got = threading.Event()
-    names: list[str] = []
+    by_topic: dict[str, list[str]] = {}
+    lock = threading.Lock()
 
     def on_message(msg: mqtt.MQTTMessage) -> None:
         try:
@@ -37,17 +41,20 @@ def catalogue_names(settings: MqttSettings, prefix: str, wait_s: float, connect_
             found = [s["sat"] for s in doc["sats"] if isinstance(s.get("sat"), str)]
         except (ValueError, KeyError, TypeError, AttributeError):
             return  # not a catalogue: keep waiting
-        names[:] = found
+        with lock:
+            by_topic[msg.topic] = found
         got.set()
 
     conn = MqttConnection(settings, client_id=f"orbitwin-sat-check-{uuid.uuid4().hex[:8]}",
-                          on_connect=lambda c: c.subscribe([topic], qos=1), on_message=on_message)
+                          on_connect=lambda c: c.subscribe(topics, qos=1), on_message=on_message)
     conn.start(connect_timeout_s)
     try:
-        got.wait(wait_s)
+        if got.wait(wait_s):
+            time.sleep(min(0.3, wait_s))  # the other shards' retained catalogues come with the first
     finally:
         conn.stop()
-    return list(names) if got.is_set() else None
+    with lock:
+        return [n for names in by_topic.values() for n in names] if by_topic else None
 
 
 def check_satellite(sat: str, names: list[str]) -> None:

@@ -64,33 +64,42 @@ def reply_topics(topics: Topics) -> tuple[str, ...]:
 def roles(topics: Topics | None = None) -> tuple[Role, ...]:
     """The six roles for one prefix (default :data:`~twin.contract.topics.DEFAULT_PREFIX`)."""
     t = topics or Topics(DEFAULT_PREFIX)
+    ts = Topics(t.prefix, "+")  # the fleet-level topics of every shard of a sharded twin: {prefix}/shard/+/...
     everything = f"{t.prefix}/#"
     requests = (t.sat("+", "cmd"), t.sat("+", "fault"), t.fleet("cmd"), t.fleet("fault"))
+    shard_requests = (ts.fleet("cmd"), ts.fleet("fault"))
     board_requests = (t.board("+", "cmd"), t.board("+", "fault"))
     return (
         Role("twin", "steps the fleet: publishes telemetry, events, replies and status; takes requests",
              publish=(t.state, t.catalogue, t.status, t.summary, t.fleet_tm("+"), t.tm("+", "+"),
                       t.fleet("topology"), t.fleet("latency"), t.fleet("agg/#"),
                       t.replayed("+", "+"), t.sat("+", "event"), t.fleet("event"), *board_requests,
-                      t.board("+", "event"), t.audit, *reply_topics(t)),
+                      t.board("+", "event"), t.audit, *reply_topics(t),
+                      ts.state, ts.catalogue, ts.status, ts.summary, ts.fleet_tm("+"), ts.fleet("topology"),
+                      ts.fleet("latency"), ts.fleet("agg/#"), ts.fleet("event"), ts.fleet("reply"), ts.errors,
+                      ts.audit),
              read=(*requests, t.replay, t.route, t.state, t.board("+", "state"), t.board("+", "tm"),
-                   t.board("+", "job"))),
+                   t.board("+", "job"), *shard_requests, ts.replay, ts.route, ts.state)),
         Role("influx-bridge", "stores telemetry, events and replies in InfluxDB; asks the twin for replays",
-             publish=(t.replay, t.bridge(INFLUX_BRIDGE_ID, "status"), t.bridge(INFLUX_BRIDGE_ID, "event")),
+             publish=(t.replay, t.bridge(INFLUX_BRIDGE_ID, "status"), t.bridge(INFLUX_BRIDGE_ID, "event"),
+                      ts.replay, ts.bridge(INFLUX_BRIDGE_ID, "status"), ts.bridge(INFLUX_BRIDGE_ID, "event")),
              # its own status too: the container's health check reads it with the bridge's credentials
-             read=(*t.archive_subscriptions, t.state, t.catalogue, t.bridge(INFLUX_BRIDGE_ID, "status"))),
+             read=(*t.archive_subscriptions, t.state, t.catalogue, t.bridge(INFLUX_BRIDGE_ID, "status"),
+                   *(f for f in ts.archive_subscriptions if f.startswith(ts.root)), ts.state, ts.catalogue,
+                   ts.bridge(INFLUX_BRIDGE_ID, "status"))),
         Role("grafana-bridge", "turns Grafana alerts into commands (not faults) and awaits the replies",
              publish=(t.sat("+", "cmd"), t.fleet("cmd"), t.bridge(GRAFANA_BRIDGE_ID, "event")),
              read=(t.private_reply("bridge", GRAFANA_BRIDGE_ID, "+"),)),
         Role("serial-bridge", "binds a bench board to a satellite's payload",
              publish=(t.board("+", "state"), t.board("+", "tm"), t.board("+", "job"), t.board("+", "event"),
                       t.board("+", "reply")),
-             # the catalogue: `bridge serial --sat` is checked against the twin's satellites
-             read=(*board_requests, t.catalogue)),
+             # the catalogue (each shard's too): `bridge serial --sat` is checked against the twin's satellites
+             read=(*board_requests, t.catalogue, ts.catalogue)),
         Role("operator", "sends commands, faults, replay and route requests; reads everything",
-             publish=(*requests, *board_requests, t.replay, t.route), read=(everything,)),
+             publish=(*requests, *shard_requests, *board_requests, t.replay, t.route, ts.replay, ts.route),
+             read=(everything,)),
         Role("observer", "reads everything (dashboards, debugging, health checks); asks for routes (read-only)",
-             publish=(t.route,), read=(everything, SYS_TOPICS)),
+             publish=(t.route, ts.route), read=(everything, SYS_TOPICS)),
     )
 
 

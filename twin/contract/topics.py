@@ -129,8 +129,9 @@ class Topics:
         return f"{self.prefix}/board/{board}/{leaf}"
 
     def bridge(self, bridge_id: str, leaf: str) -> str:
-        """``{prefix}/bridge/{id}/{leaf}``: a bridge's ``status`` and ``event`` topics."""
-        return f"{self.prefix}/bridge/{bridge_id}/{leaf}"
+        """``{prefix}/bridge/{id}/{leaf}``: a bridge's ``status`` and ``event`` topics (a shard's bridge's
+        under the shard: ``{prefix}/shard/{K}/bridge/{id}/{leaf}``)."""
+        return f"{self.root}/bridge/{bridge_id}/{leaf}"
 
     def request(self, sat: str | None, leaf: str) -> str:
         """Where a request goes: ``sat/{sat}/{leaf}``, or ``fleet/{leaf}`` when ``sat`` is None."""
