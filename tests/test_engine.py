@@ -145,16 +145,17 @@ def test_every_fault_and_command_is_accepted_with_valid_arguments():
                "source": f"sat:{twin.names[2]}", "destination": "city:London", "jurisdiction": "USA",
                "policy": "aware", "action": "add"}
     compute = ("run_job", "set_compute_policy")  # need compute placement on, which refuses set_payload_load
+    deployment = ("launch", "raise_orbit", "deorbit")  # need a satellite in the right phase: below
     for name, spec in FAULTS.items():
         twin.submit("fault", name, {a.name: samples[a.name] for a in spec.args}, twin.names[0], duration_s=5.0)
     for name, spec in COMMANDS.items():
-        if name not in compute:
+        if name not in compute + deployment:
             twin.submit("command", name, {a.name: samples[a.name] for a in spec.args}, twin.names[1])
     run(twin, 10)
     ev = twin.drain_events()
     assert len([e for e in ev if e.name == "fault_applied"]) == len(FAULTS)
     done = [e for e in ev if e.kind == "command" and e.name == "command_completed"]
-    assert len(done) >= len(COMMANDS) - len(compute) - 1  # clear_fault of fault 1 may race its own expiry
+    assert len(done) >= len(COMMANDS) - len(compute) - len(deployment) - 1  # clear_fault of fault 1 may race its expiry
     assert not twin.faults.active  # every fault with a duration has ended
     on = make(count=4, compute_policy="nearest", compute_demand_scale=0.0)
     for name in compute:
@@ -162,6 +163,14 @@ def test_every_fault_and_command_is_accepted_with_valid_arguments():
     run(on, 2)
     done = {e.detail["request"]: e.detail["result"] for e in on.drain_events() if e.name == "command_completed"}
     assert set(done) == set(compute) and done["run_job"]["jurisdiction"]["codes"] == ["USA"]
+    ground = make(count=4, pending=np.array([True, False, False, False]))  # one slot still on the ground
+    deploy_args = {"parking_alt_km": 300.0, "hold": True, "slot_of": ground.names[2]}
+    for name in deployment:  # launch as a spare, raise it into another's slot, deorbit that other
+        sat = ground.names[2] if name == "deorbit" else ground.names[0]
+        ground.submit("command", name, {a.name: deploy_args[a.name] for a in COMMANDS[name].args}, sat)
+        run(ground, 1)
+    done = {e.detail["request"]: e.detail["result"] for e in ground.drain_events() if e.name == "command_completed"}
+    assert set(done) == set(deployment) and done["launch"]["hold"] is True and done["deorbit"]["lowering"] == 1
 
 
 def test_solar_array_string_loss_and_battery_failure_reduce_power():

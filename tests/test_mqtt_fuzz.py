@@ -167,13 +167,14 @@ def test_ten_thousand_malformed_requests(rig: tuple[SteppingTwin, Replies, Publi
     # a value of the wrong JSON type for one argument (null is "use the default" for optional ones)
     wrong_number = st.text(max_size=5) | st.lists(st.integers(), max_size=2) | st.booleans() | st.just({})
     wrong_string = st.integers() | st.floats(allow_nan=False) | st.booleans() | st.lists(st.text(), max_size=2)
+    wrong_bool = st.integers() | st.text(max_size=5) | st.just({})  # 0 and 1 are not true and false either
 
     @fuzz_settings(2000)
     @given(which=st.sampled_from([(k, l, s, a) for k, l, s in SPECS for a in s.args]), fleet=st.booleans(),
            data=st.data())
     def wrong_types(which: tuple[str, str, Spec, Any], fleet: bool, data: st.DataObject) -> None:
         kind, leaf, spec, arg = which
-        bad = data.draw(wrong_string if arg.type == "str" else wrong_number)
+        bad = data.draw(wrong_string if arg.type == "str" else wrong_bool if arg.type == "bool" else wrong_number)
         args = _valid_args(spec) | {arg.name: bad}
         topic = f"{P}/fleet/{leaf}" if fleet else f"{P}/sat/{SAT}/{leaf}"
         pub.send("wrong_types", topic, json.dumps(_envelope(kind, spec, args, fleet, next(n))).encode())

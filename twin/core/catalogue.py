@@ -83,14 +83,23 @@ class Catalogue:
     # synthetic constellation, or one mixed with a TLE file): its satrecs are sgp4init of these rows
     # and its line1/line2 are empty; None for a catalogue read from TLE text
     elements: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # bool per satellite: slots not in orbit yet at the start (launched by the twin's ``launch`` command;
+    # twin.core.deployment); None: every satellite is in orbit
+    pending: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def from_elements(cls, names: tuple[str, ...], elements: np.ndarray, source: str) -> Catalogue:
+    def from_elements(cls, names: tuple[str, ...], elements: np.ndarray, source: str,
+                      pending: np.ndarray | None = None) -> Catalogue:
         """A catalogue of ``elements`` (:func:`element_table` rows), initialised with sgp4init (WGS-72)."""
         if len(names) != len(elements):
             raise CatalogueError(f"{source}: {len(names)} names for {len(elements)} element sets")
         blank = ("",) * len(names)
-        return cls(names, tuple(satrecs_from_elements(elements)), blank, blank, source, TleEpoch(), elements)
+        return cls(names, tuple(satrecs_from_elements(elements)), blank, blank, source, TleEpoch(), elements,
+                   None if pending is None or not np.any(pending) else np.asarray(pending, dtype=bool))
+
+    def pending_mask(self) -> np.ndarray:
+        """Bool per satellite: not in orbit at the start."""
+        return np.zeros(len(self), dtype=bool) if self.pending is None else self.pending
 
     def element_rows(self) -> np.ndarray:
         """Every satellite's mean elements as :func:`element_table` rows (from the satrecs for a TLE catalogue)."""
@@ -106,9 +115,10 @@ class Catalogue:
         clash = set(self.names) & set(other.names)
         if clash:
             raise CatalogueError(f"satellite names in both catalogues: {', '.join(sorted(clash)[:5])}")
+        pending = np.concatenate([self.pending_mask(), other.pending_mask()])
         return Catalogue.from_elements(self.names + other.names,
                                        np.concatenate([self.element_rows(), other.element_rows()]),
-                                       f"{self.source}+{other.source}")
+                                       f"{self.source}+{other.source}", pending)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -159,6 +169,7 @@ class Catalogue:
             self.source,
             self.epoch,
             None if self.elements is None else self.elements[np.asarray(idx, dtype=np.int64)],
+            None if self.pending is None else self.pending[np.asarray(idx, dtype=np.int64)],
         )
 
     def select(
@@ -339,7 +350,7 @@ def shift_epochs(cat: Catalogue, shift_days: tuple[float, float], policy: str = 
     sats = tuple(_reepoch(s, *_normalise(s.jdsatepoch + dw, s.jdsatepochF + df)) for s in cat.satrecs)
     return Catalogue(cat.names, sats, cat.line1, cat.line2, cat.source,
                      TleEpoch(policy, "shift", (float(dw), float(df)), original, cat.epoch.threshold_days,
-                              float(dw) + float(df)), cat.elements)
+                              float(dw) + float(df)), cat.elements, cat.pending)
 
 
 def decide_tle_epoch(policy: str, start_minus_epoch_days: float,

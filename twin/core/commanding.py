@@ -18,10 +18,12 @@ import numpy as np
 from twin.core import payload as pl
 from twin.core import thermal
 from twin.core.compute.coupling import ComputeCoupling
+from twin.core.deployment import Deployment, DeploymentError
 from twin.core.design import Design
 from twin.core.events import Event, Request
 from twin.core.faults import FaultBook, FaultTarget
 from twin.core.network import Mesh
+from twin.core.shards import ShardMap
 from twin.schema.commands import CommandError, Reason
 from twin.schema.telemetry import (
     ATT_NADIR_FIXED, ATT_SAFE_SUN, ATT_SUN_TRACK, ATT_TUMBLING, MODE_LOST, MODE_NOMINAL, MODE_SAFE,
@@ -46,6 +48,8 @@ class CommandedTwin(Protocol):
     faults: FaultBook
     compute: ComputeCoupling | None
     mesh: Mesh | None
+    deployment: Deployment
+    shard: ShardMap | None
     _events: list[Event]
 
     @property
@@ -56,11 +60,37 @@ class CommandedTwin(Protocol):
     def _fault_target(self) -> FaultTarget: ...
 
 
+def _deployment_command(twin: CommandedTwin, name: str, a: dict[str, Any], s: np.ndarray) -> dict[str, Any]:
+    """``launch``, ``raise_orbit`` and ``deorbit`` (:mod:`twin.core.deployment`)."""
+    dep = twin.deployment
+    try:
+        if name == "launch":
+            alt = None if a.get("parking_alt_km") is None else a["parking_alt_km"] * 1e3
+            rows = dep.launch(s, hold=bool(a.get("hold")), parking_alt_m=alt)
+            return {"launched": int(rows.size), "parking_alt_km": round(float(dep.alt_m[rows].min()) / 1e3, 3),
+                    "hold": bool(a.get("hold"))}
+        if name == "raise_orbit":
+            slot = None
+            if a.get("slot_of") is not None:
+                if a["slot_of"] not in twin.index:
+                    raise CommandError(Reason.UNKNOWN_SATELLITE, f"unknown satellite {a['slot_of']!r}", "slot_of")
+                slot = float(dep.slot_alt_m[twin.index[a["slot_of"]]])
+            rows = dep.raise_to(s, slot)
+            return {"raising": int(rows.size), "slot_alt_km": round(float(dep.slot_alt_m[rows].max()) / 1e3, 3)}
+        rows = dep.deorbit(s)
+        return {"lowering": int(rows.size)}
+    except DeploymentError as exc:
+        raise CommandError(Reason.NOT_NOW, str(exc), "sat") from None
+
+
 def check_network_fault(twin: CommandedTwin, name: str, args: dict[str, Any], sats: np.ndarray) -> None:
     """A link or gateway outage names a satellite or gateway of this twin's network."""
     if twin.mesh is None:
         raise CommandError(Reason.NOT_NOW, "the twin runs without its network model ([network] enabled = "
                            "false or --no-network)", "fault")
+    if twin.shard is not None:
+        raise CommandError(Reason.NOT_NOW, "link and gateway outages change the whole mesh, which every shard "
+                           "steps: not with --shard yet", "fault")
     if name == "link_outage":
         peer = args["peer"]
         if peer not in twin.index:
@@ -137,6 +167,8 @@ def execute_command(twin: CommandedTwin, req: Request) -> dict[str, Any]:
         result, caused = twin.faults.clear(a["fault_id"], twin._fault_target())
         twin._events += caused
         return result
+    if name in ("launch", "raise_orbit", "deorbit"):
+        return _deployment_command(twin, name, a, s)
     raise CommandError(Reason.UNKNOWN_COMMAND, f"unknown command {name!r}", "command")  # pragma: no cover
 
 

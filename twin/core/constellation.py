@@ -62,6 +62,7 @@ class Shell:
     ltan_h: float | None = None
     bstar: float = 0.0
     raan_spread_deg: float | None = None  # the planes' nodes span this (None: the pattern's 360 or 180 deg)
+    pending: bool = False  # the shell's slots are not in orbit at the start (launched by command; deployment)
 
     @property
     def size(self) -> int:
@@ -163,7 +164,8 @@ def build_catalogue(spec: ConstellationSpec, epoch_jd: float | None = None, sour
     table["epoch_whole"], table["epoch_frac"] = whole, frac
     for key in ("inclo", "nodeo", "mo", "argpo", "ecco", "no_kozai", "bstar"):
         table[key] = np.concatenate([p[key] for p in parts])
-    return Catalogue.from_elements(tuple(names), table, source or f"constellation:{spec.name}")
+    pending = np.concatenate([np.full(shell.size, shell.pending) for shell in spec.shells])
+    return Catalogue.from_elements(tuple(names), table, source or f"constellation:{spec.name}", pending)
 
 
 def _number(table: dict[str, Any], key: str, where: str, lo: float, hi: float, default: float | None = None,
@@ -182,7 +184,7 @@ def _number(table: dict[str, Any], key: str, where: str, lo: float, hi: float, d
 
 _SHELL_KEYS = {"name", "altitude_km", "inclination_deg", "planes", "sats_per_plane", "phasing", "pattern",
                "eccentricity", "arg_perigee_deg", "raan0_deg", "mean_anomaly0_deg", "ltan_h", "bstar",
-               "raan_spread_deg"}
+               "raan_spread_deg", "pending"}
 
 
 def parse_shell(t: dict[str, Any], index: int) -> Shell:
@@ -216,7 +218,15 @@ def parse_shell(t: dict[str, Any], index: int) -> Shell:
                  _number(t, "raan0_deg", where, -360.0, 360.0, default=0.0),
                  _number(t, "mean_anomaly0_deg", where, -360.0, 360.0, default=0.0), ltan,
                  _number(t, "bstar", where, 0.0, 1.0, default=0.0),
-                 _number(t, "raan_spread_deg", where, 0.0, 360.0) if "raan_spread_deg" in t else None)
+                 _number(t, "raan_spread_deg", where, 0.0, 360.0) if "raan_spread_deg" in t else None,
+                 _flag(t, "pending", where))
+
+
+def _flag(table: dict[str, Any], key: str, where: str) -> bool:
+    v = table.get(key, False)
+    if not isinstance(v, bool):
+        raise ConstellationError(f"{where}: '{key}' must be true or false, got {v!r}")
+    return v
 
 
 def parse_constellation(data: dict[str, Any], source: str) -> ConstellationSpec:

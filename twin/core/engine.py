@@ -26,6 +26,8 @@ from twin.core import thermal
 from twin.core import sat_random
 from twin.core.catalogue import Catalogue
 from twin.core.constants import R_EARTH_M, SECONDS_PER_DAY
+from twin.core import deployment
+from twin.core.deployment import Deployment
 from twin.core.design import Design
 from twin.core.environment import albedo_flux_w_m2, earth_ir_flux_w_m2, solar_flux_w_m2
 from twin.core.ephemeris import SunEphemeris
@@ -41,7 +43,7 @@ from twin.core.network import GroundSites, Mesh, MeshState, load_cities, load_ga
 from twin.core.network.latency import CityRtt, city_fibre_rtt_s, city_rtt
 from twin.core.request_limits import RequestLimits
 from twin.core.sat_random import SatRandom
-from twin.core.shards import ShardMap
+from twin.core.shards import MeshExchange, ShardMap
 from twin.core.solar_array import array_power_w
 from twin.core.telemetry_assembly import build_telemetry
 from twin.schema.commands import COMMANDS, FAULTS, CommandError, Reason, validate
@@ -55,7 +57,7 @@ TUMBLE_PERIOD_S = 600.0
 
 
 @functools.cache
-def _default_ground_sites() -> tuple[GroundSites, GroundSites]:
+def default_ground_sites() -> tuple[GroundSites, GroundSites]:
     """The shipped gateways and cities, read once per process (immutable; shared by every twin)."""
     return load_gateways(), load_cities()
 
@@ -84,6 +86,8 @@ class FleetTwin:
         endpoints: GroundSites | None = None,
         compute_policy: str | None = None,
         compute_demand_scale: float = 0.0,
+        pending: np.ndarray | None = None,
+        start: bool = True,
     ) -> None:
         """``orbit_worker``: propagate the next tick in a child process (default: for >= 2,000
         satellites on a machine with two or more cores). ``limits``: bounds on queued requests and
@@ -96,7 +100,10 @@ class FleetTwin:
         most populous cities). ``compute_policy``: place compute jobs across the fleet with this
         scheduler policy (``twin.core.compute.POLICIES``; ``self.compute``), which then owns the
         payloads' load set-point (docs/physics.md#compute-jobs); ``compute_demand_scale``: the seeded
-        diurnal demand from the endpoints, times this (0: jobs only as submitted)."""
+        diurnal demand from the endpoints, times this (0: jobs only as submitted). ``pending``: bool per
+        satellite, slots not in orbit yet (launched by the ``launch`` command; docs/physics.md#deployment).
+        ``start``: evaluate the present now (False: the caller calls :meth:`start`, e.g. a shard once
+        its mesh exchange is attached)."""
         if not dt_s > 0:
             raise ValueError(f"dt_s must be > 0, got {dt_s}")
         self.catalogue = catalogue
@@ -141,6 +148,7 @@ class FleetTwin:
         self.isl_on = np.ones(n, dtype=bool)
         self.heater_forced = np.zeros((n, thermal.N_NODES), dtype=bool)
         self.payload_off = np.zeros(n, dtype=bool)
+        self.deployment = Deployment(catalogue.mean_altitude_m, catalogue.pending if pending is None else pending)
         self.faults = FaultBook(n, radiation.uncorrectable_fraction(design.radiation), self.limits.faults_per_sat)
         self.limit_state: dict[str, np.ndarray] | None = None
         self._queue: list[Request] = []  # waiting requests, their targets stored compactly (_stored_targets)
@@ -156,28 +164,35 @@ class FleetTwin:
         self.board_samples_rejected = 0  # hardware samples refused inside the step (not finite, out of range)
         self.mesh: Mesh | None = None
         if design.network.enabled if network is None else network:
-            default_gateways, default_cities = _default_ground_sites()
+            default_gateways, default_cities = default_ground_sites()
             self.mesh = Mesh.from_catalogue(catalogue, design.network, design.power.isl_terminal_count,
                                             self.jd0 + self.fr0, default_gateways if gateways is None else gateways,
                                             default_cities if endpoints is None else endpoints)
         self.net: MeshState | None = None
+        # a shard whose mesh is the whole fleet's (self.mesh): the exchange gives every satellite's mesh inputs
+        self.mesh_exchange: MeshExchange | None = None
         self.compute: ComputeCoupling | None = None
         if compute_policy is not None:
             cities = self.mesh.cities if self.mesh is not None else None
             if cities is None:
-                cities = endpoints if endpoints is not None else _default_ground_sites()[1]
+                cities = endpoints if endpoints is not None else default_ground_sites()[1]
             demand = None
             if compute_demand_scale > 0:
                 demand = DemandGenerator(cities, DemandParams().scaled(compute_demand_scale), seed=seed,
                                          utc_hour_at_zero=(self.fr0 * 24.0 + 12.0) % 24.0)
             gws = self.mesh.gateways if self.mesh is not None else (
-                gateways if gateways is not None else _default_ground_sites()[0])
+                gateways if gateways is not None else default_ground_sites()[0])
             self.compute = ComputeCoupling(n, design, compute_policy, seed=seed, cities=cities, demand=demand,
                                            gateways=gws)
         self.city_rtt: CityRtt | None = None  # the last city-pair latency matrix, with its sim time
         self._outage_version = -1  # the fault book's network version the outage arrays below reflect
         self._link_outages = np.zeros((0, 2), dtype=np.int64)
         self._gateway_ok: np.ndarray | None = None
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Evaluate the present (tick 0) without advancing: the first telemetry and the mesh's first tick."""
         self.step(advance=False)
 
     def close(self) -> None:
@@ -311,8 +326,54 @@ class FleetTwin:
         return stored.astype(np.int64)
 
     def drain_events(self) -> list[Event]:
+        """The events since the last call; a satellite not in orbit (pending, re-entered) has none but
+        its deployment events."""
         ev, self._events = self._events, []
+        if not self.deployment.all_on_station or self.deployment.version:
+            gone = ~self.deployment.in_orbit
+            ev = [e for e in ev if e.sat < 0 or not gone[e.sat] or e.kind == "deployment"]
         return ev
+
+    def _advance_deployment(self, dt: float) -> None:
+        """Raise and lower the satellites that are moving; new element sets where their altitude moved
+        (docs/physics.md#deployment); events for arrivals and re-entries."""
+        dep = self.deployment
+        moves = dep.advance(dt)
+        if moves.launched.size:
+            self._reset_rows(moves.launched)
+            for i in moves.launched:
+                self._emit(int(i), "deployment", "launched", "info", parking_alt_km=round(float(dep.alt_m[i]) / 1e3, 3),
+                           phase=deployment.PHASE_NAMES[int(dep.phase[i])])
+        if moves.reelement.size:
+            rows = moves.reelement
+            sats = self.propagator.satrecs
+            table = deployment.circular_elements([sats[i] for i in rows], self.catalogue.norad_ids[rows],
+                                                 self.now_jd, dep.alt_m[rows])
+            self.propagator.replace(rows, table)
+        for i in moves.arrived:
+            self._emit(int(i), "deployment", "on_station", "info", alt_km=round(float(dep.alt_m[i]) / 1e3, 3))
+        for i in moves.reentered:
+            self.mode[i] = MODE_LOST
+            self._emit(int(i), "deployment", "reentered", "info", alt_km=round(float(dep.alt_m[i]) / 1e3, 3))
+
+    def _reset_rows(self, rows: np.ndarray) -> None:
+        """Satellites just launched start fresh: the design's initial state, no dose, no upsets."""
+        des = self.design
+        self.temp_k[rows] = des.thermal.initial_temp_k
+        self.soc[rows] = des.battery.soc_initial
+        self.v_rc_v[rows] = 0.0
+        self.shed_state[rows] = False
+        self.dose_rad[rows] = 0.0
+        self.cover_dose_rad[rows] = 0.0
+        self.seu_total[rows] = 0
+        self.mode[rows] = MODE_NOMINAL
+        self.attitude[rows] = ATT_SUN_TRACK
+        for state, fresh in ((self.payload, pl.PayloadState.initial(1, des.payload)),
+                             (self.fdir, fdir_mod.FdirState.initial(1, des.payload.n_devices))):
+            for key, value in vars(fresh).items():
+                arr = getattr(state, key)
+                if isinstance(arr, np.ndarray) and arr.shape[:1] == (self.n,):
+                    arr[rows] = value[0]
 
     def _emit(self, sat: int, kind: str, name: str, severity: str, **detail: Any) -> None:
         self._events.append(Event(self.t_s, sat, kind, name, severity, detail))
@@ -358,6 +419,8 @@ class FleetTwin:
             self.t_s = (self.tick + 1) * dt
             self.tick += 1
         self._run_due_requests()
+        if advance and not self.deployment.all_on_station:
+            self._advance_deployment(dt)
         if self.faults.active:
             self._events += self.faults.expire(self._fault_target())
         des = self.design
@@ -420,22 +483,34 @@ class FleetTwin:
         demand = nominal_demand_w(self.n, des.power)
         demand[:, PAYLOAD] = np.where(self.fdir.shed_payload | self.payload_off | safe, 0.0, plan.power_w)
         demand[:, HEATERS] = heater_w.sum(axis=1)
+        on_station = None if self.deployment.all_on_station else self.deployment.on_station
         if self.mesh is not None:
             # links need working terminals, powered (nominal mode, FDIR and the PCDU's SoC latch of the
             # previous tick) on a satellite with an orbit; their power follows the links in use
             count = des.power.isl_terminal_count
             powered = ~safe & self.isl_on & ~self.shed_state[:, ISL]
             terminals_ok = terminals_from_count(count - self.faults.isl_failed, count) & powered[:, None]
+            mesh_bad = bad if on_station is None else bad | ~on_station  # only satellites on station link up
+            if on_station is not None:
+                terminals_ok &= on_station[:, None]
             link_outages, gateway_ok = self._network_outages()
             jobs_gbps = None if self.compute is None else self.compute.transfer_gbps(self.t_s - dt, dt)
-            self.net = self.mesh.step(self.t_s, np.where(bad[:, None], np.nan, orb.r_itrs_m), terminals_ok,
+            pos = np.where(mesh_bad[:, None], np.nan, orb.r_itrs_m)
+            if self.shard is not None:  # every shard steps the whole fleet's mesh from every satellite's inputs
+                if self.mesh_exchange is None:
+                    raise RuntimeError("a shard with the network model steps only with its mesh exchange attached")
+                pos, terminals_ok = self.mesh_exchange(self.tick, pos, terminals_ok)
+            self.net = self.mesh.step(self.t_s, pos, terminals_ok,
                                       gateway_ok=gateway_ok, link_outages=link_outages, gmst_rad=gmst,
                                       sat_demand_gbps=jobs_gbps,
                                       flows=None if self.compute is None else self.compute.migration_flows(self.t_s - dt,
                                                                                                             dt))
+            if self.shard is not None:
+                self.net = self.net.rows(self.shard.rows)
             demand[:, ISL] = des.power.isl_terminal_w * self.net.terminals_in_use
             interval = des.network.city_matrix_interval_s
-            if advance and interval > 0 and (self.city_rtt is None or np.floor(self.t_s / interval + 1e-9)
+            latency_here = self.shard is None or self.shard.spec.index == 1  # one shard publishes the matrix
+            if advance and latency_here and interval > 0 and (self.city_rtt is None or np.floor(self.t_s / interval + 1e-9)
                                              > np.floor(self.city_rtt.t_s / interval + 1e-9)):
                 self.city_rtt = city_rtt(self.mesh, self.t_s, self._city_fibre_rtt_s)
         else:
@@ -485,6 +560,8 @@ class FleetTwin:
         p = self.payload
         device_ok = (p.off_remaining_s <= 0.0) & ~p.latched & ~p.hung[:, None]
         available = (~safe & ~bad & ~self.fdir.shed_payload & ~self.payload_off & ~self.shed_state[:, PAYLOAD])
+        if not self.deployment.all_on_station:
+            available &= self.deployment.on_station
         pos = np.where(bad[:, None], np.nan, orb.r_itrs_m)
         t0 = self.t_s - self.dt_s
         hil.collect_board_jobs(self, t0)  # boards' results first (hardware in the loop)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from sgp4.api import SGP4_ERRORS, SatrecArray
 
-from twin.core.catalogue import Catalogue
+from twin.core.catalogue import Catalogue, satrecs_from_elements
 from twin.core.constants import JD_J2000, R_EARTH_M, WGS84_FLATTENING
 
 # WGS-84 ellipsoid
@@ -94,7 +94,8 @@ class FleetPropagator:
 
     def __init__(self, catalogue: Catalogue) -> None:
         self.catalogue = catalogue
-        self._array = SatrecArray(list(catalogue.satrecs))
+        self.satrecs = list(catalogue.satrecs)  # the element sets in use (replace() changes some)
+        self._array = SatrecArray(self.satrecs)
         self._jd = np.zeros(1)
         self._fr = np.zeros(1)
 
@@ -107,6 +108,13 @@ class FleetPropagator:
         self._fr[0] = fr_utc
         err, r_km, v_km_s = self._array.sgp4(self._jd, self._fr)
         return r_km[:, 0, :] * 1e3, v_km_s[:, 0, :] * 1e3, err[:, 0]
+
+    def replace(self, rows: np.ndarray, elements: np.ndarray) -> None:
+        """New element sets for satellites ``rows`` (:func:`~twin.core.catalogue.element_table` rows: an
+        orbit manoeuvre); the rest keep theirs."""
+        for i, sat in zip(np.asarray(rows).tolist(), satrecs_from_elements(elements)):
+            self.satrecs[i] = sat
+        self._array = SatrecArray(self.satrecs)
 
     def propagate(self, jd_utc: float, fr_utc: float, gmst_rad: float) -> OrbitState:
         """Position, velocity, Earth-fixed position and geodetic coordinates at one instant."""

@@ -18,6 +18,7 @@ import time
 from collections import deque
 from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
+from typing import Any
 
 import numpy as np
 
@@ -77,6 +78,9 @@ def _worker(conn: Connection, source: str | tuple[tuple[str, ...], np.ndarray], 
             msg = conn.recv()
             if msg is None:
                 break
+            if msg[0] == "replace":  # an orbit manoeuvre: new element sets for some satellites
+                prop.replace(msg[1], msg[2])
+                continue
             slot, jd, fr, gmst, with_radiation = msg
             t0 = time.perf_counter()
             o = prop.propagate(jd, fr, gmst)
@@ -189,6 +193,23 @@ class PipelinedPropagator:
                     f"{statistics.median(self._waits_s) * 1e3:.0f} ms a tick for it; its radiation sample took "
                     f"{statistics.median(self._worker_radiation_s) * 1e3:.0f} ms)")
         return slot if got == slot else None
+
+    @property
+    def satrecs(self) -> list[Any]:
+        """The element sets in use (the parent's copy; the child holds the same)."""
+        return self.local.satrecs
+
+    def replace(self, rows: np.ndarray, elements: np.ndarray) -> None:
+        """New element sets for ``rows``, here and in the child. A prefetched tick computed with the old
+        ones is dropped (the next :meth:`propagate` computes in-process, as the child would have)."""
+        if self._pending is not None:
+            self._collect()
+        self.local.replace(rows, elements)
+        if self.fallback_reason is None:
+            try:
+                self._conn.send(("replace", np.asarray(rows), elements))
+            except (BrokenPipeError, OSError) as exc:
+                self._fail(f"orbit worker gone: {exc}")
 
     def move_radiation_in_process(self, why: str) -> None:
         """From the next prefetch on, the caller samples radiation itself (:meth:`radiation_at` returns None)."""

@@ -25,13 +25,21 @@ def fleet_summary(twin, *, with_grid: bool = True) -> dict[str, Any]:  # type: i
     """
     tm = twin.tm
     live = twin.mode != MODE_LOST
-    return {
-        "sats": twin.n,
-        "nominal": int(np.sum((twin.mode == MODE_NOMINAL) & (tm["limit_state"] == 0))),
+    dep = getattr(twin, "deployment", None)
+    in_orbit = None
+    extra: dict[str, Any] = {}
+    if dep is not None and (dep.version or not dep.all_on_station):
+        # a constellation that changes: count satellites in orbit only, and say how many per phase
+        in_orbit = dep.in_orbit
+        live = live & in_orbit
+        extra = {f"deploy_{k}": v for k, v in dep.counts().items()}
+    return extra | {
+        "sats": twin.n if in_orbit is None else int(in_orbit.sum()),
+        "nominal": int(np.sum(live & (twin.mode == MODE_NOMINAL) & (tm["limit_state"] == 0))),
         "yellow": int(np.sum(live & (tm["limit_state"] == LIMIT_YELLOW))),
         "red": int(np.sum(live & (tm["limit_state"] == LIMIT_RED))),
-        "safe": int(np.sum(twin.mode == MODE_SAFE)),
-        "lost": int(np.sum(~live)),
+        "safe": int(np.sum(live & (twin.mode == MODE_SAFE))),
+        "lost": int(np.sum((twin.mode == MODE_LOST) & (True if in_orbit is None else in_orbit))),
         "sunlit": int(np.sum(live & (tm["illumination"] > 0.5))),
         "in_saa": int(np.sum(live & tm["in_saa"])),
         "array_power_mw": float(np.nansum(tm["array_power_w"][live]) / 1e6),

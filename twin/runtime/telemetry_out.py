@@ -56,6 +56,8 @@ class TelemetryOut:
         self.link = link
         # per-satellite topics for these satellites (bool per satellite); frames: all, watched or off
         self.watched = np.ones(seq.size, dtype=bool) if watched is None else np.asarray(watched, dtype=bool).copy()
+        # (deployment version, bool per satellite in orbit or None: all); the service sets it from the twin
+        self.in_orbit: Callable[[], tuple[int, np.ndarray | None]] = lambda: (0, None)
         self._all_watched = bool(self.watched.all())
         self.frame_rows = frame_rows
         self.schedule = schedule
@@ -72,12 +74,17 @@ class TelemetryOut:
         self.wait_s_total = 0.0
         self.waits = 0
         self._tick_start: float | None = None  # when the tick about to publish passed its gate (budget clock)
-        self._due: tuple[int, dict[str, np.ndarray]] | None = None
+        self._due: tuple[tuple[int, int], dict[str, np.ndarray]] | None = None
 
     def due(self, tick: int) -> dict[str, np.ndarray]:
-        """Rows due per packet at ``tick`` (computed once per tick)."""
-        if self._due is None or self._due[0] != tick:
-            self._due = (tick, self.schedule.due(tick))
+        """Rows due per packet at ``tick`` of the satellites in orbit (computed once per tick and
+        deployment change: a satellite not launched yet or re-entered publishes nothing)."""
+        version, in_orbit = self.in_orbit()
+        if self._due is None or self._due[0] != (tick, version):
+            due = self.schedule.due(tick)
+            if in_orbit is not None:
+                due = {p: rows[in_orbit[rows]] for p, rows in due.items()}
+            self._due = ((tick, version), due)
         return self._due[1]
 
     def set_watch(self, action: str, sats: np.ndarray) -> int:
@@ -213,7 +220,8 @@ class NetworkFramesOut:
     """
 
     def __init__(self, link: MqttLink, schedule: PacketSchedule, names: list[str] | tuple[str, ...], topics: Topics,
-                 counters: Counter[str]) -> None:
+                 counters: Counter[str], enabled: bool = True) -> None:
+        self.enabled = enabled  # False: another process publishes them (a shard other than the first)
         self.link = link
         self.schedule = schedule
         self.counters = counters
@@ -223,6 +231,8 @@ class NetworkFramesOut:
 
     def publish(self, twin: FleetTwin, t_iso: str, t_s: float, bseq: int, run_id: int) -> None:
         """Publish what is due at ``twin.tick`` (nothing for a twin without the network)."""
+        if not self.enabled:
+            return
         if twin.net is not None and self.schedule.topic_due("topology", twin.tick):
             topic, payload = self.topology.encode(twin.net, t_iso, t_s, run_id, bseq, twin.tick)
             self.link.publish(topic, payload, qos=1)

@@ -130,6 +130,17 @@ COMMANDS: dict[str, Spec] = {s.name: s for s in (
          "follow, aggregates and events do not change). The targets are the topic's satellite or the select",
          (Arg("action", "str", "", "set: watch exactly the targets; add: watch them too; remove: stop watching them",
               choices=WATCH_ACTIONS, required=False, default="set"),)),
+    Spec("launch", "Launch pending satellites (slots not yet in orbit) into a low parking orbit in their slot's "
+         "plane; they raise to their slot, or wait there as spares with hold",
+         (Arg("parking_alt_km", "float", "km", "Parking orbit mean altitude (omit: the default, 350 km)",
+              min=150.0, max=2000.0, required=False),
+          Arg("hold", "bool", "", "Stay in the parking orbit as spares until raise_orbit", required=False,
+              default=False))),
+    Spec("raise_orbit", "Raise parked spares to their slot, or to the slot of another satellite (replacing a "
+         "failed one)",
+         (Arg("slot_of", "str", "", "The satellite whose slot altitude to take (omit: the spare's own slot)",
+              required=False),)),
+    Spec("deorbit", "Lower satellites until they re-enter (end of life, or a failed satellite)"),
 )}
 
 FAULTS: dict[str, Spec] = {s.name: s for s in (
