@@ -82,6 +82,7 @@ PUBLISH |= {
     f"{S}/fleet/reply": {"twin"}, f"{S}/errors": {"twin"}, f"{S}/audit": {"twin"},
     f"{S}/bridge/influx/status": {"influx-bridge"}, f"{S}/bridge/influx/event": {"influx-bridge"},
     f"{S}/bridge/other/event": set(),
+    f"{S}/mesh": {"twin"},
     f"{S}/anything": set(), f"{P}/shard/2/sat/{SAT}/cmd": set(),
 }
 # role -> the topics of PUBLISH it receives when subscribed to everything (besides operator and observer: all)
@@ -89,7 +90,7 @@ READ: dict[str, set[str]] = {
     "twin": {f"{P}/sat/{SAT}/cmd", f"{P}/fleet/cmd", f"{P}/sat/{SAT}/fault", f"{P}/fleet/fault", f"{P}/fleet/replay",
              f"{P}/fleet/route", f"{P}/state", f"{P}/board/{BOARD}/state", f"{P}/board/{BOARD}/tm",
              f"{P}/board/{BOARD}/job", f"{S}/fleet/cmd", f"{S}/fleet/fault", f"{S}/fleet/replay", f"{S}/fleet/route",
-             f"{S}/state"},
+             f"{S}/state", f"{S}/mesh"},
     "influx-bridge": {f"{P}/fleet/tm/{PACKET}", f"{P}/replay/{SAT}/tm/{PACKET}", f"{P}/sat/{SAT}/event",
                       f"{P}/fleet/event", f"{P}/bridge/influx/event", f"{P}/bridge/grafana/event",
                       f"{P}/sat/{SAT}/reply", f"{P}/fleet/reply", f"{P}/errors", f"{P}/fleet/summary",

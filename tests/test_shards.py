@@ -84,11 +84,13 @@ def test_two_shards_step_exactly_as_the_single_twin() -> None:
     assert int(single.seu_total.sum()) > 0 and np.any(single.attitude != single.attitude[0])
 
 
-def test_shard_refuses_the_mesh_and_compute_placement() -> None:
-    with pytest.raises(ValueError, match="--no-network"):
-        build_twin(FleetOptions(count=100, shard="1/2"))
+def test_shard_refuses_compute_placement_and_a_shard_with_the_mesh_waits_for_its_exchange() -> None:
     with pytest.raises(ValueError, match="--compute"):
         build_twin(FleetOptions(count=100, shard="1/2", network=False, compute_policy="nearest"))
+    tw = build_twin(FleetOptions(count=100, shard="1/2"))  # the mesh: the whole fleet's, not stepped yet
+    assert tw.mesh is not None and tw.tm == {} and tw.shard is not None
+    with pytest.raises(RuntimeError, match="mesh exchange"):
+        tw.start()
 
 
 def test_bench_shards_reports_the_ratio_and_identical_telemetry() -> None:

@@ -93,15 +93,21 @@ def _replies(rec: Recorder, rid: str) -> list[dict[str, Any]]:
 
 
 def test_requests_reach_the_shard_that_owns_the_satellite(mosquitto: Any, tmp_path: Path) -> None:
+    """Two shards with the mesh, paced: each request reaches the shard that owns its satellite, fleet
+    requests every shard, route requests shard 1 (over the whole fleet's mesh)."""
+    fleet = tmp_path / "small.toml"
+    fleet.write_text(SMALL)
     rec = Recorder(mosquitto.host, mosquitto.port, ["orbitwin/v1/#"])
-    procs: list[subprocess.Popen[Any]] = [start_twin(mosquitto.url, *FLEET, "--speed", "x20", "--shard", f"{k}/2",
-                                                     state_dir=str(tmp_path)) for k in (1, 2)]
+    procs: list[subprocess.Popen[Any]] = [start_twin(mosquitto.url, "--constellation", str(fleet), "--dt", "10",
+                                                     "--speed", "x20", "--shard", f"{k}/2", state_dir=str(tmp_path))
+                                          for k in (1, 2)]
     try:
         cats = wait_for(lambda: (c := rec.find(lambda t, p: t.endswith("/fleet/catalogue"))) and len(c) == 2 and c,
                         60, what="both shards' catalogues")
         owner = {s["sat"]: t.split("/")[3] for t, p in cats for s in p["sats"]}
-        in_2 = next(n for n in NAMES if owner[n] == "2")
-        only_1 = [n for n in NAMES if owner[n] == "1"][:3]
+        names = sorted(owner)
+        in_2 = next(n for n in names if owner[n] == "2")
+        only_1 = [n for n in names if owner[n] == "1"][:3]
 
         def send(topic: str, body: dict[str, Any]) -> None:
             rec.publish(f"orbitwin/v1/{topic}", json.dumps(body))
@@ -111,10 +117,13 @@ def test_requests_reach_the_shard_that_owns_the_satellite(mosquitto: Any, tmp_pa
         send("fleet/cmd", {"id": "all", "command": "throttle", "args": {"factor": 0.9}, "select": "*"})
         send("fleet/cmd", {"id": "some", "command": "throttle", "args": {"factor": 0.8}, "select": {"sats": only_1}})
         send("shard/2/fleet/cmd", {"id": "mine", "command": "throttle", "args": {"factor": 0.7}, "select": "*"})
+        wait_for(lambda: rec.find(lambda t, p: t.endswith("/fleet/topology")), 60, what="a topology frame")
+        send("fleet/route", {"id": "path", "from": {"sat": in_2}, "to": {"gateway": "*"}})
         wait_for(lambda: len([r for r in _replies(rec, "all") if r["status"] == "completed"]) == 2
                  and len([r for r in _replies(rec, "some") if r["status"] == "completed"]) == 2
                  and any(r["status"] == "completed" for r in _replies(rec, "one"))
                  and any(r["status"] == "completed" for r in _replies(rec, "mine"))
+                 and _replies(rec, "path")
                  and _replies(rec, "nobody"), 60, what="the replies")
     finally:
         for p in procs:
@@ -125,7 +134,7 @@ def test_requests_reach_the_shard_that_owns_the_satellite(mosquitto: Any, tmp_pa
     nobody = _replies(rec, "nobody")
     assert len(nobody) == 1 and nobody[0]["shard"] == "1/2" and nobody[0]["reason"] == "unknown_satellite"
     taken = [r for r in _replies(rec, "all") if r["status"] == "accepted"]
-    assert sorted(r["shard"] for r in taken) == ["1/2", "2/2"] and sum(r["sats"] for r in taken) == COUNT
+    assert sorted(r["shard"] for r in taken) == ["1/2", "2/2"] and sum(r["sats"] for r in taken) == len(names)
     some = {r["shard"]: r for r in _replies(rec, "some") if r["status"] == "accepted"}
     assert some["1/2"]["sats"] == len(only_1) and some["2/2"]["sats"] == 0
     mine = _replies(rec, "mine")
@@ -133,18 +142,62 @@ def test_requests_reach_the_shard_that_owns_the_satellite(mosquitto: Any, tmp_pa
     # the shard's own fleet request is answered under the shard; fleet-wide ones on the common topic
     topics = {t for t, p in rec.find(lambda t, p: isinstance(p, dict) and p.get("id") in ("all", "mine"))}
     assert "orbitwin/v1/fleet/reply" in topics and "orbitwin/v1/shard/2/fleet/reply" in topics
+    path = _replies(rec, "path")
+    assert len(path) == 1 and path[0]["shard"] == "1/2" and path[0]["status"] == "completed", path
+    assert path[0]["result"]["path"][0] == in_2  # a satellite of shard 2, routed over the whole mesh by shard 1
+    tops = {t for t, _ in rec.find(lambda t, p: t.endswith("/fleet/topology"))}
+    assert tops == {"orbitwin/v1/shard/1/fleet/topology"}  # one shard publishes the whole mesh's topology
 
 
-def test_shard_option_needs_an_external_broker_and_no_mesh(tmp_path: Path) -> None:
+def test_shard_option_needs_an_external_broker(tmp_path: Path) -> None:
     import sys
 
-    for extra, why in ((["--no-network"], "--shard needs --mqtt"),
-                       (["--mqtt", "mqtt://127.0.0.1:1"], "--shard needs --no-network"),
+    for extra, why in ((["--shard", "1/2", "--no-network"], "--shard needs --mqtt"),
                        (["--no-network", "--mqtt", "mqtt://127.0.0.1:1", "--shard", "3/2"], "K/N")):
-        args = ["--shard", "1/2", *extra] if "--shard" not in extra else extra
-        r = subprocess.run([sys.executable, "-m", "orbitwin.cli", "run", "--count", "60", "--plain", *args],
+        r = subprocess.run([sys.executable, "-m", "orbitwin.cli", "run", "--count", "60", "--plain", *extra],
                            capture_output=True, text=True, timeout=120)
         assert r.returncode != 0 and why in r.stderr, r.stderr
+
+
+SMALL = """
+name = "small"
+epoch = "2026-12-01T00:00:00Z"
+[[shell]]
+name = "S"
+altitude_km = 550.0
+inclination_deg = 53.0
+planes = 12
+sats_per_plane = 12
+"""
+
+
+def test_shards_with_the_mesh_exchange_their_inputs_and_match_the_single_twin(mosquitto: Any, tmp_path: Path) -> None:
+    """With the network model each shard steps the whole mesh from every shard's inputs (over the
+    broker, tick by tick): links, routes and the laser terminals' power are the single twin's."""
+    fleet = tmp_path / "small.toml"
+    fleet.write_text(SMALL)
+    rec = Recorder(mosquitto.host, mosquitto.port, [f"{p}/sat/+/tm/{k}" for p in ("single/v1", "sharded/v1")
+                                                    for k in ("net", "power")] + ["sharded/v1/shard/+/mesh"])
+    common = ["--constellation", str(fleet), "--seed", "4", "--dt", "10", "--speed", "max", "--duration", "300",
+              "--frames", "off"]
+    procs = [start_twin(mosquitto.url, *common, "--prefix", "single/v1", state_dir=str(tmp_path))]
+    procs += [start_twin(mosquitto.url, *common, "--prefix", "sharded/v1", "--shard", f"{k}/2",
+                         state_dir=str(tmp_path)) for k in (1, 2)]
+    expected = 144 * 30 * 2  # both packets of every satellite at every tick, 1 to 30
+    try:
+        for p in procs:
+            assert p.wait(180) == 0
+        wait_for(lambda: len(_telemetry(rec, "single/v1")) == expected == len(_telemetry(rec, "sharded/v1")), 60,
+                 what="all the telemetry")
+    finally:
+        for p in procs:
+            stop_process(p)
+        rec.close()
+    single, sharded = _telemetry(rec, "single/v1"), _telemetry(rec, "sharded/v1")
+    assert single == sharded
+    assert sum(v["fields"]["links_up"] for k, v in single.items() if k[1] == "net") > 144 * 30  # a live mesh
+    frames = rec.find(lambda t, p: t.endswith("/mesh"))
+    assert {t.split("/")[3] for t, _ in frames} == {"1", "2"} and len(frames) == 2 * 31  # one per shard and tick
 
 
 def test_a_bridge_per_shard_stores_the_whole_fleet_exactly_once(mosquitto: Any, influxd: Any, tmp_path: Path) -> None:

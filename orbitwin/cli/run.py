@@ -52,8 +52,9 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--shard", type=arg_types.shard, metavar="K/N",
                    help="run shard K of the fleet split into N by whole orbital planes (docs/scaling.md#shards): "
                         "this process steps only its satellites, publishes their topics and its own fleet topics "
-                        "under {prefix}/shard/K, and leaves requests for other satellites to their shards; needs "
-                        "--no-network and an external broker (--mqtt) that every shard uses")
+                        "under {prefix}/shard/K, and leaves requests for other satellites to their shards; with the "
+                        "network model the shards exchange their mesh inputs each tick and step in lockstep; needs "
+                        "an external broker (--mqtt) that every shard uses")
     w = p.add_argument_group("telemetry policy and budget (docs/mqtt.md#telemetry-policy-and-budget)")
     w.add_argument("--watch", default="all", metavar="SELECTION",
                    help="satellites that publish per-satellite topics sat/{sat}/tm/{packet}: all (default), none, "

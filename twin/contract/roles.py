@@ -77,9 +77,10 @@ def roles(topics: Topics | None = None) -> tuple[Role, ...]:
                       t.board("+", "event"), t.audit, *reply_topics(t),
                       ts.state, ts.catalogue, ts.status, ts.summary, ts.fleet_tm("+"), ts.fleet("topology"),
                       ts.fleet("latency"), ts.fleet("agg/#"), ts.fleet("event"), ts.fleet("reply"), ts.errors,
-                      ts.audit),
+                      ts.audit, ts.mesh),
+             # a shard reads the other shards' mesh inputs and births (twin.runtime.mesh_exchange)
              read=(*requests, t.replay, t.route, t.state, t.board("+", "state"), t.board("+", "tm"),
-                   t.board("+", "job"), *shard_requests, ts.replay, ts.route, ts.state)),
+                   t.board("+", "job"), *shard_requests, ts.replay, ts.route, ts.state, ts.mesh)),
         Role("influx-bridge", "stores telemetry, events and replies in InfluxDB; asks the twin for replays",
              publish=(t.replay, t.bridge(INFLUX_BRIDGE_ID, "status"), t.bridge(INFLUX_BRIDGE_ID, "event"),
                       ts.replay, ts.bridge(INFLUX_BRIDGE_ID, "status"), ts.bridge(INFLUX_BRIDGE_ID, "event")),

@@ -34,7 +34,9 @@ Everything under one prefix (default ``orbitwin/v1``)::
 A shard of a sharded twin (``orbitwin run --shard K/N``) publishes its satellites' topics as above
 and its own fleet-level topics (state, fleet/..., errors, audit) under ``{prefix}/shard/{K}``, so
 shards never share a birth sequence, a frame or a summary; it takes requests on both
-``{prefix}/fleet/...`` (every shard) and ``{prefix}/shard/{K}/fleet/...`` (this shard only).
+``{prefix}/fleet/...`` (every shard) and ``{prefix}/shard/{K}/fleet/...`` (this shard only). With
+the network model each shard publishes its satellites' mesh inputs on ``{prefix}/shard/{K}/mesh``
+every tick and reads the others'.
 """
 
 from __future__ import annotations
@@ -105,6 +107,12 @@ class Topics:
     def fleet_tm(self, packet: str) -> str:
         return f"{self.root}/fleet/tm/{packet}"
 
+    @property
+    def mesh(self) -> str:
+        """``{prefix}/shard/{K}/mesh``: a shard's mesh inputs of each tick, for the other shards
+        (:mod:`twin.runtime.mesh_exchange`; binary)."""
+        return f"{self.root}/mesh"
+
     def fleet_agg_shell(self, shell: str) -> str:
         """``{prefix}/fleet/agg/shell/{shell}``: one shell's aggregate (:mod:`twin.contract.fleet_aggregates`)."""
         return f"{self.root}/fleet/agg/shell/{shell}"
@@ -155,7 +163,8 @@ class Topics:
     def request_subscriptions(self) -> tuple[str, ...]:
         """What the twin subscribes to (with no-local, so its own publications do not echo); a shard
         also takes its own ``{prefix}/shard/{K}/fleet/+``."""
-        own = () if self.shard is None else (f"{self.root}/fleet/+",)
+        every = Topics(self.prefix, "+")
+        own = () if self.shard is None else (f"{self.root}/fleet/+", every.mesh, every.state)
         return (f"{self.prefix}/sat/+/+", f"{self.prefix}/fleet/+", *own, f"{self.prefix}/board/+/state",
                 f"{self.prefix}/board/+/tm", f"{self.prefix}/board/+/job")
 

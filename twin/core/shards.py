@@ -12,11 +12,22 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from twin.core.catalogue import Catalogue
 from twin.core.network.shells import Planes, elements_from_catalogue, group_planes
+
+
+class MeshExchange(Protocol):
+    """What a shard with the network model needs each tick: every satellite's mesh inputs.
+
+    Called with this shard's tick, its satellites' Earth-fixed positions (k, 3) [m] (NaN: not in the
+    mesh) and working terminals (k, terminals) bool; returns the whole fleet's, in catalogue order,
+    once every shard has sent its own for the same tick (the runtime carries them over the broker)."""
+
+    def __call__(self, tick: int, pos_m: np.ndarray, terminals_ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 from twin.contract.topics import iso_utc
 from twin.contract.request_auth import RequestVerifier
@@ -175,11 +175,17 @@ def run_twin(spec: RunSpec, *, out: TextIO = sys.stdout,
                 username=settings.username, tls=settings.tls, ca_file=settings.ca_file)
             print("\n".join(f"orbitwin: {line}" for line in connection_lines(view.connection)), file=out, flush=True)
             link = MqttLink(settings, spec.link)
+            exchange = attach_mesh_exchange(twin, link)
             service = TwinService(twin, link, schedule, replay_bytes=spec.replay_bytes, auth=verifier, policy=policy,
                                   watched=plan.watched, groups=plan.groups)
             print(f"orbitwin: requests: {auth_summary(service.auth)}", file=out, flush=True)
             view.attach(service)
             link.start(wait_s=spec.connect_timeout_s)
+            if exchange is not None:
+                print(f"orbitwin: shard {twin.shard.spec.label if twin.shard else ''}: the whole fleet's mesh from "  # noqa: E501
+                      f"every shard's inputs on {link.topics.base.prefix}/shard/+/mesh; waiting for the other "
+                      "shards' first tick", file=out, flush=True)
+                twin.start()  # tick 0: the mesh's first step needs every shard's inputs
             print(f"orbitwin: connected to {settings.redacted_url} as run {service.run_id} (bseq {link.bseq}; "
                   f"the run tag in InfluxDB); "
                   f"{schedule.messages_per_s():.0f} telemetry messages/s", file=out, flush=True)
@@ -199,6 +205,20 @@ def run_twin(spec: RunSpec, *, out: TextIO = sys.stdout,
         twin.close()
     view.print_summary(twin, stats, interrupted)
     return stats
+
+
+def attach_mesh_exchange(twin: FleetTwin, link: Any) -> Any:
+    """A shard with the network model steps the whole mesh from every shard's inputs, carried by its
+    link (:mod:`twin.runtime.mesh_exchange`); returns the exchange, or None for any other twin."""
+    if twin.shard is None or twin.mesh is None:
+        return None
+    from twin.runtime.mesh_exchange import MqttMeshExchange
+
+    exchange = MqttMeshExchange(twin.shard, lambda topic, payload: link.publish(topic, payload, qos=1),
+                                link.topics.mesh, twin.design.power.isl_terminal_count)
+    link.mesh_sink = exchange.on_message
+    twin.mesh_exchange = exchange
+    return exchange
 
 
 def request_verifier(spec: RunSpec) -> RequestVerifier:

@@ -123,6 +123,8 @@ class MqttLink:
         self.topics = Topics(self.settings.prefix, self.settings.shard)
         self.stats = LinkStats()
         self.inbox: queue.SimpleQueue[mqtt.MQTTMessage] = queue.SimpleQueue()
+        # a shard's mesh exchange (twin.runtime.mesh_exchange): the other shards' frames go there, not to the inbox
+        self.mesh_sink: Callable[[str, bytes], None] | None = None
         self.birth_extra = dict(birth_extra or {})
         self.retained_on_connect: list[tuple[str, bytes]] = []
         self._stopping = False
@@ -182,6 +184,9 @@ class MqttLink:
     def _on_message(self, msg: mqtt.MQTTMessage) -> None:
         if msg.topic == self.topics.state:
             self._check_state(msg.payload)
+            return
+        if self.mesh_sink is not None and (msg.topic.endswith("/mesh") or msg.topic.endswith("/state")):
+            self.mesh_sink(msg.topic, bytes(msg.payload))  # another shard's mesh inputs, or its birth or death
             return
         self.stats.received += 1
         self.inbox.put(msg)

@@ -22,6 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from twin.core.catalogue import shell_label
+from twin.core.deployment import PHASE_NAMES
 from twin.runtime.clock import Pacer
 from twin.schema.commands import CommandError, Reason
 from twin.contract.topics import Topics, dumps, header, iso_utc, reply
@@ -129,7 +130,10 @@ class TwinService:
                                      self.policy.aggregates_hz,
                                      twin.dt_s, self.counters)
         self.watch_pending: dict[str, tuple[str, np.ndarray]] = {}  # set_watch requests queued: key -> (action, sats)
-        self.net_out = NetworkFramesOut(link, self.schedule, twin.names, self.topics, self.counters)
+        # a shard's mesh is the whole fleet's: its topology names every satellite, and shard 1 alone publishes it
+        self.net_out = NetworkFramesOut(link, self.schedule, twin.names if twin.shard is None else twin.shard.names,
+                                        self.topics, self.counters,
+                                        enabled=twin.shard is None or twin.shard.spec.index == 1)
         self.last_stats: RunStats | None = None
         self._last_status_t = -1e18
         self.grid_pacer = GridPacer()  # which summaries carry the fleet grid (the fleet maps' data)
@@ -142,10 +146,22 @@ class TwinService:
                             "tle_epoch": tle_epoch_info(twin.catalogue)}
         if twin.shard is not None:
             link.birth_extra |= {"shard": twin.shard.spec.label, "fleet_sats": len(twin.shard.names)}
-        catalogue = {"v": 1, "tle_epoch": tle_epoch_info(twin.catalogue),
-                     "sats": [{"sat": name, "norad": int(i), "shell": sh}
-                              for name, i, sh in zip(twin.names, ids, shells)]}
-        link.retained_on_connect = [(self.topics.catalogue, dumps(catalogue))]
+        self._catalogue_version = twin.deployment.version
+        link.retained_on_connect = [(self.topics.catalogue, dumps(self.catalogue_message()))]
+        dep = twin.deployment
+        self.out.in_orbit = lambda: (dep.version, None if dep.all_on_station else dep.in_orbit)
+
+    def catalogue_message(self) -> dict[str, Any]:
+        """The retained catalogue: every satellite (slot) with its NORAD number, shell and, while the
+        constellation changes, its deployment phase (twin.core.deployment)."""
+        twin = self.twin
+        ids = twin.catalogue.norad_ids
+        sats = [{"sat": name, "norad": int(i), "shell": sh} for name, i, sh in zip(twin.names, ids, self.shells)]
+        dep = twin.deployment
+        if dep.version or not dep.all_on_station:
+            for row, phase in zip(sats, dep.phase.tolist()):
+                row["phase"] = PHASE_NAMES[phase]
+        return {"v": 1, "tle_epoch": tle_epoch_info(twin.catalogue), "sats": sats}
 
     # --- time ------------------------------------------------------------------------
     def now_iso(self) -> str:
@@ -515,6 +531,11 @@ class TwinService:
         twin, link = self.twin, self.link
         t_iso, t_s = self.now_iso(), twin.t_s
         bseq = link.bseq
+        if twin.deployment.version != self._catalogue_version:  # launches, arrivals, re-entries: a new catalogue
+            self._catalogue_version = twin.deployment.version
+            payload = dumps(self.catalogue_message())
+            link.retained_on_connect = [(self.topics.catalogue, payload)]
+            link.publish(self.topics.catalogue, payload, qos=1, retain=True)
         self.out.publish(twin, t_iso, t_s, bseq, self.run_id)  # waits or sheds under backpressure
         self.agg_out.publish(twin, t_iso, t_s, bseq, self.run_id)  # per-shell and per-plane aggregates, if on
         for ev in twin.drain_events():

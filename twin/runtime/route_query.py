@@ -73,7 +73,8 @@ class RouteQuery:
             every = tuple(range(len(mesh.gateways))) if inside is None else inside
             return Endpoint.gateways(every), {"gateway": ANY_GATEWAY}
         if end.kind == "sat":
-            i = self.twin.index.get(end.name)
+            # the mesh numbers the whole fleet: a shard's mesh too (its index is the shard map's)
+            i = (self.twin.index if self.twin.shard is None else self.twin.shard.index).get(end.name)
             if i is None:
                 raise CommandError(Reason.UNKNOWN_SATELLITE, f"unknown satellite {end.name!r}", f"{field}.sat")
             return Endpoint.sat(i), {"sat": end.name}

@@ -12,10 +12,10 @@ from twin.contract.topics import iso_utc
 from twin.core.catalogue import Catalogue, apply_tle_epoch, load_catalogue
 from twin.runtime.clock import Pacer
 from twin.core.design import load_design
-from twin.core.engine import FleetTwin, julian_split
+from twin.core.engine import FleetTwin, default_ground_sites, julian_split
 from twin.core.compute.territory import Jurisdiction
 from twin.core.ephemeris import iso_to_jd, jd_to_datetime
-from twin.core.network import load_cities, load_gateways
+from twin.core.network import Mesh, load_cities, load_gateways
 from twin.core.shards import ShardMap, ShardSpec, fleet_partition
 
 
@@ -150,16 +150,24 @@ def build_twin(opts: FleetOptions) -> FleetTwin:
     design = load_design(opts.design)
     start_jd = None if opts.start is None else iso_to_jd(opts.start)
     shard = None
+    gateways = None if opts.gateways is None else load_gateways(opts.gateways)
+    endpoints = None if opts.endpoints is None else load_cities(opts.endpoints)
+    network = design.network.enabled if opts.network is None else opts.network
+    whole_mesh = None
     if opts.shard is not None:
         if opts.compute_policy is not None:
             raise ValueError("--shard cannot be used with --compute yet: the scheduler places jobs across the "
                              "whole fleet in one process")
-        if design.network.enabled if opts.network is None else opts.network:
-            raise ValueError("--shard needs --no-network: the laser mesh does not cross shard borders yet")
         spec = ShardSpec.parse(opts.shard)
         if start_jd is None:
             start_jd = cat.median_epoch_jd()  # the whole fleet's, so every shard starts at the same instant
         shard = ShardMap.of(cat, fleet_partition(cat, start_jd, spec.count), spec)
+        if network:  # the whole fleet's mesh, stepped in every shard from every satellite's inputs (exchanged)
+            default_gateways, default_cities = default_ground_sites()
+            jd0, fr0 = julian_split(start_jd)
+            whole_mesh = Mesh.from_catalogue(cat, design.network, design.power.isl_terminal_count, jd0 + fr0,
+                                             default_gateways if gateways is None else gateways,
+                                             default_cities if endpoints is None else endpoints)
         cat = cat.subset(shard.rows)
     twin = FleetTwin(
         cat,
@@ -167,15 +175,18 @@ def build_twin(opts: FleetOptions) -> FleetTwin:
         start_jd=start_jd,
         dt_s=opts.dt_s,
         seed=opts.seed,
-        network=opts.network,
-        gateways=None if opts.gateways is None else load_gateways(opts.gateways),
-        endpoints=None if opts.endpoints is None else load_cities(opts.endpoints),
+        network=False if shard is not None else opts.network,
+        gateways=gateways,
+        endpoints=endpoints,
         compute_policy=opts.compute_policy,
         compute_demand_scale=opts.compute_demand_scale,
+        start=whole_mesh is None,  # a shard with the mesh starts once its exchange is attached (twin.start)
     )
     if named is not None and twin.compute is not None:
         twin.compute.named_jurisdictions = named
     twin.shard = shard
+    if whole_mesh is not None:
+        twin.mesh = whole_mesh
     return twin
 
 

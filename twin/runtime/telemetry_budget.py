@@ -54,10 +54,38 @@ class PolicyPlan:
                 f"{human_bytes(c.mqtt_bytes_per_s)}/s, {c.influx_values_per_s:,.0f} field values/s: {c.source})"]
 
 
+def _probe_telemetry(twin: FleetTwin, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The present telemetry of the sample ``rows`` from a twin of just them, for a twin that has not
+    evaluated its present yet (a shard waiting for its mesh exchange); without the mesh, so the ``net``
+    packet's values are the no-network ones (sizes within a few bytes)."""
+    from twin.core.engine import FleetTwin as Twin
+
+    probe = Twin(twin.catalogue.subset(rows), twin.design, start_jd=twin.now_jd, dt_s=twin.dt_s, seed=twin.seed,
+                 network=False, orbit_worker=False)
+    tm = {}
+    for f, values in probe.tm.items():  # the probe's rows at the sample's places
+        tm[f] = np.zeros((twin.n, *values.shape[1:]), dtype=values.dtype)
+        tm[f][rows] = values
+    return tm
+
+
 def measure_sizes(twin: FleetTwin, schedule: PacketSchedule, topics: Topics,
                   aggregates: AggregateEncoder | None = None, sample: int = SAMPLE_SATS) -> MessageSizes:
     """Message sizes (topic + payload bytes) from encoding the twin's present telemetry for a sample of satellites."""
     rows = np.unique(np.linspace(0, twin.n - 1, min(sample, twin.n)).astype(np.int64))
+    probing = not twin.tm
+    if probing:  # a shard waiting for its mesh exchange: a probe's telemetry stands in, then is removed
+        twin.tm = _probe_telemetry(twin, rows)
+    try:
+        return _measure(twin, rows, schedule, topics, aggregates)
+    finally:
+        if probing:
+            twin.tm = {}
+
+
+def _measure(twin: FleetTwin, rows: np.ndarray, schedule: PacketSchedule, topics: Topics,
+             aggregates: AggregateEncoder | None) -> MessageSizes:
+    tm = twin.tm
     seq = np.full(rows.size, SAMPLE_SEQ, dtype=np.int64)
     t_iso, t_s, ids = iso_utc(jd_to_datetime(twin.now_jd)), float(SAMPLE_SEQ), twin.catalogue.norad_ids
     sat_msg, head, per_row = {}, {}, {}
@@ -65,7 +93,7 @@ def measure_sizes(twin: FleetTwin, schedule: PacketSchedule, topics: Topics,
         sub_names = [twin.names[i] for i in rows]
         enc = PacketEncoder(packet, sub_names, ids[rows], topics)
         local = np.arange(rows.size)
-        sub_tm = {f: np.asarray(twin.tm[f])[rows] for f in enc.fields}
+        sub_tm = {f: np.asarray(tm[f])[rows] for f in enc.fields}
         msgs = enc.encode(sub_tm, local, seq, 1, t_iso, t_s, run=1)
         sat_msg[packet] = float(np.mean([len(t.encode()) + len(p) for t, p in msgs]))
         frame = FrameEncoder(packet, sub_names, ids[rows], topics)

@@ -10,6 +10,7 @@ Model and figures: docs/network.md, docs/physics.md#network.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 
@@ -176,6 +177,16 @@ class MeshState:
     overloaded: int
     unserved_gbps: float
     traffic: TrafficState = field(repr=False)
+
+    def rows(self, idx: NDArray[np.int64]) -> MeshState:
+        """This tick seen from the satellites ``idx`` (a shard's): their per-satellite arrays, in that
+        order; links, gateways and traffic stay the whole mesh's, numbered over the whole fleet."""
+        return dataclasses.replace(
+            self, partner=self.partner[idx], slot_up=self.slot_up[idx], links_up=self.links_up[idx],
+            terminals_in_use=self.terminals_in_use[idx], gateways_visible=self.gateways_visible[idx],
+            gw_delay_s=self.gw_delay_s[idx], gw_hops=self.gw_hops[idx], gw_index=self.gw_index[idx],
+            gw_next_sat=self.gw_next_sat[idx], sat_max_util=self.sat_max_util[idx],
+            sat_throughput_gbps=self.sat_throughput_gbps[idx])
 
 
 class Mesh:
