@@ -176,10 +176,17 @@ def test_shards_with_the_mesh_exchange_their_inputs_and_match_the_single_twin(mo
     broker, tick by tick): links, routes and the laser terminals' power are the single twin's."""
     fleet = tmp_path / "small.toml"
     fleet.write_text(SMALL)
+    # network faults booked in one shard change the whole mesh in both: every link between S-P05-S00 (shard 1)
+    # and plane 6 (shard 2) down for two minutes, booked on plane 6's satellites; a gateway out, booked in shard 1
+    scenario = tmp_path / "outages.toml"
+    scenario.write_text('[[request]]\nat = 100\nselect = { names = "S-P06-*" }\nfault = "link_outage"\n'
+                        'args = { peer = "S-P05-S00" }\nduration_s = 120\n\n'
+                        '[[request]]\nat = 150\nsat = "S-P01-S01"\nfault = "gateway_outage"\n'
+                        'args = { gateway = "Adelanto, CA" }\n')
     rec = Recorder(mosquitto.host, mosquitto.port, [f"{p}/sat/+/tm/{k}" for p in ("single/v1", "sharded/v1")
                                                     for k in ("net", "power")] + ["sharded/v1/shard/+/mesh"])
     common = ["--constellation", str(fleet), "--seed", "4", "--dt", "10", "--speed", "max", "--duration", "300",
-              "--frames", "off"]
+              "--frames", "off", "--scenario", str(scenario)]
     procs = [start_twin(mosquitto.url, *common, "--prefix", "single/v1", state_dir=str(tmp_path))]
     procs += [start_twin(mosquitto.url, *common, "--prefix", "sharded/v1", "--shard", f"{k}/2",
                          state_dir=str(tmp_path)) for k in (1, 2)]
@@ -196,6 +203,8 @@ def test_shards_with_the_mesh_exchange_their_inputs_and_match_the_single_twin(mo
     single, sharded = _telemetry(rec, "single/v1"), _telemetry(rec, "sharded/v1")
     assert single == sharded
     assert sum(v["fields"]["links_up"] for k, v in single.items() if k[1] == "net") > 144 * 30  # a live mesh
+    links = {v["t_s"]: v["fields"]["links_up"] for k, v in single.items() if k[:2] == ("S-P05-S00", "net")}
+    assert max(links[t] for t in (70.0, 80.0, 90.0)) > max(links[t] for t in (160.0, 170.0, 180.0))  # the outage bit
     frames = rec.find(lambda t, p: t.endswith("/mesh"))
     assert {t.split("/")[3] for t, _ in frames} == {"1", "2"} and len(frames) == 2 * 31  # one per shard and tick
 

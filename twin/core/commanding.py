@@ -88,14 +88,13 @@ def check_network_fault(twin: CommandedTwin, name: str, args: dict[str, Any], sa
     if twin.mesh is None:
         raise CommandError(Reason.NOT_NOW, "the twin runs without its network model ([network] enabled = "
                            "false or --no-network)", "fault")
-    if twin.shard is not None:
-        raise CommandError(Reason.NOT_NOW, "link and gateway outages change the whole mesh, which every shard "
-                           "steps: not with --shard yet", "fault")
     if name == "link_outage":
         peer = args["peer"]
-        if peer not in twin.index:
+        # a shard's mesh is the whole fleet's: the peer may be another shard's satellite
+        index, rows = (twin.index, sats) if twin.shard is None else (twin.shard.index, twin.shard.rows[sats])
+        if peer not in index:
             raise CommandError(Reason.UNKNOWN_SATELLITE, f"unknown peer satellite {peer!r}", "peer")
-        if np.any(sats == twin.index[peer]):
+        if np.any(rows == index[peer]):
             raise CommandError(Reason.BAD_ARGUMENT, "a link outage needs a peer other than the satellite itself",
                                "peer")
     elif args["gateway"] not in twin._gateway_number:

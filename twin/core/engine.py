@@ -290,10 +290,12 @@ class FleetTwin:
         return {} if self.mesh is None else {g: i for i, g in enumerate(self.mesh.gateways.names)}
 
     def _network_outages(self) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """(link outages (k, 2) satellite pairs, gateways in service) from the active faults; None: none."""
+        """(link outages (k, 2) satellite pairs, gateways in service) from the active faults; None: none.
+        A shard numbers the pairs over the whole fleet (its mesh's satellites)."""
         if self._outage_version != self.faults.network_version:
             self._outage_version = self.faults.network_version
-            pairs = [(int(s), self.index[f.args["peer"]]) for f in self.faults.network_faults("link_outage")
+            rows, index = (np.arange(self.n), self.index) if self.shard is None else (self.shard.rows, self.shard.index)
+            pairs = [(int(rows[s]), index[f.args["peer"]]) for f in self.faults.network_faults("link_outage")
                      for s in f.sats]
             self._link_outages = np.array(pairs, dtype=np.int64).reshape(-1, 2)
             down = [self._gateway_number[f.args["gateway"]] for f in self.faults.network_faults("gateway_outage")]
@@ -499,7 +501,8 @@ class FleetTwin:
             if self.shard is not None:  # every shard steps the whole fleet's mesh from every satellite's inputs
                 if self.mesh_exchange is None:
                     raise RuntimeError("a shard with the network model steps only with its mesh exchange attached")
-                pos, terminals_ok = self.mesh_exchange(self.tick, pos, terminals_ok)
+                pos, terminals_ok, link_outages, gateway_ok = self.mesh_exchange(
+                    self.tick, pos, terminals_ok, link_outages, gateway_ok)
             self.net = self.mesh.step(self.t_s, pos, terminals_ok,
                                       gateway_ok=gateway_ok, link_outages=link_outages, gmst_rad=gmst,
                                       sat_demand_gbps=jobs_gbps,

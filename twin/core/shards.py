@@ -24,10 +24,15 @@ class MeshExchange(Protocol):
     """What a shard with the network model needs each tick: every satellite's mesh inputs.
 
     Called with this shard's tick, its satellites' Earth-fixed positions (k, 3) [m] (NaN: not in the
-    mesh) and working terminals (k, terminals) bool; returns the whole fleet's, in catalogue order,
-    once every shard has sent its own for the same tick (the runtime carries them over the broker)."""
+    mesh) and working terminals (k, terminals) bool, and the network faults it holds: link outages
+    (j, 2) satellite pairs numbered over the whole fleet (None: none) and the gateways in service
+    (None: all); returns the whole fleet's positions and terminals, in catalogue order, with every
+    shard's outages, once every shard has sent its own for the same tick (the runtime carries them
+    over the broker)."""
 
-    def __call__(self, tick: int, pos_m: np.ndarray, terminals_ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def __call__(self, tick: int, pos_m: np.ndarray, terminals_ok: np.ndarray, link_outages: np.ndarray | None,
+                 gateway_ok: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+        ...
 
 
 @dataclass(frozen=True)

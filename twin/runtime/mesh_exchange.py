@@ -10,9 +10,12 @@ online): a peer subscribes before it announces itself, so no frame is sent befor
 listens. A frame that cannot be read is counted and dropped, never trusted; a peer that goes
 offline, or sends nothing for ``wait_s``, stops the shard with an error naming it.
 
-Frame: ``OWM1``, tick (int64), shard index (int32, 1-based), rows (int32), terminals (int32), then
-the rows' positions (float64, rows x 3, metres, NaN: not in the mesh) and terminals (uint8, rows x
-terminals), little-endian.
+Frame: ``OWM2``, tick (int64), shard index (int32, 1-based), rows (int32), terminals (int32), link
+outages (int32), gateways (int32), then the rows' positions (float64, rows x 3, metres, NaN: not in
+the mesh), terminals (uint8, rows x terminals), the shard's link outages (int64 pairs of satellites
+numbered over the whole fleet) and its gateways in service (uint8 per gateway; none: all in service),
+little-endian. Every shard steps the mesh with every shard's outages: a link or gateway outage
+injected on one shard's satellite changes the whole mesh the same way in all of them.
 """
 
 from __future__ import annotations
@@ -23,36 +26,58 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from twin.core.shards import ShardMap
 
-MAGIC = b"OWM1"
-_HEAD = struct.Struct("<4sqiii")
+MAGIC = b"OWM2"
+_HEAD = struct.Struct("<4sqiiiii")
 
 
-def encode_frame(tick: int, shard: int, pos_m: np.ndarray, terminals_ok: np.ndarray) -> bytes:
-    """One shard's mesh inputs of one tick (see the module docstring)."""
-    rows, terms = terminals_ok.shape
-    return (_HEAD.pack(MAGIC, tick, shard, rows, terms) + np.ascontiguousarray(pos_m, dtype="<f8").tobytes()
-            + np.ascontiguousarray(terminals_ok, dtype=np.uint8).tobytes())
+@dataclass(frozen=True)
+class Frame:
+    """One shard's mesh inputs of one tick."""
+
+    tick: int
+    shard: int
+    pos_m: np.ndarray  # (rows, 3) Earth-fixed [m], NaN: not in the mesh
+    terminals_ok: np.ndarray  # (rows, terminals) bool
+    link_outages: np.ndarray  # (j, 2) int64 satellite pairs over the whole fleet
+    gateway_ok: np.ndarray | None  # (gateways,) bool; None: all in service
 
 
-def decode_frame(payload: bytes) -> tuple[int, int, np.ndarray, np.ndarray]:
-    """(tick, shard, positions (rows, 3), terminals (rows, terminals) bool); ValueError for anything else."""
+def encode_frame(f: Frame) -> bytes:
+    """A frame's bytes (see the module docstring)."""
+    rows, terms = f.terminals_ok.shape
+    pairs = np.ascontiguousarray(f.link_outages, dtype="<i8").reshape(-1, 2)
+    gw = b"" if f.gateway_ok is None else np.asarray(f.gateway_ok, dtype=np.uint8).tobytes()
+    return (_HEAD.pack(MAGIC, f.tick, f.shard, rows, terms, pairs.shape[0], len(gw))
+            + np.ascontiguousarray(f.pos_m, dtype="<f8").tobytes()
+            + np.ascontiguousarray(f.terminals_ok, dtype=np.uint8).tobytes() + pairs.tobytes() + gw)
+
+
+def decode_frame(payload: bytes) -> Frame:
+    """The frame of ``payload``; ValueError for anything else."""
     if len(payload) < _HEAD.size:
         raise ValueError(f"mesh frame of {len(payload)} bytes is shorter than its header")
-    magic, tick, shard, rows, terms = _HEAD.unpack_from(payload)
-    if magic != MAGIC or rows < 0 or terms < 0:
+    magic, tick, shard, rows, terms, n_pairs, n_gw = _HEAD.unpack_from(payload)
+    if magic != MAGIC or min(rows, terms, n_pairs, n_gw) < 0:
         raise ValueError("not a mesh frame")
-    size = _HEAD.size + rows * 3 * 8 + rows * terms
+    size = _HEAD.size + rows * 3 * 8 + rows * terms + n_pairs * 16 + n_gw
     if len(payload) != size:
         raise ValueError(f"mesh frame of {len(payload)} bytes, expected {size} for {rows} rows")
-    pos = np.frombuffer(payload, dtype="<f8", count=rows * 3, offset=_HEAD.size).reshape(rows, 3)
-    ok = np.frombuffer(payload, dtype=np.uint8, count=rows * terms, offset=_HEAD.size + rows * 24).reshape(rows, terms)
-    return tick, shard, pos, ok.astype(bool)
+    at = _HEAD.size
+    pos = np.frombuffer(payload, dtype="<f8", count=rows * 3, offset=at).reshape(rows, 3)
+    at += rows * 24
+    ok = np.frombuffer(payload, dtype=np.uint8, count=rows * terms, offset=at).reshape(rows, terms).astype(bool)
+    at += rows * terms
+    pairs = np.frombuffer(payload, dtype="<i8", count=n_pairs * 2, offset=at).reshape(n_pairs, 2).astype(np.int64)
+    at += n_pairs * 16
+    gw = np.frombuffer(payload, dtype=np.uint8, count=n_gw, offset=at).astype(bool) if n_gw else None
+    return Frame(tick, shard, pos, ok, pairs, gw)
 
 
 class MqttMeshExchange:
@@ -73,7 +98,7 @@ class MqttMeshExchange:
         self.topic = topic
         self.wait_s = wait_s
         self.clock = clock
-        self._frames: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._frames: dict[tuple[int, int], Frame] = {}
         self._online: dict[int, bool] = {}  # peer shard -> its last birth/death said online
         self._cond = threading.Condition()
         self.counters: Counter[str] = Counter()
@@ -88,19 +113,21 @@ class MqttMeshExchange:
             self._on_state(topic, payload)
             return
         try:
-            tick, shard, pos, ok = decode_frame(bytes(payload))
-            rows = self.rows_of.get(shard)
-            if rows is None or shard == self.me:
-                raise ValueError(f"frame from shard {shard}, not a peer of {self.me}/{self.shard.spec.count}")
-            if pos.shape[0] != rows.size or ok.shape[1] != self.terminals:
-                raise ValueError(f"shard {shard}'s frame has {pos.shape[0]} rows and {ok.shape[1]} terminals, "
-                                 f"expected {rows.size} and {self.terminals}")
+            f = decode_frame(bytes(payload))
+            rows = self.rows_of.get(f.shard)
+            if rows is None or f.shard == self.me:
+                raise ValueError(f"frame from shard {f.shard}, not a peer of {self.me}/{self.shard.spec.count}")
+            if f.pos_m.shape[0] != rows.size or f.terminals_ok.shape[1] != self.terminals:
+                raise ValueError(f"shard {f.shard}'s frame has {f.pos_m.shape[0]} rows and "
+                                 f"{f.terminals_ok.shape[1]} terminals, expected {rows.size} and {self.terminals}")
+            if f.link_outages.size and (f.link_outages.min() < 0 or f.link_outages.max() >= self.n):
+                raise ValueError(f"shard {f.shard}'s frame names a satellite outside the fleet in a link outage")
         except (ValueError, struct.error) as exc:
             self.counters["mesh_frames_rejected"] += 1
             self.last_error = str(exc)
             return
         with self._cond:
-            self._frames[(shard, tick)] = (pos, ok)
+            self._frames[(f.shard, f.tick)] = f
             self.counters["mesh_frames"] += 1
             self._cond.notify_all()
 
@@ -133,24 +160,34 @@ class MqttMeshExchange:
             self._cond.wait(min(left, 1.0))
         self.waited_s += self.clock() - t0
 
-    def __call__(self, tick: int, pos_m: np.ndarray, terminals_ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, tick: int, pos_m: np.ndarray, terminals_ok: np.ndarray, link_outages: np.ndarray | None = None,
+                 gateway_ok: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None,
+                                                                np.ndarray | None]:
         peers = [k for k in self.rows_of if k != self.me]
         if not self._started:  # every peer listens before the first frame goes out
             with self._cond:
                 self._wait(lambda: [k for k in peers if not self._online.get(k)], "waiting for the other shards")
             self._started = True
-        self.publish(self.topic, encode_frame(tick, self.me, pos_m, terminals_ok))
+        own = Frame(tick, self.me, pos_m, terminals_ok,
+                    np.zeros((0, 2), np.int64) if link_outages is None else np.asarray(link_outages, np.int64),
+                    gateway_ok)
+        self.publish(self.topic, encode_frame(own))
         full_pos = np.empty((self.n, 3))
         full_ok = np.zeros((self.n, self.terminals), dtype=bool)
         mine = self.rows_of[self.me]
         full_pos[mine] = pos_m
         full_ok[mine] = terminals_ok
+        frames = [own]
         with self._cond:
             self._wait(lambda: [k for k in peers if (k, tick) not in self._frames], f"mesh state of tick {tick}")
             for k in peers:
-                pos, ok = self._frames.pop((k, tick))
-                full_pos[self.rows_of[k]] = pos
-                full_ok[self.rows_of[k]] = ok
+                f = self._frames.pop((k, tick))
+                full_pos[self.rows_of[k]] = f.pos_m
+                full_ok[self.rows_of[k]] = f.terminals_ok
+                frames.append(f)
             for key in [key for key in self._frames if key[1] < tick]:  # stale (a peer's earlier run)
                 del self._frames[key]
-        return full_pos, full_ok
+        outages = np.concatenate([f.link_outages for f in frames])
+        masks = [f.gateway_ok for f in frames if f.gateway_ok is not None]
+        gw_ok = np.logical_and.reduce(masks) if masks else None
+        return full_pos, full_ok, (outages if outages.size else None), gw_ok
