@@ -248,3 +248,24 @@ def test_a_bridge_per_shard_stores_the_whole_fleet_exactly_once(mosquitto: Any, 
     res = influxd.query('SELECT count(*) FROM "events" GROUP BY "sat"', db=db)
     series = res["results"][0].get("series", [])
     assert {s["tags"]["sat"] for s in series} >= {NAMES[3], NAMES[100]}
+
+
+def test_the_python_client_commands_a_sharded_twin(mosquitto: Any, tmp_path: Path) -> None:
+    """OrbitwinClient: online with the shards' births, a satellite's command answered by its shard, a fleet
+    command waited for from every shard and merged (the satellites of both)."""
+    from orbitwin.client import OrbitwinClient
+
+    procs = [start_twin(mosquitto.url, *FLEET, "--speed", "x10", "--shard", f"{k}/2", state_dir=str(tmp_path))
+             for k in (1, 2)]
+    try:
+        with OrbitwinClient.connect(mosquitto.url, timeout_s=60) as c:
+            birth = c.wait_online()
+            assert birth["shard"] in ("1/2", "2/2")
+            one = c.command(NAMES[5], "throttle", factor=0.5)
+            assert one["status"] == "completed" and one["shard"] in ("1/2", "2/2") and "shards" not in one
+            every = c.command(None, "throttle", factor=0.9, select="*")
+            assert every["status"] == "completed" and sorted(r["shard"] for r in every["shards"]) == ["1/2", "2/2"]
+            assert sum(r["result"]["applied"] for r in every["shards"]) == COUNT
+    finally:
+        for p in procs:
+            stop_process(p)

@@ -67,6 +67,7 @@ class OrbitwinClient:
         self.connect_timeout_s = connect_timeout_s
         self.reply_topic = self.topics.private_reply("client", self.client_id)
         self.birth: dict[str, Any] | None = None  # the twin's current birth (None: not online)
+        self._births: dict[Any, dict[str, Any]] = {}  # by shard label (None: an unsharded twin)
         self._online = threading.Event()
         self._pending: dict[str, PendingRequest] = {}
         self._streams: list[Stream[Any]] = []
@@ -110,8 +111,8 @@ class OrbitwinClient:
 
     # --- the network thread ----------------------------------------------------------------
     def _on_connect(self, conn: MqttConnection) -> None:
-        with self._lock:
-            filters = [self.reply_topic, self.topics.state, *self._filters]
+        with self._lock:  # the twin's birth, or its shards' ({prefix}/shard/+/state)
+            filters = [self.reply_topic, self.topics.state, Topics(self.topics.prefix, "+").state, *self._filters]
         conn.subscribe(filters, qos=1)
 
     def _on_suback(self, *args: Any) -> None:
@@ -132,7 +133,7 @@ class OrbitwinClient:
         if not isinstance(body, dict):
             return
         topic = msg.topic
-        if topic == self.topics.state:
+        if topic == self.topics.state or (topic.endswith("/state") and topic.startswith(self.topics.prefix + "/shard/")):
             self._state(body)
             return
         rid = body.get("id")
@@ -147,12 +148,17 @@ class OrbitwinClient:
                 stream.feed(topic, body)
 
     def _state(self, body: dict[str, Any]) -> None:
+        """A birth or death of the twin or of one of its shards (``shard``: ``K/N``): online while any is."""
+        key = body.get("shard")
         if body.get("state") == "online":
+            self._births[key] = body
             self.birth = body
             self._online.set()
-        elif self.birth is not None and body.get("bseq") == self.birth.get("bseq"):
-            self.birth = None  # a death of the current birth; a stale one (another bseq) is ignored
-            self._online.clear()
+        elif key in self._births and body.get("bseq") == self._births[key].get("bseq"):
+            del self._births[key]  # a death of that birth; a stale one (another bseq) is ignored
+            self.birth = next(iter(self._births.values()), None)
+            if self.birth is None:
+                self._online.clear()
 
     # --- requests ------------------------------------------------------------------------
     def wait_online(self, timeout_s: float | None = None) -> dict[str, Any]:
@@ -179,7 +185,8 @@ class OrbitwinClient:
             rid = str(body.get("id") or f"{self.client_id}-{self._next_id}")
         body = {**body, "id": rid} | ({} if self._conn.v5 else {"reply_to": self.reply_topic})
         payload = self.signer(topic, body) if sign and self.signer is not None else json.dumps(body).encode()
-        pending = PendingRequest(rid, what)
+        # a fleet command or fault is answered by every shard of a sharded twin (routes and replays by one)
+        pending = PendingRequest(rid, what, fleet=topic in (self.topics.fleet("cmd"), self.topics.fleet("fault")))
         self._pending[rid] = pending
         info = self._conn.publish(topic, payload, qos=1, properties=reply_properties(self.reply_topic, rid.encode()))
         info.wait_for_publish(wait)
