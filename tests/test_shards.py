@@ -104,3 +104,6 @@ def test_bench_shards_reports_the_ratio_and_identical_telemetry() -> None:
     assert sum(p["sats"] for p in sharded["per_process"]) == 300
     assert r["speedup_vs_one_process"] == pytest.approx(sharded["sat_steps_per_s"] / single["sat_steps_per_s"], rel=1e-2)
     assert seen == [1, 2, 3]
+    physics = bench_shards(count=150, shards=2, steps=2, warmup=1, encode=False)
+    assert physics["telemetry_encoded"] is False and physics["identical_telemetry"] is True
+    assert all(c["messages_per_s"] == 0 for c in physics["configs"])

@@ -26,7 +26,7 @@ ProgressFn = Callable[[float, float], None]
 
 
 def _shard_work(opts: Any, shard: str | None, orbit_worker: bool, steps: int, warmup: int,
-                start: Any, out: Any) -> None:
+                start: Any, out: Any, encode: bool = True) -> None:
     """One process: build the twin (untimed), wait for ``start``, run ``steps`` ticks, report."""
     from twin.contract.telemetry_encoder import FrameEncoder, PacketEncoder, PacketSchedule
     from twin.contract.topics import Topics
@@ -57,6 +57,8 @@ def _shard_work(opts: Any, shard: str | None, orbit_worker: bool, steps: int, wa
         def tick() -> None:
             nonlocal messages
             twin.step()
+            if not encode:
+                return
             for packet, rows in schedule.due(twin.tick).items():
                 if rows.size:
                     cols = enc[packet].columns(twin.tm, rows)
@@ -81,12 +83,13 @@ def _shard_work(opts: Any, shard: str | None, orbit_worker: bool, steps: int, wa
         twin.close()
 
 
-def _run(opts: Any, shards: list[str | None], orbit_worker: bool, steps: int, warmup: int) -> list[dict[str, Any]]:
+def _run(opts: Any, shards: list[str | None], orbit_worker: bool, steps: int, warmup: int,
+         encode: bool = True) -> list[dict[str, Any]]:
     """Run one process per entry of ``shards`` together; their reports in the same order."""
     ctx = mp.get_context("spawn")
     start = ctx.Barrier(len(shards))
     queues = [ctx.Queue() for _ in shards]
-    procs = [ctx.Process(target=_shard_work, args=(opts, s, orbit_worker, steps, warmup, start, q))
+    procs = [ctx.Process(target=_shard_work, args=(opts, s, orbit_worker, steps, warmup, start, q, encode))
              for s, q in zip(shards, queues)]
     for p in procs:
         p.start()
@@ -110,8 +113,10 @@ def _summary(results: list[dict[str, Any]], steps: int, label: str) -> dict[str,
 
 
 def bench_shards(*, count: int | None = None, constellation: str | None = None, shards: int = 2, steps: int = 60,
-                 dt_s: float = 1.0, warmup: int = 3, progress: ProgressFn | None = None) -> dict[str, Any]:
-    """Throughput of ``shards`` shard processes against one process on the same fleet (see the module)."""
+                 dt_s: float = 1.0, warmup: int = 3, encode: bool = True,
+                 progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Throughput of ``shards`` shard processes against one process on the same fleet (see the module);
+    ``encode`` False: the step alone (the physics), without encoding the telemetry."""
     from twin.runtime.run_loop import FleetOptions
 
     opts = FleetOptions(count=count, constellation=constellation, dt_s=dt_s, network=False, seed=1)
@@ -121,10 +126,10 @@ def bench_shards(*, count: int | None = None, constellation: str | None = None, 
         (f"{shards} shards, no orbit worker", [f"{k}/{shards}" for k in range(1, shards + 1)], False),
     ]
     out: dict[str, Any] = {"benchmark": "shards", "machine": platform.machine(), "cpus": os.cpu_count(),
-                           "steps": steps, "dt_s": dt_s, "configs": []}
+                           "steps": steps, "dt_s": dt_s, "telemetry_encoded": encode, "configs": []}
     reports = []
     for k, (label, parts, worker) in enumerate(configs):
-        results = _run(opts, parts, worker, steps, warmup)
+        results = _run(opts, parts, worker, steps, warmup, encode)
         reports.append(results)
         out["configs"].append(_summary(results, steps, label))
         if progress is not None:
@@ -136,4 +141,5 @@ def bench_shards(*, count: int | None = None, constellation: str | None = None, 
     merged = {name: d for r in reports[2] for name, d in r["digests"].items()}
     out["identical_telemetry"] = merged == base and reports[1][0]["digests"] == base
     out["sats_compared"] = len(base)
+    out["realtime_factor_sharded"] = round(dt_s * 1e3 / sharded["step_ms"], 3)
     return out

@@ -66,6 +66,8 @@ def add_parser(sub: Any) -> None:
                    help="placement: place inside the full engine (payload, power, thermal, radiation) instead of "
                         "the proxy fleet")
     p.add_argument("--shards", type=arg_types.positive_int, default=2, help="shards: shard processes (default 2)")
+    p.add_argument("--physics-only", action="store_true",
+                   help="shards: time the step alone, without encoding the telemetry (the physics a shard does)")
     add_no_progress_option(p)
     p.set_defaults(func=cmd_bench)
 
@@ -97,7 +99,7 @@ def _run(a: argparse.Namespace, progress: ProgressFn) -> dict[str, Any]:
         from orbitwin.bench.shards import bench_shards
 
         return bench_shards(count=a.count, constellation=a.constellation, shards=a.shards, steps=a.steps or 60,
-                            dt_s=a.dt, progress=progress)
+                            dt_s=a.dt, encode=not a.physics_only, progress=progress)
     if a.what == "fleet" and a.constellation is not None:
         from orbitwin.bench.scale import bench_scale
 
