@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from tests.mqtt_helpers import Recorder, start_twin, stop_process, wait_for
 from twin.core.catalogue import load_catalogue

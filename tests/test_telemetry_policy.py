@@ -20,7 +20,7 @@ from twin.contract.topics import Topics
 from twin.core.catalogue import load_catalogue
 from twin.core.design import load_design
 from twin.core.engine import FleetTwin
-from twin.runtime.mqtt_service import prune_schedule
+from twin.runtime.telemetry_out import prune_schedule
 from twin.runtime.telemetry_budget import measure_sizes, plan_policy
 from twin.schema.telemetry import LIMIT_RED, LIMIT_YELLOW, MODE_LOST, MODE_NOMINAL, MODE_SAFE, PACKET_FIELDS
 

@@ -23,7 +23,7 @@ from twin.contract.topics import Topics
 from twin.core.constellation import build_catalogue, load_constellation
 from twin.core.design import load_design
 from twin.core.engine import FleetTwin
-from twin.runtime.mqtt_service import prune_schedule
+from twin.runtime.telemetry_out import prune_schedule
 from twin.runtime.telemetry_budget import measure_sizes
 
 # measured: `orbitwin bench fleet --constellation million` on the 2-core machine, 2026-12-03: median steps of

@@ -149,7 +149,8 @@ def run_twin(spec: RunSpec, *, out: TextIO = sys.stdout,
             from twin.contract.topics import Topics
             from twin.runtime.embedded_broker import port_note, start_embedded_broker
             from twin.runtime.mqtt_link import MqttLink
-            from twin.runtime.mqtt_service import TwinService, prune_schedule
+            from twin.runtime.mqtt_service import TwinService
+            from twin.runtime.telemetry_out import prune_schedule
             from twin.runtime.telemetry_budget import BudgetError, plan_policy
 
             schedule = prune_schedule(PacketSchedule(twin.n, twin.dt_s, parse_rates(spec.rates),

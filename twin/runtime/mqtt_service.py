@@ -9,8 +9,6 @@ so a flood cannot stall stepping). Every request gets a reply: ``accepted`` then
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
-import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -26,7 +24,6 @@ from twin.core.deployment import PHASE_NAMES
 from twin.runtime.clock import Pacer
 from twin.schema.commands import CommandError, Reason
 from twin.contract.topics import Topics, dumps, header, iso_utc, reply
-from twin.core.constants import SECONDS_PER_DAY
 from twin.core.engine import FleetTwin
 from twin.core.events import Event
 from twin.runtime.mqtt_link import MqttLink
@@ -38,11 +35,11 @@ from twin.contract.request_parser import (
 )
 from twin.runtime.job_replies import JobReplies
 from twin.runtime.route_query import RouteQuery
-from twin.core.ephemeris import iso_to_jd
 from twin.runtime.run_loop import RunStats, run_loop, tle_epoch_info
 from twin.core.ephemeris import jd_to_datetime
 from twin.runtime.status_table import GridPacer, fleet_summary
-from twin.runtime.telemetry_out import AggregatesOut, NetworkFramesOut, TelemetryOut
+from twin.runtime.fleet_selection import select_sats, sim_seconds, watch_mask
+from twin.runtime.telemetry_out import AggregatesOut, NetworkFramesOut, TelemetryOut, aggregate_encoder, prune_schedule
 from twin.contract.telemetry_encoder import FrameEncoder, PacketEncoder, PacketSchedule
 from twin.contract.telemetry_policy import TelemetryPolicy
 
@@ -664,79 +661,3 @@ class TwinService:
         if self.link.connected.is_set() and self.status_every_s != float("inf"):
             self.publish_status()  # the final counters (shed, lag) of the run
         return stats
-
-
-def select_sats(twin: FleetTwin, s: Selector) -> np.ndarray:
-    """Fleet indices matching a selector (all criteria must hold); raise if none match. A shard
-    resolves the selector over the whole fleet (the same answer and errors as one twin) and keeps
-    its own satellites: possibly none."""
-    m = twin.shard
-    if m is None:
-        cat = twin.catalogue
-        return select_rows(twin.names, twin.index, cat.mean_altitude_m, cat.inclination_deg, s)
-    return m.local(select_rows(m.names, m.index, m.mean_altitude_m, m.inclination_deg, s))
-
-
-def select_rows(names: tuple[str, ...], index: dict[str, int], alt_m: np.ndarray, inc_deg: np.ndarray,
-                s: Selector) -> np.ndarray:
-    """Rows of ``names`` (with their row ``index``, mean altitudes [m] and inclinations [deg]) that
-    a selector matches; raise if none do."""
-    n = len(names)
-    if s.all:
-        return np.arange(n)
-    mask = np.ones(n, dtype=bool)
-    if s.sats:
-        for name in s.sats:
-            if name not in index:
-                raise CommandError(Reason.UNKNOWN_SATELLITE, f"unknown satellite {name!r}", "sat")
-        mask &= np.isin(np.arange(n), [index[name] for name in s.sats])
-    if s.names:
-        pats = [p.strip() for p in s.names.split(",")]
-        mask &= np.array([any(fnmatch.fnmatchcase(n, p) for p in pats) for n in names])
-    if s.alt_km:
-        alt = alt_m / 1e3
-        mask &= (alt >= s.alt_km[0]) & (alt <= s.alt_km[1])
-    if s.inc_deg:
-        mask &= (inc_deg >= s.inc_deg[0]) & (inc_deg <= s.inc_deg[1])
-    idx = np.flatnonzero(mask)
-    if idx.size == 0:
-        raise CommandError(Reason.UNKNOWN_SATELLITE, "the selector matches no satellite", "select")
-    return idx
-
-
-def watch_mask(twin: FleetTwin, policy: TelemetryPolicy) -> np.ndarray:
-    """The satellites a policy watches (bool per satellite); a selector that matches none raises CommandError."""
-    mask = np.zeros(twin.n, dtype=bool)
-    if policy.watch is not None:
-        mask[select_sats(twin, policy.watch)] = True
-    return mask
-
-
-def prune_schedule(schedule: PacketSchedule, twin: FleetTwin) -> PacketSchedule:
-    """Drop the packets the twin has no model for (``net`` without the network, ``compute`` without placement)."""
-    if twin.mesh is None:
-        schedule.drop("net")
-    if twin.compute is None:
-        schedule.drop("compute")
-    return schedule
-
-
-def aggregate_encoder(twin: FleetTwin, topics: Topics, policy: TelemetryPolicy, groups: Any = None) -> Any:
-    """The aggregates' encoder of a policy with aggregates on (``groups``, else the shells and planes at the
-    start: :func:`twin.contract.fleet_aggregates.twin_groups`), else None."""
-    if policy.aggregates_hz <= 0:
-        return None
-    from twin.contract.fleet_aggregates import AggregateEncoder, twin_groups
-
-    return AggregateEncoder(groups if groups is not None else twin_groups(twin), topics)
-
-
-def sim_seconds(twin: FleetTwin, at: float | str | None) -> float | None:
-    """A request's ``at``: sim seconds since start as given, or an ISO 8601 UTC time converted."""
-    if at is None or isinstance(at, (int, float)):
-        return None if at is None else float(at)
-    try:
-        jd = iso_to_jd(at)
-    except ValueError:
-        raise CommandError(Reason.BAD_ARGUMENT, f"at {at!r} is not an ISO 8601 time", "at") from None
-    return max((jd - twin.jd0 - twin.fr0) * SECONDS_PER_DAY, 0.0)

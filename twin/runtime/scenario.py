@@ -102,7 +102,7 @@ def scenario_from_dict(data: Any, source: str = "<scenario>") -> Scenario:
 def apply_scenario(twin: FleetTwin, scenario: Scenario) -> list[Request]:
     """Submit every step to the twin (time-tagged); errors name the step. A shard submits the steps for
     its own satellites (a step whose satellites are all another shard's is that shard's)."""
-    from twin.runtime.mqtt_service import select_sats, sim_seconds
+    from twin.runtime.fleet_selection import select_sats, sim_seconds
 
     queued = []
     for k, step in enumerate(scenario.steps):

@@ -20,7 +20,7 @@ from twin.contract.telemetry_policy import (
 from twin.contract.topics import Topics, dumps, header, iso_utc
 from twin.core.engine import FleetTwin
 from twin.core.ephemeris import jd_to_datetime
-from twin.runtime.mqtt_service import watch_mask
+from twin.runtime.fleet_selection import watch_mask
 from twin.runtime.status_table import fleet_summary
 from twin.schema.commands import CommandError
 

@@ -25,6 +25,7 @@ import numpy as np
 from twin.contract.fleet_aggregates import AggregateEncoder
 from twin.contract.network_frames import LatencyEncoder, TopologyEncoder
 from twin.contract.telemetry_encoder import FrameEncoder, PacketEncoder, PacketSchedule
+from twin.contract.telemetry_policy import TelemetryPolicy
 from twin.contract.topics import Topics, iso_utc
 from twin.core.engine import FleetTwin
 from twin.core.ephemeris import jd_to_datetime
@@ -244,3 +245,22 @@ class NetworkFramesOut:
             topic, payload = self.latency.encode(rtt, when, run_id, bseq, twin.tick)
             self.link.publish(topic, payload, qos=1)
             self.counters["latency_frames"] += 1
+
+
+def prune_schedule(schedule: PacketSchedule, twin: FleetTwin) -> PacketSchedule:
+    """Drop the packets the twin has no model for (``net`` without the network, ``compute`` without placement)."""
+    if twin.mesh is None:
+        schedule.drop("net")
+    if twin.compute is None:
+        schedule.drop("compute")
+    return schedule
+
+
+def aggregate_encoder(twin: FleetTwin, topics: Topics, policy: TelemetryPolicy, groups: Any = None) -> Any:
+    """The aggregates' encoder of a policy with aggregates on (``groups``, else the shells and planes at the
+    start: :func:`twin.contract.fleet_aggregates.twin_groups`), else None."""
+    if policy.aggregates_hz <= 0:
+        return None
+    from twin.contract.fleet_aggregates import AggregateEncoder, twin_groups
+
+    return AggregateEncoder(groups if groups is not None else twin_groups(twin), topics)
