@@ -12,6 +12,7 @@ also says whether the shards' telemetry is identical to the single process's.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import multiprocessing as mp
 import os
@@ -30,23 +31,13 @@ def _shard_work(opts: Any, shard: str | None, orbit_worker: bool, steps: int, wa
     """One process: build the twin (untimed), wait for ``start``, run ``steps`` ticks, report."""
     from twin.contract.telemetry_encoder import FrameEncoder, PacketEncoder, PacketSchedule
     from twin.contract.topics import Topics
-    from twin.core.design import load_design
-    from twin.core.engine import FleetTwin
-    from twin.core.ephemeris import iso_to_jd
-    from twin.core.shards import ShardSpec, fleet_partition
-    from twin.runtime.run_loop import select_catalogue
+    from twin.runtime.run_loop import build_twin
+    from twin.runtime.telemetry_out import prune_schedule
 
-    cat = select_catalogue(opts)
-    start_jd = cat.median_epoch_jd() if opts.start is None else iso_to_jd(opts.start)
-    if shard is not None:
-        spec = ShardSpec.parse(shard)
-        cat = cat.subset(np.flatnonzero(fleet_partition(cat, start_jd, spec.count) == spec.index - 1))
-    twin = FleetTwin(cat, load_design(opts.design), start_jd=start_jd, dt_s=opts.dt_s, seed=opts.seed,
-                     network=False, orbit_worker=orbit_worker)
+    twin = build_twin(dataclasses.replace(opts, shard=shard, orbit_worker=orbit_worker))
+    cat = twin.catalogue
     try:
-        schedule = PacketSchedule(twin.n, twin.dt_s)
-        schedule.drop("net")
-        schedule.drop("compute")
+        schedule = prune_schedule(PacketSchedule(twin.n, twin.dt_s), twin)  # the packets the twin has models for
         topics = Topics()
         ids = cat.norad_ids
         enc = {p: PacketEncoder(p, twin.names, ids, topics) for p in schedule.period}

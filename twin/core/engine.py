@@ -19,6 +19,7 @@ import numpy as np
 
 from twin.core import commanding
 from twin.core import fdir as fdir_mod
+from twin.core import deployment_steps, fdir_actions
 from twin.core import hil_payload as hil
 from twin.core import payload as pl
 from twin.core import radiation
@@ -26,7 +27,6 @@ from twin.core import thermal
 from twin.core import sat_random
 from twin.core.catalogue import Catalogue
 from twin.core.constants import R_EARTH_M, SECONDS_PER_DAY
-from twin.core import deployment
 from twin.core.deployment import Deployment
 from twin.core.design import Design
 from twin.core.environment import albedo_flux_w_m2, earth_ir_flux_w_m2, solar_flux_w_m2
@@ -48,7 +48,7 @@ from twin.core.solar_array import array_power_w
 from twin.core.telemetry_assembly import build_telemetry
 from twin.schema.commands import COMMANDS, FAULTS, CommandError, Reason, validate
 from twin.schema.telemetry import (
-    ATT_NADIR_FIXED, ATT_SUN_TRACK, ATT_TUMBLING, FIELD_BY_NAME, MODE_LOST, MODE_NOMINAL, MODE_SAFE,
+    ATT_NADIR_FIXED, ATT_SUN_TRACK, ATT_TUMBLING, MODE_LOST, MODE_NOMINAL,
 )
 
 __all__ = ["Event", "FleetTwin", "Request", "julian_split"]
@@ -336,47 +336,6 @@ class FleetTwin:
             ev = [e for e in ev if e.sat < 0 or not gone[e.sat] or e.kind == "deployment"]
         return ev
 
-    def _advance_deployment(self, dt: float) -> None:
-        """Raise and lower the satellites that are moving; new element sets where their altitude moved
-        (docs/physics.md#deployment); events for arrivals and re-entries."""
-        dep = self.deployment
-        moves = dep.advance(dt)
-        if moves.launched.size:
-            self._reset_rows(moves.launched)
-            for i in moves.launched:
-                self._emit(int(i), "deployment", "launched", "info", parking_alt_km=round(float(dep.alt_m[i]) / 1e3, 3),
-                           phase=deployment.PHASE_NAMES[int(dep.phase[i])])
-        if moves.reelement.size:
-            rows = moves.reelement
-            sats = self.propagator.satrecs
-            table = deployment.circular_elements([sats[i] for i in rows], self.catalogue.norad_ids[rows],
-                                                 self.now_jd, dep.alt_m[rows])
-            self.propagator.replace(rows, table)
-        for i in moves.arrived:
-            self._emit(int(i), "deployment", "on_station", "info", alt_km=round(float(dep.alt_m[i]) / 1e3, 3))
-        for i in moves.reentered:
-            self.mode[i] = MODE_LOST
-            self._emit(int(i), "deployment", "reentered", "info", alt_km=round(float(dep.alt_m[i]) / 1e3, 3))
-
-    def _reset_rows(self, rows: np.ndarray) -> None:
-        """Satellites just launched start fresh: the design's initial state, no dose, no upsets."""
-        des = self.design
-        self.temp_k[rows] = des.thermal.initial_temp_k
-        self.soc[rows] = des.battery.soc_initial
-        self.v_rc_v[rows] = 0.0
-        self.shed_state[rows] = False
-        self.dose_rad[rows] = 0.0
-        self.cover_dose_rad[rows] = 0.0
-        self.seu_total[rows] = 0
-        self.mode[rows] = MODE_NOMINAL
-        self.attitude[rows] = ATT_SUN_TRACK
-        for state, fresh in ((self.payload, pl.PayloadState.initial(1, des.payload)),
-                             (self.fdir, fdir_mod.FdirState.initial(1, des.payload.n_devices))):
-            for key, value in vars(fresh).items():
-                arr = getattr(state, key)
-                if isinstance(arr, np.ndarray) and arr.shape[:1] == (self.n,):
-                    arr[rows] = value[0]
-
     def _emit(self, sat: int, kind: str, name: str, severity: str, **detail: Any) -> None:
         self._events.append(Event(self.t_s, sat, kind, name, severity, detail))
 
@@ -422,7 +381,7 @@ class FleetTwin:
             self.tick += 1
         self._run_due_requests()
         if advance and not self.deployment.all_on_station:
-            self._advance_deployment(dt)
+            deployment_steps.advance_deployment(self, dt)
         if self.faults.active:
             self._events += self.faults.expire(self._fault_target())
         des = self.design
@@ -553,7 +512,7 @@ class FleetTwin:
             payload_source=self.payload_source, hil_divergence=self.hil_divergence, faults=self.faults,
             saa_proton_flux_cm2_s=des.radiation.saa_proton_flux_cm2_s, sensor_noise=self.random.draws(sat_random.SENSOR_NOISE, self.tick), net=self.net,
             compute=self.compute)
-        self._run_fdir(dt if advance else 0.0)
+        fdir_actions.run_fdir(self, dt if advance else 0.0)
 
     def _plan_compute(self, orb: OrbitState, bad: np.ndarray, sun_unit: np.ndarray, gmst: float,
                       illum: np.ndarray, safe: np.ndarray) -> None:
@@ -615,58 +574,3 @@ class FleetTwin:
             backend = p.backends.get(int(s))
             if backend is not None:
                 backend.radiation_effect("sel", int(d), 1)
-
-    def _fdir_response(self, i: int) -> dict[str, Any]:
-        """What onboard FDIR currently imposes on satellite ``i`` (for the events' detail)."""
-        return {"throttle": float(self.payload.fdir_throttle[i]), "charge_limit": float(self.charge_limit[i]),
-                "radio_fraction": float(self.radio_fraction[i]), "isl_on": bool(self.isl_on[i]),
-                "payload_off": bool(self.payload_off[i]),
-                "heaters_forced": [thermal.NODE_NAMES[j] for j in np.flatnonzero(self.heater_forced[i])]}
-
-    def _run_fdir(self, dt: float) -> None:
-        tm = self.tm
-        live = self.mode != MODE_LOST
-        act = fdir_mod.step(self.fdir, self.design.fdir, tm, self.payload.latched, self.payload.hung,
-                            self.mode == MODE_SAFE, dt, FIELD_BY_NAME["payload_temp_k"], FIELD_BY_NAME["battery_soc"])
-        self.payload.fdir_throttle = act.throttle
-        self.charge_limit, self.radio_fraction, self.isl_on = act.charge_limit, act.radio_fraction, act.isl_on
-        self.heater_forced, self.payload_off = act.heater_forced, act.payload_off
-        for sat, node, side, old, new in act.node_changes:
-            if live[sat] and (node, side) != ("payload", "hot"):  # payload hot: payload_throttle below
-                self._emit(sat, "fdir", f"{node}_{side}", ("info", "warning", "critical")[new], level=new,
-                           old_level=old, **{f"{node}_temp_k": float(tm[f"{node}_temp_k"][sat])},
-                           **self._fdir_response(sat))
-        for sat, fname, now in act.degraded_changes:
-            if live[sat]:
-                self._emit(sat, "fdir", fname.replace("_efficiency", "_degraded"), "warning" if now else "info",
-                           level=int(now), **{fname: float(tm[fname][sat])}, throttle=float(act.throttle[sat]))
-        for i in act.changed_hot:
-            if live[i]:
-                self._emit(int(i), "fdir", "payload_throttle", "warning", level=int(self.fdir.hot[i]),
-                           throttle=float(act.throttle[i]), payload_temp_k=float(tm["payload_temp_k"][i]))
-        for i in act.changed_shed:
-            if live[i]:
-                self._emit(int(i), "fdir", "payload_shed" if self.fdir.shed_payload[i] else "payload_restored",
-                           "warning", battery_soc=float(tm["battery_soc"][i]))
-        for s, d in act.power_cycle:
-            if live[s]:
-                pl.power_cycle(self.payload, self.design.payload, s, d)
-                self.fdir.latch_s[s, :] = 0.0
-                self.fdir.hang_s[s] = 0.0
-                self._emit(s, "fdir", "power_cycle", "warning", device=d,
-                           cause="watchdog" if d is None else "latchup")
-                backend = self.payload.backends.get(s)
-                if backend is not None:
-                    backend.command("power_cycle", {"device": d})
-        if act.enter_safe.size:
-            self._enter_safe(act.enter_safe[live[act.enter_safe]], "battery_low")
-        states = fdir_mod.evaluate_limits(tm)
-        if self.limit_state is not None:
-            for fname, st in states.items():
-                changed = np.flatnonzero((st != self.limit_state[fname]) & live)
-                for i in changed:
-                    sev = ("info", "warning", "critical")[int(st[i])]
-                    self._emit(int(i), "limit", fname, sev, old=int(self.limit_state[fname][i]), new=int(st[i]),
-                               value=float(tm[fname][i]))
-        self.limit_state = states
-        tm["limit_state"] = np.where(live, fdir_mod.worst_state(states, self.n), 0).astype(np.int8)

@@ -52,6 +52,7 @@ class FleetOptions:
     constellation: str | None = None  # a synthetic constellation TOML (or a shipped one's name): instead of the
     # TLE catalogue, or joined to it when ``tle`` is given ("shipped": the shipped catalogue)
     shard: str | None = None  # "K/N": only shard K of the selected fleet split into N (twin.core.shards)
+    orbit_worker: bool | None = None  # propagate in a child process (None: for >= 2,000 satellites on 2+ cores)
 
 
 def select_catalogue(opts: FleetOptions) -> Catalogue:
@@ -180,6 +181,7 @@ def build_twin(opts: FleetOptions) -> FleetTwin:
         endpoints=endpoints,
         compute_policy=opts.compute_policy,
         compute_demand_scale=opts.compute_demand_scale,
+        orbit_worker=opts.orbit_worker,
         start=whole_mesh is None,  # a shard with the mesh starts once its exchange is attached (twin.start)
     )
     if named is not None and twin.compute is not None:
