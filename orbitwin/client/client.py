@@ -148,17 +148,30 @@ class OrbitwinClient:
                 stream.feed(topic, body)
 
     def _state(self, body: dict[str, Any]) -> None:
-        """A birth or death of the twin or of one of its shards (``shard``: ``K/N``): online while any is."""
+        """A birth or death of the twin or of one of its shards (``shard``: ``K/N``): online once every
+        shard is, offline when none is."""
         key = body.get("shard")
         if body.get("state") == "online":
             self._births[key] = body
             self.birth = body
-            self._online.set()
+            if self._all_shards_born():  # a sharded twin takes requests once every shard listens
+                self._online.set()
         elif key in self._births and body.get("bseq") == self._births[key].get("bseq"):
             del self._births[key]  # a death of that birth; a stale one (another bseq) is ignored
             self.birth = next(iter(self._births.values()), None)
             if self.birth is None:
                 self._online.clear()
+
+    def _all_shards_born(self) -> bool:
+        """The births seen cover the twin: an unsharded birth, or one from each of the N shards (``K/N``)."""
+        labels = [k for k in self._births if k is not None]
+        if None in self._births or not labels:
+            return True
+        try:
+            count = int(str(labels[0]).split("/")[1])
+        except (IndexError, ValueError):
+            return True
+        return len(labels) >= count
 
     # --- requests ------------------------------------------------------------------------
     def wait_online(self, timeout_s: float | None = None) -> dict[str, Any]:
